@@ -1,0 +1,58 @@
+import { Metadata, status, type ServiceError, type StatusObject } from '@grpc/grpc-js';
+
+/**
+ * Errors the proxy raises itself, with the exact gRPC code and message a
+ * client would get from etcd for the same condition, or, where etcd has no
+ * such condition, a message that names the proxy. Errors from the upstream
+ * never pass through this table: they are relayed untouched.
+ */
+export const ETCD_ERRORS = {
+  compacted: { code: status.OUT_OF_RANGE, details: 'etcdserver: mvcc: required revision has been compacted' },
+  futureRevision: { code: status.OUT_OF_RANGE, details: 'etcdserver: mvcc: required revision is a future revision' },
+  noLeader: { code: status.UNAVAILABLE, details: 'etcdserver: no leader' },
+  shuttingDown: { code: status.UNAVAILABLE, details: 'etcd-cache-proxy: shutting down' },
+  noUpstream: { code: status.UNAVAILABLE, details: 'etcd-cache-proxy: no upstream member reachable' },
+  internal: { code: status.INTERNAL, details: 'etcd-cache-proxy: internal error' },
+} as const satisfies Record<string, { code: status; details: string }>;
+
+export type EtcdErrorName = keyof typeof ETCD_ERRORS;
+
+/** An error the proxy made itself, carrying the status a client should see. */
+export class ProxyError extends Error {
+  readonly code: status;
+  readonly details: string;
+
+  constructor(name: EtcdErrorName, options?: { cause?: unknown }) {
+    const { code, details } = ETCD_ERRORS[name];
+    super(details, options);
+    this.name = 'ProxyError';
+    this.code = code;
+    this.details = details;
+  }
+}
+
+export function isServiceError(error: unknown): error is ServiceError {
+  return (
+    error instanceof Error &&
+    typeof (error as Partial<ServiceError>).code === 'number' &&
+    typeof (error as Partial<ServiceError>).details === 'string'
+  );
+}
+
+/**
+ * The one boundary where anything thrown becomes a gRPC status: upstream
+ * statuses unchanged (code, message and trailers), our own from the table,
+ * anything else INTERNAL without leaking internals to the client.
+ */
+export function toStatus(error: unknown): StatusObject {
+  if (error instanceof ProxyError) return { code: error.code, details: error.details, metadata: new Metadata() };
+  if (isServiceError(error)) {
+    return { code: error.code, details: error.details, metadata: error.metadata ?? new Metadata() };
+  }
+  return { ...ETCD_ERRORS.internal, metadata: new Metadata() };
+}
+
+/** "NOT_FOUND" for status.NOT_FOUND: the label metrics use. */
+export function statusName(code: status): string {
+  return status[code] ?? String(code);
+}

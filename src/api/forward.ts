@@ -1,0 +1,214 @@
+import {
+  Metadata,
+  status,
+  type ClientDuplexStream,
+  type ClientReadableStream,
+  type ClientUnaryCall,
+  type handleBidiStreamingCall,
+  type handleServerStreamingCall,
+  type handleUnaryCall,
+  type ServerDuplexStream,
+  type ServerWritableStream,
+  type ServiceError,
+  type StatusObject,
+} from '@grpc/grpc-js';
+import type { ApiContext } from './context';
+import { ProxyError, statusName, toStatus } from './errors';
+import type { UpstreamMember } from '../upstream/pool';
+
+/** Names one RPC for routing, metrics and logs. */
+export interface RpcRef {
+  readonly service: string;
+  readonly method: string;
+  /** "/etcdserverpb.KV/Range" */
+  readonly path: string;
+}
+
+/** Raw protobuf bytes pass through unparsed: faster, and fields a newer etcd adds survive. */
+export const identity = (message: Buffer): Buffer => message;
+
+/**
+ * Request metadata a client sets for etcd (auth `token`, `hasleader`, custom
+ * keys) goes upstream; transport headers belong to this hop only.
+ */
+const HOP_BY_HOP = new Set(['user-agent', 'content-type', 'te', 'host', 'connection', 'accept-encoding', 'http2-settings']);
+
+export function upstreamMetadata(incoming: Metadata): Metadata {
+  const outgoing = new Metadata();
+  for (const key of Object.keys(incoming.getMap())) {
+    if (key.startsWith(':') || key.startsWith('grpc-') || HOP_BY_HOP.has(key)) continue;
+    for (const value of incoming.get(key)) outgoing.add(key, value);
+  }
+  return outgoing;
+}
+
+export function observeCall(ctx: ApiContext, rpc: RpcRef, code: status, startedNs: bigint | null): void {
+  ctx.metrics.grpcRequests.inc({ service: rpc.service, method: rpc.method, code: statusName(code), source: 'upstream' });
+  if (startedNs !== null) {
+    const seconds = Number(process.hrtime.bigint() - startedNs) / 1e9;
+    ctx.metrics.grpcRequestDuration.observe({ service: rpc.service, method: rpc.method }, seconds);
+  }
+}
+
+export interface UnaryForwardOptions {
+  /** Safe to send again to another member when one is unreachable (reads). */
+  readonly idempotent: boolean;
+  /** Rewrites a successful upstream answer before it reaches the client. */
+  readonly transformResponse?: (response: Buffer) => Buffer;
+}
+
+/**
+ * Forwards one unary call. The client's deadline and cancellation go with it;
+ * the upstream's answer or error comes back unchanged. A read that finds a
+ * member unreachable is tried on the next one; a write never is, since its
+ * outcome is unknown once sent.
+ */
+export function forwardUnary(ctx: ApiContext, rpc: RpcRef, options: UnaryForwardOptions): handleUnaryCall<Buffer, Buffer> {
+  return (call, callback) => {
+    const started = process.hrtime.bigint();
+    const members = ctx.pool.candidates();
+    const metadata = upstreamMetadata(call.metadata);
+    let pending: ClientUnaryCall | undefined;
+    let cancelled = false;
+    call.on('cancelled', () => {
+      cancelled = true;
+      pending?.cancel();
+    });
+
+    const finish = (error: unknown, response?: Buffer): void => {
+      if (error !== null) {
+        const result = toStatus(error);
+        observeCall(ctx, rpc, cancelled ? status.CANCELLED : result.code, started);
+        callback(result);
+        return;
+      }
+      observeCall(ctx, rpc, status.OK, started);
+      callback(null, response);
+    };
+
+    const attempt = (index: number): void => {
+      const member: UpstreamMember | undefined = members[index];
+      if (member === undefined) {
+        finish(new ProxyError('noUpstream'));
+        return;
+      }
+      pending = member.client.makeUnaryRequest(
+        rpc.path,
+        identity,
+        identity,
+        call.request,
+        metadata,
+        { deadline: call.getDeadline() },
+        (error: ServiceError | null, response?: Buffer) => {
+          pending = undefined;
+          if (error !== null) {
+            const retry = options.idempotent && !cancelled && error.code === status.UNAVAILABLE && index + 1 < members.length;
+            if (retry) {
+              ctx.log.debug({ rpc: rpc.path, member: member.endpoint.url, err: error.details }, 'read retried on another member');
+              attempt(index + 1);
+              return;
+            }
+            finish(error);
+            return;
+          }
+          try {
+            finish(null, options.transformResponse ? options.transformResponse(response ?? Buffer.alloc(0)) : response);
+          } catch (transformError) {
+            ctx.log.error({ rpc: rpc.path, err: transformError }, 'upstream answer could not be rewritten');
+            finish(new ProxyError('internal', { cause: transformError }));
+          }
+        },
+      );
+    };
+    attempt(0);
+  };
+}
+
+type ServerStream = ServerDuplexStream<Buffer, Buffer> | ServerWritableStream<Buffer, Buffer>;
+type UpstreamStream = ClientDuplexStream<Buffer, Buffer> | ClientReadableStream<Buffer>;
+
+/**
+ * Relays messages from upstream to the client with backpressure, ends the
+ * client's call with the upstream's final status, and registers the pair so a
+ * graceful stop can end it with UNAVAILABLE.
+ */
+function relayStream(ctx: ApiContext, rpc: RpcRef, call: ServerStream, upstream: UpstreamStream): void {
+  let finished = false;
+  const labels = { service: rpc.service, method: rpc.method };
+  ctx.metrics.grpcStreamsOpen.inc(labels);
+
+  const end = (result: StatusObject): void => {
+    if (finished) return;
+    finished = true;
+    untrack();
+    ctx.metrics.grpcStreamsOpen.dec(labels);
+    observeCall(ctx, rpc, result.code, null);
+    if (result.code === status.OK) call.end(result.metadata);
+    else call.emit('error', result);
+  };
+  const untrack = ctx.streams.add((shutdownStatus) => {
+    end(shutdownStatus);
+    upstream.cancel();
+  });
+
+  upstream.on('data', (message: Buffer) => {
+    if (!call.write(message)) {
+      upstream.pause();
+      call.once('drain', () => upstream.resume());
+    }
+  });
+  upstream.on('error', (error: unknown) => end(toStatus(error)));
+  upstream.on('status', (final: StatusObject) => {
+    if (final.code === status.OK) end(final);
+  });
+  call.on('cancelled', () => {
+    if (finished) return;
+    finished = true;
+    untrack();
+    ctx.metrics.grpcStreamsOpen.dec(labels);
+    observeCall(ctx, rpc, status.CANCELLED, null);
+    upstream.cancel();
+  });
+}
+
+/** Forwards a bidirectional stream (Watch, LeaseKeepAlive) to one member. */
+export function forwardBidi(ctx: ApiContext, rpc: RpcRef): handleBidiStreamingCall<Buffer, Buffer> {
+  return (call) => {
+    const member = ctx.pool.candidates()[0];
+    if (member === undefined) {
+      call.emit('error', toStatus(new ProxyError('noUpstream')));
+      return;
+    }
+    const upstream = member.client.makeBidiStreamRequest(rpc.path, identity, identity, upstreamMetadata(call.metadata), {
+      deadline: call.getDeadline(),
+    });
+    relayStream(ctx, rpc, call, upstream);
+    call.on('data', (message: Buffer) => {
+      if (!upstream.write(message)) {
+        call.pause();
+        upstream.once('drain', () => call.resume());
+      }
+    });
+    call.on('end', () => upstream.end());
+  };
+}
+
+/** Forwards a server-streaming call (Maintenance.Snapshot) to one member. */
+export function forwardServerStream(ctx: ApiContext, rpc: RpcRef): handleServerStreamingCall<Buffer, Buffer> {
+  return (call) => {
+    const member = ctx.pool.candidates()[0];
+    if (member === undefined) {
+      call.emit('error', toStatus(new ProxyError('noUpstream')));
+      return;
+    }
+    const upstream = member.client.makeServerStreamRequest(
+      rpc.path,
+      identity,
+      identity,
+      call.request,
+      upstreamMetadata(call.metadata),
+      { deadline: call.getDeadline() },
+    );
+    relayStream(ctx, rpc, call, upstream);
+  };
+}

@@ -1,0 +1,38 @@
+import { Server, type ServerOptions } from '@grpc/grpc-js';
+import { createAuthService } from './auth';
+import { createClusterService } from './cluster';
+import type { ApiContext } from './context';
+import type { ServiceBinding } from './forwarding-service';
+import { createKvService } from './kv';
+import { createLeaseService } from './lease';
+import { createMaintenanceService } from './maintenance';
+import { createWatchService } from './watch';
+
+// etcd accepts requests up to --max-request-bytes (1.5 MiB) plus gRPC
+// overhead and answers larger ones itself; the proxy's own ceiling sits well
+// above that so the upstream's error, not ours, reaches the client.
+const MAX_REQUEST_BYTES = 64 * 1024 * 1024;
+
+const SERVER_OPTIONS: ServerOptions = {
+  'grpc.max_receive_message_length': MAX_REQUEST_BYTES,
+  'grpc.max_send_message_length': -1,
+};
+
+/** All etcd services this proxy answers, built from one context. */
+export function createServiceBindings(ctx: ApiContext): ServiceBinding[] {
+  return [
+    createKvService(ctx),
+    createWatchService(ctx),
+    createLeaseService(ctx),
+    createClusterService(ctx),
+    createMaintenanceService(ctx),
+    createAuthService(ctx),
+  ];
+}
+
+/** A grpc-js server with every etcd service registered; connections are injected by the listener. */
+export function createGrpcServer(ctx: ApiContext): Server {
+  const server = new Server(SERVER_OPTIONS);
+  for (const { definition, implementation } of createServiceBindings(ctx)) server.addService(definition, implementation);
+  return server;
+}

@@ -1,0 +1,88 @@
+import { ConfigError, describeOptions, loadConfig } from './config';
+import { createLogger } from './log';
+import { createMetrics } from './metrics';
+import { startProxy } from './proxy';
+import { proxyVersion } from './version';
+
+const USAGE = `Usage: etcd-cache-proxy <command> [flags]
+
+Commands:
+  start      run the proxy
+  version    print the version
+  help       print this text
+
+Flags for start (each also read from the environment and from --config-file;
+flags win over the environment, which wins over the file):
+${describeOptions()}
+`;
+
+/** The only place that exits the process. */
+async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'start':
+      return start(rest);
+    case 'version':
+    case '--version':
+      process.stdout.write(`etcd-cache-proxy ${proxyVersion()}\nnode ${process.version}\n`);
+      return 0;
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return 0;
+    default:
+      process.stderr.write(
+        command === undefined ? USAGE : `etcd-cache-proxy: unknown command '${command}'; try 'etcd-cache-proxy help'\n`,
+      );
+      return 2;
+  }
+}
+
+async function start(args: readonly string[]): Promise<number> {
+  let config;
+  try {
+    config = loadConfig({ argv: args, env: process.env });
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`etcd-cache-proxy: ${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+  const log = createLogger(config.logLevel);
+  const metrics = createMetrics();
+  let proxy;
+  try {
+    proxy = await startProxy({ config, log, metrics });
+  } catch (error) {
+    log.fatal({ err: error }, 'could not start');
+    process.stderr.write(`etcd-cache-proxy: could not start: ${error instanceof Error ? error.message : String(error)}\n`);
+    return 1;
+  }
+  const running = proxy;
+  return new Promise<number>((resolve) => {
+    const stop = (signal: NodeJS.Signals): void => {
+      log.info({ signal }, 'signal received');
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      running.close().then(
+        () => resolve(0),
+        (error: unknown) => {
+          log.error({ err: error }, 'unclean stop');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`etcd-cache-proxy: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(1);
+  },
+);

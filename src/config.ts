@@ -1,0 +1,257 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { parse as parseYaml } from 'yaml';
+import { parseEndpoint, parseHostPort, type HostPort, type UpstreamEndpoint } from './upstream/endpoint';
+
+/** Log levels pino understands, in etcd's spelling where the two agree. */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** The resolved, validated, frozen configuration of one proxy process. */
+export interface ProxyConfig {
+  /** Upstream etcd client URLs, in the order given. */
+  readonly endpoints: readonly UpstreamEndpoint[];
+  /** Where gRPC and HTTP clients connect (one port for both). */
+  readonly listenAddr: HostPort;
+  /** The client URL that MemberList reports for every member. */
+  readonly advertiseClientUrl: string;
+  readonly dataDir: string;
+  /** A second listener that serves only /metrics; null when not asked for. */
+  readonly metricsAddr: HostPort | null;
+  readonly logLevel: LogLevel;
+  /** How long a graceful stop waits for in-flight calls before cutting them. */
+  readonly shutdownGraceMs: number;
+  /** The YAML file the values were read from, if any. */
+  readonly configFile: string | null;
+}
+
+export const DEFAULT_LISTEN_ADDR = '127.0.0.1:23790';
+export const DEFAULT_ENDPOINTS = 'http://127.0.0.1:2379';
+export const DEFAULT_DATA_DIR = 'etcd-cache-proxy.data';
+const ENV_PREFIX = 'ETCD_CACHE_PROXY_';
+
+/** Raised with every problem found, so an operator fixes them in one go. */
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Raw = string;
+
+interface OptionSpec {
+  /** Flag name without dashes; also the YAML key. */
+  readonly name: string;
+  readonly description: string;
+  readonly defaultValue?: string;
+}
+
+/** Every option the proxy accepts; names follow `etcd grpc-proxy` where one exists. */
+export const OPTIONS: readonly OptionSpec[] = [
+  { name: 'endpoints', description: 'comma-separated upstream etcd client URLs', defaultValue: DEFAULT_ENDPOINTS },
+  { name: 'listen-addr', description: 'host:port for gRPC and HTTP clients', defaultValue: DEFAULT_LISTEN_ADDR },
+  {
+    name: 'advertise-client-url',
+    description: 'client URL reported for every member in MemberList (default: http://<listen-addr>)',
+  },
+  { name: 'data-dir', description: 'directory for the proxy state', defaultValue: DEFAULT_DATA_DIR },
+  { name: 'metrics-addr', description: 'extra listener for /metrics only, host:port or http://host:port' },
+  { name: 'log-level', description: `one of ${LOG_LEVELS.join(', ')}`, defaultValue: 'info' },
+  { name: 'shutdown-grace', description: 'how long a stop waits for in-flight calls (e.g. 5s, 500ms)', defaultValue: '5s' },
+  { name: 'config-file', description: 'YAML file whose keys are these flag names' },
+];
+
+const OPTION_NAMES = new Set(OPTIONS.map((o) => o.name));
+
+export function envName(option: string): string {
+  return ENV_PREFIX + option.toUpperCase().replace(/-/g, '_');
+}
+
+export interface ConfigSources {
+  readonly argv: readonly string[];
+  readonly env: NodeJS.ProcessEnv;
+  /** Reads the config file; injectable so unit tests need no disk. */
+  readonly readFile?: (path: string) => string;
+}
+
+/**
+ * Resolves defaults < config file < environment < flags, validates every
+ * value, and returns a frozen config, or throws one ConfigError listing all
+ * problems.
+ */
+export function loadConfig(sources: ConfigSources): ProxyConfig {
+  const problems: string[] = [];
+  const flags = readFlags(sources.argv, problems);
+  const env = readEnv(sources.env);
+  const configFile = flags.get('config-file') ?? env.get('config-file') ?? null;
+  const file = configFile === null ? new Map<string, Raw>() : readConfigFile(configFile, sources, problems);
+
+  const raw = new Map<string, Raw>();
+  for (const option of OPTIONS) {
+    const value = flags.get(option.name) ?? env.get(option.name) ?? file.get(option.name) ?? option.defaultValue;
+    if (value !== undefined) raw.set(option.name, value);
+  }
+  const config = buildConfig(raw, configFile, problems);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(config);
+}
+
+function readFlags(argv: readonly string[], problems: string[]): Map<string, Raw> {
+  const result = new Map<string, Raw>();
+  const options = Object.fromEntries(OPTIONS.map((o) => [o.name, { type: 'string' as const, multiple: true }]));
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false });
+  } catch (error) {
+    problems.push(describeFlagError(error));
+    return result;
+  }
+  for (const [name, values] of Object.entries(parsed.values)) {
+    if (!Array.isArray(values)) continue;
+    // A repeated --endpoints adds to the list; any other repeated flag keeps the last value, as etcd does.
+    result.set(name, name === 'endpoints' ? values.join(',') : String(values[values.length - 1]));
+  }
+  return result;
+}
+
+function describeFlagError(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const unknown = /Unknown option '([^']+)'/.exec(message);
+  if (unknown) return `unknown flag ${unknown[1]} (see 'etcd-cache-proxy help')`;
+  const positional = /Unexpected argument '([^']+)'/.exec(message);
+  if (positional) return `unexpected argument '${positional[1]}'`;
+  return message.split('\n')[0] ?? message;
+}
+
+function readEnv(env: NodeJS.ProcessEnv): Map<string, Raw> {
+  const result = new Map<string, Raw>();
+  for (const option of OPTIONS) {
+    const value = env[envName(option.name)];
+    if (value !== undefined && value !== '') result.set(option.name, value);
+  }
+  return result;
+}
+
+function readConfigFile(path: string, sources: ConfigSources, problems: string[]): Map<string, Raw> {
+  const result = new Map<string, Raw>();
+  let text: string;
+  try {
+    text = (sources.readFile ?? ((p: string) => readFileSync(p, 'utf8')))(path);
+  } catch (error) {
+    problems.push(`config-file ${path}: ${error instanceof Error ? error.message : String(error)}`);
+    return result;
+  }
+  let document: unknown;
+  try {
+    document = parseYaml(text);
+  } catch (error) {
+    problems.push(`config-file ${path}: not valid YAML: ${error instanceof Error ? error.message : String(error)}`);
+    return result;
+  }
+  if (document === null || document === undefined) return result;
+  if (typeof document !== 'object' || Array.isArray(document)) {
+    problems.push(`config-file ${path}: expected a mapping of option names to values`);
+    return result;
+  }
+  for (const [key, value] of Object.entries(document as Record<string, unknown>)) {
+    if (!OPTION_NAMES.has(key) || key === 'config-file') {
+      problems.push(`config-file ${path}: unknown key '${key}'`);
+      continue;
+    }
+    const text = yamlScalarToRaw(value);
+    if (text === null) problems.push(`config-file ${path}: '${key}' must be a string, number or list of strings`);
+    else result.set(key, text);
+  }
+  return result;
+}
+
+function yamlScalarToRaw(value: unknown): Raw | null {
+  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return value.join(',');
+  return null;
+}
+
+function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems: string[]): ProxyConfig {
+  const attempt = <T>(name: string, fallback: T, parse: (value: string) => T): T => {
+    const value = raw.get(name);
+    if (value === undefined) return fallback;
+    try {
+      return parse(value);
+    } catch (error) {
+      problems.push(`--${name}=${value}: ${error instanceof Error ? error.message : String(error)}`);
+      return fallback;
+    }
+  };
+  const endpoints = attempt('endpoints', [] as UpstreamEndpoint[], parseEndpointList);
+  const listenAddr = attempt('listen-addr', { host: '127.0.0.1', port: 23790 }, parseHostPort);
+  const advertiseClientUrl = attempt(
+    'advertise-client-url',
+    `http://${formatHostPort(listenAddr)}`,
+    parseClientUrl,
+  );
+  const metricsAddr = attempt('metrics-addr', null as HostPort | null, parseMetricsAddr);
+  const logLevel = attempt('log-level', 'info' as LogLevel, parseLogLevel);
+  const shutdownGraceMs = attempt('shutdown-grace', 5000, parseDurationMs);
+  const dataDir = attempt('data-dir', DEFAULT_DATA_DIR, (value) => {
+    if (value.trim() === '') throw new Error('must not be empty');
+    return value;
+  });
+  return { endpoints, listenAddr, advertiseClientUrl, dataDir, metricsAddr, logLevel, shutdownGraceMs, configFile };
+}
+
+function parseEndpointList(value: string): UpstreamEndpoint[] {
+  const items = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (items.length === 0) throw new Error('at least one endpoint is required');
+  return items.map(parseEndpoint);
+}
+
+function parseClientUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new Error('not a URL (expected http://host:port)');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('scheme must be http or https');
+  return value;
+}
+
+function parseMetricsAddr(value: string): HostPort {
+  return parseHostPort(value.replace(/^http:\/\//, '').replace(/\/$/, ''));
+}
+
+function parseLogLevel(value: string): LogLevel {
+  const level = LOG_LEVELS.find((l) => l === value.toLowerCase());
+  if (level === undefined) throw new Error(`must be one of ${LOG_LEVELS.join(', ')}`);
+  return level;
+}
+
+const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** Go-style durations, as etcd's flags take them: "500ms", "3s", "1m30s". */
+export function parseDurationMs(value: string): number {
+  const pattern = /(\d+(?:\.\d+)?)(ms|s|m|h)/gy;
+  let total = 0;
+  let consumed = 0;
+  for (let match = pattern.exec(value); match !== null; match = pattern.exec(value)) {
+    total += Number(match[1]) * (DURATION_UNITS_MS[match[2] ?? ''] ?? 0);
+    consumed = pattern.lastIndex;
+  }
+  if (consumed === 0 || consumed !== value.length) throw new Error('not a duration (expected e.g. 500ms, 3s, 1m)');
+  return total;
+}
+
+export function formatHostPort({ host, port }: HostPort): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+export function describeOptions(): string {
+  return OPTIONS.map((o) => {
+    const def = o.defaultValue === undefined ? '' : ` (default ${o.defaultValue})`;
+    return `  --${o.name.padEnd(22)} ${o.description}${def}\n  ${' '.repeat(24)} env ${envName(o.name)}`;
+  }).join('\n');
+}

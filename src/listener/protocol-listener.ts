@@ -1,0 +1,104 @@
+import { createServer, type Server as NetServer, type Socket } from 'node:net';
+import type { Server as HttpServer } from 'node:http';
+import { ServerCredentials, type Server as GrpcServer } from '@grpc/grpc-js';
+import type { HostPort } from '../upstream/endpoint';
+import type { Logger } from '../log';
+
+/** Every HTTP/2 connection (gRPC over h2c) opens with this preface (RFC 9113, 3.4). */
+const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+/** A client that opens a connection and says nothing is dropped after this long. */
+const FIRST_BYTES_TIMEOUT_MS = 10_000;
+
+export type Protocol = 'grpc' | 'http1' | 'undecided';
+
+/**
+ * Decides a connection's protocol from its first bytes: the HTTP/2 preface
+ * means gRPC, anything else is served as HTTP/1.1 (whose request line can
+ * never start with "PRI * HTTP/2.0"). Needs more bytes while the data seen so
+ * far is still a prefix of the preface.
+ */
+export function sniffProtocol(firstBytes: Buffer): Protocol {
+  const seen = firstBytes.subarray(0, HTTP2_PREFACE.length);
+  if (!seen.equals(HTTP2_PREFACE.subarray(0, seen.length))) return 'http1';
+  return seen.length === HTTP2_PREFACE.length ? 'grpc' : 'undecided';
+}
+
+export interface ProtocolListener {
+  readonly address: HostPort;
+  /** Stops accepting; connections already handed over stay with their servers. */
+  stopAccepting(): void;
+  /** Settles once the port is closed and every connection it accepted has ended. */
+  readonly closed: Promise<void>;
+  /** Drops connections still waiting for their first bytes. */
+  destroyUndecided(): void;
+}
+
+/**
+ * One TCP port for gRPC and HTTP/1.1, as etcd serves both on its client port:
+ * gRPC connections go to grpc-js through its connection injector, the rest
+ * to the Node HTTP server of the gateway.
+ */
+export async function listenForBoth(
+  address: HostPort,
+  grpc: GrpcServer,
+  http: HttpServer,
+  log: Logger,
+): Promise<ProtocolListener> {
+  const injector = grpc.createConnectionInjector(ServerCredentials.createInsecure());
+  const undecided = new Set<Socket>();
+
+  const route = (socket: Socket): void => {
+    undecided.add(socket);
+    socket.setTimeout(FIRST_BYTES_TIMEOUT_MS, () => socket.destroy());
+    let buffered = Buffer.alloc(0);
+    const onData = (chunk: Buffer): void => {
+      buffered = Buffer.concat([buffered, chunk]);
+      const protocol = sniffProtocol(buffered);
+      if (protocol === 'undecided') return;
+      socket.off('data', onData);
+      socket.off('error', onEarlyError);
+      socket.pause();
+      socket.setTimeout(0);
+      undecided.delete(socket);
+      socket.unshift(buffered);
+      if (protocol === 'grpc') injector.injectConnection(socket);
+      else {
+        http.emit('connection', socket);
+        // The HTTP parser only listens for data; the socket was paused to put its first bytes back.
+        socket.resume();
+      }
+    };
+    const onEarlyError = (): void => {
+      undecided.delete(socket);
+      socket.destroy();
+    };
+    socket.on('data', onData);
+    socket.on('error', onEarlyError);
+    socket.once('close', () => undecided.delete(socket));
+  };
+
+  const server: NetServer = createServer({ noDelay: true }, route);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(address.port, address.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  server.on('error', (error) => log.error({ err: error }, 'listener error'));
+  const bound = server.address();
+  const port = typeof bound === 'object' && bound !== null ? bound.port : address.port;
+  let markClosed: () => void = () => undefined;
+  const closed = new Promise<void>((resolve) => (markClosed = resolve));
+  return {
+    address: { host: address.host, port },
+    closed,
+    stopAccepting: () => {
+      if (server.listening) server.close(() => markClosed());
+    },
+    destroyUndecided() {
+      for (const socket of undecided) socket.destroy();
+      undecided.clear();
+    },
+  };
+}

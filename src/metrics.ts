@@ -1,0 +1,50 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export const METRIC_PREFIX = 'etcd_cache_proxy_';
+
+/** Where an answer came from: the upstream cluster or the proxy's own mirror. */
+export type Source = 'upstream' | 'mirror' | 'proxy';
+
+/** The proxy's instruments, all registered on the registry passed in (tests get a fresh one each). */
+export interface Metrics {
+  readonly registry: Registry;
+  /** Finished gRPC calls by service, method, status code name and source. */
+  readonly grpcRequests: Counter<'service' | 'method' | 'code' | 'source'>;
+  readonly grpcRequestDuration: Histogram<'service' | 'method'>;
+  /** Open gRPC streams (Watch, LeaseKeepAlive, Snapshot) by service and method. */
+  readonly grpcStreamsOpen: Gauge<'service' | 'method'>;
+  /** HTTP requests on the gateway side by path group and status. */
+  readonly httpRequests: Counter<'path' | 'status'>;
+}
+
+export function createMetrics(registry: Registry = new Registry()): Metrics {
+  collectDefaultMetrics({ register: registry });
+  return {
+    registry,
+    grpcRequests: new Counter({
+      name: `${METRIC_PREFIX}grpc_requests_total`,
+      help: 'gRPC calls finished, by service, method, status code and source of the answer',
+      labelNames: ['service', 'method', 'code', 'source'],
+      registers: [registry],
+    }),
+    grpcRequestDuration: new Histogram({
+      name: `${METRIC_PREFIX}grpc_request_duration_seconds`,
+      help: 'Latency of unary gRPC calls as seen by the proxy',
+      labelNames: ['service', 'method'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    grpcStreamsOpen: new Gauge({
+      name: `${METRIC_PREFIX}grpc_streams_open`,
+      help: 'gRPC streams currently open, by service and method',
+      labelNames: ['service', 'method'],
+      registers: [registry],
+    }),
+    httpRequests: new Counter({
+      name: `${METRIC_PREFIX}http_requests_total`,
+      help: 'HTTP requests answered on the gateway side, by path and status',
+      labelNames: ['path', 'status'],
+      registers: [registry],
+    }),
+  };
+}

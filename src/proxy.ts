@@ -1,0 +1,122 @@
+import { mkdir } from 'node:fs/promises';
+import type { Server as HttpServer } from 'node:http';
+import { Metadata, type Server as GrpcServer } from '@grpc/grpc-js';
+import { ETCD_ERRORS } from './api/errors';
+import { createGrpcServer } from './api/grpc-server';
+import { createStreamTracker } from './api/stream-tracker';
+import { formatHostPort, type ProxyConfig } from './config';
+import { createHttpGateway, createMetricsServer } from './gateway/http-gateway';
+import { listenForBoth } from './listener/protocol-listener';
+import type { Logger } from './log';
+import type { Metrics } from './metrics';
+import type { HostPort } from './upstream/endpoint';
+import { createUpstreamPool } from './upstream/pool';
+
+export interface RunningProxy {
+  /** The client port actually bound (port 0 in the config picks a free one). */
+  readonly address: HostPort;
+  /** The --metrics-addr listener, when configured. */
+  readonly metricsAddress: HostPort | null;
+  /**
+   * Graceful stop: stop accepting, end open streams with UNAVAILABLE so
+   * clients reconnect elsewhere, let unary calls finish within the grace
+   * period, then cut what is left.
+   */
+  close(): Promise<void>;
+}
+
+export interface ProxyDeps {
+  readonly config: ProxyConfig;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+}
+
+/** Wires every part together and starts listening. */
+export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<RunningProxy> {
+  await mkdir(config.dataDir, { recursive: true });
+  const pool = createUpstreamPool(config.endpoints, log.child({ component: 'upstream' }));
+  const streams = createStreamTracker();
+  const grpc = createGrpcServer({
+    pool,
+    metrics,
+    log: log.child({ component: 'grpc' }),
+    streams,
+    advertiseClientUrl: config.advertiseClientUrl,
+  });
+  const http = createHttpGateway({ metrics, pool, log: log.child({ component: 'gateway' }) });
+  const listener = await listenForBoth(config.listenAddr, grpc, http, log);
+  const metricsServer = config.metricsAddr === null ? null : await listenHttp(createMetricsServer(metrics, log), config.metricsAddr);
+  log.info(
+    {
+      listen: formatHostPort(listener.address),
+      metrics: metricsServer === null ? null : formatHostPort(metricsServer.address),
+      advertiseClientUrl: config.advertiseClientUrl,
+      dataDir: config.dataDir,
+    },
+    'etcd-cache-proxy serving',
+  );
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= shutdown();
+    return closing;
+  };
+  const shutdown = async (): Promise<void> => {
+    log.info({ openStreams: streams.size }, 'shutting down');
+    listener.stopAccepting();
+    listener.destroyUndecided();
+    streams.closeAll({ ...ETCD_ERRORS.shuttingDown, metadata: new Metadata() });
+    http.closeIdleConnections();
+    await Promise.all([
+      shutdownGrpc(grpc, config.shutdownGraceMs, log),
+      closeHttp(http, config.shutdownGraceMs),
+      metricsServer === null ? Promise.resolve() : closeHttp(metricsServer.server, config.shutdownGraceMs),
+    ]);
+    await pool.close();
+    log.info('stopped');
+  };
+
+  return { address: listener.address, metricsAddress: metricsServer?.address ?? null, close };
+}
+
+async function listenHttp(server: HttpServer, address: HostPort): Promise<{ server: HttpServer; address: HostPort }> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(address.port, address.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = server.address();
+  return { server, address: { host: address.host, port: typeof bound === 'object' && bound !== null ? bound.port : address.port } };
+}
+
+function shutdownGrpc(server: GrpcServer, graceMs: number, log: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      log.warn({ graceMs }, 'grace period over, cutting remaining calls');
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+function closeHttp(server: HttpServer, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.closeAllConnections();
+      resolve();
+    }, graceMs);
+    // Connections the listener handed over were never accepted by this server,
+    // so close() alone would not notice them; closeIdleConnections does.
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}

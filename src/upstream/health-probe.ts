@@ -1,0 +1,39 @@
+import { Metadata, type ServiceError } from '@grpc/grpc-js';
+import { identity } from '../api/forward';
+import { serviceMethods } from '../api/proto';
+import type { UpstreamPool } from './pool';
+
+export interface HealthResult {
+  readonly healthy: boolean;
+  /** Why not, when not: the upstream's error or "no member answered". */
+  readonly reason?: string;
+}
+
+const RANGE_PATH = '/etcdserverpb.KV/Range';
+
+/**
+ * Asks the upstream what etcd's own /health asks itself: a linearizable read,
+ * which needs a leader and a quorum. Tries each member once.
+ */
+export async function probeUpstreamHealth(pool: UpstreamPool, timeoutMs: number): Promise<HealthResult> {
+  const range = serviceMethods('etcdserverpb.KV').Range;
+  if (range === undefined) throw new Error('etcd-cache-proxy: KV.Range missing from proto/');
+  const request = range.requestSerialize({ key: Buffer.from('health') });
+  let reason = 'no upstream member configured';
+  for (const member of pool.candidates()) {
+    const error = await new Promise<ServiceError | null>((resolve) => {
+      member.client.makeUnaryRequest(
+        RANGE_PATH,
+        identity,
+        identity,
+        request,
+        new Metadata(),
+        { deadline: Date.now() + timeoutMs },
+        (err) => resolve(err),
+      );
+    });
+    if (error === null) return { healthy: true };
+    reason = `${member.endpoint.url}: ${error.details}`;
+  }
+  return { healthy: false, reason };
+}

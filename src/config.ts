@@ -13,8 +13,11 @@ export interface ProxyConfig {
   readonly endpoints: readonly UpstreamEndpoint[];
   /** Where gRPC and HTTP clients connect (one port for both). */
   readonly listenAddr: HostPort;
-  /** The client URL that MemberList reports for every member. */
-  readonly advertiseClientUrl: string;
+  /**
+   * The client URL that MemberList reports for every member; null means
+   * "derive it from the bound listen address" (see advertisedUrlFor).
+   */
+  readonly advertiseClientUrl: string | null;
   readonly dataDir: string;
   /** A second listener that serves only /metrics; null when not asked for. */
   readonly metricsAddr: HostPort | null;
@@ -185,11 +188,7 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
   };
   const endpoints = attempt('endpoints', [] as UpstreamEndpoint[], parseEndpointList);
   const listenAddr = attempt('listen-addr', { host: '127.0.0.1', port: 23790 }, parseHostPort);
-  const advertiseClientUrl = attempt(
-    'advertise-client-url',
-    `http://${formatHostPort(listenAddr)}`,
-    parseClientUrl,
-  );
+  const advertiseClientUrl = attempt('advertise-client-url', null as string | null, parseClientUrl);
   const metricsAddr = attempt('metrics-addr', null as HostPort | null, parseMetricsAddr);
   const logLevel = attempt('log-level', 'info' as LogLevel, parseLogLevel);
   const shutdownGraceMs = attempt('shutdown-grace', 5000, parseDurationMs);
@@ -243,6 +242,16 @@ export function parseDurationMs(value: string): number {
   }
   if (consumed === 0 || consumed !== value.length) throw new Error('not a duration (expected e.g. 500ms, 3s, 1m)');
   return total;
+}
+
+/**
+ * The default advertised URL: the address clients on this machine dial. A
+ * wildcard listen address is not dialable, so loopback stands in for it.
+ */
+export function advertisedUrlFor(configured: string | null, bound: HostPort): string {
+  if (configured !== null) return configured;
+  const wildcard = bound.host === '0.0.0.0' || bound.host === '::';
+  return `http://${formatHostPort({ host: wildcard ? '127.0.0.1' : bound.host, port: bound.port })}`;
 }
 
 export function formatHostPort({ host, port }: HostPort): string {

@@ -4,7 +4,7 @@ import { Metadata, type Server as GrpcServer } from '@grpc/grpc-js';
 import { ETCD_ERRORS } from './api/errors';
 import { createGrpcServer } from './api/grpc-server';
 import { createStreamTracker } from './api/stream-tracker';
-import { formatHostPort, type ProxyConfig } from './config';
+import { advertisedUrlFor, formatHostPort, type ProxyConfig } from './config';
 import { createHttpGateway, createMetricsServer } from './gateway/http-gateway';
 import { listenForBoth } from './listener/protocol-listener';
 import type { Logger } from './log';
@@ -36,21 +36,23 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   await mkdir(config.dataDir, { recursive: true });
   const pool = createUpstreamPool(config.endpoints, log.child({ component: 'upstream' }));
   const streams = createStreamTracker();
+  let advertiseClientUrl = config.advertiseClientUrl ?? '';
   const grpc = createGrpcServer({
     pool,
     metrics,
     log: log.child({ component: 'grpc' }),
     streams,
-    advertiseClientUrl: config.advertiseClientUrl,
+    advertiseClientUrl: () => advertiseClientUrl,
   });
   const http = createHttpGateway({ metrics, pool, log: log.child({ component: 'gateway' }) });
   const listener = await listenForBoth(config.listenAddr, grpc, http, log);
+  advertiseClientUrl = advertisedUrlFor(config.advertiseClientUrl, listener.address);
   const metricsServer = config.metricsAddr === null ? null : await listenHttp(createMetricsServer(metrics, log), config.metricsAddr);
   log.info(
     {
       listen: formatHostPort(listener.address),
       metrics: metricsServer === null ? null : formatHostPort(metricsServer.address),
-      advertiseClientUrl: config.advertiseClientUrl,
+      advertiseClientUrl,
       dataDir: config.dataDir,
     },
     'etcd-cache-proxy serving',

@@ -39,7 +39,7 @@ export function createClusterService(ctx: ApiContext): ServiceBinding {
       if (method === undefined) throw new Error(`etcd-cache-proxy: ${SERVICE}.${name} missing from proto/`);
       const transformResponse = (raw: Buffer): Buffer => {
         const decoded = method.responseDeserialize(raw) as MembersResponse;
-        return method.responseSerialize(rewriteClientUrls(decoded, ctx.advertiseClientUrl));
+        return method.responseSerialize(rewriteClientUrls(decoded, ctx.advertiseClientUrl()));
       };
       return [name, forwardUnary(ctx, rpcRef(SERVICE, name), { idempotent: name === 'MemberList', transformResponse })];
     }),

@@ -10,6 +10,6 @@ export interface ApiContext {
   readonly log: Logger;
   /** Open streams, so a graceful stop can close each with a proper status. */
   readonly streams: StreamTracker;
-  /** Reported as every member's client URL by Cluster.MemberList. */
-  readonly advertiseClientUrl: string;
+  /** Reported as every member's client URL by Cluster.MemberList; known once the port is bound. */
+  advertiseClientUrl(): string;
 }

@@ -1,0 +1,151 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { trackProcess, untrackProcess } from './processes';
+
+/** A real etcd server on loopback, started by a test and stopped by pid. */
+export interface EtcdServer {
+  readonly name: string;
+  /** "http://127.0.0.1:PORT" */
+  readonly clientUrl: string;
+  /** "127.0.0.1:PORT", as etcdctl's --endpoints takes it. */
+  readonly clientAddress: string;
+  readonly peerUrl: string;
+  readonly dataDir: string;
+  readonly pid: number;
+  /** Everything etcd wrote to stderr, for a failing test's message. */
+  output(): string;
+  /** Sends a signal (SIGKILL, SIGSTOP, SIGCONT...) to this etcd's pid. */
+  signal(signal: NodeJS.Signals): void;
+  /** Starts this etcd again on the same ports and data dir after it exited. */
+  restart(): Promise<void>;
+  /** Stops etcd (SIGTERM, then SIGKILL) and removes its data dir. */
+  stop(): Promise<void>;
+}
+
+const READY_TIMEOUT_MS = 20_000;
+
+/** A free loopback port. The kernel may hand it out again before use; tests tolerate that rarely. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export function etcdBinary(): string {
+  const probe = spawnSync('etcd', ['--version'], { encoding: 'utf8' });
+  if (probe.error !== undefined) {
+    throw new Error("etcd binary not found on PATH: install Debian's etcd-server and etcd-client (apt-get install -y etcd-server etcd-client)");
+  }
+  return 'etcd';
+}
+
+export interface EtcdOptions {
+  readonly name?: string;
+  /** Extra etcd flags, e.g. ['--auto-compaction-retention=1']. */
+  readonly extraArgs?: readonly string[];
+}
+
+export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdServer> {
+  const binary = etcdBinary();
+  const name = options.name ?? 'default';
+  const [clientPort, peerPort] = [await freePort(), await freePort()];
+  const clientUrl = `http://127.0.0.1:${clientPort}`;
+  const peerUrl = `http://127.0.0.1:${peerPort}`;
+  const dataDir = mkdtempSync(join(tmpdir(), 'ecp-etcd-'));
+  const args = [
+    `--name=${name}`,
+    `--data-dir=${join(dataDir, 'data')}`,
+    `--listen-client-urls=${clientUrl}`,
+    `--advertise-client-urls=${clientUrl}`,
+    `--listen-peer-urls=${peerUrl}`,
+    `--initial-advertise-peer-urls=${peerUrl}`,
+    `--initial-cluster=${name}=${peerUrl}`,
+    '--logger=zap',
+    '--log-outputs=stderr',
+    '--log-level=warn',
+    ...(options.extraArgs ?? []),
+  ];
+  let child: ChildProcess;
+  let stderr = '';
+  const launch = async (): Promise<void> => {
+    child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    trackProcess(child);
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (chunk: string) => {
+      stderr = (stderr + chunk).slice(-20_000);
+    });
+    await waitUntilHealthy(child, clientUrl, () => stderr);
+  };
+  await launch();
+
+  const server: EtcdServer = {
+    name,
+    clientUrl,
+    clientAddress: `127.0.0.1:${clientPort}`,
+    peerUrl,
+    dataDir,
+    get pid() {
+      return child.pid ?? -1;
+    },
+    output: () => stderr,
+    signal(signal) {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    },
+    async restart() {
+      if (child.exitCode === null && child.signalCode === null) throw new Error('etcd is still running');
+      await launch();
+    },
+    async stop() {
+      await stopChild(child);
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+  return server;
+}
+
+async function waitUntilHealthy(child: ChildProcess, clientUrl: string, output: () => string): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`etcd exited early (${child.exitCode ?? child.signalCode}):\n${output()}`);
+    }
+    try {
+      const response = await fetch(`${clientUrl}/health`, { signal: AbortSignal.timeout(1000) });
+      const body = (await response.json()) as { health?: string };
+      if (body.health === 'true') return;
+    } catch {
+      // not accepting yet
+    }
+    await sleep(100);
+  }
+  await stopChild(child);
+  throw new Error(`etcd at ${clientUrl} not healthy within ${READY_TIMEOUT_MS} ms:\n${output()}`);
+}
+
+/** SIGTERM, then SIGKILL after a grace period; resolves once the pid is gone. */
+export async function stopChild(child: ChildProcess, graceMs = 5_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) {
+    untrackProcess(child);
+    return;
+  }
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGCONT'); // a paused process cannot act on SIGTERM
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+  untrackProcess(child);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

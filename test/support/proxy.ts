@@ -1,0 +1,95 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import { loadConfig } from '../../src/config';
+import { createMetrics, type Metrics } from '../../src/metrics';
+import { startProxy, type RunningProxy } from '../../src/proxy';
+import { freePort, sleep, stopChild } from './etcd';
+import { trackProcess } from './processes';
+
+export const REPO_ROOT = resolve(__dirname, '..', '..');
+export const CLI = join(REPO_ROOT, 'src', 'cli.ts');
+
+/** A proxy running inside the test process, on a free port with a temporary data dir. */
+export interface TestProxy {
+  readonly proxy: RunningProxy;
+  readonly metrics: Metrics;
+  /** "127.0.0.1:PORT" */
+  readonly address: string;
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+export async function startTestProxy(endpoints: readonly string[], extraArgs: readonly string[] = []): Promise<TestProxy> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'ecp-proxy-'));
+  const config = loadConfig({
+    argv: ['--endpoints', endpoints.join(','), '--listen-addr', '127.0.0.1:0', '--data-dir', dataDir, '--shutdown-grace', '2s', ...extraArgs],
+    env: {},
+  });
+  const metrics = createMetrics(new Registry());
+  const log = pino({ level: process.env.TEST_PROXY_LOG_LEVEL ?? 'silent' });
+  const proxy = await startProxy({ config, log, metrics });
+  const address = `127.0.0.1:${proxy.address.port}`;
+  return {
+    proxy,
+    metrics,
+    address,
+    url: `http://${address}`,
+    async stop() {
+      await proxy.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The real CLI in its own process, as an operator runs it. */
+export interface ProxyProcess {
+  readonly child: ChildProcess;
+  readonly address: string;
+  stdout(): string;
+  stderr(): string;
+  /** Resolves with the exit code (or signal name) once the process is gone. */
+  readonly exited: Promise<number | string>;
+  stop(): Promise<void>;
+}
+
+export function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  trackProcess(child);
+  return child;
+}
+
+export async function startProxyProcess(endpoints: readonly string[], extraArgs: readonly string[] = []): Promise<ProxyProcess> {
+  const port = await freePort();
+  const dataDir = mkdtempSync(join(tmpdir(), 'ecp-proxy-'));
+  const child = runCli(['start', '--endpoints', endpoints.join(','), '--listen-addr', `127.0.0.1:${port}`, '--data-dir', dataDir, ...extraArgs]);
+  let out = '';
+  let err = '';
+  child.stdout?.setEncoding('utf8').on('data', (c: string) => (out += c));
+  child.stderr?.setEncoding('utf8').on('data', (c: string) => (err += c));
+  const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  const deadline = Date.now() + 20_000;
+  while (!err.includes('etcd-cache-proxy serving')) {
+    if (child.exitCode !== null) throw new Error(`proxy exited early (${child.exitCode}):\n${err}`);
+    if (Date.now() > deadline) throw new Error(`proxy did not start within 20 s:\n${err}`);
+    await sleep(50);
+  }
+  return {
+    child,
+    address: `127.0.0.1:${port}`,
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+    async stop() {
+      await stopChild(child);
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}

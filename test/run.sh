@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# `npm test`: type-check, then run every unit and integration test with
+# Node's own runner. Integration tests need etcd 3.4+ and etcdctl; when they
+# are missing this script installs Debian's packages if it can, or says how.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test/run.sh: etcd not found; installing Debian's etcd-server and etcd-client" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >/dev/null
+  else
+    echo "test/run.sh: etcd and etcdctl are missing: run 'sudo apt-get install -y etcd-server etcd-client' (or put etcd 3.4+ on PATH), then npm test again" >&2
+    exit 1
+  fi
+fi
+
+npx --no-install tsc -p tsconfig.json --noEmit
+
+# `npm test -- test/unit` runs one folder (or file); the default is all of them.
+roots=("$@")
+[ ${#roots[@]} -eq 0 ] && roots=(test/unit test/integration)
+mapfile -t files < <(find "${roots[@]}" -name '*.test.ts' | sort)
+# Integration tests each start their own etcd on free ports; two files at a
+# time keeps both cores busy without starving etcd's heartbeats.
+exec node --import tsx --test --test-concurrency=2 "${files[@]}"

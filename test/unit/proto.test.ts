@@ -32,7 +32,7 @@ const ETCD3_PROTO = join(dirname(require.resolve('etcd3/package.json')), 'proto'
 function messages(definition: PackageDefinition): Map<string, MessageDescriptor> {
   const result = new Map<string, MessageDescriptor>();
   for (const [name, value] of Object.entries(definition)) {
-    if ('format' in value && value.format.includes('DescriptorProto') && !value.format.includes('Enum')) {
+    if ('format' in value && value.format === 'Protocol Buffer 3 DescriptorProto') {
       result.set(name, value.type as MessageDescriptor);
     }
   }

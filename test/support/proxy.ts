@@ -69,7 +69,8 @@ export function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): Ch
 export async function startProxyProcess(endpoints: readonly string[], extraArgs: readonly string[] = []): Promise<ProxyProcess> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'ecp-proxy-'));
-  const child = runCli(['start', '--endpoints', endpoints.join(','), '--listen-addr', `127.0.0.1:${port}`, '--data-dir', dataDir, ...extraArgs]);
+  const endpointArgs = endpoints.length === 0 ? [] : ['--endpoints', endpoints.join(',')];
+  const child = runCli(['start', ...endpointArgs, '--listen-addr', `127.0.0.1:${port}`, '--data-dir', dataDir, ...extraArgs]);
   let out = '';
   let err = '';
   child.stdout?.setEncoding('utf8').on('data', (c: string) => (out += c));

@@ -1,0 +1,115 @@
+// Integration (real etcd, raw grpc-js): errors reach the client with etcd's
+// own code and message, and a client's deadline or cancellation reaches etcd.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { status, type ClientDuplexStream } from '@grpc/grpc-js';
+import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
+import { startTestProxy, type TestProxy } from '../support/proxy';
+import { call, rawClients, type RawClients } from '../support/raw-client';
+
+const key = (s: string): Buffer => Buffer.from(s);
+
+async function etcdGauge(etcd: EtcdServer, name: string): Promise<number> {
+  const text = await (await fetch(`${etcd.clientUrl}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  if (line === undefined) throw new Error(`etcd exports no ${name}`);
+  return Number(line.split(' ')[1]);
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+describe('errors and call control pass through the proxy', () => {
+  let etcd: EtcdServer;
+  let proxy: TestProxy;
+  let direct: RawClients;
+  let proxied: RawClients;
+
+  before(async () => {
+    etcd = await startEtcd();
+    proxy = await startTestProxy([etcd.clientUrl]);
+    direct = rawClients(etcd.clientAddress);
+    proxied = rawClients(proxy.address);
+    for (let i = 0; i < 5; i += 1) await call(direct.kv, 'Put', { key: key('history'), value: key(`v${i}`) });
+    await call(direct.kv, 'Compact', { revision: '4', physical: true });
+  });
+  after(async () => {
+    direct?.close();
+    proxied?.close();
+    await proxy?.stop();
+    await etcd?.stop();
+  });
+
+  const cases: { name: string; service: keyof Omit<RawClients, 'close'>; method: string; request: () => object; code: status }[] = [
+    {
+      name: 'a Txn with too many operations',
+      service: 'kv',
+      method: 'Txn',
+      request: () => ({ success: Array.from({ length: 129 }, (_, i) => ({ request_put: { key: key(`k${i}`), value: key('v') } })) }),
+      code: status.INVALID_ARGUMENT,
+    },
+    {
+      name: 'a Txn that writes one key twice',
+      service: 'kv',
+      method: 'Txn',
+      request: () => ({ success: [{ request_put: { key: key('dup'), value: key('1') } }, { request_put: { key: key('dup'), value: key('2') } }] }),
+      code: status.INVALID_ARGUMENT,
+    },
+    { name: 'a Range above the current revision', service: 'kv', method: 'Range', request: () => ({ key: key('history'), revision: '100000' }), code: status.OUT_OF_RANGE },
+    { name: 'a Range at a compacted revision', service: 'kv', method: 'Range', request: () => ({ key: key('history'), revision: '2' }), code: status.OUT_OF_RANGE },
+    { name: 'a Compact above the current revision', service: 'kv', method: 'Compact', request: () => ({ revision: '100000' }), code: status.OUT_OF_RANGE },
+    { name: 'a Put with a lease that does not exist', service: 'kv', method: 'Put', request: () => ({ key: key('k'), value: key('v'), lease: '12345' }), code: status.NOT_FOUND },
+    { name: 'a Put without a key', service: 'kv', method: 'Put', request: () => ({ value: key('v') }), code: status.INVALID_ARGUMENT },
+    { name: 'a Put larger than etcd accepts', service: 'kv', method: 'Put', request: () => ({ key: key('big'), value: Buffer.alloc(2 * 1024 * 1024, 1) }), code: status.RESOURCE_EXHAUSTED },
+    { name: 'a LeaseRevoke of an unknown lease', service: 'lease', method: 'LeaseRevoke', request: () => ({ ID: '987654321' }), code: status.NOT_FOUND },
+    { name: 'a LeaseGrant with an ID in use', service: 'lease', method: 'LeaseGrant', request: () => ({ TTL: '60', ID: '4242' }), code: status.FAILED_PRECONDITION },
+  ];
+
+  for (const c of cases) {
+    it(`gives etcd's own error for ${c.name}`, async () => {
+      if (c.method === 'LeaseGrant') await call(direct.lease, 'LeaseGrant', { TTL: '60', ID: '4242' });
+      const fromEtcd = await call(direct[c.service], c.method, c.request());
+      const fromProxy = await call(proxied[c.service], c.method, c.request());
+      assert.ok(fromEtcd.error !== null, `etcd accepted ${c.name}`);
+      assert.equal(fromEtcd.error.code, c.code, fromEtcd.error.details);
+      assert.ok(fromProxy.error !== null, `proxy accepted ${c.name}`);
+      assert.equal(fromProxy.error.code, fromEtcd.error.code);
+      assert.equal(fromProxy.error.details, fromEtcd.error.details);
+    });
+  }
+
+  it("passes a client's deadline upstream: the call ends while etcd is frozen", async () => {
+    const finished = async (): Promise<number> => {
+      const metric = await proxy.metrics.grpcRequests.get();
+      return metric.values.filter((v) => v.labels.method === 'Range' && v.labels.code !== 'OK').reduce((sum, v) => sum + v.value, 0);
+    };
+    const before = await finished();
+    etcd.signal('SIGSTOP');
+    try {
+      const outcome = await call(proxied.kv, 'Range', { key: key('history') }, { deadlineMs: 300 });
+      assert.equal(outcome.error?.code, status.DEADLINE_EXCEEDED);
+      // Without propagation the upstream call would hang until etcd wakes up.
+      await waitFor('the upstream Range to end', async () => (await finished()) > before, 2_000);
+    } finally {
+      etcd.signal('SIGCONT');
+    }
+  });
+
+  it('cancels the upstream watch when the client cancels its stream', async () => {
+    assert.equal(await etcdGauge(etcd, 'etcd_debugging_mvcc_watch_stream_total'), 0);
+    const stream = (proxied.watch as unknown as { Watch(): ClientDuplexStream<object, { created?: boolean }> }).Watch();
+    stream.on('error', () => undefined);
+    const created = new Promise<void>((resolve) => stream.on('data', (r: { created?: boolean }) => r.created && resolve()));
+    stream.write({ create_request: { key: key('watched') } });
+    await created;
+    assert.equal(await etcdGauge(etcd, 'etcd_debugging_mvcc_watcher_total'), 1);
+    stream.cancel();
+    await waitFor('etcd to drop the watch stream', async () => (await etcdGauge(etcd, 'etcd_debugging_mvcc_watch_stream_total')) === 0);
+    assert.equal(await etcdGauge(etcd, 'etcd_debugging_mvcc_watcher_total'), 0);
+  });
+});

@@ -98,7 +98,7 @@ class Side {
     }
     return out
       .replace(/"(cluster_id|member_id|raft_term|ID|leader|raftIndex|raftTerm|raftAppliedIndex|dbSize|dbSizeInUse)":\d+/g, '"$1":<n>')
-      .replace(/\b[0-9a-f]{16}\b/g, '<member-id>')
+      .replace(/\b[0-9a-f]{12,16}\b/g, '<member-id>')
       .replace(/http:\/\/(127\.0\.0\.1|localhost):\d+/g, '<url>')
       .replace(/127\.0\.0\.1:\d+/g, '<address>')
       .replace(/remaining\(\d+s\)/g, 'remaining(<n>s)')

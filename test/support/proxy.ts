@@ -56,6 +56,14 @@ export interface ProxyProcess {
   stop(): Promise<void>;
 }
 
+async function answersHttp(url: string): Promise<boolean> {
+  try {
+    return (await fetch(url, { signal: AbortSignal.timeout(1000) })).ok;
+  } catch {
+    return false;
+  }
+}
+
 export function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
     cwd: REPO_ROOT,
@@ -77,7 +85,7 @@ export async function startProxyProcess(endpoints: readonly string[], extraArgs:
   child.stderr?.setEncoding('utf8').on('data', (c: string) => (err += c));
   const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
   const deadline = Date.now() + 20_000;
-  while (!err.includes('etcd-cache-proxy serving')) {
+  while (!(await answersHttp(`http://127.0.0.1:${port}/metrics`))) {
     if (child.exitCode !== null) throw new Error(`proxy exited early (${child.exitCode}):\n${err}`);
     if (Date.now() > deadline) throw new Error(`proxy did not start within 20 s:\n${err}`);
     await sleep(50);

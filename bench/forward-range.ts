@@ -1,0 +1,118 @@
+// Benchmark: unary Range and Put latency and throughput, side by side in one
+// run, through three paths to the same etcd: direct, `etcd grpc-proxy`, and
+// etcd-cache-proxy (its CLI in its own process). Reports ratios to direct.
+//
+//   node --import tsx bench/forward-range.ts [--seconds 5] [--concurrency 32]
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { freePort, sleep, startEtcd, stopChild } from '../test/support/etcd';
+import { trackProcess } from '../test/support/processes';
+import { startProxyProcess } from '../test/support/proxy';
+import { call, rawClients, type RawClients } from '../test/support/raw-client';
+
+interface Result {
+  readonly path: string;
+  readonly method: string;
+  readonly opsPerSecond: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly errors: number;
+}
+
+const { values } = parseArgs({
+  options: { seconds: { type: 'string', default: '5' }, concurrency: { type: 'string', default: '32' } },
+});
+const SECONDS = Number(values.seconds);
+const CONCURRENCY = Number(values.concurrency);
+
+async function measure(path: string, clients: RawClients, method: 'Range' | 'Put'): Promise<Result> {
+  const request = method === 'Range' ? { key: Buffer.from('bench/key') } : { key: Buffer.from('bench/key'), value: Buffer.alloc(256, 7) };
+  const service = clients.kv;
+  for (let i = 0; i < 200; i += 1) await call(service, method, request); // warm-up
+  const latencies: number[] = [];
+  let errors = 0;
+  const stopAt = Date.now() + SECONDS * 1000;
+  const worker = async (): Promise<void> => {
+    while (Date.now() < stopAt) {
+      const started = process.hrtime.bigint();
+      const outcome = await call(service, method, request);
+      latencies.push(Number(process.hrtime.bigint() - started) / 1e6);
+      if (outcome.error !== null) errors += 1;
+    }
+  };
+  const began = Date.now();
+  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+  const elapsed = (Date.now() - began) / 1000;
+  latencies.sort((a, b) => a - b);
+  const at = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
+  return { path, method, opsPerSecond: latencies.length / elapsed, p50Ms: at(0.5), p99Ms: at(0.99), errors };
+}
+
+async function startGrpcProxy(endpoint: string): Promise<{ address: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const dataDir = mkdtempSync(join(tmpdir(), 'ecp-grpc-proxy-'));
+  const child = spawn('etcd', ['grpc-proxy', 'start', `--endpoints=${endpoint}`, `--listen-addr=127.0.0.1:${port}`, `--data-dir=${dataDir}`], {
+    stdio: 'ignore',
+  });
+  trackProcess(child);
+  const address = `127.0.0.1:${port}`;
+  const probe = rawClients(address);
+  const deadline = Date.now() + 10_000;
+  while ((await call(probe.kv, 'Range', { key: Buffer.from('x') }, { deadlineMs: 500 })).error !== null) {
+    if (Date.now() > deadline) throw new Error('etcd grpc-proxy did not start');
+    await sleep(100);
+  }
+  probe.close();
+  return {
+    address,
+    async stop() {
+      await stopChild(child);
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const etcd = await startEtcd();
+  const grpcProxy = await startGrpcProxy(etcd.clientUrl);
+  const proxy = await startProxyProcess([etcd.clientUrl], ['--log-level', 'warn']);
+  const paths: [string, string][] = [
+    ['etcd direct', etcd.clientAddress],
+    ['etcd grpc-proxy', grpcProxy.address],
+    ['etcd-cache-proxy', proxy.address],
+  ];
+  const results: Result[] = [];
+  try {
+    for (const method of ['Range', 'Put'] as const) {
+      for (const [name, address] of paths) {
+        const clients = rawClients(address);
+        results.push(await measure(name, clients, method));
+        clients.close();
+      }
+    }
+  } finally {
+    await proxy.stop();
+    await grpcProxy.stop();
+    await etcd.stop();
+  }
+  console.log(`unary ${SECONDS}s per path, ${CONCURRENCY} concurrent callers, one etcd 3.4 on loopback\n`);
+  console.log('method  path               ops/s   vs direct   p50 ms   p99 ms   errors');
+  for (const r of results) {
+    const direct = results.find((d) => d.method === r.method && d.path === 'etcd direct');
+    const ratio = direct === undefined ? NaN : r.opsPerSecond / direct.opsPerSecond;
+    console.log(
+      `${r.method.padEnd(7)} ${r.path.padEnd(17)} ${r.opsPerSecond.toFixed(0).padStart(7)}   ${ratio.toFixed(2).padStart(9)}   ${r.p50Ms.toFixed(2).padStart(6)}   ${r.p99Ms.toFixed(2).padStart(6)}   ${String(r.errors).padStart(6)}`,
+    );
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);

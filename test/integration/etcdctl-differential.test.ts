@@ -97,16 +97,16 @@ class Side {
       out = out.split(BigInt(`0x${this.lease}`).toString()).join('<lease>');
     }
     return out
+      // clientv3's own warning lines carry a timestamp and a per-process client id
+      .replace(/"ts":"[^"]*"/g, '"ts":"<time>"')
+      .replace(/client-[0-9a-f-]{36}/g, 'client-<uuid>')
       .replace(/"(cluster_id|member_id|raft_term|ID|leader|raftIndex|raftTerm|raftAppliedIndex|dbSize|dbSizeInUse)":\d+/g, '"$1":<n>')
       .replace(/\b[0-9a-f]{12,16}\b/g, '<member-id>')
       .replace(/http:\/\/(127\.0\.0\.1|localhost):\d+/g, '<url>')
       .replace(/127\.0\.0\.1:\d+/g, '<address>')
       .replace(/remaining\(\d+s\)/g, 'remaining(<n>s)')
       .replace(/took = [^\s]+/g, 'took = <duration>')
-      .replace(/"Endpoint":"[^"]*"/g, '"Endpoint":"<address>"')
-      // clientv3's own warning lines carry a timestamp and a per-process client id
-      .replace(/"ts":"[^"]*"/g, '"ts":"<time>"')
-      .replace(/client-[0-9a-f-]{36}/g, 'client-<uuid>');
+      .replace(/"Endpoint":"[^"]*"/g, '"Endpoint":"<address>"');
   }
 }
 

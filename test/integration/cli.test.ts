@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { status, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import { freePort, startEtcd, type EtcdServer } from '../support/etcd';
+import { etcdctl } from '../support/etcdctl';
 import { runCli, startProxyProcess, type ProxyProcess } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
 
@@ -113,6 +114,17 @@ describe('a running proxy process', () => {
     } finally {
       etcd.signal('SIGCONT');
     }
+  });
+
+  it('streams a snapshot of the upstream through Maintenance.Snapshot', async () => {
+    const file = join(configDir, 'snap.db');
+    const saved = await etcdctl(proxy.address, ['snapshot', 'save', file]);
+    assert.equal(saved.code, 0, saved.stderr);
+    const statusOf = await etcdctl(proxy.address, ['snapshot', 'status', file, '-w', 'json']);
+    const snapshot = JSON.parse(statusOf.stdout) as { revision: number; totalKey: number };
+    const current = await call<{ header: { revision: string } }>(clients.kv, 'Range', { key: Buffer.from('cli') });
+    assert.equal(String(snapshot.revision), current.response?.header.revision);
+    assert.ok(snapshot.totalKey >= 1);
   });
 
   it('stops on SIGTERM: open watches end with UNAVAILABLE, the process exits 0', async () => {

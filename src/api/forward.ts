@@ -171,14 +171,21 @@ function relayStream(ctx: ApiContext, rpc: RpcRef, call: ServerStream, upstream:
   });
 }
 
+/**
+ * The member a new stream goes to. A stream is not retried elsewhere once
+ * open (its messages may have had effects); clients re-open it themselves.
+ */
+function streamMember(ctx: ApiContext, call: ServerStream): UpstreamMember | undefined {
+  const member = ctx.pool.candidates()[0];
+  if (member === undefined) call.emit('error', toStatus(new ProxyError('noUpstream')));
+  return member;
+}
+
 /** Forwards a bidirectional stream (Watch, LeaseKeepAlive) to one member. */
 export function forwardBidi(ctx: ApiContext, rpc: RpcRef): handleBidiStreamingCall<Buffer, Buffer> {
   return (call) => {
-    const member = ctx.pool.candidates()[0];
-    if (member === undefined) {
-      call.emit('error', toStatus(new ProxyError('noUpstream')));
-      return;
-    }
+    const member = streamMember(ctx, call);
+    if (member === undefined) return;
     const upstream = member.client.makeBidiStreamRequest(rpc.path, identity, identity, upstreamMetadata(call.metadata), {
       deadline: call.getDeadline(),
     });
@@ -196,11 +203,8 @@ export function forwardBidi(ctx: ApiContext, rpc: RpcRef): handleBidiStreamingCa
 /** Forwards a server-streaming call (Maintenance.Snapshot) to one member. */
 export function forwardServerStream(ctx: ApiContext, rpc: RpcRef): handleServerStreamingCall<Buffer, Buffer> {
   return (call) => {
-    const member = ctx.pool.candidates()[0];
-    if (member === undefined) {
-      call.emit('error', toStatus(new ProxyError('noUpstream')));
-      return;
-    }
+    const member = streamMember(ctx, call);
+    if (member === undefined) return;
     const upstream = member.client.makeServerStreamRequest(
       rpc.path,
       identity,

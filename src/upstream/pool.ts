@@ -54,6 +54,8 @@ export function createUpstreamPool(endpoints: readonly UpstreamEndpoint[], log: 
     endpoint,
     client: new Client(endpoint.target, credentials.createInsecure(), CHANNEL_OPTIONS),
   }));
+  // Dial every member now, so that a dead one is known before the first call reaches it.
+  for (const member of members) member.client.getChannel().getConnectivityState(true);
   log.info({ endpoints: endpoints.map((e) => e.url) }, 'upstream endpoints configured');
 
   return {

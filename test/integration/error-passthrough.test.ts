@@ -83,6 +83,25 @@ describe('errors and call control pass through the proxy', () => {
     });
   }
 
+  it('answers count_only, keys_only and revision-filtered ranges as etcd does', async () => {
+    const header = (r: unknown): unknown => ({ ...(r as { header: object }), header: undefined });
+    for (const request of [
+      { key: key('history'), count_only: true },
+      { key: key('a'), range_end: Buffer.from([0]), count_only: true },
+      { key: key('a'), range_end: Buffer.from([0]), keys_only: true },
+      { key: key('a'), range_end: Buffer.from([0]), min_mod_revision: '3', max_mod_revision: '5' },
+      { key: key('a'), range_end: Buffer.from([0]), sort_order: 'DESCEND', sort_target: 'VALUE', limit: '1' },
+    ]) {
+      const [fromEtcd, fromProxy] = [await call(direct.kv, 'Range', request), await call(proxied.kv, 'Range', request)];
+      assert.equal(fromEtcd.error, null);
+      assert.equal(fromProxy.error, null);
+      assert.deepEqual(header(fromProxy.response), header(fromEtcd.response), JSON.stringify(request));
+    }
+    const counted = await call<{ count: string; kvs?: unknown[] }>(proxied.kv, 'Range', { key: key('history'), count_only: true });
+    assert.equal(counted.response?.count, '1');
+    assert.equal(counted.response?.kvs, undefined);
+  });
+
   it("passes a client's deadline upstream: the call ends while etcd is frozen", async () => {
     const finished = async (): Promise<number> => {
       const metric = await proxy.metrics.grpcRequests.get();

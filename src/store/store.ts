@@ -1,0 +1,167 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { open, type Database, type RootDatabase } from 'lmdb';
+import { scanStart, toStoreKey } from './key-codec';
+import { orderedScan } from './ordered-scan';
+import type { EventRecord, KeyValueRecord, StoreMeta, UpstreamIdentity } from './records';
+
+export const SCHEMA_VERSION = 1;
+
+/** Two key tables: one serves reads while a re-list fills the other, then they swap in one commit. */
+type KvSlot = 'kv-a' | 'kv-b';
+
+interface PersistedMeta extends StoreMeta {
+  readonly activeKv: KvSlot;
+}
+
+const EMPTY_META: PersistedMeta = {
+  schemaVersion: SCHEMA_VERSION,
+  identity: null,
+  revision: 0,
+  compactRevision: 0,
+  logStart: 0,
+  activeKv: 'kv-a',
+};
+
+/** Fills the inactive key table page by page; nothing is visible until commit. */
+export interface SnapshotWriter {
+  putPage(records: readonly KeyValueRecord[]): void;
+  /** Makes the snapshot the mirror's content at `revision`, in one transaction. */
+  commit(revision: number, identity: UpstreamIdentity, compactRevision: number): void;
+}
+
+export interface MirrorStore {
+  meta(): StoreMeta;
+  get(key: Buffer): KeyValueRecord | undefined;
+  /** Keys with start <= key < end (end null: no bound), in etcd's byte order. */
+  scan(start: Buffer, end: Buffer | null): IterableIterator<KeyValueRecord>;
+  /**
+   * Applies one upstream watch response: every event, the log entries, and
+   * the new mirror revision, in one LMDB transaction. Returns the new M.
+   */
+  applyEvents(events: readonly EventRecord[], identity: UpstreamIdentity): number;
+  /** Records what the upstream said about itself (term changes, compaction) without events. */
+  updateMeta(update: { identity?: UpstreamIdentity; compactRevision?: number }): void;
+  beginSnapshot(): SnapshotWriter;
+  /** Events of revisions > after, in order, from the log. */
+  eventsAfter(after: number): IterableIterator<{ revision: number; events: EventRecord[] }>;
+  /** Drops log entries of revisions below keepFrom. */
+  pruneLog(keepFrom: number): Promise<void>;
+  /** Forgets everything (another cluster, or a restored one). */
+  wipe(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * The LMDB environment in `<dataDir>/mirror`. overlappingSync: a commit is in
+ * the memory map (a crash of the process loses nothing committed) and flushed
+ * to disk in the background; an OS crash rolls back to the last flushed
+ * transaction, which LMDB keeps intact, and the mirror resumes from there.
+ */
+export function openStore(dataDir: string): MirrorStore {
+  const path = join(dataDir, 'mirror');
+  mkdirSync(path, { recursive: true });
+  const root: RootDatabase = open({ path, overlappingSync: true, maxDbs: 8 });
+  const metaDb = root.openDB<PersistedMeta, string>({ name: 'meta', encoding: 'msgpack' });
+  const kvDbs: Record<KvSlot, Database<KeyValueRecord, Buffer>> = {
+    'kv-a': root.openDB<KeyValueRecord, Buffer>({ name: 'kv-a', keyEncoding: 'binary', encoding: 'msgpack' }),
+    'kv-b': root.openDB<KeyValueRecord, Buffer>({ name: 'kv-b', keyEncoding: 'binary', encoding: 'msgpack' }),
+  };
+  const logDb = root.openDB<EventRecord[], number>({ name: 'log', keyEncoding: 'ordered-binary', encoding: 'msgpack' });
+
+  const stored = metaDb.get('meta');
+  if (stored !== undefined && stored.schemaVersion !== SCHEMA_VERSION) {
+    throw new Error(`etcd-cache-proxy: ${path} has store schema ${stored.schemaVersion}, this version reads ${SCHEMA_VERSION}`);
+  }
+  let meta: PersistedMeta = stored ?? EMPTY_META;
+  const writeMeta = (next: PersistedMeta): void => {
+    metaDb.putSync('meta', next);
+  };
+  const active = (): Database<KeyValueRecord, Buffer> => kvDbs[meta.activeKv];
+
+  return {
+    meta: () => meta,
+    get(key) {
+      const record = active().get(toStoreKey(key));
+      return record !== undefined && record.key.equals(key) ? record : undefined;
+    },
+    scan(start, end) {
+      return orderedScan(active().getRange({ start: scanStart(start) }), start, end);
+    },
+    applyEvents(events, identity) {
+      if (events.length === 0) return meta.revision;
+      meta = root.transactionSync(() => {
+        const kv = active();
+        const byRevision = new Map<number, EventRecord[]>();
+        for (const event of events) {
+          const revision = event.kv.mod_revision;
+          if (revision <= meta.revision) continue; // already applied (a resumed watch may repeat the seam)
+          if (event.type === 'PUT') kv.putSync(toStoreKey(event.kv.key), event.kv);
+          else kv.removeSync(toStoreKey(event.kv.key));
+          const group = byRevision.get(revision) ?? [];
+          group.push(event);
+          byRevision.set(revision, group);
+        }
+        for (const [revision, group] of byRevision) logDb.putSync(revision, group);
+        const revision = Math.max(meta.revision, ...byRevision.keys());
+        const logStart = meta.logStart === 0 && byRevision.size > 0 ? Math.min(...byRevision.keys()) : meta.logStart;
+        const next = { ...meta, identity, revision, logStart };
+        writeMeta(next);
+        return next;
+      });
+      return meta.revision;
+    },
+    updateMeta(update) {
+      const next = {
+        ...meta,
+        ...(update.identity === undefined ? {} : { identity: update.identity }),
+        ...(update.compactRevision === undefined ? {} : { compactRevision: Math.max(meta.compactRevision, update.compactRevision) }),
+      };
+      writeMeta(next);
+      meta = next;
+    },
+    beginSnapshot() {
+      const slot: KvSlot = meta.activeKv === 'kv-a' ? 'kv-b' : 'kv-a';
+      const target = kvDbs[slot];
+      target.clearSync();
+      return {
+        putPage(records) {
+          root.transactionSync(() => {
+            for (const record of records) target.putSync(toStoreKey(record.key), record);
+          });
+        },
+        commit(revision, identity, compactRevision) {
+          const next: PersistedMeta = { ...meta, activeKv: slot, identity, revision, compactRevision, logStart: 0 };
+          root.transactionSync(() => {
+            logDb.clearSync();
+            writeMeta(next);
+          });
+          meta = next;
+          // The old table is dead weight now; emptying it can wait for the next snapshot.
+        },
+      };
+    },
+    *eventsAfter(after) {
+      for (const { key, value } of logDb.getRange({ start: after + 1 })) yield { revision: key, events: value };
+    },
+    async pruneLog(keepFrom) {
+      if (keepFrom <= meta.logStart) return;
+      await root.transaction(() => {
+        for (const revision of logDb.getKeys({ end: keepFrom })) logDb.removeSync(revision);
+        const next = { ...meta, logStart: keepFrom };
+        writeMeta(next);
+        meta = next;
+      });
+    },
+    wipe() {
+      root.transactionSync(() => {
+        kvDbs['kv-a'].clearSync();
+        kvDbs['kv-b'].clearSync();
+        logDb.clearSync();
+        writeMeta(EMPTY_META);
+      });
+      meta = EMPTY_META;
+    },
+    close: () => root.close(),
+  };
+}

@@ -6,6 +6,10 @@ import { parseEndpoint, parseHostPort, type HostPort, type UpstreamEndpoint } fr
 /** Log levels pino understands, in etcd's spelling where the two agree. */
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+export const PROXY_MODES = ['readwrite', 'readonly'] as const;
+export type ProxyMode = (typeof PROXY_MODES)[number];
+export const STALE_READS = ['allow', 'deny'] as const;
+export type StaleReads = (typeof STALE_READS)[number];
 
 /** The resolved, validated, frozen configuration of one proxy process. */
 export interface ProxyConfig {
@@ -24,6 +28,12 @@ export interface ProxyConfig {
   readonly logLevel: LogLevel;
   /** How long a graceful stop waits for in-flight calls before cutting them. */
   readonly shutdownGraceMs: number;
+  /** readonly: every write is refused with UNIMPLEMENTED. */
+  readonly mode: ProxyMode;
+  /** The upstream is lost once no member has answered for this long. */
+  readonly upstreamTimeoutMs: number;
+  /** While the upstream is lost: answer reads from the mirror (allow) or refuse them (deny). */
+  readonly staleReads: StaleReads;
   /** The YAML file the values were read from, if any. */
   readonly configFile: string | null;
 }
@@ -61,6 +71,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'data-dir', description: 'directory for the proxy state', defaultValue: DEFAULT_DATA_DIR },
   { name: 'metrics-addr', description: 'extra listener for /metrics only, host:port or http://host:port' },
   { name: 'log-level', description: `one of ${LOG_LEVELS.join(', ')}`, defaultValue: 'info' },
+  { name: 'mode', description: `${PROXY_MODES.join(' or ')}; readonly refuses every write`, defaultValue: 'readwrite' },
+  { name: 'upstream-timeout', description: 'the upstream is lost when no member answered for this long', defaultValue: '3s' },
+  { name: 'stale-reads', description: 'while the upstream is lost: allow (serve the mirror, marked stale) or deny', defaultValue: 'allow' },
   { name: 'shutdown-grace', description: 'how long a stop waits for in-flight calls (e.g. 5s, 500ms)', defaultValue: '5s' },
   { name: 'config-file', description: 'YAML file whose keys are these flag names' },
 ];
@@ -192,11 +205,30 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
   const metricsAddr = attempt('metrics-addr', null as HostPort | null, parseMetricsAddr);
   const logLevel = attempt('log-level', 'info' as LogLevel, parseLogLevel);
   const shutdownGraceMs = attempt('shutdown-grace', 5000, parseDurationMs);
+  const mode = attempt('mode', 'readwrite' as ProxyMode, (value) => oneOf(PROXY_MODES, value));
+  const upstreamTimeoutMs = attempt('upstream-timeout', 3000, (value) => {
+    const ms = parseDurationMs(value);
+    if (ms < 100) throw new Error('must be at least 100ms');
+    return ms;
+  });
+  const staleReads = attempt('stale-reads', 'allow' as StaleReads, (value) => oneOf(STALE_READS, value));
   const dataDir = attempt('data-dir', DEFAULT_DATA_DIR, (value) => {
     if (value.trim() === '') throw new Error('must not be empty');
     return value;
   });
-  return { endpoints, listenAddr, advertiseClientUrl, dataDir, metricsAddr, logLevel, shutdownGraceMs, configFile };
+  return {
+    endpoints,
+    listenAddr,
+    advertiseClientUrl,
+    dataDir,
+    metricsAddr,
+    logLevel,
+    shutdownGraceMs,
+    mode,
+    upstreamTimeoutMs,
+    staleReads,
+    configFile,
+  };
 }
 
 function parseEndpointList(value: string): UpstreamEndpoint[] {
@@ -224,9 +256,13 @@ function parseMetricsAddr(value: string): HostPort {
 }
 
 function parseLogLevel(value: string): LogLevel {
-  const level = LOG_LEVELS.find((l) => l === value.toLowerCase());
-  if (level === undefined) throw new Error(`must be one of ${LOG_LEVELS.join(', ')}`);
-  return level;
+  return oneOf(LOG_LEVELS, value.toLowerCase());
+}
+
+function oneOf<T extends string>(allowed: readonly T[], value: string): T {
+  const match = allowed.find((a) => a === value);
+  if (match === undefined) throw new Error(`must be one of ${allowed.join(', ')}`);
+  return match;
 }
 
 const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };

@@ -15,6 +15,12 @@ export interface Metrics {
   readonly grpcStreamsOpen: Gauge<'service' | 'method'>;
   /** HTTP requests on the gateway side by path group and status. */
   readonly httpRequests: Counter<'path' | 'status'>;
+  readonly writesRejected: Counter<'reason'>;
+  readonly staleReads: Counter;
+  readonly mirrorRevision: Gauge;
+  readonly upstreamUp: Gauge;
+  readonly readBarrierCalls: Counter;
+  readonly mirrorRelists: Counter;
 }
 
 export function createMetrics(registry: Registry = new Registry()): Metrics {
@@ -44,6 +50,37 @@ export function createMetrics(registry: Registry = new Registry()): Metrics {
       name: `${METRIC_PREFIX}http_requests_total`,
       help: 'HTTP requests answered on the gateway side, by path and status',
       labelNames: ['path', 'status'],
+      registers: [registry],
+    }),
+    writesRejected: new Counter({
+      name: `${METRIC_PREFIX}writes_rejected_total`,
+      help: 'Writes the proxy refused itself, by reason (readonly, upstream_lost)',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    staleReads: new Counter({
+      name: `${METRIC_PREFIX}stale_reads_total`,
+      help: 'Reads answered from the mirror while the upstream could not confirm freshness',
+      registers: [registry],
+    }),
+    mirrorRevision: new Gauge({
+      name: `${METRIC_PREFIX}mirror_revision`,
+      help: 'M: the highest upstream revision whose events are all committed to the mirror',
+      registers: [registry],
+    }),
+    upstreamUp: new Gauge({
+      name: `${METRIC_PREFIX}upstream_up`,
+      help: '1 while some upstream member answers within the upstream timeout, else 0',
+      registers: [registry],
+    }),
+    readBarrierCalls: new Counter({
+      name: `${METRIC_PREFIX}read_barrier_upstream_calls_total`,
+      help: 'Linearizable upstream calls made to serve linearizable reads from the mirror',
+      registers: [registry],
+    }),
+    mirrorRelists: new Counter({
+      name: `${METRIC_PREFIX}mirror_relists_total`,
+      help: 'Times the mirror listed the whole upstream keyspace (first sync, compaction, new cluster)',
       registers: [registry],
     }),
   };

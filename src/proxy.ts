@@ -11,6 +11,11 @@ import type { Logger } from './log';
 import type { Metrics } from './metrics';
 import type { HostPort } from './upstream/endpoint';
 import { createUpstreamPool } from './upstream/pool';
+import { createLiveness } from './upstream/liveness';
+import { startMirror } from './mirror/mirror';
+import { ReadBarrier } from './mirror/read-barrier';
+import { openStore } from './store/store';
+import { createWritePolicy } from './api/write-policy';
 
 export interface RunningProxy {
   /** The client port actually bound (port 0 in the config picks a free one). */
@@ -34,7 +39,18 @@ export interface ProxyDeps {
 /** Wires every part together and starts listening. */
 export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<RunningProxy> {
   await mkdir(config.dataDir, { recursive: true });
+  const store = openStore(config.dataDir);
   const pool = createUpstreamPool(config.endpoints, log.child({ component: 'upstream' }));
+  const liveness = createLiveness(pool, config.upstreamTimeoutMs, log.child({ component: 'upstream' }));
+  metrics.upstreamUp.set(1);
+  liveness.on('lost', () => metrics.upstreamUp.set(0));
+  liveness.on('back', () => metrics.upstreamUp.set(1));
+  metrics.mirrorRevision.set(store.meta().revision);
+  const mirrorLog = log.child({ component: 'mirror' });
+  if (store.meta().revision > 0) mirrorLog.info({ revision: store.meta().revision }, 'mirror opened: serving from disk');
+  const mirror = startMirror({ store, pool, liveness, log: mirrorLog, onRevision: (revision) => metrics.mirrorRevision.set(revision) });
+  mirror.on('relisted', () => metrics.mirrorRelists.inc());
+  const barrier = new ReadBarrier(pool, () => metrics.readBarrierCalls.inc());
   const streams = createStreamTracker();
   let advertiseClientUrl = config.advertiseClientUrl ?? '';
   const grpc = createGrpcServer({
@@ -43,6 +59,8 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     log: log.child({ component: 'grpc' }),
     streams,
     advertiseClientUrl: () => advertiseClientUrl,
+    writes: createWritePolicy({ mode: config.mode, liveness, mirror, metrics }),
+    mirrorReads: { store, mirror, liveness, barrier, staleReads: config.staleReads, metrics, log: mirrorLog },
   });
   const http = createHttpGateway({ metrics, pool, log: log.child({ component: 'gateway' }) });
   const listener = await listenForBoth(config.listenAddr, grpc, http, log);
@@ -74,6 +92,9 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
       closeHttp(http, config.shutdownGraceMs),
       metricsServer === null ? Promise.resolve() : closeHttp(metricsServer.server, config.shutdownGraceMs),
     ]);
+    liveness.close();
+    await mirror.close();
+    await store.close();
     await pool.close();
     log.info('stopped');
   };

@@ -1,7 +1,9 @@
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { UpstreamPool } from '../upstream/pool';
+import type { MirrorReadDeps } from './mirror-reads';
 import type { StreamTracker } from './stream-tracker';
+import type { WritePolicy } from './write-policy';
 
 /** What every gRPC service implementation is built from. */
 export interface ApiContext {
@@ -12,4 +14,8 @@ export interface ApiContext {
   readonly streams: StreamTracker;
   /** Reported as every member's client URL by Cluster.MemberList; known once the port is bound. */
   advertiseClientUrl(): string;
+  /** What every write passes before it is forwarded, and waits for after. */
+  readonly writes: WritePolicy;
+  /** Serving reads from the mirror; null forwards every read. */
+  readonly mirrorReads: MirrorReadDeps | null;
 }

@@ -14,6 +14,7 @@ import {
 } from '@grpc/grpc-js';
 import type { ApiContext } from './context';
 import { ProxyError, statusName, toStatus } from './errors';
+import type { Source } from '../metrics';
 import type { UpstreamMember } from '../upstream/pool';
 
 /** Names one RPC for routing, metrics and logs. */
@@ -42,8 +43,8 @@ export function upstreamMetadata(incoming: Metadata): Metadata {
   return outgoing;
 }
 
-export function observeCall(ctx: ApiContext, rpc: RpcRef, code: status, startedNs: bigint | null): void {
-  ctx.metrics.grpcRequests.inc({ service: rpc.service, method: rpc.method, code: statusName(code), source: 'upstream' });
+export function observeCall(ctx: ApiContext, rpc: RpcRef, code: status, startedNs: bigint | null, source: Source = 'upstream'): void {
+  ctx.metrics.grpcRequests.inc({ service: rpc.service, method: rpc.method, code: statusName(code), source });
   if (startedNs !== null) {
     const seconds = Number(process.hrtime.bigint() - startedNs) / 1e9;
     ctx.metrics.grpcRequestDuration.observe({ service: rpc.service, method: rpc.method }, seconds);
@@ -55,6 +56,10 @@ export interface UnaryForwardOptions {
   readonly idempotent: boolean;
   /** Rewrites a successful upstream answer before it reaches the client. */
   readonly transformResponse?: (response: Buffer) => Buffer;
+  /** Asked before forwarding: an error to answer with instead (read-only mode, upstream lost). */
+  readonly admit?: () => ProxyError | null;
+  /** Awaited after a successful answer, before the client sees it (read your writes). */
+  readonly beforeReply?: (response: Buffer) => Promise<void>;
 }
 
 /**
@@ -66,6 +71,12 @@ export interface UnaryForwardOptions {
 export function forwardUnary(ctx: ApiContext, rpc: RpcRef, options: UnaryForwardOptions): handleUnaryCall<Buffer, Buffer> {
   return (call, callback) => {
     const started = process.hrtime.bigint();
+    const refusal = options.admit?.() ?? null;
+    if (refusal !== null) {
+      observeCall(ctx, rpc, refusal.code, started, 'proxy');
+      callback(toStatus(refusal));
+      return;
+    }
     const members = ctx.pool.candidates();
     const metadata = upstreamMetadata(call.metadata);
     let pending: ClientUnaryCall | undefined;
@@ -111,12 +122,17 @@ export function forwardUnary(ctx: ApiContext, rpc: RpcRef, options: UnaryForward
             finish(error);
             return;
           }
-          try {
-            finish(null, options.transformResponse ? options.transformResponse(response ?? Buffer.alloc(0)) : response);
-          } catch (transformError) {
-            ctx.log.error({ rpc: rpc.path, err: transformError }, 'upstream answer could not be rewritten');
-            finish(new ProxyError('internal', { cause: transformError }));
-          }
+          const answer = response ?? Buffer.alloc(0);
+          const reply = (): void => {
+            try {
+              finish(null, options.transformResponse ? options.transformResponse(answer) : answer);
+            } catch (transformError) {
+              ctx.log.error({ rpc: rpc.path, err: transformError }, 'upstream answer could not be rewritten');
+              finish(new ProxyError('internal', { cause: transformError }));
+            }
+          };
+          if (options.beforeReply === undefined) reply();
+          else options.beforeReply(answer).then(reply, reply);
         },
       );
     };
@@ -182,8 +198,14 @@ function streamMember(ctx: ApiContext, call: ServerStream): UpstreamMember | und
 }
 
 /** Forwards a bidirectional stream (Watch, LeaseKeepAlive) to one member. */
-export function forwardBidi(ctx: ApiContext, rpc: RpcRef): handleBidiStreamingCall<Buffer, Buffer> {
+export function forwardBidi(ctx: ApiContext, rpc: RpcRef, isWrite = false): handleBidiStreamingCall<Buffer, Buffer> {
   return (call) => {
+    const refusal = isWrite ? ctx.writes.admit() : null;
+    if (refusal !== null) {
+      observeCall(ctx, rpc, refusal.code, null, 'proxy');
+      call.emit('error', toStatus(refusal));
+      return;
+    }
     const member = streamMember(ctx, call);
     if (member === undefined) return;
     const upstream = member.client.makeBidiStreamRequest(rpc.path, identity, identity, upstreamMetadata(call.metadata), {

@@ -1,6 +1,6 @@
 import type { MethodDefinition, ServiceDefinition, UntypedHandleCall, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { ApiContext } from './context';
-import { forwardBidi, forwardServerStream, forwardUnary, identity, type RpcRef } from './forward';
+import { forwardBidi, forwardServerStream, forwardUnary, identity, type RpcRef, type UnaryForwardOptions } from './forward';
 import { serviceMethods, shortServiceName, type EtcdServiceName } from './proto';
 
 /** One etcd service as registered on the gRPC server: definition and handlers. */
@@ -12,8 +12,16 @@ export interface ServiceBinding {
 export interface ForwardingServiceOptions {
   /** Unary methods that only read, and so may be retried on another member. */
   readonly reads: ReadonlySet<string>;
+  /** Methods that change the keyspace or leases: refused in read-only mode and while the upstream is lost. */
+  readonly writes?: ReadonlySet<string>;
   /** Handlers that do more than forward (built by the service's own file). */
   readonly overrides?: Readonly<Record<string, UntypedHandleCall>>;
+}
+
+/** How one unary method is forwarded: retried if a read, admitted if a write. */
+export function forwardOptions(ctx: ApiContext, name: string, options: ForwardingServiceOptions): UnaryForwardOptions {
+  if (options.writes?.has(name) !== true) return { idempotent: options.reads.has(name) };
+  return { idempotent: false, admit: () => ctx.writes.admit() };
 }
 
 export function rpcRef(service: EtcdServiceName, method: string): RpcRef {
@@ -46,10 +54,10 @@ export function forwardingService(
     const rpc = rpcRef(service, name);
     const override = options.overrides?.[name];
     if (override !== undefined) implementation[name] = override;
-    else if (method.requestStream && method.responseStream) implementation[name] = forwardBidi(ctx, rpc);
+    else if (method.requestStream && method.responseStream) implementation[name] = forwardBidi(ctx, rpc, options.writes?.has(name) === true);
     else if (method.responseStream) implementation[name] = forwardServerStream(ctx, rpc);
     else if (method.requestStream) throw new Error(`etcd-cache-proxy: client-streaming ${rpc.path} is not handled`);
-    else implementation[name] = forwardUnary(ctx, rpc, { idempotent: options.reads.has(name) });
+    else implementation[name] = forwardUnary(ctx, rpc, forwardOptions(ctx, name, options));
   }
   return { definition: definition as ServiceDefinition, implementation };
 }

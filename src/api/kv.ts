@@ -1,11 +1,36 @@
 import type { ApiContext } from './context';
-import { forwardingService, type ServiceBinding } from './forwarding-service';
+import { forwardUnary } from './forward';
+import { forwardingService, forwardOptions, rpcRef, type ServiceBinding } from './forwarding-service';
+import { mirrorRange } from './mirror-reads';
+import { serviceMethods } from './proto';
+
+const SERVICE = 'etcdserverpb.KV';
+const READS = new Set(['Range']);
+/** A Txn counts as a write until read-only ones are told apart and served from the mirror. */
+const WRITES = new Set(['Put', 'DeleteRange', 'Txn', 'Compact']);
+/** Writes whose answer carries the revision the mirror must reach before the client hears back. */
+const READ_YOUR_WRITES = ['Put', 'DeleteRange', 'Txn'] as const;
 
 /**
- * KV: Range is a read and may be retried on another member; Put,
- * DeleteRange, Txn and Compact are forwarded once. A Txn is treated as a
- * write until the mirror can tell a read-only one apart.
+ * KV: Range from the mirror when there is one (see mirror-reads.ts), else
+ * forwarded and retried on another member; writes forwarded once, refused in
+ * read-only mode or while the upstream is lost, and answered only once the
+ * mirror holds their revision.
  */
 export function createKvService(ctx: ApiContext): ServiceBinding {
-  return forwardingService(ctx, 'etcdserverpb.KV', { reads: new Set(['Range']) });
+  const methods = serviceMethods(SERVICE);
+  const options = { reads: READS, writes: WRITES };
+  const overrides: Record<string, ReturnType<typeof forwardUnary>> = {};
+  for (const name of READ_YOUR_WRITES) {
+    overrides[name] = forwardUnary(ctx, rpcRef(SERVICE, name), {
+      ...forwardOptions(ctx, name, options),
+      beforeReply: (response) => ctx.writes.awaitMirror(name, response),
+    });
+  }
+  const range = methods.Range;
+  if (ctx.mirrorReads !== null && range !== undefined) {
+    const forward = forwardUnary(ctx, rpcRef(SERVICE, 'Range'), forwardOptions(ctx, 'Range', options));
+    overrides.Range = mirrorRange(ctx, ctx.mirrorReads, rpcRef(SERVICE, 'Range'), range, forward);
+  }
+  return forwardingService(ctx, SERVICE, { ...options, overrides });
 }

@@ -1,7 +1,15 @@
 import type { ApiContext } from './context';
 import { forwardingService, type ServiceBinding } from './forwarding-service';
 
-/** Lease: all forwarded; TimeToLive and Leases only read, so they may be retried. */
+/**
+ * Lease: all forwarded. Grant, Revoke and KeepAlive are writes: refused while
+ * the upstream is lost, so that a lock holder or leader sees the outage and
+ * steps down instead of believing a false keep-alive. TimeToLive and Leases
+ * only read, so they may be retried on another member.
+ */
 export function createLeaseService(ctx: ApiContext): ServiceBinding {
-  return forwardingService(ctx, 'etcdserverpb.Lease', { reads: new Set(['LeaseTimeToLive', 'LeaseLeases']) });
+  return forwardingService(ctx, 'etcdserverpb.Lease', {
+    reads: new Set(['LeaseTimeToLive', 'LeaseLeases']),
+    writes: new Set(['LeaseGrant', 'LeaseRevoke', 'LeaseKeepAlive']),
+  });
 }

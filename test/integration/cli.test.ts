@@ -92,7 +92,7 @@ describe('a running proxy process', () => {
     const metrics = await fetch(`http://${proxy.address}/metrics`);
     assert.equal(metrics.status, 200);
     const text = await metrics.text();
-    assert.match(text, /etcd_cache_proxy_grpc_requests_total\{service="KV",method="Range",code="OK",source="upstream"\} 1/);
+    assert.match(text, /etcd_cache_proxy_grpc_requests_total\{service="KV",method="Range",code="OK",source="mirror"\} 1/);
     assert.match(text, /etcd_cache_proxy_grpc_request_duration_seconds_bucket\{le="[^"]+",service="KV",method="Range"\}/);
     assert.match(text, /process_cpu_seconds_total/);
     const health = await fetch(`http://${proxy.address}/health`);

@@ -1,0 +1,82 @@
+import type { EventRecord, KeyValueRecord, UpstreamIdentity } from '../store/records';
+
+/**
+ * etcd messages as proto-loader decodes them (int64 as decimal strings, zero
+ * values absent), and their conversion to and from the store's records.
+ */
+export interface WireHeader {
+  cluster_id?: string;
+  member_id?: string;
+  revision?: string;
+  raft_term?: string;
+}
+export interface WireKeyValue {
+  key?: Buffer;
+  create_revision?: string;
+  mod_revision?: string;
+  version?: string;
+  value?: Buffer;
+  lease?: string;
+}
+export interface WireEvent {
+  type?: 'PUT' | 'DELETE';
+  kv?: WireKeyValue;
+  prev_kv?: WireKeyValue;
+}
+export interface WireWatchResponse {
+  header?: WireHeader;
+  watch_id?: string;
+  created?: boolean;
+  canceled?: boolean;
+  compact_revision?: string;
+  cancel_reason?: string;
+  fragment?: boolean;
+  events?: WireEvent[];
+}
+export interface WireRangeResponse {
+  header?: WireHeader;
+  kvs?: WireKeyValue[];
+  more?: boolean;
+  count?: string;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+export function toRevision(value: string | undefined): number {
+  if (value === undefined) return 0;
+  const revision = Number(value);
+  if (!Number.isSafeInteger(revision)) throw new Error(`etcd-cache-proxy: revision ${value} beyond 2^53`);
+  return revision;
+}
+
+export function toKeyValueRecord(kv: WireKeyValue): KeyValueRecord {
+  return {
+    key: kv.key ?? EMPTY,
+    create_revision: toRevision(kv.create_revision),
+    mod_revision: toRevision(kv.mod_revision),
+    version: toRevision(kv.version),
+    value: kv.value ?? EMPTY,
+    lease: kv.lease ?? '0',
+  };
+}
+
+export function toEventRecord(event: WireEvent): EventRecord {
+  const kv = toKeyValueRecord(event.kv ?? {});
+  const type = event.type ?? 'PUT';
+  return event.prev_kv === undefined ? { type, kv } : { type, kv, prev_kv: toKeyValueRecord(event.prev_kv) };
+}
+
+export function toIdentity(header: WireHeader | undefined): UpstreamIdentity {
+  return { cluster_id: header?.cluster_id ?? '0', member_id: header?.member_id ?? '0', raft_term: header?.raft_term ?? '0' };
+}
+
+/** A record as etcd puts it on the wire: zero values left out, as etcd's own encoder does. */
+export function toWireKeyValue(record: KeyValueRecord, keysOnly = false): WireKeyValue {
+  const wire: WireKeyValue = { key: record.key };
+  if (record.create_revision !== 0) wire.create_revision = String(record.create_revision);
+  if (record.mod_revision !== 0) wire.mod_revision = String(record.mod_revision);
+  if (record.version !== 0) wire.version = String(record.version);
+  if (!keysOnly && record.value.length > 0) wire.value = record.value;
+  if (record.lease !== '0') wire.lease = record.lease;
+  return wire;
+}

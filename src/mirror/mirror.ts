@@ -1,0 +1,204 @@
+import { EventEmitter } from 'node:events';
+import { Metadata, status, type ClientDuplexStream } from '@grpc/grpc-js';
+import { isServiceError } from '../api/errors';
+import { serviceMethods } from '../api/proto';
+import type { Logger } from '../log';
+import type { MirrorStore } from '../store/store';
+import type { EventRecord } from '../store/records';
+import type { Liveness } from '../upstream/liveness';
+import type { UpstreamMember, UpstreamPool } from '../upstream/pool';
+import { callUpstream } from '../upstream/unary';
+import { toEventRecord, toIdentity, toRevision, type WireHeader, type WireWatchResponse } from './codec';
+import { listInto } from './lister';
+import { RevisionWaiters } from './revision-waiters';
+
+const WHOLE_KEYSPACE = Buffer.from([0]);
+const STATUS_TIMEOUT_MS = 3_000;
+const INITIAL_BACKOFF_MS = 250;
+const MAX_BACKOFF_MS = 5_000;
+
+export interface MirrorEvents {
+  /** One upstream watch response, committed: the new mirror revision and its events. */
+  applied: [revision: number, events: readonly EventRecord[]];
+  /** The content was replaced by a fresh list (after compaction or a new cluster). */
+  relisted: [revision: number];
+}
+
+export interface Mirror extends EventEmitter<MirrorEvents> {
+  /** M: the highest revision whose events are all committed (0: never synced). */
+  revision(): number;
+  /** True once the mirror holds a complete copy at some revision. */
+  hasData(): boolean;
+  /**
+   * True while the upstream refuses the mirror for want of credentials (auth
+   * enabled): until per-user permissions are built, nothing may be served
+   * from the mirror then (contract section 8), so every read is forwarded.
+   */
+  authRequired(): boolean;
+  /** Resolves true once M >= revision, false after timeoutMs. */
+  waitForRevision(revision: number, timeoutMs: number): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+export interface MirrorDeps {
+  readonly store: MirrorStore;
+  readonly pool: UpstreamPool;
+  readonly liveness: Liveness;
+  readonly log: Logger;
+  /** Called with M after every commit (metrics). */
+  readonly onRevision?: (revision: number) => void;
+}
+
+class RelistNeeded extends Error {
+  constructor(readonly compactRevision: number) {
+    super(`upstream compacted past the mirror (compact revision ${compactRevision})`);
+  }
+}
+
+/**
+ * Keeps the store an exact copy of the upstream keyspace: list it at one
+ * revision when the store is empty, then watch from M+1 with prev_kv; each
+ * watch response is one LMDB transaction, committed before anyone is told.
+ * Reconnects resume at M+1; a compaction past M means a fresh list; another
+ * cluster, or one whose revision is behind M, means the store is wiped first.
+ */
+export function startMirror({ store, pool, liveness, log, onRevision }: MirrorDeps): Mirror {
+  const emitter = new EventEmitter<MirrorEvents>();
+  const waiters = new RevisionWaiters(() => store.meta().revision);
+  let closed = false;
+  let stream: ClientDuplexStream<object, WireWatchResponse> | null = null;
+  let wakeUp: (() => void) | null = null;
+  let authRequired = false;
+  const noteAuth = (error: unknown): void => {
+    const refused =
+      isServiceError(error) &&
+      (error.code === status.UNAUTHENTICATED || error.code === status.PERMISSION_DENIED || error.details === 'etcdserver: user name is empty');
+    if (refused && !authRequired) log.warn('upstream has auth enabled: the mirror is not used, every request is forwarded');
+    if (!refused && authRequired) log.info('upstream accepts the mirror again');
+    authRequired = refused;
+  };
+
+  const advanced = (revision: number): void => {
+    waiters.release(revision);
+    onRevision?.(revision);
+  };
+
+  const checkIdentity = async (member: UpstreamMember): Promise<void> => {
+    const status = await callUpstream<{ header?: WireHeader }>(member.client, 'etcdserverpb.Maintenance', 'Status', {}, { deadlineMs: STATUS_TIMEOUT_MS });
+    const upstream = toIdentity(status.header);
+    const upstreamRevision = toRevision(status.header?.revision);
+    const meta = store.meta();
+    if (meta.identity !== null && meta.identity.cluster_id !== upstream.cluster_id) {
+      log.warn({ mirrored: meta.identity.cluster_id, upstream: upstream.cluster_id }, 'upstream is another cluster: mirror discarded, rebuilding');
+      store.wipe();
+    } else if (meta.revision > upstreamRevision) {
+      log.warn({ mirrorRevision: meta.revision, upstreamRevision }, 'upstream revision is behind the mirror (restored from a backup?): mirror discarded, rebuilding');
+      store.wipe();
+    }
+  };
+
+  const relist = async (member: UpstreamMember, compactRevision: number): Promise<void> => {
+    const started = Date.now();
+    const result = await listInto(store, member.client, WHOLE_KEYSPACE, WHOLE_KEYSPACE, compactRevision);
+    log.info({ revision: result.revision, keys: result.keys, ms: Date.now() - started }, 'mirror listed the upstream keyspace');
+    advanced(result.revision);
+    emitter.emit('relisted', result.revision);
+  };
+
+  const watchFrom = (member: UpstreamMember, startRevision: number): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      const watch = serviceMethods('etcdserverpb.Watch').Watch;
+      if (watch === undefined) throw new Error('etcd-cache-proxy: Watch.Watch missing from proto/');
+      const call = member.client.makeBidiStreamRequest(watch.path, watch.requestSerialize, watch.responseDeserialize, new Metadata(), {}) as ClientDuplexStream<object, WireWatchResponse>;
+      stream = call;
+      let settled = false;
+      const finish = (error: Error | null): void => {
+        if (settled) return;
+        settled = true;
+        stream = null;
+        call.cancel();
+        if (error === null) resolve();
+        else reject(error);
+      };
+      call.on('data', (response: WireWatchResponse) => {
+        liveness.heard();
+        if (response.canceled === true) {
+          const compacted = toRevision(response.compact_revision);
+          finish(compacted > 0 ? new RelistNeeded(compacted) : new Error(`upstream cancelled the mirror watch: ${response.cancel_reason ?? 'no reason'}`));
+          return;
+        }
+        const events = (response.events ?? []).map(toEventRecord);
+        if (events.length === 0) return;
+        try {
+          const revision = store.applyEvents(events, toIdentity(response.header));
+          advanced(revision);
+          emitter.emit('applied', revision, events);
+        } catch (error) {
+          log.error({ err: error }, 'mirror could not commit a watch response; reconnecting');
+          finish(error instanceof Error ? error : new Error(String(error)));
+        }
+      });
+      call.on('error', (error) => finish(error));
+      call.on('end', () => finish(new Error('upstream ended the mirror watch')));
+      call.write({
+        create_request: { key: WHOLE_KEYSPACE, range_end: WHOLE_KEYSPACE, start_revision: String(startRevision), prev_kv: true, progress_notify: true },
+      });
+    });
+
+  const run = async (): Promise<void> => {
+    let backoff = INITIAL_BACKOFF_MS;
+    let lastError = '';
+    while (!closed) {
+      const member = pool.candidates()[0];
+      try {
+        if (member === undefined) throw new Error('no upstream member');
+        await checkIdentity(member);
+        if (store.meta().revision === 0) await relist(member, 0);
+        noteAuth(null);
+        backoff = INITIAL_BACKOFF_MS;
+        await watchFrom(member, store.meta().revision + 1);
+      } catch (error) {
+        if (closed) return;
+        noteAuth(error);
+        if (error instanceof RelistNeeded && member !== undefined) {
+          log.warn({ compactRevision: error.compactRevision, mirrorRevision: store.meta().revision }, 'upstream compacted past the mirror: re-listing');
+          try {
+            await relist(member, error.compactRevision);
+            continue;
+          } catch (listError) {
+            error = listError;
+          }
+        }
+        const message = error instanceof Error ? error.message : String(error);
+        if (message !== lastError) log.warn({ err: message, retryInMs: backoff }, 'mirror sync interrupted');
+        lastError = message;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, backoff);
+          wakeUp = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        wakeUp = null;
+        backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+      }
+    }
+  };
+  const running = run();
+  // A returning upstream should not wait out a long backoff.
+  liveness.on('back', () => wakeUp?.());
+
+  return Object.assign(emitter, {
+    revision: () => store.meta().revision,
+    hasData: () => store.meta().revision > 0,
+    authRequired: () => authRequired,
+    waitForRevision: (revision: number, timeoutMs: number) => waiters.wait(revision, timeoutMs),
+    async close() {
+      closed = true;
+      wakeUp?.();
+      stream?.cancel();
+      waiters.releaseAll();
+      await running;
+    },
+  });
+}

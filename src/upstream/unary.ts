@@ -1,0 +1,36 @@
+import { Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
+import { serviceMethods, type EtcdServiceName } from '../api/proto';
+
+export interface UnaryOptions {
+  readonly deadlineMs: number;
+  readonly metadata?: Metadata;
+}
+
+/**
+ * One decoded unary call to a member, for the proxy's own use (mirror,
+ * probes, read barrier): request and response as proto-loader objects.
+ */
+export function callUpstream<Res>(
+  client: Client,
+  service: EtcdServiceName,
+  method: string,
+  request: object,
+  options: UnaryOptions,
+): Promise<Res> {
+  const definition = serviceMethods(service)[method];
+  if (definition === undefined) throw new Error(`etcd-cache-proxy: ${service}.${method} missing from proto/`);
+  return new Promise((resolve, reject) => {
+    client.makeUnaryRequest(
+      definition.path,
+      definition.requestSerialize,
+      definition.responseDeserialize,
+      request,
+      options.metadata ?? new Metadata(),
+      { deadline: Date.now() + options.deadlineMs },
+      (error: ServiceError | null, response?: object) => {
+        if (error !== null) reject(error);
+        else resolve(response as Res);
+      },
+    );
+  });
+}

@@ -23,8 +23,17 @@ export interface TestProxy {
   stop(): Promise<void>;
 }
 
-export async function startTestProxy(endpoints: readonly string[], extraArgs: readonly string[] = []): Promise<TestProxy> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'ecp-proxy-'));
+export interface TestProxyOptions {
+  /** Use (and keep) this data dir instead of a fresh temporary one. */
+  readonly dataDir?: string;
+}
+
+export async function startTestProxy(
+  endpoints: readonly string[],
+  extraArgs: readonly string[] = [],
+  options: TestProxyOptions = {},
+): Promise<TestProxy> {
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'ecp-proxy-'));
   const config = loadConfig({
     argv: ['--endpoints', endpoints.join(','), '--listen-addr', '127.0.0.1:0', '--data-dir', dataDir, '--shutdown-grace', '2s', ...extraArgs],
     env: {},
@@ -40,7 +49,7 @@ export async function startTestProxy(endpoints: readonly string[], extraArgs: re
     url: `http://${address}`,
     async stop() {
       await proxy.close();
-      rmSync(dataDir, { recursive: true, force: true });
+      if (options.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }
@@ -74,9 +83,13 @@ export function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): Ch
   return child;
 }
 
-export async function startProxyProcess(endpoints: readonly string[], extraArgs: readonly string[] = []): Promise<ProxyProcess> {
-  const port = await freePort();
-  const dataDir = mkdtempSync(join(tmpdir(), 'ecp-proxy-'));
+export async function startProxyProcess(
+  endpoints: readonly string[],
+  extraArgs: readonly string[] = [],
+  options: TestProxyOptions & { readonly port?: number } = {},
+): Promise<ProxyProcess> {
+  const port = options.port ?? (await freePort());
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'ecp-proxy-'));
   const endpointArgs = endpoints.length === 0 ? [] : ['--endpoints', endpoints.join(',')];
   const child = runCli(['start', ...endpointArgs, '--listen-addr', `127.0.0.1:${port}`, '--data-dir', dataDir, ...extraArgs]);
   let out = '';
@@ -98,7 +111,7 @@ export async function startProxyProcess(endpoints: readonly string[], extraArgs:
     exited,
     async stop() {
       await stopChild(child);
-      rmSync(dataDir, { recursive: true, force: true });
+      if (options.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

@@ -33,6 +33,8 @@ export function rawClients(address: string): RawClients {
 export interface UnaryOutcome<T> {
   readonly error: ServiceError | null;
   readonly response: T | undefined;
+  /** The response headers the server sent (e.g. x-etcd-cache-proxy-stale). */
+  readonly headers: Metadata | null;
 }
 
 /** Calls one unary method and resolves with its error or response (never rejects). */
@@ -46,12 +48,16 @@ export function call<T = Record<string, unknown>>(
   if (typeof fn !== 'function') throw new Error(`no method ${method}`);
   return new Promise((resolve) => {
     const callOptions = options.deadlineMs === undefined ? {} : { deadline: Date.now() + options.deadlineMs };
-    (fn as (...args: unknown[]) => void).call(
+    let headers: Metadata | null = null;
+    const pending = (fn as (...args: unknown[]) => { on(event: 'metadata', listener: (m: Metadata) => void): void }).call(
       client,
       request,
       options.metadata ?? new Metadata(),
       callOptions,
-      (error: ServiceError | null, response?: T) => resolve({ error, response }),
+      (error: ServiceError | null, response?: T) => resolve({ error, response, headers }),
     );
+    pending.on('metadata', (metadata) => {
+      headers = metadata;
+    });
   });
 }

@@ -1,0 +1,233 @@
+// Integration (real etcd, broken for real): the mirror keeps reads alive
+// when etcd is killed or frozen, across a proxy restart, and writes are
+// refused at once instead of hanging.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { status } from '@grpc/grpc-js';
+import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
+import { startTestProxy, type TestProxy } from '../support/proxy';
+import { call, rawClients, type RawClients, type UnaryOutcome } from '../support/raw-client';
+
+const UPSTREAM_TIMEOUT = ['--upstream-timeout', '1s'];
+const key = (s: string): Buffer => Buffer.from(s);
+
+interface RangeReply {
+  header: { revision: string };
+  kvs?: { key: Buffer; value: Buffer }[];
+  count?: string;
+}
+
+const values = (outcome: UnaryOutcome<RangeReply>): Record<string, string> =>
+  Object.fromEntries((outcome.response?.kvs ?? []).map((kv) => [kv.key.toString(), kv.value.toString()]));
+const isStale = (outcome: UnaryOutcome<unknown>): boolean => outcome.headers?.get('x-etcd-cache-proxy-stale')[0] === 'true';
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+/** Waits until the proxy refuses writes, i.e. it has declared the upstream lost. */
+async function untilLost(clients: RawClients): Promise<void> {
+  await until('the proxy to declare the upstream lost', async () => {
+    const put = await call(clients.kv, 'Put', { key: key('probe'), value: key('x') }, { deadlineMs: 500 });
+    return put.error?.details === 'etcd-cache-proxy: upstream cluster unreachable, writes rejected' ? true : undefined;
+  });
+}
+
+describe('reads survive etcd being killed, and a proxy restart during the outage', () => {
+  let etcd: EtcdServer;
+  let proxy: TestProxy;
+  let clients: RawClients;
+  let dataDir: string;
+
+  before(async () => {
+    etcd = await startEtcd();
+    dataDir = mkdtempSync(join(tmpdir(), 'ecp-outage-'));
+    proxy = await startTestProxy([etcd.clientUrl], UPSTREAM_TIMEOUT, { dataDir });
+    clients = rawClients(proxy.address);
+  });
+  after(async () => {
+    clients?.close();
+    await proxy?.stop();
+    await etcd?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('serves the last data, marked stale, and refuses writes fast', async () => {
+    for (const [k, v] of [['/apisix/routes/1', 'r1'], ['/apisix/routes/2', 'r2'], ['/apisix/upstreams/1', 'u1']]) {
+      const put = await call(clients.kv, 'Put', { key: key(k ?? ''), value: key(v ?? '') });
+      assert.equal(put.error, null);
+    }
+    const fresh = await call<RangeReply>(clients.kv, 'Range', { key: key('/apisix/'), range_end: key('/apisix0') });
+    assert.equal(isStale(fresh), false);
+    const revision = fresh.response?.header.revision;
+
+    etcd.signal('SIGKILL');
+    await untilLost(clients);
+
+    const stale = await call<RangeReply>(clients.kv, 'Range', { key: key('/apisix/'), range_end: key('/apisix0') });
+    assert.equal(stale.error, null, stale.error?.details);
+    assert.equal(isStale(stale), true);
+    assert.deepEqual(values(stale), { '/apisix/routes/1': 'r1', '/apisix/routes/2': 'r2', '/apisix/upstreams/1': 'u1' });
+    assert.equal(stale.response?.header.revision, revision);
+
+    const started = Date.now();
+    const put = await call(clients.kv, 'Put', { key: key('/apisix/routes/3'), value: key('r3') });
+    const tookMs = Date.now() - started;
+    assert.equal(put.error?.code, status.UNAVAILABLE);
+    assert.equal(put.error?.details, 'etcd-cache-proxy: upstream cluster unreachable, writes rejected');
+    assert.ok(tookMs < 100, `write refused after ${tookMs} ms`);
+    const lease = await call(clients.lease, 'LeaseGrant', { TTL: '10' });
+    assert.equal(lease.error?.code, status.UNAVAILABLE);
+  });
+
+  it('still answers after the proxy restarts while etcd is down', async () => {
+    await proxy.stop();
+    proxy = await startTestProxy([etcd.clientUrl], UPSTREAM_TIMEOUT, { dataDir });
+    clients.close();
+    clients = rawClients(proxy.address);
+    // At once, before the proxy has even decided the upstream is lost:
+    const reply = await call<RangeReply>(clients.kv, 'Range', { key: key('/apisix/routes/1'), serializable: true });
+    assert.equal(reply.error, null, reply.error?.details);
+    assert.deepEqual(values(reply), { '/apisix/routes/1': 'r1' });
+    const linearizable = await call<RangeReply>(clients.kv, 'Range', { key: key('/apisix/'), range_end: key('/apisix0') });
+    assert.equal(linearizable.error, null, linearizable.error?.details);
+    assert.equal(isStale(linearizable), true);
+    assert.equal(Object.keys(values(linearizable)).length, 3);
+  });
+
+  it('catches up when etcd returns: writes work and changes made meanwhile arrive', async () => {
+    await etcd.restart();
+    const direct = rawClients(etcd.clientAddress);
+    try {
+      await call(direct.kv, 'Put', { key: key('/apisix/routes/2'), value: key('r2-changed-directly') });
+      await call(direct.kv, 'DeleteRange', { key: key('/apisix/upstreams/1') });
+    } finally {
+      direct.close();
+    }
+    const put = await until('writes to be accepted again', async () => {
+      const outcome = await call(clients.kv, 'Put', { key: key('/apisix/routes/3'), value: key('r3') });
+      return outcome.error === null ? outcome : undefined;
+    });
+    assert.equal(put.error, null);
+    // read your writes: the next read through the proxy sees everything, fresh
+    const reply = await call<RangeReply>(clients.kv, 'Range', { key: key('/apisix/'), range_end: key('/apisix0') });
+    assert.equal(isStale(reply), false);
+    assert.deepEqual(values(reply), { '/apisix/routes/1': 'r1', '/apisix/routes/2': 'r2-changed-directly', '/apisix/routes/3': 'r3' });
+  });
+});
+
+describe('a frozen etcd (SIGSTOP) is lost within the upstream timeout', () => {
+  let etcd: EtcdServer;
+  let proxy: TestProxy;
+  let clients: RawClients;
+
+  before(async () => {
+    etcd = await startEtcd();
+    proxy = await startTestProxy([etcd.clientUrl], UPSTREAM_TIMEOUT);
+    clients = rawClients(proxy.address);
+  });
+  after(async () => {
+    clients?.close();
+    await proxy?.stop();
+    await etcd?.stop();
+  });
+
+  it('serves stale reads and refuses writes while frozen, and recovers on SIGCONT', async () => {
+    assert.equal((await call(clients.kv, 'Put', { key: key('k'), value: key('v1') })).error, null);
+    etcd.signal('SIGSTOP');
+    try {
+      await untilLost(clients);
+      const reply = await call<RangeReply>(clients.kv, 'Range', { key: key('k') }, { deadlineMs: 2_000 });
+      assert.equal(reply.error, null, reply.error?.details);
+      assert.equal(isStale(reply), true);
+      assert.deepEqual(values(reply), { k: 'v1' });
+    } finally {
+      etcd.signal('SIGCONT');
+    }
+    await until('writes to be accepted again', async () => {
+      const outcome = await call(clients.kv, 'Put', { key: key('k'), value: key('v2') });
+      return outcome.error === null ? true : undefined;
+    });
+    const reply = await call<RangeReply>(clients.kv, 'Range', { key: key('k') });
+    assert.deepEqual(values(reply), { k: 'v2' });
+    assert.equal(isStale(reply), false);
+  });
+});
+
+describe('modes that refuse', () => {
+  let etcd: EtcdServer;
+  before(async () => {
+    etcd = await startEtcd();
+  });
+  after(async () => {
+    await etcd?.stop();
+  });
+
+  it('read-only mode refuses every write with UNIMPLEMENTED and still reads', async () => {
+    const proxy = await startTestProxy([etcd.clientUrl], ['--mode', 'readonly']);
+    const clients = rawClients(proxy.address);
+    try {
+      for (const [client, method, request] of [
+        [clients.kv, 'Put', { key: key('a'), value: key('b') }],
+        [clients.kv, 'DeleteRange', { key: key('a') }],
+        [clients.kv, 'Txn', {}],
+        [clients.lease, 'LeaseGrant', { TTL: '5' }],
+      ] as const) {
+        const outcome = await call(client, method, request);
+        assert.equal(outcome.error?.code, status.UNIMPLEMENTED, method);
+        assert.equal(outcome.error?.details, 'etcd-cache-proxy: read-only proxy rejects writes');
+      }
+      const read = await call(clients.kv, 'Range', { key: key('a') });
+      assert.equal(read.error, null);
+      const metrics = await proxy.metrics.registry.metrics();
+      assert.match(metrics, /etcd_cache_proxy_writes_rejected_total\{reason="readonly"\} 4/);
+    } finally {
+      clients.close();
+      await proxy.stop();
+    }
+  });
+
+  it('--stale-reads=deny refuses reads while the upstream is lost', async () => {
+    const own = await startEtcd();
+    const proxy = await startTestProxy([own.clientUrl], [...UPSTREAM_TIMEOUT, '--stale-reads', 'deny']);
+    const clients = rawClients(proxy.address);
+    try {
+      assert.equal((await call(clients.kv, 'Put', { key: key('a'), value: key('b') })).error, null);
+      own.signal('SIGKILL');
+      await untilLost(clients);
+      const read = await call(clients.kv, 'Range', { key: key('a'), serializable: true });
+      assert.equal(read.error?.code, status.UNAVAILABLE);
+      assert.match(read.error?.details ?? '', /stale reads denied/);
+    } finally {
+      clients.close();
+      await proxy.stop();
+      await own.stop();
+    }
+  });
+
+  it('an empty data dir and no etcd: starts, and refuses reads until the first sync', async () => {
+    const own = await startEtcd();
+    const endpoint = own.clientUrl;
+    await own.stop();
+    const proxy = await startTestProxy([endpoint], UPSTREAM_TIMEOUT);
+    const clients = rawClients(proxy.address);
+    try {
+      await untilLost(clients);
+      const read = await call(clients.kv, 'Range', { key: key('a') });
+      assert.equal(read.error?.code, status.UNAVAILABLE);
+      assert.equal(read.error?.details, 'etcd-cache-proxy: upstream cluster unreachable and the mirror has never synced');
+    } finally {
+      clients.close();
+      await proxy.stop();
+    }
+  });
+});

@@ -41,7 +41,6 @@ export function createWritePolicy(deps: {
       return null;
     },
     async awaitMirror(method, response) {
-      if (!deps.mirror.hasData()) return;
       const definition = serviceMethods('etcdserverpb.KV')[method];
       if (definition === undefined) return;
       const decoded = definition.responseDeserialize(response) as { header?: WireHeader };

@@ -66,6 +66,7 @@ describe('reads survive etcd being killed, and a proxy restart during the outage
       const put = await call(clients.kv, 'Put', { key: key(k ?? ''), value: key(v ?? '') });
       assert.equal(put.error, null);
     }
+    await proxy.mirrored(4);
     const fresh = await call<RangeReply>(clients.kv, 'Range', { key: key('/apisix/'), range_end: key('/apisix0') });
     assert.equal(isStale(fresh), false);
     const revision = fresh.response?.header.revision;
@@ -143,6 +144,7 @@ describe('a frozen etcd (SIGSTOP) is lost within the upstream timeout', () => {
 
   it('serves stale reads and refuses writes while frozen, and recovers on SIGCONT', async () => {
     assert.equal((await call(clients.kv, 'Put', { key: key('k'), value: key('v1') })).error, null);
+    await proxy.mirrored(2);
     etcd.signal('SIGSTOP');
     try {
       await untilLost(clients);
@@ -202,6 +204,7 @@ describe('modes that refuse', () => {
     const clients = rawClients(proxy.address);
     try {
       assert.equal((await call(clients.kv, 'Put', { key: key('a'), value: key('b') })).error, null);
+      await proxy.mirrored(2);
       own.signal('SIGKILL');
       await untilLost(clients);
       const read = await call(clients.kv, 'Range', { key: key('a'), serializable: true });

@@ -20,6 +20,8 @@ export interface TestProxy {
   /** "127.0.0.1:PORT" */
   readonly address: string;
   readonly url: string;
+  /** Resolves once the mirror has committed at least this revision (default: synced at all). */
+  mirrored(revision?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -47,6 +49,13 @@ export async function startTestProxy(
     metrics,
     address,
     url: `http://${address}`,
+    async mirrored(revision = 1) {
+      const deadline = Date.now() + 20_000;
+      while (((await metrics.mirrorRevision.get()).values[0]?.value ?? 0) < revision) {
+        if (Date.now() > deadline) throw new Error(`mirror did not reach revision ${revision} within 20 s`);
+        await sleep(25);
+      }
+    },
     async stop() {
       await proxy.close();
       if (options.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });

@@ -74,7 +74,12 @@ export function evaluateRange(store: MirrorStore, request: WireRangeRequest): Ra
   const all = rangeEnd.length === 0 ? single(store, key) : [...store.scan(key, isAllAbove(rangeEnd) ? null : rangeEnd)];
   if (request.count_only === true) return { kvs: [], count: all.length, more: false, keysOnly };
 
-  const filtered = all.filter(
+  // etcd fetches everything only when asked to sort or filter; otherwise it
+  // takes limit+1 keys in key order first (the extra one tells `more`), and
+  // a target-only sort (order NONE) then sorts just those.
+  const hasFilter = bounds.minMod !== 0 || bounds.maxMod !== 0 || bounds.minCreate !== 0 || bounds.maxCreate !== 0;
+  const fetched = order === 'NONE' && !hasFilter && limit > 0 ? all.slice(0, limit + 1) : all;
+  const filtered = fetched.filter(
     (kv) =>
       (bounds.maxMod === 0 || kv.mod_revision <= bounds.maxMod) &&
       (bounds.minMod === 0 || kv.mod_revision >= bounds.minMod) &&

@@ -1,8 +1,10 @@
-// Benchmark: unary Range and Put latency and throughput, side by side in one
-// run, through three paths to the same etcd: direct, `etcd grpc-proxy`, and
-// etcd-cache-proxy (its CLI in its own process). Reports ratios to direct.
+// Benchmark: unary Range (serializable and linearizable) and Put latency and
+// throughput, side by side in one run, through three paths to the same etcd:
+// direct, `etcd grpc-proxy`, and etcd-cache-proxy (its CLI in its own
+// process, reads from its mirror). Reports ratios to direct, and the
+// proxy's upstream calls per 1000 linearizable reads.
 //
-//   node --import tsx bench/forward-range.ts [--seconds 5] [--concurrency 32]
+//   node --import tsx bench/unary-kv.ts [--seconds 5] [--concurrency 32]
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,8 +30,15 @@ const { values } = parseArgs({
 const SECONDS = Number(values.seconds);
 const CONCURRENCY = Number(values.concurrency);
 
-async function measure(path: string, clients: RawClients, method: 'Range' | 'Put'): Promise<Result> {
-  const request = method === 'Range' ? { key: Buffer.from('bench/key') } : { key: Buffer.from('bench/key'), value: Buffer.alloc(256, 7) };
+type Load = 'Range serializable' | 'Range linearizable' | 'Put';
+const LOADS: readonly Load[] = ['Range serializable', 'Range linearizable', 'Put'];
+
+async function measure(path: string, clients: RawClients, load: Load): Promise<Result> {
+  const method = load === 'Put' ? 'Put' : 'Range';
+  const request =
+    load === 'Put'
+      ? { key: Buffer.from('bench/key'), value: Buffer.alloc(256, 7) }
+      : { key: Buffer.from('bench/'), range_end: Buffer.from('bench0'), serializable: load === 'Range serializable' };
   const service = clients.kv;
   for (let i = 0; i < 200; i += 1) await call(service, method, request); // warm-up
   const latencies: number[] = [];
@@ -48,7 +57,7 @@ async function measure(path: string, clients: RawClients, method: 'Range' | 'Put
   const elapsed = (Date.now() - began) / 1000;
   latencies.sort((a, b) => a - b);
   const at = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
-  return { path, method, opsPerSecond: latencies.length / elapsed, p50Ms: at(0.5), p99Ms: at(0.99), errors };
+  return { path, method: load, opsPerSecond: latencies.length / elapsed, p50Ms: at(0.5), p99Ms: at(0.99), errors };
 }
 
 async function startGrpcProxy(endpoint: string): Promise<{ address: string; stop(): Promise<void> }> {
@@ -85,11 +94,21 @@ async function main(): Promise<void> {
     ['etcd-cache-proxy', proxy.address],
   ];
   const results: Result[] = [];
+  let barrierCallsPer1000 = NaN;
   try {
-    for (const method of ['Range', 'Put'] as const) {
+    const seed = rawClients(etcd.clientAddress);
+    for (let i = 0; i < 10; i += 1) await call(seed.kv, 'Put', { key: Buffer.from(`bench/${i}`), value: Buffer.alloc(256, i) });
+    seed.close();
+    for (const load of LOADS) {
       for (const [name, address] of paths) {
         const clients = rawClients(address);
-        results.push(await measure(name, clients, method));
+        const callsBefore = name === 'etcd-cache-proxy' ? await barrierCalls(address) : 0;
+        const result = await measure(name, clients, load);
+        results.push(result);
+        if (name === 'etcd-cache-proxy' && load === 'Range linearizable') {
+          const reads = result.opsPerSecond * SECONDS;
+          barrierCallsPer1000 = ((await barrierCalls(address)) - callsBefore) / (reads / 1000);
+        }
         clients.close();
       }
     }
@@ -99,14 +118,21 @@ async function main(): Promise<void> {
     await etcd.stop();
   }
   console.log(`unary ${SECONDS}s per path, ${CONCURRENCY} concurrent callers, one etcd 3.4 on loopback\n`);
-  console.log('method  path               ops/s   vs direct   p50 ms   p99 ms   errors');
+  console.log('load                 path               ops/s   vs direct   p50 ms   p99 ms   errors');
   for (const r of results) {
     const direct = results.find((d) => d.method === r.method && d.path === 'etcd direct');
     const ratio = direct === undefined ? NaN : r.opsPerSecond / direct.opsPerSecond;
     console.log(
-      `${r.method.padEnd(7)} ${r.path.padEnd(17)} ${r.opsPerSecond.toFixed(0).padStart(7)}   ${ratio.toFixed(2).padStart(9)}   ${r.p50Ms.toFixed(2).padStart(6)}   ${r.p99Ms.toFixed(2).padStart(6)}   ${String(r.errors).padStart(6)}`,
+      `${r.method.padEnd(20)} ${r.path.padEnd(17)} ${r.opsPerSecond.toFixed(0).padStart(7)}   ${ratio.toFixed(2).padStart(9)}   ${r.p50Ms.toFixed(2).padStart(6)}   ${r.p99Ms.toFixed(2).padStart(6)}   ${String(r.errors).padStart(6)}`,
     );
   }
+  console.log(`\netcd-cache-proxy upstream calls per 1000 linearizable reads: ${barrierCallsPer1000.toFixed(1)}`);
+}
+
+async function barrierCalls(address: string): Promise<number> {
+  const text = await (await fetch(`http://${address}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith('etcd_cache_proxy_read_barrier_upstream_calls_total '));
+  return Number(line?.split(' ')[1] ?? NaN);
 }
 
 main().then(

@@ -34,6 +34,8 @@ export interface ProxyConfig {
   readonly upstreamTimeoutMs: number;
   /** While the upstream is lost: answer reads from the mirror (allow) or refuse them (deny). */
   readonly staleReads: StaleReads;
+  /** Revisions the event log keeps behind the mirror revision. */
+  readonly history: number;
   /** The YAML file the values were read from, if any. */
   readonly configFile: string | null;
 }
@@ -74,6 +76,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'mode', description: `${PROXY_MODES.join(' or ')}; readonly refuses every write`, defaultValue: 'readwrite' },
   { name: 'upstream-timeout', description: 'the upstream is lost when no member answered for this long', defaultValue: '3s' },
   { name: 'stale-reads', description: 'while the upstream is lost: allow (serve the mirror, marked stale) or deny', defaultValue: 'allow' },
+  { name: 'history', description: 'revisions of events the mirror keeps for replay and old reads', defaultValue: '100000' },
   { name: 'shutdown-grace', description: 'how long a stop waits for in-flight calls (e.g. 5s, 500ms)', defaultValue: '5s' },
   { name: 'config-file', description: 'YAML file whose keys are these flag names' },
 ];
@@ -212,6 +215,11 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     return ms;
   });
   const staleReads = attempt('stale-reads', 'allow' as StaleReads, (value) => oneOf(STALE_READS, value));
+  const history = attempt('history', 100_000, (value) => {
+    const count = Number(value);
+    if (!Number.isSafeInteger(count) || count < 1) throw new Error('must be a whole number of revisions, at least 1');
+    return count;
+  });
   const dataDir = attempt('data-dir', DEFAULT_DATA_DIR, (value) => {
     if (value.trim() === '') throw new Error('must not be empty');
     return value;
@@ -227,6 +235,7 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     mode,
     upstreamTimeoutMs,
     staleReads,
+    history,
     configFile,
   };
 }

@@ -21,6 +21,9 @@ export interface Metrics {
   readonly upstreamUp: Gauge;
   readonly readBarrierCalls: Counter;
   readonly mirrorRelists: Counter;
+  readonly storeKeys: Gauge;
+  readonly storeLogRevisions: Gauge;
+  readonly storeBytes: Gauge;
 }
 
 export function createMetrics(registry: Registry = new Registry()): Metrics {
@@ -76,6 +79,21 @@ export function createMetrics(registry: Registry = new Registry()): Metrics {
     readBarrierCalls: new Counter({
       name: `${METRIC_PREFIX}read_barrier_upstream_calls_total`,
       help: 'Linearizable upstream calls made to serve linearizable reads from the mirror',
+      registers: [registry],
+    }),
+    storeKeys: new Gauge({
+      name: `${METRIC_PREFIX}store_keys`,
+      help: 'Keys in the mirror',
+      registers: [registry],
+    }),
+    storeLogRevisions: new Gauge({
+      name: `${METRIC_PREFIX}store_log_revisions`,
+      help: 'Revisions held in the mirror event log',
+      registers: [registry],
+    }),
+    storeBytes: new Gauge({
+      name: `${METRIC_PREFIX}store_bytes`,
+      help: 'Bytes the LMDB environment uses',
       registers: [registry],
     }),
     mirrorRelists: new Counter({

@@ -14,6 +14,7 @@ import { createUpstreamPool } from './upstream/pool';
 import { createLiveness } from './upstream/liveness';
 import { startMirror } from './mirror/mirror';
 import { ReadBarrier } from './mirror/read-barrier';
+import { startStoreMaintenance } from './mirror/maintenance';
 import { openStore } from './store/store';
 import { createWritePolicy } from './api/write-policy';
 
@@ -51,6 +52,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   const mirror = startMirror({ store, pool, liveness, log: mirrorLog, onRevision: (revision) => metrics.mirrorRevision.set(revision) });
   mirror.on('relisted', () => metrics.mirrorRelists.inc());
   const barrier = new ReadBarrier(pool, () => metrics.readBarrierCalls.inc());
+  const maintenance = startStoreMaintenance(store, config.history, metrics, mirrorLog);
   const streams = createStreamTracker();
   let advertiseClientUrl = config.advertiseClientUrl ?? '';
   const grpc = createGrpcServer({
@@ -93,7 +95,9 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
       metricsServer === null ? Promise.resolve() : closeHttp(metricsServer.server, config.shutdownGraceMs),
     ]);
     liveness.close();
+    maintenance.close();
     await mirror.close();
+    await maintenance.runOnce();
     await store.close();
     await pool.close();
     log.info('stopped');

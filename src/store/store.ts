@@ -30,6 +30,12 @@ export interface SnapshotWriter {
   commit(revision: number, identity: UpstreamIdentity, compactRevision: number): void;
 }
 
+export interface StoreStats {
+  readonly keys: number;
+  readonly logRevisions: number;
+  readonly bytes: number;
+}
+
 export interface MirrorStore {
   meta(): StoreMeta;
   get(key: Buffer): KeyValueRecord | undefined;
@@ -49,6 +55,8 @@ export interface MirrorStore {
   pruneLog(keepFrom: number): Promise<void>;
   /** Forgets everything (another cluster, or a restored one). */
   wipe(): void;
+  /** Current keys, log entries (revisions) and bytes the environment uses. */
+  stats(): StoreStats;
   close(): Promise<void>;
 }
 
@@ -161,6 +169,11 @@ export function openStore(dataDir: string): MirrorStore {
         writeMeta(EMPTY_META);
       });
       meta = EMPTY_META;
+    },
+    stats() {
+      const env = root.getStats() as { pageSize: number; lastPageNumber: number };
+      const entries = (db: { getStats(): unknown }): number => (db.getStats() as { entryCount: number }).entryCount;
+      return { keys: entries(active()), logRevisions: entries(logDb), bytes: (env.lastPageNumber + 1) * env.pageSize };
     },
     close: () => root.close(),
   };

@@ -99,6 +99,14 @@ describe('MirrorStore', () => {
     assert.equal(keys(store).length, 9);
   });
 
+  it('reports its size', () => {
+    for (let revision = 2; revision <= 4; revision += 1) store.applyEvents([put(kv(`k${revision}`, 'v', revision))], identity);
+    const stats = store.stats();
+    assert.equal(stats.keys, 3);
+    assert.equal(stats.logRevisions, 3);
+    assert.ok(stats.bytes > 0);
+  });
+
   it('wipes everything for another cluster', () => {
     store.applyEvents([put(kv('a', '1', 2))], identity);
     store.wipe();

@@ -21,6 +21,7 @@ export interface Metrics {
   readonly upstreamUp: Gauge;
   readonly readBarrierCalls: Counter;
   readonly mirrorRelists: Counter;
+  readonly unchangedPutsAcknowledged: Counter;
   readonly storeKeys: Gauge;
   readonly storeLogRevisions: Gauge;
   readonly storeBytes: Gauge;
@@ -79,6 +80,11 @@ export function createMetrics(registry: Registry = new Registry()): Metrics {
     readBarrierCalls: new Counter({
       name: `${METRIC_PREFIX}read_barrier_upstream_calls_total`,
       help: 'Linearizable upstream calls made to serve linearizable reads from the mirror',
+      registers: [registry],
+    }),
+    unchangedPutsAcknowledged: new Counter({
+      name: `${METRIC_PREFIX}unchanged_puts_acknowledged_total`,
+      help: 'Puts of a value the mirror already held, acknowledged from the mirror while the upstream was lost (gateway start-up markers)',
       registers: [registry],
     }),
     storeKeys: new Gauge({

@@ -62,6 +62,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     streams,
     advertiseClientUrl: () => advertiseClientUrl,
     writes: createWritePolicy({ mode: config.mode, liveness, mirror, metrics }),
+    mode: config.mode,
     mirrorReads: { store, mirror, liveness, barrier, staleReads: config.staleReads, metrics, log: mirrorLog },
   });
   const http = createHttpGateway({ metrics, pool, log: log.child({ component: 'gateway' }) });

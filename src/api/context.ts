@@ -1,3 +1,4 @@
+import type { ProxyMode } from '../config';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { UpstreamPool } from '../upstream/pool';
@@ -18,4 +19,5 @@ export interface ApiContext {
   readonly writes: WritePolicy;
   /** Serving reads from the mirror; null forwards every read. */
   readonly mirrorReads: MirrorReadDeps | null;
+  readonly mode: ProxyMode;
 }

@@ -3,6 +3,7 @@ import { forwardUnary } from './forward';
 import { forwardingService, forwardOptions, rpcRef, type ServiceBinding } from './forwarding-service';
 import { mirrorRange } from './mirror-reads';
 import { serviceMethods } from './proto';
+import { acknowledgeUnchangedPut } from './unchanged-put';
 
 const SERVICE = 'etcdserverpb.KV';
 const READS = new Set(['Range']);
@@ -26,6 +27,10 @@ export function createKvService(ctx: ApiContext): ServiceBinding {
       ...forwardOptions(ctx, name, options),
       beforeReply: (response) => ctx.writes.awaitMirror(name, response),
     });
+  }
+  const put = methods.Put;
+  if (ctx.mirrorReads !== null && put !== undefined && overrides.Put !== undefined) {
+    overrides.Put = acknowledgeUnchangedPut(ctx, ctx.mirrorReads, ctx.mode, rpcRef(SERVICE, 'Put'), put, overrides.Put);
   }
   const range = methods.Range;
   if (ctx.mirrorReads !== null && range !== undefined) {

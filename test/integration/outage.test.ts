@@ -90,6 +90,25 @@ describe('reads survive etcd being killed, and a proxy restart during the outage
     assert.equal(lease.error?.code, status.UNAVAILABLE);
   });
 
+  it("acknowledges a gateway's start-up marker Put of a value the mirror already holds", async () => {
+    const marker = await call<{ header: { revision: string }; prev_kv?: { value: Buffer } }>(clients.kv, 'Put', {
+      key: key('/apisix/routes/1'),
+      value: key('r1'),
+      prev_kv: true,
+    });
+    assert.equal(marker.error, null, marker.error?.details);
+    assert.equal(isStale(marker), true);
+    assert.equal(marker.response?.prev_kv?.value.toString(), 'r1');
+    for (const changed of [
+      { key: key('/apisix/routes/1'), value: key('something else') },
+      { key: key('/apisix/routes/1'), value: key('r1'), lease: '1234' },
+      { key: key('/apisix/new'), value: key('r1') },
+    ]) {
+      const refused = await call(clients.kv, 'Put', changed);
+      assert.equal(refused.error?.code, status.UNAVAILABLE, JSON.stringify(changed));
+    }
+  });
+
   it('still answers after the proxy restarts while etcd is down', async () => {
     await proxy.stop();
     proxy = await startTestProxy([etcd.clientUrl], UPSTREAM_TIMEOUT, { dataDir });

@@ -1,0 +1,70 @@
+import { Metadata, status, type handleUnaryCall } from '@grpc/grpc-js';
+import type { ProxyMode } from '../config';
+import { toWireKeyValue } from '../mirror/codec';
+import type { ApiContext } from './context';
+import { observeCall, type RpcRef } from './forward';
+import { STALE_HEADER, type MirrorReadDeps } from './mirror-reads';
+import type { AnyMethodDefinition } from './proto';
+
+interface WirePutRequest {
+  key?: Buffer;
+  value?: Buffer;
+  lease?: string;
+  prev_kv?: boolean;
+  ignore_value?: boolean;
+  ignore_lease?: boolean;
+}
+
+/**
+ * Contract section 4: a gateway must be able to start during an outage, and
+ * APISIX PUTs a fixed marker under each of its directories at start and dies
+ * on an error. So while the upstream is lost, a plain Put (no lease, no
+ * ignore flags) of a key the mirror already holds with exactly that value and
+ * no lease is acknowledged from the mirror, marked stale. It changes nothing
+ * etcd holds, so nothing is lost; every other write is still refused.
+ */
+export function acknowledgeUnchangedPut(
+  ctx: ApiContext,
+  deps: MirrorReadDeps,
+  mode: ProxyMode,
+  rpc: RpcRef,
+  method: AnyMethodDefinition,
+  forward: handleUnaryCall<Buffer, Buffer>,
+): handleUnaryCall<Buffer, Buffer> {
+  return (call, callback) => {
+    if (mode !== 'readwrite' || !deps.liveness.isLost() || deps.mirror.authRequired()) {
+      forward(call, callback);
+      return;
+    }
+    let request: WirePutRequest;
+    try {
+      request = method.requestDeserialize(call.request) as WirePutRequest;
+    } catch {
+      forward(call, callback);
+      return;
+    }
+    const held = request.key === undefined ? undefined : deps.store.get(request.key);
+    const plain = (request.lease ?? '0') === '0' && request.ignore_value !== true && request.ignore_lease !== true;
+    const unchanged = held !== undefined && held.lease === '0' && held.value.equals(request.value ?? Buffer.alloc(0));
+    if (!plain || !unchanged) {
+      forward(call, callback);
+      return;
+    }
+    const meta = deps.store.meta();
+    const response = {
+      header: {
+        cluster_id: meta.identity?.cluster_id ?? '0',
+        member_id: meta.identity?.member_id ?? '0',
+        revision: String(meta.revision),
+        raft_term: meta.identity?.raft_term ?? '0',
+      },
+      ...(request.prev_kv === true ? { prev_kv: toWireKeyValue(held) } : {}),
+    };
+    const metadata = new Metadata();
+    metadata.set(STALE_HEADER, 'true');
+    call.sendMetadata(metadata);
+    deps.metrics.unchangedPutsAcknowledged.inc();
+    observeCall(ctx, rpc, status.OK, null, 'mirror');
+    callback(null, method.responseSerialize(response));
+  };
+}

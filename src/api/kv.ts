@@ -1,13 +1,13 @@
 import type { ApiContext } from './context';
 import { forwardUnary } from './forward';
 import { forwardingService, forwardOptions, rpcRef, type ServiceBinding } from './forwarding-service';
-import { mirrorRange } from './mirror-reads';
+import { mirrorRange, mirrorTxn } from './mirror-reads';
 import { serviceMethods } from './proto';
 import { acknowledgeUnchangedPut } from './unchanged-put';
 
 const SERVICE = 'etcdserverpb.KV';
 const READS = new Set(['Range']);
-/** A Txn counts as a write until read-only ones are told apart and served from the mirror. */
+/** A Txn is admitted as a write here; a read-only one never gets this far (see mirrorTxn). */
 const WRITES = new Set(['Put', 'DeleteRange', 'Txn', 'Compact']);
 /** Writes whose answer carries the revision the mirror must reach before the client hears back. */
 const READ_YOUR_WRITES = ['Put', 'DeleteRange', 'Txn'] as const;
@@ -36,6 +36,10 @@ export function createKvService(ctx: ApiContext): ServiceBinding {
   if (ctx.mirrorReads !== null && range !== undefined) {
     const forward = forwardUnary(ctx, rpcRef(SERVICE, 'Range'), forwardOptions(ctx, 'Range', options));
     overrides.Range = mirrorRange(ctx, ctx.mirrorReads, rpcRef(SERVICE, 'Range'), range, forward);
+  }
+  const txn = methods.Txn;
+  if (ctx.mirrorReads !== null && txn !== undefined && overrides.Txn !== undefined) {
+    overrides.Txn = mirrorTxn(ctx, ctx.mirrorReads, rpcRef(SERVICE, 'Txn'), txn, overrides.Txn);
   }
   return forwardingService(ctx, SERVICE, { ...options, overrides });
 }

@@ -6,10 +6,12 @@ import { toRevision, toWireKeyValue } from '../mirror/codec';
 import type { Mirror } from '../mirror/mirror';
 import { evaluateRange, validateRange, type WireRangeRequest } from '../mirror/range-query';
 import { READ_BARRIER_TIMEOUT_MS, type ReadBarrier } from '../mirror/read-barrier';
+import { evaluateTxn, isReadOnlyTxn, isSerializableTxn, validateTxn, type WireTxnRequest } from '../mirror/txn-query';
+import type { StoreMeta } from '../store/records';
 import type { MirrorStore } from '../store/store';
 import type { Liveness } from '../upstream/liveness';
 import type { ApiContext } from './context';
-import { ProxyError, toStatus } from './errors';
+import { ProxyError, toStatus, type EtcdErrorName } from './errors';
 import { observeCall, type RpcRef } from './forward';
 import type { AnyMethodDefinition } from './proto';
 
@@ -26,71 +28,53 @@ export interface MirrorReadDeps {
   readonly log: Logger;
 }
 
-/** How one Range is answered. */
+/** What one kind of read request needs to be served from the mirror. */
+interface ReadSpec<Req> {
+  /** False: not a read at all (a Txn with writes); forwarded as it is. */
+  isRead(request: Req): boolean;
+  /** What etcd would refuse, or what the mirror cannot answer itself. */
+  refusal(request: Req): EtcdErrorName | null;
+  /** A revision other than 0: a historical read. */
+  revision(request: Req): number;
+  serializable(request: Req): boolean;
+  /** The response body at the mirror's current content; the header is added by the caller. */
+  answer(request: Req, meta: StoreMeta): object;
+}
+
+/** How one read is answered. */
 type Route = { kind: 'forward' } | { kind: 'mirror'; stale: boolean } | { kind: 'refuse'; error: ProxyError };
 
 /**
- * KV.Range served from the mirror as contract section 3 says: serializable
- * at once; linearizable after a shared read barrier (or forwarded when the
- * barrier cannot be met in time); from the mirror, marked stale, while the
- * upstream is lost. What the mirror cannot answer as etcd would (another
- * revision, a request etcd refuses) goes upstream.
+ * Serves a read from the mirror as contract section 3 says: serializable at
+ * once; linearizable after a shared read barrier (forwarded when it cannot be
+ * met in time); from the mirror, marked stale, while the upstream is lost or
+ * cannot confirm. What the mirror cannot answer as etcd would goes upstream.
  */
-export function mirrorRange(
+function mirrorRead<Req>(
   ctx: ApiContext,
   deps: MirrorReadDeps,
   rpc: RpcRef,
   method: AnyMethodDefinition,
   forward: handleUnaryCall<Buffer, Buffer>,
+  spec: ReadSpec<Req>,
 ): handleUnaryCall<Buffer, Buffer> {
-  const answer = (call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>, request: WireRangeRequest, stale: boolean, started: bigint): void => {
-    const result = evaluateRange(deps.store, request);
-    const meta = deps.store.meta();
-    const identity = meta.identity;
-    // Zero values are left out, as etcd's encoder leaves them out (protobufjs would write them).
-    const response = {
-      header: {
-        cluster_id: identity?.cluster_id ?? '0',
-        member_id: identity?.member_id ?? '0',
-        revision: String(meta.revision),
-        raft_term: identity?.raft_term ?? '0',
-      },
-      ...(result.kvs.length > 0 ? { kvs: result.kvs.map((kv) => toWireKeyValue(kv, result.keysOnly)) } : {}),
-      ...(result.more ? { more: true } : {}),
-      ...(result.count > 0 ? { count: String(result.count) } : {}),
-    };
-    if (stale) {
-      const metadata = new Metadata();
-      metadata.set(STALE_HEADER, 'true');
-      call.sendMetadata(metadata);
-      deps.metrics.staleReads.inc();
-    }
-    observeCall(ctx, rpc, status.OK, started, 'mirror');
-    callback(null, method.responseSerialize(response));
-  };
-
-  const refuse = (callback: sendUnaryData<Buffer>, error: ProxyError, started: bigint): void => {
-    observeCall(ctx, rpc, error.code, started, 'proxy');
-    callback(toStatus(error));
-  };
-
   const staleRoute = (): Route =>
     deps.staleReads === 'deny' ? { kind: 'refuse', error: new ProxyError('staleDenied') } : { kind: 'mirror', stale: true };
 
-  const route = async (request: WireRangeRequest): Promise<Route> => {
-    if (deps.mirror.authRequired()) return { kind: 'forward' };
+  const route = async (request: Req): Promise<Route> => {
+    if (deps.mirror.authRequired() || !spec.isRead(request)) return { kind: 'forward' };
     const lost = deps.liveness.isLost();
-    const refusal = validateRange(request);
+    const refusal = spec.refusal(request);
     if (refusal !== null) return lost ? { kind: 'refuse', error: new ProxyError(refusal) } : { kind: 'forward' };
     if (!deps.mirror.hasData()) return lost ? { kind: 'refuse', error: new ProxyError('neverSynced') } : { kind: 'forward' };
-    const revision = toRevision(request.revision);
+    const revision = spec.revision(request);
     if (revision !== 0) {
       if (!lost) return { kind: 'forward' };
       if (revision > deps.mirror.revision()) return { kind: 'refuse', error: new ProxyError('futureRevision') };
       if (revision < deps.mirror.revision()) return { kind: 'refuse', error: new ProxyError('compacted') };
     }
     if (lost) return staleRoute();
-    if (request.serializable === true) return { kind: 'mirror', stale: false };
+    if (spec.serializable(request)) return { kind: 'mirror', stale: false };
     let upstreamRevision: number;
     try {
       upstreamRevision = await deps.barrier.upstreamRevision();
@@ -102,11 +86,35 @@ export function mirrorRange(
     return reached ? { kind: 'mirror', stale: false } : { kind: 'forward' };
   };
 
+  const answer = (call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>, request: Req, stale: boolean, started: bigint): void => {
+    const meta = deps.store.meta();
+    const header = {
+      cluster_id: meta.identity?.cluster_id ?? '0',
+      member_id: meta.identity?.member_id ?? '0',
+      revision: String(meta.revision),
+      raft_term: meta.identity?.raft_term ?? '0',
+    };
+    const body = spec.answer(request, meta);
+    if (stale) {
+      const metadata = new Metadata();
+      metadata.set(STALE_HEADER, 'true');
+      call.sendMetadata(metadata);
+      deps.metrics.staleReads.inc();
+    }
+    observeCall(ctx, rpc, status.OK, started, 'mirror');
+    callback(null, method.responseSerialize({ header, ...body }));
+  };
+
+  const refuse = (callback: sendUnaryData<Buffer>, error: ProxyError, started: bigint): void => {
+    observeCall(ctx, rpc, error.code, started, 'proxy');
+    callback(toStatus(error));
+  };
+
   return (call, callback) => {
     const started = process.hrtime.bigint();
-    let request: WireRangeRequest;
+    let request: Req;
     try {
-      request = method.requestDeserialize(call.request) as WireRangeRequest;
+      request = method.requestDeserialize(call.request) as Req;
     } catch {
       forward(call, callback);
       return;
@@ -123,4 +131,46 @@ export function mirrorRange(
       },
     );
   };
+}
+
+/** KV.Range from the mirror. */
+export function mirrorRange(
+  ctx: ApiContext,
+  deps: MirrorReadDeps,
+  rpc: RpcRef,
+  method: AnyMethodDefinition,
+  forward: handleUnaryCall<Buffer, Buffer>,
+): handleUnaryCall<Buffer, Buffer> {
+  return mirrorRead<WireRangeRequest>(ctx, deps, rpc, method, forward, {
+    isRead: () => true,
+    refusal: validateRange,
+    revision: (request) => toRevision(request.revision),
+    serializable: (request) => request.serializable === true,
+    answer(request) {
+      const result = evaluateRange(deps.store, request);
+      // Zero values are left out, as etcd's encoder leaves them out (protobufjs would write them).
+      return {
+        ...(result.kvs.length > 0 ? { kvs: result.kvs.map((kv) => toWireKeyValue(kv, result.keysOnly)) } : {}),
+        ...(result.more ? { more: true } : {}),
+        ...(result.count > 0 ? { count: String(result.count) } : {}),
+      };
+    },
+  });
+}
+
+/** KV.Txn from the mirror when it only reads; any Txn with a write is forwarded. */
+export function mirrorTxn(
+  ctx: ApiContext,
+  deps: MirrorReadDeps,
+  rpc: RpcRef,
+  method: AnyMethodDefinition,
+  forward: handleUnaryCall<Buffer, Buffer>,
+): handleUnaryCall<Buffer, Buffer> {
+  return mirrorRead<WireTxnRequest>(ctx, deps, rpc, method, forward, {
+    isRead: isReadOnlyTxn,
+    refusal: validateTxn,
+    revision: () => 0,
+    serializable: isSerializableTxn,
+    answer: (request, meta) => evaluateTxn(deps.store, request, meta.revision),
+  });
 }

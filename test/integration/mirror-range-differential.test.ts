@@ -133,6 +133,29 @@ describe('Range from the mirror matches etcd', () => {
     }
   });
 
+  it('answers read-only Txns exactly as etcd', async () => {
+    const range = (key: string, extra: object = {}): object => ({ request_range: { key: b(key), ...extra } });
+    const txns: object[] = [
+      { compare: [{ target: 'VALUE', result: 'EQUAL', key: b('app/a0'), value: b('nope') }], success: [range('app/a0')], failure: [range('app/', { range_end: b('app0'), limit: '2' })] },
+      { compare: [{ target: 'VERSION', result: 'GREATER', key: b('sort/a'), version: '2' }], success: [range('sort/a'), range('sort/', { range_end: b('sort0'), count_only: true })] },
+      { compare: [{ target: 'CREATE', result: 'LESS', key: b('sort/'), range_end: b('sort0'), create_revision: '1000' }], success: [range('sort/b', { keys_only: true })] },
+      { compare: [{ target: 'MOD', result: 'NOT_EQUAL', key: b('missing'), mod_revision: '0' }], success: [range('app/a0')], failure: [range('missing')] },
+      { compare: [{ target: 'VALUE', result: 'EQUAL', key: b('missing'), value: b('') }], success: [range('app/a0')], failure: [range('sort/c')] },
+      { compare: [{ target: 'LEASE', result: 'EQUAL', key: b('app/a0'), lease: '0' }], success: [{ request_txn: { success: [range('app/a0')] } }] },
+      { success: [range('app/a0', { serializable: true })] },
+      {},
+    ];
+    for (const txn of txns) {
+      const fromEtcd = await call(direct.kv, 'Txn', txn);
+      const fromProxy = await call(proxied.kv, 'Txn', txn);
+      assert.equal(fromProxy.error?.details, fromEtcd.error?.details, JSON.stringify(txn));
+      assert.deepEqual(fromProxy.response, fromEtcd.response, JSON.stringify(txn));
+    }
+    const metrics = await proxy.metrics.grpcRequests.get();
+    const fromMirror = metrics.values.find((v) => v.labels.method === 'Txn' && v.labels.source === 'mirror')?.value ?? 0;
+    assert.equal(fromMirror, txns.length);
+  });
+
   it('counts the answers as served by the mirror', async () => {
     const metrics = await proxy.metrics.grpcRequests.get();
     const fromMirror = metrics.values.find((v) => v.labels.method === 'Range' && v.labels.source === 'mirror')?.value ?? 0;

@@ -1,0 +1,147 @@
+import type { KeyValueRecord } from '../store/records';
+import type { MirrorStore } from '../store/store';
+import { toWireKeyValue, type WireKeyValue } from './codec';
+import { evaluateRange, validateRange, type RangeRefusal, type WireRangeRequest } from './range-query';
+
+/** etcd's --max-txn-ops default. */
+export const MAX_TXN_OPS = 128;
+
+export interface WireCompare {
+  result?: 'EQUAL' | 'GREATER' | 'LESS' | 'NOT_EQUAL' | number;
+  target?: 'VERSION' | 'CREATE' | 'MOD' | 'VALUE' | 'LEASE' | number;
+  key?: Buffer;
+  range_end?: Buffer;
+  version?: string;
+  create_revision?: string;
+  mod_revision?: string;
+  value?: Buffer;
+  lease?: string;
+}
+export interface WireRequestOp {
+  request_range?: WireRangeRequest;
+  request_put?: object;
+  request_delete_range?: object;
+  request_txn?: WireTxnRequest;
+}
+export interface WireTxnRequest {
+  compare?: WireCompare[];
+  success?: WireRequestOp[];
+  failure?: WireRequestOp[];
+}
+
+const branches = (txn: WireTxnRequest): WireRequestOp[] => [...(txn.success ?? []), ...(txn.failure ?? [])];
+
+/** A Txn whose branches hold only Range ops (nested Txns included) is a read. */
+export function isReadOnlyTxn(txn: WireTxnRequest): boolean {
+  return branches(txn).every((op) =>
+    op.request_range !== undefined ? true : op.request_txn !== undefined ? isReadOnlyTxn(op.request_txn) : false,
+  );
+}
+
+/** etcd serves a Txn locally only when every Range in it is serializable. */
+export function isSerializableTxn(txn: WireTxnRequest): boolean {
+  return branches(txn).every((op) =>
+    op.request_range !== undefined ? op.request_range.serializable === true : isSerializableTxn(op.request_txn ?? {}),
+  );
+}
+
+export type TxnRefusal = RangeRefusal | 'tooManyOps' | 'unsupported';
+
+/** What etcd would refuse, or what the mirror does not answer itself (historical ranges, odd enums). */
+export function validateTxn(txn: WireTxnRequest): TxnRefusal | null {
+  if ((txn.compare ?? []).length > MAX_TXN_OPS || (txn.success ?? []).length > MAX_TXN_OPS || (txn.failure ?? []).length > MAX_TXN_OPS) {
+    return 'tooManyOps';
+  }
+  for (const compare of txn.compare ?? []) {
+    if (typeof compare.result === 'number' || typeof compare.target === 'number') return 'unsupported';
+  }
+  for (const op of branches(txn)) {
+    if (op.request_range !== undefined) {
+      const refusal = validateRange(op.request_range);
+      if (refusal !== null) return refusal;
+      if ((op.request_range.revision ?? '0') !== '0') return 'unsupported';
+    } else if (op.request_txn !== undefined) {
+      const refusal = validateTxn(op.request_txn);
+      if (refusal !== null) return refusal;
+    }
+  }
+  return null;
+}
+
+function compareNumbers(a: number, b: number): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function compareKv(compare: WireCompare, kv: KeyValueRecord | null): boolean {
+  let result: number;
+  switch (compare.target ?? 'VERSION') {
+    case 'VALUE':
+      result = Buffer.compare(kv?.value ?? Buffer.alloc(0), compare.value ?? Buffer.alloc(0));
+      break;
+    case 'CREATE':
+      result = compareNumbers(kv?.create_revision ?? 0, Number(compare.create_revision ?? 0));
+      break;
+    case 'MOD':
+      result = compareNumbers(kv?.mod_revision ?? 0, Number(compare.mod_revision ?? 0));
+      break;
+    case 'LEASE':
+      result = compareNumbers(Number(kv?.lease ?? 0), Number(compare.lease ?? 0));
+      break;
+    default:
+      result = compareNumbers(kv?.version ?? 0, Number(compare.version ?? 0));
+  }
+  switch (compare.result ?? 'EQUAL') {
+    case 'GREATER':
+      return result > 0;
+    case 'LESS':
+      return result < 0;
+    case 'NOT_EQUAL':
+      return result !== 0;
+    default:
+      return result === 0;
+  }
+}
+
+/** One compare as etcd applies it: every key in its range must satisfy it; a missing key compares as zero values, except that a VALUE compare on it fails. */
+function applyCompare(store: MirrorStore, compare: WireCompare): boolean {
+  const key = compare.key ?? Buffer.alloc(0);
+  const rangeEnd = compare.range_end ?? Buffer.alloc(0);
+  const kvs = evaluateRange(store, { key, range_end: rangeEnd }).kvs;
+  if (kvs.length === 0) return compare.target === 'VALUE' ? false : compareKv(compare, null);
+  return kvs.every((kv) => compareKv(compare, kv));
+}
+
+interface WireRangeResponseOut {
+  header: { revision: string };
+  kvs?: WireKeyValue[];
+  more?: boolean;
+  count?: string;
+}
+export interface WireTxnResponseOut {
+  header?: object;
+  succeeded?: boolean;
+  responses?: ({ response_range: WireRangeResponseOut } | { response_txn: WireTxnResponseOut })[];
+}
+
+/**
+ * A read-only Txn answered from the mirror at revision M: compares on the
+ * current content, then the chosen branch's Ranges (nested Txns recursively),
+ * each with the header etcd gives ops inside a Txn (revision only).
+ */
+export function evaluateTxn(store: MirrorStore, txn: WireTxnRequest, revision: number): WireTxnResponseOut {
+  const succeeded = (txn.compare ?? []).every((compare) => applyCompare(store, compare));
+  const ops = (succeeded ? txn.success : txn.failure) ?? [];
+  const responses = ops.map((op) => {
+    if (op.request_txn !== undefined) {
+      // etcd gives a nested Txn an empty header (its Ranges carry the revision).
+      return { response_txn: { header: {}, ...evaluateTxn(store, op.request_txn, revision) } };
+    }
+    const result = evaluateRange(store, op.request_range ?? {});
+    const range: WireRangeResponseOut = { header: { revision: String(revision) } };
+    if (result.kvs.length > 0) range.kvs = result.kvs.map((kv) => toWireKeyValue(kv, result.keysOnly));
+    if (result.more) range.more = true;
+    if (result.count > 0) range.count = String(result.count);
+    return { response_range: range };
+  });
+  return { ...(succeeded ? { succeeded: true } : {}), ...(responses.length > 0 ? { responses } : {}) };
+}

@@ -200,7 +200,7 @@ describe('modes that refuse', () => {
       for (const [client, method, request] of [
         [clients.kv, 'Put', { key: key('a'), value: key('b') }],
         [clients.kv, 'DeleteRange', { key: key('a') }],
-        [clients.kv, 'Txn', {}],
+        [clients.kv, 'Txn', { success: [{ request_put: { key: key('a'), value: key('b') } }] }],
         [clients.lease, 'LeaseGrant', { TTL: '5' }],
       ] as const) {
         const outcome = await call(client, method, request);

@@ -54,7 +54,22 @@ export interface EtcdOptions {
   readonly extraArgs?: readonly string[];
 }
 
+/**
+ * Starts etcd on free ports. Another test file may take a port between our
+ * probe and etcd's bind; etcd then exits with "address already in use" and
+ * we try again on fresh ports.
+ */
 export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdServer> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await startEtcdOnce(options);
+    } catch (error) {
+      if (attempt >= 5 || !(error instanceof Error) || !error.message.includes('address already in use')) throw error;
+    }
+  }
+}
+
+async function startEtcdOnce(options: EtcdOptions): Promise<EtcdServer> {
   const binary = etcdBinary();
   const name = options.name ?? 'default';
   const [clientPort, peerPort] = [await freePort(), await freePort()];
@@ -85,7 +100,12 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdServer> 
     });
     await waitUntilHealthy(child, clientUrl, () => stderr);
   };
-  await launch();
+  try {
+    await launch();
+  } catch (error) {
+    rmSync(dataDir, { recursive: true, force: true });
+    throw error;
+  }
 
   const server: EtcdServer = {
     name,

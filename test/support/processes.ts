@@ -1,4 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
+import { after } from 'node:test';
 
 /**
  * Every process a test started, so that none outlives the test run even when
@@ -11,13 +12,9 @@ export function trackProcess(child: ChildProcess): void {
   child.once('exit', () => started.delete(child));
 }
 
-export function untrackProcess(child: ChildProcess): void {
-  started.delete(child);
-}
-
-process.once('exit', () => {
+function killAll(): void {
   for (const child of started) {
-    if (child.pid !== undefined && child.exitCode === null) {
+    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
       try {
         process.kill(child.pid, 'SIGKILL');
       } catch {
@@ -25,4 +22,14 @@ process.once('exit', () => {
       }
     }
   }
-});
+}
+
+// After the last test of a file, even one whose setup failed half-way (one of
+// two etcds started), nothing it started may keep the file from ending.
+after(killAll);
+
+export function untrackProcess(child: ChildProcess): void {
+  started.delete(child);
+}
+
+process.once('exit', killAll);

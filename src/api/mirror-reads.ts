@@ -4,7 +4,8 @@ import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import { toRevision, toWireKeyValue } from '../mirror/codec';
 import type { Mirror } from '../mirror/mirror';
-import { evaluateRange, validateRange, type WireRangeRequest } from '../mirror/range-query';
+import { isRetained, keyspaceAt } from '../mirror/history-view';
+import { evaluateRange, isAllAbove, validateRange, type WireRangeRequest } from '../mirror/range-query';
 import { READ_BARRIER_TIMEOUT_MS, type ReadBarrier } from '../mirror/read-barrier';
 import { evaluateTxn, isReadOnlyTxn, isSerializableTxn, validateTxn, type WireTxnRequest } from '../mirror/txn-query';
 import type { StoreMeta } from '../store/records';
@@ -34,10 +35,10 @@ interface ReadSpec<Req> {
   isRead(request: Req): boolean;
   /** What etcd would refuse, or what the mirror cannot answer itself. */
   refusal(request: Req): EtcdErrorName | null;
-  /** A revision other than 0: a historical read. */
+  /** A revision other than 0: a read of the keyspace as it was then. */
   revision(request: Req): number;
   serializable(request: Req): boolean;
-  /** The response body at the mirror's current content; the header is added by the caller. */
+  /** The response body (the header is added by the caller), at the mirror's current content. */
   answer(request: Req, meta: StoreMeta): object;
 }
 
@@ -69,9 +70,10 @@ function mirrorRead<Req>(
     if (!deps.mirror.hasData()) return lost ? { kind: 'refuse', error: new ProxyError('neverSynced') } : { kind: 'forward' };
     const revision = spec.revision(request);
     if (revision !== 0) {
+      // The keyspace at a past revision never changes: the log answers it without a barrier.
+      if (isRetained(deps.store, revision)) return lost ? staleRoute() : { kind: 'mirror', stale: false };
       if (!lost) return { kind: 'forward' };
-      if (revision > deps.mirror.revision()) return { kind: 'refuse', error: new ProxyError('futureRevision') };
-      if (revision < deps.mirror.revision()) return { kind: 'refuse', error: new ProxyError('compacted') };
+      return { kind: 'refuse', error: new ProxyError(revision > deps.mirror.revision() ? 'futureRevision' : 'compacted') };
     }
     if (lost) return staleRoute();
     if (spec.serializable(request)) return { kind: 'mirror', stale: false };
@@ -147,7 +149,14 @@ export function mirrorRange(
     revision: (request) => toRevision(request.revision),
     serializable: (request) => request.serializable === true,
     answer(request) {
-      const result = evaluateRange(deps.store, request);
+      const revision = toRevision(request.revision);
+      const key = request.key ?? Buffer.alloc(0);
+      const rangeEnd = request.range_end ?? Buffer.alloc(0);
+      const reader =
+        revision === 0 || revision >= deps.store.meta().revision
+          ? deps.store
+          : keyspaceAt(deps.store, revision, key, isAllAbove(rangeEnd) ? null : rangeEnd, rangeEnd.length === 0);
+      const result = evaluateRange(reader, request);
       // Zero values are left out, as etcd's encoder leaves them out (protobufjs would write them).
       return {
         ...(result.kvs.length > 0 ? { kvs: result.kvs.map((kv) => toWireKeyValue(kv, result.keysOnly)) } : {}),

@@ -1,6 +1,11 @@
 import type { KeyValueRecord } from '../store/records';
-import type { MirrorStore } from '../store/store';
 import { toRevision } from './codec';
+
+/** What a Range reads: the mirror's current keys, or a view of them at an older revision. */
+export interface KeyReader {
+  get(key: Buffer): KeyValueRecord | undefined;
+  scan(start: Buffer, end: Buffer | null): Iterable<KeyValueRecord>;
+}
 
 export const SORT_ORDERS = ['NONE', 'ASCEND', 'DESCEND'] as const;
 export const SORT_TARGETS = ['KEY', 'VERSION', 'CREATE', 'MOD', 'VALUE'] as const;
@@ -57,7 +62,7 @@ const compareBy: Record<SortTarget, (a: KeyValueRecord, b: KeyValueRecord) => nu
  * the fetch; a sort target other than KEY sorts ascending unless told
  * otherwise; limit truncates last and sets `more`. Validate first.
  */
-export function evaluateRange(store: MirrorStore, request: WireRangeRequest): RangeResult {
+export function evaluateRange(store: KeyReader, request: WireRangeRequest): RangeResult {
   const key = request.key ?? Buffer.alloc(0);
   const rangeEnd = request.range_end ?? Buffer.alloc(0);
   const limit = toRevision(request.limit);
@@ -95,12 +100,12 @@ export function evaluateRange(store: MirrorStore, request: WireRangeRequest): Ra
   return { kvs: more ? filtered.slice(0, limit) : filtered, count: all.length, more, keysOnly };
 }
 
-function single(store: MirrorStore, key: Buffer): KeyValueRecord[] {
+function single(store: KeyReader, key: Buffer): KeyValueRecord[] {
   const record = store.get(key);
   return record === undefined ? [] : [record];
 }
 
 /** etcd's range_end "\0": every key at or above `key`. */
-function isAllAbove(rangeEnd: Buffer): boolean {
+export function isAllAbove(rangeEnd: Buffer): boolean {
   return rangeEnd.length === 1 && rangeEnd[0] === 0;
 }

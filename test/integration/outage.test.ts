@@ -79,6 +79,13 @@ describe('reads survive etcd being killed, and a proxy restart during the outage
     assert.equal(isStale(stale), true);
     assert.deepEqual(values(stale), { '/apisix/routes/1': 'r1', '/apisix/routes/2': 'r2', '/apisix/upstreams/1': 'u1' });
     assert.equal(stale.response?.header.revision, revision);
+    // the past, from the event log; the future, refused as etcd would
+    const past = await call<RangeReply>(clients.kv, 'Range', { key: key('/apisix/'), range_end: key('/apisix0'), revision: String(Number(revision) - 1) });
+    assert.equal(past.error, null, past.error?.details);
+    assert.deepEqual(values(past), { '/apisix/routes/1': 'r1', '/apisix/routes/2': 'r2' });
+    const future = await call(clients.kv, 'Range', { key: key('/apisix/'), revision: String(Number(revision) + 100) });
+    assert.equal(future.error?.code, status.OUT_OF_RANGE);
+    assert.equal(future.error?.details, 'etcdserver: mvcc: required revision is a future revision');
 
     const started = Date.now();
     const put = await call(clients.kv, 'Put', { key: key('/apisix/routes/3'), value: key('r3') });

@@ -15,6 +15,7 @@ import { createLiveness } from './upstream/liveness';
 import { startMirror } from './mirror/mirror';
 import { ReadBarrier } from './mirror/read-barrier';
 import { startStoreMaintenance } from './mirror/maintenance';
+import { isCompactedUpstream } from './mirror/compaction-tracker';
 import { openStore } from './store/store';
 import { createWritePolicy } from './api/write-policy';
 
@@ -52,7 +53,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   const mirror = startMirror({ store, pool, liveness, log: mirrorLog, onRevision: (revision) => metrics.mirrorRevision.set(revision) });
   mirror.on('relisted', () => metrics.mirrorRelists.inc());
   const barrier = new ReadBarrier(pool, () => metrics.readBarrierCalls.inc());
-  const maintenance = startStoreMaintenance(store, config.history, metrics, mirrorLog);
+  const maintenance = startStoreMaintenance(store, config.history, metrics, mirrorLog, (revision) => isCompactedUpstream(pool, revision));
   const streams = createStreamTracker();
   let advertiseClientUrl = config.advertiseClientUrl ?? '';
   const grpc = createGrpcServer({

@@ -1,3 +1,4 @@
+import { toRevision } from '../mirror/codec';
 import type { ApiContext } from './context';
 import { forwardUnary } from './forward';
 import { forwardingService, forwardOptions, rpcRef, type ServiceBinding } from './forwarding-service';
@@ -31,6 +32,20 @@ export function createKvService(ctx: ApiContext): ServiceBinding {
   const put = methods.Put;
   if (ctx.mirrorReads !== null && put !== undefined && overrides.Put !== undefined) {
     overrides.Put = acknowledgeUnchangedPut(ctx, ctx.mirrorReads, ctx.mode, rpcRef(SERVICE, 'Put'), put, overrides.Put);
+  }
+  const compact = methods.Compact;
+  if (ctx.mirrorReads !== null && compact !== undefined) {
+    const forward = forwardUnary(ctx, rpcRef(SERVICE, 'Compact'), forwardOptions(ctx, 'Compact', options));
+    const store = ctx.mirrorReads.store;
+    // A compaction through the proxy is known at once: older reads get etcd's compacted error from then on.
+    overrides.Compact = (call, callback) =>
+      forward(call, (error, value) => {
+        if (error === null) {
+          const request = compact.requestDeserialize(call.request) as { revision?: string };
+          store.updateMeta({ compactRevision: toRevision(request.revision) });
+        }
+        callback(error, value);
+      });
   }
   const range = methods.Range;
   if (ctx.mirrorReads !== null && range !== undefined) {

@@ -1,6 +1,7 @@
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { MirrorStore } from '../store/store';
+import { findCompactRevision } from './compaction-tracker';
 
 /** How often the log is pruned and the store gauges refreshed. */
 export const MAINTENANCE_INTERVAL_MS = 10_000;
@@ -16,11 +17,33 @@ export interface StoreMaintenance {
  * in LMDB's asynchronous write transactions, so readers are never blocked;
  * and publishes the store's size.
  */
-export function startStoreMaintenance(store: MirrorStore, history: number, metrics: Metrics, log: Logger): StoreMaintenance {
+export function startStoreMaintenance(
+  store: MirrorStore,
+  history: number,
+  metrics: Metrics,
+  log: Logger,
+  isCompacted?: (revision: number) => Promise<boolean | undefined>,
+): StoreMaintenance {
   let running: Promise<void> | null = null;
+  /**
+   * A compaction made on etcd directly (or by its auto-compaction) reaches
+   * no watch; a probe of the oldest revision the log could answer finds it,
+   * so reads below etcd's compaction point get etcd's compacted error.
+   */
+  const followCompaction = async (): Promise<void> => {
+    if (isCompacted === undefined) return;
+    const { revision, logStart, compactRevision } = store.meta();
+    const oldest = Math.max(compactRevision, logStart - 1);
+    if (logStart === 0 || oldest >= revision || (await isCompacted(oldest)) !== true) return;
+    const found = await findCompactRevision(isCompacted, oldest, revision);
+    if (found === undefined) return;
+    log.info({ compactRevision: found }, 'upstream compaction followed');
+    store.updateMeta({ compactRevision: found });
+  };
   const round = async (): Promise<void> => {
-    const { revision, logStart } = store.meta();
-    const keepFrom = revision - history + 1;
+    await followCompaction();
+    const { revision, logStart, compactRevision } = store.meta();
+    const keepFrom = Math.max(revision - history + 1, compactRevision);
     if (logStart > 0 && keepFrom > logStart) await store.pruneLog(keepFrom);
     const stats = store.stats();
     metrics.storeKeys.set(stats.keys);

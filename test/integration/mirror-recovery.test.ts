@@ -141,6 +141,32 @@ describe('mirror recovery', () => {
     }
   });
 
+  it('follows a compaction made on etcd directly: older reads then get the compacted error', async () => {
+    const proxy = await startTestProxy([etcd.clientUrl]);
+    const clients = rawClients(proxy.address);
+    try {
+      for (let i = 0; i < 5; i += 1) await call(direct.kv, 'Put', { key: b('direct-compact'), value: b(`v${i}`) });
+      const now = (await keyspace(direct, false)).revision;
+      await proxy.mirrored(now);
+      const before = await call(clients.kv, 'Range', { key: b('direct-compact'), revision: String(now - 2) });
+      assert.equal(before.error, null, 'the log answers a past revision');
+      await call(direct.kv, 'Compact', { revision: String(now - 1) });
+      await until(
+        'the proxy to follow the compaction',
+        async () => (await call(clients.kv, 'Range', { key: b('direct-compact'), revision: String(now - 2) })).error !== null,
+        20_000,
+      );
+      const fromEtcd = await call(direct.kv, 'Range', { key: b('direct-compact'), revision: String(now - 2) });
+      const fromProxy = await call(clients.kv, 'Range', { key: b('direct-compact'), revision: String(now - 2) });
+      assert.equal(fromProxy.error?.details, fromEtcd.error?.details);
+      const still = await call(clients.kv, 'Range', { key: b('direct-compact'), revision: String(now - 1) });
+      assert.equal(still.error, null, 'the compaction point itself stays readable');
+    } finally {
+      clients.close();
+      await proxy.stop();
+    }
+  });
+
   it('discards the mirror of another cluster found in its data dir, and rebuilds', async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'ecp-other-'));
     const first = await startEtcd();

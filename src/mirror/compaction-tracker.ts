@@ -1,0 +1,46 @@
+import { isServiceError } from '../api/errors';
+import type { UpstreamPool } from '../upstream/pool';
+import { callUpstream } from '../upstream/unary';
+
+const COMPACTED = 'etcdserver: mvcc: required revision has been compacted';
+const PROBE_TIMEOUT_MS = 2_000;
+const PROBE_KEY = Buffer.from('etcd-cache-proxy/compaction-probe');
+
+/**
+ * Asks the upstream whether `revision` is compacted: a count-only Range of
+ * one key at that revision, which etcd refuses before doing any work when the
+ * revision is below its compaction point. Undefined when no member answers.
+ */
+export async function isCompactedUpstream(pool: UpstreamPool, revision: number): Promise<boolean | undefined> {
+  for (const member of pool.candidates()) {
+    try {
+      await callUpstream(member.client, 'etcdserverpb.KV', 'Range', { key: PROBE_KEY, revision: String(revision), count_only: true }, { deadlineMs: PROBE_TIMEOUT_MS });
+      return false;
+    } catch (error) {
+      if (isServiceError(error) && error.details === COMPACTED) return true;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The upstream's compaction point within (known, upTo]: the lowest revision
+ * that is not compacted, found by bisection in about log2(upTo - known) probes.
+ */
+export async function findCompactRevision(
+  isCompacted: (revision: number) => Promise<boolean | undefined>,
+  known: number,
+  upTo: number,
+): Promise<number | undefined> {
+  let low = known; // compacted (or the known compaction point)
+  let high = upTo; // not compacted
+  if ((await isCompacted(high)) !== false) return undefined;
+  while (high - low > 1) {
+    const middle = Math.floor((low + high) / 2);
+    const compacted = await isCompacted(middle);
+    if (compacted === undefined) return undefined;
+    if (compacted) low = middle;
+    else high = middle;
+  }
+  return high;
+}

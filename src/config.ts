@@ -36,6 +36,8 @@ export interface ProxyConfig {
   readonly staleReads: StaleReads;
   /** Revisions the event log keeps behind the mirror revision. */
   readonly history: number;
+  /** How often the mirror is compared with the upstream; 0 turns the check off. */
+  readonly consistencyCheckIntervalMs: number;
   /** The YAML file the values were read from, if any. */
   readonly configFile: string | null;
 }
@@ -77,6 +79,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'upstream-timeout', description: 'the upstream is lost when no member answered for this long', defaultValue: '3s' },
   { name: 'stale-reads', description: 'while the upstream is lost: allow (serve the mirror, marked stale) or deny', defaultValue: 'allow' },
   { name: 'history', description: 'revisions of events the mirror keeps for replay and old reads', defaultValue: '100000' },
+  { name: 'consistency-check-interval', description: 'how often the mirror is compared with the upstream (0: never)', defaultValue: '5m' },
   { name: 'shutdown-grace', description: 'how long a stop waits for in-flight calls (e.g. 5s, 500ms)', defaultValue: '5s' },
   { name: 'config-file', description: 'YAML file whose keys are these flag names' },
 ];
@@ -215,6 +218,7 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     return ms;
   });
   const staleReads = attempt('stale-reads', 'allow' as StaleReads, (value) => oneOf(STALE_READS, value));
+  const consistencyCheckIntervalMs = attempt('consistency-check-interval', 300_000, (value) => (value === '0' ? 0 : parseDurationMs(value)));
   const history = attempt('history', 100_000, (value) => {
     const count = Number(value);
     if (!Number.isSafeInteger(count) || count < 1) throw new Error('must be a whole number of revisions, at least 1');
@@ -236,6 +240,7 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     upstreamTimeoutMs,
     staleReads,
     history,
+    consistencyCheckIntervalMs,
     configFile,
   };
 }

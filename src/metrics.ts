@@ -22,6 +22,7 @@ export interface Metrics {
   readonly readBarrierCalls: Counter;
   readonly mirrorRelists: Counter;
   readonly unchangedPutsAcknowledged: Counter;
+  readonly consistencyChecks: Counter<'result'>;
   readonly storeKeys: Gauge;
   readonly storeLogRevisions: Gauge;
   readonly storeBytes: Gauge;
@@ -80,6 +81,12 @@ export function createMetrics(registry: Registry = new Registry()): Metrics {
     readBarrierCalls: new Counter({
       name: `${METRIC_PREFIX}read_barrier_upstream_calls_total`,
       help: 'Linearizable upstream calls made to serve linearizable reads from the mirror',
+      registers: [registry],
+    }),
+    consistencyChecks: new Counter({
+      name: `${METRIC_PREFIX}consistency_checks_total`,
+      help: 'Background comparisons of the mirror with the upstream, by result (match, mismatch, error)',
+      labelNames: ['result'],
       registers: [registry],
     }),
     unchangedPutsAcknowledged: new Counter({

@@ -16,6 +16,7 @@ import { startMirror } from './mirror/mirror';
 import { ReadBarrier } from './mirror/read-barrier';
 import { startStoreMaintenance } from './mirror/maintenance';
 import { isCompactedUpstream } from './mirror/compaction-tracker';
+import { startConsistencyChecks } from './mirror/consistency-check';
 import { openStore } from './store/store';
 import { createWritePolicy } from './api/write-policy';
 
@@ -53,6 +54,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   const mirror = startMirror({ store, pool, liveness, log: mirrorLog, onRevision: (revision) => metrics.mirrorRevision.set(revision) });
   mirror.on('relisted', () => metrics.mirrorRelists.inc());
   const barrier = new ReadBarrier(pool, () => metrics.readBarrierCalls.inc());
+  const consistency = startConsistencyChecks({ store, pool, mirror, metrics, log: mirrorLog, intervalMs: config.consistencyCheckIntervalMs });
   const maintenance = startStoreMaintenance(store, config.history, metrics, mirrorLog, (revision) => isCompactedUpstream(pool, revision));
   const streams = createStreamTracker();
   let advertiseClientUrl = config.advertiseClientUrl ?? '';
@@ -98,6 +100,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     ]);
     liveness.close();
     maintenance.close();
+    consistency.close();
     await mirror.close();
     await maintenance.runOnce();
     await store.close();

@@ -37,6 +37,8 @@ export interface Mirror extends EventEmitter<MirrorEvents> {
   authRequired(): boolean;
   /** Resolves true once M >= revision, false after timeoutMs. */
   waitForRevision(revision: number, timeoutMs: number): Promise<boolean>;
+  /** Lists the upstream keyspace again (after a failed consistency check), keeping the old content until done. */
+  requestRelist(reason: string): void;
   close(): Promise<void>;
 }
 
@@ -69,6 +71,7 @@ export function startMirror({ store, pool, liveness, log, onRevision }: MirrorDe
   let stream: ClientDuplexStream<object, WireWatchResponse> | null = null;
   let wakeUp: (() => void) | null = null;
   let authRequired = false;
+  let relistReason: string | null = null;
   const noteAuth = (error: unknown): void => {
     const refused =
       isServiceError(error) &&
@@ -155,15 +158,19 @@ export function startMirror({ store, pool, liveness, log, onRevision }: MirrorDe
         await checkIdentity(member);
         if (store.meta().revision === 0) await relist(member, 0);
         noteAuth(null);
+        if (relistReason !== null) throw new Error(relistReason);
         backoff = INITIAL_BACKOFF_MS;
         await watchFrom(member, store.meta().revision + 1);
       } catch (error) {
         if (closed) return;
         noteAuth(error);
-        if (error instanceof RelistNeeded && member !== undefined) {
-          log.warn({ compactRevision: error.compactRevision, mirrorRevision: store.meta().revision }, 'upstream compacted past the mirror: re-listing');
+        const requested = relistReason;
+        if ((error instanceof RelistNeeded || requested !== null) && member !== undefined) {
+          const compactRevision = error instanceof RelistNeeded ? error.compactRevision : store.meta().compactRevision;
+          log.warn({ compactRevision, mirrorRevision: store.meta().revision, reason: requested ?? 'upstream compacted past the mirror' }, 're-listing');
+          relistReason = null;
           try {
-            await relist(member, error.compactRevision);
+            await relist(member, compactRevision);
             continue;
           } catch (listError) {
             error = listError;
@@ -193,6 +200,10 @@ export function startMirror({ store, pool, liveness, log, onRevision }: MirrorDe
     hasData: () => store.meta().revision > 0,
     authRequired: () => authRequired,
     waitForRevision: (revision: number, timeoutMs: number) => waiters.wait(revision, timeoutMs),
+    requestRelist(reason: string) {
+      relistReason = reason;
+      stream?.cancel();
+    },
     async close() {
       closed = true;
       wakeUp?.();

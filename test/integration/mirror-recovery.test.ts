@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { open } from 'lmdb';
 import { openStore } from '../../src/store/store';
 import { freePort, sleep, startEtcd, type EtcdServer } from '../support/etcd';
 import { startProxyProcess, startTestProxy } from '../support/proxy';
@@ -164,6 +165,41 @@ describe('mirror recovery', () => {
     } finally {
       clients.close();
       await proxy.stop();
+    }
+  });
+
+  it('finds a mirror that differs from etcd in the background check, and repairs it', async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'ecp-check-'));
+    let proxy = await startTestProxy([etcd.clientUrl], [], { dataDir });
+    await call(direct.kv, 'Put', { key: b('check/a'), value: b('right') });
+    await call(direct.kv, 'Put', { key: b('check/b'), value: b('right') });
+    const truth = await keyspace(direct, false);
+    await proxy.mirrored(truth.revision);
+    await proxy.stop();
+    // Damage the mirror behind the proxy's back: a value etcd never had.
+    const env = open({ path: join(dataDir, 'mirror'), maxDbs: 8 });
+    const meta = env.openDB<{ activeKv: string }, string>({ name: 'meta', encoding: 'msgpack' }).get('meta');
+    const table = env.openDB<Record<string, unknown>, Buffer>({ name: meta?.activeKv ?? 'kv-a', keyEncoding: 'binary', encoding: 'msgpack' });
+    const record = table.get(b('check/a'));
+    assert.ok(record !== undefined);
+    table.putSync(b('check/a'), { ...record, value: b('wrong') });
+    await env.close();
+
+    proxy = await startTestProxy([etcd.clientUrl], ['--consistency-check-interval', '500ms'], { dataDir });
+    const clients = rawClients(proxy.address);
+    try {
+      await until('the check to repair the mirror', async () => {
+        const seen = await call<RangeReply>(clients.kv, 'Range', { key: b('check/a'), serializable: true });
+        return seen.response?.kvs?.[0]?.value?.toString() === 'right';
+      });
+      assert.deepEqual(await keyspace(clients, true), await keyspace(direct, false));
+      const checks = await proxy.metrics.consistencyChecks.get();
+      assert.ok((checks.values.find((v) => v.labels.result === 'mismatch')?.value ?? 0) >= 1);
+      await until('a clean check after the repair', async () => ((await proxy.metrics.consistencyChecks.get()).values.find((v) => v.labels.result === 'match')?.value ?? 0) >= 1);
+    } finally {
+      clients.close();
+      await proxy.stop();
+      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 

@@ -29,6 +29,23 @@ export interface MirrorReadDeps {
   readonly log: Logger;
 }
 
+/** The header of an answer from the mirror: revision M and the upstream's identity. */
+export function mirrorHeader(meta: StoreMeta): object {
+  return {
+    cluster_id: meta.identity?.cluster_id ?? '0',
+    member_id: meta.identity?.member_id ?? '0',
+    revision: String(meta.revision),
+    raft_term: meta.identity?.raft_term ?? '0',
+  };
+}
+
+/** Tells the client, in response metadata, that the upstream did not confirm this answer. */
+export function markStale(call: ServerUnaryCall<Buffer, Buffer>): void {
+  const metadata = new Metadata();
+  metadata.set(STALE_HEADER, 'true');
+  call.sendMetadata(metadata);
+}
+
 /** What one kind of read request needs to be served from the mirror. */
 interface ReadSpec<Req> {
   /** False: not a read at all (a Txn with writes); forwarded as it is. */
@@ -90,17 +107,10 @@ function mirrorRead<Req>(
 
   const answer = (call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>, request: Req, stale: boolean, started: bigint): void => {
     const meta = deps.store.meta();
-    const header = {
-      cluster_id: meta.identity?.cluster_id ?? '0',
-      member_id: meta.identity?.member_id ?? '0',
-      revision: String(meta.revision),
-      raft_term: meta.identity?.raft_term ?? '0',
-    };
+    const header = mirrorHeader(meta);
     const body = spec.answer(request, meta);
     if (stale) {
-      const metadata = new Metadata();
-      metadata.set(STALE_HEADER, 'true');
-      call.sendMetadata(metadata);
+      markStale(call);
       deps.metrics.staleReads.inc();
     }
     observeCall(ctx, rpc, status.OK, started, 'mirror');

@@ -1,9 +1,9 @@
-import { Metadata, status, type handleUnaryCall } from '@grpc/grpc-js';
+import { status, type handleUnaryCall } from '@grpc/grpc-js';
 import type { ProxyMode } from '../config';
 import { toWireKeyValue } from '../mirror/codec';
 import type { ApiContext } from './context';
 import { observeCall, type RpcRef } from './forward';
-import { STALE_HEADER, type MirrorReadDeps } from './mirror-reads';
+import { markStale, mirrorHeader, type MirrorReadDeps } from './mirror-reads';
 import type { AnyMethodDefinition } from './proto';
 
 interface WirePutRequest {
@@ -50,19 +50,11 @@ export function acknowledgeUnchangedPut(
       forward(call, callback);
       return;
     }
-    const meta = deps.store.meta();
     const response = {
-      header: {
-        cluster_id: meta.identity?.cluster_id ?? '0',
-        member_id: meta.identity?.member_id ?? '0',
-        revision: String(meta.revision),
-        raft_term: meta.identity?.raft_term ?? '0',
-      },
+      header: mirrorHeader(deps.store.meta()),
       ...(request.prev_kv === true ? { prev_kv: toWireKeyValue(held) } : {}),
     };
-    const metadata = new Metadata();
-    metadata.set(STALE_HEADER, 'true');
-    call.sendMetadata(metadata);
+    markStale(call);
     deps.metrics.unchangedPutsAcknowledged.inc();
     observeCall(ctx, rpc, status.OK, null, 'mirror');
     callback(null, method.responseSerialize(response));

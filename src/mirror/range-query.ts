@@ -5,6 +5,8 @@ import { toRevision } from './codec';
 export interface KeyReader {
   get(key: Buffer): KeyValueRecord | undefined;
   scan(start: Buffer, end: Buffer | null): Iterable<KeyValueRecord>;
+  /** Optional fast path for count_only. */
+  count?(start: Buffer, end: Buffer | null): number;
 }
 
 export const SORT_ORDERS = ['NONE', 'ASCEND', 'DESCEND'] as const;
@@ -76,7 +78,11 @@ export function evaluateRange(store: KeyReader, request: WireRangeRequest): Rang
   };
   const keysOnly = request.keys_only === true;
 
-  const all = rangeEnd.length === 0 ? single(store, key) : [...store.scan(key, isAllAbove(rangeEnd) ? null : rangeEnd)];
+  const end = isAllAbove(rangeEnd) ? null : rangeEnd;
+  if (request.count_only === true && rangeEnd.length > 0 && store.count !== undefined) {
+    return { kvs: [], count: store.count(key, end), more: false, keysOnly };
+  }
+  const all = rangeEnd.length === 0 ? single(store, key) : [...store.scan(key, end)];
   if (request.count_only === true) return { kvs: [], count: all.length, more: false, keysOnly };
 
   // etcd fetches everything only when asked to sort or filter; otherwise it

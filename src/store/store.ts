@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
-import { scanStart, toStoreKey } from './key-codec';
+import { isLongStoreKey, isPastEnd, scanStart, toStoreKey } from './key-codec';
 import { orderedScan } from './ordered-scan';
 import type { EventRecord, KeyValueRecord, StoreMeta, UpstreamIdentity } from './records';
 
@@ -41,6 +41,8 @@ export interface MirrorStore {
   get(key: Buffer): KeyValueRecord | undefined;
   /** Keys with start <= key < end (end null: no bound), in etcd's byte order. */
   scan(start: Buffer, end: Buffer | null): IterableIterator<KeyValueRecord>;
+  /** How many keys scan(start, end) would yield, reading keys only where it can. */
+  count(start: Buffer, end: Buffer | null): number;
   /**
    * Applies one upstream watch response: every event, the log entries, and
    * the new mirror revision, in one LMDB transaction. Returns the new M.
@@ -95,6 +97,17 @@ export function openStore(dataDir: string): MirrorStore {
     },
     scan(start, end) {
       return orderedScan(active().getRange({ start: scanStart(start) }), start, end);
+    },
+    count(start, end) {
+      const table = active();
+      let total = 0;
+      for (const storeKey of table.getKeys({ start: scanStart(start) })) {
+        if (end !== null && isPastEnd(storeKey, end)) break;
+        // An inline key is its own full key; a long one must be read to be placed exactly.
+        const key = isLongStoreKey(storeKey) ? table.get(storeKey)?.key : storeKey;
+        if (key !== undefined && Buffer.compare(key, start) >= 0 && (end === null || Buffer.compare(key, end) < 0)) total += 1;
+      }
+      return total;
     },
     applyEvents(events, identity) {
       if (events.length === 0) return meta.revision;

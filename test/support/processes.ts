@@ -26,7 +26,8 @@ function killAll(): void {
 
 // After the last test of a file, even one whose setup failed half-way (one of
 // two etcds started), nothing it started may keep the file from ending.
-after(killAll);
+// (Only under the test runner: benchmarks import this too.)
+if (process.env.NODE_TEST_CONTEXT !== undefined) after(killAll);
 
 export function untrackProcess(child: ChildProcess): void {
   started.delete(child);

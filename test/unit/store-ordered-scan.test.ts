@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { INLINE_KEY_BYTES, scanStart, toStoreKey } from '../../src/store/key-codec';
 import { orderedScan } from '../../src/store/ordered-scan';
+import { openStore } from '../../src/store/store';
 
 interface Row {
   key: Buffer;
@@ -83,6 +84,27 @@ describe('LMDB storage of etcd keys', () => {
       const [start, end] = Buffer.compare(a, b) <= 0 ? [a, b] : [b, a];
       assert.deepEqual(scan(start, end), expected(start, end), `range ${start.length}B..${end.length}B`);
       assert.deepEqual(scan(start, null), expected(start, null), `from ${start.length}B`);
+    }
+  });
+
+  it('counts every range exactly as the scan yields it, reading keys only', async () => {
+    const dir2 = mkdtempSync(join(tmpdir(), 'ecp-store-count-'));
+    const store = openStore(dir2);
+    try {
+      const writer = store.beginSnapshot();
+      writer.putPage(keys.map((key, i) => ({ key, value: Buffer.from('v'), create_revision: i + 2, mod_revision: i + 2, version: 1, lease: '0' })));
+      writer.commit(keys.length + 1, { cluster_id: '1', member_id: '1', raft_term: '1' }, 0);
+      const next = random(3);
+      for (let i = 0; i < 200; i += 1) {
+        const a = sorted[Math.floor(next() * sorted.length)] ?? Buffer.alloc(0);
+        const c = sorted[Math.floor(next() * sorted.length)] ?? Buffer.alloc(0);
+        const [start, end] = Buffer.compare(a, c) <= 0 ? [a, c] : [c, a];
+        assert.equal(store.count(start, end), expected(start, end).length);
+        assert.equal(store.count(start, null), expected(start, null).length);
+      }
+    } finally {
+      await store.close();
+      rmSync(dir2, { recursive: true, force: true });
     }
   });
 

@@ -14,6 +14,7 @@ import type { Liveness } from '../upstream/liveness';
 import type { ApiContext } from './context';
 import { ProxyError, toStatus, type EtcdErrorName } from './errors';
 import { observeCall, type RpcRef } from './forward';
+import { ResponseCache } from './response-cache';
 import type { AnyMethodDefinition } from './proto';
 
 /** Response metadata (and HTTP header) marking an answer the upstream could not confirm. */
@@ -34,7 +35,7 @@ export function mirrorHeader(meta: StoreMeta): object {
   return {
     cluster_id: meta.identity?.cluster_id ?? '0',
     member_id: meta.identity?.member_id ?? '0',
-    revision: String(meta.revision),
+    revision: meta.revision,
     raft_term: meta.identity?.raft_term ?? '0',
   };
 }
@@ -76,6 +77,8 @@ function mirrorRead<Req>(
   forward: handleUnaryCall<Buffer, Buffer>,
   spec: ReadSpec<Req>,
 ): handleUnaryCall<Buffer, Buffer> {
+  const cache = new ResponseCache();
+  deps.mirror.on('relisted', () => cache.clear());
   const staleRoute = (): Route =>
     deps.staleReads === 'deny' ? { kind: 'refuse', error: new ProxyError('staleDenied') } : { kind: 'mirror', stale: true };
 
@@ -107,14 +110,17 @@ function mirrorRead<Req>(
 
   const answer = (call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>, request: Req, stale: boolean, started: bigint): void => {
     const meta = deps.store.meta();
-    const header = mirrorHeader(meta);
-    const body = spec.answer(request, meta);
+    let response = cache.get(call.request, meta.revision);
+    if (response === undefined) {
+      response = method.responseSerialize({ header: mirrorHeader(meta), ...spec.answer(request, meta) });
+      cache.set(call.request, meta.revision, response);
+    }
     if (stale) {
       markStale(call);
       deps.metrics.staleReads.inc();
     }
     observeCall(ctx, rpc, status.OK, started, 'mirror');
-    callback(null, method.responseSerialize({ header, ...body }));
+    callback(null, response);
   };
 
   const refuse = (callback: sendUnaryData<Buffer>, error: ProxyError, started: bigint): void => {
@@ -171,7 +177,7 @@ export function mirrorRange(
       return {
         ...(result.kvs.length > 0 ? { kvs: result.kvs.map((kv) => toWireKeyValue(kv, result.keysOnly)) } : {}),
         ...(result.more ? { more: true } : {}),
-        ...(result.count > 0 ? { count: String(result.count) } : {}),
+        ...(result.count > 0 ? { count: result.count } : {}),
       };
     },
   });

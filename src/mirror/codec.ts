@@ -70,12 +70,22 @@ export function toIdentity(header: WireHeader | undefined): UpstreamIdentity {
   return { cluster_id: header?.cluster_id ?? '0', member_id: header?.member_id ?? '0', raft_term: header?.raft_term ?? '0' };
 }
 
+/** A KeyValue ready for the encoder: revisions as numbers (the encoder parses strings slowly). */
+export interface OutgoingKeyValue {
+  key: Buffer;
+  create_revision?: number;
+  mod_revision?: number;
+  version?: number;
+  value?: Buffer;
+  lease?: string;
+}
+
 /** A record as etcd puts it on the wire: zero values left out, as etcd's own encoder does. */
-export function toWireKeyValue(record: KeyValueRecord, keysOnly = false): WireKeyValue {
-  const wire: WireKeyValue = { key: record.key };
-  if (record.create_revision !== 0) wire.create_revision = String(record.create_revision);
-  if (record.mod_revision !== 0) wire.mod_revision = String(record.mod_revision);
-  if (record.version !== 0) wire.version = String(record.version);
+export function toWireKeyValue(record: KeyValueRecord, keysOnly = false): OutgoingKeyValue {
+  const wire: OutgoingKeyValue = { key: record.key };
+  if (record.create_revision !== 0) wire.create_revision = record.create_revision;
+  if (record.mod_revision !== 0) wire.mod_revision = record.mod_revision;
+  if (record.version !== 0) wire.version = record.version;
   if (!keysOnly && record.value.length > 0) wire.value = record.value;
   if (record.lease !== '0') wire.lease = record.lease;
   return wire;

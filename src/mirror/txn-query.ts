@@ -1,6 +1,6 @@
 import type { KeyValueRecord } from '../store/records';
 import type { MirrorStore } from '../store/store';
-import { toWireKeyValue, type WireKeyValue } from './codec';
+import { toWireKeyValue, type OutgoingKeyValue } from './codec';
 import { evaluateRange, validateRange, type RangeRefusal, type WireRangeRequest } from './range-query';
 
 /** etcd's --max-txn-ops default. */
@@ -113,7 +113,7 @@ function applyCompare(store: MirrorStore, compare: WireCompare): boolean {
 
 interface WireRangeResponseOut {
   header: { revision: string };
-  kvs?: WireKeyValue[];
+  kvs?: OutgoingKeyValue[];
   more?: boolean;
   count?: string;
 }

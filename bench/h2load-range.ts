@@ -1,0 +1,115 @@
+// Benchmark: Range throughput with a load generator that is not the
+// bottleneck (h2load, from Debian's nghttp2-client, in C), side by side in
+// one run: etcd direct, `etcd grpc-proxy`, etcd-cache-proxy (serializable
+// and linearizable, from its mirror), and the floor of the stack, a bare
+// grpc-js server answering from memory.
+//
+//   node --import tsx bench/h2load-range.ts [--requests 100000] [--clients 8] [--streams 16]
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { serviceMethods } from '../src/api/proto';
+import { freePort, sleep, startEtcd, stopChild } from '../test/support/etcd';
+import { trackProcess } from '../test/support/processes';
+import { startProxyProcess } from '../test/support/proxy';
+import { call, rawClients } from '../test/support/raw-client';
+
+const { values } = parseArgs({
+  options: {
+    requests: { type: 'string', default: '100000' },
+    clients: { type: 'string', default: '8' },
+    streams: { type: 'string', default: '16' },
+  },
+});
+
+/** A gRPC message on the wire: no compression flag, 4-byte big-endian length, the protobuf. */
+function grpcFrame(message: Buffer): Buffer {
+  const header = Buffer.alloc(5);
+  header.writeUInt32BE(message.length, 1);
+  return Buffer.concat([header, message]);
+}
+
+interface Row {
+  readonly path: string;
+  readonly requestsPerSecond: number;
+  readonly failed: number;
+}
+
+function h2load(address: string, bodyFile: string): { requestsPerSecond: number; failed: number } {
+  const result = spawnSync(
+    'h2load',
+    ['-n', values.requests ?? '100000', '-c', values.clients ?? '8', '-m', values.streams ?? '16', '-d', bodyFile, '-H', 'content-type: application/grpc', '-H', 'te: trailers', `http://${address}/etcdserverpb.KV/Range`],
+    { encoding: 'utf8' },
+  );
+  if (result.error !== undefined) throw new Error("h2load not found: apt-get install -y nghttp2-client");
+  const rate = /finished in [^,]+, ([\d.]+) req\/s/.exec(result.stdout);
+  const failed = /requests: \d+ total, \d+ started, \d+ done, \d+ succeeded, (\d+) failed/.exec(result.stdout);
+  return { requestsPerSecond: Number(rate?.[1] ?? NaN), failed: Number(failed?.[1] ?? NaN) };
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'ecp-h2load-'));
+  const range = serviceMethods('etcdserverpb.KV').Range;
+  if (range === undefined) throw new Error('no KV.Range');
+  const bodies = {
+    serializable: join(dir, 'serializable.bin'),
+    linearizable: join(dir, 'linearizable.bin'),
+  };
+  const request = { key: Buffer.from('bench/'), range_end: Buffer.from('bench0') };
+  writeFileSync(bodies.serializable, grpcFrame(range.requestSerialize({ ...request, serializable: true })));
+  writeFileSync(bodies.linearizable, grpcFrame(range.requestSerialize(request)));
+
+  const etcd = await startEtcd();
+  const seed = rawClients(etcd.clientAddress);
+  for (let i = 0; i < 10; i += 1) await call(seed.kv, 'Put', { key: Buffer.from(`bench/${i}`), value: Buffer.alloc(256, i) });
+  seed.close();
+  const grpcProxyPort = await freePort();
+  const grpcProxy = spawn('etcd', ['grpc-proxy', 'start', `--endpoints=${etcd.clientUrl}`, `--listen-addr=127.0.0.1:${grpcProxyPort}`, `--data-dir=${join(dir, 'gp')}`], { stdio: 'ignore' });
+  trackProcess(grpcProxy);
+  const floorPort = await freePort();
+  const floor = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'support', 'floor-server.ts'), String(floorPort)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  trackProcess(floor);
+  await new Promise<void>((resolve) => floor.stdout?.once('data', () => resolve()));
+  const proxy = await startProxyProcess([etcd.clientUrl], ['--log-level', 'warn']);
+  await sleep(1000);
+
+  const rows: Row[] = [];
+  try {
+    for (const [kind, body] of Object.entries(bodies)) {
+      for (const [path, address] of [
+        ['etcd direct', etcd.clientAddress],
+        ['etcd grpc-proxy', `127.0.0.1:${grpcProxyPort}`],
+        ['etcd-cache-proxy', proxy.address],
+      ] as const) {
+        rows.push({ path: `${path}, ${kind}`, ...h2load(address, body) });
+      }
+    }
+    rows.push({ path: 'bare grpc-js server (floor)', ...h2load(`127.0.0.1:${floorPort}`, bodies.serializable) });
+  } finally {
+    await proxy.stop();
+    await stopChild(grpcProxy);
+    await stopChild(floor);
+    await etcd.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const direct = (kind: string): number => rows.find((r) => r.path === `etcd direct, ${kind}`)?.requestsPerSecond ?? NaN;
+  const floorRate = rows[rows.length - 1]?.requestsPerSecond ?? NaN;
+  console.log(`h2load -n ${values.requests} -c ${values.clients} -m ${values.streams}, Range of 10 keys x 256 B, one etcd 3.4 on loopback\n`);
+  console.log('path                                   req/s   vs direct   vs floor   failed');
+  for (const row of rows) {
+    const kind = row.path.endsWith('linearizable') ? 'linearizable' : 'serializable';
+    console.log(
+      `${row.path.padEnd(36)} ${row.requestsPerSecond.toFixed(0).padStart(8)}   ${(row.requestsPerSecond / direct(kind)).toFixed(2).padStart(9)}   ${(row.requestsPerSecond / floorRate).toFixed(2).padStart(8)}   ${String(row.failed).padStart(6)}`,
+    );
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,24 @@
+// The floor of the stack: a bare grpc-js server that answers every
+// etcdserverpb.KV/Range with one fixed, pre-encoded RangeResponse from
+// memory. Whatever a Node proxy does, it cannot beat this.
+//
+//   node --import tsx bench/support/floor-server.ts PORT
+import { Server, ServerCredentials, type handleUnaryCall } from '@grpc/grpc-js';
+import { serviceMethods } from '../../src/api/proto';
+import { identity } from '../../src/api/forward';
+
+const port = Number(process.argv[2]);
+const range = serviceMethods('etcdserverpb.KV').Range;
+if (range === undefined) throw new Error('no KV.Range');
+const answer = range.responseSerialize({ header: { cluster_id: '1', member_id: '2', revision: '3', raft_term: '4' } });
+const handler: handleUnaryCall<Buffer, Buffer> = (_call, callback) => callback(null, answer);
+const server = new Server();
+server.addService(
+  { Range: { path: range.path, requestStream: false, responseStream: false, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity } },
+  { Range: handler },
+);
+server.bindAsync(`127.0.0.1:${port}`, ServerCredentials.createInsecure(), (error) => {
+  if (error) throw error;
+  process.stdout.write('ready\n');
+});
+process.on('SIGTERM', () => server.forceShutdown());

@@ -37,10 +37,10 @@ interface Row {
   readonly failed: number;
 }
 
-function h2load(address: string, bodyFile: string): { requestsPerSecond: number; failed: number } {
+function h2load(address: string, bodyFile: string, requests = values.requests ?? '100000'): { requestsPerSecond: number; failed: number } {
   const result = spawnSync(
     'h2load',
-    ['-n', values.requests ?? '100000', '-c', values.clients ?? '8', '-m', values.streams ?? '16', '-d', bodyFile, '-H', 'content-type: application/grpc', '-H', 'te: trailers', `http://${address}/etcdserverpb.KV/Range`],
+    ['-n', requests, '-c', values.clients ?? '8', '-m', values.streams ?? '16', '-d', bodyFile, '-H', 'content-type: application/grpc', '-H', 'te: trailers', `http://${address}/etcdserverpb.KV/Range`],
     { encoding: 'utf8' },
   );
   if (result.error !== undefined) throw new Error("h2load not found: apt-get install -y nghttp2-client");
@@ -83,9 +83,11 @@ async function main(): Promise<void> {
         ['etcd grpc-proxy', `127.0.0.1:${grpcProxyPort}`],
         ['etcd-cache-proxy', proxy.address],
       ] as const) {
+        h2load(address, body, '5000'); // warm-up: JIT, connections, caches
         rows.push({ path: `${path}, ${kind}`, ...h2load(address, body) });
       }
     }
+    h2load(`127.0.0.1:${floorPort}`, bodies.serializable, '5000');
     rows.push({ path: 'bare grpc-js server (floor)', ...h2load(`127.0.0.1:${floorPort}`, bodies.serializable) });
   } finally {
     await proxy.stop();

@@ -33,7 +33,7 @@ async function main(): Promise<void> {
       }
       writer.putPage(page);
     }
-    writer.commit(KEYS + 1, { cluster_id: '1', member_id: '2', raft_term: '2' }, 0);
+    writer.commit(KEYS + 1, { cluster_id: '1', member_id: '2', raft_term: '2' }, 0, 'all');
     const bytes = store.stats().bytes;
     await store.close();
     const fillMs = Date.now() - filling;

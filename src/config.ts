@@ -34,6 +34,8 @@ export interface ProxyConfig {
   readonly upstreamTimeoutMs: number;
   /** While the upstream is lost: answer reads from the mirror (allow) or refuse them (deny). */
   readonly staleReads: StaleReads;
+  /** Key prefixes the mirror holds; empty: the whole keyspace. */
+  readonly mirrorPrefixes: readonly string[];
   /** Revisions the event log keeps behind the mirror revision. */
   readonly history: number;
   /** How often the mirror is compared with the upstream; 0 turns the check off. */
@@ -78,6 +80,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'mode', description: `${PROXY_MODES.join(' or ')}; readonly refuses every write`, defaultValue: 'readwrite' },
   { name: 'upstream-timeout', description: 'the upstream is lost when no member answered for this long', defaultValue: '3s' },
   { name: 'stale-reads', description: 'while the upstream is lost: allow (serve the mirror, marked stale) or deny', defaultValue: 'allow' },
+  { name: 'mirror-prefix', description: 'key prefix to mirror, comma-separated or repeated (default: the whole keyspace)' },
   { name: 'history', description: 'revisions of events the mirror keeps for replay and old reads', defaultValue: '100000' },
   { name: 'consistency-check-interval', description: 'how often the mirror is compared with the upstream (0: never)', defaultValue: '5m' },
   { name: 'shutdown-grace', description: 'how long a stop waits for in-flight calls (e.g. 5s, 500ms)', defaultValue: '5s' },
@@ -85,6 +88,8 @@ export const OPTIONS: readonly OptionSpec[] = [
 ];
 
 const OPTION_NAMES = new Set(OPTIONS.map((o) => o.name));
+/** Options whose value is a comma-separated list, which a repeated flag extends. */
+const LIST_OPTIONS = new Set(['endpoints', 'mirror-prefix']);
 
 export function envName(option: string): string {
   return ENV_PREFIX + option.toUpperCase().replace(/-/g, '_');
@@ -131,8 +136,8 @@ function readFlags(argv: readonly string[], problems: string[]): Map<string, Raw
   }
   for (const [name, values] of Object.entries(parsed.values)) {
     if (!Array.isArray(values)) continue;
-    // A repeated --endpoints adds to the list; any other repeated flag keeps the last value, as etcd does.
-    result.set(name, name === 'endpoints' ? values.join(',') : String(values[values.length - 1]));
+    // A repeated list flag adds to the list; any other repeated flag keeps the last value, as etcd does.
+    result.set(name, LIST_OPTIONS.has(name) ? values.join(',') : String(values[values.length - 1]));
   }
   return result;
 }
@@ -224,6 +229,7 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     if (!Number.isSafeInteger(count) || count < 1) throw new Error('must be a whole number of revisions, at least 1');
     return count;
   });
+  const mirrorPrefixes = attempt('mirror-prefix', [] as string[], parsePrefixList);
   const dataDir = attempt('data-dir', DEFAULT_DATA_DIR, (value) => {
     if (value.trim() === '') throw new Error('must not be empty');
     return value;
@@ -239,6 +245,7 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     mode,
     upstreamTimeoutMs,
     staleReads,
+    mirrorPrefixes,
     history,
     consistencyCheckIntervalMs,
     configFile,
@@ -252,6 +259,12 @@ function parseEndpointList(value: string): UpstreamEndpoint[] {
     .filter((s) => s !== '');
   if (items.length === 0) throw new Error('at least one endpoint is required');
   return items.map(parseEndpoint);
+}
+
+function parsePrefixList(value: string): string[] {
+  const prefixes = value.split(',').filter((prefix) => prefix !== '');
+  if (prefixes.length === 0) throw new Error('at least one non-empty prefix is required (leave the option out to mirror everything)');
+  return prefixes;
 }
 
 function parseClientUrl(value: string): string {

@@ -13,6 +13,7 @@ import type { HostPort } from './upstream/endpoint';
 import { createUpstreamPool } from './upstream/pool';
 import { createLiveness } from './upstream/liveness';
 import { startMirror } from './mirror/mirror';
+import { MirroredRanges } from './mirror/mirrored-ranges';
 import { ReadBarrier } from './mirror/read-barrier';
 import { startStoreMaintenance } from './mirror/maintenance';
 import { isCompactedUpstream } from './mirror/compaction-tracker';
@@ -50,11 +51,12 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   liveness.on('back', () => metrics.upstreamUp.set(1));
   metrics.mirrorRevision.set(store.meta().revision);
   const mirrorLog = log.child({ component: 'mirror' });
+  const ranges = MirroredRanges.fromPrefixes(config.mirrorPrefixes.map((prefix) => Buffer.from(prefix)));
+  const mirror = startMirror({ store, pool, liveness, log: mirrorLog, ranges, onRevision: (revision) => metrics.mirrorRevision.set(revision) });
   if (store.meta().revision > 0) mirrorLog.info({ revision: store.meta().revision }, 'mirror opened: serving from disk');
-  const mirror = startMirror({ store, pool, liveness, log: mirrorLog, onRevision: (revision) => metrics.mirrorRevision.set(revision) });
   mirror.on('relisted', () => metrics.mirrorRelists.inc());
   const barrier = new ReadBarrier(pool, () => metrics.readBarrierCalls.inc());
-  const consistency = startConsistencyChecks({ store, pool, mirror, metrics, log: mirrorLog, intervalMs: config.consistencyCheckIntervalMs });
+  const consistency = startConsistencyChecks({ store, pool, mirror, ranges, metrics, log: mirrorLog, intervalMs: config.consistencyCheckIntervalMs });
   const maintenance = startStoreMaintenance(store, config.history, metrics, mirrorLog, (revision) => isCompactedUpstream(pool, revision));
   const streams = createStreamTracker();
   let advertiseClientUrl = config.advertiseClientUrl ?? '';
@@ -64,9 +66,9 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     log: log.child({ component: 'grpc' }),
     streams,
     advertiseClientUrl: () => advertiseClientUrl,
-    writes: createWritePolicy({ mode: config.mode, liveness, mirror, metrics }),
+    writes: createWritePolicy({ mode: config.mode, liveness, mirror, ranges, metrics }),
     mode: config.mode,
-    mirrorReads: { store, mirror, liveness, barrier, staleReads: config.staleReads, metrics, log: mirrorLog },
+    mirrorReads: { store, mirror, ranges, liveness, barrier, staleReads: config.staleReads, metrics, log: mirrorLog },
   });
   const http = createHttpGateway({ metrics, pool, log: log.child({ component: 'gateway' }) });
   const listener = await listenForBoth(config.listenAddr, grpc, http, log);

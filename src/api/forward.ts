@@ -59,7 +59,7 @@ export interface UnaryForwardOptions {
   /** Asked before forwarding: an error to answer with instead (read-only mode, upstream lost). */
   readonly admit?: () => ProxyError | null;
   /** Awaited after a successful answer, before the client sees it (read your writes). */
-  readonly beforeReply?: (response: Buffer) => Promise<void>;
+  readonly beforeReply?: (response: Buffer, request: Buffer) => Promise<void>;
 }
 
 /**
@@ -132,7 +132,7 @@ export function forwardUnary(ctx: ApiContext, rpc: RpcRef, options: UnaryForward
             }
           };
           if (options.beforeReply === undefined) reply();
-          else options.beforeReply(answer).then(reply, reply);
+          else options.beforeReply(answer, call.request).then(reply, reply);
         },
       );
     };

@@ -26,7 +26,7 @@ export function createKvService(ctx: ApiContext): ServiceBinding {
   for (const name of READ_YOUR_WRITES) {
     overrides[name] = forwardUnary(ctx, rpcRef(SERVICE, name), {
       ...forwardOptions(ctx, name, options),
-      beforeReply: (response) => ctx.writes.awaitMirror(name, response),
+      beforeReply: (response, request) => ctx.writes.awaitMirror(name, response, request),
     });
   }
   const put = methods.Put;

@@ -7,7 +7,8 @@ import type { Mirror } from '../mirror/mirror';
 import { isRetained, keyspaceAt } from '../mirror/history-view';
 import { evaluateRange, isAllAbove, validateRange, type WireRangeRequest } from '../mirror/range-query';
 import { READ_BARRIER_TIMEOUT_MS, type ReadBarrier } from '../mirror/read-barrier';
-import { evaluateTxn, isReadOnlyTxn, isSerializableTxn, validateTxn, type WireTxnRequest } from '../mirror/txn-query';
+import type { MirroredRanges } from '../mirror/mirrored-ranges';
+import { evaluateTxn, isReadOnlyTxn, isSerializableTxn, txnRanges, validateTxn, type WireTxnRequest } from '../mirror/txn-query';
 import type { StoreMeta } from '../store/records';
 import type { MirrorStore } from '../store/store';
 import type { Liveness } from '../upstream/liveness';
@@ -23,6 +24,7 @@ export const STALE_HEADER = 'x-etcd-cache-proxy-stale';
 export interface MirrorReadDeps {
   readonly store: MirrorStore;
   readonly mirror: Mirror;
+  readonly ranges: MirroredRanges;
   readonly liveness: Liveness;
   readonly barrier: ReadBarrier;
   readonly staleReads: StaleReads;
@@ -51,6 +53,8 @@ export function markStale(call: ServerUnaryCall<Buffer, Buffer>): void {
 interface ReadSpec<Req> {
   /** False: not a read at all (a Txn with writes); forwarded as it is. */
   isRead(request: Req): boolean;
+  /** True when every key the read may name is mirrored. */
+  covered(request: Req): boolean;
   /** What etcd would refuse, or what the mirror cannot answer itself. */
   refusal(request: Req): EtcdErrorName | null;
   /** A revision other than 0: a read of the keyspace as it was then. */
@@ -83,7 +87,7 @@ function mirrorRead<Req>(
     deps.staleReads === 'deny' ? { kind: 'refuse', error: new ProxyError('staleDenied') } : { kind: 'mirror', stale: true };
 
   const route = async (request: Req): Promise<Route> => {
-    if (deps.mirror.authRequired() || !spec.isRead(request)) return { kind: 'forward' };
+    if (deps.mirror.authRequired() || !spec.isRead(request) || !spec.covered(request)) return { kind: 'forward' };
     const lost = deps.liveness.isLost();
     const refusal = spec.refusal(request);
     if (refusal !== null) return lost ? { kind: 'refuse', error: new ProxyError(refusal) } : { kind: 'forward' };
@@ -97,6 +101,9 @@ function mirrorRead<Req>(
     }
     if (lost) return staleRoute();
     if (spec.serializable(request)) return { kind: 'mirror', stale: false };
+    // A prefix mirror's revision moves only with its own keys' events, so it may never reach
+    // the upstream's; without progress responses it can trust, such reads go upstream.
+    if (!deps.ranges.whole) return { kind: 'forward' };
     let upstreamRevision: number;
     try {
       upstreamRevision = await deps.barrier.upstreamRevision();
@@ -161,6 +168,7 @@ export function mirrorRange(
 ): handleUnaryCall<Buffer, Buffer> {
   return mirrorRead<WireRangeRequest>(ctx, deps, rpc, method, forward, {
     isRead: () => true,
+    covered: (request) => deps.ranges.coversRequest(request.key ?? Buffer.alloc(0), request.range_end ?? Buffer.alloc(0)),
     refusal: validateRange,
     revision: (request) => toRevision(request.revision),
     serializable: (request) => request.serializable === true,
@@ -193,6 +201,7 @@ export function mirrorTxn(
 ): handleUnaryCall<Buffer, Buffer> {
   return mirrorRead<WireTxnRequest>(ctx, deps, rpc, method, forward, {
     isRead: isReadOnlyTxn,
+    covered: (request) => txnRanges(request).every((range) => deps.ranges.coversRequest(range.key ?? Buffer.alloc(0), range.range_end ?? Buffer.alloc(0))),
     refusal: validateTxn,
     revision: () => 0,
     serializable: isSerializableTxn,

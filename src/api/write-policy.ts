@@ -1,6 +1,7 @@
 import type { ProxyMode } from '../config';
 import type { Metrics } from '../metrics';
 import type { Mirror } from '../mirror/mirror';
+import type { MirroredRanges } from '../mirror/mirrored-ranges';
 import { toRevision, type WireHeader } from '../mirror/codec';
 import type { Liveness } from '../upstream/liveness';
 import { ProxyError } from './errors';
@@ -12,8 +13,8 @@ export const READ_YOUR_WRITES_TIMEOUT_MS = 1_000;
 export interface WritePolicy {
   /** The error a write gets instead of being forwarded, or null to forward it. */
   admit(): ProxyError | null;
-  /** After a KV write succeeded: wait (bounded) until the mirror holds its revision. */
-  awaitMirror(method: string, response: Buffer): Promise<void>;
+  /** After a KV write succeeded: wait (bounded) until the mirror holds its revision, if the mirror will ever see it. */
+  awaitMirror(method: string, response: Buffer, request: Buffer): Promise<void>;
 }
 
 /**
@@ -26,6 +27,7 @@ export function createWritePolicy(deps: {
   readonly mode: ProxyMode;
   readonly liveness: Liveness;
   readonly mirror: Mirror;
+  readonly ranges: MirroredRanges;
   readonly metrics: Metrics;
 }): WritePolicy {
   return {
@@ -40,11 +42,37 @@ export function createWritePolicy(deps: {
       }
       return null;
     },
-    async awaitMirror(method, response) {
+    async awaitMirror(method, response, request) {
       const definition = serviceMethods('etcdserverpb.KV')[method];
       if (definition === undefined) return;
+      // A write the mirror's watch cannot see would wait out the whole bound for nothing.
+      if (!deps.ranges.whole && !writtenRanges(definition.requestDeserialize(request) as WireWrite).some((r) => deps.ranges.touchesWatch(r.key, r.rangeEnd))) return;
       const decoded = definition.responseDeserialize(response) as { header?: WireHeader };
       await deps.mirror.waitForRevision(toRevision(decoded.header?.revision), READ_YOUR_WRITES_TIMEOUT_MS);
     },
   };
+}
+
+/** The fields of a Put, DeleteRange or Txn request that name the keys it may write. */
+interface WireWrite {
+  key?: Buffer;
+  range_end?: Buffer;
+  success?: WireOp[];
+  failure?: WireOp[];
+}
+interface WireOp {
+  request_put?: WireWrite;
+  request_delete_range?: WireWrite;
+  request_txn?: WireWrite;
+}
+
+/** Every (key, range_end) a write request may change, through both branches of (nested) Txns. */
+function writtenRanges(request: WireWrite): { key: Buffer; rangeEnd: Buffer }[] {
+  if (request.success === undefined && request.failure === undefined && request.key !== undefined) {
+    return [{ key: request.key, rangeEnd: request.range_end ?? Buffer.alloc(0) }];
+  }
+  return [...(request.success ?? []), ...(request.failure ?? [])].flatMap((op) => {
+    const inner = op.request_put ?? op.request_delete_range ?? op.request_txn;
+    return inner === undefined ? [] : writtenRanges(inner);
+  });
 }

@@ -3,14 +3,10 @@ import type { Metrics } from '../metrics';
 import type { KeyValueRecord } from '../store/records';
 import type { MirrorStore } from '../store/store';
 import type { UpstreamPool } from '../upstream/pool';
-import { callUpstream } from '../upstream/unary';
-import { toKeyValueRecord, toRevision, type WireRangeResponse } from './codec';
 import { isRetained, keyspaceAt } from './history-view';
-import { LIST_PAGE_KEYS } from './lister';
 import type { Mirror } from './mirror';
-
-const WHOLE_KEYSPACE = Buffer.from([0]);
-const PAGE_TIMEOUT_MS = 30_000;
+import { MirroredRanges } from './mirrored-ranges';
+import { rangePages } from './paged-range';
 
 export type CheckResult = { kind: 'match'; revision: number; keys: number } | { kind: 'mismatch'; revision: number; key: Buffer; detail: string } | { kind: 'skipped'; reason: string };
 
@@ -32,45 +28,42 @@ function sameRecord(a: KeyValueRecord, b: KeyValueRecord): boolean {
 
 /**
  * Compares the mirror with the upstream at one revision R (the mirror's
- * revision when the check starts), page by page: each upstream page, read at
- * R, against the mirror's keys of the same key range as they were at R (the
- * log undoes what arrived since), so writes during the check do not matter.
+ * revision when the check starts), page by page over every mirrored range:
+ * each upstream page, read at R, against the mirror's keys of the same key
+ * range as they were at R (the log undoes what arrived since), so writes
+ * during the check do not matter.
  */
-export async function checkConsistency(store: MirrorStore, pool: UpstreamPool, stopped: () => boolean = () => false): Promise<CheckResult> {
+export async function checkConsistency(
+  store: MirrorStore,
+  pool: UpstreamPool,
+  ranges: MirroredRanges,
+  stopped: () => boolean = () => false,
+): Promise<CheckResult> {
   const member = pool.candidates()[0];
   const revision = store.meta().revision;
   if (member === undefined || revision === 0) return { kind: 'skipped', reason: 'nothing to compare' };
-  let from = WHOLE_KEYSPACE;
   let keys = 0;
-  for (;;) {
-    const page = await callUpstream<WireRangeResponse>(
-      member.client,
-      'etcdserverpb.KV',
-      'Range',
-      { key: from, range_end: WHOLE_KEYSPACE, limit: String(LIST_PAGE_KEYS), revision: String(revision), serializable: false },
-      { deadlineMs: PAGE_TIMEOUT_MS },
-    );
-    // A re-list (or a stop) during the check leaves nothing comparable at R.
-    if (stopped()) return { kind: 'skipped', reason: 'stopped' };
-    if (!isRetained(store, revision)) return { kind: 'skipped', reason: 'the mirror moved past the checked revision' };
-    const upstream = (page.kvs ?? []).map(toKeyValueRecord);
-    const last = upstream[upstream.length - 1];
-    const more = page.more === true && last !== undefined;
-    // The mirror's keys from `from` up to the page's last key (all of them on the last page).
-    const until = more ? Buffer.concat([last.key, Buffer.from([0])]) : null;
-    const mirrored = [...keyspaceAt(store, revision, from, until, false).scan(from, until)];
-    for (let i = 0; i < Math.max(mirrored.length, upstream.length); i += 1) {
-      const ours = mirrored[i];
-      const theirs = upstream[i];
-      if (ours === undefined || theirs === undefined || !sameRecord(ours, theirs)) {
-        const key = (ours === undefined ? theirs?.key : theirs === undefined ? ours.key : Buffer.compare(ours.key, theirs.key) <= 0 ? ours.key : theirs.key) ?? Buffer.alloc(0);
-        return { kind: 'mismatch', revision, key, detail: `mirror ${describe(ours)}, upstream ${describe(theirs)}` };
+  for (const range of ranges.ranges) {
+    let from = MirroredRanges.toRequest(range).key;
+    for await (const page of rangePages(member.client, range, revision)) {
+      // A re-list (or a stop) during the check leaves nothing comparable at R.
+      if (stopped()) return { kind: 'skipped', reason: 'stopped' };
+      if (!isRetained(store, revision)) return { kind: 'skipped', reason: 'the mirror moved past the checked revision' };
+      const upstream = page.records;
+      const mirrored = [...keyspaceAt(store, revision, from, page.end, false).scan(from, page.end)];
+      for (let i = 0; i < Math.max(mirrored.length, upstream.length); i += 1) {
+        const ours = mirrored[i];
+        const theirs = upstream[i];
+        if (ours === undefined || theirs === undefined || !sameRecord(ours, theirs)) {
+          const key = (ours === undefined ? theirs?.key : theirs === undefined ? ours.key : Buffer.compare(ours.key, theirs.key) <= 0 ? ours.key : theirs.key) ?? Buffer.alloc(0);
+          return { kind: 'mismatch', revision, key, detail: `mirror ${describe(ours)}, upstream ${describe(theirs)}` };
+        }
       }
+      keys += upstream.length;
+      if (page.end !== null) from = page.end;
     }
-    keys += upstream.length;
-    if (!more) return { kind: 'match', revision: toRevision(String(revision)), keys };
-    from = until ?? WHOLE_KEYSPACE;
   }
+  return { kind: 'match', revision, keys };
 }
 
 export interface ConsistencyChecker {
@@ -86,6 +79,7 @@ export function startConsistencyChecks(deps: {
   readonly store: MirrorStore;
   readonly pool: UpstreamPool;
   readonly mirror: Mirror;
+  readonly ranges: MirroredRanges;
   readonly metrics: Metrics;
   readonly log: Logger;
   readonly intervalMs: number;
@@ -95,7 +89,7 @@ export function startConsistencyChecks(deps: {
   const round = async (): Promise<CheckResult> => {
     let result: CheckResult;
     try {
-      result = await checkConsistency(deps.store, deps.pool, () => stopped);
+      result = await checkConsistency(deps.store, deps.pool, deps.ranges, () => stopped);
     } catch (error) {
       deps.metrics.consistencyChecks.inc({ result: 'error' });
       deps.log.debug({ err: error instanceof Error ? error.message : String(error) }, 'consistency check could not run');

@@ -1,11 +1,8 @@
 import type { Client } from '@grpc/grpc-js';
 import type { MirrorStore } from '../store/store';
-import { callUpstream } from '../upstream/unary';
-import { toIdentity, toKeyValueRecord, toRevision, type WireRangeResponse } from './codec';
-
-/** Keys per Range page: big enough to list fast, small enough to stay far below etcd's response limits. */
-export const LIST_PAGE_KEYS = 1_000;
-const PAGE_TIMEOUT_MS = 30_000;
+import { toIdentity, type WireHeader } from './codec';
+import type { MirroredRanges } from './mirrored-ranges';
+import { rangePages } from './paged-range';
 
 export interface ListResult {
   readonly revision: number;
@@ -13,34 +10,23 @@ export interface ListResult {
 }
 
 /**
- * Lists [key, rangeEnd) in pages, all at the revision of the first page, into
- * a snapshot of the store, and commits it as the mirror's content at that
- * revision. Until the commit, readers keep seeing the previous content.
+ * Lists every mirrored range in pages, all at the revision of the first page,
+ * into a snapshot of the store, and commits it as the mirror's content at
+ * that revision. Until the commit, readers keep seeing the previous content.
  */
-export async function listInto(store: MirrorStore, client: Client, key: Buffer, rangeEnd: Buffer, compactRevision: number): Promise<ListResult> {
+export async function listInto(store: MirrorStore, client: Client, ranges: MirroredRanges, compactRevision: number): Promise<ListResult> {
   const writer = store.beginSnapshot();
   let revision = 0;
-  let next = key;
   let total = 0;
-  let header: WireRangeResponse['header'];
-  for (;;) {
-    const page = await callUpstream<WireRangeResponse>(
-      client,
-      'etcdserverpb.KV',
-      'Range',
-      { key: next, range_end: rangeEnd, limit: String(LIST_PAGE_KEYS), revision: String(revision) },
-      { deadlineMs: PAGE_TIMEOUT_MS },
-    );
-    header ??= page.header;
-    if (revision === 0) revision = toRevision(page.header?.revision);
-    const records = (page.kvs ?? []).map(toKeyValueRecord);
-    writer.putPage(records);
-    total += records.length;
-    const last = records[records.length - 1];
-    if (page.more !== true || last === undefined) break;
-    // The next page starts right after the last key: the same key plus a zero byte.
-    next = Buffer.concat([last.key, Buffer.from([0])]);
+  let header: WireHeader | undefined;
+  for (const range of ranges.ranges) {
+    for await (const page of rangePages(client, range, revision)) {
+      header ??= page.header;
+      revision = page.revision;
+      writer.putPage(page.records);
+      total += page.records.length;
+    }
   }
-  writer.commit(revision, toIdentity(header), compactRevision);
+  writer.commit(revision, toIdentity(header), compactRevision, ranges.describe());
   return { revision, keys: total };
 }

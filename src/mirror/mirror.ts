@@ -10,9 +10,9 @@ import type { UpstreamMember, UpstreamPool } from '../upstream/pool';
 import { callUpstream } from '../upstream/unary';
 import { toEventRecord, toIdentity, toRevision, type WireHeader, type WireWatchResponse } from './codec';
 import { listInto } from './lister';
+import { MirroredRanges } from './mirrored-ranges';
 import { RevisionWaiters } from './revision-waiters';
 
-const WHOLE_KEYSPACE = Buffer.from([0]);
 const STATUS_TIMEOUT_MS = 3_000;
 const INITIAL_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 5_000;
@@ -47,6 +47,8 @@ export interface MirrorDeps {
   readonly pool: UpstreamPool;
   readonly liveness: Liveness;
   readonly log: Logger;
+  /** What to mirror: the whole keyspace or some prefixes. */
+  readonly ranges: MirroredRanges;
   /** Called with M after every commit (metrics). */
   readonly onRevision?: (revision: number) => void;
 }
@@ -64,7 +66,12 @@ class RelistNeeded extends Error {
  * Reconnects resume at M+1; a compaction past M means a fresh list; another
  * cluster, or one whose revision is behind M, means the store is wiped first.
  */
-export function startMirror({ store, pool, liveness, log, onRevision }: MirrorDeps): Mirror {
+export function startMirror({ store, pool, liveness, log, ranges, onRevision }: MirrorDeps): Mirror {
+  const held = store.meta();
+  if (held.revision > 0 && held.scope !== ranges.describe()) {
+    log.warn({ held: held.scope, configured: ranges.describe() }, 'the mirror on disk holds other keys than --mirror-prefix asks for: discarded, rebuilding');
+    store.wipe();
+  }
   const emitter = new EventEmitter<MirrorEvents>();
   const waiters = new RevisionWaiters(() => store.meta().revision);
   let closed = false;
@@ -102,7 +109,7 @@ export function startMirror({ store, pool, liveness, log, onRevision }: MirrorDe
 
   const relist = async (member: UpstreamMember, compactRevision: number): Promise<void> => {
     const started = Date.now();
-    const result = await listInto(store, member.client, WHOLE_KEYSPACE, WHOLE_KEYSPACE, compactRevision);
+    const result = await listInto(store, member.client, ranges, compactRevision);
     log.info({ revision: result.revision, keys: result.keys, ms: Date.now() - started }, 'mirror listed the upstream keyspace');
     advanced(result.revision);
     emitter.emit('relisted', result.revision);
@@ -130,12 +137,16 @@ export function startMirror({ store, pool, liveness, log, onRevision }: MirrorDe
           finish(compacted > 0 ? new RelistNeeded(compacted) : new Error(`upstream cancelled the mirror watch: ${response.cancel_reason ?? 'no reason'}`));
           return;
         }
-        const events = (response.events ?? []).map(toEventRecord);
-        if (events.length === 0) return;
+        const received = (response.events ?? []).map(toEventRecord);
+        if (received.length === 0) return;
+        // The watch spans the gaps between mirrored prefixes too: their events are dropped,
+        // but their revisions still prove the mirrored keys unchanged up to there.
+        const through = Math.max(...received.map((event) => event.kv.mod_revision));
+        const events = ranges.whole ? received : received.filter((event) => ranges.contains(event.kv.key));
         try {
-          const revision = store.applyEvents(events, toIdentity(response.header));
+          const revision = store.applyEvents(events, toIdentity(response.header), through);
           advanced(revision);
-          emitter.emit('applied', revision, events);
+          if (events.length > 0) emitter.emit('applied', revision, events);
         } catch (error) {
           log.error({ err: error }, 'mirror could not commit a watch response; reconnecting');
           finish(error instanceof Error ? error : new Error(String(error)));
@@ -144,7 +155,7 @@ export function startMirror({ store, pool, liveness, log, onRevision }: MirrorDe
       call.on('error', (error) => finish(error));
       call.on('end', () => finish(new Error('upstream ended the mirror watch')));
       call.write({
-        create_request: { key: WHOLE_KEYSPACE, range_end: WHOLE_KEYSPACE, start_revision: String(startRevision), prev_kv: true, progress_notify: true },
+        create_request: { ...MirroredRanges.toRequest(ranges.watchRange()), start_revision: String(startRevision), prev_kv: true, progress_notify: true },
       });
     });
 

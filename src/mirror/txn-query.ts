@@ -38,6 +38,14 @@ export function isReadOnlyTxn(txn: WireTxnRequest): boolean {
   );
 }
 
+/** Every key range a Txn reads: its compares and the Ranges of both branches, nested Txns included. */
+export function txnRanges(txn: WireTxnRequest): { key?: Buffer; range_end?: Buffer }[] {
+  return [
+    ...(txn.compare ?? []),
+    ...branches(txn).flatMap((op) => (op.request_range !== undefined ? [op.request_range] : op.request_txn !== undefined ? txnRanges(op.request_txn) : [])),
+  ];
+}
+
 /** etcd serves a Txn locally only when every Range in it is serializable. */
 export function isSerializableTxn(txn: WireTxnRequest): boolean {
   return branches(txn).every((op) =>

@@ -39,6 +39,8 @@ export interface StoreMeta {
   readonly revision: number;
   /** The upstream's compaction point when last known; reads below it are compacted. */
   readonly compactRevision: number;
-  /** The oldest revision whose events the log still holds (0: none). */
+  /** The log holds every event from this revision on, so the keyspace is known from logStart - 1 (0: no log yet). */
   readonly logStart: number;
+  /** Which part of the keyspace the content covers (MirroredRanges.describe); '' while empty. */
+  readonly scope: string;
 }

@@ -20,6 +20,7 @@ const EMPTY_META: PersistedMeta = {
   revision: 0,
   compactRevision: 0,
   logStart: 0,
+  scope: '',
   activeKv: 'kv-a',
 };
 
@@ -27,7 +28,7 @@ const EMPTY_META: PersistedMeta = {
 export interface SnapshotWriter {
   putPage(records: readonly KeyValueRecord[]): void;
   /** Makes the snapshot the mirror's content at `revision`, in one transaction. */
-  commit(revision: number, identity: UpstreamIdentity, compactRevision: number): void;
+  commit(revision: number, identity: UpstreamIdentity, compactRevision: number, scope: string): void;
 }
 
 export interface StoreStats {
@@ -45,9 +46,11 @@ export interface MirrorStore {
   count(start: Buffer, end: Buffer | null): number;
   /**
    * Applies one upstream watch response: every event, the log entries, and
-   * the new mirror revision, in one LMDB transaction. Returns the new M.
+   * the new mirror revision (the highest of the events' and `through`, which
+   * the watch vouches for without mirrored events), in one LMDB transaction.
+   * Returns the new M.
    */
-  applyEvents(events: readonly EventRecord[], identity: UpstreamIdentity): number;
+  applyEvents(events: readonly EventRecord[], identity: UpstreamIdentity, through?: number): number;
   /** Records what the upstream said about itself (term changes, compaction) without events. */
   updateMeta(update: { identity?: UpstreamIdentity; compactRevision?: number }): void;
   beginSnapshot(): SnapshotWriter;
@@ -83,7 +86,8 @@ export function openStore(dataDir: string): MirrorStore {
   if (stored !== undefined && stored.schemaVersion !== SCHEMA_VERSION) {
     throw new Error(`etcd-cache-proxy: ${path} has store schema ${stored.schemaVersion}, this version reads ${SCHEMA_VERSION}`);
   }
-  let meta: PersistedMeta = stored ?? EMPTY_META;
+  // Stores written before prefixes could be chosen hold the whole keyspace.
+  let meta: PersistedMeta = stored === undefined ? EMPTY_META : { ...stored, scope: stored.scope ?? 'all' };
   const writeMeta = (next: PersistedMeta): void => {
     metaDb.putSync('meta', next);
   };
@@ -109,8 +113,8 @@ export function openStore(dataDir: string): MirrorStore {
       }
       return total;
     },
-    applyEvents(events, identity) {
-      if (events.length === 0) return meta.revision;
+    applyEvents(events, identity, through = 0) {
+      if (events.length === 0 && through <= meta.revision) return meta.revision;
       meta = root.transactionSync(() => {
         const kv = active();
         const byRevision = new Map<number, EventRecord[]>();
@@ -124,7 +128,7 @@ export function openStore(dataDir: string): MirrorStore {
           byRevision.set(revision, group);
         }
         for (const [revision, group] of byRevision) logDb.putSync(revision, group);
-        const revision = Math.max(meta.revision, ...byRevision.keys());
+        const revision = Math.max(meta.revision, through, ...byRevision.keys());
         const logStart = meta.logStart === 0 && byRevision.size > 0 ? Math.min(...byRevision.keys()) : meta.logStart;
         const next = { ...meta, identity, revision, logStart };
         writeMeta(next);
@@ -151,8 +155,9 @@ export function openStore(dataDir: string): MirrorStore {
             for (const record of records) target.putSync(toStoreKey(record.key), record);
           });
         },
-        commit(revision, identity, compactRevision) {
-          const next: PersistedMeta = { ...meta, activeKv: slot, identity, revision, compactRevision, logStart: 0 };
+        commit(revision, identity, compactRevision, scope) {
+          // The log, empty from here, holds every event after `revision`: the keyspace at `revision` itself stays answerable.
+          const next: PersistedMeta = { ...meta, activeKv: slot, identity, revision, compactRevision, logStart: revision + 1, scope };
           root.transactionSync(() => {
             logDb.clearSync();
             writeMeta(next);

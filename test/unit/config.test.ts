@@ -73,6 +73,15 @@ describe('loadConfig', () => {
     );
   });
 
+  it('takes mirror prefixes from repeated flags, comma lists and YAML lists; none means everything', () => {
+    assert.deepEqual(loadConfig({ argv: [], env: {}, readFile: noFile }).mirrorPrefixes, []);
+    const flags = loadConfig({ argv: ['--mirror-prefix', '/apisix/,/gw/', '--mirror-prefix=/other/'], env: {}, readFile: noFile });
+    assert.deepEqual(flags.mirrorPrefixes, ['/apisix/', '/gw/', '/other/']);
+    const file = loadConfig({ argv: ['--config-file', 'c.yaml'], env: {}, readFile: () => 'mirror-prefix:\n  - /apisix/\n  - /gw/\n' });
+    assert.deepEqual(file.mirrorPrefixes, ['/apisix/', '/gw/']);
+    assert.match(problemsOf(() => loadConfig({ argv: ['--mirror-prefix', ','], env: {}, readFile: noFile }))[0] ?? '', /non-empty prefix/);
+  });
+
   it('lists every problem at once', () => {
     const problems = problemsOf(() =>
       loadConfig({

@@ -93,7 +93,7 @@ describe('LMDB storage of etcd keys', () => {
     try {
       const writer = store.beginSnapshot();
       writer.putPage(keys.map((key, i) => ({ key, value: Buffer.from('v'), create_revision: i + 2, mod_revision: i + 2, version: 1, lease: '0' })));
-      writer.commit(keys.length + 1, { cluster_id: '1', member_id: '1', raft_term: '1' }, 0);
+      writer.commit(keys.length + 1, { cluster_id: '1', member_id: '1', raft_term: '1' }, 0, 'all');
       const next = random(3);
       for (let i = 0; i < 200; i += 1) {
         const a = sorted[Math.floor(next() * sorted.length)] ?? Buffer.alloc(0);

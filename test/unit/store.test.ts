@@ -79,7 +79,7 @@ describe('MirrorStore', () => {
     writer.putPage([kv('n1', 'x', 7)]);
     assert.deepEqual(keys(store), ['old'], 'a snapshot is invisible until committed');
     writer.putPage([kv('n2', 'y', 8)]);
-    writer.commit(10, identity, 6);
+    writer.commit(10, identity, 6, 'all');
     assert.deepEqual(keys(store), ['n1', 'n2']);
     assert.equal(store.meta().revision, 10);
     assert.equal(store.meta().compactRevision, 6);
@@ -87,7 +87,7 @@ describe('MirrorStore', () => {
     // a second re-list reuses the other table, starting from empty
     const again = store.beginSnapshot();
     again.putPage([kv('only', 'z', 11)]);
-    again.commit(11, identity, 6);
+    again.commit(11, identity, 6, 'all');
     assert.deepEqual(keys(store), ['only']);
   });
 

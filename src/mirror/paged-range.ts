@@ -1,0 +1,46 @@
+import type { Client } from '@grpc/grpc-js';
+import type { KeyValueRecord } from '../store/records';
+import { callUpstream } from '../upstream/unary';
+import { toKeyValueRecord, toRevision, type WireHeader, type WireRangeResponse } from './codec';
+import { MirroredRanges, type KeyRange } from './mirrored-ranges';
+
+/** Keys per Range page: big enough to list fast, small enough to stay far below etcd's response limits. */
+export const LIST_PAGE_KEYS = 1_000;
+const PAGE_TIMEOUT_MS = 30_000;
+
+export interface RangePage {
+  readonly records: KeyValueRecord[];
+  readonly header: WireHeader | undefined;
+  /** The revision the page was read at (the upstream's current one when 0 was asked for). */
+  readonly revision: number;
+  /** Where the keys this page accounts for end (exclusive): after its last key, or the range's end on the last page. */
+  readonly end: Buffer | null;
+}
+
+/**
+ * Reads a key range from the upstream in pages, every page at one revision:
+ * the one given, or (0) the revision of the first page.
+ */
+export async function* rangePages(client: Client, range: KeyRange, revision: number): AsyncGenerator<RangePage> {
+  const request = MirroredRanges.toRequest(range);
+  let next = request.key;
+  let at = revision;
+  for (;;) {
+    const page = await callUpstream<WireRangeResponse>(
+      client,
+      'etcdserverpb.KV',
+      'Range',
+      { key: next, range_end: request.range_end, limit: String(LIST_PAGE_KEYS), revision: String(at) },
+      { deadlineMs: PAGE_TIMEOUT_MS },
+    );
+    if (at === 0) at = toRevision(page.header?.revision);
+    const records = (page.kvs ?? []).map(toKeyValueRecord);
+    const last = records[records.length - 1];
+    const more = page.more === true && last !== undefined;
+    // The next page starts right after the last key: the same key plus a zero byte.
+    const end = more ? Buffer.concat([last.key, Buffer.from([0])]) : range.end;
+    yield { records, header: page.header, revision: at, end };
+    if (!more || end === null) return;
+    next = end;
+  }
+}

@@ -49,10 +49,11 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   metrics.upstreamUp.set(1);
   liveness.on('lost', () => metrics.upstreamUp.set(0));
   liveness.on('back', () => metrics.upstreamUp.set(1));
-  metrics.mirrorRevision.set(store.meta().revision);
   const mirrorLog = log.child({ component: 'mirror' });
   const ranges = MirroredRanges.fromPrefixes(config.mirrorPrefixes.map((prefix) => Buffer.from(prefix)));
   const mirror = startMirror({ store, pool, liveness, log: mirrorLog, ranges, onRevision: (revision) => metrics.mirrorRevision.set(revision) });
+  // After startMirror: it may have discarded what the data dir held.
+  metrics.mirrorRevision.set(store.meta().revision);
   if (store.meta().revision > 0) mirrorLog.info({ revision: store.meta().revision }, 'mirror opened: serving from disk');
   mirror.on('relisted', () => metrics.mirrorRelists.inc());
   const barrier = new ReadBarrier(pool, () => metrics.readBarrierCalls.inc());

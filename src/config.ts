@@ -38,6 +38,10 @@ export interface ProxyConfig {
   readonly mirrorPrefixes: readonly string[];
   /** Revisions the event log keeps behind the mirror revision. */
   readonly history: number;
+  /** How often a watch created with progress_notify hears the revision when nothing else happened. */
+  readonly watchProgressNotifyIntervalMs: number;
+  /** Bytes a watch stream may have waiting for its client before its watches are cancelled as too slow. */
+  readonly watchBufferBytes: number;
   /** How often the mirror is compared with the upstream; 0 turns the check off. */
   readonly consistencyCheckIntervalMs: number;
   /** The YAML file the values were read from, if any. */
@@ -82,6 +86,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'stale-reads', description: 'while the upstream is lost: allow (serve the mirror, marked stale) or deny', defaultValue: 'allow' },
   { name: 'mirror-prefix', description: 'key prefix to mirror, comma-separated or repeated (default: the whole keyspace)' },
   { name: 'history', description: 'revisions of events the mirror keeps for replay and old reads', defaultValue: '100000' },
+  { name: 'watch-progress-notify-interval', description: "progress notifications for watches that asked for them (etcd's default)", defaultValue: '10m' },
+  { name: 'watch-buffer-bytes', description: 'bytes a watch stream may have waiting for a slow client before its watches are cancelled', defaultValue: '33554432' },
   { name: 'consistency-check-interval', description: 'how often the mirror is compared with the upstream (0: never)', defaultValue: '5m' },
   { name: 'shutdown-grace', description: 'how long a stop waits for in-flight calls (e.g. 5s, 500ms)', defaultValue: '5s' },
   { name: 'config-file', description: 'YAML file whose keys are these flag names' },
@@ -224,6 +230,16 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
   });
   const staleReads = attempt('stale-reads', 'allow' as StaleReads, (value) => oneOf(STALE_READS, value));
   const consistencyCheckIntervalMs = attempt('consistency-check-interval', 300_000, (value) => (value === '0' ? 0 : parseDurationMs(value)));
+  const watchProgressNotifyIntervalMs = attempt('watch-progress-notify-interval', 600_000, (value) => {
+    const ms = parseDurationMs(value);
+    if (ms < 10) throw new Error('must be at least 10ms');
+    return ms;
+  });
+  const watchBufferBytes = attempt('watch-buffer-bytes', 32 * 1024 * 1024, (value) => {
+    const bytes = Number(value);
+    if (!Number.isSafeInteger(bytes) || bytes < 65_536) throw new Error('must be a whole number of bytes, at least 65536');
+    return bytes;
+  });
   const history = attempt('history', 100_000, (value) => {
     const count = Number(value);
     if (!Number.isSafeInteger(count) || count < 1) throw new Error('must be a whole number of revisions, at least 1');
@@ -248,6 +264,8 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     mirrorPrefixes,
     history,
     consistencyCheckIntervalMs,
+    watchProgressNotifyIntervalMs,
+    watchBufferBytes,
     configFile,
   };
 }

@@ -26,6 +26,13 @@ export interface Metrics {
   readonly storeKeys: Gauge;
   readonly storeLogRevisions: Gauge;
   readonly storeBytes: Gauge;
+  /** Downstream watches open, by who serves them (`mirror`: the watch hub, `upstream`: relayed). */
+  readonly watchers: Gauge<'source'>;
+  /** Upstream watch streams: the mirror's own and those relaying watches the mirror cannot serve. */
+  readonly upstreamWatchStreams: Gauge;
+  readonly watchEventsSent: Counter;
+  readonly watchEventsReplayed: Counter;
+  readonly slowWatchersCancelled: Counter;
 }
 
 export function createMetrics(registry: Registry = new Registry()): Metrics {
@@ -107,6 +114,32 @@ export function createMetrics(registry: Registry = new Registry()): Metrics {
     storeBytes: new Gauge({
       name: `${METRIC_PREFIX}store_bytes`,
       help: 'Bytes the LMDB environment uses',
+      registers: [registry],
+    }),
+    watchers: new Gauge({
+      name: `${METRIC_PREFIX}watchers`,
+      help: 'Downstream watches open, by source (mirror: served by the watch hub; upstream: relayed)',
+      labelNames: ['source'],
+      registers: [registry],
+    }),
+    upstreamWatchStreams: new Gauge({
+      name: `${METRIC_PREFIX}upstream_watch_streams`,
+      help: "Watch streams open to the upstream: the mirror's own and those relaying watches it cannot serve",
+      registers: [registry],
+    }),
+    watchEventsSent: new Counter({
+      name: `${METRIC_PREFIX}watch_events_sent_total`,
+      help: 'Events sent to downstream watchers by the watch hub',
+      registers: [registry],
+    }),
+    watchEventsReplayed: new Counter({
+      name: `${METRIC_PREFIX}watch_events_replayed_total`,
+      help: 'Events replayed to downstream watchers from the event log on disk',
+      registers: [registry],
+    }),
+    slowWatchersCancelled: new Counter({
+      name: `${METRIC_PREFIX}slow_watchers_cancelled_total`,
+      help: 'Downstream watches cancelled because their client did not read fast enough',
       registers: [registry],
     }),
     mirrorRelists: new Counter({

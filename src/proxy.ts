@@ -19,6 +19,7 @@ import { startStoreMaintenance } from './mirror/maintenance';
 import { isCompactedUpstream } from './mirror/compaction-tracker';
 import { startConsistencyChecks } from './mirror/consistency-check';
 import { openStore } from './store/store';
+import { WatchHub } from './watch/hub';
 import { createWritePolicy } from './api/write-policy';
 
 export interface RunningProxy {
@@ -51,11 +52,14 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   liveness.on('back', () => metrics.upstreamUp.set(1));
   const mirrorLog = log.child({ component: 'mirror' });
   const ranges = MirroredRanges.fromPrefixes(config.mirrorPrefixes.map((prefix) => Buffer.from(prefix)));
-  const mirror = startMirror({ store, pool, liveness, log: mirrorLog, ranges, onRevision: (revision) => metrics.mirrorRevision.set(revision) });
+  const mirror = startMirror({ store, pool, liveness, log: mirrorLog, ranges, onRevision: (revision) => metrics.mirrorRevision.set(revision),
+    onWatchStream: (delta) => metrics.upstreamWatchStreams.inc(delta),
+  });
   // After startMirror: it may have discarded what the data dir held.
   metrics.mirrorRevision.set(store.meta().revision);
   if (store.meta().revision > 0) mirrorLog.info({ revision: store.meta().revision }, 'mirror opened: serving from disk');
   mirror.on('relisted', () => metrics.mirrorRelists.inc());
+  const watchHub = new WatchHub(store, mirror, (events) => metrics.watchEventsReplayed.inc(events));
   const barrier = new ReadBarrier(pool, () => metrics.readBarrierCalls.inc());
   const consistency = startConsistencyChecks({ store, pool, mirror, ranges, metrics, log: mirrorLog, intervalMs: config.consistencyCheckIntervalMs });
   const maintenance = startStoreMaintenance(store, config.history, metrics, mirrorLog, (revision) => isCompactedUpstream(pool, revision));
@@ -69,6 +73,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     advertiseClientUrl: () => advertiseClientUrl,
     writes: createWritePolicy({ mode: config.mode, liveness, mirror, ranges, metrics }),
     mode: config.mode,
+    watchHub: { hub: watchHub, progressNotifyIntervalMs: config.watchProgressNotifyIntervalMs, bufferBytes: config.watchBufferBytes },
     mirrorReads: { store, mirror, ranges, liveness, barrier, staleReads: config.staleReads, metrics, log: mirrorLog },
   });
   const http = createHttpGateway({ metrics, pool, log: log.child({ component: 'gateway' }) });

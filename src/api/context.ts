@@ -5,6 +5,7 @@ import type { UpstreamPool } from '../upstream/pool';
 import type { MirrorReadDeps } from './mirror-reads';
 import type { StreamTracker } from './stream-tracker';
 import type { WritePolicy } from './write-policy';
+import type { WatchHub } from '../watch/hub';
 
 /** What every gRPC service implementation is built from. */
 export interface ApiContext {
@@ -20,4 +21,10 @@ export interface ApiContext {
   /** Serving reads from the mirror; null forwards every read. */
   readonly mirrorReads: MirrorReadDeps | null;
   readonly mode: ProxyMode;
+  /** Serving watches from the mirror; null relays every watch stream upstream. */
+  readonly watchHub: {
+    readonly hub: WatchHub;
+    readonly progressNotifyIntervalMs: number;
+    readonly bufferBytes: number;
+  } | null;
 }

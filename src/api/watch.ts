@@ -1,10 +1,83 @@
+import { status, type handleBidiStreamingCall } from '@grpc/grpc-js';
 import type { ApiContext } from './context';
-import { forwardingService, type ServiceBinding } from './forwarding-service';
+import { forwardBidi, observeCall, upstreamMetadata } from './forward';
+import { forwardingService, rpcRef, type ServiceBinding } from './forwarding-service';
+import { WatchSession } from '../watch/session';
+
+const SERVICE = 'etcdserverpb.Watch';
+const NO_LEADER = 'etcdserver: no leader';
 
 /**
- * Watch: each downstream stream is relayed one-to-one to an upstream stream
- * for now; the watch hub replaces this with fan-out from the mirror.
+ * Watch: every stream is served by a WatchSession over the watch hub (the
+ * mirror's events), which relays upstream only the watches the mirror cannot
+ * serve. Without a mirror, or while the upstream refuses it (auth), streams
+ * are relayed one-to-one.
  */
 export function createWatchService(ctx: ApiContext): ServiceBinding {
-  return forwardingService(ctx, 'etcdserverpb.Watch', { reads: new Set() });
+  const hub = ctx.watchHub;
+  const reads = ctx.mirrorReads;
+  if (hub === null || reads === null) return forwardingService(ctx, SERVICE, { reads: new Set() });
+  const rpc = rpcRef(SERVICE, 'Watch');
+  const relayed = forwardBidi(ctx, rpc);
+  const sessions = new Set<WatchSession>();
+  const ticker = setInterval(() => sessions.forEach((session) => session.tick()), hub.progressNotifyIntervalMs);
+  ticker.unref();
+  const labels = { service: rpc.service, method: rpc.method };
+
+  const watch: handleBidiStreamingCall<Buffer, Buffer> = (call) => {
+    if (reads.mirror.authRequired()) {
+      relayed(call);
+      return;
+    }
+    // etcd ends a require-leader watch stream when its member has no leader; for the proxy, when the upstream is lost.
+    const requireLeader = call.metadata.get('hasleader')[0] === 'true';
+    if (requireLeader && reads.liveness.isLost()) {
+      observeCall(ctx, rpc, status.UNAVAILABLE, null, 'proxy');
+      call.emit('error', { code: status.UNAVAILABLE, details: NO_LEADER });
+      return;
+    }
+    const session = new WatchSession(call, {
+      hub: hub.hub,
+      store: reads.store,
+      mirror: reads.mirror,
+      ranges: reads.ranges,
+      pool: ctx.pool,
+      upstreamLost: () => reads.liveness.isLost(),
+      bufferBytes: hub.bufferBytes,
+      upstreamMetadata,
+      metrics: {
+        eventsSent: (count) => ctx.metrics.watchEventsSent.inc(count),
+        slowCancelled: (count) => ctx.metrics.slowWatchersCancelled.inc(count),
+        watchers: (source, delta) => ctx.metrics.watchers.inc({ source }, delta),
+        upstreamWatches: (delta) => ctx.metrics.upstreamWatchStreams.inc(delta),
+      },
+    });
+    sessions.add(session);
+    ctx.metrics.grpcStreamsOpen.inc(labels);
+    let finished = false;
+    const finish = (code: status): void => {
+      if (finished) return;
+      finished = true;
+      sessions.delete(session);
+      session.close();
+      reads.liveness.off('lost', onLost);
+      untrack();
+      ctx.metrics.grpcStreamsOpen.dec(labels);
+      observeCall(ctx, rpc, code, null, 'mirror');
+    };
+    const onLost = (): void => {
+      if (!requireLeader) return;
+      finish(status.UNAVAILABLE);
+      call.emit('error', { code: status.UNAVAILABLE, details: NO_LEADER });
+    };
+    reads.liveness.on('lost', onLost);
+    const untrack = ctx.streams.add((shutdown) => {
+      finish(shutdown.code);
+      call.emit('error', shutdown);
+    });
+    call.on('data', (message: Buffer) => session.receive(message));
+    call.on('cancelled', () => finish(status.CANCELLED));
+    call.on('error', () => finish(status.CANCELLED));
+  };
+  return forwardingService(ctx, SERVICE, { reads: new Set(), overrides: { Watch: watch } });
 }

@@ -20,8 +20,10 @@ const MAX_BACKOFF_MS = 5_000;
 export interface MirrorEvents {
   /** One upstream watch response, committed: the new mirror revision and its events. */
   applied: [revision: number, events: readonly EventRecord[]];
-  /** The content was replaced by a fresh list (after compaction or a new cluster). */
-  relisted: [revision: number];
+  /** The content was replaced by a fresh list at `revision` (after compaction or a new cluster); M was `previous`. */
+  relisted: [revision: number, previous: number];
+  /** The content was thrown away: another cluster, or one restored from a backup; M was `previous`. */
+  discarded: [previous: number];
 }
 
 export interface Mirror extends EventEmitter<MirrorEvents> {
@@ -51,6 +53,8 @@ export interface MirrorDeps {
   readonly ranges: MirroredRanges;
   /** Called with M after every commit (metrics). */
   readonly onRevision?: (revision: number) => void;
+  /** Called with +1 when the mirror's upstream watch stream opens, -1 when it ends (metrics). */
+  readonly onWatchStream?: (delta: number) => void;
 }
 
 class RelistNeeded extends Error {
@@ -66,7 +70,7 @@ class RelistNeeded extends Error {
  * Reconnects resume at M+1; a compaction past M means a fresh list; another
  * cluster, or one whose revision is behind M, means the store is wiped first.
  */
-export function startMirror({ store, pool, liveness, log, ranges, onRevision }: MirrorDeps): Mirror {
+export function startMirror({ store, pool, liveness, log, ranges, onRevision, onWatchStream }: MirrorDeps): Mirror {
   const held = store.meta();
   if (held.revision > 0 && held.scope !== ranges.describe()) {
     log.warn({ held: held.scope, configured: ranges.describe() }, 'the mirror on disk holds other keys than --mirror-prefix asks for: discarded, rebuilding');
@@ -101,18 +105,21 @@ export function startMirror({ store, pool, liveness, log, ranges, onRevision }: 
     if (meta.identity !== null && meta.identity.cluster_id !== upstream.cluster_id) {
       log.warn({ mirrored: meta.identity.cluster_id, upstream: upstream.cluster_id }, 'upstream is another cluster: mirror discarded, rebuilding');
       store.wipe();
+      emitter.emit('discarded', meta.revision);
     } else if (meta.revision > upstreamRevision) {
       log.warn({ mirrorRevision: meta.revision, upstreamRevision }, 'upstream revision is behind the mirror (restored from a backup?): mirror discarded, rebuilding');
       store.wipe();
+      emitter.emit('discarded', meta.revision);
     }
   };
 
   const relist = async (member: UpstreamMember, compactRevision: number): Promise<void> => {
     const started = Date.now();
+    const previous = store.meta().revision;
     const result = await listInto(store, member.client, ranges, compactRevision);
     log.info({ revision: result.revision, keys: result.keys, ms: Date.now() - started }, 'mirror listed the upstream keyspace');
     advanced(result.revision);
-    emitter.emit('relisted', result.revision);
+    emitter.emit('relisted', result.revision, previous);
   };
 
   const watchFrom = (member: UpstreamMember, startRevision: number): Promise<void> =>
@@ -121,10 +128,12 @@ export function startMirror({ store, pool, liveness, log, ranges, onRevision }: 
       if (watch === undefined) throw new Error('etcd-cache-proxy: Watch.Watch missing from proto/');
       const call = member.client.makeBidiStreamRequest(watch.path, watch.requestSerialize, watch.responseDeserialize, new Metadata(), {}) as ClientDuplexStream<object, WireWatchResponse>;
       stream = call;
+      onWatchStream?.(1);
       let settled = false;
       const finish = (error: Error | null): void => {
         if (settled) return;
         settled = true;
+        onWatchStream?.(-1);
         stream = null;
         call.cancel();
         if (error === null) resolve();

@@ -119,15 +119,29 @@ describe('errors and call control pass through the proxy', () => {
     }
   });
 
-  it('cancels the upstream watch when the client cancels its stream', async () => {
+  it('cancels a relayed upstream watch when the client cancels its stream', async () => {
     // The proxy's mirror holds one watch stream of its own.
     const streamsBefore = await etcdGauge(etcd, 'etcd_debugging_mvcc_watch_stream_total');
     const watchersBefore = await etcdGauge(etcd, 'etcd_debugging_mvcc_watcher_total');
     const stream = (proxied.watch as unknown as { Watch(): ClientDuplexStream<object, { created?: boolean }> }).Watch();
     stream.on('error', () => undefined);
-    const created = new Promise<void>((resolve) => stream.on('data', (r: { created?: boolean }) => r.created && resolve()));
+    let createdCount = 0;
+    const created = (n: number): Promise<void> =>
+      new Promise<void>((resolve) => {
+        const check = (r: { created?: boolean }): void => {
+          if (r.created === true) createdCount += 1;
+          if (createdCount >= n) resolve();
+        };
+        stream.on('data', check);
+      });
+    const first = created(1);
     stream.write({ create_request: { key: key('watched') } });
-    await created;
+    await first;
+    assert.equal(await etcdGauge(etcd, 'etcd_debugging_mvcc_watcher_total'), watchersBefore, 'the mirror serves a live watch: nothing upstream');
+    // Revision 1 is older than the mirror's event log, so etcd replays it: relayed upstream.
+    const second = created(2);
+    stream.write({ create_request: { key: key('watched'), start_revision: '1' } });
+    await second;
     assert.equal(await etcdGauge(etcd, 'etcd_debugging_mvcc_watcher_total'), watchersBefore + 1);
     stream.cancel();
     await waitFor('etcd to drop the watch stream', async () => (await etcdGauge(etcd, 'etcd_debugging_mvcc_watch_stream_total')) === streamsBefore);

@@ -1,0 +1,273 @@
+import { status, type Metadata, type ServerDuplexStream } from '@grpc/grpc-js';
+import { mirrorHeader } from '../api/mirror-reads';
+import { serviceMethods } from '../api/proto';
+import type { WireWatchResponse } from '../mirror/codec';
+import { toWireKeyValue } from '../mirror/codec';
+import type { Mirror } from '../mirror/mirror';
+import type { MirroredRanges } from '../mirror/mirrored-ranges';
+import type { EventRecord } from '../store/records';
+import type { MirrorStore } from '../store/store';
+import type { UpstreamPool } from '../upstream/pool';
+import { fragmentGroups } from './fragment';
+import { ForwardedWatches } from './forwarded-watches';
+import { oldestWatchable, type HubWatcher, type WatchHub, type WatchSink } from './hub';
+import { specRange, toWatchSpec, type WireWatchCreateRequest } from './watch-spec';
+
+const watchMethod = (() => {
+  const method = serviceMethods('etcdserverpb.Watch').Watch;
+  if (method === undefined) throw new Error('etcd-cache-proxy: Watch.Watch missing from proto/');
+  return method;
+})();
+
+/** Below this many bytes waiting for the client, a catching-up watcher may read more history. */
+const CATCH_UP_BACKLOG_BYTES = 1024 * 1024;
+const DUPLICATE_ID = 'mvcc: duplicate watch ID provided on the WatchStream';
+
+interface WireWatchRequest {
+  create_request?: WireWatchCreateRequest;
+  cancel_request?: { watch_id?: string };
+  progress_request?: object;
+}
+
+/** What every downstream Watch stream is served from. */
+export interface WatchSessionDeps {
+  readonly hub: WatchHub;
+  readonly store: MirrorStore;
+  readonly mirror: Mirror;
+  readonly ranges: MirroredRanges;
+  readonly pool: UpstreamPool;
+  readonly upstreamLost: () => boolean;
+  /** Bytes a stream may have waiting for its client before its watchers are cancelled as too slow. */
+  readonly bufferBytes: number;
+  readonly upstreamMetadata: (downstream: Metadata) => Metadata;
+  readonly metrics: {
+    eventsSent(count: number): void;
+    slowCancelled(watchers: number): void;
+    watchers(source: 'mirror' | 'upstream', delta: number): void;
+    upstreamWatches(delta: number): void;
+  };
+}
+
+type Entry = { kind: 'hub'; watcher: HubWatcher | null; progressNotify: boolean; quietSinceTick: boolean } | { kind: 'forwarded' };
+
+/**
+ * One downstream Watch stream: many watches multiplexed by watch ID, as etcd
+ * serves them. Watches the mirror covers are served by the hub; others are
+ * relayed upstream. The stream never sends a message etcd would not: created,
+ * events, canceled, and the progress replies the client asked for.
+ */
+export class WatchSession {
+  private readonly entries = new Map<number, Entry>();
+  private readonly idOf = new Map<HubWatcher, number>();  private nextAutoId = 0;
+  private waitingBytes = 0;
+  private closed = false;
+  private progressWanted = false;
+  private readonly forwarded: ForwardedWatches;
+  private readonly sink: WatchSink;
+
+  constructor(
+    private readonly call: ServerDuplexStream<Buffer, Buffer>,
+    private readonly deps: WatchSessionDeps,
+  ) {
+    this.forwarded = new ForwardedWatches(
+      deps.pool,
+      deps.upstreamMetadata(call.metadata),
+      (response) => this.relay(response),
+      (ids, reason) => ids.forEach((id) => this.cancelWith(id, reason)),
+      (delta) => deps.metrics.upstreamWatches(delta),
+    );
+    this.sink = {
+      events: (watcher, revision, events) => this.sendEvents(watcher, revision, events),
+      compacted: (watcher, compactRevision) => this.sendCompacted(watcher, compactRevision),
+      writable: () => !this.closed && this.waitingBytes < CATCH_UP_BACKLOG_BYTES,
+    };
+  }
+
+  receive(message: Buffer): void {
+    let request: WireWatchRequest;
+    try {
+      request = watchMethod.requestDeserialize(message) as WireWatchRequest;
+    } catch {
+      return; // etcd ignores what it cannot read, too
+    }
+    if (request.create_request !== undefined) this.create(request.create_request);
+    else if (request.cancel_request !== undefined) this.cancel(Number(request.cancel_request.watch_id ?? '0'));
+    else if (request.progress_request !== undefined) this.requestProgress();
+  }
+
+  /** The periodic progress notification (etcd's progress_notify): to watches that got nothing since the last tick. */
+  tick(): void {
+    for (const [id, entry] of this.entries) {
+      if (entry.kind !== 'hub' || !entry.progressNotify || entry.watcher === null) continue;
+      if (entry.quietSinceTick && entry.watcher.synced) this.send({ header: this.header(), watch_id: String(id) });
+      entry.quietSinceTick = true;
+    }
+  }
+
+  /** Ends every watch of this stream (client gone, or the stream is being closed). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const entry of this.entries.values()) this.release(entry);
+    this.entries.clear();
+    this.forwarded.close();
+  }
+
+  private header(revision?: number): object {
+    const header = mirrorHeader(this.deps.store.meta()) as Record<string, unknown>;
+    return revision === undefined ? header : { ...header, revision };
+  }
+
+  private create(request: WireWatchCreateRequest): void {
+    const spec = toWatchSpec(request);
+    const requested = Number(request.watch_id ?? '0');
+    let error = 'error' in spec ? spec.error : null;
+    if (error === null && requested !== 0 && this.entries.has(requested)) error = DUPLICATE_ID;
+    if (error !== null || 'error' in spec) {
+      this.send({ header: this.header(), watch_id: '-1', created: true, canceled: true, cancel_reason: error ?? undefined });
+      return;
+    }
+    const id = requested !== 0 ? requested : this.autoId();
+    const meta = this.deps.store.meta();
+    // History older than the log is etcd's to replay (or to refuse as compacted) while it answers.
+    const tooOld = spec.startRevision > 0 && spec.startRevision < oldestWatchable(meta) && !this.deps.upstreamLost();
+    const servable =
+      !tooOld && !this.deps.mirror.authRequired() && meta.revision > 0 && this.deps.ranges.coversRequest(specRange(spec).key, specRange(spec).rangeEnd);
+    this.deps.metrics.watchers(servable ? 'mirror' : 'upstream', 1);
+    if (!servable) {
+      this.entries.set(id, { kind: 'forwarded' });
+      this.forwarded.create(id, request);
+      return;
+    }
+    const entry: Entry = { kind: 'hub', watcher: null, progressNotify: spec.progressNotify, quietSinceTick: true };
+    this.entries.set(id, entry);
+    this.send({ header: this.header(), watch_id: String(id), created: true });
+    const added = this.deps.hub.add(spec, this.sink);
+    if ('compactRevision' in added) {
+      this.entries.delete(id);
+      this.deps.metrics.watchers('mirror', -1);
+      // etcd's compacted answer carries an empty header revision.
+      this.send({ header: { ...this.header(), revision: 0 }, watch_id: String(id), canceled: true, compact_revision: String(added.compactRevision) });
+      return;
+    }
+    entry.watcher = added;
+    this.idOf.set(added, id);
+  }
+
+  private autoId(): number {
+    while (this.entries.has(this.nextAutoId)) this.nextAutoId += 1;
+    const id = this.nextAutoId;
+    this.nextAutoId += 1;
+    return id;
+  }
+
+  private cancel(id: number): void {
+    const entry = this.entries.get(id);
+    if (entry === undefined) return; // etcd answers nothing for an unknown ID
+    this.entries.delete(id);
+    this.release(entry);
+    if (entry.kind === 'forwarded') this.forwarded.cancel(id);
+    this.send({ header: this.header(), watch_id: String(id), canceled: true });
+  }
+
+  private release(entry: Entry): void {
+    this.deps.metrics.watchers(entry.kind === 'hub' ? 'mirror' : 'upstream', -1);
+    if (entry.kind === 'hub' && entry.watcher !== null) {
+      this.deps.hub.remove(entry.watcher);
+      this.idOf.delete(entry.watcher);
+    }
+  }
+
+  private cancelWith(id: number, reason: string): void {
+    const entry = this.entries.get(id);
+    if (entry === undefined) return;
+    this.entries.delete(id);
+    this.release(entry);
+    this.send({ header: this.header(), watch_id: String(id), canceled: true, cancel_reason: reason }, true);
+  }
+
+  /** Answered once every watch of the stream has caught up, so the revision it names is a promise kept. */
+  private requestProgress(): void {
+    if (this.progressWanted) return;
+    this.progressWanted = true;
+    const answer = (): void => {
+      if (this.closed) return;
+      const behind = [...this.entries.values()].some((e) => e.kind === 'hub' && e.watcher !== null && !e.watcher.synced);
+      if (behind) {
+        setTimeout(answer, 10);
+        return;
+      }
+      this.progressWanted = false;
+      this.send({ header: this.header(), watch_id: '-1' });
+    };
+    answer();
+  }
+
+  private sendEvents(watcher: HubWatcher, revision: number, events: readonly EventRecord[]): void {
+    const id = this.idOf.get(watcher);
+    const entry = id === undefined ? undefined : this.entries.get(id);
+    if (id === undefined || entry === undefined || entry.kind !== 'hub') return;
+    entry.quietSinceTick = false;
+    const wire = events.map((event) => ({
+      ...(event.type === 'DELETE' ? { type: 'DELETE' } : {}),
+      kv: toWireKeyValue(event.kv),
+      ...(watcher.spec.prevKv && event.prev_kv !== undefined ? { prev_kv: toWireKeyValue(event.prev_kv) } : {}),
+    }));
+    const base = { header: this.header(revision), watch_id: String(id) };
+    const groups = watcher.spec.fragment
+      ? fragmentGroups(wire, (event) => watchMethod.responseSerialize({ events: [event] }).length, watchMethod.responseSerialize(base).length)
+      : [wire];
+    groups.forEach((group, index) => this.send({ ...base, events: group, ...(index < groups.length - 1 ? { fragment: true } : {}) }));
+    this.deps.metrics.eventsSent(events.length);
+  }
+
+  private sendCompacted(watcher: HubWatcher, compactRevision: number): void {
+    const id = this.idOf.get(watcher);
+    if (id === undefined) return;
+    const entry = this.entries.get(id);
+    this.idOf.delete(watcher);
+    this.entries.delete(id);
+    if (entry !== undefined) this.deps.metrics.watchers('mirror', -1);
+    this.send({ header: { ...this.header(), revision: 0 }, watch_id: String(id), canceled: true, compact_revision: String(compactRevision) });
+  }
+
+  private send(response: object, evenIfSlow = false): void {
+    if (this.closed) return;
+    const bytes = watchMethod.responseSerialize(response);
+    this.waitingBytes += bytes.length;
+    this.call.write(bytes, () => {
+      this.waitingBytes -= bytes.length;
+      if (this.waitingBytes < CATCH_UP_BACKLOG_BYTES) this.deps.hub.resume();
+    });
+    if (!evenIfSlow && this.waitingBytes > this.deps.bufferBytes) this.cancelSlow();
+  }
+
+  /** The client stopped reading: its watches end here rather than hold memory without bound or slow anyone else. */
+  private cancelSlow(): void {
+    const ids = [...this.entries.keys()];
+    const reason = `etcd-cache-proxy: watcher too slow: more than ${this.deps.bufferBytes} bytes waiting for the client`;
+    for (const id of ids) {
+      const entry = this.entries.get(id);
+      if (entry?.kind === 'forwarded') this.forwarded.cancel(id);
+      this.cancelWith(id, reason);
+    }
+    if (ids.length > 0) this.deps.metrics.slowCancelled(ids.length);
+  }
+
+  /** A relayed watch's response, its ID already translated; a cancel ends the entry here too. */
+  private relay(response: WireWatchResponse): void {
+    const id = Number(response.watch_id ?? '0');
+    const entry = this.entries.get(id);
+    if (response.canceled === true && entry?.kind === 'forwarded') {
+      this.entries.delete(id);
+      this.release(entry);
+    }
+    this.send(response);
+  }
+
+  /** Ends the stream with an error status (require-leader watches when the upstream is lost, shutdown). */
+  fail(code: status, details: string): void {
+    this.close();
+    this.call.emit('error', { code, details });
+  }
+}

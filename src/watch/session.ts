@@ -58,7 +58,9 @@ type Entry = { kind: 'hub'; watcher: HubWatcher | null; progressNotify: boolean;
  */
 export class WatchSession {
   private readonly entries = new Map<number, Entry>();
-  private readonly idOf = new Map<HubWatcher, number>();  private nextAutoId = 0;
+  private readonly idOf = new Map<HubWatcher, number>();
+  /** Messages held behind a relayed create whose answer has not come back yet (null: its place). */
+  private readonly outbox: { bytes: Buffer | null; createdFor?: number }[] = [];  private nextAutoId = 0;
   private waitingBytes = 0;
   private closed = false;
   private progressWanted = false;
@@ -136,6 +138,8 @@ export class WatchSession {
     this.deps.metrics.watchers(servable ? 'mirror' : 'upstream', 1);
     if (!servable) {
       this.entries.set(id, { kind: 'forwarded' });
+      // Its created answer comes from etcd; whatever this stream sends meanwhile waits behind it, as etcd would order it.
+      this.outbox.push({ bytes: null, createdFor: id });
       this.forwarded.create(id, request);
       return;
     }
@@ -183,7 +187,8 @@ export class WatchSession {
     if (entry === undefined) return;
     this.entries.delete(id);
     this.release(entry);
-    this.send({ header: this.header(), watch_id: String(id), canceled: true, cancel_reason: reason }, true);
+    const response = { header: this.header(), watch_id: String(id), canceled: true, cancel_reason: reason };
+    if (!this.answerCreate(id, response)) this.send(response, true);
   }
 
   /** Answered once every watch of the stream has caught up, so the revision it names is a promise kept. */
@@ -234,6 +239,23 @@ export class WatchSession {
   private send(response: object, evenIfSlow = false): void {
     if (this.closed) return;
     const bytes = watchMethod.responseSerialize(response);
+    if (this.outbox.length > 0) this.outbox.push({ bytes });
+    else this.write(bytes, evenIfSlow);
+  }
+
+  /** The first answer for a relayed create: it takes the place kept for it, and what waited behind it goes out. */
+  private answerCreate(id: number, response: object): boolean {
+    const slot = this.outbox.find((s) => s.bytes === null && s.createdFor === id);
+    if (slot === undefined) return false;
+    slot.bytes = watchMethod.responseSerialize(response);
+    while (this.outbox[0]?.bytes != null && !this.closed) {
+      const next = this.outbox.shift();
+      if (next?.bytes != null) this.write(next.bytes, false);
+    }
+    return true;
+  }
+
+  private write(bytes: Buffer, evenIfSlow: boolean): void {
     this.waitingBytes += bytes.length;
     this.call.write(bytes, () => {
       this.waitingBytes -= bytes.length;
@@ -262,7 +284,7 @@ export class WatchSession {
       this.entries.delete(id);
       this.release(entry);
     }
-    this.send(response);
+    if (response.created !== true || !this.answerCreate(id, response)) this.send(response);
   }
 
   /** Ends the stream with an error status (require-leader watches when the upstream is lost, shutdown). */

@@ -33,6 +33,10 @@ export interface Metrics {
   readonly watchEventsSent: Counter;
   readonly watchEventsReplayed: Counter;
   readonly slowWatchersCancelled: Counter;
+  /** LeaseKeepAlive streams open to the upstream: at most one, shared by every downstream keep-alive stream. */
+  readonly leaseKeepAliveUpstreamStreams: Gauge;
+  /** Downstream keep-alives answered by a renewal of the same lease already on its way upstream. */
+  readonly leaseKeepAlivesCoalesced: Counter;
 }
 
 export function createMetrics(registry: Registry = new Registry()): Metrics {
@@ -140,6 +144,16 @@ export function createMetrics(registry: Registry = new Registry()): Metrics {
     slowWatchersCancelled: new Counter({
       name: `${METRIC_PREFIX}slow_watchers_cancelled_total`,
       help: 'Downstream watches cancelled because their client did not read fast enough',
+      registers: [registry],
+    }),
+    leaseKeepAliveUpstreamStreams: new Gauge({
+      name: `${METRIC_PREFIX}lease_keepalive_upstream_streams`,
+      help: 'LeaseKeepAlive streams open to the upstream (one shared by every downstream keep-alive stream)',
+      registers: [registry],
+    }),
+    leaseKeepAlivesCoalesced: new Counter({
+      name: `${METRIC_PREFIX}lease_keepalives_coalesced_total`,
+      help: 'Downstream lease keep-alives answered by a renewal of the same lease already in flight upstream',
       registers: [registry],
     }),
     mirrorRelists: new Counter({

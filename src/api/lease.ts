@@ -1,15 +1,19 @@
 import type { ApiContext } from './context';
 import { forwardingService, type ServiceBinding } from './forwarding-service';
+import { leaseKeepAliveHandler } from './lease-keepalive';
 
 /**
- * Lease: all forwarded. Grant, Revoke and KeepAlive are writes: refused while
- * the upstream is lost, so that a lock holder or leader sees the outage and
- * steps down instead of believing a false keep-alive. TimeToLive and Leases
- * only read, so they may be retried on another member.
+ * Lease: forwarded, except that every LeaseKeepAlive stream shares one
+ * upstream stream (see lease-keepalive.ts). Grant, Revoke and KeepAlive are
+ * writes: refused while the upstream is lost, so that a lock holder or
+ * leader sees the outage and steps down instead of believing a false
+ * keep-alive. TimeToLive and Leases only read, so they may be retried on
+ * another member.
  */
 export function createLeaseService(ctx: ApiContext): ServiceBinding {
   return forwardingService(ctx, 'etcdserverpb.Lease', {
     reads: new Set(['LeaseTimeToLive', 'LeaseLeases']),
     writes: new Set(['LeaseGrant', 'LeaseRevoke', 'LeaseKeepAlive']),
+    overrides: { LeaseKeepAlive: leaseKeepAliveHandler(ctx) },
   });
 }

@@ -66,11 +66,11 @@ export function createWatchService(ctx: ApiContext): ServiceBinding {
       observeCall(ctx, rpc, code, null, 'mirror');
     };
     const onLost = (): void => {
-      if (!requireLeader) return;
       finish(status.UNAVAILABLE);
       call.emit('error', { code: status.UNAVAILABLE, details: NO_LEADER });
     };
-    reads.liveness.on('lost', onLost);
+    // Only require-leader streams care; thousands of plain streams must not pile listeners on liveness.
+    if (requireLeader) reads.liveness.on('lost', onLost);
     const untrack = ctx.streams.add((shutdown) => {
       finish(shutdown.code);
       call.emit('error', shutdown);

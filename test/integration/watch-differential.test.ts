@@ -25,9 +25,10 @@
 //   on its own, since clients pair them with their create requests by order.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startEtcd, type EtcdServer } from '../support/etcd';
+import { status } from '@grpc/grpc-js';
+import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
 import { startTestProxy, type TestProxy } from '../support/proxy';
-import { call, rawClients, type RawClients } from '../support/raw-client';
+import { call, rawClients, type RawClients, type UnaryOutcome } from '../support/raw-client';
 import { WatchClient, type WatchCreate, type WireEvent, type WireKeyValue, type WireWatchResponse } from '../support/watch-client';
 
 const b = (s: string): Buffer => Buffer.from(s);
@@ -68,16 +69,32 @@ class Side {
   async apply(ops: readonly Op[]): Promise<number[]> {
     const revisions: number[] = [];
     for (const op of ops) {
-      let outcome;
-      if ('put' in op) outcome = await call<{ header?: { revision?: string } }>(this.kv.kv, 'Put', { key: b(op.put), value: typeof op.value === 'string' ? b(op.value) : op.value });
-      else if ('del' in op) outcome = await call<{ header?: { revision?: string } }>(this.kv.kv, 'DeleteRange', { key: b(op.del), ...(op.end === undefined ? {} : { range_end: op.end }) });
-      else if ('txn' in op) outcome = await call<{ header?: { revision?: string } }>(this.kv.kv, 'Txn', op.txn);
-      else outcome = await call<{ header?: { revision?: string } }>(this.kv.kv, 'Compact', { revision: String(revisions.at(-1) ?? (await this.revision())), physical: true });
+      const outcome = await this.send(op, revisions.at(-1));
       assert.equal(outcome.error, null, `${this.name}: ${JSON.stringify(op).slice(0, 200)}: ${outcome.error?.details}`);
       revisions.push(Number(outcome.response?.header?.revision ?? (await this.revision())));
     }
     await this.settle(revisions.at(-1) ?? 0);
     return revisions;
+  }
+
+  /**
+   * One write. On a machine starved by parallel test files the proxy may
+   * declare etcd lost for a moment (no answer within --upstream-timeout) and
+   * refuse writes; such a refusal is made before anything is sent upstream,
+   * so it is retried: this file tests watches, not the liveness detector.
+   */
+  private async send(op: Op, lastRevision: number | undefined): Promise<UnaryOutcome<{ header?: { revision?: string } }>> {
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      let outcome: UnaryOutcome<{ header?: { revision?: string } }>;
+      if ('put' in op) outcome = await call(this.kv.kv, 'Put', { key: b(op.put), value: typeof op.value === 'string' ? b(op.value) : op.value });
+      else if ('del' in op) outcome = await call(this.kv.kv, 'DeleteRange', { key: b(op.del), ...(op.end === undefined ? {} : { range_end: op.end }) });
+      else if ('txn' in op) outcome = await call(this.kv.kv, 'Txn', op.txn);
+      else outcome = await call(this.kv.kv, 'Compact', { revision: String(lastRevision ?? (await this.revision())), physical: true });
+      const refused = outcome.error?.code === status.UNAVAILABLE && outcome.error.details.includes('writes rejected');
+      if (!refused || Date.now() > deadline) return outcome;
+      await sleep(200);
+    }
   }
 
   async revision(): Promise<number> {

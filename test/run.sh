@@ -24,4 +24,5 @@ roots=("$@")
 mapfile -t files < <(find "${roots[@]}" -name '*.test.ts' | sort)
 # Integration tests each start their own etcd on free ports; two files at a
 # time keeps both cores busy without starving etcd's heartbeats.
-exec node --import tsx --test --test-concurrency=2 "${files[@]}"
+# A test that hangs fails after five minutes instead of holding CI to its limit.
+exec node --import tsx --test --test-concurrency=2 --test-timeout=300000 "${files[@]}"

@@ -180,6 +180,9 @@ export function startMirror({ store, pool, liveness, log, ranges, onRevision, on
         noteAuth(null);
         if (relistReason !== null) throw new Error(relistReason);
         backoff = INITIAL_BACKOFF_MS;
+        // close() may have come while the identity check or the list was in flight,
+        // when there was no stream yet for it to cancel.
+        if (closed) return;
         await watchFrom(member, store.meta().revision + 1);
       } catch (error) {
         if (closed) return;

@@ -1,0 +1,53 @@
+// Integration (real etcd): a proxy stopped at any moment of its start-up,
+// before, during or after the mirror's first list, stops, and leaves nothing
+// behind that would keep the upstream or the test process busy.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
+import { startTestProxy } from '../support/proxy';
+import { call, rawClients } from '../support/raw-client';
+
+/** etcd's own gauge of open watch streams (grpc-prometheus). */
+async function etcdWatchStreams(etcd: EtcdServer): Promise<number> {
+  const text = await (await fetch(`${etcd.clientUrl}/metrics`)).text();
+  const started = text.split('\n').find((l) => l.startsWith('grpc_server_started_total{') && l.includes('grpc_method="Watch"'));
+  const handled = text
+    .split('\n')
+    .filter((l) => l.startsWith('grpc_server_handled_total{') && l.includes('grpc_method="Watch"'))
+    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+  return (started === undefined ? 0 : Number(started.split(' ').pop())) - handled;
+}
+
+describe('stopping the proxy', () => {
+  let etcd: EtcdServer;
+  before(async () => {
+    etcd = await startEtcd();
+    // some keys, so the first list takes a moment
+    const seeded = rawClients(etcd.clientAddress);
+    try {
+      for (let i = 0; i < 200; i += 1) await call(seeded.kv, 'Put', { key: Buffer.from(`seed/${i}`), value: Buffer.alloc(512, i) });
+    } finally {
+      seeded.close();
+    }
+  });
+  after(async () => {
+    await etcd?.stop();
+  });
+
+  it('stops at any moment of its start-up, and its upstream watch goes with it', async () => {
+    const stopBound = 10_000; // far above the 2 s grace: this catches a hang, it times nothing
+    for (let i = 0; i < 24; i += 1) {
+      const proxy = await startTestProxy([etcd.clientUrl], i % 2 === 0 ? [] : ['--mode', 'readonly']);
+      await sleep((i * 9) % 120);
+      let timer: NodeJS.Timeout | undefined;
+      const hung = new Promise<'hung'>((resolve) => (timer = setTimeout(() => resolve('hung'), stopBound)));
+      const outcome = await Promise.race([proxy.stop().then(() => 'stopped' as const), hung]);
+      clearTimeout(timer);
+      assert.equal(outcome, 'stopped', `proxy stopped ${(i * 9) % 120} ms after start did not finish stopping`);
+    }
+    // every mirror watch the proxies opened was closed on etcd's side
+    const deadline = Date.now() + 5_000;
+    while ((await etcdWatchStreams(etcd)) !== 0 && Date.now() < deadline) await sleep(50);
+    assert.equal(await etcdWatchStreams(etcd), 0);
+  });
+});

@@ -487,3 +487,68 @@ describe('Watch through the proxy matches etcd (differential)', () => {
     );
   });
 });
+
+describe('periodic progress_notify through the proxy matches etcd (differential)', () => {
+  // Short intervals on both sides; etcd takes it from an experimental flag.
+  const intervalMs = 300;
+  let etcdA: EtcdServer;
+  let etcdB: EtcdServer;
+  let proxy: TestProxy;
+  let sides: [Side, Side];
+
+  before(async () => {
+    const extraArgs = [`--experimental-watch-progress-notify-interval=${intervalMs}ms`];
+    [etcdA, etcdB] = await Promise.all([startEtcd({ name: 'direct', extraArgs }), startEtcd({ name: 'behind' })]);
+    proxy = await startTestProxy([etcdB.clientUrl], ['--watch-progress-notify-interval', `${intervalMs}ms`]);
+    await proxy.mirrored();
+    sides = [new Side('etcd', etcdA.clientAddress, async () => undefined), new Side('proxy', proxy.address, (revision) => proxy.mirrored(revision))];
+  });
+  after(async () => {
+    sides?.forEach((side) => side.close());
+    await proxy?.stop();
+    await Promise.all([etcdA?.stop(), etcdB?.stop()]);
+  });
+
+  const isProgress = (r: WireWatchResponse): boolean => r.created !== true && r.canceled !== true && (r.events?.length ?? 0) === 0;
+
+  it('sends event-less progress responses at the current revision only to watches that asked, while they are quiet', async () => {
+    const [first] = await both(sides, (side) => side.apply([{ put: 'p/0', value: 'a' }]));
+    const streams = await both(sides, async (side) => {
+      const stream = side.open();
+      await stream.createAll([
+        { key: b('p/'), range_end: b('p0'), progress_notify: true }, // 0
+        { key: b('p/'), range_end: b('p0') }, // 1: did not ask
+        { key: b('q/'), range_end: b('q0'), progress_notify: true, prev_kv: true }, // 2: another range
+      ]);
+      return stream;
+    });
+    await sleep(intervalMs * 5);
+    const [revisionsA, revisionsB] = await both(sides, (side) => side.apply([{ put: 'p/1', value: 'b' }]));
+    assert.deepEqual(revisionsB, revisionsA);
+    await sleep(intervalMs * 5);
+
+    const [atFirst, atSecond] = [first[0] ?? 0, revisionsA[0] ?? 0];
+    for (const [index, stream] of streams.entries()) {
+      const side = sides[index]?.name ?? String(index);
+      const progress = stream.responses.filter(isProgress);
+      const byWatch = (id: string): WireWatchResponse[] => progress.filter((r) => (r.watch_id ?? '0') === id);
+      assert.deepEqual(byWatch('1'), [], `${side}: a watch without progress_notify got progress`);
+      for (const id of ['0', '2']) {
+        const revisions = byWatch(id).map((r) => Number(r.header?.revision));
+        // about five ticks before and five after the write; a tick may fall on either side of it
+        assert.ok(revisions.filter((r) => r === atFirst).length >= 2, `${side}: watch ${id} progress before the write: ${revisions}`);
+        assert.ok(revisions.filter((r) => r === atSecond).length >= 2, `${side}: watch ${id} progress after the write: ${revisions}`);
+        assert.deepEqual(
+          revisions.filter((r) => r !== atFirst && r !== atSecond),
+          [],
+          `${side}: watch ${id} progress names a revision that was never current`,
+        );
+        assert.deepEqual([...revisions].sort((x, y) => x - y), revisions, `${side}: progress revisions went back`);
+      }
+      for (const r of progress) {
+        assert.deepEqual(normalised(r), normalised({ header: r.header, watch_id: r.watch_id }), `${side}: a progress response carries more than header and watch_id`);
+      }
+    }
+    assertSameStreams('progress_notify, events only', streams[0].responses.filter((r) => !isProgress(r)), streams[1].responses.filter((r) => !isProgress(r)));
+  });
+});

@@ -7,6 +7,7 @@ import { createStreamTracker } from './api/stream-tracker';
 import { advertisedUrlFor, formatHostPort, type ProxyConfig } from './config';
 import { createHttpGateway, createMetricsServer } from './gateway/http-gateway';
 import { listenForBoth } from './listener/protocol-listener';
+import { trackHttpConnections, type HttpConnections } from './listener/http-connections';
 import type { Logger } from './log';
 import type { Metrics } from './metrics';
 import type { HostPort } from './upstream/endpoint';
@@ -77,9 +78,12 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     mirrorReads: { store, mirror, ranges, liveness, barrier, staleReads: config.staleReads, metrics, log: mirrorLog },
   });
   const http = createHttpGateway({ metrics, pool, log: log.child({ component: 'gateway' }) });
+  const httpConnections = trackHttpConnections(http);
   const listener = await listenForBoth(config.listenAddr, grpc, http, log);
   advertiseClientUrl = advertisedUrlFor(config.advertiseClientUrl, listener.address);
-  const metricsServer = config.metricsAddr === null ? null : await listenHttp(createMetricsServer(metrics, log), config.metricsAddr);
+  const metricsHttp = config.metricsAddr === null ? null : createMetricsServer(metrics, log);
+  const metricsConnections = metricsHttp === null ? null : trackHttpConnections(metricsHttp);
+  const metricsServer = metricsHttp === null || config.metricsAddr === null ? null : await listenHttp(metricsHttp, config.metricsAddr);
   log.info(
     {
       listen: formatHostPort(listener.address),
@@ -100,11 +104,10 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     listener.stopAccepting();
     listener.destroyUndecided();
     streams.closeAll({ ...ETCD_ERRORS.shuttingDown, metadata: new Metadata() });
-    http.closeIdleConnections();
     await Promise.all([
       shutdownGrpc(grpc, config.shutdownGraceMs, log),
-      closeHttp(http, config.shutdownGraceMs),
-      metricsServer === null ? Promise.resolve() : closeHttp(metricsServer.server, config.shutdownGraceMs),
+      closeHttp(http, httpConnections, config.shutdownGraceMs),
+      metricsServer === null || metricsConnections === null ? Promise.resolve() : closeHttp(metricsServer.server, metricsConnections, config.shutdownGraceMs),
     ]);
     liveness.close();
     maintenance.close();
@@ -145,18 +148,9 @@ function shutdownGrpc(server: GrpcServer, graceMs: number, log: Logger): Promise
   });
 }
 
-function closeHttp(server: HttpServer, graceMs: number): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      server.closeAllConnections();
-      resolve();
-    }, graceMs);
-    // Connections the listener handed over were never accepted by this server,
-    // so close() alone would not notice them; closeIdleConnections does.
-    server.close(() => {
-      clearTimeout(timer);
-      resolve();
-    });
-    server.closeIdleConnections();
-  });
+/** The server stops taking connections; the ones it has end as their responses finish, or at the end of the grace period. */
+async function closeHttp(server: HttpServer, connections: HttpConnections, graceMs: number): Promise<void> {
+  // The client port's server never listened itself (the protocol listener owns the port): nothing to close there.
+  if (server.listening) server.close();
+  await connections.drain(graceMs);
 }

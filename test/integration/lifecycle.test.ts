@@ -2,6 +2,8 @@
 // before, during or after the mirror's first list, stops, and leaves nothing
 // behind that would keep the upstream or the test process busy.
 import assert from 'node:assert/strict';
+import { Agent, request } from 'node:http';
+import type { Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
 import { startTestProxy } from '../support/proxy';
@@ -49,5 +51,29 @@ describe('stopping the proxy', () => {
     const deadline = Date.now() + 5_000;
     while ((await etcdWatchStreams(etcd)) !== 0 && Date.now() < deadline) await sleep(50);
     assert.equal(await etcdWatchStreams(etcd), 0);
+  });
+
+  it('closes idle HTTP keep-alive connections when it stops, instead of waiting for the client to drop them', async () => {
+    const proxy = await startTestProxy([etcd.clientUrl]);
+    const agent = new Agent({ keepAlive: true, keepAliveMsecs: 60_000 });
+    try {
+      const socket = await new Promise<Socket>((resolve, reject) => {
+        const req = request(`${proxy.url}/metrics`, { agent }, (response) => {
+          response.resume();
+          response.on('end', () => resolve(req.socket as Socket));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      let closedAt: number | null = null;
+      socket.once('close', () => (closedAt = Date.now()));
+      assert.equal(socket.destroyed, false, 'the agent keeps the connection for the next request');
+      await proxy.stop();
+      const deadline = Date.now() + 2_000;
+      while (closedAt === null && Date.now() < deadline) await sleep(20);
+      assert.notEqual(closedAt, null, 'the idle keep-alive connection is still open after the proxy stopped');
+    } finally {
+      agent.destroy();
+    }
   });
 });

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { parseEndpoint, parseHostPort, type HostPort, type UpstreamEndpoint } from './upstream/endpoint';
@@ -13,8 +14,12 @@ export type StaleReads = (typeof STALE_READS)[number];
 
 /** The resolved, validated, frozen configuration of one proxy process. */
 export interface ProxyConfig {
-  /** Upstream etcd client URLs, in the order given. */
+  /** Upstream etcd client URLs, in the order given (the default when no discovery source is set). */
   readonly endpoints: readonly UpstreamEndpoint[];
+  /** Where the member list comes from: the first source set of --discovery-srv, --initial-cluster, --endpoints. */
+  readonly discovery: DiscoverySource;
+  /** How often the member list is refreshed from the cluster (Cluster.MemberList). */
+  readonly syncIntervalMs: number;
   /** Where gRPC and HTTP clients connect (one port for both). */
   readonly listenAddr: HostPort;
   /**
@@ -48,6 +53,12 @@ export interface ProxyConfig {
   readonly configFile: string | null;
 }
 
+/** The member list's origin, in etcd's order of precedence. */
+export type DiscoverySource =
+  | { readonly kind: 'srv'; readonly domain: string; readonly serviceName: string; readonly dnsServer: string | null }
+  | { readonly kind: 'initial-cluster'; readonly peers: readonly { readonly name: string; readonly peerUrl: string }[] }
+  | { readonly kind: 'endpoints' };
+
 export const DEFAULT_LISTEN_ADDR = '127.0.0.1:23790';
 export const DEFAULT_ENDPOINTS = 'http://127.0.0.1:2379';
 export const DEFAULT_DATA_DIR = 'etcd-cache-proxy.data';
@@ -72,7 +83,12 @@ interface OptionSpec {
 
 /** Every option the proxy accepts; names follow `etcd grpc-proxy` where one exists. */
 export const OPTIONS: readonly OptionSpec[] = [
-  { name: 'endpoints', description: 'comma-separated upstream etcd client URLs', defaultValue: DEFAULT_ENDPOINTS },
+  { name: 'endpoints', description: `comma-separated upstream etcd client URLs (default ${DEFAULT_ENDPOINTS} unless a discovery option is set)` },
+  { name: 'initial-cluster', description: 'name=peerURL,... of the cluster: its members are asked for their client URLs (beats --endpoints)' },
+  { name: 'discovery-srv', description: 'domain whose _etcd-client._tcp SRV records list the members (beats --initial-cluster)' },
+  { name: 'discovery-srv-name', description: 'suffix of the SRV service name: _etcd-client-<name>._tcp' },
+  { name: 'discovery-dns-server', description: 'host:port of the DNS server for --discovery-srv (default: the system resolver)' },
+  { name: 'sync-interval', description: "how often the member list is refreshed from the cluster", defaultValue: '30s' },
   { name: 'listen-addr', description: 'host:port for gRPC and HTTP clients', defaultValue: DEFAULT_LISTEN_ADDR },
   {
     name: 'advertise-client-url',
@@ -95,7 +111,7 @@ export const OPTIONS: readonly OptionSpec[] = [
 
 const OPTION_NAMES = new Set(OPTIONS.map((o) => o.name));
 /** Options whose value is a comma-separated list, which a repeated flag extends. */
-const LIST_OPTIONS = new Set(['endpoints', 'mirror-prefix']);
+const LIST_OPTIONS = new Set(['endpoints', 'mirror-prefix', 'initial-cluster']);
 
 export function envName(option: string): string {
   return ENV_PREFIX + option.toUpperCase().replace(/-/g, '_');
@@ -216,7 +232,13 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
       return fallback;
     }
   };
-  const endpoints = attempt('endpoints', [] as UpstreamEndpoint[], parseEndpointList);
+  const endpoints = attempt('endpoints', parseEndpointList(DEFAULT_ENDPOINTS), parseEndpointList);
+  const discovery = buildDiscovery(raw, attempt, problems);
+  const syncIntervalMs = attempt('sync-interval', 30_000, (value) => {
+    const ms = parseDurationMs(value);
+    if (ms < 100) throw new Error('must be at least 100ms');
+    return ms;
+  });
   const listenAddr = attempt('listen-addr', { host: '127.0.0.1', port: 23790 }, parseHostPort);
   const advertiseClientUrl = attempt('advertise-client-url', null as string | null, parseClientUrl);
   const metricsAddr = attempt('metrics-addr', null as HostPort | null, parseMetricsAddr);
@@ -252,6 +274,8 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
   });
   return {
     endpoints,
+    discovery,
+    syncIntervalMs,
     listenAddr,
     advertiseClientUrl,
     dataDir,
@@ -268,6 +292,50 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     watchBufferBytes,
     configFile,
   };
+}
+
+type Attempt = <T>(name: string, fallback: T, parse: (value: string) => T) => T;
+
+function buildDiscovery(raw: Map<string, Raw>, attempt: Attempt, problems: string[]): DiscoverySource {
+  const domain = attempt('discovery-srv', null as string | null, (value) => {
+    if (!/^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/.test(value)) throw new Error('not a DNS domain name');
+    return value.replace(/\.$/, '');
+  });
+  const serviceName = attempt('discovery-srv-name', '', (value) => {
+    if (!/^[A-Za-z0-9-]*$/.test(value)) throw new Error('letters, digits and dashes only');
+    return value;
+  });
+  const dnsServer = attempt('discovery-dns-server', null as string | null, (value) => {
+    const { host, port } = parseHostPort(value);
+    return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+  });
+  if (domain !== null) return { kind: 'srv', domain, serviceName, dnsServer };
+  for (const needsSrv of ['discovery-srv-name', 'discovery-dns-server']) {
+    if (raw.has(needsSrv)) problems.push(`--${needsSrv} has no effect without --discovery-srv`);
+  }
+  const peers = attempt('initial-cluster', null as { name: string; peerUrl: string }[] | null, parseInitialCluster);
+  if (peers !== null) return { kind: 'initial-cluster', peers };
+  return { kind: 'endpoints' };
+}
+
+/** etcd's --initial-cluster: name=peerURL pairs; a name may repeat for a member with several peer URLs. */
+function parseInitialCluster(value: string): { name: string; peerUrl: string }[] {
+  const items = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (items.length === 0) throw new Error('expected name=peerURL,...');
+  return items.map((item) => {
+    const at = item.indexOf('=');
+    if (at <= 0) throw new Error(`'${item}' is not name=peerURL`);
+    const peerUrl = item.slice(at + 1);
+    let url: URL;
+    try {
+      url = new URL(peerUrl);
+    } catch {
+      throw new Error(`'${peerUrl}' is not a URL (expected http://host:port)`);
+    }
+    if (url.protocol === 'https:') throw new Error(`'${peerUrl}': TLS to the upstream is not supported yet`);
+    if (url.protocol !== 'http:') throw new Error(`'${peerUrl}': scheme must be http`);
+    return { name: item.slice(0, at), peerUrl: `http://${url.host}` };
+  });
 }
 
 function parseEndpointList(value: string): UpstreamEndpoint[] {

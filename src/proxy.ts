@@ -13,6 +13,9 @@ import type { Metrics } from './metrics';
 import type { HostPort } from './upstream/endpoint';
 import { createUpstreamPool } from './upstream/pool';
 import { createLiveness } from './upstream/liveness';
+import { createInstanceId, loopRefusingInterceptor, viaInterceptor } from './upstream/loop-guard';
+import { createMembership, initialEndpoints } from './upstream/membership';
+import { observePool } from './upstream/pool-metrics';
 import { startMirror } from './mirror/mirror';
 import { MirroredRanges } from './mirror/mirrored-ranges';
 import { ReadBarrier } from './mirror/read-barrier';
@@ -46,8 +49,24 @@ export interface ProxyDeps {
 export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<RunningProxy> {
   await mkdir(config.dataDir, { recursive: true });
   const store = openStore(config.dataDir);
-  const pool = createUpstreamPool(config.endpoints, log.child({ component: 'upstream' }));
-  const liveness = createLiveness(pool, config.upstreamTimeoutMs, log.child({ component: 'upstream' }));
+  // Marks every upstream call, so a call that comes back to this proxy is refused, not forwarded again.
+  const instanceId = createInstanceId();
+  const upstreamLog = log.child({ component: 'upstream' });
+  const pool = createUpstreamPool(initialEndpoints(config.discovery, config.endpoints, store), upstreamLog, { interceptors: [viaInterceptor(instanceId)] });
+  observePool(pool, metrics);
+  const membership = createMembership({
+    source: config.discovery,
+    endpoints: config.endpoints,
+    syncIntervalMs: config.syncIntervalMs,
+    pool,
+    store,
+    log: upstreamLog,
+    metrics: {
+      refreshed: (result) => metrics.memberListRefreshes.inc({ result }),
+      selfDropped: () => metrics.loopEndpointsDropped.inc(),
+    },
+  });
+  const liveness = createLiveness(pool, config.upstreamTimeoutMs, upstreamLog, { selfDetected: (member) => membership.dropSelf(member) });
   metrics.upstreamUp.set(1);
   liveness.on('lost', () => metrics.upstreamUp.set(0));
   liveness.on('back', () => metrics.upstreamUp.set(1));
@@ -55,6 +74,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   const ranges = MirroredRanges.fromPrefixes(config.mirrorPrefixes.map((prefix) => Buffer.from(prefix)));
   const mirror = startMirror({ store, pool, liveness, log: mirrorLog, ranges, onRevision: (revision) => metrics.mirrorRevision.set(revision),
     onWatchStream: (delta) => metrics.upstreamWatchStreams.inc(delta),
+    onFailover: () => metrics.upstreamFailovers.inc({ kind: 'mirror_watch' }),
   });
   // After startMirror: it may have discarded what the data dir held.
   metrics.mirrorRevision.set(store.meta().revision);
@@ -76,11 +96,12 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     mode: config.mode,
     watchHub: { hub: watchHub, progressNotifyIntervalMs: config.watchProgressNotifyIntervalMs, bufferBytes: config.watchBufferBytes },
     mirrorReads: { store, mirror, ranges, liveness, barrier, staleReads: config.staleReads, metrics, log: mirrorLog },
-  });
+  }, [loopRefusingInterceptor(instanceId)]);
   const http = createHttpGateway({ metrics, pool, log: log.child({ component: 'gateway' }) });
   const httpConnections = trackHttpConnections(http);
   const listener = await listenForBoth(config.listenAddr, grpc, http, log);
   advertiseClientUrl = advertisedUrlFor(config.advertiseClientUrl, listener.address);
+  membership.start({ listen: listener.address, advertiseClientUrl });
   const metricsHttp = config.metricsAddr === null ? null : createMetricsServer(metrics, log);
   const metricsConnections = metricsHttp === null ? null : trackHttpConnections(metricsHttp);
   const metricsServer = metricsHttp === null || config.metricsAddr === null ? null : await listenHttp(metricsHttp, config.metricsAddr);
@@ -109,6 +130,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
       closeHttp(http, httpConnections, config.shutdownGraceMs),
       metricsServer === null || metricsConnections === null ? Promise.resolve() : closeHttp(metricsServer.server, metricsConnections, config.shutdownGraceMs),
     ]);
+    membership.close();
     liveness.close();
     maintenance.close();
     consistency.close();

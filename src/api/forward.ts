@@ -65,8 +65,8 @@ export interface UnaryForwardOptions {
 /**
  * Forwards one unary call. The client's deadline and cancellation go with it;
  * the upstream's answer or error comes back unchanged. A read that finds a
- * member unreachable is tried on the next one; a write never is, since its
- * outcome is unknown once sent.
+ * member unreachable is tried on the next one; a write only when it never
+ * left the proxy, since its outcome is unknown once sent.
  */
 export function forwardUnary(ctx: ApiContext, rpc: RpcRef, options: UnaryForwardOptions): handleUnaryCall<Buffer, Buffer> {
   return (call, callback) => {
@@ -113,9 +113,10 @@ export function forwardUnary(ctx: ApiContext, rpc: RpcRef, options: UnaryForward
         (error: ServiceError | null, response?: Buffer) => {
           pending = undefined;
           if (error !== null) {
-            const retry = options.idempotent && !cancelled && error.code === status.UNAVAILABLE && index + 1 < members.length;
+            const retry = (options.idempotent || neverSent(error)) && !cancelled && error.code === status.UNAVAILABLE && index + 1 < members.length;
             if (retry) {
-              ctx.log.debug({ rpc: rpc.path, member: member.endpoint.url, err: error.details }, 'read retried on another member');
+              ctx.log.debug({ rpc: rpc.path, member: member.endpoint.url, err: error.details }, 'retried on another member');
+              ctx.metrics.upstreamFailovers.inc({ kind: options.idempotent ? 'read_retry' : 'write_not_sent' });
               attempt(index + 1);
               return;
             }
@@ -138,6 +139,15 @@ export function forwardUnary(ctx: ApiContext, rpc: RpcRef, options: UnaryForward
     };
     attempt(0);
   };
+}
+
+/**
+ * The member could not be reached at all, so the request never left the
+ * proxy (grpc-js fails the pick before opening a stream): even a write may
+ * go to the next member then. Anything else may have reached etcd.
+ */
+function neverSent(error: ServiceError): boolean {
+  return error.code === status.UNAVAILABLE && error.details.startsWith('No connection established');
 }
 
 type ServerStream = ServerDuplexStream<Buffer, Buffer> | ServerWritableStream<Buffer, Buffer>;

@@ -1,4 +1,4 @@
-import { Server, type ServerOptions } from '@grpc/grpc-js';
+import { Server, type ServerInterceptor, type ServerOptions } from '@grpc/grpc-js';
 import { createAuthService } from './auth';
 import { createClusterService } from './cluster';
 import type { ApiContext } from './context';
@@ -31,8 +31,8 @@ export function createServiceBindings(ctx: ApiContext): ServiceBinding[] {
 }
 
 /** A grpc-js server with every etcd service registered; connections are injected by the listener. */
-export function createGrpcServer(ctx: ApiContext): Server {
-  const server = new Server(SERVER_OPTIONS);
+export function createGrpcServer(ctx: ApiContext, interceptors: readonly ServerInterceptor[] = []): Server {
+  const server = new Server({ ...SERVER_OPTIONS, interceptors: [...interceptors] });
   for (const { definition, implementation } of createServiceBindings(ctx)) server.addService(definition, implementation);
   return server;
 }

@@ -55,6 +55,15 @@ export interface MirrorDeps {
   readonly onRevision?: (revision: number) => void;
   /** Called with +1 when the mirror's upstream watch stream opens, -1 when it ends (metrics). */
   readonly onWatchStream?: (delta: number) => void;
+  /** Called when the watch resumes on another member than the one it ran on (metrics). */
+  readonly onFailover?: () => void;
+}
+
+/** The watch's member stopped answering: resume elsewhere at once, without the error backoff. */
+class MemberFailed extends Error {
+  constructor(readonly member: string) {
+    super(`upstream member ${member} stopped answering; moving the mirror watch`);
+  }
 }
 
 class RelistNeeded extends Error {
@@ -70,7 +79,7 @@ class RelistNeeded extends Error {
  * Reconnects resume at M+1; a compaction past M means a fresh list; another
  * cluster, or one whose revision is behind M, means the store is wiped first.
  */
-export function startMirror({ store, pool, liveness, log, ranges, onRevision, onWatchStream }: MirrorDeps): Mirror {
+export function startMirror({ store, pool, liveness, log, ranges, onRevision, onWatchStream, onFailover }: MirrorDeps): Mirror {
   const held = store.meta();
   if (held.revision > 0 && held.scope !== ranges.describe()) {
     log.warn({ held: held.scope, configured: ranges.describe() }, 'the mirror on disk holds other keys than --mirror-prefix asks for: discarded, rebuilding');
@@ -80,6 +89,9 @@ export function startMirror({ store, pool, liveness, log, ranges, onRevision, on
   const waiters = new RevisionWaiters(() => store.meta().revision);
   let closed = false;
   let stream: ClientDuplexStream<object, WireWatchResponse> | null = null;
+  let leaveMember: ((member: UpstreamMember) => void) | null = null;
+  /** The member the last watch ran on: resuming on another is a failover. */
+  let watchedMember: UpstreamMember | null = null;
   let wakeUp: (() => void) | null = null;
   let authRequired = false;
   let relistReason: string | null = null;
@@ -135,6 +147,7 @@ export function startMirror({ store, pool, liveness, log, ranges, onRevision, on
         settled = true;
         onWatchStream?.(-1);
         stream = null;
+        leaveMember = null;
         call.cancel();
         if (error === null) resolve();
         else reject(error);
@@ -161,6 +174,10 @@ export function startMirror({ store, pool, liveness, log, ranges, onRevision, on
           finish(error instanceof Error ? error : new Error(String(error)));
         }
       });
+      // A paused or partitioned member keeps the stream open and silent: its probes tell first.
+      leaveMember = (failed) => {
+        if (failed === member) finish(new MemberFailed(member.endpoint.url));
+      };
       call.on('error', (error) => finish(error));
       call.on('end', () => finish(new Error('upstream ended the mirror watch')));
       call.write({
@@ -183,6 +200,8 @@ export function startMirror({ store, pool, liveness, log, ranges, onRevision, on
         // close() may have come while the identity check or the list was in flight,
         // when there was no stream yet for it to cancel.
         if (closed) return;
+        if (watchedMember !== null && watchedMember !== member) onFailover?.();
+        watchedMember = member;
         await watchFrom(member, store.meta().revision + 1);
       } catch (error) {
         if (closed) return;
@@ -198,6 +217,10 @@ export function startMirror({ store, pool, liveness, log, ranges, onRevision, on
           } catch (listError) {
             error = listError;
           }
+        }
+        if (error instanceof MemberFailed) {
+          log.warn({ member: error.member }, 'mirror watch leaves a member that stopped answering');
+          continue;
         }
         const message = error instanceof Error ? error.message : String(error);
         if (message !== lastError) log.warn({ err: message, retryInMs: backoff }, 'mirror sync interrupted');
@@ -217,6 +240,7 @@ export function startMirror({ store, pool, liveness, log, ranges, onRevision, on
   const running = run();
   // A returning upstream should not wait out a long backoff.
   liveness.on('back', () => wakeUp?.());
+  pool.on('unhealthy', (member) => leaveMember?.(member));
 
   return Object.assign(emitter, {
     revision: () => store.meta().revision,

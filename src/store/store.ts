@@ -31,6 +31,13 @@ export interface SnapshotWriter {
   commit(revision: number, identity: UpstreamIdentity, compactRevision: number, scope: string): void;
 }
 
+/** The last good upstream member list, and which discovery settings learned it. */
+export interface PersistedMembers {
+  /** The discovery settings it was learned under; another setting ignores it. */
+  readonly source: string;
+  readonly clientUrls: readonly string[];
+}
+
 export interface StoreStats {
   readonly keys: number;
   readonly logRevisions: number;
@@ -62,6 +69,9 @@ export interface MirrorStore {
   wipe(): void;
   /** Current keys, log entries (revisions) and bytes the environment uses. */
   stats(): StoreStats;
+  /** The member list saved last, for a restart while the upstream is unreachable. */
+  members(): PersistedMembers | null;
+  saveMembers(members: PersistedMembers): void;
   close(): Promise<void>;
 }
 
@@ -76,6 +86,7 @@ export function openStore(dataDir: string): MirrorStore {
   mkdirSync(path, { recursive: true });
   const root: RootDatabase = open({ path, overlappingSync: true, maxDbs: 8 });
   const metaDb = root.openDB<PersistedMeta, string>({ name: 'meta', encoding: 'msgpack' });
+  const membersDb = root.openDB<PersistedMembers, string>({ name: 'members', encoding: 'msgpack' });
   const kvDbs: Record<KvSlot, Database<KeyValueRecord, Buffer>> = {
     'kv-a': root.openDB<KeyValueRecord, Buffer>({ name: 'kv-a', keyEncoding: 'binary', encoding: 'msgpack' }),
     'kv-b': root.openDB<KeyValueRecord, Buffer>({ name: 'kv-b', keyEncoding: 'binary', encoding: 'msgpack' }),
@@ -192,6 +203,10 @@ export function openStore(dataDir: string): MirrorStore {
       const env = root.getStats() as { pageSize: number; lastPageNumber: number };
       const entries = (db: { getStats(): unknown }): number => (db.getStats() as { entryCount: number }).entryCount;
       return { keys: entries(active()), logRevisions: entries(logDb), bytes: (env.lastPageNumber + 1) * env.pageSize };
+    },
+    members: () => membersDb.get('members') ?? null,
+    saveMembers(members) {
+      membersDb.putSync('members', members);
     },
     close: () => root.close(),
   };

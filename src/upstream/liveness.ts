@@ -1,11 +1,14 @@
 import { EventEmitter } from 'node:events';
 import { Metadata } from '@grpc/grpc-js';
 import type { Logger } from '../log';
-import type { UpstreamPool } from './pool';
+import { isLoopError } from './loop-guard';
+import type { UpstreamMember, UpstreamPool } from './pool';
 import { callUpstream } from './unary';
 
-/** How often members are asked whether they have a leader. */
+/** How often every member is asked whether it has a leader. */
 export const PROBE_INTERVAL_MS = 1_000;
+/** A probe that takes longer than this counts as a failure (a paused member never answers). */
+const PROBE_TIMEOUT_MS = 2 * PROBE_INTERVAL_MS;
 
 export interface Liveness extends EventEmitter<{ lost: []; back: [] }> {
   /** True once no member has answered for the upstream timeout. */
@@ -15,18 +18,25 @@ export interface Liveness extends EventEmitter<{ lost: []; back: [] }> {
   close(): void;
 }
 
+export interface LivenessOptions {
+  /** A member answered with the proxy's own loop marker: it is this proxy. */
+  readonly selfDetected?: (member: UpstreamMember) => void;
+}
+
 /**
- * Decides whether the upstream cluster is lost (contract section 6): no member
- * has answered for `timeoutMs`. Answers come from a Status probe every second
- * with etcd's require-leader metadata (a member cut off from its leader
- * refuses it) and from the mirror's watch stream. The verdict changes with one
- * log line each way.
+ * Probes every member each second with a Status call carrying etcd's
+ * require-leader metadata (a member cut off from its leader refuses it),
+ * records each member's health in the pool, and decides whether the upstream
+ * cluster is lost (contract section 6): no member has answered for
+ * `timeoutMs`. The mirror's watch responses count as answers too. The verdict
+ * changes with one log line each way.
  */
-export function createLiveness(pool: UpstreamPool, timeoutMs: number, log: Logger): Liveness {
+export function createLiveness(pool: UpstreamPool, timeoutMs: number, log: Logger, options: LivenessOptions = {}): Liveness {
   const emitter = new EventEmitter<{ lost: []; back: [] }>();
   let lastAnswer = Date.now();
   let lost = false;
   let closed = false;
+  const probing = new Set<UpstreamMember>();
 
   const update = (): void => {
     const silentFor = Date.now() - lastAnswer;
@@ -45,30 +55,37 @@ export function createLiveness(pool: UpstreamPool, timeoutMs: number, log: Logge
     }
   };
 
-  const probe = async (): Promise<void> => {
+  const probe = async (member: UpstreamMember): Promise<void> => {
     const metadata = new Metadata();
     metadata.set('hasleader', 'true');
-    for (const member of pool.candidates()) {
-      try {
-        await callUpstream(member.client, 'etcdserverpb.Maintenance', 'Status', {}, { deadlineMs: Math.min(timeoutMs, PROBE_INTERVAL_MS * 2), metadata });
-        heard();
-        return;
-      } catch {
-        // try the next member; the verdict is taken on the timer
-      }
+    try {
+      await callUpstream(member.client, 'etcdserverpb.Maintenance', 'Status', {}, { deadlineMs: Math.min(timeoutMs, PROBE_TIMEOUT_MS), metadata });
+      if (closed) return;
+      pool.report(member, true);
+      heard();
+    } catch (error) {
+      if (closed) return;
+      if (isLoopError(error)) options.selfDetected?.(member);
+      pool.report(member, false);
     }
   };
-  let probing = false;
+  const probeAll = (): void => {
+    for (const member of pool.members()) {
+      // A member still owing its last answer is not asked again meanwhile.
+      if (probing.has(member)) continue;
+      probing.add(member);
+      void probe(member).finally(() => probing.delete(member));
+    }
+  };
   const timer = setInterval(() => {
     update();
-    if (probing || closed) return;
-    probing = true;
-    probe().finally(() => {
-      probing = false;
-    });
+    if (!closed) probeAll();
   }, PROBE_INTERVAL_MS);
   timer.unref();
-  void probe();
+  probeAll();
+  // New members are probed at once, not a second later.
+  const onChanged = (): void => probeAll();
+  pool.on('changed', onChanged);
 
   return Object.assign(emitter, {
     isLost: () => {
@@ -79,6 +96,7 @@ export function createLiveness(pool: UpstreamPool, timeoutMs: number, log: Logge
     close() {
       closed = true;
       clearInterval(timer);
+      pool.off('changed', onChanged);
     },
   });
 }

@@ -1,4 +1,5 @@
-import { Client, connectivityState, credentials, type ChannelOptions } from '@grpc/grpc-js';
+import { EventEmitter } from 'node:events';
+import { Client, connectivityState, credentials, type ChannelOptions, type Interceptor } from '@grpc/grpc-js';
 import type { Logger } from '../log';
 import type { UpstreamEndpoint } from './endpoint';
 
@@ -9,12 +10,30 @@ export interface UpstreamMember {
   readonly client: Client;
 }
 
-export interface UpstreamPool {
+/** What the last probe of a member found; `unknown` until its first probe ends. */
+export type MemberHealth = 'healthy' | 'unhealthy' | 'unknown';
+
+export interface PoolEvents {
+  /** A member stopped answering its probes (or is gone): streams on it should move. */
+  unhealthy: [member: UpstreamMember];
+  healthy: [member: UpstreamMember];
+  /** The member list changed (discovery, refresh, loop guard). */
+  changed: [added: readonly UpstreamMember[], removed: readonly UpstreamMember[]];
+}
+
+export interface UpstreamPool extends EventEmitter<PoolEvents> {
   /**
-   * Members to try for one call, best first: connected ones, then those
-   * still connecting or idle, then those that failed last (they may be back).
+   * Members to try for one call, best first: healthy ones (taken in turn, so
+   * calls spread over them), then those not probed yet, then unhealthy ones
+   * (they may be back), each group by connection state.
    */
   candidates(): UpstreamMember[];
+  members(): readonly UpstreamMember[];
+  health(member: UpstreamMember): MemberHealth;
+  /** A probe's verdict on one member. */
+  report(member: UpstreamMember, healthy: boolean): void;
+  /** Follows a new member list: dials the new members, closes the ones no longer listed. */
+  replace(endpoints: readonly UpstreamEndpoint[]): { added: UpstreamMember[]; removed: UpstreamMember[] };
   close(): Promise<void>;
 }
 
@@ -24,6 +43,8 @@ const KEEPALIVE_TIME_MS = 10_000;
 const KEEPALIVE_TIMEOUT_MS = 5_000;
 const INITIAL_RECONNECT_BACKOFF_MS = 200;
 const MAX_RECONNECT_BACKOFF_MS = 2_000;
+/** Calls already under way on a removed member get this long to finish before its channel closes. */
+const REMOVED_MEMBER_GRACE_MS = 30_000;
 
 const CHANNEL_OPTIONS: ChannelOptions = {
   'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
@@ -43,33 +64,94 @@ const STATE_RANK: Record<connectivityState, number> = {
   [connectivityState.TRANSIENT_FAILURE]: 3,
   [connectivityState.SHUTDOWN]: 4,
 };
+const HEALTH_RANK: Record<MemberHealth, number> = { healthy: 0, unknown: 1, unhealthy: 2 };
+
+export interface PoolOptions {
+  /** Added to every upstream call (the loop guard's via marker). */
+  readonly interceptors?: readonly Interceptor[];
+}
 
 /**
- * A static pool over the configured endpoints, one channel each. Discovery,
- * periodic refresh and per-member health replace the ordering heuristic here
- * when membership is built (see the README's roadmap).
+ * The upstream members, one gRPC channel each, with the health their probes
+ * last found. The member list is replaced as discovery and refreshes learn
+ * it; a removed member's channel closes once its calls had time to finish.
  */
-export function createUpstreamPool(endpoints: readonly UpstreamEndpoint[], log: Logger): UpstreamPool {
-  const members: UpstreamMember[] = endpoints.map((endpoint) => ({
-    endpoint,
-    client: new Client(endpoint.target, credentials.createInsecure(), CHANNEL_OPTIONS),
-  }));
-  // Dial every member now, so that a dead one is known before the first call reaches it.
-  for (const member of members) member.client.getChannel().getConnectivityState(true);
-  log.info({ endpoints: endpoints.map((e) => e.url) }, 'upstream endpoints configured');
+export function createUpstreamPool(endpoints: readonly UpstreamEndpoint[], log: Logger, options: PoolOptions = {}): UpstreamPool {
+  const emitter = new EventEmitter<PoolEvents>();
+  let members: UpstreamMember[] = [];
+  const healthOf = new Map<UpstreamMember, MemberHealth>();
+  const closing = new Set<NodeJS.Timeout>();
+  const retired: UpstreamMember[] = [];
+  let turn = 0;
+  let closed = false;
 
-  return {
+  const dial = (endpoint: UpstreamEndpoint): UpstreamMember => {
+    const client = new Client(endpoint.target, credentials.createInsecure(), { ...CHANNEL_OPTIONS, interceptors: [...(options.interceptors ?? [])] });
+    // Dial now, so that a dead member is known before the first call reaches it.
+    client.getChannel().getConnectivityState(true);
+    return { endpoint, client };
+  };
+  const retire = (member: UpstreamMember): void => {
+    healthOf.delete(member);
+    retired.push(member);
+    const timer = setTimeout(() => {
+      closing.delete(timer);
+      retired.splice(retired.indexOf(member), 1);
+      member.client.close();
+    }, REMOVED_MEMBER_GRACE_MS);
+    timer.unref();
+    closing.add(timer);
+  };
+
+  const replace = (next: readonly UpstreamEndpoint[]): { added: UpstreamMember[]; removed: UpstreamMember[] } => {
+    if (closed) return { added: [], removed: [] };
+    const wanted = new Map<string, UpstreamEndpoint>();
+    for (const endpoint of next) if (!wanted.has(endpoint.url)) wanted.set(endpoint.url, endpoint);
+    const removed = members.filter((member) => !wanted.has(member.endpoint.url));
+    const kept = members.filter((member) => wanted.has(member.endpoint.url));
+    const known = new Set(kept.map((member) => member.endpoint.url));
+    const added = [...wanted.values()].filter((endpoint) => !known.has(endpoint.url)).map(dial);
+    if (added.length === 0 && removed.length === 0) return { added, removed };
+    members = [...kept, ...added];
+    for (const member of added) healthOf.set(member, 'unknown');
+    for (const member of removed) retire(member);
+    log.info({ members: members.map((m) => m.endpoint.url), added: added.map((m) => m.endpoint.url), removed: removed.map((m) => m.endpoint.url) }, 'upstream members changed');
+    for (const member of removed) emitter.emit('unhealthy', member);
+    emitter.emit('changed', added, removed);
+    return { added, removed };
+  };
+  replace(endpoints);
+
+  return Object.assign(emitter, {
     candidates() {
+      turn = (turn + 1) % Math.max(members.length, 1);
       const ranked = members.map((member, order) => ({
         member,
-        order,
-        rank: STATE_RANK[member.client.getChannel().getConnectivityState(true)],
+        health: HEALTH_RANK[healthOf.get(member) ?? 'unknown'],
+        state: STATE_RANK[member.client.getChannel().getConnectivityState(true)],
+        // healthy members take turns at the front; the others keep the configured order
+        order: (order - turn + members.length) % members.length,
       }));
-      ranked.sort((a, b) => a.rank - b.rank || a.order - b.order);
-      return ranked.filter((r) => r.rank < STATE_RANK[connectivityState.SHUTDOWN]).map((r) => r.member);
+      ranked.sort((a, b) => a.health - b.health || a.state - b.state || a.order - b.order);
+      return ranked.filter((r) => r.state < STATE_RANK[connectivityState.SHUTDOWN]).map((r) => r.member);
     },
+    members: () => members,
+    health: (member: UpstreamMember) => healthOf.get(member) ?? 'unhealthy',
+    report(member: UpstreamMember, healthy: boolean) {
+      const previous = healthOf.get(member);
+      if (previous === undefined) return; // removed meanwhile
+      const next: MemberHealth = healthy ? 'healthy' : 'unhealthy';
+      if (previous === next) return;
+      healthOf.set(member, next);
+      if (next === 'unhealthy' && previous === 'healthy') log.warn({ member: member.endpoint.url }, 'upstream member unhealthy');
+      if (next === 'healthy' && previous === 'unhealthy') log.info({ member: member.endpoint.url }, 'upstream member healthy again');
+      emitter.emit(next, member);
+    },
+    replace,
     async close() {
-      for (const member of members) member.client.close();
+      closed = true;
+      for (const timer of closing) clearTimeout(timer);
+      for (const member of [...members, ...retired]) member.client.close();
     },
-  };
+  });
 }

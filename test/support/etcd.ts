@@ -132,7 +132,7 @@ async function startEtcdOnce(options: EtcdOptions): Promise<EtcdServer> {
   return server;
 }
 
-async function waitUntilHealthy(child: ChildProcess, clientUrl: string, output: () => string): Promise<void> {
+export async function waitUntilHealthy(child: ChildProcess, clientUrl: string, output: () => string): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {

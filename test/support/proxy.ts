@@ -37,7 +37,7 @@ export async function startTestProxy(
 ): Promise<TestProxy> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'ecp-proxy-'));
   const config = loadConfig({
-    argv: ['--endpoints', endpoints.join(','), '--listen-addr', '127.0.0.1:0', '--data-dir', dataDir, '--shutdown-grace', '2s', ...extraArgs],
+    argv: [...(endpoints.length === 0 ? [] : ['--endpoints', endpoints.join(',')]), '--listen-addr', '127.0.0.1:0', '--data-dir', dataDir, '--shutdown-grace', '2s', ...extraArgs],
     env: {},
   });
   const metrics = createMetrics(new Registry());

@@ -82,6 +82,42 @@ describe('loadConfig', () => {
     assert.match(problemsOf(() => loadConfig({ argv: ['--mirror-prefix', ','], env: {}, readFile: noFile }))[0] ?? '', /non-empty prefix/);
   });
 
+  it("takes the member source in etcd's order: --discovery-srv, then --initial-cluster, then --endpoints", () => {
+    const base = { env: {}, readFile: noFile };
+    assert.deepEqual(loadConfig({ ...base, argv: [] }).discovery, { kind: 'endpoints' });
+    assert.equal(loadConfig({ ...base, argv: [] }).syncIntervalMs, 30_000);
+    const cluster = loadConfig({ ...base, argv: ['--initial-cluster', 'a=http://10.0.0.1:2380,b=http://10.0.0.2:2380', '--initial-cluster', 'c=http://10.0.0.3:2380', '--sync-interval', '5s'] });
+    assert.deepEqual(cluster.discovery, {
+      kind: 'initial-cluster',
+      peers: [
+        { name: 'a', peerUrl: 'http://10.0.0.1:2380' },
+        { name: 'b', peerUrl: 'http://10.0.0.2:2380' },
+        { name: 'c', peerUrl: 'http://10.0.0.3:2380' },
+      ],
+    });
+    assert.equal(cluster.syncIntervalMs, 5_000);
+    const srv = loadConfig({ ...base, argv: ['--discovery-srv', 'example.com.', '--discovery-srv-name', 'blue', '--initial-cluster', 'a=http://10.0.0.1:2380', '--discovery-dns-server', '127.0.0.1:5353'] });
+    assert.deepEqual(srv.discovery, { kind: 'srv', domain: 'example.com', serviceName: 'blue', dnsServer: '127.0.0.1:5353' });
+    const env = loadConfig({ argv: [], env: { ETCD_CACHE_PROXY_DISCOVERY_SRV: 'etcd.internal' }, readFile: noFile });
+    assert.equal(env.discovery.kind, 'srv');
+  });
+
+  it('rejects malformed discovery settings, each named', () => {
+    const problems = problemsOf(() =>
+      loadConfig({
+        argv: ['--initial-cluster', 'nameless,b=ftp://x:1', '--discovery-srv-name', 'bad name', '--sync-interval', '10ms'],
+        env: {},
+        readFile: noFile,
+      }),
+    );
+    assert.ok(problems.some((p) => p.startsWith('--initial-cluster=') && p.includes("'nameless' is not name=peerURL")), problems.join('\n'));
+    assert.ok(problems.some((p) => p.startsWith('--discovery-srv-name=')), problems.join('\n'));
+    assert.ok(problems.some((p) => p.startsWith('--sync-interval=')), problems.join('\n'));
+    assert.ok(problems.includes('--discovery-srv-name has no effect without --discovery-srv'), problems.join('\n'));
+    const domain = problemsOf(() => loadConfig({ argv: ['--discovery-srv', 'not a domain'], env: {}, readFile: noFile }));
+    assert.ok(domain.some((p) => p.includes('not a DNS domain name')));
+  });
+
   it('lists every problem at once', () => {
     const problems = problemsOf(() =>
       loadConfig({

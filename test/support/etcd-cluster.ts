@@ -1,0 +1,180 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { etcdBinary, freePort, stopChild, waitUntilHealthy } from './etcd';
+import { trackProcess } from './processes';
+
+/** One member of a real multi-member etcd cluster on loopback. */
+export interface ClusterMember {
+  readonly name: string;
+  readonly clientUrl: string;
+  readonly clientAddress: string;
+  readonly peerUrl: string;
+  readonly pid: number;
+  running(): boolean;
+  output(): string;
+  signal(signal: NodeJS.Signals): void;
+  /** Starts the member again on the same ports and data dir after it exited. */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface EtcdCluster {
+  /** Members started by this harness and not removed, in start order. */
+  readonly members: ClusterMember[];
+  /** name=peerURL,... as etcd's --initial-cluster (and the proxy's) takes it. */
+  initialCluster(): string;
+  /** Adds a member through the cluster API, then starts it to join. */
+  addMember(name: string, options?: { advertiseClientUrl?: string }): Promise<ClusterMember>;
+  /** Removes a member through the cluster API (asked of another member), then stops its process. */
+  removeMember(member: ClusterMember): Promise<void>;
+  /** The member IDs and client URLs the cluster itself reports. */
+  memberList(): Promise<{ ID: string; name?: string; clientURLs?: string[]; peerURLs?: string[] }[]>;
+  stop(): Promise<void>;
+}
+
+interface Ports {
+  readonly client: number;
+  readonly peer: number;
+}
+
+// Slower than etcd's defaults (100 ms / 1 s): a shared CI machine must not trigger elections by itself.
+// Without the strict check, members can be added right after start (etcd otherwise waits 5 s of full connectivity).
+const TIMING = ['--heartbeat-interval=200', '--election-timeout=2000', '--strict-reconfig-check=false'];
+
+/** A 3-member (or n-member) cluster, every member on its own free loopback ports and data dir. */
+export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
+  const token = `ecp-${process.pid}-${Date.now()}`;
+  const dataDirs: string[] = [];
+  const members: ClusterMember[] = [];
+  const plans: { name: string; ports: Ports }[] = [];
+  for (let i = 1; i <= size; i += 1) plans.push({ name: `m${i}`, ports: { client: await freePort(), peer: await freePort() } });
+  const peers = (list: readonly { name: string; ports: Ports }[]): string => list.map((p) => `${p.name}=http://127.0.0.1:${p.ports.peer}`).join(',');
+
+  const launchMember = async (name: string, ports: Ports, initialCluster: string, state: 'new' | 'existing', advertise?: string): Promise<ClusterMember> => {
+    const dataDir = mkdtempSync(join(tmpdir(), `ecp-etcd-${name}-`));
+    dataDirs.push(dataDir);
+    const clientUrl = `http://127.0.0.1:${ports.client}`;
+    const peerUrl = `http://127.0.0.1:${ports.peer}`;
+    const args = [
+      `--name=${name}`,
+      `--data-dir=${join(dataDir, 'data')}`,
+      `--listen-client-urls=${clientUrl}`,
+      `--advertise-client-urls=${advertise ?? clientUrl}`,
+      `--listen-peer-urls=${peerUrl}`,
+      `--initial-advertise-peer-urls=${peerUrl}`,
+      `--initial-cluster=${initialCluster}`,
+      `--initial-cluster-state=${state}`,
+      `--initial-cluster-token=${token}`,
+      '--logger=zap',
+      '--log-outputs=stderr',
+      '--log-level=warn',
+      ...TIMING,
+    ];
+    let child: ChildProcess | null = null;
+    let stderr = '';
+    const launch = (): ChildProcess => {
+      const started = spawn(etcdBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'] });
+      trackProcess(started);
+      started.stderr?.setEncoding('utf8');
+      started.stderr?.on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-20_000)));
+      child = started;
+      return started;
+    };
+    launch();
+    const member: ClusterMember = {
+      name,
+      clientUrl,
+      clientAddress: `127.0.0.1:${ports.client}`,
+      peerUrl,
+      get pid() {
+        return child?.pid ?? -1;
+      },
+      running: () => child !== null && child.exitCode === null && child.signalCode === null,
+      output: () => stderr,
+      signal(signal) {
+        if (member.running()) child?.kill(signal);
+      },
+      async restart() {
+        if (member.running()) throw new Error(`${name} is still running`);
+        await waitUntilHealthy(launch(), clientUrl, () => stderr);
+      },
+      async stop() {
+        if (child !== null) await stopChild(child);
+      },
+    };
+    return member;
+  };
+
+  for (const plan of plans) members.push(await launchMember(plan.name, plan.ports, peers(plans), 'new'));
+  const wait = async (member: ClusterMember): Promise<void> => {
+    // waitUntilHealthy needs the child: poll /health until the member serves.
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      try {
+        const body = (await (await fetch(`${member.clientUrl}/health`, { signal: AbortSignal.timeout(1_000) })).json()) as { health?: string };
+        if (body.health === 'true') return;
+      } catch {
+        // not yet
+      }
+      if (!member.running()) throw new Error(`${member.name} exited:\n${member.output()}`);
+      if (Date.now() > deadline) throw new Error(`${member.name} not healthy within 30 s:\n${member.output()}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  };
+  try {
+    await Promise.all(members.map(wait));
+  } catch (error) {
+    await Promise.all(members.map((m) => m.stop()));
+    for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
+
+  const api = async <T>(path: string, body: object): Promise<T> => {
+    let lastError: unknown = null;
+    for (const member of members.filter((m) => m.running())) {
+      try {
+        const response = await fetch(`${member.clientUrl}${path}`, { method: 'POST', body: JSON.stringify(body), signal: AbortSignal.timeout(5_000) });
+        const parsed = (await response.json()) as T & { error?: string };
+        if (!response.ok) throw new Error(`${path}: ${response.status} ${JSON.stringify(parsed)}`);
+        return parsed;
+      } catch (error) {
+        lastError = error;
+      }
+    }
+    throw lastError instanceof Error ? lastError : new Error(`${path}: no member answered`);
+  };
+
+  const cluster: EtcdCluster = {
+    members,
+    initialCluster: () => members.map((m) => `${m.name}=${m.peerUrl}`).join(','),
+    async memberList() {
+      const listed = await api<{ members?: { ID: string; name?: string; clientURLs?: string[]; peerURLs?: string[] }[] }>('/v3/cluster/member/list', {});
+      return listed.members ?? [];
+    },
+    async addMember(name, options = {}) {
+      const ports = { client: await freePort(), peer: await freePort() };
+      const peerUrl = `http://127.0.0.1:${ports.peer}`;
+      await api('/v3/cluster/member/add', { peerURLs: [peerUrl] });
+      const initial = [...members.map((m) => `${m.name}=${m.peerUrl}`), `${name}=${peerUrl}`].join(',');
+      const member = await launchMember(name, ports, initial, 'existing', options.advertiseClientUrl);
+      members.push(member);
+      await wait(member);
+      return member;
+    },
+    async removeMember(member) {
+      const listed = await cluster.memberList();
+      const entry = listed.find((m) => m.peerURLs?.includes(member.peerUrl));
+      if (entry === undefined) throw new Error(`${member.name} is not in the member list`);
+      members.splice(members.indexOf(member), 1);
+      await api('/v3/cluster/member/remove', { ID: entry.ID });
+      await member.stop();
+    },
+    async stop() {
+      await Promise.all(members.map((m) => m.stop()));
+      for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return cluster;
+}

@@ -2,12 +2,14 @@ import { ConfigError, describeOptions, loadConfig } from './config';
 import { createLogger } from './log';
 import { createMetrics } from './metrics';
 import { startProxy } from './proxy';
+import { snapshotCommand } from './snapshot/command';
 import { proxyVersion } from './version';
 
 const USAGE = `Usage: etcd-cache-proxy <command> [flags]
 
 Commands:
   start      run the proxy
+  snapshot   save, restore or export snapshots of the mirror (etcd-cache-proxy snapshot help)
   version    print the version
   help       print this text
 
@@ -22,6 +24,8 @@ async function main(argv: readonly string[]): Promise<number> {
   switch (command) {
     case 'start':
       return start(rest);
+    case 'snapshot':
+      return snapshotCommand(rest, { out: (text) => process.stdout.write(text), err: (text) => process.stderr.write(text) });
     case 'version':
     case '--version':
       process.stdout.write(`etcd-cache-proxy ${proxyVersion()}\nnode ${process.version}\n`);

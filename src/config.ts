@@ -49,6 +49,11 @@ export interface ProxyConfig {
   readonly watchBufferBytes: number;
   /** How often the mirror is compared with the upstream; 0 turns the check off. */
   readonly consistencyCheckIntervalMs: number;
+  /** Where periodic snapshots (and the APISIX export) are written; null: none. */
+  readonly snapshotDir: string | null;
+  readonly snapshotIntervalMs: number;
+  /** The etcd prefix APISIX keeps its configuration under, for the apisix.yaml export. */
+  readonly apisixPrefix: string;
   /** The YAML file the values were read from, if any. */
   readonly configFile: string | null;
 }
@@ -105,6 +110,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'watch-progress-notify-interval', description: "progress notifications for watches that asked for them (etcd's default)", defaultValue: '10m' },
   { name: 'watch-buffer-bytes', description: 'bytes a watch stream may have waiting for a slow client before its watches are cancelled', defaultValue: '33554432' },
   { name: 'consistency-check-interval', description: 'how often the mirror is compared with the upstream (0: never)', defaultValue: '5m' },
+  { name: 'snapshot-dir', description: 'directory for periodic snapshots of the mirror and an APISIX apisix.yaml export (default: none)' },
+  { name: 'snapshot-interval', description: 'how often a snapshot is written to --snapshot-dir', defaultValue: '5m' },
+  { name: 'apisix-prefix', description: 'etcd prefix of the APISIX configuration exported to apisix.yaml', defaultValue: '/apisix' },
   { name: 'shutdown-grace', description: 'how long a stop waits for in-flight calls (e.g. 5s, 500ms)', defaultValue: '5s' },
   { name: 'config-file', description: 'YAML file whose keys are these flag names' },
 ];
@@ -272,7 +280,23 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     if (value.trim() === '') throw new Error('must not be empty');
     return value;
   });
+  const snapshotDir = attempt('snapshot-dir', null as string | null, (value) => {
+    if (value.trim() === '') throw new Error('must not be empty');
+    return value;
+  });
+  const snapshotIntervalMs = attempt('snapshot-interval', 300_000, (value) => {
+    const ms = parseDurationMs(value);
+    if (ms < 100) throw new Error('must be at least 100ms');
+    return ms;
+  });
+  const apisixPrefix = attempt('apisix-prefix', '/apisix', (value) => {
+    if (value === '') throw new Error('must not be empty');
+    return value;
+  });
   return {
+    snapshotDir,
+    snapshotIntervalMs,
+    apisixPrefix,
     endpoints,
     discovery,
     syncIntervalMs,

@@ -47,6 +47,9 @@ export interface Metrics {
   readonly upstreamFailovers: Counter<'kind'>;
   /** Endpoints dropped because they are the proxy itself. */
   readonly loopEndpointsDropped: Counter;
+  readonly snapshots: Counter<'result'>;
+  /** The mirror revision of the last snapshot written to --snapshot-dir. */
+  readonly snapshotRevision: Gauge;
 }
 
 export function createMetrics(registry: Registry = new Registry()): Metrics {
@@ -197,6 +200,17 @@ export function createMetrics(registry: Registry = new Registry()): Metrics {
     loopEndpointsDropped: new Counter({
       name: `${METRIC_PREFIX}loop_endpoints_dropped_total`,
       help: 'Upstream endpoints dropped because they are this proxy itself (loop guard)',
+      registers: [registry],
+    }),
+    snapshots: new Counter({
+      name: `${METRIC_PREFIX}snapshots_total`,
+      help: 'Periodic snapshots written to --snapshot-dir, by result',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    snapshotRevision: new Gauge({
+      name: `${METRIC_PREFIX}snapshot_revision`,
+      help: 'Mirror revision of the last snapshot written to --snapshot-dir',
       registers: [registry],
     }),
     mirrorRelists: new Counter({

@@ -23,6 +23,7 @@ import { startStoreMaintenance } from './mirror/maintenance';
 import { isCompactedUpstream } from './mirror/compaction-tracker';
 import { startConsistencyChecks } from './mirror/consistency-check';
 import { openStore } from './store/store';
+import { startPeriodicSnapshots } from './snapshot/periodic';
 import { WatchHub } from './watch/hub';
 import { createWritePolicy } from './api/write-policy';
 
@@ -84,6 +85,20 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   const barrier = new ReadBarrier(pool, () => metrics.readBarrierCalls.inc());
   const consistency = startConsistencyChecks({ store, pool, mirror, ranges, metrics, log: mirrorLog, intervalMs: config.consistencyCheckIntervalMs });
   const maintenance = startStoreMaintenance(store, config.history, metrics, mirrorLog, (revision) => isCompactedUpstream(pool, revision));
+  const snapshots =
+    config.snapshotDir === null
+      ? null
+      : startPeriodicSnapshots({
+          store,
+          dir: config.snapshotDir,
+          intervalMs: config.snapshotIntervalMs,
+          apisixPrefix: config.apisixPrefix,
+          log: mirrorLog,
+          onSnapshot: (result, revision) => {
+            metrics.snapshots.inc({ result });
+            if (revision !== undefined) metrics.snapshotRevision.set(revision);
+          },
+        });
   const streams = createStreamTracker();
   let advertiseClientUrl = config.advertiseClientUrl ?? '';
   const grpc = createGrpcServer({
@@ -134,6 +149,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     liveness.close();
     maintenance.close();
     consistency.close();
+    await snapshots?.close();
     await mirror.close();
     await maintenance.runOnce();
     await store.close();

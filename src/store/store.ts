@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { isLongStoreKey, isPastEnd, scanStart, toStoreKey } from './key-codec';
@@ -29,6 +29,14 @@ export interface SnapshotWriter {
   putPage(records: readonly KeyValueRecord[]): void;
   /** Makes the snapshot the mirror's content at `revision`, in one transaction. */
   commit(revision: number, identity: UpstreamIdentity, compactRevision: number, scope: string): void;
+}
+
+/** Everything the store holds at one moment: meta and every key, from one read transaction. */
+export interface StoreView {
+  readonly meta: StoreMeta;
+  readonly records: IterableIterator<KeyValueRecord>;
+  /** Ends the read transaction (a long-lived one keeps LMDB from reusing pages). */
+  done(): void;
 }
 
 /** The last good upstream member list, and which discovery settings learned it. */
@@ -69,6 +77,8 @@ export interface MirrorStore {
   wipe(): void;
   /** Current keys, log entries (revisions) and bytes the environment uses. */
   stats(): StoreStats;
+  /** A consistent view of the whole store, for snapshots: meta and keys as of one commit. */
+  view(): StoreView;
   /** The member list saved last, for a restart while the upstream is unreachable. */
   members(): PersistedMembers | null;
   saveMembers(members: PersistedMembers): void;
@@ -81,10 +91,15 @@ export interface MirrorStore {
  * to disk in the background; an OS crash rolls back to the last flushed
  * transaction, which LMDB keeps intact, and the mirror resumes from there.
  */
-export function openStore(dataDir: string): MirrorStore {
+export function openStore(dataDir: string, options: { readOnly?: boolean } = {}): MirrorStore {
   const path = join(dataDir, 'mirror');
-  mkdirSync(path, { recursive: true });
-  const root: RootDatabase = open({ path, overlappingSync: true, maxDbs: 8 });
+  // Read-only (a snapshot of another process's mirror): the environment must already exist.
+  if (options.readOnly === true) {
+    if (!existsSync(join(path, 'data.mdb'))) throw new Error(`etcd-cache-proxy: no mirror in ${dataDir} (expected ${join(path, 'data.mdb')})`);
+  } else {
+    mkdirSync(path, { recursive: true });
+  }
+  const root: RootDatabase = open({ path, overlappingSync: true, maxDbs: 8, readOnly: options.readOnly === true });
   const metaDb = root.openDB<PersistedMeta, string>({ name: 'meta', encoding: 'msgpack' });
   const membersDb = root.openDB<PersistedMembers, string>({ name: 'members', encoding: 'msgpack' });
   const kvDbs: Record<KvSlot, Database<KeyValueRecord, Buffer>> = {
@@ -203,6 +218,17 @@ export function openStore(dataDir: string): MirrorStore {
       const env = root.getStats() as { pageSize: number; lastPageNumber: number };
       const entries = (db: { getStats(): unknown }): number => (db.getStats() as { entryCount: number }).entryCount;
       return { keys: entries(active()), logRevisions: entries(logDb), bytes: (env.lastPageNumber + 1) * env.pageSize };
+    },
+    view() {
+      const transaction = root.useReadTransaction();
+      const seen = metaDb.get('meta', { transaction }) ?? EMPTY_META;
+      const table = kvDbs[seen.activeKv];
+      const empty = Buffer.alloc(0);
+      return {
+        meta: seen,
+        records: orderedScan(table.getRange({ transaction }), empty, null),
+        done: () => transaction.done(),
+      };
     },
     members: () => membersDb.get('members') ?? null,
     saveMembers(members) {

@@ -1,7 +1,6 @@
 // Integration (real etcd, the real CLI in its own process): flags, config
 // sources, the shared port, metrics, and a graceful stop.
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,18 +8,10 @@ import { after, before, describe, it } from 'node:test';
 import { status, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import { freePort, startEtcd, type EtcdServer } from '../support/etcd';
 import { etcdctl } from '../support/etcdctl';
-import { runCli, startProxyProcess, type ProxyProcess } from '../support/proxy';
+import { runCliToExit, startProxyProcess, type ProxyProcess } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
 
-async function runToExit(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = runCli(args);
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-  child.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-  const [code] = (await once(child, 'exit')) as [number | null];
-  return { code, stdout, stderr };
-}
+const runToExit = runCliToExit;
 
 describe('etcd-cache-proxy command line', () => {
   it('prints its version', async () => {

@@ -92,6 +92,17 @@ export function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): Ch
   return child;
 }
 
+/** Runs one CLI command to its end: exit code and everything it printed. */
+export async function runCliToExit(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = runCli(args, env);
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+  child.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', (exitCode) => resolve(exitCode)));
+  return { code, stdout, stderr };
+}
+
 export async function startProxyProcess(
   endpoints: readonly string[],
   extraArgs: readonly string[] = [],

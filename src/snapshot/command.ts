@@ -1,0 +1,106 @@
+import { parseArgs } from 'node:util';
+import { parseEndpoint } from '../upstream/endpoint';
+import { openStore } from '../store/store';
+import { toApisixYaml } from './apisix';
+import { writeAtomically } from './atomic-file';
+import { SnapshotError, openSnapshot } from './format';
+import { restoreSnapshot } from './restore';
+import { saveFromCluster, saveFromStore } from './save';
+import type { KeyValueRecord } from '../store/records';
+
+export const SNAPSHOT_USAGE = `Usage:
+  etcd-cache-proxy snapshot save FILE --data-dir DIR        the mirror of a proxy's data dir (also while it runs)
+  etcd-cache-proxy snapshot save FILE --endpoints URL[,URL]  the whole keyspace of a live cluster
+  etcd-cache-proxy snapshot restore FILE --data-dir DIR [--force]
+                                                             seed a mirror: a proxy on DIR serves it before it reaches etcd
+  etcd-cache-proxy snapshot apisix FILE [--apisix-prefix /apisix] [--out apisix.yaml]
+                                                             APISIX's standalone apisix.yaml from a snapshot (stdout without --out)
+`;
+
+type Output = { out: (text: string) => void; err: (text: string) => void };
+
+/** `etcd-cache-proxy snapshot ...`; returns the exit code. */
+export async function snapshotCommand(args: readonly string[], io: Output): Promise<number> {
+  const [action, ...rest] = args;
+  if (action === 'help' || action === '--help' || action === '-h') {
+    io.out(SNAPSHOT_USAGE);
+    return 0;
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...rest],
+      options: {
+        'data-dir': { type: 'string' },
+        endpoints: { type: 'string' },
+        force: { type: 'boolean' },
+        'apisix-prefix': { type: 'string', default: '/apisix' },
+        out: { type: 'string' },
+      },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (error) {
+    io.err(`etcd-cache-proxy snapshot: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}\n${SNAPSHOT_USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  const file = positionals[0];
+  if (file === undefined || positionals.length > 1) {
+    io.err(SNAPSHOT_USAGE);
+    return 2;
+  }
+  try {
+    switch (action) {
+      case 'save': {
+        if ((values['data-dir'] === undefined) === (values.endpoints === undefined)) {
+          io.err(`etcd-cache-proxy snapshot save: give exactly one of --data-dir and --endpoints\n${SNAPSHOT_USAGE}`);
+          return 2;
+        }
+        const saved =
+          values['data-dir'] !== undefined
+            ? await saveFromDataDir(values['data-dir'], file)
+            : await saveFromCluster(values.endpoints?.split(',').filter((e) => e !== '').map(parseEndpoint) ?? [], file);
+        io.out(`saved ${saved.keys} keys at revision ${saved.revision} to ${file}\n`);
+        return 0;
+      }
+      case 'restore': {
+        if (values['data-dir'] === undefined) {
+          io.err(`etcd-cache-proxy snapshot restore: --data-dir is required\n${SNAPSHOT_USAGE}`);
+          return 2;
+        }
+        const restored = await restoreSnapshot(file, values['data-dir'], { force: values.force === true });
+        io.out(`restored ${restored.keys} keys at revision ${restored.revision} into ${values['data-dir']}\n`);
+        return 0;
+      }
+      case 'apisix': {
+        const reader = await openSnapshot(file);
+        // The whole file is checked before anything is written: a damaged snapshot must not become a gateway's configuration.
+        const records: KeyValueRecord[] = [];
+        for await (const record of reader.records()) records.push(record);
+        const exported = toApisixYaml(records, values['apisix-prefix']);
+        if (values.out === undefined) io.out(exported.yaml);
+        else await writeAtomically(values.out, (out) => out.write(exported.yaml));
+        io.err(`apisix.yaml: ${JSON.stringify(exported.counts)}${exported.skipped.length > 0 ? `; left out ${exported.skipped.length} keys that are not configuration objects` : ''}\n`);
+        return 0;
+      }
+      default:
+        io.err(SNAPSHOT_USAGE);
+        return 2;
+    }
+  } catch (error) {
+    const message = error instanceof SnapshotError ? `refused: ${error.message}` : error instanceof Error ? error.message : String(error);
+    io.err(`etcd-cache-proxy snapshot ${action}: ${message}\n`);
+    return 1;
+  }
+}
+
+async function saveFromDataDir(dataDir: string, file: string): Promise<{ keys: number; revision: number }> {
+  const store = openStore(dataDir, { readOnly: true });
+  try {
+    return await saveFromStore(store, file, dataDir);
+  } finally {
+    await store.close();
+  }
+}
+

@@ -1,0 +1,47 @@
+import { toRevision } from '../mirror/codec';
+import type { KeyValueRecord } from '../store/records';
+import { openStore } from '../store/store';
+import { identityOf, openSnapshot } from './format';
+
+const PAGE_KEYS = 1_000;
+
+export interface RestoredSnapshot {
+  readonly revision: number;
+  readonly keys: number;
+}
+
+/**
+ * Seeds the mirror in `dataDir` from a snapshot file, so a proxy can serve
+ * before it ever reached etcd. The keys go into the store's inactive table
+ * and become the mirror in one commit only after the whole file checked out:
+ * a truncated or damaged file leaves the data dir as it was. A data dir that
+ * already holds a mirror is refused unless `force` (its content is replaced).
+ */
+export async function restoreSnapshot(file: string, dataDir: string, options: { force?: boolean } = {}): Promise<RestoredSnapshot> {
+  const reader = await openSnapshot(file);
+  const store = openStore(dataDir);
+  try {
+    const held = store.meta();
+    if (held.revision > 0 && options.force !== true) {
+      throw new Error(`etcd-cache-proxy: ${dataDir} already holds a mirror at revision ${held.revision}; restore into an empty data dir (or pass --force to replace it)`);
+    }
+    // The commit swaps the key tables and empties the log in one transaction: until then the old mirror is intact.
+    const writer = store.beginSnapshot();
+    let page: KeyValueRecord[] = [];
+    let keys = 0;
+    for await (const record of reader.records()) {
+      page.push(record);
+      keys += 1;
+      if (page.length >= PAGE_KEYS) {
+        writer.putPage(page);
+        page = [];
+      }
+    }
+    writer.putPage(page);
+    const revision = toRevision(reader.header.revision);
+    writer.commit(revision, identityOf(reader.header), toRevision(reader.header.compact_revision), reader.header.scope);
+    return { revision, keys };
+  } finally {
+    await store.close();
+  }
+}

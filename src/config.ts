@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
@@ -54,8 +54,26 @@ export interface ProxyConfig {
   readonly snapshotIntervalMs: number;
   /** The etcd prefix APISIX keeps its configuration under, for the apisix.yaml export. */
   readonly apisixPrefix: string;
+  /** TLS to https upstream members. */
+  readonly upstreamTls: UpstreamTlsConfig;
+  /** TLS for clients on the client port; null: plaintext. */
+  readonly serverTls: ServerTlsConfig | null;
   /** The YAML file the values were read from, if any. */
   readonly configFile: string | null;
+}
+
+export interface UpstreamTlsConfig {
+  readonly caFile: string | null;
+  readonly certFile: string | null;
+  readonly keyFile: string | null;
+  readonly insecureSkipVerify: boolean;
+}
+
+export interface ServerTlsConfig {
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** Set: clients must present a certificate signed by it. */
+  readonly trustedCaFile: string | null;
 }
 
 /** The member list's origin, in etcd's order of precedence. */
@@ -84,6 +102,8 @@ interface OptionSpec {
   readonly name: string;
   readonly description: string;
   readonly defaultValue?: string;
+  /** A switch: given without a value on the command line ('true'/'false' in the environment and the file). */
+  readonly boolean?: true;
 }
 
 /** Every option the proxy accepts; names follow `etcd grpc-proxy` where one exists. */
@@ -113,6 +133,13 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'snapshot-dir', description: 'directory for periodic snapshots of the mirror and an APISIX apisix.yaml export (default: none)' },
   { name: 'snapshot-interval', description: 'how often a snapshot is written to --snapshot-dir', defaultValue: '5m' },
   { name: 'apisix-prefix', description: 'etcd prefix of the APISIX configuration exported to apisix.yaml', defaultValue: '/apisix' },
+  { name: 'cacert', description: 'CA bundle that signs the upstream members\' certificates (https endpoints; default: the system CAs)' },
+  { name: 'cert', description: 'client certificate the proxy presents to https upstream members' },
+  { name: 'key', description: 'key of --cert' },
+  { name: 'insecure-skip-tls-verify', description: 'accept any upstream certificate (testing only)', boolean: true },
+  { name: 'cert-file', description: 'certificate for clients: the client port then speaks TLS only (gRPC and HTTP)' },
+  { name: 'key-file', description: 'key of --cert-file' },
+  { name: 'trusted-ca-file', description: 'CA bundle for client certificates: clients must present one it signed' },
   { name: 'shutdown-grace', description: 'how long a stop waits for in-flight calls (e.g. 5s, 500ms)', defaultValue: '5s' },
   { name: 'config-file', description: 'YAML file whose keys are these flag names' },
 ];
@@ -156,7 +183,7 @@ export function loadConfig(sources: ConfigSources): ProxyConfig {
 
 function readFlags(argv: readonly string[], problems: string[]): Map<string, Raw> {
   const result = new Map<string, Raw>();
-  const options = Object.fromEntries(OPTIONS.map((o) => [o.name, { type: 'string' as const, multiple: true }]));
+  const options = Object.fromEntries(OPTIONS.map((o) => [o.name, { type: o.boolean === true ? ('boolean' as const) : ('string' as const), multiple: true }]));
   let parsed;
   try {
     parsed = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false });
@@ -293,7 +320,30 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     if (value === '') throw new Error('must not be empty');
     return value;
   });
+  const readable = (value: string): string => {
+    try {
+      accessSync(value, constants.R_OK);
+    } catch {
+      throw new Error('not a readable file');
+    }
+    return value;
+  };
+  const upstreamTls: UpstreamTlsConfig = {
+    caFile: attempt('cacert', null as string | null, readable),
+    certFile: attempt('cert', null as string | null, readable),
+    keyFile: attempt('key', null as string | null, readable),
+    insecureSkipVerify: attempt('insecure-skip-tls-verify', false, parseBoolean),
+  };
+  if ((upstreamTls.certFile === null) !== (upstreamTls.keyFile === null)) problems.push('--cert and --key go together');
+  const serverCert = attempt('cert-file', null as string | null, readable);
+  const serverKey = attempt('key-file', null as string | null, readable);
+  const trustedCa = attempt('trusted-ca-file', null as string | null, readable);
+  if ((serverCert === null) !== (serverKey === null)) problems.push('--cert-file and --key-file go together');
+  if (trustedCa !== null && serverCert === null) problems.push('--trusted-ca-file needs --cert-file and --key-file (client certificates are checked over TLS)');
+  const serverTls: ServerTlsConfig | null = serverCert !== null && serverKey !== null ? { certFile: serverCert, keyFile: serverKey, trustedCaFile: trustedCa } : null;
   return {
+    upstreamTls,
+    serverTls,
     snapshotDir,
     snapshotIntervalMs,
     apisixPrefix,
@@ -356,10 +406,15 @@ function parseInitialCluster(value: string): { name: string; peerUrl: string }[]
     } catch {
       throw new Error(`'${peerUrl}' is not a URL (expected http://host:port)`);
     }
-    if (url.protocol === 'https:') throw new Error(`'${peerUrl}': TLS to the upstream is not supported yet`);
-    if (url.protocol !== 'http:') throw new Error(`'${peerUrl}': scheme must be http`);
-    return { name: item.slice(0, at), peerUrl: `http://${url.host}` };
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`'${peerUrl}': scheme must be http or https`);
+    return { name: item.slice(0, at), peerUrl: `${url.protocol}//${url.host}` };
   });
+}
+
+function parseBoolean(value: string): boolean {
+  if (value === 'true' || value === '1') return true;
+  if (value === 'false' || value === '0' || value === '') return false;
+  throw new Error('must be true or false');
 }
 
 function parseEndpointList(value: string): UpstreamEndpoint[] {
@@ -421,10 +476,10 @@ export function parseDurationMs(value: string): number {
  * The default advertised URL: the address clients on this machine dial. A
  * wildcard listen address is not dialable, so loopback stands in for it.
  */
-export function advertisedUrlFor(configured: string | null, bound: HostPort): string {
+export function advertisedUrlFor(configured: string | null, bound: HostPort, tls = false): string {
   if (configured !== null) return configured;
   const wildcard = bound.host === '0.0.0.0' || bound.host === '::';
-  return `http://${formatHostPort({ host: wildcard ? '127.0.0.1' : bound.host, port: bound.port })}`;
+  return `${tls ? 'https' : 'http'}://${formatHostPort({ host: wildcard ? '127.0.0.1' : bound.host, port: bound.port })}`;
 }
 
 export function formatHostPort({ host, port }: HostPort): string {

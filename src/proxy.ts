@@ -24,6 +24,8 @@ import { isCompactedUpstream } from './mirror/compaction-tracker';
 import { startConsistencyChecks } from './mirror/consistency-check';
 import { openStore } from './store/store';
 import { startPeriodicSnapshots } from './snapshot/periodic';
+import { watchUpstreamCredentials } from './tls/upstream';
+import { watchServerContext } from './tls/server';
 import { WatchHub } from './watch/hub';
 import { createWritePolicy } from './api/write-policy';
 
@@ -53,12 +55,17 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   // Marks every upstream call, so a call that comes back to this proxy is refused, not forwarded again.
   const instanceId = createInstanceId();
   const upstreamLog = log.child({ component: 'upstream' });
-  const pool = createUpstreamPool(initialEndpoints(config.discovery, config.endpoints, store), upstreamLog, { interceptors: [viaInterceptor(instanceId)] });
+  const upstreamCredentials = watchUpstreamCredentials(config.upstreamTls, upstreamLog);
+  const pool = createUpstreamPool(initialEndpoints(config.discovery, config.endpoints, store), upstreamLog, {
+    interceptors: [viaInterceptor(instanceId)],
+    tls: upstreamCredentials,
+  });
   observePool(pool, metrics);
   const membership = createMembership({
     source: config.discovery,
     endpoints: config.endpoints,
     syncIntervalMs: config.syncIntervalMs,
+    tls: config.upstreamTls,
     pool,
     store,
     log: upstreamLog,
@@ -114,8 +121,17 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   }, [loopRefusingInterceptor(instanceId)]);
   const http = createHttpGateway({ metrics, pool, log: log.child({ component: 'gateway' }) });
   const httpConnections = trackHttpConnections(http);
-  const listener = await listenForBoth(config.listenAddr, grpc, http, log);
-  advertiseClientUrl = advertisedUrlFor(config.advertiseClientUrl, listener.address);
+  const serverTls = config.serverTls === null ? null : watchServerContext(config.serverTls, log.child({ component: 'tls' }));
+  const listener = await listenForBoth(
+    config.listenAddr,
+    grpc,
+    http,
+    log,
+    serverTls === null
+      ? null
+      : { options: () => serverTls.current(), requireClientCert: config.serverTls?.trustedCaFile != null, on: (event, listener) => serverTls.on(event, listener) },
+  );
+  advertiseClientUrl = advertisedUrlFor(config.advertiseClientUrl, listener.address, serverTls !== null);
   membership.start({ listen: listener.address, advertiseClientUrl });
   const metricsHttp = config.metricsAddr === null ? null : createMetricsServer(metrics, log);
   const metricsConnections = metricsHttp === null ? null : trackHttpConnections(metricsHttp);
@@ -154,6 +170,8 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     await maintenance.runOnce();
     await store.close();
     await pool.close();
+    upstreamCredentials.close();
+    serverTls?.close();
     log.info('stopped');
   };
 

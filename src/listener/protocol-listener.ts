@@ -1,4 +1,5 @@
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createTlsServer, type SecureContextOptions } from 'node:tls';
 import type { Server as HttpServer } from 'node:http';
 import { ServerCredentials, type Server as GrpcServer } from '@grpc/grpc-js';
 import type { HostPort } from '../upstream/endpoint';
@@ -38,16 +39,52 @@ export interface ProtocolListener {
  * gRPC connections go to grpc-js through its connection injector, the rest
  * to the Node HTTP server of the gateway.
  */
+/** TLS on the client port: every connection must be TLS; ALPN chooses gRPC (h2) or HTTP/1.1. */
+export interface ListenerTls {
+  options(): SecureContextOptions;
+  /** Clients must present a certificate the configured CA signed. */
+  readonly requireClientCert: boolean;
+  /** New certificate files: new connections get them, open ones keep theirs. */
+  on(event: 'changed', listener: () => void): unknown;
+}
+
 export async function listenForBoth(
   address: HostPort,
   grpc: GrpcServer,
   http: HttpServer,
   log: Logger,
+  tls: ListenerTls | null = null,
 ): Promise<ProtocolListener> {
   const injector = grpc.createConnectionInjector(ServerCredentials.createInsecure());
   const undecided = new Set<Socket>();
 
+  const handOver = (connection: Socket, protocol: 'grpc' | 'http1'): void => {
+    if (protocol === 'grpc') injector.injectConnection(connection);
+    else {
+      http.emit('connection', connection);
+      // The HTTP parser only listens for data; the socket was paused to put its first bytes back.
+      connection.resume();
+    }
+  };
+
+  // TLS terminates in a tls.Server that never listens: it gets the accepted sockets, then hands the
+  // decrypted connections on where ALPN says, as the plain path does.
+  const tlsServer =
+    tls === null
+      ? null
+      : createTlsServer({ ...tls.options(), ALPNProtocols: ['h2', 'http/1.1'], requestCert: tls.requireClientCert, rejectUnauthorized: tls.requireClientCert, handshakeTimeout: FIRST_BYTES_TIMEOUT_MS }, (secured) =>
+          handOver(secured, secured.alpnProtocol === 'h2' ? 'grpc' : 'http1'),
+        );
+  tlsServer?.on('tlsClientError', (error) => log.debug({ err: error.message }, 'TLS handshake failed'));
+  if (tls !== null) tls.on('changed', () => tlsServer?.setSecureContext(tls.options()));
+
   const route = (socket: Socket): void => {
+    // TLS takes the socket before any byte is read: its handshake reads from the socket's handle,
+    // past anything read here. So plain text on a TLS port fails the handshake and is dropped.
+    if (tlsServer !== null) {
+      tlsServer.emit('connection', socket);
+      return;
+    }
     undecided.add(socket);
     socket.setTimeout(FIRST_BYTES_TIMEOUT_MS, () => socket.destroy());
     let buffered = Buffer.alloc(0);
@@ -61,12 +98,7 @@ export async function listenForBoth(
       socket.setTimeout(0);
       undecided.delete(socket);
       socket.unshift(buffered);
-      if (protocol === 'grpc') injector.injectConnection(socket);
-      else {
-        http.emit('connection', socket);
-        // The HTTP parser only listens for data; the socket was paused to put its first bytes back.
-        socket.resume();
-      }
+      handOver(socket, protocol);
     };
     const onEarlyError = (): void => {
       undecided.delete(socket);

@@ -1,7 +1,10 @@
 import { Resolver } from 'node:dns/promises';
+import { get as httpGet, type RequestOptions } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { isIP } from 'node:net';
 import type { DiscoverySource } from '../config';
 import { parseEndpoint, type UpstreamEndpoint } from './endpoint';
+import { tlsOptions, type TlsFiles } from '../tls/upstream';
 
 /** A peer that does not answer /members within this long is skipped for the next. */
 const PEER_TIMEOUT_MS = 2_000;
@@ -12,7 +15,7 @@ export interface Discovered {
   readonly skipped: { readonly url: string; readonly reason: string }[];
 }
 
-/** Client URLs to endpoints the pool can dial; https ones wait for TLS support (reported, not dialled in plaintext). */
+/** Client URLs to endpoints the pool can dial; malformed ones are reported, not dialled. */
 export function toEndpoints(urls: readonly string[]): Discovered {
   const endpoints: UpstreamEndpoint[] = [];
   const skipped: { url: string; reason: string }[] = [];
@@ -31,12 +34,12 @@ export function toEndpoints(urls: readonly string[]): Discovered {
  * precedence: DNS SRV records, then the peers of --initial-cluster, then the
  * static --endpoints. Throws when the source gave nothing usable.
  */
-export async function discover(source: DiscoverySource, endpoints: readonly UpstreamEndpoint[]): Promise<Discovered> {
+export async function discover(source: DiscoverySource, endpoints: readonly UpstreamEndpoint[], tls: TlsFiles): Promise<Discovered> {
   switch (source.kind) {
     case 'srv':
       return fromSrv(source);
     case 'initial-cluster':
-      return fromPeers(source.peers.map((peer) => peer.peerUrl));
+      return fromPeers(source.peers.map((peer) => peer.peerUrl), tls);
     case 'endpoints':
       return { endpoints: [...endpoints], skipped: [] };
   }
@@ -92,6 +95,29 @@ async function resolveHost(resolver: Resolver, name: string): Promise<string | n
   return null;
 }
 
+/** One GET of a JSON document, over TLS with the upstream material for https (a peer port usually wants a client certificate). */
+function getJson(url: string, tls: TlsFiles): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const secure = url.startsWith('https:');
+    const options: RequestOptions = secure ? { ...tlsOptions(tls), timeout: PEER_TIMEOUT_MS } : { timeout: PEER_TIMEOUT_MS };
+    const request = (secure ? httpsGet : httpGet)(url, options, (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => {
+        if (response.statusCode !== 200) return reject(new Error(`HTTP ${response.statusCode ?? '?'}`));
+        try {
+          resolve(JSON.parse(body));
+        } catch {
+          reject(new Error('answer is not JSON'));
+        }
+      });
+    });
+    request.on('timeout', () => request.destroy(new Error(`no answer within ${PEER_TIMEOUT_MS} ms`)));
+    request.on('error', reject);
+  });
+}
+
 interface PeerMember {
   readonly name?: string;
   readonly clientURLs?: readonly string[];
@@ -102,14 +128,12 @@ interface PeerMember {
  * (GET /members, as etcd's v2 proxy does): the first answer lists every
  * member's client URLs. Members not started yet have none and are skipped.
  */
-async function fromPeers(peerUrls: readonly string[]): Promise<Discovered> {
+async function fromPeers(peerUrls: readonly string[], tls: TlsFiles): Promise<Discovered> {
   const failures: string[] = [];
   for (const peerUrl of peerUrls) {
     let members: PeerMember[];
     try {
-      const response = await fetch(`${peerUrl}/members`, { signal: AbortSignal.timeout(PEER_TIMEOUT_MS) });
-      if (!response.ok) throw new Error(`HTTP ${response.status}`);
-      const body: unknown = await response.json();
+      const body = await getJson(`${peerUrl}/members`, tls);
       if (!Array.isArray(body)) throw new Error('answer is not a member list');
       members = body as PeerMember[];
     } catch (error) {
@@ -123,8 +147,7 @@ async function fromPeers(peerUrls: readonly string[]): Promise<Discovered> {
   throw new Error(`no peer of --initial-cluster answered with the members (${failures.join('; ')})`);
 }
 
-/** One URL per member: a member listing several client URLs is one member, not several. */
+/** One URL per member (its first, as etcd lists them): a member listing several client URLs is one member, not several. */
 export function firstUsable(clientUrls: readonly string[]): string[] {
-  const plain = clientUrls.find((url) => url.startsWith('http://'));
-  return plain !== undefined ? [plain] : clientUrls.slice(0, 1);
+  return clientUrls.slice(0, 1);
 }

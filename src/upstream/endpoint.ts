@@ -13,6 +13,8 @@ export interface UpstreamEndpoint {
   readonly port: number;
   /** The grpc-js target string. */
   readonly target: string;
+  /** https: dialled with the upstream TLS material (--cacert, --cert, --key). */
+  readonly tls: boolean;
 }
 
 /** Parses "host:port", "[v6]:port" or a bare port; throws with a message fit for a config error. */
@@ -28,11 +30,7 @@ export function parseHostPort(value: string): HostPort {
   return { host, port };
 }
 
-/**
- * Parses an etcd client URL (http://host:port, or host:port as etcdctl
- * accepts). https is refused until TLS to the upstream is built, rather than
- * silently dialled in plaintext.
- */
+/** Parses an etcd client URL (http:// or https://host:port, or host:port as etcdctl accepts). */
 export function parseEndpoint(value: string): UpstreamEndpoint {
   const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `http://${value}`;
   let url: URL;
@@ -41,11 +39,11 @@ export function parseEndpoint(value: string): UpstreamEndpoint {
   } catch {
     throw new Error(`'${value}' is not a URL (expected http://host:port)`);
   }
-  if (url.protocol === 'https:') throw new Error(`'${value}': TLS to the upstream is not supported yet`);
-  if (url.protocol !== 'http:') throw new Error(`'${value}': scheme must be http`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`'${value}': scheme must be http or https`);
   if (url.pathname !== '/' && url.pathname !== '') throw new Error(`'${value}': a client URL has no path`);
   const host = url.hostname.replace(/^\[|\]$/g, '');
   const port = url.port === '' ? 2379 : Number(url.port);
   const target = isIP(host) === 6 ? `ipv6:[${host}]:${port}` : isIP(host) === 4 ? `ipv4:${host}:${port}` : `dns:${host}:${port}`;
-  return { url: `http://${url.host}`, host, port, target };
+  const tls = url.protocol === 'https:';
+  return { url: `${tls ? 'https' : 'http'}://${url.host}`, host, port, target, tls };
 }

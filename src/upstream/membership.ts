@@ -5,6 +5,7 @@ import { discover, firstUsable, toEndpoints } from './discovery';
 import type { UpstreamEndpoint } from './endpoint';
 import { pointsAtSelf, type SelfAddresses } from './loop-guard';
 import type { UpstreamMember, UpstreamPool } from './pool';
+import type { TlsFiles } from '../tls/upstream';
 import { callUpstream } from './unary';
 
 /** While no member is known, discovery is retried this often (contract section 6). */
@@ -20,6 +21,8 @@ export interface MembershipDeps {
   readonly source: DiscoverySource;
   readonly endpoints: readonly UpstreamEndpoint[];
   readonly syncIntervalMs: number;
+  /** For https peers of --initial-cluster. */
+  readonly tls: TlsFiles;
   readonly pool: UpstreamPool;
   readonly store: MirrorStore;
   readonly log: Logger;
@@ -66,7 +69,7 @@ export function initialEndpoints(source: DiscoverySource, endpoints: readonly Up
  * one is saved with the mirror. Endpoints that are this proxy itself are
  * dropped with an error log, at start and at every refresh.
  */
-export function createMembership({ source, endpoints, syncIntervalMs, pool, store, log, metrics }: MembershipDeps): Membership {
+export function createMembership({ source, endpoints, syncIntervalMs, tls, pool, store, log, metrics }: MembershipDeps): Membership {
   const sourceKey = describeSource(source, endpoints);
   const selfUrls = new Set<string>();
   let self: SelfAddresses | null = null;
@@ -129,7 +132,7 @@ export function createMembership({ source, endpoints, syncIntervalMs, pool, stor
   const refreshOnce = async (): Promise<void> => {
     try {
       // Nothing dialled yet (or everything dropped): ask the source again.
-      const next = pool.members().length === 0 ? (await discover(source, endpoints)).endpoints : await memberList();
+      const next = pool.members().length === 0 ? (await discover(source, endpoints, tls)).endpoints : await memberList();
       if (!(await apply(next))) throw new Error('every member found is this proxy itself');
       metrics.refreshed('ok');
       if (lastFailure !== '') log.info({ members: pool.members().map((m) => m.endpoint.url) }, 'member list refreshed again');
@@ -165,7 +168,7 @@ export function createMembership({ source, endpoints, syncIntervalMs, pool, stor
         if (checked.length < pool.members().length) pool.replace(checked);
         if (source.kind !== 'endpoints' || pool.members().length === 0) {
           try {
-            const found = await discover(source, endpoints);
+            const found = await discover(source, endpoints, tls);
             for (const { url, reason } of found.skipped) log.warn({ url, reason }, 'discovered client URL left out');
             await apply(found.endpoints);
             log.info({ source: source.kind, members: pool.members().map((m) => m.endpoint.url) }, 'upstream members discovered');

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { Client, connectivityState, credentials, type ChannelOptions, type Interceptor } from '@grpc/grpc-js';
+import { Client, connectivityState, credentials, type ChannelCredentials, type ChannelOptions, type Interceptor } from '@grpc/grpc-js';
 import type { Logger } from '../log';
 import type { UpstreamEndpoint } from './endpoint';
 
@@ -69,6 +69,8 @@ const HEALTH_RANK: Record<MemberHealth, number> = { healthy: 0, unknown: 1, unhe
 export interface PoolOptions {
   /** Added to every upstream call (the loop guard's via marker). */
   readonly interceptors?: readonly Interceptor[];
+  /** Credentials for https members; a 'changed' event re-dials them with the new ones. */
+  readonly tls?: { current(): ChannelCredentials; on(event: 'changed', listener: () => void): unknown };
 }
 
 /**
@@ -86,7 +88,8 @@ export function createUpstreamPool(endpoints: readonly UpstreamEndpoint[], log: 
   let closed = false;
 
   const dial = (endpoint: UpstreamEndpoint): UpstreamMember => {
-    const client = new Client(endpoint.target, credentials.createInsecure(), { ...CHANNEL_OPTIONS, interceptors: [...(options.interceptors ?? [])] });
+    const channelCredentials = !endpoint.tls ? credentials.createInsecure() : (options.tls?.current() ?? credentials.createSsl());
+    const client = new Client(endpoint.target, channelCredentials, { ...CHANNEL_OPTIONS, interceptors: [...(options.interceptors ?? [])] });
     // Dial now, so that a dead member is known before the first call reaches it.
     client.getChannel().getConnectivityState(true);
     return { endpoint, client };
@@ -121,6 +124,20 @@ export function createUpstreamPool(endpoints: readonly UpstreamEndpoint[], log: 
     return { added, removed };
   };
   replace(endpoints);
+
+  // New certificates: https members get new channels; calls already under way finish on the old ones.
+  options.tls?.on('changed', () => {
+    if (closed) return;
+    const renewed = members.filter((member) => member.endpoint.tls);
+    if (renewed.length === 0) return;
+    const fresh = renewed.map((member) => dial(member.endpoint));
+    members = members.map((member) => fresh.find((f) => f.endpoint.url === member.endpoint.url) ?? member);
+    for (const member of fresh) healthOf.set(member, 'unknown');
+    for (const member of renewed) retire(member);
+    log.info({ members: fresh.map((m) => m.endpoint.url) }, 'upstream TLS members re-dialled with the new certificates');
+    for (const member of renewed) emitter.emit('unhealthy', member);
+    emitter.emit('changed', fresh, renewed);
+  });
 
   return Object.assign(emitter, {
     candidates() {

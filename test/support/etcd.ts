@@ -1,5 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { get as httpsGet } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,6 +53,8 @@ export interface EtcdOptions {
   readonly name?: string;
   /** Extra etcd flags, e.g. ['--auto-compaction-retention=1']. */
   readonly extraArgs?: readonly string[];
+  /** TLS on the client port, with client certificates required (etcd's --client-cert-auth). */
+  readonly tls?: { readonly cert: string; readonly key: string; readonly ca: string };
 }
 
 /**
@@ -73,9 +76,11 @@ async function startEtcdOnce(options: EtcdOptions): Promise<EtcdServer> {
   const binary = etcdBinary();
   const name = options.name ?? 'default';
   const [clientPort, peerPort] = [await freePort(), await freePort()];
-  const clientUrl = `http://127.0.0.1:${clientPort}`;
+  const tls = options.tls;
+  const clientUrl = `${tls === undefined ? 'http' : 'https'}://127.0.0.1:${clientPort}`;
   const peerUrl = `http://127.0.0.1:${peerPort}`;
   const dataDir = mkdtempSync(join(tmpdir(), 'ecp-etcd-'));
+  const tlsArgs = tls === undefined ? [] : [`--cert-file=${tls.cert}`, `--key-file=${tls.key}`, `--trusted-ca-file=${tls.ca}`, '--client-cert-auth'];
   const args = [
     `--name=${name}`,
     `--data-dir=${join(dataDir, 'data')}`,
@@ -87,6 +92,7 @@ async function startEtcdOnce(options: EtcdOptions): Promise<EtcdServer> {
     '--logger=zap',
     '--log-outputs=stderr',
     '--log-level=warn',
+    ...tlsArgs,
     ...(options.extraArgs ?? []),
   ];
   let child: ChildProcess;
@@ -98,7 +104,7 @@ async function startEtcdOnce(options: EtcdOptions): Promise<EtcdServer> {
     child.stderr?.on('data', (chunk: string) => {
       stderr = (stderr + chunk).slice(-20_000);
     });
-    await waitUntilHealthy(child, clientUrl, () => stderr);
+    await waitUntilHealthy(child, clientUrl, () => stderr, tls === undefined ? undefined : () => healthyOverTls(clientUrl, tls));
   };
   try {
     await launch();
@@ -132,16 +138,33 @@ async function startEtcdOnce(options: EtcdOptions): Promise<EtcdServer> {
   return server;
 }
 
-export async function waitUntilHealthy(child: ChildProcess, clientUrl: string, output: () => string): Promise<void> {
+/** etcd's /health over TLS with a client certificate (fetch cannot present one). */
+function healthyOverTls(clientUrl: string, tls: { cert: string; key: string; ca: string }): Promise<boolean> {
+  return new Promise((resolve) => {
+    const request = httpsGet(`${clientUrl}/health`, { ca: readFileSync(tls.ca), cert: readFileSync(tls.cert), key: readFileSync(tls.key), timeout: 1000 }, (response) => {
+      let body = '';
+      response.setEncoding('utf8').on('data', (c: string) => (body += c));
+      response.on('end', () => resolve(body.includes('"health":"true"')));
+    });
+    request.on('error', () => resolve(false));
+    request.on('timeout', () => request.destroy());
+  });
+}
+
+export async function waitUntilHealthy(child: ChildProcess, clientUrl: string, output: () => string, probe?: () => Promise<boolean>): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new Error(`etcd exited early (${child.exitCode ?? child.signalCode}):\n${output()}`);
     }
     try {
-      const response = await fetch(`${clientUrl}/health`, { signal: AbortSignal.timeout(1000) });
-      const body = (await response.json()) as { health?: string };
-      if (body.health === 'true') return;
+      if (probe !== undefined) {
+        if (await probe()) return;
+      } else {
+        const response = await fetch(`${clientUrl}/health`, { signal: AbortSignal.timeout(1000) });
+        const body = (await response.json()) as { health?: string };
+        if (body.health === 'true') return;
+      }
     } catch {
       // not accepting yet
     }

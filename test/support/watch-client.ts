@@ -3,6 +3,7 @@ import {
   credentials,
   loadPackageDefinition,
   Metadata,
+  type ChannelCredentials,
   type ChannelOptions,
   type Client,
   type ClientDuplexStream,
@@ -84,6 +85,8 @@ export interface WatchClientOptions {
   /** Keep every response in `received` (default); benchmarks with many watchers turn it off and use onResponse. */
   readonly keep?: boolean;
   readonly onResponse?: (response: WireWatchResponse, at: number) => void;
+  /** TLS credentials (default: plain text). */
+  readonly credentials?: ChannelCredentials;
 }
 
 type Watchable = Client & { Watch(metadata: Metadata): ClientDuplexStream<object, WireWatchResponse> };
@@ -133,7 +136,7 @@ export class WatchClient {
       'grpc.max_receive_message_length': -1,
       ...(options.ownConnection === true ? { 'grpc.use_local_subchannel_pool': 1 } : {}),
     };
-    this.client = new (constructor())(address, credentials.createInsecure(), channelOptions);
+    this.client = new (constructor())(address, options.credentials ?? credentials.createInsecure(), channelOptions);
     const metadata = new Metadata();
     for (const [name, value] of Object.entries(options.metadata ?? {})) metadata.set(name, value);
     this.keep = options.keep ?? true;

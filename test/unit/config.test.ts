@@ -121,15 +121,16 @@ describe('loadConfig', () => {
   it('lists every problem at once', () => {
     const problems = problemsOf(() =>
       loadConfig({
-        argv: ['--log-level=loud', '--listen-addr=nowhere', '--endpoints=https://127.0.0.1:2379', '--shutdown-grace=soon'],
+        argv: ['--log-level=loud', '--listen-addr=nowhere', '--endpoints=ftp://127.0.0.1:2379', '--shutdown-grace=soon', '--cert-file=/nonexistent.crt'],
         env: {},
         readFile: noFile,
       }),
     );
-    assert.equal(problems.length, 4, problems.join('\n'));
+    assert.equal(problems.length, 5, problems.join('\n'));
     assert.match(problems.join('\n'), /log-level=loud: must be one of/);
     assert.match(problems.join('\n'), /listen-addr=nowhere: expected host:port/);
-    assert.match(problems.join('\n'), /TLS to the upstream is not supported yet/);
+    assert.match(problems.join('\n'), /scheme must be http or https/);
+    assert.match(problems.join('\n'), /--cert-file=\/nonexistent.crt: not a readable file/);
     assert.match(problems.join('\n'), /shutdown-grace=soon: not a duration/);
   });
 

@@ -1,0 +1,49 @@
+import { EventEmitter } from 'node:events';
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import type { Logger } from '../log';
+
+/** How often certificate files are checked for changes. */
+export const TLS_RELOAD_POLL_MS = 1_000;
+
+/**
+ * TLS material built from files, rebuilt when any of them changes on disk
+ * (certificate rotation without a restart). A change that does not load (a
+ * key written before its certificate, a half-copied file) keeps the material
+ * in use, logs why, and is retried at the next change.
+ */
+export class WatchedMaterial<T> extends EventEmitter<{ changed: [] }> {
+  private value: T;
+  private readonly watched: string[];
+
+  constructor(
+    private readonly what: string,
+    files: readonly (string | null)[],
+    private readonly build: (read: (file: string) => Buffer) => T,
+    private readonly log: Logger,
+  ) {
+    super();
+    // The first load happens at start, where an unreadable file is a configuration error.
+    this.value = build((file) => readFileSync(file));
+    this.watched = files.filter((f): f is string => f !== null);
+    for (const file of this.watched) watchFile(file, { interval: TLS_RELOAD_POLL_MS, persistent: false }, () => this.reload());
+  }
+
+  current(): T {
+    return this.value;
+  }
+
+  reload(): void {
+    try {
+      this.value = this.build((file) => readFileSync(file));
+    } catch (error) {
+      this.log.warn({ err: error instanceof Error ? error.message : String(error), what: this.what }, 'changed TLS files do not load; keeping the ones in use');
+      return;
+    }
+    this.log.info({ what: this.what, files: this.watched }, 'TLS files reloaded');
+    this.emit('changed');
+  }
+
+  close(): void {
+    for (const file of this.watched) unwatchFile(file);
+  }
+}

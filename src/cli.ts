@@ -1,3 +1,4 @@
+import { unwatchFile, watchFile } from 'node:fs';
 import { ConfigError, describeOptions, loadConfig } from './config';
 import { createLogger } from './log';
 import { createMetrics } from './metrics';
@@ -65,11 +66,30 @@ async function start(args: readonly string[]): Promise<number> {
     return 1;
   }
   const running = proxy;
+  // SIGHUP, or a change of the config file: read flags, environment and file again and apply what can be.
+  const reload = (cause: string): void => {
+    let next;
+    try {
+      next = loadConfig({ argv: args, env: process.env });
+    } catch (error) {
+      const problems = error instanceof ConfigError ? error.problems : [error instanceof Error ? error.message : String(error)];
+      log.error({ cause, problems }, 'reloaded configuration refused; the running one stays');
+      return;
+    }
+    running.reconfigure(next);
+  };
+  const onHangup = (): void => reload('SIGHUP');
+  process.on('SIGHUP', onHangup);
+  const configFile = config.configFile;
+  const onFileChange = (): void => reload('config file changed');
+  if (configFile !== null) watchFile(configFile, { interval: 1_000, persistent: false }, onFileChange);
   return new Promise<number>((resolve) => {
     const stop = (signal: NodeJS.Signals): void => {
       log.info({ signal }, 'signal received');
       process.off('SIGTERM', stop);
       process.off('SIGINT', stop);
+      process.off('SIGHUP', onHangup);
+      if (configFile !== null) unwatchFile(configFile, onFileChange);
       running.close().then(
         () => resolve(0),
         (error: unknown) => {

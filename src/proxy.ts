@@ -24,8 +24,10 @@ import { isCompactedUpstream } from './mirror/compaction-tracker';
 import { startConsistencyChecks } from './mirror/consistency-check';
 import { openStore } from './store/store';
 import { startPeriodicSnapshots } from './snapshot/periodic';
-import { watchUpstreamCredentials } from './tls/upstream';
-import { watchServerContext } from './tls/server';
+import { upstreamCredentialsBuilder, upstreamTlsFiles, watchUpstreamCredentials } from './tls/upstream';
+import { serverOptionsBuilder, serverTlsFiles, watchServerContext } from './tls/server';
+import { diffConfig, type ConfigChanges, type LiveSetting } from './config-diff';
+import { setLogLevel } from './log';
 import { WatchHub } from './watch/hub';
 import { createWritePolicy } from './api/write-policy';
 
@@ -40,6 +42,12 @@ export interface RunningProxy {
    * period, then cut what is left.
    */
   close(): Promise<void>;
+  /**
+   * Takes over a reloaded configuration without closing connections or
+   * watches: member discovery, mode, log level and TLS files change in place;
+   * what needs a restart is logged and keeps its old value.
+   */
+  reconfigure(next: ProxyConfig): ConfigChanges;
 }
 
 export interface ProxyDeps {
@@ -54,6 +62,8 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   const store = openStore(config.dataDir);
   // Marks every upstream call, so a call that comes back to this proxy is refused, not forwarded again.
   const instanceId = createInstanceId();
+  // What a reload changes in place; everything else reads the config it started with.
+  const running = { config, mode: config.mode };
   const upstreamLog = log.child({ component: 'upstream' });
   const upstreamCredentials = watchUpstreamCredentials(config.upstreamTls, upstreamLog);
   const pool = createUpstreamPool(initialEndpoints(config.discovery, config.endpoints, store), upstreamLog, {
@@ -114,8 +124,8 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     log: log.child({ component: 'grpc' }),
     streams,
     advertiseClientUrl: () => advertiseClientUrl,
-    writes: createWritePolicy({ mode: config.mode, liveness, mirror, ranges, metrics }),
-    mode: config.mode,
+    writes: createWritePolicy({ mode: () => running.mode, liveness, mirror, ranges, metrics }),
+    mode: () => running.mode,
     watchHub: { hub: watchHub, progressNotifyIntervalMs: config.watchProgressNotifyIntervalMs, bufferBytes: config.watchBufferBytes },
     mirrorReads: { store, mirror, ranges, liveness, barrier, staleReads: config.staleReads, metrics, log: mirrorLog },
   }, [loopRefusingInterceptor(instanceId)]);
@@ -175,7 +185,37 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     log.info('stopped');
   };
 
-  return { address: listener.address, metricsAddress: metricsServer?.address ?? null, close };
+  const reconfigure = (next: ProxyConfig): ConfigChanges => {
+    const changes = diffConfig(running.config, next);
+    const applied: LiveSetting[] = [];
+    const refused: string[] = [];
+    for (const setting of changes.live) {
+      try {
+        if (setting === 'mode') running.mode = next.mode;
+        else if (setting === 'logLevel') setLogLevel(log, next.logLevel);
+        else if (setting === 'upstreamTls') upstreamCredentials.retarget(upstreamTlsFiles(next.upstreamTls), upstreamCredentialsBuilder(next.upstreamTls));
+        else if (setting === 'serverTls' && next.serverTls !== null) serverTls?.retarget(serverTlsFiles(next.serverTls), serverOptionsBuilder(next.serverTls));
+        applied.push(setting);
+      } catch (error) {
+        refused.push(setting);
+        log.error({ setting, err: error instanceof Error ? error.message : String(error) }, 'reloaded setting does not load; keeping the one in use');
+      }
+    }
+    if (changes.live.some((s) => s === 'endpoints' || s === 'discovery' || s === 'syncIntervalMs' || s === 'upstreamTls')) {
+      membership.reconfigure({ source: next.discovery, endpoints: next.endpoints, syncIntervalMs: next.syncIntervalMs, tls: next.upstreamTls });
+    }
+    // A setting that did not load keeps its old value, so a later reload compares against that.
+    running.config = {
+      ...next,
+      ...(refused.includes('upstreamTls') ? { upstreamTls: running.config.upstreamTls } : {}),
+      ...(refused.includes('serverTls') ? { serverTls: running.config.serverTls } : {}),
+      ...Object.fromEntries(changes.needRestart.map((key) => [key, running.config[key as keyof ProxyConfig]])),
+    };
+    log.info({ applied, needRestart: changes.needRestart, refused }, 'configuration reloaded');
+    return { live: applied, needRestart: changes.needRestart };
+  };
+
+  return { address: listener.address, metricsAddress: metricsServer?.address ?? null, close, reconfigure };
 }
 
 async function listenHttp(server: HttpServer, address: HostPort): Promise<{ server: HttpServer; address: HostPort }> {

@@ -20,7 +20,8 @@ export interface ApiContext {
   readonly writes: WritePolicy;
   /** Serving reads from the mirror; null forwards every read. */
   readonly mirrorReads: MirrorReadDeps | null;
-  readonly mode: ProxyMode;
+  /** readwrite or readonly; asked per call, since a reload (SIGHUP) may change it. */
+  readonly mode: () => ProxyMode;
   /** Serving watches from the mirror; null relays every watch stream upstream. */
   readonly watchHub: {
     readonly hub: WatchHub;

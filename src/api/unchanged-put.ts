@@ -26,13 +26,13 @@ interface WirePutRequest {
 export function acknowledgeUnchangedPut(
   ctx: ApiContext,
   deps: MirrorReadDeps,
-  mode: ProxyMode,
+  mode: () => ProxyMode,
   rpc: RpcRef,
   method: AnyMethodDefinition,
   forward: handleUnaryCall<Buffer, Buffer>,
 ): handleUnaryCall<Buffer, Buffer> {
   return (call, callback) => {
-    if (mode !== 'readwrite' || !deps.liveness.isLost() || deps.mirror.authRequired()) {
+    if (mode() !== 'readwrite' || !deps.liveness.isLost() || deps.mirror.authRequired()) {
       forward(call, callback);
       return;
     }

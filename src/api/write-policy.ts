@@ -24,7 +24,7 @@ export interface WritePolicy {
  * revision, so the client's next read through this proxy sees it.
  */
 export function createWritePolicy(deps: {
-  readonly mode: ProxyMode;
+  readonly mode: () => ProxyMode;
   readonly liveness: Liveness;
   readonly mirror: Mirror;
   readonly ranges: MirroredRanges;
@@ -32,7 +32,7 @@ export function createWritePolicy(deps: {
 }): WritePolicy {
   return {
     admit() {
-      if (deps.mode === 'readonly') {
+      if (deps.mode() === 'readonly') {
         deps.metrics.writesRejected.inc({ reason: 'readonly' });
         return new ProxyError('readOnly');
       }

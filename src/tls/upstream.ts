@@ -17,21 +17,25 @@ export function tlsOptions(files: TlsFiles, read: (file: string) => Buffer = (fi
   };
 }
 
+/** Builds gRPC channel credentials for https members from the files. */
+export function upstreamCredentialsBuilder(files: TlsFiles): (read: (file: string) => Buffer) => ChannelCredentials {
+  return (read) =>
+    credentials.createSsl(
+      files.caFile === null ? null : read(files.caFile),
+      files.keyFile === null ? null : read(files.keyFile),
+      files.certFile === null ? null : read(files.certFile),
+      files.insecureSkipVerify ? { rejectUnauthorized: false, checkServerIdentity: () => undefined } : {},
+    );
+}
+
+export function upstreamTlsFiles(files: TlsFiles): (string | null)[] {
+  return [files.caFile, files.certFile, files.keyFile];
+}
+
 /**
  * gRPC channel credentials for https members (--cacert, --cert, --key,
  * --insecure-skip-tls-verify), rebuilt when the files change.
  */
 export function watchUpstreamCredentials(files: TlsFiles, log: Logger): WatchedMaterial<ChannelCredentials> {
-  return new WatchedMaterial(
-    'upstream client TLS',
-    [files.caFile, files.certFile, files.keyFile],
-    (read) =>
-      credentials.createSsl(
-        files.caFile === null ? null : read(files.caFile),
-        files.keyFile === null ? null : read(files.keyFile),
-        files.certFile === null ? null : read(files.certFile),
-        files.insecureSkipVerify ? { rejectUnauthorized: false, checkServerIdentity: () => undefined } : {},
-      ),
-    log,
-  );
+  return new WatchedMaterial('upstream client TLS', upstreamTlsFiles(files), upstreamCredentialsBuilder(files), log);
 }

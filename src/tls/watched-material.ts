@@ -13,19 +13,33 @@ export const TLS_RELOAD_POLL_MS = 1_000;
  */
 export class WatchedMaterial<T> extends EventEmitter<{ changed: [] }> {
   private value: T;
-  private readonly watched: string[];
+  private watched: string[] = [];
+  private readonly onFileChange = (): void => this.reload();
 
   constructor(
     private readonly what: string,
     files: readonly (string | null)[],
-    private readonly build: (read: (file: string) => Buffer) => T,
+    private build: (read: (file: string) => Buffer) => T,
     private readonly log: Logger,
   ) {
     super();
     // The first load happens at start, where an unreadable file is a configuration error.
     this.value = build((file) => readFileSync(file));
+    this.watch(files);
+  }
+
+  /** Other files (a reloaded configuration): loaded now, or refused with the old ones kept. */
+  retarget(files: readonly (string | null)[], build: (read: (file: string) => Buffer) => T): void {
+    this.value = build((file) => readFileSync(file));
+    this.build = build;
+    this.close();
+    this.watch(files);
+    this.emit('changed');
+  }
+
+  private watch(files: readonly (string | null)[]): void {
     this.watched = files.filter((f): f is string => f !== null);
-    for (const file of this.watched) watchFile(file, { interval: TLS_RELOAD_POLL_MS, persistent: false }, () => this.reload());
+    for (const file of this.watched) watchFile(file, { interval: TLS_RELOAD_POLL_MS, persistent: false }, this.onFileChange);
   }
 
   current(): T {
@@ -44,6 +58,6 @@ export class WatchedMaterial<T> extends EventEmitter<{ changed: [] }> {
   }
 
   close(): void {
-    for (const file of this.watched) unwatchFile(file);
+    for (const file of this.watched) unwatchFile(file, this.onFileChange);
   }
 }

@@ -17,12 +17,16 @@ export interface MembershipMetrics {
   selfDropped(): void;
 }
 
-export interface MembershipDeps {
+/** What a reload may change. */
+export interface MembershipSettings {
   readonly source: DiscoverySource;
   readonly endpoints: readonly UpstreamEndpoint[];
   readonly syncIntervalMs: number;
   /** For https peers of --initial-cluster. */
   readonly tls: TlsFiles;
+}
+
+export interface MembershipDeps extends MembershipSettings {
   readonly pool: UpstreamPool;
   readonly store: MirrorStore;
   readonly log: Logger;
@@ -36,6 +40,8 @@ export interface Membership {
   dropSelf(member: UpstreamMember): void;
   /** One refresh now (tests, and the first one at start). */
   refresh(): Promise<void>;
+  /** New discovery settings (a reload): the member list is found again from them, then refreshed from the cluster. */
+  reconfigure(next: MembershipSettings): void;
   close(): void;
 }
 
@@ -69,8 +75,10 @@ export function initialEndpoints(source: DiscoverySource, endpoints: readonly Up
  * one is saved with the mirror. Endpoints that are this proxy itself are
  * dropped with an error log, at start and at every refresh.
  */
-export function createMembership({ source, endpoints, syncIntervalMs, tls, pool, store, log, metrics }: MembershipDeps): Membership {
-  const sourceKey = describeSource(source, endpoints);
+export function createMembership(deps: MembershipDeps): Membership {
+  const { pool, store, log, metrics } = deps;
+  let { source, endpoints, syncIntervalMs, tls } = deps;
+  let sourceKey = describeSource(source, endpoints);
   const selfUrls = new Set<string>();
   let self: SelfAddresses | null = null;
   let timer: NodeJS.Timeout | null = null;
@@ -152,6 +160,7 @@ export function createMembership({ source, endpoints, syncIntervalMs, tls, pool,
 
   const schedule = (): void => {
     if (closed) return;
+    if (timer !== null) clearTimeout(timer);
     const delay = pool.members().length === 0 ? RETRY_WHILE_NONE_MS : syncIntervalMs;
     timer = setTimeout(() => {
       void refresh().then(schedule);
@@ -188,6 +197,21 @@ export function createMembership({ source, endpoints, syncIntervalMs, tls, pool,
       pool.replace(pool.members().filter((m) => m !== member).map((m) => m.endpoint));
     },
     refresh,
+    reconfigure(next) {
+      ({ source, endpoints, syncIntervalMs, tls } = next);
+      sourceKey = describeSource(source, endpoints);
+      void (async () => {
+        try {
+          const found = await discover(source, endpoints, tls);
+          for (const { url, reason } of found.skipped) log.warn({ url, reason }, 'discovered client URL left out');
+          if (await apply(found.endpoints)) log.info({ source: source.kind, members: pool.members().map((m) => m.endpoint.url) }, 'upstream members discovered again after a reload');
+        } catch (error) {
+          log.warn({ err: error instanceof Error ? error.message : String(error), keeping: pool.members().map((m) => m.endpoint.url) }, 'discovery with the reloaded settings failed; keeping the members known');
+        }
+        if (pool.members().length > 0) await refresh();
+        schedule();
+      })();
+    },
     close() {
       closed = true;
       if (timer !== null) clearTimeout(timer);

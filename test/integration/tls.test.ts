@@ -172,6 +172,33 @@ describe('TLS', () => {
     }
   });
 
+  it('re-dials etcd with rotated client certificate files; the mirror follows on the new connection', async () => {
+    const leaf = ca.issue('proxy-to-etcd-rotating');
+    const dir = ca.dir;
+    const [cert, key] = [`${dir}/rotating.crt`, `${dir}/rotating.key`];
+    copyFileSync(leaf.cert, cert);
+    copyFileSync(leaf.key, key);
+    const rotating = await startTestProxy([etcd.clientUrl], ['--cacert', ca.caCert, '--cert', cert, '--key', key]);
+    const clients = rawClients(rotating.address);
+    try {
+      await rotating.mirrored();
+      const moved = async (): Promise<number> => (await rotating.metrics.upstreamFailovers.get()).values.find((v) => v.labels.kind === 'mirror_watch')?.value ?? 0;
+      const before = await moved();
+      const next = ca.issue('proxy-to-etcd-rotated');
+      copyFileSync(next.key, key);
+      copyFileSync(next.cert, cert);
+      const deadline = Date.now() + TLS_RELOAD_POLL_MS * 10;
+      while ((await moved()) === before && Date.now() < deadline) await sleep(100);
+      assert.ok((await moved()) > before, 'the mirror watch moved to the re-dialled member');
+      const put = await call<{ header?: { revision?: string } }>(clients.kv, 'Put', { key: b('tls/rotated'), value: b('yes') });
+      assert.equal(put.error, null, put.error?.details);
+      await rotating.mirrored(Number(put.response?.header?.revision));
+    } finally {
+      clients.close();
+      await rotating.stop();
+    }
+  });
+
   it('verifies the upstream: a proxy that does not trust etcd\'s CA never syncs; --insecure-skip-tls-verify does', async () => {
     const upstreamLeaf = ca.issue('proxy-to-etcd-2');
     const distrusting = await startTestProxy([etcd.clientUrl], ['--cacert', rogue.caCert, '--cert', upstreamLeaf.cert, '--key', upstreamLeaf.key, '--upstream-timeout', '500ms']);

@@ -30,6 +30,8 @@ export interface Metrics {
   readonly watchers: Gauge<'source'>;
   /** Upstream watch streams: the mirror's own and those relaying watches the mirror cannot serve. */
   readonly upstreamWatchStreams: Gauge;
+  /** Upstream watches relaying downstream watches the mirror cannot serve (identical ones share one). */
+  readonly upstreamRelayedWatches: Gauge;
   readonly watchEventsSent: Counter;
   readonly watchEventsReplayed: Counter;
   readonly slowWatchersCancelled: Counter;
@@ -142,6 +144,11 @@ export function createMetrics(registry: Registry = new Registry()): Metrics {
     upstreamWatchStreams: new Gauge({
       name: `${METRIC_PREFIX}upstream_watch_streams`,
       help: "Watch streams open to the upstream: the mirror's own and those relaying watches it cannot serve",
+      registers: [registry],
+    }),
+    upstreamRelayedWatches: new Gauge({
+      name: `${METRIC_PREFIX}upstream_relayed_watches`,
+      help: 'Upstream watches relaying downstream watches the mirror cannot serve; identical downstream watches share one',
       registers: [registry],
     }),
     watchEventsSent: new Counter({

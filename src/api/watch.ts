@@ -3,6 +3,7 @@ import type { ApiContext } from './context';
 import { forwardBidi, observeCall, upstreamMetadata } from './forward';
 import { forwardingService, rpcRef, type ServiceBinding } from './forwarding-service';
 import { WatchSession } from '../watch/session';
+import { WatchRelay } from '../watch/watch-relay';
 
 const SERVICE = 'etcdserverpb.Watch';
 const NO_LEADER = 'etcdserver: no leader';
@@ -10,8 +11,9 @@ const NO_LEADER = 'etcdserver: no leader';
 /**
  * Watch: every stream is served by a WatchSession over the watch hub (the
  * mirror's events), which relays upstream only the watches the mirror cannot
- * serve. Without a mirror, or while the upstream refuses it (auth), streams
- * are relayed one-to-one.
+ * serve, through one relay for all streams so that identical ones share an
+ * upstream watch. Without a mirror, or while the upstream refuses it (auth),
+ * streams are relayed one-to-one.
  */
 export function createWatchService(ctx: ApiContext): ServiceBinding {
   const hub = ctx.watchHub;
@@ -20,6 +22,11 @@ export function createWatchService(ctx: ApiContext): ServiceBinding {
   const rpc = rpcRef(SERVICE, 'Watch');
   const relayed = forwardBidi(ctx, rpc);
   const sessions = new Set<WatchSession>();
+  const relay = new WatchRelay(ctx.pool, () => reads.store.meta().revision, {
+    streams: (delta) => ctx.metrics.upstreamWatchStreams.inc(delta),
+    watches: (delta) => ctx.metrics.upstreamRelayedWatches.inc(delta),
+  });
+  reads.mirror.on('discarded', () => relay.forgetRevisions());
   const ticker = setInterval(() => sessions.forEach((session) => session.tick()), hub.progressNotifyIntervalMs);
   ticker.unref();
   const labels = { service: rpc.service, method: rpc.method };
@@ -41,7 +48,7 @@ export function createWatchService(ctx: ApiContext): ServiceBinding {
       store: reads.store,
       mirror: reads.mirror,
       ranges: reads.ranges,
-      pool: ctx.pool,
+      relay,
       upstreamLost: () => reads.liveness.isLost(),
       bufferBytes: hub.bufferBytes,
       upstreamMetadata,
@@ -49,7 +56,6 @@ export function createWatchService(ctx: ApiContext): ServiceBinding {
         eventsSent: (count) => ctx.metrics.watchEventsSent.inc(count),
         slowCancelled: (count) => ctx.metrics.slowWatchersCancelled.inc(count),
         watchers: (source, delta) => ctx.metrics.watchers.inc({ source }, delta),
-        upstreamWatches: (delta) => ctx.metrics.upstreamWatchStreams.inc(delta),
       },
     });
     sessions.add(session);

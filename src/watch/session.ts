@@ -7,10 +7,10 @@ import type { Mirror } from '../mirror/mirror';
 import type { MirroredRanges } from '../mirror/mirrored-ranges';
 import type { EventRecord } from '../store/records';
 import type { MirrorStore } from '../store/store';
-import type { UpstreamPool } from '../upstream/pool';
 import { fragmentGroups } from './fragment';
-import { ForwardedWatches } from './forwarded-watches';
 import { oldestWatchable, type HubWatcher, type WatchHub, type WatchSink } from './hub';
+import type { RelayHandle } from './shared-watch';
+import { relayKind, type RelayKind, type WatchRelay } from './watch-relay';
 import { specRange, toWatchSpec, type WireWatchCreateRequest } from './watch-spec';
 
 const watchMethod = (() => {
@@ -35,7 +35,8 @@ export interface WatchSessionDeps {
   readonly store: MirrorStore;
   readonly mirror: Mirror;
   readonly ranges: MirroredRanges;
-  readonly pool: UpstreamPool;
+  /** The process-wide relay for watches the mirror cannot serve. */
+  readonly relay: WatchRelay;
   readonly upstreamLost: () => boolean;
   /** Bytes a stream may have waiting for its client before its watchers are cancelled as too slow. */
   readonly bufferBytes: number;
@@ -44,11 +45,13 @@ export interface WatchSessionDeps {
     eventsSent(count: number): void;
     slowCancelled(watchers: number): void;
     watchers(source: 'mirror' | 'upstream', delta: number): void;
-    upstreamWatches(delta: number): void;
   };
 }
 
-type Entry = { kind: 'hub'; watcher: HubWatcher | null; progressNotify: boolean; quietSinceTick: boolean } | { kind: 'forwarded' };
+type Entry =
+  | { kind: 'hub'; watcher: HubWatcher | null; progressNotify: boolean; quietSinceTick: boolean }
+  /** `relayed` is null only while the relay is still taking it (it may answer before it returns). */
+  | { kind: 'forwarded'; relayed: RelayHandle | null };
 
 /**
  * One downstream Watch stream: many watches multiplexed by watch ID, as etcd
@@ -60,24 +63,20 @@ export class WatchSession {
   private readonly entries = new Map<number, Entry>();
   private readonly idOf = new Map<HubWatcher, number>();
   /** Messages held behind a relayed create whose answer has not come back yet (null: its place). */
-  private readonly outbox: { bytes: Buffer | null; createdFor?: number }[] = [];  private nextAutoId = 0;
+  private readonly outbox: { bytes: Buffer | null; createdFor?: number }[] = [];
+  private nextAutoId = 0;
   private waitingBytes = 0;
   private closed = false;
   private progressWanted = false;
-  private readonly forwarded: ForwardedWatches;
+  /** Relayed watches may share upstream streams only with streams of the same kind. */
+  private readonly relayKind: RelayKind;
   private readonly sink: WatchSink;
 
   constructor(
     private readonly call: ServerDuplexStream<Buffer, Buffer>,
     private readonly deps: WatchSessionDeps,
   ) {
-    this.forwarded = new ForwardedWatches(
-      deps.pool,
-      deps.upstreamMetadata(call.metadata),
-      (response) => this.relay(response),
-      (ids, reason) => ids.forEach((id) => this.cancelWith(id, reason)),
-      (delta) => deps.metrics.upstreamWatches(delta),
-    );
+    this.relayKind = relayKind(deps.upstreamMetadata(call.metadata));
     this.sink = {
       events: (watcher, revision, events) => this.sendEvents(watcher, revision, events),
       compacted: (watcher, compactRevision) => this.sendCompacted(watcher, compactRevision),
@@ -112,7 +111,6 @@ export class WatchSession {
     this.closed = true;
     for (const entry of this.entries.values()) this.release(entry);
     this.entries.clear();
-    this.forwarded.close();
   }
 
   private header(revision?: number): object {
@@ -137,10 +135,17 @@ export class WatchSession {
       !tooOld && !this.deps.mirror.authRequired() && meta.revision > 0 && this.deps.ranges.coversRequest(specRange(spec).key, specRange(spec).rangeEnd);
     this.deps.metrics.watchers(servable ? 'mirror' : 'upstream', 1);
     if (!servable) {
-      this.entries.set(id, { kind: 'forwarded' });
-      // Its created answer comes from etcd; whatever this stream sends meanwhile waits behind it, as etcd would order it.
+      const forwarded: Entry = { kind: 'forwarded', relayed: null };
+      this.entries.set(id, forwarded);
+      // Its created answer comes through the relay (at once if it joins a watch etcd already answered, else when etcd
+      // answers); whatever this stream sends meanwhile waits behind it, as etcd would order it.
       this.outbox.push({ bytes: null, createdFor: id });
-      this.forwarded.create(id, request);
+      forwarded.relayed = this.deps.relay.watch(this.relayKind, spec, request, {
+        deliver: (response) => this.relay(id, forwarded, response),
+        broken: (reason) => {
+          if (this.entries.get(id) === forwarded) this.cancelWith(id, reason);
+        },
+      });
       return;
     }
     const entry: Entry = { kind: 'hub', watcher: null, progressNotify: spec.progressNotify, quietSinceTick: true };
@@ -170,7 +175,6 @@ export class WatchSession {
     if (entry === undefined) return; // etcd answers nothing for an unknown ID
     this.entries.delete(id);
     this.release(entry);
-    if (entry.kind === 'forwarded') this.forwarded.cancel(id);
     this.send({ header: this.header(), watch_id: String(id), canceled: true });
   }
 
@@ -180,6 +184,7 @@ export class WatchSession {
       this.deps.hub.remove(entry.watcher);
       this.idOf.delete(entry.watcher);
     }
+    if (entry.kind === 'forwarded') entry.relayed?.cancel();
   }
 
   private cancelWith(id: number, reason: string): void {
@@ -268,19 +273,15 @@ export class WatchSession {
   private cancelSlow(): void {
     const ids = [...this.entries.keys()];
     const reason = `etcd-cache-proxy: watcher too slow: more than ${this.deps.bufferBytes} bytes waiting for the client`;
-    for (const id of ids) {
-      const entry = this.entries.get(id);
-      if (entry?.kind === 'forwarded') this.forwarded.cancel(id);
-      this.cancelWith(id, reason);
-    }
+    for (const id of ids) this.cancelWith(id, reason);
     if (ids.length > 0) this.deps.metrics.slowCancelled(ids.length);
   }
 
-  /** A relayed watch's response, its ID already translated; a cancel ends the entry here too. */
-  private relay(response: WireWatchResponse): void {
-    const id = Number(response.watch_id ?? '0');
-    const entry = this.entries.get(id);
-    if (response.canceled === true && entry?.kind === 'forwarded') {
+  /** A relayed watch's response, given this stream's ID for it; a cancel ends the entry here too. */
+  private relay(id: number, entry: Entry, upstream: WireWatchResponse): void {
+    if (this.entries.get(id) !== entry) return; // cancelled here meanwhile (and its ID perhaps taken again)
+    const response = { ...upstream, watch_id: String(id) };
+    if (response.canceled === true) {
       this.entries.delete(id);
       this.release(entry);
     }

@@ -1,0 +1,174 @@
+import type { WireHeader, WireWatchResponse } from '../mirror/codec';
+import { memberResponses, modRevision } from './relay-fanout';
+import type { UpstreamWatchListener } from './relay-stream';
+
+/** One downstream watch relayed through a shared upstream watch. */
+export interface RelayMember {
+  /** A response for this watch; its watch_id is the upstream one, the caller's to translate. */
+  deliver(response: WireWatchResponse): void;
+  /** The upstream watch is gone without etcd cancelling it (its stream failed). */
+  broken(reason: string): void;
+}
+
+export interface RelayHandle {
+  /** The downstream watch is cancelled: it leaves the shared watch (idempotent). */
+  cancel(): void;
+}
+
+interface Member {
+  readonly sink: RelayMember;
+  /** start_revision asked for; 0 is "from now", fixed when the member is answered. */
+  readonly requested: number;
+  /** First revision whose events it is sent; null until its created answer went out. */
+  start: number | null;
+  /** Highest header revision it was shown: what it is sent never names a lower one. */
+  shown: number;
+}
+
+/**
+ * One upstream watch and every downstream watch it serves. The upstream
+ * watch sends every event from `from` on, and has sent those up to
+ * `delivered`. A downstream watch that wants events from S may join while
+ * from <= S and delivered < S: it then gets exactly the events from S on,
+ * which is what its own upstream watch would have sent. "From now" is
+ * S = R + 1 for R the highest revision known to exist, so the created
+ * revision it is shown never goes below one the client may have seen, and
+ * no event at or below it follows (etcd's promise for a watch from now).
+ */
+export class SharedWatch implements UpstreamWatchListener {
+  private readonly members = new Set<Member>();
+  /** Null until etcd answers a create from now (then its created revision + 1). */
+  private from: number | null;
+  private delivered: number;
+  private created = false;
+  private header: WireHeader = {};
+  /** Fragments of one upstream response, held until its last so every member gets it whole. */
+  private fragments: WireWatchResponse[] = [];
+  private ended = false;
+
+  constructor(
+    private readonly startRevision: number,
+    private readonly fragment: boolean,
+    /** The highest revision the cluster is known to have reached (never lower than any header this watch received). */
+    private readonly knownRevision: () => number,
+    /** Called once when the watch ends: `lastLeft` when its members all left (so it is still open upstream). */
+    private readonly onEnd: (lastLeft: boolean) => void,
+  ) {
+    this.from = startRevision > 0 ? startRevision : null;
+    this.delivered = startRevision > 0 ? startRevision - 1 : 0;
+  }
+
+  /** Adds a member if the revisions allow it (see the class comment); null: it needs an upstream watch of its own. */
+  join(requested: number, sink: RelayMember): RelayHandle | null {
+    if (this.ended || !this.mayJoin(requested)) return null;
+    const member: Member = { sink, requested, start: null, shown: 0 };
+    this.members.add(member);
+    // Before etcd answered, every member waits for that answer (which may be a refusal).
+    if (this.created) this.answer(member);
+    return { cancel: () => this.leave(member) };
+  }
+
+  private mayJoin(requested: number): boolean {
+    // From now is right after the highest revision known to exist: a header may only name a revision the cluster reached.
+    const wanted = requested === 0 ? this.knownRevision() + 1 : requested;
+    if (this.created) return this.from !== null && this.from <= wanted && this.delivered < wanted;
+    // Before etcd answers a create from now its `from` is unknown, but a member from now can take etcd's answer as its own.
+    if (this.startRevision === 0) return requested === 0;
+    return this.startRevision <= wanted;
+  }
+
+  /** The member's created answer, with the header of this watch's own. */
+  private answer(member: Member): void {
+    // Known revisions only grow, and cover every header this watch received: still >= delivered and >= from - 1 for a member from now.
+    const revision = this.knownRevision();
+    member.start = member.requested === 0 ? revision + 1 : member.requested;
+    member.shown = revision;
+    member.sink.deliver({ header: { ...this.header, revision: String(revision) }, created: true });
+  }
+
+  private leave(member: Member): void {
+    if (!this.members.delete(member) || this.members.size > 0 || this.ended) return;
+    this.ended = true;
+    this.onEnd(true);
+  }
+
+  received(response: WireWatchResponse): void {
+    if (this.ended) return;
+    if (response.created === true) this.createdUpstream(response);
+    else if (response.canceled === true) this.cancelledUpstream(response);
+    else if (response.fragment === true) this.fragments.push(response);
+    else this.completed([...this.fragments, response]);
+  }
+
+  broken(reason: string): void {
+    if (this.ended) return;
+    const members = this.end();
+    for (const member of members) member.sink.broken(reason);
+  }
+
+  private createdUpstream(response: WireWatchResponse): void {
+    if (response.canceled === true) {
+      this.cancelledUpstream(response);
+      return;
+    }
+    const revision = Number(response.header?.revision ?? '0');
+    this.created = true;
+    this.header = response.header ?? {};
+    if (this.startRevision === 0) {
+      // etcd's watch from now starts right after the revision its created answer names.
+      this.from = revision + 1;
+      this.delivered = revision;
+    }
+    for (const member of [...this.members]) if (this.members.has(member)) this.answer(member);
+  }
+
+  /** etcd ended the watch (compacted, or refused the create): every member is told, in etcd's words. */
+  private cancelledUpstream(response: WireWatchResponse): void {
+    const members = this.end();
+    for (const member of members) member.sink.deliver(response);
+  }
+
+  private completed(parts: WireWatchResponse[]): void {
+    this.fragments = [];
+    const events = parts.flatMap((part) => part.events ?? []);
+    if (events.length === 0) {
+      this.progress(parts[parts.length - 1] ?? {});
+      return;
+    }
+    // etcd sends a revision's events in one response, in revision order: all up to the last one are out now.
+    this.delivered = Math.max(this.delivered, modRevision(events[events.length - 1] ?? {}));
+    for (const member of [...this.members]) {
+      if (!this.members.has(member) || member.start === null) continue;
+      for (const part of memberResponses(parts, member.start, this.fragment)) {
+        const revision = Math.max(Number(part.header?.revision ?? '0'), member.shown);
+        member.shown = revision;
+        member.sink.deliver({ ...part, header: { ...part.header, revision: String(revision) } });
+        // A member may be cancelled by its own delivery (its client too slow).
+        if (!this.members.has(member)) break;
+      }
+    }
+  }
+
+  /**
+   * A progress notification: every event up to its revision has been sent.
+   * A member shown a higher revision already skips it, since raising it would
+   * promise events this watch may still be sending.
+   */
+  private progress(response: WireWatchResponse): void {
+    const revision = Number(response.header?.revision ?? '0');
+    this.delivered = Math.max(this.delivered, revision);
+    for (const member of [...this.members]) {
+      if (!this.members.has(member) || member.start === null || revision < member.shown) continue;
+      member.shown = revision;
+      member.sink.deliver(response);
+    }
+  }
+
+  private end(): Member[] {
+    const members = [...this.members];
+    this.members.clear();
+    this.ended = true;
+    this.onEnd(false);
+    return members;
+  }
+}

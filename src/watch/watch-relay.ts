@@ -1,0 +1,130 @@
+import { Metadata } from '@grpc/grpc-js';
+import type { UpstreamPool } from '../upstream/pool';
+import { RelayStream } from './relay-stream';
+import { SharedWatch, type RelayHandle, type RelayMember } from './shared-watch';
+import type { WatchSpec, WireWatchCreateRequest } from './watch-spec';
+
+/**
+ * Which upstream stream a relayed watch may ride: etcd ends a require-leader
+ * (`hasleader`) stream when its member loses the leader, and must not end
+ * plain watches with it. Auth tokens never get here (such streams are
+ * relayed whole), and no other request metadata changes what etcd does with
+ * a watch, so a stream shared by many clients carries none of theirs (trace
+ * IDs and the like are one client's, not the stream's).
+ */
+export type RelayKind = 'plain' | 'require-leader';
+
+export function relayKind(upstreamMetadata: Metadata): RelayKind {
+  return upstreamMetadata.get('hasleader')[0] === 'true' ? 'require-leader' : 'plain';
+}
+
+function metadataOf(kind: RelayKind): Metadata {
+  const metadata = new Metadata();
+  if (kind === 'require-leader') metadata.set('hasleader', 'true');
+  return metadata;
+}
+
+/** Two watches with the same identity get the same events from etcd, message for message. */
+function identityOf(kind: RelayKind, spec: WatchSpec): string {
+  const range = spec.single ? '=' : spec.end === null ? '+' : spec.end.toString('hex');
+  const flags = [spec.noPut, spec.noDelete, spec.prevKv, spec.progressNotify, spec.fragment].map((flag) => (flag ? '1' : '0')).join('');
+  return `${kind}/${spec.key.toString('hex')}/${range}/${flags}`;
+}
+
+export interface RelayMetrics {
+  /** Upstream watch streams opened (+1) and closed (-1). */
+  streams(delta: number): void;
+  /** Upstream watches held for relayed downstream watches. */
+  watches(delta: number): void;
+}
+
+const NO_MEMBER = 'etcd-cache-proxy: no upstream member for a watch the mirror cannot serve';
+const DETACHED: RelayHandle = { cancel: () => undefined };
+
+/**
+ * Watches the mirror cannot serve, relayed to etcd for the whole process:
+ * identical ones, from any downstream stream, share one upstream watch when
+ * their start revisions allow (SharedWatch says when). Upstream watches of
+ * one kind are multiplexed on one stream, as etcd's own clients do: each
+ * stream costs etcd a gRPC stream and its goroutines, and the relay reads
+ * every response at once (sessions buffer for their clients), so one slow
+ * client never holds up the others' watches on it. The cost is that a
+ * stream's failure ends all its watches, which a failing member would do
+ * anyway.
+ */
+export class WatchRelay {
+  private readonly streams = new Map<RelayKind, RelayStream>();
+  private readonly shared = new Map<string, Set<SharedWatch>>();
+  /** The highest revision seen in any upstream watch response (or the mirror): one the cluster has reached. */
+  private latest = 0;
+
+  constructor(
+    private readonly pool: UpstreamPool,
+    private readonly mirrorRevision: () => number,
+    private readonly metrics: RelayMetrics,
+  ) {}
+
+  /**
+   * Relays one downstream watch. Its answers reach `member`, possibly before
+   * this returns (a watch joining one etcd already answered is answered at once).
+   */
+  watch(kind: RelayKind, spec: WatchSpec, request: WireWatchCreateRequest, member: RelayMember): RelayHandle {
+    const identity = identityOf(kind, spec);
+    for (const candidate of this.shared.get(identity) ?? []) {
+      const joined = candidate.join(spec.startRevision, member);
+      if (joined !== null) return joined;
+    }
+    const stream = this.stream(kind);
+    if (stream === null) {
+      member.broken(NO_MEMBER);
+      return DETACHED;
+    }
+    let cancelUpstream = (): void => undefined;
+    const watch = new SharedWatch(spec.startRevision, spec.fragment, () => this.knownRevision(), (lastLeft) => {
+      if (lastLeft) cancelUpstream();
+      this.forget(identity, watch);
+    });
+    const group = this.shared.get(identity) ?? new Set<SharedWatch>();
+    group.add(watch);
+    this.shared.set(identity, group);
+    this.metrics.watches(1);
+    cancelUpstream = stream.create(watch, request);
+    // A new watch takes any member asking for its own start, so this join cannot fail.
+    return watch.join(spec.startRevision, member) ?? DETACHED;
+  }
+
+  /** The mirror was discarded (etcd restored from a backup, or another cluster): revisions seen before mean nothing now. */
+  forgetRevisions(): void {
+    this.latest = 0;
+  }
+
+  private knownRevision(): number {
+    this.latest = Math.max(this.latest, this.mirrorRevision());
+    return this.latest;
+  }
+
+  private forget(identity: string, watch: SharedWatch): void {
+    const group = this.shared.get(identity);
+    if (group?.delete(watch) !== true) return;
+    if (group.size === 0) this.shared.delete(identity);
+    this.metrics.watches(-1);
+  }
+
+  private stream(kind: RelayKind): RelayStream | null {
+    const open = this.streams.get(kind);
+    if (open !== undefined) return open;
+    const upstream = this.pool.candidates()[0];
+    if (upstream === undefined) return null;
+    const stream = RelayStream.open(upstream, metadataOf(kind), {
+      seen: (revision) => {
+        this.latest = Math.max(this.latest, revision);
+      },
+      closed: () => {
+        if (this.streams.get(kind) === stream) this.streams.delete(kind);
+      },
+      count: (delta) => this.metrics.streams(delta),
+    });
+    this.streams.set(kind, stream);
+    return stream;
+  }
+}

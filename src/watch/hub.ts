@@ -30,6 +30,18 @@ interface WatcherState extends HubWatcher {
   synced: boolean;
 }
 
+const selectionKeys = new WeakMap<WatchSpec, string>();
+
+/** What decides which events a watcher gets: its range and filters (computed once per watcher). */
+function selectionKey(spec: WatchSpec): string {
+  let key = selectionKeys.get(spec);
+  if (key === undefined) {
+    key = `${spec.key.toString('hex')}|${spec.end?.toString('hex') ?? '-'}|${spec.single ? 1 : 0}${spec.noPut ? 1 : 0}${spec.noDelete ? 1 : 0}`;
+    selectionKeys.set(spec, key);
+  }
+  return key;
+}
+
 /** The smallest start revision the log can replay from (etcd's compact revision, for the mirror). */
 export function oldestWatchable(meta: StoreMeta): number {
   const fromLog = meta.logStart > 0 ? meta.logStart : meta.revision + 1;
@@ -94,8 +106,16 @@ export class WatchHub {
   }
 
   private fanOut(revision: number, events: readonly EventRecord[]): void {
+    // Watchers with the same range and filters get the same array, so a sink can encode it once for all of them.
+    const selected = new Map<string, EventRecord[]>();
+    const firstRevision = events[0]?.kv.mod_revision ?? revision;
     for (const watcher of this.synced) {
-      const owed = selectEvents(watcher.spec, events, watcher.nextRevision);
+      const signature = `${selectionKey(watcher.spec)}@${watcher.nextRevision <= firstRevision ? 0 : watcher.nextRevision}`;
+      let owed = selected.get(signature);
+      if (owed === undefined) {
+        owed = selectEvents(watcher.spec, events, watcher.nextRevision);
+        selected.set(signature, owed);
+      }
       watcher.nextRevision = Math.max(watcher.nextRevision, revision + 1);
       if (owed.length > 0) watcher.sink.events(watcher, revision, owed);
     }

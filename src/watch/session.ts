@@ -29,6 +29,28 @@ interface WireWatchRequest {
   progress_request?: object;
 }
 
+function toWireEvents(events: readonly EventRecord[], prevKv: boolean): object[] {
+  return events.map((event) => ({
+    ...(event.type === 'DELETE' ? { type: 'DELETE' } : {}),
+    kv: toWireKeyValue(event.kv),
+    ...(prevKv && event.prev_kv !== undefined ? { prev_kv: toWireKeyValue(event.prev_kv) } : {}),
+  }));
+}
+
+/** Encoded `events` fields, per event list the hub handed out (one list is shared by every watcher owed it) and prev_kv choice. */
+const encodedEventLists = new WeakMap<readonly EventRecord[], { plain?: Buffer; withPrev?: Buffer }>();
+
+function encodedEvents(events: readonly EventRecord[], prevKv: boolean): Buffer {
+  let cached = encodedEventLists.get(events);
+  if (cached === undefined) {
+    cached = {};
+    encodedEventLists.set(events, cached);
+  }
+  const slot = prevKv ? 'withPrev' : 'plain';
+  cached[slot] ??= watchMethod.responseSerialize({ events: toWireEvents(events, prevKv) });
+  return cached[slot];
+}
+
 /** What every downstream Watch stream is served from. */
 export interface WatchSessionDeps {
   readonly hub: WatchHub;
@@ -218,16 +240,15 @@ export class WatchSession {
     const entry = id === undefined ? undefined : this.entries.get(id);
     if (id === undefined || entry === undefined || entry.kind !== 'hub') return;
     entry.quietSinceTick = false;
-    const wire = events.map((event) => ({
-      ...(event.type === 'DELETE' ? { type: 'DELETE' } : {}),
-      kv: toWireKeyValue(event.kv),
-      ...(watcher.spec.prevKv && event.prev_kv !== undefined ? { prev_kv: toWireKeyValue(event.prev_kv) } : {}),
-    }));
     const base = { header: this.header(revision), watch_id: String(id) };
-    const groups = watcher.spec.fragment
-      ? fragmentGroups(wire, (event) => watchMethod.responseSerialize({ events: [event] }).length, watchMethod.responseSerialize(base).length)
-      : [wire];
-    groups.forEach((group, index) => this.send({ ...base, events: group, ...(index < groups.length - 1 ? { fragment: true } : {}) }));
+    if (!watcher.spec.fragment) {
+      // A protobuf message may be sent in parts: this watcher's header and ID, then the events, encoded once for every watcher given the same ones.
+      this.sendEncoded(Buffer.concat([watchMethod.responseSerialize(base), encodedEvents(events, watcher.spec.prevKv)]));
+    } else {
+      const wire = toWireEvents(events, watcher.spec.prevKv);
+      const groups = fragmentGroups(wire, (event) => watchMethod.responseSerialize({ events: [event] }).length, watchMethod.responseSerialize(base).length);
+      groups.forEach((group, index) => this.send({ ...base, events: group, ...(index < groups.length - 1 ? { fragment: true } : {}) }));
+    }
     this.deps.metrics.eventsSent(events.length);
   }
 
@@ -243,7 +264,11 @@ export class WatchSession {
 
   private send(response: object, evenIfSlow = false): void {
     if (this.closed) return;
-    const bytes = watchMethod.responseSerialize(response);
+    this.sendEncoded(watchMethod.responseSerialize(response), evenIfSlow);
+  }
+
+  private sendEncoded(bytes: Buffer, evenIfSlow = false): void {
+    if (this.closed) return;
     if (this.outbox.length > 0) this.outbox.push({ bytes });
     else this.write(bytes, evenIfSlow);
   }

@@ -1,0 +1,92 @@
+// Integration (a real etcd and proxy): every file in deploy/ parses, and
+// every metric its alert rules and dashboard name is one the proxy exports.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { parseAllDocuments } from 'yaml';
+import { startEtcd, type EtcdServer } from '../support/etcd';
+import { REPO_ROOT, startTestProxy, type TestProxy } from '../support/proxy';
+
+const DEPLOY = join(REPO_ROOT, 'deploy');
+const METRIC = /\b((?:etcd_cache_proxy|process|nodejs)_[a-z0-9_]+)\b/g;
+
+function files(dir: string): string[] {
+  return readdirSync(dir).flatMap((entry) => {
+    const path = join(dir, entry);
+    return statSync(path).isDirectory() ? files(path) : [path];
+  });
+}
+
+function onPath(tool: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
+}
+
+/** The metric names the alert rules of the proxy's own group and the dashboard's queries use. */
+function namedMetrics(): Set<string> {
+  const names = new Set<string>();
+  const alerts = parseAllDocuments(readFileSync(join(DEPLOY, 'prometheus', 'alerts.yml'), 'utf8'))[0]?.toJS() as { groups: { name: string; rules: { expr: string }[] }[] };
+  for (const group of alerts.groups.filter((g) => g.name === 'etcd-cache-proxy')) for (const rule of group.rules) for (const m of rule.expr.matchAll(METRIC)) names.add(m[1] ?? '');
+  const dashboard = JSON.parse(readFileSync(join(DEPLOY, 'grafana', 'etcd-cache-proxy.json'), 'utf8')) as { panels: { targets: { expr: string }[] }[] };
+  for (const panel of dashboard.panels) for (const target of panel.targets) for (const m of target.expr.matchAll(METRIC)) names.add(m[1] ?? '');
+  return names;
+}
+
+describe('deploy/', () => {
+  let etcd: EtcdServer;
+  let proxy: TestProxy;
+  before(async () => {
+    etcd = await startEtcd();
+    proxy = await startTestProxy([etcd.clientUrl]);
+    await proxy.mirrored();
+  });
+  after(async () => {
+    await proxy?.stop();
+    await etcd?.stop();
+  });
+
+  it('holds only files that parse (YAML, JSON)', () => {
+    const all = files(DEPLOY);
+    assert.ok(all.length >= 9, all.join('\n'));
+    for (const file of all) {
+      const text = readFileSync(file, 'utf8');
+      if (/\.ya?ml$/.test(file)) for (const document of parseAllDocuments(text)) assert.deepEqual(document.errors, [], file);
+      if (file.endsWith('.json')) assert.doesNotThrow(() => JSON.parse(text), file);
+    }
+  });
+
+  it('names only metrics the proxy exports in its alert rules and dashboard', async () => {
+    const text = await (await fetch(`${proxy.url}/metrics`)).text();
+    const exported = new Set<string>();
+    for (const line of text.split('\n')) {
+      const match = /^# TYPE (\S+) (\S+)/.exec(line);
+      if (match === null) continue;
+      const [, name = '', type] = match;
+      exported.add(name);
+      if (type === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) exported.add(`${name}${suffix}`);
+    }
+    const named = namedMetrics();
+    assert.ok(named.size >= 20, `${named.size} metrics named`);
+    assert.deepEqual([...named].filter((name) => !exported.has(name)).sort(), []);
+  });
+
+  it('has a systemd unit systemd-analyze accepts', (t) => {
+    if (!onPath('systemd-analyze')) {
+      t.skip('systemd-analyze not installed here');
+      return;
+    }
+    const result = spawnSync('systemd-analyze', ['verify', join(DEPLOY, 'systemd', 'etcd-cache-proxy.service')], { encoding: 'utf8' });
+    // It also complains that /usr/bin/node or /opt/... are missing on a machine without the install; only syntax errors count.
+    assert.doesNotMatch(result.stderr, /Unknown (key|section)|Failed to parse/, result.stderr);
+  });
+
+  it('has alert rules promtool accepts', (t) => {
+    if (!onPath('promtool')) {
+      t.skip('promtool not installed here');
+      return;
+    }
+    const result = spawnSync('promtool', ['check', 'rules', join(DEPLOY, 'prometheus', 'alerts.yml')], { encoding: 'utf8' });
+    assert.equal(result.status, 0, result.stdout + result.stderr);
+  });
+});

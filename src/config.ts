@@ -39,6 +39,8 @@ export interface ProxyConfig {
   readonly upstreamTimeoutMs: number;
   /** While the upstream is lost: answer reads from the mirror (allow) or refuse them (deny). */
   readonly staleReads: StaleReads;
+  /** HTTP status of a write the proxy refuses on the JSON gateway (read-only, upstream lost): 501 unless set. */
+  readonly writeRejectHttpStatus: number;
   /** Key prefixes the mirror holds; empty: the whole keyspace. */
   readonly mirrorPrefixes: readonly string[];
   /** Revisions the event log keeps behind the mirror revision. */
@@ -125,6 +127,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'mode', description: `${PROXY_MODES.join(' or ')}; readonly refuses every write`, defaultValue: 'readwrite' },
   { name: 'upstream-timeout', description: 'the upstream is lost when no member answered for this long', defaultValue: '3s' },
   { name: 'stale-reads', description: 'while the upstream is lost: allow (serve the mirror, marked stale) or deny', defaultValue: 'allow' },
+  { name: 'write-reject-http-status', description: 'HTTP status of a write refused on the JSON gateway (read-only mode, upstream lost), 400-599', defaultValue: '501' },
   { name: 'mirror-prefix', description: 'key prefix to mirror, comma-separated or repeated (default: the whole keyspace)' },
   { name: 'history', description: 'revisions of events the mirror keeps for replay and old reads', defaultValue: '100000' },
   { name: 'watch-progress-notify-interval', description: "progress notifications for watches that asked for them (etcd's default)", defaultValue: '10m' },
@@ -286,6 +289,11 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     return ms;
   });
   const staleReads = attempt('stale-reads', 'allow' as StaleReads, (value) => oneOf(STALE_READS, value));
+  const writeRejectHttpStatus = attempt('write-reject-http-status', 501, (value) => {
+    const code = Number(value);
+    if (!/^\d{3}$/.test(value) || code < 400 || code > 599) throw new Error('must be an HTTP error status, 400 to 599');
+    return code;
+  });
   const consistencyCheckIntervalMs = attempt('consistency-check-interval', 300_000, (value) => (value === '0' ? 0 : parseDurationMs(value)));
   const watchProgressNotifyIntervalMs = attempt('watch-progress-notify-interval', 600_000, (value) => {
     const ms = parseDurationMs(value);
@@ -359,6 +367,7 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     mode,
     upstreamTimeoutMs,
     staleReads,
+    writeRejectHttpStatus,
     mirrorPrefixes,
     history,
     consistencyCheckIntervalMs,

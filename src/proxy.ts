@@ -30,6 +30,7 @@ import { diffConfig, type ConfigChanges, type LiveSetting } from './config-diff'
 import { setLogLevel } from './log';
 import { WatchHub } from './watch/hub';
 import { createWritePolicy } from './api/write-policy';
+import { readiness } from './mirror/readiness';
 
 export interface RunningProxy {
   /** The client port actually bound (port 0 in the config picks a free one). */
@@ -129,7 +130,21 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     watchHub: { hub: watchHub, progressNotifyIntervalMs: config.watchProgressNotifyIntervalMs, bufferBytes: config.watchBufferBytes },
     mirrorReads: { store, mirror, ranges, liveness, barrier, staleReads: config.staleReads, metrics, log: mirrorLog },
   }, [loopRefusingInterceptor(instanceId)]);
-  const http = createHttpGateway({ metrics, pool, log: log.child({ component: 'gateway' }) });
+  const gateway = createHttpGateway({
+    metrics,
+    pool,
+    log: log.child({ component: 'gateway' }),
+    grpc,
+    // Read on each refusal from the running configuration, which a reload replaces.
+    errorPolicy: {
+      get writeRejectStatus() {
+        return running.config.writeRejectHttpStatus;
+      },
+    },
+    upstreamLost: () => liveness.isLost(),
+    readiness: () => readiness({ mirror, liveness, staleReads: config.staleReads }),
+  });
+  const http = gateway.server;
   const httpConnections = trackHttpConnections(http);
   const serverTls = config.serverTls === null ? null : watchServerContext(config.serverTls, log.child({ component: 'tls' }));
   const listener = await listenForBoth(
@@ -171,6 +186,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
       closeHttp(http, httpConnections, config.shutdownGraceMs),
       metricsServer === null || metricsConnections === null ? Promise.resolve() : closeHttp(metricsServer.server, metricsConnections, config.shutdownGraceMs),
     ]);
+    gateway.close();
     membership.close();
     liveness.close();
     maintenance.close();

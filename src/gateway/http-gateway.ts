@@ -1,8 +1,18 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Server as GrpcServer } from '@grpc/grpc-js';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
+import type { Readiness } from '../mirror/readiness';
 import { probeUpstreamHealth } from '../upstream/health-probe';
 import type { UpstreamPool } from '../upstream/pool';
+import { sendComplete, type GatewayContext } from './gateway-context';
+import { createGrpcLoopback } from './grpc-loopback';
+import type { HttpErrorPolicy } from './http-errors';
+import { setCorsHeaders } from './http-headers';
+import { serveStream } from './json-stream';
+import { serveUnary } from './json-unary';
+import { findRoute } from './routes';
+import { createVersionSource, type VersionSource } from './version';
 
 const HEALTH_PROBE_TIMEOUT_MS = 1_000;
 
@@ -10,45 +20,116 @@ export interface HttpGatewayDeps {
   readonly metrics: Metrics;
   readonly pool: UpstreamPool;
   readonly log: Logger;
+  /** The proxy's gRPC server: the JSON gateway calls its services in process. */
+  readonly grpc: GrpcServer;
+  /** The HTTP status of writes the proxy refuses; read on each refusal, so a reload changes it. */
+  readonly errorPolicy: HttpErrorPolicy;
+  readonly upstreamLost: () => boolean;
+  readonly readiness: () => Readiness;
+}
+
+export interface HttpGateway {
+  /** The HTTP/1.1 server the protocol listener hands connections to; it never listens itself. */
+  readonly server: Server;
+  /** Ends the in-process connection to the gRPC server (after the HTTP side has drained). */
+  close(): void;
 }
 
 /**
- * The HTTP/1.1 side of the client port. Today it answers /metrics and
- * /health; etcd's JSON gateway (/v3/...) is the next piece built here.
- * Unknown paths get Go's plain 404, as etcd's own mux answers them.
+ * The HTTP/1.1 side of the client port, laid out as etcd's: its JSON
+ * gateway under /v3/ (and /v3beta/), /version, /health, /metrics, and Go's
+ * plain-text 404 and 405 answers elsewhere.
  */
-export function createHttpGateway(deps: HttpGatewayDeps): Server {
+export function createHttpGateway(deps: HttpGatewayDeps): HttpGateway {
+  const loopback = createGrpcLoopback(deps.grpc);
+  const ctx: GatewayContext = { loopback, errors: deps.errorPolicy, log: deps.log };
+  const version = createVersionSource(loopback, deps.upstreamLost);
   const server = createServer((request, response) => {
-    handle(deps, request, response).catch((error: unknown) => {
-      deps.log.error({ err: error, path: request.url }, 'http request failed');
-      if (!response.headersSent) response.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
-      response.end('internal error\n');
-    });
+    const label = handle(deps, ctx, version, request, response);
+    response.once('close', () => deps.metrics.httpRequests.inc({ path: label, status: String(response.statusCode) }));
   });
   server.keepAliveTimeout = 65_000;
-  return server;
+  return { server, close: () => loopback.close() };
 }
 
-async function handle(deps: HttpGatewayDeps, request: IncomingMessage, response: ServerResponse): Promise<void> {
-  const path = new URL(request.url ?? '/', 'http://proxy').pathname;
-  if (path === '/metrics' && request.method === 'GET') {
-    await sendMetrics(deps.metrics, response);
-    deps.metrics.httpRequests.inc({ path, status: '200' });
-    return;
+/** Routes one request; returns the path label its metrics carry. */
+function handle(deps: HttpGatewayDeps, ctx: GatewayContext, version: VersionSource, request: IncomingMessage, response: ServerResponse): string {
+  let path = new URL(request.url ?? '/', 'http://proxy').pathname;
+  // etcd reads its older API prefix as the current one.
+  if (path.startsWith('/v3beta/')) path = `/v3/${path.slice('/v3beta/'.length)}`;
+  setCorsHeaders(response);
+  if (request.method === 'OPTIONS') {
+    response.end();
+    return 'other';
   }
-  if (path === '/health' && request.method === 'GET') {
-    // A forwarding proxy is as healthy as the cluster behind it.
-    const result = await probeUpstreamHealth(deps.pool, HEALTH_PROBE_TIMEOUT_MS);
-    const status = result.healthy ? 200 : 503;
-    response.writeHead(status, { 'content-type': 'application/json' });
-    const body = result.healthy ? { health: 'true' } : { health: 'false', reason: result.reason };
-    response.end(JSON.stringify(body));
-    deps.metrics.httpRequests.inc({ path, status: String(status) });
-    return;
+  const fail = (error: unknown): void => {
+    deps.log.error({ err: error, path }, 'http request failed');
+    if (!response.headersSent) goError(response, 500, 'Internal Server Error');
+    else response.destroy();
+  };
+  if (path.startsWith('/v3/')) {
+    const route = findRoute(path);
+    if (route === undefined) {
+      goError(response, 404, 'Not Found');
+      return 'other';
+    }
+    if (request.method !== 'POST') {
+      goError(response, 405, 'Method Not Allowed');
+      return route.path;
+    }
+    if (route.kind === 'unary') serveUnary(ctx, route, request, response).catch(fail);
+    else serveStream(ctx, route, request, response);
+    return route.path;
   }
-  response.writeHead(404, { 'content-type': 'text/plain; charset=utf-8', 'x-content-type-options': 'nosniff' });
-  response.end('404 page not found\n');
-  deps.metrics.httpRequests.inc({ path: 'other', status: '404' });
+  switch (path) {
+    case '/v3':
+      response.writeHead(301, { Location: '/v3/' });
+      response.end();
+      return 'other';
+    case '/metrics':
+      sendMetrics(deps.metrics, response).catch(fail);
+      return path;
+    case '/health':
+      if (allowGet(request, response)) sendHealth(deps.pool, response).catch(fail);
+      return path;
+    case '/readyz':
+      if (allowGet(request, response)) sendReadiness(deps.readiness(), response);
+      return path;
+    case '/version':
+      if (allowGet(request, response)) {
+        version.body().then((body) => sendComplete(response, 200, { 'Content-Type': 'application/json' }, body), fail);
+      }
+      return path;
+    default:
+      goError(response, 404, '404 page not found');
+      return 'other';
+  }
+}
+
+/** etcd's own handlers answer GET only, with 405 and an Allow header otherwise. */
+function allowGet(request: IncomingMessage, response: ServerResponse): boolean {
+  if (request.method === 'GET') return true;
+  response.setHeader('Allow', 'GET');
+  goError(response, 405, 'Method Not Allowed');
+  return false;
+}
+
+/** Go's http.Error: a plain-text line. */
+function goError(response: ServerResponse, httpStatus: number, text: string): void {
+  sendComplete(response, httpStatus, { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' }, `${text}\n`);
+}
+
+/** A forwarding proxy is as healthy as the cluster behind it. */
+async function sendHealth(pool: UpstreamPool, response: ServerResponse): Promise<void> {
+  const result = await probeUpstreamHealth(pool, HEALTH_PROBE_TIMEOUT_MS);
+  // etcd writes its /health body without a content type, which Go's server then sniffs as plain text.
+  sendComplete(response, result.healthy ? 200 : 503, { 'Content-Type': 'text/plain; charset=utf-8' }, JSON.stringify(result.healthy ? { health: 'true' } : { health: 'false', reason: result.reason }));
+}
+
+/** For orchestrators (Kubernetes readiness): 200 while reads are answered, fresh or stale; 503 with the reason otherwise. */
+function sendReadiness(state: Readiness, response: ServerResponse): void {
+  const body = state.ready ? { ready: true, state: state.state, revision: state.revision } : { ready: false, reason: state.reason };
+  sendComplete(response, state.ready ? 200 : 503, { 'Content-Type': 'application/json' }, JSON.stringify(body));
 }
 
 export async function sendMetrics(metrics: Metrics, response: ServerResponse): Promise<void> {

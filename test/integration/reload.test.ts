@@ -1,6 +1,6 @@
 // Integration (a real 3-member etcd cluster, the real CLI in its own
 // process): SIGHUP and a changed config file reload member discovery and the
-// mode while a watch and a stream of reads stay open; a broken file is
+// mode (and the HTTP status of refused writes) while a watch and a stream of reads stay open; a broken file is
 // refused and the running configuration stays.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -90,6 +90,12 @@ describe('reloading the configuration', () => {
       writeConfig({ endpoints: [cluster.members[1]?.clientUrl], 'sync-interval': '500ms', mode: 'readonly' });
       await until('writes refused as read-only', async () => (await put('x')).details === READ_ONLY);
       assert.equal((await put('x')).code, status.UNIMPLEMENTED);
+      const httpPut = async (): Promise<number> =>
+        (await fetch(`http://${proxy.address}/v3/kv/put`, { method: 'POST', body: JSON.stringify({ key: b('reload/k').toString('base64'), value: b('h').toString('base64') }) })).status;
+      assert.equal(await httpPut(), 501);
+      // The JSON gateway's status for a refused write follows the file too.
+      writeConfig({ endpoints: [cluster.members[1]?.clientUrl], 'sync-interval': '500ms', mode: 'readonly', 'write-reject-http-status': '429' });
+      await until('refused HTTP writes answered 429', async () => (await httpPut()) === 429);
 
       // A broken file is refused, and read-only stays.
       writeConfig({ endpoints: [cluster.members[1]?.clientUrl], mode: 'sideways' });

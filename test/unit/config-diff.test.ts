@@ -11,12 +11,12 @@ describe('diffConfig', () => {
     assert.deepEqual(diffConfig(config(['--mode', 'readonly']), config(['--mode', 'readonly'])), { live: [], needRestart: [] });
   });
 
-  it('applies discovery, mode, log level and sync interval live; listener, data dir and mirror scope need a restart', () => {
+  it('applies discovery, mode, refusal status, log level and sync interval live; listener, data dir and mirror scope need a restart', () => {
     const changes = diffConfig(
       config([]),
-      config(['--endpoints', 'http://10.0.0.9:2379', '--mode', 'readonly', '--log-level', 'debug', '--sync-interval', '5s', '--listen-addr', '127.0.0.1:1', '--data-dir', '/elsewhere', '--mirror-prefix', '/apisix']),
+      config(['--endpoints', 'http://10.0.0.9:2379', '--mode', 'readonly', '--log-level', 'debug', '--sync-interval', '5s', '--write-reject-http-status', '429', '--listen-addr', '127.0.0.1:1', '--data-dir', '/elsewhere', '--mirror-prefix', '/apisix']),
     );
-    assert.deepEqual(changes.live.sort(), ['endpoints', 'logLevel', 'mode', 'syncIntervalMs']);
+    assert.deepEqual(changes.live.sort(), ['endpoints', 'logLevel', 'mode', 'syncIntervalMs', 'writeRejectHttpStatus']);
     assert.deepEqual(changes.needRestart.sort(), ['dataDir', 'listenAddr', 'mirrorPrefixes']);
   });
 

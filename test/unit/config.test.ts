@@ -29,6 +29,7 @@ describe('loadConfig', () => {
     assert.equal(config.metricsAddr, null);
     assert.equal(config.logLevel, 'info');
     assert.equal(config.shutdownGraceMs, 5000);
+    assert.equal(config.writeRejectHttpStatus, 501);
     assert.ok(Object.isFrozen(config));
   });
 
@@ -121,12 +122,13 @@ describe('loadConfig', () => {
   it('lists every problem at once', () => {
     const problems = problemsOf(() =>
       loadConfig({
-        argv: ['--log-level=loud', '--listen-addr=nowhere', '--endpoints=ftp://127.0.0.1:2379', '--shutdown-grace=soon', '--cert-file=/nonexistent.crt'],
+        argv: ['--log-level=loud', '--listen-addr=nowhere', '--endpoints=ftp://127.0.0.1:2379', '--shutdown-grace=soon', '--cert-file=/nonexistent.crt', '--write-reject-http-status=200'],
         env: {},
         readFile: noFile,
       }),
     );
-    assert.equal(problems.length, 5, problems.join('\n'));
+    assert.equal(problems.length, 6, problems.join('\n'));
+    assert.match(problems.join('\n'), /write-reject-http-status=200: must be an HTTP error status/);
     assert.match(problems.join('\n'), /log-level=loud: must be one of/);
     assert.match(problems.join('\n'), /listen-addr=nowhere: expected host:port/);
     assert.match(problems.join('\n'), /scheme must be http or https/);

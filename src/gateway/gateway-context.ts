@@ -1,0 +1,78 @@
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { status } from '@grpc/grpc-js';
+import type { Logger } from '../log';
+import type { BodyError } from './body-reader';
+import type { GrpcLoopback } from './grpc-loopback';
+import { errorBody, type HttpErrorPolicy } from './http-errors';
+import { canonicalHeaderName } from './http-headers';
+
+/** What the JSON handlers share. */
+export interface GatewayContext {
+  /** The proxy's own gRPC services, in process. */
+  readonly loopback: GrpcLoopback;
+  readonly errors: HttpErrorPolicy;
+  readonly log: Logger;
+}
+
+/**
+ * A complete answer with its length, as Go sends one (Node's writeHead would
+ * fix the headers before the body is known and fall back to chunked).
+ */
+export function sendComplete(response: ServerResponse, httpStatus: number, headers: OutgoingHttpHeaders, body: string): void {
+  response.statusCode = httpStatus;
+  for (const [name, value] of Object.entries(headers)) if (value !== undefined) response.setHeader(name, value);
+  response.setHeader('Content-Length', Buffer.byteLength(body));
+  response.end(body);
+}
+
+/** A unary-style error answer: etcd's JSON error body, with the trailers grpc-gateway adds when the gRPC answer had them. */
+export function sendErrorBody(response: ServerResponse, httpStatus: number, code: status, message: string, trailers: ReadonlyArray<readonly [string, string]> = []): void {
+  if (response.headersSent) {
+    response.destroy();
+    return;
+  }
+  response.statusCode = httpStatus;
+  response.setHeader('Content-Type', 'application/json');
+  const body = errorBody(code, message);
+  if (trailers.length === 0) {
+    sendComplete(response, httpStatus, {}, body);
+    return;
+  }
+  response.setHeader('Trailer', [...new Set(trailers.map(([key]) => `Grpc-Trailer-${canonicalHeaderName(key)}`))].join(', '));
+  response.write(body);
+  response.addTrailers(trailers.map(([key, value]): [string, string] => [`Grpc-Trailer-${canonicalHeaderName(key)}`, value]));
+  response.end();
+}
+
+/** A body the gateway would not read (too large) or could not (bad JSON), for a unary call: 413 / 400. */
+export function sendBodyError(request: IncomingMessage, response: ServerResponse, error: BodyError): void {
+  if (error.kind === 'too-large') {
+    drainAfterAnswer(request, response);
+    sendErrorBody(response, 413, status.RESOURCE_EXHAUSTED, `etcd-cache-proxy: request body larger than ${error.limit} bytes`);
+    return;
+  }
+  sendErrorBody(response, 400, status.INVALID_ARGUMENT, error.message);
+}
+
+/** How long a client refused mid-body may go on sending before its connection is cut. */
+const DRAIN_MS = 2_000;
+
+/**
+ * Closing a socket while the client still sends makes the kernel answer
+ * with a reset, which can discard the answer before the client has read it.
+ * So the rest of the body is read and dropped (Node's server does that for
+ * a request nobody reads), and only a client that keeps sending long after
+ * its answer loses the connection.
+ */
+function drainAfterAnswer(request: IncomingMessage, response: ServerResponse): void {
+  const socket = response.socket;
+  if (socket === null || request.complete) return;
+  request.resume();
+  response.once('finish', () => {
+    const timer = setTimeout(() => socket.destroy(), DRAIN_MS);
+    timer.unref();
+    const done = (): void => clearTimeout(timer);
+    request.once('end', done);
+    socket.once('close', done);
+  });
+}

@@ -1,0 +1,164 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { status } from '@grpc/grpc-js';
+import { JsonValueStream, readJsonBody, type BodyError } from './body-reader';
+import { sendBodyError, sendErrorBody, type GatewayContext } from './gateway-context';
+import type { CallStatus, LoopbackCall, LoopbackCallOptions } from './grpc-loopback';
+import { httpStatusFor, streamErrorChunk } from './http-errors';
+import { callOptionsFrom, responseHeadersFrom } from './http-headers';
+import { encodeRequest, responseJson } from './proto-json';
+import type { JsonValue } from './go-json';
+import type { GatewayRoute } from './routes';
+
+/**
+ * A streaming call (Watch, LeaseKeepAlive, Snapshot) as etcd's gateway
+ * serves it: the response is chunked, one `{"result":...}` object and a
+ * newline per gRPC answer, ending with an `{"error":...}` object when the
+ * call fails. For Watch and LeaseKeepAlive the request body is itself a
+ * sequence of JSON requests, each sent on as it arrives; the end of the body
+ * half-closes the call (a watch stays open, a keep-alive stream ends once
+ * it has answered).
+ *
+ * Unlike etcd's Go server, which answers an HTTP/1.1 request only after
+ * reading its whole body, this one answers while the body still streams:
+ * a client may send cancel and progress requests on an open watch.
+ */
+export function serveStream(ctx: GatewayContext, route: GatewayRoute, request: IncomingMessage, response: ServerResponse): void {
+  const options = callOptionsFrom(request.headers);
+  if ('error' in options) {
+    sendErrorBody(response, 400, status.INVALID_ARGUMENT, options.error);
+    return;
+  }
+  if (route.kind === 'server-stream') {
+    readJsonBody(request).then(
+      (body) => {
+        if (body.kind === 'aborted') return;
+        if (body.kind !== 'json') {
+          sendBodyError(request, response, body);
+          return;
+        }
+        const encoded = encodeRequest(route.request, body.value);
+        if ('error' in encoded) {
+          sendErrorBody(response, 400, status.INVALID_ARGUMENT, encoded.error);
+          return;
+        }
+        const call = relayAnswers(ctx, route, options, response);
+        call.write(encoded.bytes);
+        call.end();
+      },
+      (error: unknown) => {
+        ctx.log.error({ err: error, path: route.path }, 'gateway stream failed');
+        response.destroy();
+      },
+    );
+    return;
+  }
+  relayRequests(ctx, route, options, request, response);
+}
+
+/** Feeds the body's JSON requests into the call, opened with the first of them. */
+function relayRequests(ctx: GatewayContext, route: GatewayRoute, options: LoopbackCallOptions, request: IncomingMessage, response: ServerResponse): void {
+  const body = new JsonValueStream();
+  let call: LoopbackCall | null = null;
+  let reading = true;
+  let waitingForDrain = false;
+  const open = (): LoopbackCall => (call ??= relayAnswers(ctx, route, options, response));
+
+  const stopReading = (): void => {
+    reading = false;
+    request.off('data', onData);
+    request.resume(); // the rest of the body is read and dropped, as Go's gateway stops decoding
+  };
+  const failed = (error: BodyError): void => {
+    stopReading();
+    if (call === null) {
+      // Go's gateway reports a bad first request as a plain error, with code Unknown (HTTP 500).
+      if (error.kind === 'too-large') sendBodyError(request, response, error);
+      else sendErrorBody(response, 500, status.UNKNOWN, error.message);
+      return;
+    }
+    // A bad later request ends the sending side only; answers keep coming, as with etcd.
+    call.end();
+  };
+  const deliver = (values: readonly JsonValue[], error: BodyError | undefined): boolean => {
+    for (const value of values) {
+      const encoded = encodeRequest(route.request, value);
+      if ('error' in encoded) {
+        failed({ kind: 'invalid', message: encoded.error });
+        return false;
+      }
+      if (!open().write(encoded.bytes) && !waitingForDrain) {
+        waitingForDrain = true;
+        request.pause();
+        open().once('drain', () => {
+          waitingForDrain = false;
+          request.resume();
+        });
+      }
+    }
+    if (error !== undefined) {
+      failed(error);
+      return false;
+    }
+    return true;
+  };
+  const onData = (chunk: Buffer): void => {
+    const { values, error } = body.push(chunk);
+    deliver(values, error);
+  };
+  request.on('data', onData);
+  request.on('end', () => {
+    if (!reading) return;
+    const { values, error } = body.end();
+    if (deliver(values, error)) open().end();
+  });
+}
+
+/** Opens the call and writes its answers to the HTTP response as they come. */
+function relayAnswers(ctx: GatewayContext, route: GatewayRoute, options: LoopbackCallOptions, response: ServerResponse): LoopbackCall {
+  const call = ctx.loopback.call(route.grpcPath, options);
+  let started = false;
+  const start = (httpStatus: number, headers: Record<string, string | string[] | number>): void => {
+    started = true;
+    response.writeHead(httpStatus, { 'Content-Type': 'application/json', ...headers });
+    response.flushHeaders();
+  };
+  const onClose = (): void => call.cancel();
+  response.once('close', onClose);
+
+  call.on('headers', (headers) => {
+    const mapped = responseHeadersFrom(headers);
+    const plain: Record<string, string | string[] | number> = {};
+    for (const [name, value] of Object.entries(mapped)) if (value !== undefined) plain[name] = value;
+    start(200, plain);
+  });
+  call.on('message', (message) => {
+    if (response.destroyed) return;
+    if (!started) start(200, {});
+    let json: string;
+    try {
+      json = responseJson(route.response, message);
+    } catch (error) {
+      ctx.log.error({ err: error, path: route.path }, 'gateway could not encode a stream answer');
+      call.cancel();
+      return;
+    }
+    if (!response.write(`{"result":${json}}\n`)) {
+      // A slow HTTP client holds the gRPC stream back (the watch hub then buffers, up to its bound).
+      call.pause();
+      response.once('drain', () => call.resume());
+    }
+  });
+  call.on('status', (result: CallStatus) => {
+    response.off('close', onClose);
+    if (response.destroyed) return;
+    if (result.code === status.OK) {
+      if (!started) start(200, {});
+      response.end();
+      return;
+    }
+    const httpStatus = httpStatusFor(result.code, result.details, ctx.errors);
+    if (!started) start(httpStatus, {});
+    response.end(streamErrorChunk(result.code, result.details, httpStatus));
+  });
+  return call;
+}

@@ -1,0 +1,282 @@
+import { join } from 'node:path';
+import { Enum, Root, Type, type Field, type Message } from 'protobufjs';
+import { protoRoot } from '../api/proto';
+import { decodeGoBase64 } from './go-base64';
+import { parseDocument, type JsonValue } from './go-json';
+
+/**
+ * etcd's gateway maps JSON to protobuf with golang/protobuf's jsonpb, as
+ * grpc-gateway configures it (OrigName, no defaults). In requests: the
+ * .proto field name or its lowerCamelCase JSON name (camel wins when both
+ * are given), int64 as a number or a quoted number, bytes as padded
+ * standard base64, enums by name or number, unknown fields ignored, null as
+ * absent. In answers: .proto field names in declaration order, 64-bit
+ * integers as strings, bytes as base64, enums by name, zero values left
+ * out. Errors carry the Go messages etcd's gateway answers with.
+ */
+export type EncodeResult = { readonly bytes: Buffer } | { readonly error: string };
+
+/** A field value as protobufjs's fromObject takes it. */
+type PlainValue = string | number | boolean | Buffer | PlainObject | PlainValue[];
+interface PlainObject {
+  [field: string]: PlainValue;
+}
+
+class JsonMappingError {
+  constructor(readonly message: string) {}
+}
+
+let cachedRoot: Root | undefined;
+
+/** etcd's protos as protobufjs reflection, with the .proto field names kept. */
+function etcdRoot(): Root {
+  if (cachedRoot === undefined) {
+    const base = protoRoot();
+    const root = new Root();
+    root.resolvePath = (_origin, target) => (target.startsWith('/') ? target : join(base, target));
+    root.loadSync('etcdserverpb/rpc.proto', { keepCase: true });
+    root.resolveAll();
+    cachedRoot = root;
+  }
+  return cachedRoot;
+}
+
+export function lookupMessage(name: string): Type {
+  return etcdRoot().lookupType(name);
+}
+
+/** JSON (one request object, or null for an empty body) to the protobuf bytes of `type`. */
+export function encodeRequest(type: Type, json: JsonValue | null): EncodeResult {
+  try {
+    const plain = json === null ? {} : readMessage(type, json);
+    return { bytes: Buffer.from(type.encode(type.fromObject(plain)).finish()) };
+  } catch (error) {
+    if (error instanceof JsonMappingError) return { error: error.message };
+    throw error;
+  }
+}
+
+/** The JSON text grpc-gateway writes for a message of `type`. */
+export function responseJson(type: Type, bytes: Buffer): string {
+  return writeMessage(type, type.decode(bytes));
+}
+
+/** protoc's JSON name: each underscore dropped and the letter after it capitalised. */
+export function jsonName(fieldName: string): string {
+  return fieldName.replace(/_(.)/g, (_match, letter: string) => letter.toUpperCase());
+}
+
+// ---- JSON → protobuf ------------------------------------------------------
+
+function readMessage(type: Type, json: JsonValue): PlainObject {
+  if (json.kind === 'null') return {};
+  if (json.kind !== 'object') throw typeError(json, 'map[string]json.RawMessage');
+  const remaining = new Map(json.fields);
+  const take = (field: Field): JsonValue | undefined => {
+    const camel = jsonName(field.name);
+    let value: JsonValue | undefined;
+    if (remaining.has(field.name)) value = remaining.get(field.name);
+    if (remaining.has(camel)) value = remaining.get(camel);
+    remaining.delete(field.name);
+    remaining.delete(camel);
+    return value;
+  };
+  const plain: PlainObject = {};
+  // Go reads the plain fields first, then the oneof members.
+  const ordered = [...type.fieldsArray.filter((f) => f.partOf === null), ...type.fieldsArray.filter((f) => f.partOf !== null)];
+  for (const field of ordered) {
+    const value = take(field);
+    if (value === undefined || value.kind === 'null') continue;
+    const read = field.repeated ? readRepeated(field, value) : readSingle(field, value);
+    if (read !== undefined) plain[field.name] = read;
+  }
+  return plain;
+}
+
+function readRepeated(field: Field, json: JsonValue): PlainValue[] {
+  if (json.kind !== 'array') throw typeError(json, '[]json.RawMessage');
+  return json.items.map((item) => readSingle(field, item) ?? zeroOf(field));
+}
+
+/** One value of a field (an element, for repeated ones); undefined for null. */
+function readSingle(field: Field, json: JsonValue): PlainValue | undefined {
+  if (json.kind === 'null') return undefined;
+  const resolved = field.resolvedType;
+  if (resolved instanceof Type) return readMessage(resolved, json);
+  if (resolved instanceof Enum) return readEnum(resolved, json);
+  switch (field.type) {
+    case 'bytes': {
+      // encoding/json also fills a []byte from an array of byte-sized numbers.
+      if (json.kind === 'array') return Buffer.from(json.items.map((item) => Number(readInteger(item, 'uint8', 0n, 255n, false))));
+      if (json.kind !== 'string') throw typeError(json, '[]uint8');
+      const decoded = decodeGoBase64(json.value);
+      if ('error' in decoded) throw new JsonMappingError(decoded.error);
+      return decoded.bytes;
+    }
+    case 'string':
+      if (json.kind !== 'string') throw typeError(json, 'string');
+      return json.value;
+    case 'bool':
+      if (json.kind !== 'bool') throw typeError(json, 'bool');
+      return json.value;
+    case 'int64':
+    case 'sint64':
+    case 'sfixed64':
+      return readInteger(json, 'int64', -(2n ** 63n), 2n ** 63n - 1n);
+    case 'uint64':
+    case 'fixed64':
+      return readInteger(json, 'uint64', 0n, 2n ** 64n - 1n);
+    case 'int32':
+    case 'sint32':
+    case 'sfixed32':
+      return Number(readInteger(json, 'int32', -(2n ** 31n), 2n ** 31n - 1n));
+    case 'uint32':
+    case 'fixed32':
+      return Number(readInteger(json, 'uint32', 0n, 2n ** 32n - 1n));
+    default:
+      throw new JsonMappingError(`etcd-cache-proxy: field ${field.name} of type ${field.type} is not mapped from JSON`);
+  }
+}
+
+function readEnum(enumType: Enum, json: JsonValue): number {
+  if (json.kind === 'string') {
+    // Only names: protobufjs's `values` inherits the numbers-to-names map.
+    const value = Object.prototype.hasOwnProperty.call(enumType.values, json.raw) ? enumType.values[json.raw] : undefined;
+    if (value === undefined) throw new JsonMappingError(`unknown value ${goQuote(json.raw)} for enum ${goTypeName(enumType)}`);
+    return value;
+  }
+  return Number(readInteger(json, goTypeName(enumType), -(2n ** 31n), 2n ** 31n - 1n));
+}
+
+/**
+ * An integer as Go reads one into an int64 (and kin): a JSON number without
+ * fraction or exponent, or the same quoted, whose inside Go parses as a JSON
+ * document of its own (for protobuf fields; not for the bytes of a []byte
+ * spelled as an array). Kept as a decimal string: no precision is lost.
+ */
+function readInteger(json: JsonValue, goType: string, min: bigint, max: bigint, quotedAllowed = true): string {
+  let value = json;
+  // jsonpb unquotes integer fields itself; encoding/json (the elements of a []byte) does not.
+  if (json.kind === 'string' && quotedAllowed) {
+    const inner = parseDocument(json.raw);
+    if ('error' in inner) throw new JsonMappingError(inner.error);
+    value = inner.value;
+  }
+  if (value.kind === 'null') return '0';
+  if (value.kind !== 'number') throw typeError(value, goType);
+  const valid = /^-?\d+$/.test(value.text) && BigInt(value.text) >= min && BigInt(value.text) <= max;
+  if (!valid) throw new JsonMappingError(`json: cannot unmarshal number ${value.text} into Go value of type ${goType}`);
+  return BigInt(value.text).toString();
+}
+
+function zeroOf(field: Field): PlainValue {
+  if (field.resolvedType instanceof Type) return {};
+  if (field.type === 'bytes') return Buffer.alloc(0);
+  if (field.type === 'string') return '';
+  if (field.type === 'bool') return false;
+  return 0;
+}
+
+function typeError(json: JsonValue, goType: string): JsonMappingError {
+  return new JsonMappingError(`json: cannot unmarshal ${json.kind} into Go value of type ${goType}`);
+}
+
+/** The Go type name of a generated enum: "etcdserverpb.RangeRequest_SortOrder". */
+function goTypeName(enumType: Enum): string {
+  const nesting: string[] = [enumType.name];
+  let parent = enumType.parent;
+  while (parent instanceof Type) {
+    nesting.unshift(parent.name);
+    parent = parent.parent;
+  }
+  const packageName = parent === null ? '' : parent.fullName.replace(/^\./, '');
+  return packageName === '' ? nesting.join('_') : `${packageName}.${nesting.join('_')}`;
+}
+
+/** Go's %q for the bytes between a JSON string's quotes (printable ASCII kept, the rest escaped). */
+function goQuote(raw: string): string {
+  return JSON.stringify(raw).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+// ---- protobuf → JSON ------------------------------------------------------
+
+function writeMessage(type: Type, message: Message | Record<string, unknown>): string {
+  const parts: string[] = [];
+  const own = message as Record<string, unknown>;
+  for (const field of type.fieldsArray) {
+    const value = own[field.name];
+    if (value === undefined || value === null) continue;
+    // A oneof member counts when it is set, zero or not; other fields only when not zero.
+    if (field.partOf !== null ? !Object.prototype.hasOwnProperty.call(own, field.name) : isZero(field, value)) continue;
+    const text = field.repeated && Array.isArray(value) ? `[${value.map((item: unknown) => writeValue(field, item)).join(',')}]` : writeValue(field, value);
+    parts.push(`${goJsonString(field.name)}:${text}`);
+  }
+  return `{${parts.join(',')}}`;
+}
+
+function writeValue(field: Field, value: unknown): string {
+  const resolved = field.resolvedType;
+  if (resolved instanceof Type) return writeMessage(resolved, value as Message);
+  if (resolved instanceof Enum) {
+    const name = resolved.valuesById[Number(value)];
+    return name === undefined ? String(Number(value)) : goJsonString(name);
+  }
+  switch (field.type) {
+    case 'bytes':
+      return `"${Buffer.from(value as Uint8Array).toString('base64')}"`;
+    case 'string':
+      return goJsonString(String(value));
+    case 'bool':
+      return value === true ? 'true' : 'false';
+    case 'int64':
+    case 'sint64':
+    case 'sfixed64':
+    case 'uint64':
+    case 'fixed64':
+      return `"${longToString(value, field.type === 'uint64' || field.type === 'fixed64')}"`;
+    default:
+      return String(Number(value));
+  }
+}
+
+function isZero(field: Field, value: unknown): boolean {
+  if (field.repeated) return !Array.isArray(value) || value.length === 0;
+  if (field.resolvedType instanceof Type) return false;
+  // protobufjs's default for an absent bytes field is an empty plain array.
+  if (value instanceof Uint8Array || Array.isArray(value)) return value.length === 0;
+  if (typeof value === 'string') return value === '';
+  if (typeof value === 'boolean') return !value;
+  if (typeof value === 'number') return value === 0;
+  if (isLong(value)) return value.isZero();
+  return false;
+}
+
+function longToString(value: unknown, unsigned: boolean): string {
+  if (typeof value === 'number') return String(value);
+  if (isLong(value)) return unsigned && !value.unsigned ? value.toUnsigned().toString() : value.toString();
+  return String(value);
+}
+
+/** The parts of a Long (protobufjs's 64-bit integers) this file reads. */
+interface LongLike {
+  readonly unsigned: boolean;
+  isZero(): boolean;
+  toUnsigned(): LongLike;
+  toString(): string;
+}
+
+function isLong(value: unknown): value is LongLike {
+  return typeof value === 'object' && value !== null && typeof (value as Partial<LongLike>).isZero === 'function' && typeof (value as Partial<LongLike>).toUnsigned === 'function';
+}
+
+const GO_ESCAPES: Record<string, string> = { '"': '\\"', '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/**
+ * A string as Go's encoding/json writes it: HTML-safe (<, >, & escaped),
+ * U+2028/U+2029 escaped, other control characters as \u00XX.
+ */
+export function goJsonString(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  const escaped = text.replace(/["\\\u0000-\u001f<>&\u2028\u2029]/g, (c) => GO_ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return `"${escaped}"`;
+}

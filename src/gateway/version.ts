@@ -1,0 +1,60 @@
+import { status } from '@grpc/grpc-js';
+import type { GrpcLoopback } from './grpc-loopback';
+import { goJsonString, lookupMessage } from './proto-json';
+
+/**
+ * What the proxy reports before it has heard any member's version (started
+ * during an outage): the etcd API level it serves (its protocol is 3.4's).
+ * Gateways read /version to pick the API they speak; APISIX requires
+ * etcdcluster >= 3.4.0.
+ */
+const API_LEVEL = '3.4.0';
+/** A version learned this recently is answered without asking again. */
+const FRESH_MS = 5_000;
+const STATUS_TIMEOUT = '1S';
+
+export interface VersionSource {
+  /** etcd's /version body: {"etcdserver":"3.4.23","etcdcluster":"3.4.0"}. */
+  body(): Promise<string>;
+}
+
+/**
+ * etcd answers /version from itself; the proxy answers with what the
+ * upstream member reports in Maintenance.Status (asked through the proxy's
+ * own gRPC service), kept for when the upstream cannot be asked. etcd's
+ * cluster version is the members' common major.minor, with patch 0.
+ */
+export function createVersionSource(loopback: GrpcLoopback, upstreamLost: () => boolean): VersionSource {
+  const statusResponse = lookupMessage('etcdserverpb.StatusResponse');
+  let known: { server: string; learnedAt: number } | null = null;
+
+  const ask = (): Promise<string | null> =>
+    new Promise((resolve) => {
+      const call = loopback.call('/etcdserverpb.Maintenance/Status', { metadata: [], timeout: STATUS_TIMEOUT });
+      let version: string | null = null;
+      call.on('message', (message) => {
+        const decoded = statusResponse.decode(message) as unknown as { version?: string };
+        version = typeof decoded.version === 'string' && decoded.version !== '' ? decoded.version : null;
+      });
+      call.on('status', (result) => resolve(result.code === status.OK ? version : null));
+      call.write(Buffer.alloc(0));
+      call.end();
+    });
+
+  return {
+    async body() {
+      const fresh = known !== null && Date.now() - known.learnedAt < FRESH_MS;
+      if (!fresh && !upstreamLost()) {
+        const server = await ask();
+        if (server !== null) known = { server, learnedAt: Date.now() };
+      }
+      const server = known?.server ?? API_LEVEL;
+      return `{"etcdserver":${goJsonString(server)},"etcdcluster":${goJsonString(clusterVersion(server))}}`;
+    },
+  };
+}
+
+function clusterVersion(server: string): string {
+  const match = /^(\d+)\.(\d+)\./.exec(server);
+  return match === null ? API_LEVEL : `${match[1]}.${match[2]}.0`;
+}

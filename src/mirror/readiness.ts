@@ -1,0 +1,33 @@
+import type { StaleReads } from '../config';
+import type { Liveness } from '../upstream/liveness';
+import type { Mirror } from './mirror';
+
+/** What /readyz reports: whether a gateway pointed here gets its configuration. */
+export type Readiness =
+  | { readonly ready: true; readonly state: 'synced' | 'stale' | 'forwarding'; readonly revision: number }
+  | { readonly ready: false; readonly reason: string };
+
+export interface ReadinessDeps {
+  readonly mirror: Mirror;
+  readonly liveness: Liveness;
+  readonly staleReads: StaleReads;
+}
+
+/**
+ * Ready means reads are answered: from a mirror that has a complete copy
+ * (fresh while the upstream answers, stale while it is lost and stale reads
+ * are allowed), or, with the mirror off for want of credentials, by a
+ * reachable upstream. A proxy still making its first copy is not ready even
+ * though it forwards meanwhile: an orchestrator should not count on it before
+ * it can survive an outage.
+ */
+export function readiness({ mirror, liveness, staleReads }: ReadinessDeps): Readiness {
+  const lost = liveness.isLost();
+  if (mirror.authRequired()) {
+    return lost ? { ready: false, reason: 'upstream lost and the mirror is off (the upstream requires authentication)' } : { ready: true, state: 'forwarding', revision: 0 };
+  }
+  if (!mirror.hasData()) return { ready: false, reason: lost ? 'upstream lost before the mirror ever synced' : 'mirror not synced yet' };
+  if (!lost) return { ready: true, state: 'synced', revision: mirror.revision() };
+  if (staleReads === 'deny') return { ready: false, reason: 'upstream lost and --stale-reads=deny' };
+  return { ready: true, state: 'stale', revision: mirror.revision() };
+}

@@ -44,7 +44,9 @@ export function createHttpGateway(deps: HttpGatewayDeps): HttpGateway {
   const loopback = createGrpcLoopback(deps.grpc);
   const ctx: GatewayContext = { loopback, errors: deps.errorPolicy, log: deps.log };
   const version = createVersionSource(loopback, deps.upstreamLost);
-  const server = createServer((request, response) => {
+  // Node cuts a request whose body is still arriving after requestTimeout (5 min by default); a
+  // watch's body may stay open for the life of the watch, to carry its cancel and progress requests.
+  const server = createServer({ requestTimeout: 0 }, (request, response) => {
     const label = handle(deps, ctx, version, request, response);
     response.once('close', () => deps.metrics.httpRequests.inc({ path: label, status: String(response.statusCode) }));
   });

@@ -2,7 +2,8 @@
 // every metric its alert rules and dashboard name is one the proxy exports.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseAllDocuments } from 'yaml';
@@ -88,5 +89,23 @@ describe('deploy/', () => {
     }
     const result = spawnSync('promtool', ['check', 'rules', join(DEPLOY, 'prometheus', 'alerts.yml')], { encoding: 'utf8' });
     assert.equal(result.status, 0, result.stdout + result.stderr);
+  });
+
+  it('has a Prometheus configuration promtool accepts, with the rules where the container mounts them', (t) => {
+    if (!onPath('promtool')) {
+      t.skip('promtool not installed here');
+      return;
+    }
+    // The file names the rules by their path inside the Prometheus container; point it at the repository's copy.
+    const dir = mkdtempSync(join(tmpdir(), 'ecp-prometheus-'));
+    try {
+      const config = readFileSync(join(DEPLOY, 'prometheus', 'prometheus.yml'), 'utf8');
+      assert.match(config, /\/etc\/prometheus\/alerts\.yml/);
+      writeFileSync(join(dir, 'prometheus.yml'), config.replace('/etc/prometheus/alerts.yml', join(DEPLOY, 'prometheus', 'alerts.yml')));
+      const result = spawnSync('promtool', ['check', 'config', join(dir, 'prometheus.yml')], { encoding: 'utf8' });
+      assert.equal(result.status, 0, result.stdout + result.stderr);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -202,7 +202,7 @@ export function mirrorTxn(
   return mirrorRead<WireTxnRequest>(ctx, deps, rpc, method, forward, {
     isRead: isReadOnlyTxn,
     covered: (request) => txnRanges(request).every((range) => deps.ranges.coversRequest(range.key ?? Buffer.alloc(0), range.range_end ?? Buffer.alloc(0))),
-    refusal: validateTxn,
+    refusal: (request) => validateTxn(request),
     revision: () => 0,
     serializable: isSerializableTxn,
     answer: (request, meta) => evaluateTxn(deps.store, request, meta.revision),

@@ -33,6 +33,8 @@ class SyntaxFault {
 }
 
 const WHITESPACE = new Set([' ', '\t', '\r', '\n']);
+/** Go's encoding/json refuses objects and arrays nested deeper than this. */
+const MAX_NESTING_DEPTH = 10_000;
 const ESCAPES: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
 
 /**
@@ -69,6 +71,9 @@ export function parseDocument(text: string): { value: JsonValue } | { error: str
   return { value: result.value };
 }
 
+/** An object or array being read; `key`: the object key whose value comes next. Duplicate keys: the last wins, as in Go's map. */
+type Container = { readonly kind: 'array'; readonly items: JsonValue[] } | { readonly kind: 'object'; readonly fields: Map<string, JsonValue>; key: string };
+
 class Parser {
   pos = 0;
   constructor(
@@ -86,10 +91,65 @@ class Parser {
     return this.text.charAt(this.pos);
   }
 
+  /**
+   * One value, objects and arrays included. Iterative, with the open
+   * containers on an explicit stack: a body nested ten thousand deep (Go's
+   * limit) would overflow the JavaScript stack if this recursed.
+   */
   value(): JsonValue {
+    const open: Container[] = [];
+    for (;;) {
+      let done = this.openOrScalar(open);
+      if (done === null) continue; // a container was opened: read its first element
+      // Hand the finished value to its container, and close every container the text closes here.
+      for (;;) {
+        const top = open[open.length - 1];
+        if (top === undefined) return done;
+        if (top.kind === 'array') top.items.push(done);
+        else {
+          top.fields.delete(top.key);
+          top.fields.set(top.key, done);
+        }
+        this.skipWhitespace();
+        const next = this.peek();
+        const closer = top.kind === 'array' ? ']' : '}';
+        if (next === ',') {
+          this.pos++;
+          this.skipWhitespace();
+          if (top.kind === 'object') top.key = this.objectKey();
+          break;
+        }
+        if (next !== closer) throw this.invalid(next, top.kind === 'array' ? 'after array element' : 'after object key:value pair');
+        this.pos++;
+        open.pop();
+        done = top.kind === 'array' ? { kind: 'array', items: top.items } : { kind: 'object', fields: top.fields };
+      }
+    }
+  }
+
+  /** A scalar, an empty container, or null after opening a container (pushed on `open`). */
+  private openOrScalar(open: Container[]): JsonValue | null {
     const c = this.peek();
-    if (c === '{') return this.object();
-    if (c === '[') return this.array();
+    if (c === '{' || c === '[') {
+      // Go's scanner counts the container before it looks inside, so even an empty one past the limit fails.
+      if (open.length >= MAX_NESTING_DEPTH) throw this.invalid(c, 'exceeded max depth');
+      this.pos++;
+      this.skipWhitespace();
+      if (c === '[') {
+        if (this.peek() === ']') {
+          this.pos++;
+          return { kind: 'array', items: [] };
+        }
+        open.push({ kind: 'array', items: [] });
+        return null;
+      }
+      if (this.peek() === '}') {
+        this.pos++;
+        return { kind: 'object', fields: new Map() };
+      }
+      open.push({ kind: 'object', fields: new Map(), key: this.objectKey() });
+      return null;
+    }
     if (c === '"') {
       const { value, raw } = this.string();
       return { kind: 'string', value, raw };
@@ -101,58 +161,17 @@ class Parser {
     throw this.invalid(c, 'looking for beginning of value');
   }
 
-  private object(): JsonValue {
-    this.pos++; // {
-    const fields = new Map<string, JsonValue>();
+  /** An object's key and its colon, up to where its value starts. */
+  private objectKey(): string {
+    const c = this.peek();
+    if (c !== '"') throw this.invalid(c, 'looking for beginning of object key string');
+    const key = this.string().value;
     this.skipWhitespace();
-    if (this.peek() === '}') {
-      this.pos++;
-      return { kind: 'object', fields };
-    }
-    for (;;) {
-      const c = this.peek();
-      if (c !== '"') throw this.invalid(c, 'looking for beginning of object key string');
-      const key = this.string().value;
-      this.skipWhitespace();
-      const colon = this.peek();
-      if (colon !== ':') throw this.invalid(colon, 'after object key');
-      this.pos++;
-      this.skipWhitespace();
-      const item = this.value();
-      fields.delete(key);
-      fields.set(key, item);
-      this.skipWhitespace();
-      const next = this.peek();
-      this.pos++;
-      if (next === '}') return { kind: 'object', fields };
-      if (next !== ',') {
-        this.pos--;
-        throw this.invalid(next, 'after object key:value pair');
-      }
-      this.skipWhitespace();
-    }
-  }
-
-  private array(): JsonValue {
-    this.pos++; // [
-    const items: JsonValue[] = [];
+    const colon = this.peek();
+    if (colon !== ':') throw this.invalid(colon, 'after object key');
+    this.pos++;
     this.skipWhitespace();
-    if (this.peek() === ']') {
-      this.pos++;
-      return { kind: 'array', items };
-    }
-    for (;;) {
-      items.push(this.value());
-      this.skipWhitespace();
-      const next = this.peek();
-      this.pos++;
-      if (next === ']') return { kind: 'array', items };
-      if (next !== ',') {
-        this.pos--;
-        throw this.invalid(next, 'after array element');
-      }
-      this.skipWhitespace();
-    }
+    return key;
   }
 
   private string(): { value: string; raw: string } {

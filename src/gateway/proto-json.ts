@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Enum, Root, Type, type Field, type Message } from 'protobufjs';
+import { Enum, Reader, Root, Type, util, type Field, type Message } from 'protobufjs';
 import { protoRoot } from '../api/proto';
 import { decodeGoBase64 } from './go-base64';
 import { parseDocument, type JsonValue } from './go-json';
@@ -28,9 +28,19 @@ class JsonMappingError {
 
 let cachedRoot: Root | undefined;
 
+/**
+ * Message nesting protobufjs accepts. Its default (100, protoc's) is below
+ * what etcd takes: a Txn nested in a Txn as deep as --max-txn-ops allows
+ * (128 levels by default, two messages each). The bound still stops a
+ * hostile body long before the JavaScript stack would.
+ */
+const MESSAGE_NESTING_LIMIT = 1_024;
+
 /** etcd's protos as protobufjs reflection, with the .proto field names kept. */
 function etcdRoot(): Root {
   if (cachedRoot === undefined) {
+    util.recursionLimit = Math.max(util.recursionLimit, MESSAGE_NESTING_LIMIT);
+    Reader.recursionLimit = Math.max(Reader.recursionLimit, MESSAGE_NESTING_LIMIT);
     const base = protoRoot();
     const root = new Root();
     root.resolvePath = (_origin, target) => (target.startsWith('/') ? target : join(base, target));

@@ -55,12 +55,17 @@ export function isSerializableTxn(txn: WireTxnRequest): boolean {
 
 export type TxnRefusal = RangeRefusal | 'tooManyOps' | 'unsupported';
 
-/** What etcd would refuse, or what the mirror does not answer itself (historical ranges, odd enums). */
-export function validateTxn(txn: WireTxnRequest): TxnRefusal | null {
-  if ((txn.compare ?? []).length > MAX_TXN_OPS || (txn.success ?? []).length > MAX_TXN_OPS || (txn.failure ?? []).length > MAX_TXN_OPS) {
-    return 'tooManyOps';
-  }
+/**
+ * What etcd would refuse, or what the mirror does not answer itself
+ * (historical ranges, odd enums). etcd's op limit is a budget shared down
+ * the nesting: each level may hold at most what its parents left over, so
+ * a Txn nested 129 deep with one op each is too many at the default 128.
+ */
+export function validateTxn(txn: WireTxnRequest, opBudget = MAX_TXN_OPS): TxnRefusal | null {
+  const ops = Math.max((txn.compare ?? []).length, (txn.success ?? []).length, (txn.failure ?? []).length);
+  if (ops > opBudget) return 'tooManyOps';
   for (const compare of txn.compare ?? []) {
+    if (compare.key === undefined || compare.key.length === 0) return 'emptyKey';
     if (typeof compare.result === 'number' || typeof compare.target === 'number') return 'unsupported';
   }
   for (const op of branches(txn)) {
@@ -69,7 +74,7 @@ export function validateTxn(txn: WireTxnRequest): TxnRefusal | null {
       if (refusal !== null) return refusal;
       if ((op.request_range.revision ?? '0') !== '0') return 'unsupported';
     } else if (op.request_txn !== undefined) {
-      const refusal = validateTxn(op.request_txn);
+      const refusal = validateTxn(op.request_txn, opBudget - ops);
       if (refusal !== null) return refusal;
     }
   }

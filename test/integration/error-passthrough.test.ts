@@ -3,11 +3,23 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { status, type ClientDuplexStream } from '@grpc/grpc-js';
+import { Reader, util } from 'protobufjs';
 import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
 
 const key = (s: string): Buffer => Buffer.from(s);
+
+// The raw client encodes with protobufjs, which stops at 100 nested messages; etcd takes Txns nested deeper.
+util.recursionLimit = 1_024;
+Reader.recursionLimit = 1_024;
+
+/** A read-only Txn holding a Txn holding a Txn..., `levels` deep, one Range at the bottom. */
+function nestedReadTxn(levels: number): object {
+  let txn: object = { success: [{ request_range: { key: key('history') } }] };
+  for (let level = 1; level < levels; level += 1) txn = { success: [{ request_txn: txn }] };
+  return txn;
+}
 
 async function etcdGauge(etcd: EtcdServer, name: string): Promise<number> {
   const text = await (await fetch(`${etcd.clientUrl}/metrics`)).text();
@@ -64,6 +76,14 @@ describe('errors and call control pass through the proxy', () => {
       request: () => ({ success: [{ request_put: { key: key('dup'), value: key('1') } }, { request_put: { key: key('dup'), value: key('2') } }] }),
       code: status.INVALID_ARGUMENT,
     },
+    { name: 'a read-only Txn nested past the op budget', service: 'kv', method: 'Txn', request: () => nestedReadTxn(129), code: status.INVALID_ARGUMENT },
+    {
+      name: 'a read-only Txn comparing an empty key',
+      service: 'kv',
+      method: 'Txn',
+      request: () => ({ compare: [{ key: Buffer.alloc(0), target: 'VERSION', result: 'EQUAL', version: '0' }], success: [{ request_range: { key: key('history') } }] }),
+      code: status.INVALID_ARGUMENT,
+    },
     { name: 'a Range above the current revision', service: 'kv', method: 'Range', request: () => ({ key: key('history'), revision: '100000' }), code: status.OUT_OF_RANGE },
     { name: 'a Range at a compacted revision', service: 'kv', method: 'Range', request: () => ({ key: key('history'), revision: '2' }), code: status.OUT_OF_RANGE },
     { name: 'a Compact above the current revision', service: 'kv', method: 'Compact', request: () => ({ revision: '100000' }), code: status.OUT_OF_RANGE },
@@ -86,6 +106,13 @@ describe('errors and call control pass through the proxy', () => {
       assert.equal(fromProxy.error.details, fromEtcd.error.details);
     });
   }
+
+  it('answers a read-only Txn nested as deep as the op budget allows, as etcd does', async () => {
+    const [fromEtcd, fromProxy] = [await call(direct.kv, 'Txn', nestedReadTxn(128)), await call(proxied.kv, 'Txn', nestedReadTxn(128))];
+    assert.equal(fromEtcd.error, null);
+    assert.equal(fromProxy.error, null);
+    assert.deepEqual(JSON.stringify(fromProxy.response).replace(/"(cluster_id|member_id|raft_term)":"\d+"/g, ''), JSON.stringify(fromEtcd.response).replace(/"(cluster_id|member_id|raft_term)":"\d+"/g, ''));
+  });
 
   it('answers count_only, keys_only and revision-filtered ranges as etcd does', async () => {
     const header = (r: unknown): unknown => ({ ...(r as { header: object }), header: undefined });

@@ -83,6 +83,12 @@ const BAD_RANGE_BODIES: readonly string[] = [
   'null',
   `{"key":"${KEY}"} and then junk`,
   `{"key":"${KEY}","rangeEnd":"AA==","range_end":"!"}`,
+  // Go's limit of 10 000 nested objects and arrays: at it, and one past it (deep enough to overflow a recursive parser).
+  `{"key":"${KEY}","x":${'['.repeat(9_999)}${']'.repeat(9_999)}}`,
+  `{"key":"${KEY}","x":${'['.repeat(10_000)}${']'.repeat(10_000)}}`,
+  '['.repeat(10_001),
+  `${'{"a":'.repeat(10_001)}1${'}'.repeat(10_001)}`,
+  '['.repeat(200_000),
 ];
 
 /** Bad bodies for other endpoints: nested messages, repeated fields, enums inside them. */
@@ -180,6 +186,7 @@ describe('bad input to the HTTP/JSON gateway', () => {
     const badFirst = await compare('/v3/watch', '{"create_request":{"key":5}}');
     assert.equal(badFirst.status, 500);
     await compare('/v3/watch', '{"create_request":');
+    await compare('/v3/watch', `{"create_request":${'['.repeat(200_000)}`);
     const body = `{"create_request":{"key":"${KEY}"}}{"create_request":{"key":"!!"}}{"create_request":{"key":"${KEY}"}}`;
     const streams = [new HttpStream(etcd.clientUrl, '/v3/watch', { body }), new HttpStream(proxy.url, '/v3/watch', { body })];
     try {

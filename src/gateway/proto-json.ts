@@ -62,7 +62,9 @@ export function encodeRequest(type: Type, json: JsonValue | null): EncodeResult 
     return { bytes: Buffer.from(type.encode(type.fromObject(plain)).finish()) };
   } catch (error) {
     if (error instanceof JsonMappingError) return { error: error.message };
-    throw error;
+    // Anything else protobufjs refuses (nesting past its limit, say) is the body's fault too, and
+    // must not escape: a streaming body is read in an event handler, where a throw ends the process.
+    return { error: `etcd-cache-proxy: request not mapped to protobuf: ${error instanceof Error ? error.message : String(error)}` };
   }
 }
 

@@ -13,6 +13,7 @@ export const ETCD_ERRORS = {
   emptyKey: { code: status.INVALID_ARGUMENT, details: 'etcdserver: key is not provided' },
   invalidSortOption: { code: status.INVALID_ARGUMENT, details: 'etcdserver: invalid sort option' },
   tooManyOps: { code: status.INVALID_ARGUMENT, details: 'etcdserver: too many operations in txn request' },
+  invalidAuthToken: { code: status.UNAUTHENTICATED, details: 'etcdserver: invalid auth token' },
   unsupported: { code: status.UNAVAILABLE, details: 'etcd-cache-proxy: upstream cluster unreachable and the mirror cannot answer this request' },
   readOnly: { code: status.UNIMPLEMENTED, details: 'etcd-cache-proxy: read-only proxy rejects writes' },
   upstreamLost: { code: status.UNAVAILABLE, details: 'etcd-cache-proxy: upstream cluster unreachable, writes rejected' },

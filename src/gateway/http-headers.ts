@@ -1,4 +1,6 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { status } from '@grpc/grpc-js';
+import { ETCD_ERRORS } from '../api/errors';
 import { STALE_HEADER } from '../api/mirror-reads';
 import { isReservedMetadataKey, type LoopbackCallOptions } from './grpc-loopback';
 
@@ -23,23 +25,31 @@ const TIMEOUT_UNIT_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_
  * metadata (Grpc-Metadata-Hasleader: true asks for etcd's require-leader
  * watch), and Grpc-Timeout as the call's deadline.
  */
-export function callOptionsFrom(headers: IncomingHttpHeaders): LoopbackCallOptions | { error: string } {
+export function callOptionsFrom(headers: IncomingHttpHeaders): LoopbackCallOptions | { error: string; code: status } {
   const metadata: [string, string][] = [];
   // etcd reads the token from `token` (what clientv3 sends) before `authorization` (what grpc-gateway
   // passes on); `token` keeps HTTP clients on the same path through the proxy as gRPC ones.
   const authorization = headers.authorization;
-  if (authorization !== undefined && authorization !== '') metadata.push(['token', authorization]);
+  if (authorization !== undefined && authorization !== '') {
+    // gRPC metadata holds printable ASCII only; no token etcd issues is anything else, and grpc-js
+    // would drop it silently, so the call would go out without the token the client meant to send.
+    if (!PRINTABLE_ASCII.test(authorization)) return { error: ETCD_ERRORS.invalidAuthToken.details, code: ETCD_ERRORS.invalidAuthToken.code };
+    metadata.push(['token', authorization]);
+  }
   for (const [name, value] of Object.entries(headers)) {
     if (!name.startsWith(METADATA_HEADER_PREFIX) || value === undefined) continue;
     const key = name.slice(METADATA_HEADER_PREFIX.length);
     if (key === '' || isReservedMetadataKey(key) || !/^[0-9a-z_.-]+$/.test(key)) continue;
-    for (const item of Array.isArray(value) ? value : [value]) metadata.push([key, item]);
+    for (const item of Array.isArray(value) ? value : [value]) if (key.endsWith('-bin') || PRINTABLE_ASCII.test(item)) metadata.push([key, item]);
   }
   const timeoutHeader = headers['grpc-timeout'];
   const timeout = timeoutHeader === undefined || timeoutHeader === '' ? null : grpcTimeout(String(timeoutHeader));
-  if (timeout instanceof Error) return { error: timeout.message };
+  if (timeout instanceof Error) return { error: timeout.message, code: status.INVALID_ARGUMENT };
   return { metadata, timeout };
 }
+
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
+const INT64_MAX = 2n ** 63n - 1n;
 
 /**
  * Go's reading of Grpc-Timeout (an integer and one unit letter), re-spelled
@@ -50,7 +60,8 @@ function grpcTimeout(value: string): string | null | Error {
   const invalid = new Error(`invalid grpc-timeout: ${value}`);
   const unit = TIMEOUT_UNIT_MS[value.slice(-1)];
   const amount = value.slice(0, -1);
-  if (value.length < 2 || unit === undefined || !/^[+-]?\d+$/.test(amount)) return invalid;
+  // Go parses the amount as an int64.
+  if (value.length < 2 || unit === undefined || !/^[+-]?\d+$/.test(amount) || BigInt(amount) > INT64_MAX || BigInt(amount) < -INT64_MAX - 1n) return invalid;
   const ms = Number(amount) * unit;
   if (ms === 0) return null;
   if (ms < 0) return '1n'; // already past: the call fails with DEADLINE_EXCEEDED, as in Go

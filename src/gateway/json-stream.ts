@@ -25,7 +25,7 @@ import type { GatewayRoute } from './routes';
 export function serveStream(ctx: GatewayContext, route: GatewayRoute, request: IncomingMessage, response: ServerResponse): void {
   const options = callOptionsFrom(request.headers);
   if ('error' in options) {
-    sendErrorBody(response, 400, status.INVALID_ARGUMENT, options.error);
+    sendErrorBody(response, httpStatusFor(options.code, options.error, ctx.errors), options.code, options.error);
     return;
   }
   if (route.kind === 'server-stream') {

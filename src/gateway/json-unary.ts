@@ -24,7 +24,7 @@ interface UnaryOutcome {
 export async function serveUnary(ctx: GatewayContext, route: GatewayRoute, request: IncomingMessage, response: ServerResponse): Promise<void> {
   const options = callOptionsFrom(request.headers);
   if ('error' in options) {
-    sendErrorBody(response, 400, status.INVALID_ARGUMENT, options.error);
+    sendErrorBody(response, httpStatusFor(options.code, options.error, ctx.errors), options.code, options.error);
     return;
   }
   const body = await readJsonBody(request);

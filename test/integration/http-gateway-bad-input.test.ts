@@ -168,9 +168,12 @@ describe('bad input to the HTTP/JSON gateway', () => {
   });
 
   it('answers bad request headers as etcd does', async () => {
-    for (const timeout of ['x', '5', '5Q', '1.5S']) await compare('/v3/kv/range', `{"key":"${KEY}"}`, { 'Grpc-Timeout': timeout });
+    for (const timeout of ['x', '5', '5Q', '1.5S', '99999999999999999999S']) await compare('/v3/kv/range', `{"key":"${KEY}"}`, { 'Grpc-Timeout': timeout });
     await compare('/v3/kv/range', `{"key":"${KEY}"}`, { 'Grpc-Timeout': '10S' });
     await compare('/v3/kv/range', `{"key":"${KEY}"}`, { 'Content-Type': 'text/plain' });
+    // A token outside printable ASCII cannot travel as gRPC metadata: refused as etcd refuses it, not dropped.
+    const answer = await compare('/v3/kv/range', `{"key":"${KEY}"}`, { Authorization: '\u00e9t\u00e9' });
+    assert.equal(answer.status, 401);
   });
 
   it('answers unknown paths and methods as etcd does', async () => {

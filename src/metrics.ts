@@ -19,6 +19,7 @@ export interface Metrics {
   readonly staleReads: Counter;
   readonly mirrorRevision: Gauge;
   readonly upstreamUp: Gauge;
+  readonly upstreamAuthRequired: Gauge;
   readonly readBarrierCalls: Counter;
   readonly mirrorRelists: Counter;
   readonly unchangedPutsAcknowledged: Counter;
@@ -102,6 +103,11 @@ export function createMetrics(registry: Registry = new Registry()): Metrics {
     upstreamUp: new Gauge({
       name: `${METRIC_PREFIX}upstream_up`,
       help: '1 while some upstream member answers within the upstream timeout, else 0',
+      registers: [registry],
+    }),
+    upstreamAuthRequired: new Gauge({
+      name: `${METRIC_PREFIX}upstream_auth_required`,
+      help: '1 while the upstream refuses anonymous reads (auth enabled): the mirror serves nothing and every request is forwarded',
       registers: [registry],
     }),
     readBarrierCalls: new Counter({

@@ -31,6 +31,7 @@ import { setLogLevel } from './log';
 import { WatchHub } from './watch/hub';
 import { createWritePolicy } from './api/write-policy';
 import { readiness } from './mirror/readiness';
+import { AuthGate } from './mirror/auth-gate';
 
 export interface RunningProxy {
   /** The client port actually bound (port 0 in the config picks a free one). */
@@ -91,7 +92,9 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   liveness.on('back', () => metrics.upstreamUp.set(1));
   const mirrorLog = log.child({ component: 'mirror' });
   const ranges = MirroredRanges.fromPrefixes(config.mirrorPrefixes.map((prefix) => Buffer.from(prefix)));
-  const mirror = startMirror({ store, pool, liveness, log: mirrorLog, ranges, onRevision: (revision) => metrics.mirrorRevision.set(revision),
+  const auth = new AuthGate(mirrorLog, (required) => metrics.upstreamAuthRequired.set(required ? 1 : 0));
+  auth.startProbing(pool);
+  const mirror = startMirror({ store, pool, liveness, log: mirrorLog, ranges, auth, onRevision: (revision) => metrics.mirrorRevision.set(revision),
     onWatchStream: (delta) => metrics.upstreamWatchStreams.inc(delta),
     onFailover: () => metrics.upstreamFailovers.inc({ kind: 'mirror_watch' }),
   });
@@ -128,7 +131,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     writes: createWritePolicy({ mode: () => running.mode, liveness, mirror, ranges, metrics }),
     mode: () => running.mode,
     watchHub: { hub: watchHub, progressNotifyIntervalMs: config.watchProgressNotifyIntervalMs, bufferBytes: config.watchBufferBytes },
-    mirrorReads: { store, mirror, ranges, liveness, barrier, staleReads: config.staleReads, metrics, log: mirrorLog },
+    mirrorReads: { store, mirror, ranges, liveness, barrier, auth, staleReads: config.staleReads, metrics, log: mirrorLog },
   }, [loopRefusingInterceptor(instanceId)]);
   const gateway = createHttpGateway({
     metrics,
@@ -192,6 +195,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     maintenance.close();
     consistency.close();
     await snapshots?.close();
+    auth.close();
     await mirror.close();
     await maintenance.runOnce();
     await store.close();

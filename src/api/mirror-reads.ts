@@ -6,6 +6,7 @@ import { toRevision, toWireKeyValue } from '../mirror/codec';
 import type { Mirror } from '../mirror/mirror';
 import { isRetained, keyspaceAt } from '../mirror/history-view';
 import { evaluateRange, isAllAbove, validateRange, type WireRangeRequest } from '../mirror/range-query';
+import { isAuthRefusal, type AuthGate } from '../mirror/auth-gate';
 import { READ_BARRIER_TIMEOUT_MS, type ReadBarrier } from '../mirror/read-barrier';
 import type { MirroredRanges } from '../mirror/mirrored-ranges';
 import { evaluateTxn, isReadOnlyTxn, isSerializableTxn, txnRanges, validateTxn, type WireTxnRequest } from '../mirror/txn-query';
@@ -27,6 +28,8 @@ export interface MirrorReadDeps {
   readonly ranges: MirroredRanges;
   readonly liveness: Liveness;
   readonly barrier: ReadBarrier;
+  /** Told when the barrier's anonymous read is refused: auth went on upstream. */
+  readonly auth: AuthGate;
   readonly staleReads: StaleReads;
   readonly metrics: Metrics;
   readonly log: Logger;
@@ -107,7 +110,12 @@ function mirrorRead<Req>(
     let upstreamRevision: number;
     try {
       upstreamRevision = await deps.barrier.upstreamRevision();
-    } catch {
+    } catch (error) {
+      // Auth went on upstream: from now on etcd decides, with the client's own token.
+      if (isAuthRefusal(error)) {
+        deps.auth.refused();
+        return { kind: 'forward' };
+      }
       // The upstream cannot confirm freshness right now: what the mirror holds is the best answer.
       return staleRoute();
     }

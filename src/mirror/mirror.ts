@@ -1,6 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { Metadata, status, type ClientDuplexStream } from '@grpc/grpc-js';
-import { isServiceError } from '../api/errors';
+import { Metadata, type ClientDuplexStream } from '@grpc/grpc-js';
 import { serviceMethods } from '../api/proto';
 import type { Logger } from '../log';
 import type { MirrorStore } from '../store/store';
@@ -9,6 +8,7 @@ import type { Liveness } from '../upstream/liveness';
 import type { UpstreamMember, UpstreamPool } from '../upstream/pool';
 import { callUpstream } from '../upstream/unary';
 import { toEventRecord, toIdentity, toRevision, type WireHeader, type WireWatchResponse } from './codec';
+import { AuthRefused, isAuthCancelReason, type AuthGate } from './auth-gate';
 import { listInto } from './lister';
 import { MirroredRanges } from './mirrored-ranges';
 import { RevisionWaiters } from './revision-waiters';
@@ -51,6 +51,8 @@ export interface MirrorDeps {
   readonly log: Logger;
   /** What to mirror: the whole keyspace or some prefixes. */
   readonly ranges: MirroredRanges;
+  /** Whether the upstream lets the mirror serve (auth off); the mirror's own calls feed it too. */
+  readonly auth: AuthGate;
   /** Called with M after every commit (metrics). */
   readonly onRevision?: (revision: number) => void;
   /** Called with +1 when the mirror's upstream watch stream opens, -1 when it ends (metrics). */
@@ -79,7 +81,7 @@ class RelistNeeded extends Error {
  * Reconnects resume at M+1; a compaction past M means a fresh list; another
  * cluster, or one whose revision is behind M, means the store is wiped first.
  */
-export function startMirror({ store, pool, liveness, log, ranges, onRevision, onWatchStream, onFailover }: MirrorDeps): Mirror {
+export function startMirror({ store, pool, liveness, log, ranges, auth, onRevision, onWatchStream, onFailover }: MirrorDeps): Mirror {
   const held = store.meta();
   if (held.revision > 0 && held.scope !== ranges.describe()) {
     log.warn({ held: held.scope, configured: ranges.describe() }, 'the mirror on disk holds other keys than --mirror-prefix asks for: discarded, rebuilding');
@@ -93,16 +95,7 @@ export function startMirror({ store, pool, liveness, log, ranges, onRevision, on
   /** The member the last watch ran on: resuming on another is a failover. */
   let watchedMember: UpstreamMember | null = null;
   let wakeUp: (() => void) | null = null;
-  let authRequired = false;
   let relistReason: string | null = null;
-  const noteAuth = (error: unknown): void => {
-    const refused =
-      isServiceError(error) &&
-      (error.code === status.UNAUTHENTICATED || error.code === status.PERMISSION_DENIED || error.details === 'etcdserver: user name is empty');
-    if (refused && !authRequired) log.warn('upstream has auth enabled: the mirror is not used, every request is forwarded');
-    if (!refused && authRequired) log.info('upstream accepts the mirror again');
-    authRequired = refused;
-  };
 
   const advanced = (revision: number): void => {
     waiters.release(revision);
@@ -130,6 +123,8 @@ export function startMirror({ store, pool, liveness, log, ranges, onRevision, on
     const previous = store.meta().revision;
     const result = await listInto(store, member.client, ranges, compactRevision);
     log.info({ revision: result.revision, keys: result.keys, ms: Date.now() - started }, 'mirror listed the upstream keyspace');
+    // A list is an anonymous read of everything mirrored: the upstream lets anyone read.
+    auth.accepted();
     advanced(result.revision);
     emitter.emit('relisted', result.revision, previous);
   };
@@ -156,9 +151,13 @@ export function startMirror({ store, pool, liveness, log, ranges, onRevision, on
         liveness.heard();
         if (response.canceled === true) {
           const compacted = toRevision(response.compact_revision);
-          finish(compacted > 0 ? new RelistNeeded(compacted) : new Error(`upstream cancelled the mirror watch: ${response.cancel_reason ?? 'no reason'}`));
+          const reason = response.cancel_reason ?? '';
+          if (compacted > 0) finish(new RelistNeeded(compacted));
+          else if (isAuthCancelReason(reason)) finish(new AuthRefused(`upstream refused the mirror watch: ${reason}`));
+          else finish(new Error(`upstream cancelled the mirror watch: ${reason === '' ? 'no reason' : reason}`));
           return;
         }
+        if (response.created === true) auth.accepted();
         const received = (response.events ?? []).map(toEventRecord);
         if (received.length === 0) return;
         // The watch spans the gaps between mirrored prefixes too: their events are dropped,
@@ -194,7 +193,6 @@ export function startMirror({ store, pool, liveness, log, ranges, onRevision, on
         if (member === undefined) throw new Error('no upstream member');
         await checkIdentity(member);
         if (store.meta().revision === 0) await relist(member, 0);
-        noteAuth(null);
         if (relistReason !== null) throw new Error(relistReason);
         backoff = INITIAL_BACKOFF_MS;
         // close() may have come while the identity check or the list was in flight,
@@ -205,7 +203,7 @@ export function startMirror({ store, pool, liveness, log, ranges, onRevision, on
         await watchFrom(member, store.meta().revision + 1);
       } catch (error) {
         if (closed) return;
-        noteAuth(error);
+        auth.observe(error);
         const requested = relistReason;
         if ((error instanceof RelistNeeded || requested !== null) && member !== undefined) {
           const compactRevision = error instanceof RelistNeeded ? error.compactRevision : store.meta().compactRevision;
@@ -240,12 +238,13 @@ export function startMirror({ store, pool, liveness, log, ranges, onRevision, on
   const running = run();
   // A returning upstream should not wait out a long backoff.
   liveness.on('back', () => wakeUp?.());
+  auth.onAccepted(() => wakeUp?.());
   pool.on('unhealthy', (member) => leaveMember?.(member));
 
   return Object.assign(emitter, {
     revision: () => store.meta().revision,
     hasData: () => store.meta().revision > 0,
-    authRequired: () => authRequired,
+    authRequired: () => auth.isRequired(),
     waitForRevision: (revision: number, timeoutMs: number) => waiters.wait(revision, timeoutMs),
     requestRelist(reason: string) {
       relistReason = reason;

@@ -2,13 +2,19 @@ import { Duplex } from 'node:stream';
 
 /**
  * Two in-memory streams wired back to back: what one writes, the other reads.
- * Node 20 has no stream.duplexPair (22.6 added it). Backpressure holds: a
- * write completes only once the other side has room for it, so neither side
- * buffers more than its highWaterMark for a peer that does not read.
+ * Node 20 has no stream.duplexPair (22.6 added it).
+ *
+ * A write completes at once, whether or not the other side has read what
+ * came before, as a write into a kernel socket buffer does. Holding writes
+ * back instead deadlocks HTTP/2 over this pair: under a burst of streams,
+ * both sessions fill their peer's buffer, stop reading while their own
+ * write waits, and neither ever reads again (seen with ~1000 watches opened
+ * at once). What bounds memory here is HTTP/2's own flow control, per stream
+ * and per connection, which both sessions apply regardless of the transport.
  */
 export function duplexPair(): [Duplex, Duplex] {
-  const ends: Endpoint[] = [new Endpoint(), new Endpoint()];
-  const [a, b] = ends as [Endpoint, Endpoint];
+  const a = new Endpoint();
+  const b = new Endpoint();
   a.peer = b;
   b.peer = a;
   return [a, b];
@@ -17,13 +23,9 @@ export function duplexPair(): [Duplex, Duplex] {
 class Endpoint extends Duplex {
   /** The other end; set right after construction, before any I/O. */
   peer: Endpoint | null = null;
-  /** The callback of a write the peer had no room for; called when the peer reads again. */
-  private blockedWrite: (() => void) | null = null;
 
   override _read(): void {
-    const resume = this.peer?.blockedWrite ?? null;
-    if (this.peer !== null) this.peer.blockedWrite = null;
-    resume?.();
+    // Data arrives by the peer's writes; nothing to fetch.
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -32,8 +34,8 @@ class Endpoint extends Duplex {
       callback(new Error('duplex pair: the other end is closed'));
       return;
     }
-    if (peer.push(chunk)) callback();
-    else this.blockedWrite = () => callback();
+    peer.push(chunk);
+    callback();
   }
 
   override _final(callback: (error?: Error | null) => void): void {
@@ -43,9 +45,6 @@ class Endpoint extends Duplex {
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     const peer = this.peer;
-    const blocked = this.blockedWrite;
-    this.blockedWrite = null;
-    blocked?.();
     // A socket that goes away ends both directions, as a closed TCP connection would.
     if (peer !== null && !peer.destroyed) {
       peer.push(null);

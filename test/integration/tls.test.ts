@@ -5,7 +5,7 @@
 // restart and without dropping open streams.
 import assert from 'node:assert/strict';
 import { copyFileSync, readFileSync, rmSync } from 'node:fs';
-import { get as httpsGet } from 'node:https';
+import { request as httpsRequest } from 'node:https';
 import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
@@ -36,14 +36,17 @@ function servedSerial(port: number, ca: string, leaf: { cert: string; key: strin
   });
 }
 
-function httpsText(url: string, ca: string, leaf: { cert: string; key: string }): Promise<{ status: number; body: string }> {
+/** A GET, or a POST of `post`, over TLS with a client certificate. */
+function httpsText(url: string, ca: string, leaf: { cert: string; key: string }, post?: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const request = httpsGet(url, { ca: readFileSync(ca), cert: readFileSync(leaf.cert), key: readFileSync(leaf.key) }, (response) => {
+    const options = { ca: readFileSync(ca), cert: readFileSync(leaf.cert), key: readFileSync(leaf.key), method: post === undefined ? 'GET' : 'POST' };
+    const request = httpsRequest(url, options, (response) => {
       let body = '';
       response.setEncoding('utf8').on('data', (c: string) => (body += c));
       response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
     });
     request.on('error', reject);
+    request.end(post);
   });
 }
 
@@ -136,6 +139,10 @@ describe('TLS', () => {
     assert.match(metrics.body, /etcd_cache_proxy_mirror_revision/);
     const health = await httpsText(`https://127.0.0.1:${port}/health`, ca.caCert, appLeaf);
     assert.deepEqual([health.status, JSON.parse(health.body)], [200, { health: 'true' }]);
+    // etcd's JSON gateway, as APISIX speaks it over TLS.
+    const range = await httpsText(`https://127.0.0.1:${port}/v3/kv/range`, ca.caCert, appLeaf, JSON.stringify({ key: b('tls/k').toString('base64') }));
+    assert.equal(range.status, 200, range.body);
+    assert.match(range.body, /"header":\{"cluster_id":"\d+"/);
     // The TLS handshake fails on the first plain byte (at most a TLS alert comes back, never HTTP).
     const plain = await plainHttp(port);
     assert.equal(plain.startsWith('HTTP/'), false, JSON.stringify(plain));

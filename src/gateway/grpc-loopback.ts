@@ -19,6 +19,8 @@ export interface GrpcLoopback {
   call(path: string, options: LoopbackCallOptions): LoopbackCall;
   /** Ends the connection; calls still open end with UNAVAILABLE. */
   close(): void;
+  /** How many in-memory connections it has opened so far. */
+  connectionsOpened(): number;
 }
 
 export interface LoopbackCallOptions {
@@ -42,14 +44,37 @@ const MAX_MESSAGE_BYTES = 512 * 1024 * 1024;
 /** A stalled HTTP client holds at most one stream window; the connection window is sized so it never blocks the others. */
 const CONNECTION_WINDOW_BYTES = 2 ** 31 - 1;
 const GRPC_FRAME_HEADER_BYTES = 5;
+/**
+ * Calls one connection carries before new ones go to a fresh connection.
+ * Each call is an HTTP/2 stream, and a client's stream IDs run out after
+ * 2^30 streams: days for a busy gateway, after which that connection takes
+ * no new call at all.
+ */
+export const CALLS_PER_CONNECTION = 1_000_000_000;
 
-export function createGrpcLoopback(server: GrpcServer): GrpcLoopback {
+export interface GrpcLoopbackOptions {
+  /** Lowered by tests to see the connection change hands. */
+  readonly callsPerConnection?: number;
+}
+
+export function createGrpcLoopback(server: GrpcServer, options: GrpcLoopbackOptions = {}): GrpcLoopback {
+  const callsPerConnection = options.callsPerConnection ?? CALLS_PER_CONNECTION;
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
   let session: ClientHttp2Session | null = null;
+  let callsOnSession = 0;
+  let connectionsOpened = 0;
+  /** The current connection and those still finishing their calls. */
+  const sessions = new Set<ClientHttp2Session>();
   let closed = false;
 
   const open = (): ClientHttp2Session => {
+    if (session !== null && callsOnSession >= callsPerConnection) {
+      // No new streams on it; its open calls (long watches too) finish there, then it goes.
+      session.close();
+      session = null;
+    }
     if (session !== null && !session.closed && !session.destroyed) return session;
+    callsOnSession = 0;
     const [clientEnd, serverEnd] = duplexPair();
     injector.injectConnection(serverEnd);
     const fresh = connect('http://etcd-cache-proxy.gateway', { createConnection: (): Duplex => clientEnd });
@@ -59,9 +84,14 @@ export function createGrpcLoopback(server: GrpcServer): GrpcLoopback {
       if (session === fresh) session = null;
     };
     fresh.on('goaway', forget);
-    fresh.on('close', forget);
+    fresh.on('close', () => {
+      forget();
+      sessions.delete(fresh);
+    });
     fresh.on('error', forget);
     session = fresh;
+    sessions.add(fresh);
+    connectionsOpened += 1;
     return fresh;
   };
 
@@ -84,7 +114,9 @@ export function createGrpcLoopback(server: GrpcServer): GrpcLoopback {
         headers[key] = existing === undefined ? value : [...(Array.isArray(existing) ? existing : [existing]), value];
       }
       try {
-        call.attach(open().request(headers, { endStream: false }));
+        const connection = open();
+        callsOnSession += 1;
+        call.attach(connection.request(headers, { endStream: false }));
       } catch (error) {
         queueMicrotask(() => call.fail(status.UNAVAILABLE, `etcd-cache-proxy: gateway could not reach its gRPC server: ${error instanceof Error ? error.message : String(error)}`));
       }
@@ -92,10 +124,12 @@ export function createGrpcLoopback(server: GrpcServer): GrpcLoopback {
     },
     close() {
       closed = true;
-      session?.destroy();
+      for (const open of sessions) open.destroy();
+      sessions.clear();
       session = null;
       injector.destroy();
     },
+    connectionsOpened: () => connectionsOpened,
   };
 }
 

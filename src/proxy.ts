@@ -93,7 +93,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   const mirrorLog = log.child({ component: 'mirror' });
   const ranges = MirroredRanges.fromPrefixes(config.mirrorPrefixes.map((prefix) => Buffer.from(prefix)));
   const auth = new AuthGate(mirrorLog, (required) => metrics.upstreamAuthRequired.set(required ? 1 : 0));
-  auth.startProbing(pool);
+  auth.startProbing(() => pool.candidates()[0]?.client);
   const mirror = startMirror({ store, pool, liveness, log: mirrorLog, ranges, auth, onRevision: (revision) => metrics.mirrorRevision.set(revision),
     onWatchStream: (delta) => metrics.upstreamWatchStreams.inc(delta),
     onFailover: () => metrics.upstreamFailovers.inc({ kind: 'mirror_watch' }),

@@ -1,7 +1,6 @@
-import { status } from '@grpc/grpc-js';
+import { status, type Client } from '@grpc/grpc-js';
 import { isServiceError } from '../api/errors';
 import type { Logger } from '../log';
-import type { UpstreamPool } from '../upstream/pool';
 import { callUpstream } from '../upstream/unary';
 
 /** How often the upstream is asked whether it still lets an anonymous client read. */
@@ -26,17 +25,29 @@ export function isAuthCancelReason(reason: string): boolean {
   return REFUSAL_MESSAGES.has(reason);
 }
 
+/** After an upstream answered AuthStatus with UNIMPLEMENTED (etcd before 3.5), ask it again only after this long (it may be upgraded). */
+const AUTH_STATUS_RETRY_MS = 5 * 60_000;
+
+/** Where the probe asks: the first member in line, or none. */
+export type ProbeTarget = () => Client | undefined;
+
 /**
  * Whether the mirror may answer clients. etcd with auth on decides per user
  * what each may read, which the mirror cannot yet (contract section 8), so
  * then every request is forwarded with the client's own token. Auth can be
  * turned on while the proxy runs and its watch, created before, goes on
- * delivering: so besides what the mirror's own calls learn, an anonymous
- * serializable read every few seconds asks. Only a refusal or a success
- * changes the answer; an unreachable upstream leaves it as it was.
+ * delivering: so besides what the mirror's own calls learn, the upstream is
+ * asked every few seconds. etcd 3.5+ answers AuthStatus, which tells even
+ * when the proxy's own calls are let through as some user (auth by client
+ * certificate name); older etcd gets an anonymous serializable read, which
+ * auth refuses. Only an answer changes the state; an unreachable upstream
+ * leaves it as it was.
  */
 export class AuthGate {
   private required = false;
+  /** What AuthStatus last said, when the upstream has it: then it alone can say auth is off. */
+  private statusSaysEnabled: boolean | null = null;
+  private authStatusUnsupportedUntil = 0;
   private timer: NodeJS.Timeout | null = null;
   private readonly listeners = new Set<() => void>();
 
@@ -62,8 +73,9 @@ export class AuthGate {
     this.log.warn('upstream has auth enabled: the mirror is not used, every request is forwarded');
   }
 
+  /** One of the proxy's own reads went through. With AuthStatus saying auth is on, that only shows who the proxy is. */
   accepted(): void {
-    if (!this.required) return;
+    if (!this.required || this.statusSaysEnabled === true) return;
     this.required = false;
     this.onChange(false);
     this.log.info('upstream accepts anonymous reads again: the mirror serves');
@@ -75,23 +87,42 @@ export class AuthGate {
     this.listeners.add(listener);
   }
 
+  /** Asks the upstream once; resolves when it has answered or failed. */
+  async probe(client: Client): Promise<void> {
+    if (Date.now() >= this.authStatusUnsupportedUntil) {
+      try {
+        const answer = await callUpstream<{ enabled?: boolean }>(client, 'etcdserverpb.Auth', 'AuthStatus', {}, { deadlineMs: PROBE_TIMEOUT_MS });
+        this.statusSaysEnabled = answer.enabled === true;
+        if (this.statusSaysEnabled) this.refused();
+        else this.accepted();
+        return;
+      } catch (error) {
+        if (!isServiceError(error) || error.code !== status.UNIMPLEMENTED) {
+          this.observe(error);
+          return;
+        }
+        this.statusSaysEnabled = null;
+        this.authStatusUnsupportedUntil = Date.now() + AUTH_STATUS_RETRY_MS;
+      }
+    }
+    try {
+      await callUpstream(client, 'etcdserverpb.KV', 'Range', PROBE_REQUEST, { deadlineMs: PROBE_TIMEOUT_MS });
+      this.accepted();
+    } catch (error) {
+      this.observe(error);
+    }
+  }
+
   /** Probes every `intervalMs` until close(). */
-  startProbing(pool: UpstreamPool, intervalMs = AUTH_PROBE_INTERVAL_MS): void {
+  startProbing(target: ProbeTarget, intervalMs = AUTH_PROBE_INTERVAL_MS): void {
     let inFlight = false;
     this.timer = setInterval(() => {
-      const member = pool.candidates()[0];
-      if (inFlight || member === undefined) return;
+      const client = target();
+      if (inFlight || client === undefined) return;
       inFlight = true;
-      callUpstream(member.client, 'etcdserverpb.KV', 'Range', PROBE_REQUEST, { deadlineMs: PROBE_TIMEOUT_MS }).then(
-        () => {
-          inFlight = false;
-          this.accepted();
-        },
-        (error: unknown) => {
-          inFlight = false;
-          this.observe(error);
-        },
-      );
+      void this.probe(client).finally(() => {
+        inFlight = false;
+      });
     }, intervalMs);
     this.timer.unref();
   }

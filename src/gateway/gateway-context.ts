@@ -1,10 +1,12 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { status } from '@grpc/grpc-js';
 import type { Logger } from '../log';
-import type { BodyError } from './body-reader';
-import type { GrpcLoopback } from './grpc-loopback';
-import { errorBody, type HttpErrorPolicy } from './http-errors';
-import { canonicalHeaderName } from './http-headers';
+import { readJsonBody, type BodyError } from './body-reader';
+import type { GrpcLoopback, LoopbackCallOptions } from './grpc-loopback';
+import { errorBody, httpStatusFor, type HttpErrorPolicy } from './http-errors';
+import { callOptionsFrom, canonicalHeaderName } from './http-headers';
+import { encodeRequest } from './proto-json';
+import type { GatewayRoute } from './routes';
 
 /** What the JSON handlers share. */
 export interface GatewayContext {
@@ -75,4 +77,31 @@ function drainAfterAnswer(request: IncomingMessage, response: ServerResponse): v
     request.once('end', done);
     socket.once('close', done);
   });
+}
+
+/** The call options a request's headers ask for, or null once an error answer has gone out for bad ones. */
+export function callOptionsOrRefuse(ctx: GatewayContext, request: IncomingMessage, response: ServerResponse): LoopbackCallOptions | null {
+  const options = callOptionsFrom(request.headers);
+  if (!('error' in options)) return options;
+  sendErrorBody(response, httpStatusFor(options.code, options.error, ctx.errors), options.code, options.error);
+  return null;
+}
+
+/**
+ * The whole body as one protobuf request of the route, or null once the
+ * answer for a body that is not one has gone out (or the client left).
+ */
+export async function readRequestMessage(route: GatewayRoute, request: IncomingMessage, response: ServerResponse): Promise<Buffer | null> {
+  const body = await readJsonBody(request);
+  if (body.kind === 'aborted') return null;
+  if (body.kind !== 'json') {
+    sendBodyError(request, response, body);
+    return null;
+  }
+  const encoded = encodeRequest(route.request, body.value);
+  if ('error' in encoded) {
+    sendErrorBody(response, 400, status.INVALID_ARGUMENT, encoded.error);
+    return null;
+  }
+  return encoded.bytes;
 }

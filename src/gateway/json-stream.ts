@@ -1,10 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { status } from '@grpc/grpc-js';
-import { JsonValueStream, readJsonBody, type BodyError } from './body-reader';
-import { sendBodyError, sendErrorBody, type GatewayContext } from './gateway-context';
+import { JsonValueStream, type BodyError } from './body-reader';
+import { callOptionsOrRefuse, readRequestMessage, sendBodyError, sendErrorBody, type GatewayContext } from './gateway-context';
 import type { CallStatus, LoopbackCall, LoopbackCallOptions } from './grpc-loopback';
 import { httpStatusFor, streamErrorChunk } from './http-errors';
-import { callOptionsFrom, responseHeadersFrom } from './http-headers';
+import { responseHeadersFrom } from './http-headers';
 import { encodeRequest, responseJson } from './proto-json';
 import type { JsonValue } from './go-json';
 import type { GatewayRoute } from './routes';
@@ -23,26 +23,14 @@ import type { GatewayRoute } from './routes';
  * a client may send cancel and progress requests on an open watch.
  */
 export function serveStream(ctx: GatewayContext, route: GatewayRoute, request: IncomingMessage, response: ServerResponse): void {
-  const options = callOptionsFrom(request.headers);
-  if ('error' in options) {
-    sendErrorBody(response, httpStatusFor(options.code, options.error, ctx.errors), options.code, options.error);
-    return;
-  }
+  const options = callOptionsOrRefuse(ctx, request, response);
+  if (options === null) return;
   if (route.kind === 'server-stream') {
-    readJsonBody(request).then(
-      (body) => {
-        if (body.kind === 'aborted') return;
-        if (body.kind !== 'json') {
-          sendBodyError(request, response, body);
-          return;
-        }
-        const encoded = encodeRequest(route.request, body.value);
-        if ('error' in encoded) {
-          sendErrorBody(response, 400, status.INVALID_ARGUMENT, encoded.error);
-          return;
-        }
+    readRequestMessage(route, request, response).then(
+      (message) => {
+        if (message === null) return;
         const call = relayAnswers(ctx, route, options, response);
-        call.write(encoded.bytes);
+        call.write(message);
         call.end();
       },
       (error: unknown) => {

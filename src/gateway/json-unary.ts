@@ -1,12 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
 import { status } from '@grpc/grpc-js';
-import { readJsonBody } from './body-reader';
-import { sendBodyError, sendComplete, sendErrorBody, type GatewayContext } from './gateway-context';
+import { callOptionsOrRefuse, readRequestMessage, sendComplete, sendErrorBody, type GatewayContext } from './gateway-context';
 import type { CallStatus, GrpcLoopback, LoopbackCallOptions } from './grpc-loopback';
 import { httpStatusFor } from './http-errors';
-import { callOptionsFrom, responseHeadersFrom } from './http-headers';
-import { encodeRequest, responseJson } from './proto-json';
+import { responseHeadersFrom } from './http-headers';
+import { responseJson } from './proto-json';
 import type { GatewayRoute } from './routes';
 
 /** What one unary call through the loopback brought back. */
@@ -22,23 +21,11 @@ interface UnaryOutcome {
  * JSON error body.
  */
 export async function serveUnary(ctx: GatewayContext, route: GatewayRoute, request: IncomingMessage, response: ServerResponse): Promise<void> {
-  const options = callOptionsFrom(request.headers);
-  if ('error' in options) {
-    sendErrorBody(response, httpStatusFor(options.code, options.error, ctx.errors), options.code, options.error);
-    return;
-  }
-  const body = await readJsonBody(request);
-  if (body.kind === 'aborted') return;
-  if (body.kind !== 'json') {
-    sendBodyError(request, response, body);
-    return;
-  }
-  const encoded = encodeRequest(route.request, body.value);
-  if ('error' in encoded) {
-    sendErrorBody(response, 400, status.INVALID_ARGUMENT, encoded.error);
-    return;
-  }
-  const outcome = await callUnary(ctx.loopback, route.grpcPath, encoded.bytes, options, response);
+  const options = callOptionsOrRefuse(ctx, request, response);
+  if (options === null) return;
+  const message = await readRequestMessage(route, request, response);
+  if (message === null) return;
+  const outcome = await callUnary(ctx.loopback, route.grpcPath, message, options, response);
   if (response.destroyed) return;
   const result = outcome.status;
   if (result.code === status.OK && outcome.message !== null) {

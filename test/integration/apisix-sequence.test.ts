@@ -15,6 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { b64, httpCall, HttpStream, type HttpAnswer } from '../support/http-gateway';
+import { untilValue as until } from '../support/until';
 
 const UPSTREAM_TIMEOUT = ['--upstream-timeout', '1s'];
 /** Some of the directories APISIX creates under its prefix at start (cli/etcd.lua). */
@@ -46,16 +47,6 @@ const openWatch = (url: string, fromRevision: number): HttpStream =>
 /** Every event the watch has received, as key=value@revision (value empty for a delete). */
 function events(stream: HttpStream): string[] {
   return stream.results<WatchAnswer>().flatMap((r) => (r.events ?? []).map((e) => `${decode(e.kv.key)}=${e.type === 'DELETE' ? '' : decode(e.kv.value)}@${e.kv.mod_revision}`));
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
 }
 
 /** Waits until the proxy has declared the upstream lost: a write gets the 501 refusal. */

@@ -9,9 +9,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
+import { startEtcd, type EtcdServer } from '../support/etcd';
 import { b64, httpCall, type HttpAnswer } from '../support/http-gateway';
 import { startTestProxy, type TestProxy } from '../support/proxy';
+import { until } from '../support/until';
 
 const KEY = '/apisix/routes/1';
 const linearizable = `{"key":"${b64(KEY)}"}`;
@@ -22,14 +23,6 @@ function seen(answer: HttpAnswer): { status: number; body: unknown } {
   const body = answer.json as { header?: Record<string, string> } | undefined;
   if (body?.header !== undefined) body.header = { revision: body.header.revision ?? '' };
   return { status: answer.status, body };
-}
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
 }
 
 async function metric(proxy: TestProxy, name: string): Promise<number> {

@@ -4,9 +4,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { status, type ClientDuplexStream } from '@grpc/grpc-js';
 import { Reader, util } from 'protobufjs';
-import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
+import { startEtcd, type EtcdServer } from '../support/etcd';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
+import { until as waitFor } from '../support/until';
 
 const key = (s: string): Buffer => Buffer.from(s);
 
@@ -26,14 +27,6 @@ async function etcdGauge(etcd: EtcdServer, name: string): Promise<number> {
   const line = text.split('\n').find((l) => l.startsWith(`${name} `));
   if (line === undefined) throw new Error(`etcd exports no ${name}`);
   return Number(line.split(' ')[1]);
-}
-
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 describe('errors and call control pass through the proxy', () => {

@@ -11,6 +11,9 @@ import { serviceMethods } from '../../src/api/proto';
 import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
+import { until as untilShared } from '../support/until';
+
+const until = (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> => untilShared(what, check, timeoutMs, 20);
 
 const KEEP_ALIVE = serviceMethods('etcdserverpb.Lease').LeaseKeepAlive;
 const UPSTREAM_LOST = 'etcd-cache-proxy: upstream cluster unreachable, writes rejected';
@@ -79,14 +82,6 @@ class KeepAliveStream {
 
   cancel(): void {
     this.stream.cancel();
-  }
-}
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(20);
   }
 }
 

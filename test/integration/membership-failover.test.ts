@@ -10,6 +10,7 @@ import { sleep } from '../support/etcd';
 import { startEtcdCluster, type ClusterMember, type EtcdCluster } from '../support/etcd-cluster';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
+import { until } from '../support/until';
 
 const b = (s: string): Buffer => Buffer.from(s);
 const UPSTREAM_LOST = 'etcd-cache-proxy: upstream cluster unreachable, writes rejected';
@@ -26,14 +27,6 @@ interface KeyValue {
   key: Buffer;
   value: Buffer;
   mod_revision: string;
-}
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 /** The member holding the cluster's only watch stream: the proxy's mirror watch. */

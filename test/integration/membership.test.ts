@@ -13,6 +13,7 @@ import { startEtcdCluster, type EtcdCluster } from '../support/etcd-cluster';
 import { startDnsServer, type DnsServer } from '../support/dns-server';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients } from '../support/raw-client';
+import { until } from '../support/until';
 
 const b = (s: string): Buffer => Buffer.from(s);
 
@@ -23,14 +24,6 @@ async function proxyMembers(proxy: TestProxy): Promise<string[]> {
 
 async function healthyMembers(proxy: TestProxy): Promise<number> {
   return (await proxy.metrics.upstreamMembersHealthy.get()).values[0]?.value ?? 0;
-}
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 const sorted = (urls: readonly string[]): string[] => [...urls].sort();

@@ -11,6 +11,7 @@ import { openStore } from '../../src/store/store';
 import { freePort, sleep, startEtcd, type EtcdServer } from '../support/etcd';
 import { startProxyProcess, startTestProxy } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
+import { until } from '../support/until';
 
 const b = (s: string): Buffer => Buffer.from(s);
 const ALL = { key: Buffer.from([0]), range_end: Buffer.from([0]) };
@@ -36,14 +37,6 @@ async function scrapeMirrorRevision(address: string): Promise<number> {
     return Number(line?.split(' ')[1] ?? 0);
   } catch {
     return 0;
-  }
-}
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(50);
   }
 }
 

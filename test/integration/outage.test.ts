@@ -7,9 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
-import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
+import { startEtcd, type EtcdServer } from '../support/etcd';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients, type RawClients, type UnaryOutcome } from '../support/raw-client';
+import { untilValue as until } from '../support/until';
 
 const UPSTREAM_TIMEOUT = ['--upstream-timeout', '1s'];
 const key = (s: string): Buffer => Buffer.from(s);
@@ -23,16 +24,6 @@ interface RangeReply {
 const values = (outcome: UnaryOutcome<RangeReply>): Record<string, string> =>
   Object.fromEntries((outcome.response?.kvs ?? []).map((kv) => [kv.key.toString(), kv.value.toString()]));
 const isStale = (outcome: UnaryOutcome<unknown>): boolean => outcome.headers?.get('x-etcd-cache-proxy-stale')[0] === 'true';
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 /** Waits until the proxy refuses writes, i.e. it has declared the upstream lost. */
 async function untilLost(clients: RawClients): Promise<void> {

@@ -14,17 +14,10 @@ import { startEtcdCluster, type EtcdCluster } from '../support/etcd-cluster';
 import { startProxyProcess, type ProxyProcess } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
 import { WatchClient } from '../support/watch-client';
+import { until } from '../support/until';
 
 const b = (s: string): Buffer => Buffer.from(s);
 const READ_ONLY = 'etcd-cache-proxy: read-only proxy rejects writes';
-
-async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 describe('reloading the configuration', () => {
   let cluster: EtcdCluster;

@@ -13,6 +13,7 @@ import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
 import { WatchClient, type WatchCreate, type WireEvent, type WireWatchResponse } from '../support/watch-client';
+import { until as waitFor } from '../support/until';
 
 const b = (s: string): Buffer => Buffer.from(s);
 const prefix = (p: string): { key: Buffer; range_end: Buffer } => ({ key: b(p), range_end: b(`${p.slice(0, -1)}${String.fromCharCode(p.charCodeAt(p.length - 1) + 1)}`) });
@@ -25,14 +26,6 @@ async function etcdGauge(etcd: EtcdServer, name: string): Promise<number> {
   const line = text.split('\n').find((l) => l.startsWith(`${name} `));
   if (line === undefined) throw new Error(`etcd exports no ${name}`);
   return Number(line.split(' ')[1]);
-}
-
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 /** An event as comparable text; large values by length and digest. */

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { KeyValueRecord } from '../src/store/records';
+import type { KeyValueRecord } from '../src/etcd/records';
 import { openStore } from '../src/store/store';
 import { freePort, sleep } from '../test/support/etcd';
 import { runCli } from '../test/support/proxy';

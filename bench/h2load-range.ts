@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { serviceMethods } from '../src/api/proto';
+import { serviceMethods } from '../src/etcd/proto';
 import { freePort, sleep, startEtcd, stopChild } from '../test/support/etcd';
 import { trackProcess } from '../test/support/processes';
 import { startProxyProcess } from '../test/support/proxy';

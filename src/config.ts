@@ -2,7 +2,7 @@ import { accessSync, constants, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
-import { parseEndpoint, parseHostPort, type HostPort, type UpstreamEndpoint } from './upstream/endpoint';
+import { parseEndpoint, parseHostPort, type HostPort, type UpstreamEndpoint } from './etcd/endpoint';
 
 /** Log levels pino understands, in etcd's spelling where the two agree. */
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;

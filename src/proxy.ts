@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import type { Server as HttpServer } from 'node:http';
 import { Metadata, type Server as GrpcServer } from '@grpc/grpc-js';
-import { ETCD_ERRORS } from './api/errors';
+import { ETCD_ERRORS } from './etcd/errors';
 import { createGrpcServer } from './api/grpc-server';
 import { createStreamTracker } from './api/stream-tracker';
 import { advertisedUrlFor, formatHostPort, type ProxyConfig } from './config';
@@ -10,7 +10,7 @@ import { listenForBoth } from './listener/protocol-listener';
 import { trackHttpConnections, type HttpConnections } from './listener/http-connections';
 import type { Logger } from './log';
 import type { Metrics } from './metrics';
-import type { HostPort } from './upstream/endpoint';
+import type { HostPort } from './etcd/endpoint';
 import { createUpstreamPool } from './upstream/pool';
 import { createLiveness } from './upstream/liveness';
 import { createInstanceId, loopRefusingInterceptor, viaInterceptor } from './upstream/loop-guard';

@@ -4,8 +4,8 @@
 //
 //   node --import tsx bench/support/floor-server.ts PORT
 import { Server, ServerCredentials, type handleUnaryCall } from '@grpc/grpc-js';
-import { serviceMethods } from '../../src/api/proto';
-import { identity } from '../../src/api/forward';
+import { serviceMethods } from '../../src/etcd/proto';
+import { passBytes } from '../../src/etcd/proto';
 
 const port = Number(process.argv[2]);
 const range = serviceMethods('etcdserverpb.KV').Range;
@@ -14,7 +14,7 @@ const answer = range.responseSerialize({ header: { cluster_id: '1', member_id: '
 const handler: handleUnaryCall<Buffer, Buffer> = (_call, callback) => callback(null, answer);
 const server = new Server();
 server.addService(
-  { Range: { path: range.path, requestStream: false, responseStream: false, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity } },
+  { Range: { path: range.path, requestStream: false, responseStream: false, requestSerialize: passBytes, requestDeserialize: passBytes, responseSerialize: passBytes, responseDeserialize: passBytes } },
   { Range: handler },
 );
 server.bindAsync(`127.0.0.1:${port}`, ServerCredentials.createInsecure(), (error) => {

@@ -1,7 +1,7 @@
 import type { ApiContext } from './context';
 import { forwardUnary } from './forward';
 import { forwardingService, rpcRef, type ServiceBinding } from './forwarding-service';
-import { serviceMethods } from './proto';
+import { serviceMethods } from '../etcd/proto';
 
 interface MemberMessage {
   clientURLs?: string[];

@@ -12,8 +12,9 @@ import {
   type ServiceError,
   type StatusObject,
 } from '@grpc/grpc-js';
+import { passBytes } from '../etcd/proto';
 import type { ApiContext } from './context';
-import { ProxyError, statusName, toStatus } from './errors';
+import { ProxyError, statusName, toStatus } from '../etcd/errors';
 import type { Source } from '../metrics';
 import type { UpstreamMember } from '../upstream/pool';
 
@@ -24,9 +25,6 @@ export interface RpcRef {
   /** "/etcdserverpb.KV/Range" */
   readonly path: string;
 }
-
-/** Raw protobuf bytes pass through unparsed: faster, and fields a newer etcd adds survive. */
-export const identity = (message: Buffer): Buffer => message;
 
 /**
  * Request metadata a client sets for etcd (auth `token`, `hasleader`, custom
@@ -105,8 +103,8 @@ export function forwardUnary(ctx: ApiContext, rpc: RpcRef, options: UnaryForward
       }
       pending = member.client.makeUnaryRequest(
         rpc.path,
-        identity,
-        identity,
+        passBytes,
+        passBytes,
         call.request,
         metadata,
         { deadline: call.getDeadline() },
@@ -218,7 +216,7 @@ export function forwardBidi(ctx: ApiContext, rpc: RpcRef, isWrite = false): hand
     }
     const member = streamMember(ctx, call);
     if (member === undefined) return;
-    const upstream = member.client.makeBidiStreamRequest(rpc.path, identity, identity, upstreamMetadata(call.metadata), {
+    const upstream = member.client.makeBidiStreamRequest(rpc.path, passBytes, passBytes, upstreamMetadata(call.metadata), {
       deadline: call.getDeadline(),
     });
     relayStream(ctx, rpc, call, upstream);
@@ -239,8 +237,8 @@ export function forwardServerStream(ctx: ApiContext, rpc: RpcRef): handleServerS
     if (member === undefined) return;
     const upstream = member.client.makeServerStreamRequest(
       rpc.path,
-      identity,
-      identity,
+      passBytes,
+      passBytes,
       call.request,
       upstreamMetadata(call.metadata),
       { deadline: call.getDeadline() },

@@ -1,7 +1,7 @@
 import type { MethodDefinition, ServiceDefinition, UntypedHandleCall, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { ApiContext } from './context';
-import { forwardBidi, forwardServerStream, forwardUnary, identity, type RpcRef, type UnaryForwardOptions } from './forward';
-import { serviceMethods, shortServiceName, type EtcdServiceName } from './proto';
+import { forwardBidi, forwardServerStream, forwardUnary, type RpcRef, type UnaryForwardOptions } from './forward';
+import { passBytes, serviceMethods, shortServiceName, type EtcdServiceName } from '../etcd/proto';
 
 /** One etcd service as registered on the gRPC server: definition and handlers. */
 export interface ServiceBinding {
@@ -46,10 +46,10 @@ export function forwardingService(
       path: method.path,
       requestStream: method.requestStream,
       responseStream: method.responseStream,
-      requestSerialize: identity,
-      requestDeserialize: identity,
-      responseSerialize: identity,
-      responseDeserialize: identity,
+      requestSerialize: passBytes,
+      requestDeserialize: passBytes,
+      responseSerialize: passBytes,
+      responseDeserialize: passBytes,
     };
     const rpc = rpcRef(service, name);
     const override = options.overrides?.[name];

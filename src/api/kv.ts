@@ -1,9 +1,9 @@
-import { toRevision } from '../mirror/codec';
+import { toRevision } from '../etcd/wire';
 import type { ApiContext } from './context';
 import { forwardUnary } from './forward';
 import { forwardingService, forwardOptions, rpcRef, type ServiceBinding } from './forwarding-service';
 import { mirrorRange, mirrorTxn } from './mirror-reads';
-import { serviceMethods } from './proto';
+import { serviceMethods } from '../etcd/proto';
 import { acknowledgeUnchangedPut } from './unchanged-put';
 
 const SERVICE = 'etcdserverpb.KV';

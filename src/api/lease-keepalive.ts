@@ -9,10 +9,10 @@ import {
 import type { Source } from '../metrics';
 import type { UpstreamMember } from '../upstream/pool';
 import type { ApiContext } from './context';
-import { ProxyError, statusName, toStatus } from './errors';
-import { forwardBidi, identity, observeCall, type RpcRef } from './forward';
+import { ProxyError, statusName, toStatus } from '../etcd/errors';
+import { forwardBidi, observeCall, type RpcRef } from './forward';
 import { rpcRef } from './forwarding-service';
-import { serviceMethods } from './proto';
+import { etcdMethod, passBytes } from '../etcd/proto';
 
 const SERVICE = 'etcdserverpb.Lease';
 const METHOD = 'LeaseKeepAlive';
@@ -138,8 +138,7 @@ export class SharedKeepAlive {
     private readonly rpc: RpcRef,
   ) {
     this.labels = { service: rpc.service, method: rpc.method };
-    const method = serviceMethods(SERVICE)[METHOD];
-    if (method === undefined) throw new Error(`etcd-cache-proxy: ${SERVICE}.${METHOD} missing from proto/`);
+    const method = etcdMethod(SERVICE, METHOD);
     this.requestId = idReader(method.requestDeserialize);
     this.answerId = idReader(method.responseDeserialize);
     ctx.mirrorReads?.liveness.on('lost', () => this.upstreamLost());
@@ -209,7 +208,7 @@ export class SharedKeepAlive {
     if (member === undefined) return null;
     let call: ClientDuplexStream<Buffer, Buffer>;
     try {
-      call = member.client.makeBidiStreamRequest(this.rpc.path, identity, identity, requireLeader());
+      call = member.client.makeBidiStreamRequest(this.rpc.path, passBytes, passBytes, requireLeader());
     } catch (error) {
       // grpc-js throws on a closed channel: only while the proxy stops.
       this.ctx.log.warn({ member: member.endpoint.url, err: error }, 'upstream keep-alive stream could not be opened');

@@ -2,7 +2,7 @@ import { Metadata, status, type handleUnaryCall, type ServerUnaryCall, type send
 import type { StaleReads } from '../config';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
-import { toRevision, toWireKeyValue } from '../mirror/codec';
+import { toRevision, toWireKeyValue } from '../etcd/wire';
 import type { Mirror } from '../mirror/mirror';
 import { isRetained, keyspaceAt } from '../mirror/history-view';
 import { evaluateRange, isAllAbove, validateRange, type WireRangeRequest } from '../mirror/range-query';
@@ -10,17 +10,17 @@ import { isAuthRefusal, type AuthGate } from '../mirror/auth-gate';
 import { READ_BARRIER_TIMEOUT_MS, type ReadBarrier } from '../mirror/read-barrier';
 import type { MirroredRanges } from '../mirror/mirrored-ranges';
 import { evaluateTxn, isReadOnlyTxn, isSerializableTxn, txnRanges, validateTxn, type WireTxnRequest } from '../mirror/txn-query';
-import type { StoreMeta } from '../store/records';
+import type { StoreMeta } from '../store/meta';
 import type { MirrorStore } from '../store/store';
 import type { Liveness } from '../upstream/liveness';
 import type { ApiContext } from './context';
-import { ProxyError, toStatus, type EtcdErrorName } from './errors';
+import { ProxyError, toStatus, type EtcdErrorName } from '../etcd/errors';
 import { observeCall, type RpcRef } from './forward';
+import { STALE_HEADER } from '../etcd/metadata';
+import { mirrorHeader } from '../mirror/response-header';
 import { ResponseCache } from './response-cache';
-import type { AnyMethodDefinition } from './proto';
+import type { AnyMethodDefinition } from '../etcd/proto';
 
-/** Response metadata (and HTTP header) marking an answer the upstream could not confirm. */
-export const STALE_HEADER = 'x-etcd-cache-proxy-stale';
 
 export interface MirrorReadDeps {
   readonly store: MirrorStore;
@@ -35,15 +35,6 @@ export interface MirrorReadDeps {
   readonly log: Logger;
 }
 
-/** The header of an answer from the mirror: revision M and the upstream's identity. */
-export function mirrorHeader(meta: StoreMeta): object {
-  return {
-    cluster_id: meta.identity?.cluster_id ?? '0',
-    member_id: meta.identity?.member_id ?? '0',
-    revision: meta.revision,
-    raft_term: meta.identity?.raft_term ?? '0',
-  };
-}
 
 /** Tells the client, in response metadata, that the upstream did not confirm this answer. */
 export function markStale(call: ServerUnaryCall<Buffer, Buffer>): void {

@@ -1,10 +1,11 @@
 import { status, type handleUnaryCall } from '@grpc/grpc-js';
 import type { ProxyMode } from '../config';
-import { toWireKeyValue } from '../mirror/codec';
+import { toWireKeyValue } from '../etcd/wire';
 import type { ApiContext } from './context';
 import { observeCall, type RpcRef } from './forward';
-import { markStale, mirrorHeader, type MirrorReadDeps } from './mirror-reads';
-import type { AnyMethodDefinition } from './proto';
+import { mirrorHeader } from '../mirror/response-header';
+import { markStale, type MirrorReadDeps } from './mirror-reads';
+import type { AnyMethodDefinition } from '../etcd/proto';
 
 interface WirePutRequest {
   key?: Buffer;

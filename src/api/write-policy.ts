@@ -2,10 +2,10 @@ import type { ProxyMode } from '../config';
 import type { Metrics } from '../metrics';
 import type { Mirror } from '../mirror/mirror';
 import type { MirroredRanges } from '../mirror/mirrored-ranges';
-import { toRevision, type WireHeader } from '../mirror/codec';
+import { toRevision, type WireHeader } from '../etcd/wire';
 import type { Liveness } from '../upstream/liveness';
-import { ProxyError } from './errors';
-import { serviceMethods } from './proto';
+import { ProxyError } from '../etcd/errors';
+import { etcdMethod } from '../etcd/proto';
 
 /** How long a forwarded write waits for the mirror to catch up before answering anyway. */
 export const READ_YOUR_WRITES_TIMEOUT_MS = 1_000;
@@ -43,8 +43,7 @@ export function createWritePolicy(deps: {
       return null;
     },
     async awaitMirror(method, response, request) {
-      const definition = serviceMethods('etcdserverpb.KV')[method];
-      if (definition === undefined) return;
+      const definition = etcdMethod('etcdserverpb.KV', method);
       // A write the mirror's watch cannot see would wait out the whole bound for nothing.
       if (!deps.ranges.whole && !writtenRanges(definition.requestDeserialize(request) as WireWrite).some((r) => deps.ranges.touchesWatch(r.key, r.rangeEnd))) return;
       const decoded = definition.responseDeserialize(response) as { header?: WireHeader };

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type IncomingHttpStatusHeader } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { ServerCredentials, status, type Server as GrpcServer } from '@grpc/grpc-js';
-import { ETCD_ERRORS } from '../api/errors';
+import { ETCD_ERRORS } from '../etcd/errors';
 import { duplexPair } from './duplex-pair';
 
 /**

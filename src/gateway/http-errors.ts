@@ -1,5 +1,5 @@
 import { status } from '@grpc/grpc-js';
-import { ETCD_ERRORS } from '../api/errors';
+import { ETCD_ERRORS } from '../etcd/errors';
 import { goJsonString } from './proto-json';
 
 /**

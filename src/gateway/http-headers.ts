@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { status } from '@grpc/grpc-js';
-import { ETCD_ERRORS } from '../api/errors';
-import { STALE_HEADER } from '../api/mirror-reads';
+import { ETCD_ERRORS } from '../etcd/errors';
+import { STALE_HEADER } from '../etcd/metadata';
 import { isReservedMetadataKey, type LoopbackCallOptions } from './grpc-loopback';
 
 /** etcd adds these to every answer on its client port (its default --cors is "*"). */

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { Enum, Reader, Root, Type, util, type Field, type Message } from 'protobufjs';
-import { protoRoot } from '../api/proto';
+import { protoRoot } from '../etcd/proto';
 import { decodeGoBase64 } from './go-base64';
 import { parseDocument, type JsonValue } from './go-json';
 

@@ -2,7 +2,7 @@ import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type SecureContextOptions } from 'node:tls';
 import type { Server as HttpServer } from 'node:http';
 import { ServerCredentials, type Server as GrpcServer } from '@grpc/grpc-js';
-import type { HostPort } from '../upstream/endpoint';
+import type { HostPort } from '../etcd/endpoint';
 import type { Logger } from '../log';
 
 /** Every HTTP/2 connection (gRPC over h2c) opens with this preface (RFC 9113, 3.4). */

@@ -1,5 +1,5 @@
 import { status, type Client } from '@grpc/grpc-js';
-import { isServiceError } from '../api/errors';
+import { isServiceError } from '../etcd/errors';
 import type { Logger } from '../log';
 import { callUpstream } from '../upstream/unary';
 

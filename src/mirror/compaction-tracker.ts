@@ -1,4 +1,4 @@
-import { isServiceError } from '../api/errors';
+import { isServiceError } from '../etcd/errors';
 import type { UpstreamPool } from '../upstream/pool';
 import { callUpstream } from '../upstream/unary';
 

@@ -1,6 +1,6 @@
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
-import type { KeyValueRecord } from '../store/records';
+import type { KeyValueRecord } from '../etcd/records';
 import type { MirrorStore } from '../store/store';
 import type { UpstreamPool } from '../upstream/pool';
 import { isRetained, keyspaceAt } from './history-view';

@@ -1,4 +1,4 @@
-import type { KeyValueRecord } from '../store/records';
+import type { KeyValueRecord } from '../etcd/records';
 import type { MirrorStore } from '../store/store';
 import type { KeyReader } from './range-query';
 

@@ -1,6 +1,6 @@
 import type { Client } from '@grpc/grpc-js';
 import type { MirrorStore } from '../store/store';
-import { toIdentity, type WireHeader } from './codec';
+import { toIdentity, type WireHeader } from '../etcd/wire';
 import type { MirroredRanges } from './mirrored-ranges';
 import { rangePages } from './paged-range';
 

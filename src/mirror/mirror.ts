@@ -1,13 +1,13 @@
 import { EventEmitter } from 'node:events';
 import { Metadata, type ClientDuplexStream } from '@grpc/grpc-js';
-import { serviceMethods } from '../api/proto';
+import { etcdMethod } from '../etcd/proto';
 import type { Logger } from '../log';
 import type { MirrorStore } from '../store/store';
-import type { EventRecord } from '../store/records';
+import type { EventRecord } from '../etcd/records';
 import type { Liveness } from '../upstream/liveness';
 import type { UpstreamMember, UpstreamPool } from '../upstream/pool';
 import { callUpstream } from '../upstream/unary';
-import { toEventRecord, toIdentity, toRevision, type WireHeader, type WireWatchResponse } from './codec';
+import { toEventRecord, toIdentity, toRevision, type WireHeader, type WireWatchResponse } from '../etcd/wire';
 import { AuthRefused, isAuthCancelReason, type AuthGate } from './auth-gate';
 import { listInto } from './lister';
 import { MirroredRanges } from './mirrored-ranges';
@@ -131,8 +131,7 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, onRevisi
 
   const watchFrom = (member: UpstreamMember, startRevision: number): Promise<void> =>
     new Promise<void>((resolve, reject) => {
-      const watch = serviceMethods('etcdserverpb.Watch').Watch;
-      if (watch === undefined) throw new Error('etcd-cache-proxy: Watch.Watch missing from proto/');
+      const watch = etcdMethod('etcdserverpb.Watch', 'Watch');
       const call = member.client.makeBidiStreamRequest(watch.path, watch.requestSerialize, watch.responseDeserialize, new Metadata(), {}) as ClientDuplexStream<object, WireWatchResponse>;
       stream = call;
       onWatchStream?.(1);

@@ -1,7 +1,7 @@
 import type { Client } from '@grpc/grpc-js';
-import type { KeyValueRecord } from '../store/records';
+import type { KeyValueRecord } from '../etcd/records';
 import { callUpstream } from '../upstream/unary';
-import { toKeyValueRecord, toRevision, type WireHeader, type WireRangeResponse } from './codec';
+import { toKeyValueRecord, toRevision, type WireHeader, type WireRangeResponse } from '../etcd/wire';
 import { MirroredRanges, type KeyRange } from './mirrored-ranges';
 
 /** Keys per Range page: big enough to list fast, small enough to stay far below etcd's response limits. */

@@ -1,5 +1,5 @@
-import type { KeyValueRecord } from '../store/records';
-import { toRevision } from './codec';
+import type { KeyValueRecord } from '../etcd/records';
+import { toRevision } from '../etcd/wire';
 
 /** What a Range reads: the mirror's current keys, or a view of them at an older revision. */
 export interface KeyReader {

@@ -1,6 +1,6 @@
 import type { UpstreamPool } from '../upstream/pool';
 import { callUpstream } from '../upstream/unary';
-import { toRevision, type WireRangeResponse } from './codec';
+import { toRevision, type WireRangeResponse } from '../etcd/wire';
 
 /** The contract's bound on a barrier: past it, a linearizable read is forwarded instead. */
 export const READ_BARRIER_TIMEOUT_MS = 3_000;

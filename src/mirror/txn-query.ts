@@ -1,6 +1,6 @@
-import type { KeyValueRecord } from '../store/records';
+import type { KeyValueRecord } from '../etcd/records';
 import type { MirrorStore } from '../store/store';
-import { toWireKeyValue, type OutgoingKeyValue } from './codec';
+import { toWireKeyValue, type OutgoingKeyValue } from '../etcd/wire';
 import { evaluateRange, validateRange, type RangeRefusal, type WireRangeRequest } from './range-query';
 
 /** etcd's --max-txn-ops default. */

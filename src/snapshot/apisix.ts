@@ -1,5 +1,5 @@
 import { stringify } from 'yaml';
-import type { KeyValueRecord } from '../store/records';
+import type { KeyValueRecord } from '../etcd/records';
 
 /**
  * The directories APISIX keeps under its etcd prefix that its standalone

@@ -1,12 +1,12 @@
 import { parseArgs } from 'node:util';
-import { parseEndpoint } from '../upstream/endpoint';
+import { parseEndpoint } from '../etcd/endpoint';
 import { openStore } from '../store/store';
 import { toApisixYaml } from './apisix';
 import { writeAtomically } from './atomic-file';
 import { SnapshotError, openSnapshot } from './format';
 import { restoreSnapshot } from './restore';
 import { saveFromCluster, saveFromStore } from './save';
-import type { KeyValueRecord } from '../store/records';
+import type { KeyValueRecord } from '../etcd/records';
 
 export const SNAPSHOT_USAGE = `Usage:
   etcd-cache-proxy snapshot save FILE --data-dir DIR        the mirror of a proxy's data dir (also while it runs)

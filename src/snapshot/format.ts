@@ -1,7 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import type { KeyValueRecord, UpstreamIdentity } from '../store/records';
+import type { KeyValueRecord, UpstreamIdentity } from '../etcd/records';
 
 /**
  * The snapshot file: JSON lines, so a keyspace of any size streams through

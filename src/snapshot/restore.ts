@@ -1,5 +1,5 @@
-import { toRevision } from '../mirror/codec';
-import type { KeyValueRecord } from '../store/records';
+import { toRevision } from '../etcd/wire';
+import type { KeyValueRecord } from '../etcd/records';
 import { openStore } from '../store/store';
 import { identityOf, openSnapshot } from './format';
 

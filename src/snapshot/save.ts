@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import { Client, credentials } from '@grpc/grpc-js';
-import { toIdentity, toRevision } from '../mirror/codec';
+import { toIdentity, toRevision } from '../etcd/wire';
 import { MirroredRanges } from '../mirror/mirrored-ranges';
 import { rangePages } from '../mirror/paged-range';
-import type { KeyValueRecord } from '../store/records';
+import type { KeyValueRecord } from '../etcd/records';
 import type { MirrorStore } from '../store/store';
-import type { UpstreamEndpoint } from '../upstream/endpoint';
+import type { UpstreamEndpoint } from '../etcd/endpoint';
 import { writeAtomically } from './atomic-file';
 import { SNAPSHOT_FORMAT, SNAPSHOT_VERSION, headerLine, keyLine, trailerLine, type SnapshotHeader } from './format';
 

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { isLongStoreKey, isPastEnd, scanStart, toStoreKey } from './key-codec';
 import { orderedScan } from './ordered-scan';
-import type { EventRecord, KeyValueRecord, StoreMeta, UpstreamIdentity } from './records';
+import type { EventRecord, KeyValueRecord, UpstreamIdentity } from '../etcd/records';
+import type { StoreMeta } from './meta';
 
 export const SCHEMA_VERSION = 1;
 

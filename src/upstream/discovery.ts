@@ -3,7 +3,7 @@ import { get as httpGet, type RequestOptions } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { isIP } from 'node:net';
 import type { DiscoverySource } from '../config';
-import { parseEndpoint, type UpstreamEndpoint } from './endpoint';
+import { parseEndpoint, type UpstreamEndpoint } from '../etcd/endpoint';
 import { tlsOptions, type TlsFiles } from '../tls/upstream';
 
 /** A peer that does not answer /members within this long is skipped for the next. */

@@ -1,6 +1,5 @@
 import { Metadata, type ServiceError } from '@grpc/grpc-js';
-import { identity } from '../api/forward';
-import { serviceMethods } from '../api/proto';
+import { etcdMethod, passBytes } from '../etcd/proto';
 import type { UpstreamPool } from './pool';
 
 export interface HealthResult {
@@ -16,16 +15,15 @@ const RANGE_PATH = '/etcdserverpb.KV/Range';
  * which needs a leader and a quorum. Tries each member once.
  */
 export async function probeUpstreamHealth(pool: UpstreamPool, timeoutMs: number): Promise<HealthResult> {
-  const range = serviceMethods('etcdserverpb.KV').Range;
-  if (range === undefined) throw new Error('etcd-cache-proxy: KV.Range missing from proto/');
+  const range = etcdMethod('etcdserverpb.KV', 'Range');
   const request = range.requestSerialize({ key: Buffer.from('health') });
   let reason = 'no upstream member configured';
   for (const member of pool.candidates()) {
     const error = await new Promise<ServiceError | null>((resolve) => {
       member.client.makeUnaryRequest(
         RANGE_PATH,
-        identity,
-        identity,
+        passBytes,
+        passBytes,
         request,
         new Metadata(),
         { deadline: Date.now() + timeoutMs },

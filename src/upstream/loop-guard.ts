@@ -10,7 +10,7 @@ import {
   type ServerInterceptor,
   type ServiceError,
 } from '@grpc/grpc-js';
-import type { HostPort, UpstreamEndpoint } from './endpoint';
+import type { HostPort, UpstreamEndpoint } from '../etcd/endpoint';
 
 /**
  * Every call this proxy sends upstream carries its instance ID in this

@@ -2,7 +2,7 @@ import type { DiscoverySource } from '../config';
 import type { Logger } from '../log';
 import type { MirrorStore } from '../store/store';
 import { discover, firstUsable, toEndpoints } from './discovery';
-import type { UpstreamEndpoint } from './endpoint';
+import type { UpstreamEndpoint } from '../etcd/endpoint';
 import { pointsAtSelf, type SelfAddresses } from './loop-guard';
 import type { UpstreamMember, UpstreamPool } from './pool';
 import type { TlsFiles } from '../tls/upstream';

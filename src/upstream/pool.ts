@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { Client, connectivityState, credentials, type ChannelCredentials, type ChannelOptions, type Interceptor } from '@grpc/grpc-js';
 import type { Logger } from '../log';
-import type { UpstreamEndpoint } from './endpoint';
+import type { UpstreamEndpoint } from '../etcd/endpoint';
 
 /** One upstream member as the proxy dials it. */
 export interface UpstreamMember {

@@ -1,5 +1,5 @@
 import { Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
-import { serviceMethods, type EtcdServiceName } from '../api/proto';
+import { etcdMethod, type EtcdServiceName } from '../etcd/proto';
 
 export interface UnaryOptions {
   readonly deadlineMs: number;
@@ -17,8 +17,7 @@ export function callUpstream<Res>(
   request: object,
   options: UnaryOptions,
 ): Promise<Res> {
-  const definition = serviceMethods(service)[method];
-  if (definition === undefined) throw new Error(`etcd-cache-proxy: ${service}.${method} missing from proto/`);
+  const definition = etcdMethod(service, method);
   return new Promise((resolve, reject) => {
     client.makeUnaryRequest(
       definition.path,

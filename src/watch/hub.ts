@@ -1,5 +1,6 @@
 import type { Mirror } from '../mirror/mirror';
-import type { EventRecord, StoreMeta } from '../store/records';
+import type { EventRecord } from '../etcd/records';
+import type { StoreMeta } from '../store/meta';
 import type { MirrorStore } from '../store/store';
 import { selectEvents, type WatchSpec } from './watch-spec';
 

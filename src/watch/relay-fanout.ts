@@ -1,12 +1,8 @@
-import { serviceMethods } from '../api/proto';
-import type { WireEvent, WireWatchResponse } from '../mirror/codec';
+import { etcdMethod } from '../etcd/proto';
+import type { WireEvent, WireWatchResponse } from '../etcd/wire';
 import { fragmentGroups } from './fragment';
 
-const watchMethod = (() => {
-  const method = serviceMethods('etcdserverpb.Watch').Watch;
-  if (method === undefined) throw new Error('etcd-cache-proxy: Watch.Watch missing from proto/');
-  return method;
-})();
+const watchMethod = etcdMethod('etcdserverpb.Watch', 'Watch');
 
 export function modRevision(event: WireEvent): number {
   return Number(event.kv?.mod_revision ?? '0');

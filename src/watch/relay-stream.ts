@@ -1,6 +1,6 @@
 import type { ClientDuplexStream, Metadata } from '@grpc/grpc-js';
-import { serviceMethods } from '../api/proto';
-import type { WireWatchResponse } from '../mirror/codec';
+import { etcdMethod } from '../etcd/proto';
+import type { WireWatchResponse } from '../etcd/wire';
 import type { UpstreamMember } from '../upstream/pool';
 import type { WireWatchCreateRequest } from './watch-spec';
 
@@ -51,8 +51,7 @@ export class RelayStream {
   }
 
   static open(member: UpstreamMember, metadata: Metadata, hooks: RelayStreamHooks): RelayStream {
-    const watch = serviceMethods('etcdserverpb.Watch').Watch;
-    if (watch === undefined) throw new Error('etcd-cache-proxy: Watch.Watch missing from proto/');
+    const watch = etcdMethod('etcdserverpb.Watch', 'Watch');
     const stream = member.client.makeBidiStreamRequest(watch.path, watch.requestSerialize, watch.responseDeserialize, metadata, {}) as ClientDuplexStream<
       object,
       WireWatchResponse

@@ -1,11 +1,11 @@
 import { status, type Metadata, type ServerDuplexStream } from '@grpc/grpc-js';
-import { mirrorHeader } from '../api/mirror-reads';
-import { serviceMethods } from '../api/proto';
-import type { WireWatchResponse } from '../mirror/codec';
-import { toWireKeyValue } from '../mirror/codec';
+import { mirrorHeader } from '../mirror/response-header';
+import { etcdMethod } from '../etcd/proto';
+import type { WireWatchResponse } from '../etcd/wire';
+import { toWireKeyValue } from '../etcd/wire';
 import type { Mirror } from '../mirror/mirror';
 import type { MirroredRanges } from '../mirror/mirrored-ranges';
-import type { EventRecord } from '../store/records';
+import type { EventRecord } from '../etcd/records';
 import type { MirrorStore } from '../store/store';
 import { fragmentGroups } from './fragment';
 import { oldestWatchable, type HubWatcher, type WatchHub, type WatchSink } from './hub';
@@ -13,11 +13,7 @@ import type { RelayHandle } from './shared-watch';
 import { relayKind, type RelayKind, type WatchRelay } from './watch-relay';
 import { specRange, toWatchSpec, type WireWatchCreateRequest } from './watch-spec';
 
-const watchMethod = (() => {
-  const method = serviceMethods('etcdserverpb.Watch').Watch;
-  if (method === undefined) throw new Error('etcd-cache-proxy: Watch.Watch missing from proto/');
-  return method;
-})();
+const watchMethod = etcdMethod('etcdserverpb.Watch', 'Watch');
 
 /** Below this many bytes waiting for the client, a catching-up watcher may read more history. */
 const CATCH_UP_BACKLOG_BYTES = 1024 * 1024;

@@ -1,4 +1,4 @@
-import type { WireHeader, WireWatchResponse } from '../mirror/codec';
+import type { WireHeader, WireWatchResponse } from '../etcd/wire';
 import { memberResponses, modRevision } from './relay-fanout';
 import type { UpstreamWatchListener } from './relay-stream';
 

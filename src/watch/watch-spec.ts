@@ -1,4 +1,4 @@
-import type { EventRecord } from '../store/records';
+import type { EventRecord } from '../etcd/records';
 
 /** A Watch create request as proto-loader decodes it. */
 export interface WireWatchCreateRequest {

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { Metadata, status, type Client, type ClientDuplexStream, type StatusObject } from '@grpc/grpc-js';
 import { Etcd3, EtcdLeaseInvalidError } from 'etcd3';
 import { IDLE_CLOSE_MS } from '../../src/api/lease-keepalive';
-import { serviceMethods } from '../../src/api/proto';
+import { serviceMethods } from '../../src/etcd/proto';
 import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';

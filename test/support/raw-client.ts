@@ -1,5 +1,5 @@
 import { credentials, loadPackageDefinition, Metadata, type ChannelCredentials, type Client, type ServiceError } from '@grpc/grpc-js';
-import { loadEtcdProto } from '../../src/api/proto';
+import { loadEtcdProto } from '../../src/etcd/proto';
 
 type ClientConstructor = new (address: string, creds: ChannelCredentials) => Client;
 

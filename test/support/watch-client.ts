@@ -9,7 +9,7 @@ import {
   type ClientDuplexStream,
   type StatusObject,
 } from '@grpc/grpc-js';
-import { loadEtcdProto, serviceMethods } from '../../src/api/proto';
+import { loadEtcdProto, serviceMethods } from '../../src/etcd/proto';
 
 // A raw Watch client for tests and benchmarks: one grpc-js bidi stream (or one
 // raw HTTP/2 stream), requests written as etcd's wire messages, every

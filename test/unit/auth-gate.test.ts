@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Client, credentials, Server, ServerCredentials, status, type ServiceDefinition } from '@grpc/grpc-js';
 import pino from 'pino';
-import { serviceMethods } from '../../src/api/proto';
+import { serviceMethods } from '../../src/etcd/proto';
 import { AuthGate } from '../../src/mirror/auth-gate';
 
 const auth$ = serviceMethods('etcdserverpb.Auth');

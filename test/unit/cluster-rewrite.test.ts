@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { rewriteClientUrls } from '../../src/api/cluster';
-import { serviceMethods } from '../../src/api/proto';
+import { serviceMethods } from '../../src/etcd/proto';
 
 describe('rewriteClientUrls', () => {
   it('replaces every client URL with the advertised one and keeps the rest real', () => {

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Server, status, type ServerDuplexStream, type ServiceDefinition } from '@grpc/grpc-js';
-import { serviceMethods } from '../../src/api/proto';
+import { serviceMethods } from '../../src/etcd/proto';
 import { createGrpcLoopback, type CallStatus, type GrpcLoopback, type LoopbackCall } from '../../src/gateway/grpc-loopback';
 
 const status$ = serviceMethods('etcdserverpb.Maintenance');

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
-import { ETCD_SERVICES, loadEtcdProto, serviceMethods } from '../../src/api/proto';
+import { ETCD_SERVICES, loadEtcdProto, serviceMethods } from '../../src/etcd/proto';
 
 interface FieldDescriptor {
   name: string;

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import type { EventRecord, KeyValueRecord, UpstreamIdentity } from '../../src/store/records';
+import type { EventRecord, KeyValueRecord, UpstreamIdentity } from '../../src/etcd/records';
 import { openStore, type MirrorStore } from '../../src/store/store';
 
 const identity: UpstreamIdentity = { cluster_id: '14841639068965178418', member_id: '10276657743932975437', raft_term: '2' };

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { Mirror, MirrorEvents } from '../../src/mirror/mirror';
-import type { EventRecord, UpstreamIdentity } from '../../src/store/records';
+import type { EventRecord, UpstreamIdentity } from '../../src/etcd/records';
 import { openStore, type MirrorStore } from '../../src/store/store';
 import { WatchHub, type HubWatcher, type WatchSink } from '../../src/watch/hub';
 import { toWatchSpec, type WatchSpec, type WireWatchCreateRequest } from '../../src/watch/watch-spec';

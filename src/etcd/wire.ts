@@ -1,4 +1,4 @@
-import type { EventRecord, KeyValueRecord, UpstreamIdentity } from '../store/records';
+import type { EventRecord, KeyValueRecord, UpstreamIdentity } from './records';
 
 /**
  * etcd messages as proto-loader decodes them (int64 as decimal strings, zero

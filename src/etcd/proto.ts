@@ -63,6 +63,27 @@ function isServiceDefinition(value: unknown): value is ServiceMethods {
   return typeof value === 'object' && value !== null && !('format' in value);
 }
 
+/** The method table of every service, resolved once per process. */
+const methodTables = new Map<EtcdServiceName, ServiceMethods>();
+
+/**
+ * One RPC's definition (path, stream kinds, proto-loader codec), looked up
+ * once: a name etcd's .proto does not have is a programming error.
+ */
+export function etcdMethod(service: EtcdServiceName, method: string): AnyMethodDefinition {
+  let table = methodTables.get(service);
+  if (table === undefined) {
+    table = serviceMethods(service);
+    methodTables.set(service, table);
+  }
+  const definition = table[method];
+  if (definition === undefined) throw new Error(`etcd-cache-proxy: ${service}.${method} missing from proto/`);
+  return definition;
+}
+
+/** Raw protobuf bytes pass through unparsed: faster, and fields a newer etcd adds survive. */
+export const passBytes = (message: Buffer): Buffer => message;
+
 /** The short name ("KV") used in metrics labels and logs. */
 export function shortServiceName(service: EtcdServiceName): string {
   return service.slice('etcdserverpb.'.length);

@@ -2,7 +2,8 @@ import { mkdir } from 'node:fs/promises';
 import type { Server as HttpServer } from 'node:http';
 import { Metadata, type Server as GrpcServer } from '@grpc/grpc-js';
 import { ETCD_ERRORS } from './etcd/errors';
-import { createGrpcServer } from './api/grpc-server';
+import { createCore } from './api/core';
+import { createGrpcServer } from './grpc/server';
 import { createStreamTracker } from './api/stream-tracker';
 import { advertisedUrlFor, formatHostPort, type ProxyConfig } from './config';
 import { createHttpGateway, createMetricsServer } from './gateway/http-gateway';
@@ -13,7 +14,7 @@ import type { Metrics } from './metrics';
 import type { HostPort } from './etcd/endpoint';
 import { createUpstreamPool } from './upstream/pool';
 import { createLiveness } from './upstream/liveness';
-import { createInstanceId, loopRefusingInterceptor, viaInterceptor } from './upstream/loop-guard';
+import { createInstanceId, viaInterceptor } from './upstream/loop-guard';
 import { createMembership, initialEndpoints } from './upstream/membership';
 import { observePool } from './upstream/pool-metrics';
 import { startMirror } from './mirror/mirror';
@@ -122,7 +123,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
         });
   const streams = createStreamTracker();
   let advertiseClientUrl = config.advertiseClientUrl ?? '';
-  const grpc = createGrpcServer({
+  const core = createCore({
     pool,
     metrics,
     log: log.child({ component: 'grpc' }),
@@ -132,12 +133,13 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     mode: () => running.mode,
     watchHub: { hub: watchHub, progressNotifyIntervalMs: config.watchProgressNotifyIntervalMs, bufferBytes: config.watchBufferBytes },
     mirrorReads: { store, mirror, ranges, liveness, barrier, auth, staleReads: config.staleReads, metrics, log: mirrorLog },
-  }, [loopRefusingInterceptor(instanceId)]);
+  }, { instanceId });
+  const grpc = createGrpcServer(core);
   const gateway = createHttpGateway({
     metrics,
     pool,
     log: log.child({ component: 'gateway' }),
-    grpc,
+    core,
     // Read on each refusal from the running configuration, which a reload replaces.
     errorPolicy: {
       get writeRejectStatus() {
@@ -189,7 +191,6 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
       closeHttp(http, httpConnections, config.shutdownGraceMs),
       metricsServer === null || metricsConnections === null ? Promise.resolve() : closeHttp(metricsServer.server, metricsConnections, config.shutdownGraceMs),
     ]);
-    gateway.close();
     membership.close();
     liveness.close();
     maintenance.close();

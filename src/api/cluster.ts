@@ -1,6 +1,7 @@
 import type { ApiContext } from './context';
 import { forwardUnary } from './forward';
-import { forwardingService, rpcRef, type ServiceBinding } from './forwarding-service';
+import type { CoreService } from './call';
+import { forwardingService, rpcRef } from './forwarding-service';
 import { serviceMethods } from '../etcd/proto';
 
 interface MemberMessage {
@@ -31,7 +32,7 @@ export function rewriteClientUrls(response: MembersResponse, advertiseClientUrl:
   return response;
 }
 
-export function createClusterService(ctx: ApiContext): ServiceBinding {
+export function createClusterService(ctx: ApiContext): CoreService {
   const methods = serviceMethods(SERVICE);
   const overrides = Object.fromEntries(
     MEMBER_LIST_METHODS.map((name) => {

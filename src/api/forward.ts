@@ -4,14 +4,10 @@ import {
   type ClientDuplexStream,
   type ClientReadableStream,
   type ClientUnaryCall,
-  type handleBidiStreamingCall,
-  type handleServerStreamingCall,
-  type handleUnaryCall,
-  type ServerDuplexStream,
-  type ServerWritableStream,
   type ServiceError,
   type StatusObject,
 } from '@grpc/grpc-js';
+import type { DuplexCall, DuplexHandler, ServerStreamCall, ServerStreamHandler, UnaryHandler } from './call';
 import { passBytes } from '../etcd/proto';
 import type { ApiContext } from './context';
 import { ProxyError, statusName, toStatus } from '../etcd/errors';
@@ -66,7 +62,7 @@ export interface UnaryForwardOptions {
  * member unreachable is tried on the next one; a write only when it never
  * left the proxy, since its outcome is unknown once sent.
  */
-export function forwardUnary(ctx: ApiContext, rpc: RpcRef, options: UnaryForwardOptions): handleUnaryCall<Buffer, Buffer> {
+export function forwardUnary(ctx: ApiContext, rpc: RpcRef, options: UnaryForwardOptions): UnaryHandler {
   return (call, callback) => {
     const started = process.hrtime.bigint();
     const refusal = options.admit?.() ?? null;
@@ -148,7 +144,7 @@ function neverSent(error: ServiceError): boolean {
   return error.code === status.UNAVAILABLE && error.details.startsWith('No connection established');
 }
 
-type ServerStream = ServerDuplexStream<Buffer, Buffer> | ServerWritableStream<Buffer, Buffer>;
+type ServerStream = DuplexCall | ServerStreamCall;
 type UpstreamStream = ClientDuplexStream<Buffer, Buffer> | ClientReadableStream<Buffer>;
 
 /**
@@ -206,7 +202,7 @@ function streamMember(ctx: ApiContext, call: ServerStream): UpstreamMember | und
 }
 
 /** Forwards a bidirectional stream (Watch, LeaseKeepAlive) to one member. */
-export function forwardBidi(ctx: ApiContext, rpc: RpcRef, isWrite = false): handleBidiStreamingCall<Buffer, Buffer> {
+export function forwardBidi(ctx: ApiContext, rpc: RpcRef, isWrite = false): DuplexHandler {
   return (call) => {
     const refusal = isWrite ? ctx.writes.admit() : null;
     if (refusal !== null) {
@@ -231,7 +227,7 @@ export function forwardBidi(ctx: ApiContext, rpc: RpcRef, isWrite = false): hand
 }
 
 /** Forwards a server-streaming call (Maintenance.Snapshot) to one member. */
-export function forwardServerStream(ctx: ApiContext, rpc: RpcRef): handleServerStreamingCall<Buffer, Buffer> {
+export function forwardServerStream(ctx: ApiContext, rpc: RpcRef): ServerStreamHandler {
   return (call) => {
     const member = streamMember(ctx, call);
     if (member === undefined) return;

@@ -1,7 +1,8 @@
 import { toRevision } from '../etcd/wire';
 import type { ApiContext } from './context';
 import { forwardUnary } from './forward';
-import { forwardingService, forwardOptions, rpcRef, type ServiceBinding } from './forwarding-service';
+import type { CoreService, UnaryHandler } from './call';
+import { forwardingService, forwardOptions, rpcRef } from './forwarding-service';
 import { mirrorRange, mirrorTxn } from './mirror-reads';
 import { serviceMethods } from '../etcd/proto';
 import { acknowledgeUnchangedPut } from './unchanged-put';
@@ -19,10 +20,10 @@ const READ_YOUR_WRITES = ['Put', 'DeleteRange', 'Txn'] as const;
  * read-only mode or while the upstream is lost, and answered only once the
  * mirror holds their revision.
  */
-export function createKvService(ctx: ApiContext): ServiceBinding {
+export function createKvService(ctx: ApiContext): CoreService {
   const methods = serviceMethods(SERVICE);
   const options = { reads: READS, writes: WRITES };
-  const overrides: Record<string, ReturnType<typeof forwardUnary>> = {};
+  const overrides: Record<string, UnaryHandler> = {};
   for (const name of READ_YOUR_WRITES) {
     overrides[name] = forwardUnary(ctx, rpcRef(SERVICE, name), {
       ...forwardOptions(ctx, name, options),

@@ -2,11 +2,10 @@ import {
   Metadata,
   status,
   type ClientDuplexStream,
-  type handleBidiStreamingCall,
-  type ServerDuplexStream,
   type StatusObject,
 } from '@grpc/grpc-js';
 import type { Source } from '../metrics';
+import type { DuplexCall, DuplexHandler } from './call';
 import type { UpstreamMember } from '../upstream/pool';
 import type { ApiContext } from './context';
 import { ProxyError, statusName, toStatus } from '../etcd/errors';
@@ -50,7 +49,7 @@ const MAX_SENDS = 2;
 /** etcd's answer to bytes that are no LeaseKeepAliveRequest (grpc-go's unmarshal error, without its parser detail). */
 const UNMARSHAL_ERROR = 'grpc: failed to unmarshal the received message';
 
-type DownstreamCall = ServerDuplexStream<Buffer, Buffer>;
+type DownstreamCall = DuplexCall;
 
 /** One downstream LeaseKeepAlive stream and the answers it is owed, in the order it asked. */
 interface Downstream {
@@ -368,7 +367,7 @@ export class SharedKeepAlive {
  * While the upstream has auth enabled every stream is relayed one-to-one
  * instead, since each carries its own client's token (contract section 8).
  */
-export function leaseKeepAliveHandler(ctx: ApiContext): handleBidiStreamingCall<Buffer, Buffer> {
+export function leaseKeepAliveHandler(ctx: ApiContext): DuplexHandler {
   const rpc = rpcRef(SERVICE, METHOD);
   const relayed = forwardBidi(ctx, rpc, true);
   const shared = new SharedKeepAlive(ctx, rpc);

@@ -1,5 +1,6 @@
 import type { ApiContext } from './context';
-import { forwardingService, type ServiceBinding } from './forwarding-service';
+import type { CoreService } from './call';
+import { forwardingService } from './forwarding-service';
 import { leaseKeepAliveHandler } from './lease-keepalive';
 
 /**
@@ -10,7 +11,7 @@ import { leaseKeepAliveHandler } from './lease-keepalive';
  * keep-alive. TimeToLive and Leases only read, so they may be retried on
  * another member.
  */
-export function createLeaseService(ctx: ApiContext): ServiceBinding {
+export function createLeaseService(ctx: ApiContext): CoreService {
   return forwardingService(ctx, 'etcdserverpb.Lease', {
     reads: new Set(['LeaseTimeToLive', 'LeaseLeases']),
     writes: new Set(['LeaseGrant', 'LeaseRevoke', 'LeaseKeepAlive']),

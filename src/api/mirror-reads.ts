@@ -1,4 +1,5 @@
-import { Metadata, status, type handleUnaryCall, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
+import { Metadata, status } from '@grpc/grpc-js';
+import type { UnaryCall, UnaryCallback, UnaryHandler } from './call';
 import type { StaleReads } from '../config';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
@@ -37,7 +38,7 @@ export interface MirrorReadDeps {
 
 
 /** Tells the client, in response metadata, that the upstream did not confirm this answer. */
-export function markStale(call: ServerUnaryCall<Buffer, Buffer>): void {
+export function markStale(call: UnaryCall): void {
   const metadata = new Metadata();
   metadata.set(STALE_HEADER, 'true');
   call.sendMetadata(metadata);
@@ -72,9 +73,9 @@ function mirrorRead<Req>(
   deps: MirrorReadDeps,
   rpc: RpcRef,
   method: AnyMethodDefinition,
-  forward: handleUnaryCall<Buffer, Buffer>,
+  forward: UnaryHandler,
   spec: ReadSpec<Req>,
-): handleUnaryCall<Buffer, Buffer> {
+): UnaryHandler {
   const cache = new ResponseCache();
   deps.mirror.on('relisted', () => cache.clear());
   const staleRoute = (): Route =>
@@ -114,7 +115,7 @@ function mirrorRead<Req>(
     return reached ? { kind: 'mirror', stale: false } : { kind: 'forward' };
   };
 
-  const answer = (call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>, request: Req, stale: boolean, started: bigint): void => {
+  const answer = (call: UnaryCall, callback: UnaryCallback, request: Req, stale: boolean, started: bigint): void => {
     const meta = deps.store.meta();
     let response = cache.get(call.request, meta.revision);
     if (response === undefined) {
@@ -129,7 +130,7 @@ function mirrorRead<Req>(
     callback(null, response);
   };
 
-  const refuse = (callback: sendUnaryData<Buffer>, error: ProxyError, started: bigint): void => {
+  const refuse = (callback: UnaryCallback, error: ProxyError, started: bigint): void => {
     observeCall(ctx, rpc, error.code, started, 'proxy');
     callback(toStatus(error));
   };
@@ -163,8 +164,8 @@ export function mirrorRange(
   deps: MirrorReadDeps,
   rpc: RpcRef,
   method: AnyMethodDefinition,
-  forward: handleUnaryCall<Buffer, Buffer>,
-): handleUnaryCall<Buffer, Buffer> {
+  forward: UnaryHandler,
+): UnaryHandler {
   return mirrorRead<WireRangeRequest>(ctx, deps, rpc, method, forward, {
     isRead: () => true,
     covered: (request) => deps.ranges.coversRequest(request.key ?? Buffer.alloc(0), request.range_end ?? Buffer.alloc(0)),
@@ -196,8 +197,8 @@ export function mirrorTxn(
   deps: MirrorReadDeps,
   rpc: RpcRef,
   method: AnyMethodDefinition,
-  forward: handleUnaryCall<Buffer, Buffer>,
-): handleUnaryCall<Buffer, Buffer> {
+  forward: UnaryHandler,
+): UnaryHandler {
   return mirrorRead<WireTxnRequest>(ctx, deps, rpc, method, forward, {
     isRead: isReadOnlyTxn,
     covered: (request) => txnRanges(request).every((range) => deps.ranges.coversRequest(range.key ?? Buffer.alloc(0), range.range_end ?? Buffer.alloc(0))),

@@ -1,4 +1,5 @@
-import { status, type handleUnaryCall } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
+import type { UnaryHandler } from './call';
 import type { ProxyMode } from '../config';
 import { toWireKeyValue } from '../etcd/wire';
 import type { ApiContext } from './context';
@@ -30,8 +31,8 @@ export function acknowledgeUnchangedPut(
   mode: () => ProxyMode,
   rpc: RpcRef,
   method: AnyMethodDefinition,
-  forward: handleUnaryCall<Buffer, Buffer>,
-): handleUnaryCall<Buffer, Buffer> {
+  forward: UnaryHandler,
+): UnaryHandler {
   return (call, callback) => {
     if (mode() !== 'readwrite' || !deps.liveness.isLost() || deps.mirror.authRequired()) {
       forward(call, callback);

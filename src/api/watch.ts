@@ -1,7 +1,8 @@
-import { status, type handleBidiStreamingCall } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import type { ApiContext } from './context';
 import { forwardBidi, observeCall, upstreamMetadata } from './forward';
-import { forwardingService, rpcRef, type ServiceBinding } from './forwarding-service';
+import type { CoreService, DuplexHandler } from './call';
+import { forwardingService, rpcRef } from './forwarding-service';
 import { WatchSession } from '../watch/session';
 import { WatchRelay } from '../watch/watch-relay';
 
@@ -15,7 +16,7 @@ const NO_LEADER = 'etcdserver: no leader';
  * upstream watch. Without a mirror, or while the upstream refuses it (auth),
  * streams are relayed one-to-one.
  */
-export function createWatchService(ctx: ApiContext): ServiceBinding {
+export function createWatchService(ctx: ApiContext): CoreService {
   const hub = ctx.watchHub;
   const reads = ctx.mirrorReads;
   if (hub === null || reads === null) return forwardingService(ctx, SERVICE, { reads: new Set() });
@@ -31,7 +32,7 @@ export function createWatchService(ctx: ApiContext): ServiceBinding {
   ticker.unref();
   const labels = { service: rpc.service, method: rpc.method };
 
-  const watch: handleBidiStreamingCall<Buffer, Buffer> = (call) => {
+  const watch: DuplexHandler = (call) => {
     if (reads.mirror.authRequired()) {
       relayed(call);
       return;

@@ -2,7 +2,8 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:
 import { status } from '@grpc/grpc-js';
 import type { Logger } from '../log';
 import { readJsonBody, type BodyError } from './body-reader';
-import type { GrpcLoopback, LoopbackCallOptions } from './grpc-loopback';
+import type { Core } from '../api/core';
+import type { CoreCallOptions } from './core-call';
 import { errorBody, httpStatusFor, type HttpErrorPolicy } from './http-errors';
 import { callOptionsFrom, canonicalHeaderName } from './http-headers';
 import { encodeRequest } from './proto-json';
@@ -10,8 +11,8 @@ import type { GatewayRoute } from './routes';
 
 /** What the JSON handlers share. */
 export interface GatewayContext {
-  /** The proxy's own gRPC services, in process. */
-  readonly loopback: GrpcLoopback;
+  /** The proxy's etcd services, called directly. */
+  readonly core: Core;
   readonly errors: HttpErrorPolicy;
   readonly log: Logger;
 }
@@ -80,7 +81,7 @@ function drainAfterAnswer(request: IncomingMessage, response: ServerResponse): v
 }
 
 /** The call options a request's headers ask for, or null once an error answer has gone out for bad ones. */
-export function callOptionsOrRefuse(ctx: GatewayContext, request: IncomingMessage, response: ServerResponse): LoopbackCallOptions | null {
+export function callOptionsOrRefuse(ctx: GatewayContext, request: IncomingMessage, response: ServerResponse): CoreCallOptions | null {
   const options = callOptionsFrom(request.headers);
   if (!('error' in options)) return options;
   sendErrorBody(response, httpStatusFor(options.code, options.error, ctx.errors), options.code, options.error);

@@ -1,12 +1,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Server as GrpcServer } from '@grpc/grpc-js';
+import type { Core } from '../api/core';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { Readiness } from '../mirror/readiness';
 import { probeUpstreamHealth } from '../upstream/health-probe';
 import type { UpstreamPool } from '../upstream/pool';
 import { sendComplete, type GatewayContext } from './gateway-context';
-import { createGrpcLoopback } from './grpc-loopback';
 import type { HttpErrorPolicy } from './http-errors';
 import { setCorsHeaders } from './http-headers';
 import { serveStream } from './json-stream';
@@ -20,8 +19,8 @@ export interface HttpGatewayDeps {
   readonly metrics: Metrics;
   readonly pool: UpstreamPool;
   readonly log: Logger;
-  /** The proxy's gRPC server: the JSON gateway calls its services in process. */
-  readonly grpc: GrpcServer;
+  /** The proxy's etcd services: the JSON gateway calls them directly, as the gRPC server does. */
+  readonly core: Core;
   /** The HTTP status of writes the proxy refuses; read on each refusal, so a reload changes it. */
   readonly errorPolicy: HttpErrorPolicy;
   readonly upstreamLost: () => boolean;
@@ -31,8 +30,6 @@ export interface HttpGatewayDeps {
 export interface HttpGateway {
   /** The HTTP/1.1 server the protocol listener hands connections to; it never listens itself. */
   readonly server: Server;
-  /** Ends the in-process connection to the gRPC server (after the HTTP side has drained). */
-  close(): void;
 }
 
 /**
@@ -41,17 +38,24 @@ export interface HttpGateway {
  * plain-text 404 and 405 answers elsewhere.
  */
 export function createHttpGateway(deps: HttpGatewayDeps): HttpGateway {
-  const loopback = createGrpcLoopback(deps.grpc);
-  const ctx: GatewayContext = { loopback, errors: deps.errorPolicy, log: deps.log };
-  const version = createVersionSource(loopback, deps.upstreamLost);
+  const ctx: GatewayContext = { core: deps.core, errors: deps.errorPolicy, log: deps.log };
+  const version = createVersionSource(deps.core, deps.upstreamLost);
   // Node cuts a request whose body is still arriving after requestTimeout (5 min by default); a
   // watch's body may stay open for the life of the watch, to carry its cancel and progress requests.
   const server = createServer({ requestTimeout: 0 }, (request, response) => {
-    const label = handle(deps, ctx, version, request, response);
+    let label = 'other';
+    try {
+      label = handle(deps, ctx, version, request, response);
+    } catch (error) {
+      // A throw here would end the process: the request listener runs outside any promise.
+      deps.log.error({ err: error, url: request.url }, 'http request failed');
+      if (!response.headersSent) goError(response, 500, 'Internal Server Error');
+      else response.destroy();
+    }
     response.once('close', () => deps.metrics.httpRequests.inc({ path: label, status: String(response.statusCode) }));
   });
   server.keepAliveTimeout = 65_000;
-  return { server, close: () => loopback.close() };
+  return { server };
 }
 
 /** Routes one request; returns the path label its metrics carry. */

@@ -1,8 +1,8 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { status } from '@grpc/grpc-js';
+import { status, type Metadata } from '@grpc/grpc-js';
 import { ETCD_ERRORS } from '../etcd/errors';
 import { STALE_HEADER } from '../etcd/metadata';
-import { isReservedMetadataKey, type LoopbackCallOptions } from './grpc-loopback';
+import { isReservedMetadataKey, metadataEntries, type CoreCallOptions } from './core-call';
 
 /** etcd adds these to every answer on its client port (its default --cors is "*"). */
 export const CORS_HEADERS: Readonly<Record<string, string>> = {
@@ -16,7 +16,8 @@ export function setCorsHeaders(response: ServerResponse): void {
 }
 
 const METADATA_HEADER_PREFIX = 'grpc-metadata-';
-const GO_MAX_TIMEOUT_VALUE = 99_999_999;
+/** Node's timers take at most 2^31-1 ms (~24.8 days); a longer deadline is as good as none. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 const TIMEOUT_UNIT_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 0.001, n: 0.000_001 };
 
 /**
@@ -25,7 +26,7 @@ const TIMEOUT_UNIT_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_
  * metadata (Grpc-Metadata-Hasleader: true asks for etcd's require-leader
  * watch), and Grpc-Timeout as the call's deadline.
  */
-export function callOptionsFrom(headers: IncomingHttpHeaders): LoopbackCallOptions | { error: string; code: status } {
+export function callOptionsFrom(headers: IncomingHttpHeaders): CoreCallOptions | { error: string; code: status } {
   const metadata: [string, string][] = [];
   // etcd reads the token from `token` (what clientv3 sends) before `authorization` (what grpc-gateway
   // passes on); `token` keeps HTTP clients on the same path through the proxy as gRPC ones.
@@ -43,29 +44,27 @@ export function callOptionsFrom(headers: IncomingHttpHeaders): LoopbackCallOptio
     for (const item of Array.isArray(value) ? value : [value]) if (key.endsWith('-bin') || PRINTABLE_ASCII.test(item)) metadata.push([key, item]);
   }
   const timeoutHeader = headers['grpc-timeout'];
-  const timeout = timeoutHeader === undefined || timeoutHeader === '' ? null : grpcTimeout(String(timeoutHeader));
-  if (timeout instanceof Error) return { error: timeout.message, code: status.INVALID_ARGUMENT };
-  return { metadata, timeout };
+  const timeoutMs = timeoutHeader === undefined || timeoutHeader === '' ? null : grpcTimeoutMs(String(timeoutHeader));
+  if (timeoutMs instanceof Error) return { error: timeoutMs.message, code: status.INVALID_ARGUMENT };
+  return { metadata, timeoutMs };
 }
 
 const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
 const INT64_MAX = 2n ** 63n - 1n;
 
 /**
- * Go's reading of Grpc-Timeout (an integer and one unit letter), re-spelled
- * for grpc-js, whose header takes at most eight digits. Zero means no
- * deadline there, as in grpc-gateway.
+ * Go's reading of Grpc-Timeout: an integer (an int64) and one unit letter.
+ * Zero means no deadline, as in grpc-gateway; a negative one has passed
+ * already, and the call fails with DEADLINE_EXCEEDED, as in Go.
  */
-function grpcTimeout(value: string): string | null | Error {
+function grpcTimeoutMs(value: string): number | null | Error {
   const invalid = new Error(`invalid grpc-timeout: ${value}`);
   const unit = TIMEOUT_UNIT_MS[value.slice(-1)];
   const amount = value.slice(0, -1);
-  // Go parses the amount as an int64.
   if (value.length < 2 || unit === undefined || !/^[+-]?\d+$/.test(amount) || BigInt(amount) > INT64_MAX || BigInt(amount) < -INT64_MAX - 1n) return invalid;
   const ms = Number(amount) * unit;
   if (ms === 0) return null;
-  if (ms < 0) return '1n'; // already past: the call fails with DEADLINE_EXCEEDED, as in Go
-  return ms < GO_MAX_TIMEOUT_VALUE ? `${Math.ceil(ms)}m` : `${Math.min(Math.ceil(ms / 1000), GO_MAX_TIMEOUT_VALUE)}S`;
+  return ms < 0 ? -1 : Math.min(ms, MAX_TIMER_MS);
 }
 
 /** "x-etcd-cache-proxy-stale" → "X-Etcd-Cache-Proxy-Stale", as Go spells header names. */
@@ -78,14 +77,13 @@ export function canonicalHeaderName(key: string): string {
  * metadata: each key as Grpc-Metadata-<Key>. The stale marker also goes out
  * under its own name, as the contract promises HTTP clients.
  */
-export function responseHeadersFrom(grpcHeaders: IncomingHttpHeaders): OutgoingHttpHeaders {
+export function responseHeadersFrom(metadata: Metadata | null): OutgoingHttpHeaders {
   // etcd's own gRPC server sends content-type application/grpc, which grpc-gateway passes on as metadata.
   const headers: OutgoingHttpHeaders = { 'Grpc-Metadata-Content-Type': 'application/grpc' };
-  for (const [key, value] of Object.entries(grpcHeaders)) {
-    if (isReservedMetadataKey(key) || value === undefined) continue;
-    headers[`Grpc-Metadata-${canonicalHeaderName(key)}`] = value;
-  }
-  const stale = grpcHeaders[STALE_HEADER];
-  if (stale !== undefined) headers[STALE_HEADER] = stale;
+  const grouped = new Map<string, string[]>();
+  for (const [key, value] of metadataEntries(metadata ?? undefined)) grouped.set(key, [...(grouped.get(key) ?? []), value]);
+  for (const [key, values] of grouped) headers[`Grpc-Metadata-${canonicalHeaderName(key)}`] = values.length === 1 ? values[0] : values;
+  const stale = grouped.get(STALE_HEADER);
+  if (stale !== undefined) headers[STALE_HEADER] = stale.length === 1 ? stale[0] : stale;
   return headers;
 }

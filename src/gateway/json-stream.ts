@@ -1,8 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { status } from '@grpc/grpc-js';
+import type { DuplexHandler } from '../api/call';
 import { JsonValueStream, type BodyError } from './body-reader';
+import { GatewayStreamCall, type CallStatus, type CoreCallOptions } from './core-call';
 import { callOptionsOrRefuse, readRequestMessage, sendBodyError, sendErrorBody, type GatewayContext } from './gateway-context';
-import type { CallStatus, LoopbackCall, LoopbackCallOptions } from './grpc-loopback';
 import { httpStatusFor, streamErrorChunk } from './http-errors';
 import { responseHeadersFrom } from './http-headers';
 import { encodeRequest, responseJson } from './proto-json';
@@ -12,26 +13,26 @@ import type { GatewayRoute } from './routes';
 /**
  * A streaming call (Watch, LeaseKeepAlive, Snapshot) as etcd's gateway
  * serves it: the response is chunked, one `{"result":...}` object and a
- * newline per gRPC answer, ending with an `{"error":...}` object when the
- * call fails. For Watch and LeaseKeepAlive the request body is itself a
- * sequence of JSON requests, each sent on as it arrives; the end of the body
- * half-closes the call (a watch stays open, a keep-alive stream ends once
- * it has answered).
+ * newline per answer, ending with an `{"error":...}` object when the call
+ * fails. For Watch and LeaseKeepAlive the request body is itself a sequence
+ * of JSON requests, each handed to the core as it arrives; the end of the
+ * body half-closes the call (a watch stays open, a keep-alive stream ends
+ * once it has answered).
  *
  * Unlike etcd's Go server, which answers an HTTP/1.1 request only after
  * reading its whole body, this one answers while the body still streams:
  * a client may send cancel and progress requests on an open watch.
  */
 export function serveStream(ctx: GatewayContext, route: GatewayRoute, request: IncomingMessage, response: ServerResponse): void {
+  const method = ctx.core.method(route.grpcPath);
+  if (method === undefined || method.kind === 'unary') throw new Error(`etcd-cache-proxy: ${route.grpcPath} is not a streaming method of the core`);
   const options = callOptionsOrRefuse(ctx, request, response);
   if (options === null) return;
-  if (route.kind === 'server-stream') {
+  if (method.kind === 'server-stream') {
+    const handler = method.handler;
     readRequestMessage(route, request, response).then(
       (message) => {
-        if (message === null) return;
-        const call = relayAnswers(ctx, route, options, response);
-        call.write(message);
-        call.end();
+        if (message !== null) handler(openCall(ctx, route, options, response, message));
       },
       (error: unknown) => {
         ctx.log.error({ err: error, path: route.path }, 'gateway stream failed');
@@ -40,16 +41,21 @@ export function serveStream(ctx: GatewayContext, route: GatewayRoute, request: I
     );
     return;
   }
-  relayRequests(ctx, route, options, request, response);
+  relayRequests(ctx, route, method.handler, options, request, response);
 }
 
 /** Feeds the body's JSON requests into the call, opened with the first of them. */
-function relayRequests(ctx: GatewayContext, route: GatewayRoute, options: LoopbackCallOptions, request: IncomingMessage, response: ServerResponse): void {
+function relayRequests(ctx: GatewayContext, route: GatewayRoute, handler: DuplexHandler, options: CoreCallOptions, request: IncomingMessage, response: ServerResponse): void {
   const body = new JsonValueStream();
-  let call: LoopbackCall | null = null;
+  let call: GatewayStreamCall | null = null;
   let reading = true;
-  let waitingForDrain = false;
-  const open = (): LoopbackCall => (call ??= relayAnswers(ctx, route, options, response));
+  const open = (): GatewayStreamCall => {
+    if (call === null) {
+      call = openCall(ctx, route, options, response);
+      handler(call);
+    }
+    return call;
+  };
 
   const stopReading = (): void => {
     reading = false;
@@ -65,7 +71,7 @@ function relayRequests(ctx: GatewayContext, route: GatewayRoute, options: Loopba
       return;
     }
     // A bad later request ends the sending side only; answers keep coming, as with etcd.
-    call.end();
+    call.finishRequests();
   };
   const deliver = (values: readonly JsonValue[], error: BodyError | undefined): boolean => {
     for (const value of values) {
@@ -74,14 +80,7 @@ function relayRequests(ctx: GatewayContext, route: GatewayRoute, options: Loopba
         failed({ kind: 'invalid', message: encoded.error });
         return false;
       }
-      if (!open().write(encoded.bytes) && !waitingForDrain) {
-        waitingForDrain = true;
-        request.pause();
-        open().once('drain', () => {
-          waitingForDrain = false;
-          request.resume();
-        });
-      }
+      open().push(encoded.bytes);
     }
     if (error !== undefined) {
       failed(error);
@@ -97,56 +96,65 @@ function relayRequests(ctx: GatewayContext, route: GatewayRoute, options: Loopba
   request.on('end', () => {
     if (!reading) return;
     const { values, error } = body.end();
-    if (deliver(values, error)) open().end();
+    if (deliver(values, error)) open().finishRequests();
   });
 }
 
-/** Opens the call and writes its answers to the HTTP response as they come. */
-function relayAnswers(ctx: GatewayContext, route: GatewayRoute, options: LoopbackCallOptions, response: ServerResponse): LoopbackCall {
-  const call = ctx.loopback.call(route.grpcPath, options);
+/** A call whose answers go to the HTTP response as they come. */
+function openCall(ctx: GatewayContext, route: GatewayRoute, options: CoreCallOptions, response: ServerResponse, request?: Buffer): GatewayStreamCall {
   let started = false;
+  let awaitingDrain = false;
   const start = (httpStatus: number, headers: Record<string, string | string[] | number>): void => {
     started = true;
     response.writeHead(httpStatus, { 'Content-Type': 'application/json', ...headers });
     response.flushHeaders();
   };
+  const call: GatewayStreamCall = new GatewayStreamCall(
+    options,
+    {
+      headers(metadata) {
+        const plain: Record<string, string | string[] | number> = {};
+        for (const [name, value] of Object.entries(responseHeadersFrom(metadata))) if (value !== undefined) plain[name] = value;
+        start(200, plain);
+      },
+      message(bytes, done) {
+        if (response.destroyed) return true;
+        if (!started) start(200, {});
+        let json: string;
+        try {
+          json = responseJson(route.response, bytes);
+        } catch (error) {
+          ctx.log.error({ err: error, path: route.path }, 'gateway could not encode a stream answer');
+          response.destroy();
+          return true;
+        }
+        const flushed = response.write(`{"result":${json}}\n`, done === undefined ? undefined : () => done());
+        // A slow HTTP client holds the stream back (the watch hub then buffers, up to its bound).
+        if (!flushed && !awaitingDrain) {
+          awaitingDrain = true;
+          response.once('drain', () => {
+            awaitingDrain = false;
+            call.emit('drain');
+          });
+        }
+        return flushed;
+      },
+      status(result: CallStatus) {
+        response.off('close', onClose);
+        if (response.destroyed) return;
+        if (result.code === status.OK) {
+          if (!started) start(200, {});
+          response.end();
+          return;
+        }
+        const httpStatus = httpStatusFor(result.code, result.details, ctx.errors);
+        if (!started) start(httpStatus, {});
+        response.end(streamErrorChunk(result.code, result.details, httpStatus));
+      },
+    },
+    request,
+  );
   const onClose = (): void => call.cancel();
   response.once('close', onClose);
-
-  call.on('headers', (headers) => {
-    const mapped = responseHeadersFrom(headers);
-    const plain: Record<string, string | string[] | number> = {};
-    for (const [name, value] of Object.entries(mapped)) if (value !== undefined) plain[name] = value;
-    start(200, plain);
-  });
-  call.on('message', (message) => {
-    if (response.destroyed) return;
-    if (!started) start(200, {});
-    let json: string;
-    try {
-      json = responseJson(route.response, message);
-    } catch (error) {
-      ctx.log.error({ err: error, path: route.path }, 'gateway could not encode a stream answer');
-      call.cancel();
-      return;
-    }
-    if (!response.write(`{"result":${json}}\n`)) {
-      // A slow HTTP client holds the gRPC stream back (the watch hub then buffers, up to its bound).
-      call.pause();
-      response.once('drain', () => call.resume());
-    }
-  });
-  call.on('status', (result: CallStatus) => {
-    response.off('close', onClose);
-    if (response.destroyed) return;
-    if (result.code === status.OK) {
-      if (!started) start(200, {});
-      response.end();
-      return;
-    }
-    const httpStatus = httpStatusFor(result.code, result.details, ctx.errors);
-    if (!started) start(httpStatus, {});
-    response.end(streamErrorChunk(result.code, result.details, httpStatus));
-  });
   return call;
 }

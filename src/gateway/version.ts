@@ -1,5 +1,6 @@
 import { status } from '@grpc/grpc-js';
-import type { GrpcLoopback } from './grpc-loopback';
+import type { Core } from '../api/core';
+import { callUnary } from './core-call';
 import { goJsonString, lookupMessage } from './proto-json';
 
 /**
@@ -11,7 +12,7 @@ import { goJsonString, lookupMessage } from './proto-json';
 const API_LEVEL = '3.4.0';
 /** A version learned this recently is answered without asking again. */
 const FRESH_MS = 5_000;
-const STATUS_TIMEOUT = '1S';
+const STATUS_TIMEOUT_MS = 1_000;
 
 export interface VersionSource {
   /** etcd's /version body: {"etcdserver":"3.4.23","etcdcluster":"3.4.0"}. */
@@ -21,25 +22,21 @@ export interface VersionSource {
 /**
  * etcd answers /version from itself; the proxy answers with what the
  * upstream member reports in Maintenance.Status (asked through the proxy's
- * own gRPC service), kept for when the upstream cannot be asked. etcd's
+ * own Maintenance service), kept for when the upstream cannot be asked. etcd's
  * cluster version is the members' common major.minor, with patch 0.
  */
-export function createVersionSource(loopback: GrpcLoopback, upstreamLost: () => boolean): VersionSource {
+export function createVersionSource(core: Core, upstreamLost: () => boolean): VersionSource {
   const statusResponse = lookupMessage('etcdserverpb.StatusResponse');
   let known: { server: string; learnedAt: number } | null = null;
 
-  const ask = (): Promise<string | null> =>
-    new Promise((resolve) => {
-      const call = loopback.call('/etcdserverpb.Maintenance/Status', { metadata: [], timeout: STATUS_TIMEOUT });
-      let version: string | null = null;
-      call.on('message', (message) => {
-        const decoded = statusResponse.decode(message) as unknown as { version?: string };
-        version = typeof decoded.version === 'string' && decoded.version !== '' ? decoded.version : null;
-      });
-      call.on('status', (result) => resolve(result.code === status.OK ? version : null));
-      call.write(Buffer.alloc(0));
-      call.end();
-    });
+  const method = core.method('/etcdserverpb.Maintenance/Status');
+  const ask = async (): Promise<string | null> => {
+    if (method?.kind !== 'unary') return null;
+    const { status: result, message } = await callUnary(method.handler, Buffer.alloc(0), { metadata: [], timeoutMs: STATUS_TIMEOUT_MS }).outcome;
+    if (result.code !== status.OK || message === null) return null;
+    const decoded = statusResponse.decode(message) as unknown as { version?: string };
+    return typeof decoded.version === 'string' && decoded.version !== '' ? decoded.version : null;
+  };
 
   return {
     async body() {

@@ -1,15 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { networkInterfaces } from 'node:os';
-import {
-  InterceptingCall,
-  Metadata,
-  ServerInterceptingCall,
-  status,
-  type Interceptor,
-  type ServerInterceptor,
-  type ServiceError,
-} from '@grpc/grpc-js';
+import { InterceptingCall, type Interceptor, type ServiceError } from '@grpc/grpc-js';
 import type { HostPort, UpstreamEndpoint } from '../etcd/endpoint';
 
 /**
@@ -33,28 +25,6 @@ export function viaInterceptor(instanceId: string): Interceptor {
         next(metadata, listener);
       },
     });
-}
-
-/** Refuses, before any handler runs, a call that this proxy itself sent: it would forward it to itself forever. */
-export function loopRefusingInterceptor(instanceId: string): ServerInterceptor {
-  return (_method, call) => {
-    const intercepted: ServerInterceptingCall = new ServerInterceptingCall(call, {
-      start(next) {
-        next({
-          onReceiveMetadata(metadata, pass) {
-            // Several hops' markers may arrive as one comma-joined header value.
-            const via = metadata.get(VIA_HEADER).flatMap((value) => String(value).split(',').map((id) => id.trim()));
-            if (via.includes(instanceId)) {
-              intercepted.sendStatus({ code: status.FAILED_PRECONDITION, details: LOOP_DETAILS, metadata: new Metadata() });
-              return;
-            }
-            pass(metadata);
-          },
-        });
-      },
-    });
-    return intercepted;
-  };
 }
 
 export function isLoopError(error: unknown): boolean {

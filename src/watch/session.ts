@@ -1,4 +1,4 @@
-import { status, type Metadata, type ServerDuplexStream } from '@grpc/grpc-js';
+import { status, type Metadata, type StatusObject } from '@grpc/grpc-js';
 import { mirrorHeader } from '../mirror/response-header';
 import { etcdMethod } from '../etcd/proto';
 import type { WireWatchResponse } from '../etcd/wire';
@@ -47,6 +47,15 @@ function encodedEvents(events: readonly EventRecord[], prevKv: boolean): Buffer 
   return cached[slot];
 }
 
+/** The downstream stream, whichever transport carries it (the core's DuplexCall has this shape). */
+export interface WatchStream {
+  readonly metadata: Metadata;
+  /** `done` runs once the message has left: what is still waiting counts against the buffer bound. */
+  write(message: Buffer, done?: () => void): boolean;
+  /** Ends the stream with an error status. */
+  emit(event: 'error', status: Partial<StatusObject>): boolean;
+}
+
 /** What every downstream Watch stream is served from. */
 export interface WatchSessionDeps {
   readonly hub: WatchHub;
@@ -91,7 +100,7 @@ export class WatchSession {
   private readonly sink: WatchSink;
 
   constructor(
-    private readonly call: ServerDuplexStream<Buffer, Buffer>,
+    private readonly call: WatchStream,
     private readonly deps: WatchSessionDeps,
   ) {
     this.relayKind = relayKind(deps.upstreamMetadata(call.metadata));

@@ -24,6 +24,7 @@ const LAYERS: Readonly<Record<string, number>> = {
   snapshot: 4,
   api: 5,
   gateway: 6,
+  grpc: 6,
   listener: 6,
   proxy: 7,
   cli: 8,

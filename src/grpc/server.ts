@@ -1,0 +1,64 @@
+import {
+  Server,
+  type handleBidiStreamingCall,
+  type handleServerStreamingCall,
+  type handleUnaryCall,
+  type MethodDefinition, type ServerOptions, type ServiceDefinition, type UntypedHandleCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { Core } from '../api/core';
+import type { CoreMethod } from '../api/call';
+import { passBytes } from '../etcd/proto';
+
+// etcd accepts requests up to --max-request-bytes (1.5 MiB) plus gRPC
+// overhead and answers larger ones itself; the proxy's own ceiling sits well
+// above that so the upstream's error, not ours, reaches the client.
+const MAX_REQUEST_BYTES = 64 * 1024 * 1024;
+
+const SERVER_OPTIONS: ServerOptions = {
+  'grpc.max_receive_message_length': MAX_REQUEST_BYTES,
+  'grpc.max_send_message_length': -1,
+};
+
+/**
+ * The gRPC adapter: a grpc-js server with the core's handlers registered as
+ * they are (grpc-js's calls have the shape the core expects), messages as raw
+ * bytes. Connections are injected by the listener.
+ */
+export function createGrpcServer(core: Core): Server {
+  const server = new Server(SERVER_OPTIONS);
+  for (const service of core.services) {
+    const definition: Record<string, MethodDefinition<Buffer, Buffer>> = {};
+    const implementation: UntypedServiceImplementation = {};
+    for (const [name, method] of service.methods) {
+      definition[name] = {
+        path: method.path,
+        requestStream: method.kind === 'bidi',
+        responseStream: method.kind !== 'unary',
+        requestSerialize: passBytes,
+        requestDeserialize: passBytes,
+        responseSerialize: passBytes,
+        responseDeserialize: passBytes,
+      };
+      implementation[name] = grpcHandler(method);
+    }
+    server.addService(definition as ServiceDefinition, implementation);
+  }
+  return server;
+}
+
+/** Typed assignments, so the compiler checks that grpc-js's calls fit the core's call shapes. */
+function grpcHandler(method: CoreMethod): UntypedHandleCall {
+  switch (method.kind) {
+    case 'unary': {
+      const handler: handleUnaryCall<Buffer, Buffer> = method.handler;
+      return handler;
+    }
+    case 'server-stream': {
+      const handler: handleServerStreamingCall<Buffer, Buffer> = method.handler;
+      return handler;
+    }
+    case 'bidi': {
+      const handler: handleBidiStreamingCall<Buffer, Buffer> = method.handler;
+      return handler;
+    }
+  }
+}

@@ -49,6 +49,8 @@ export interface ProxyConfig {
   readonly watchProgressNotifyIntervalMs: number;
   /** Bytes a watch stream may have waiting for its client before its watches are cancelled as too slow. */
   readonly watchBufferBytes: number;
+  /** Memory for encoded answers of repeated mirror reads (0: none kept). */
+  readonly responseCacheBytes: number;
   /** How often the mirror is compared with the upstream; 0 turns the check off. */
   readonly consistencyCheckIntervalMs: number;
   /** Where periodic snapshots (and the APISIX export) are written; null: none. */
@@ -132,6 +134,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'history', description: 'revisions of events the mirror keeps for replay and old reads', defaultValue: '100000' },
   { name: 'watch-progress-notify-interval', description: "progress notifications for watches that asked for them (etcd's default)", defaultValue: '10m' },
   { name: 'watch-buffer-bytes', description: 'bytes a watch stream may have waiting for a slow client before its watches are cancelled', defaultValue: '33554432' },
+  { name: 'response-cache-bytes', description: 'memory for encoded answers of repeated mirror reads, reused while their keys are unchanged (0: off)', defaultValue: '134217728' },
   { name: 'consistency-check-interval', description: 'how often the mirror is compared with the upstream (0: never)', defaultValue: '5m' },
   { name: 'snapshot-dir', description: 'directory for periodic snapshots of the mirror and an APISIX apisix.yaml export (default: none)' },
   { name: 'snapshot-interval', description: 'how often a snapshot is written to --snapshot-dir', defaultValue: '5m' },
@@ -305,6 +308,11 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     if (!Number.isSafeInteger(bytes) || bytes < 65_536) throw new Error('must be a whole number of bytes, at least 65536');
     return bytes;
   });
+  const responseCacheBytes = attempt('response-cache-bytes', 128 * 1024 * 1024, (value) => {
+    const bytes = Number(value);
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw new Error('must be a whole number of bytes (0 turns the cache off)');
+    return bytes;
+  });
   const history = attempt('history', 100_000, (value) => {
     const count = Number(value);
     if (!Number.isSafeInteger(count) || count < 1) throw new Error('must be a whole number of revisions, at least 1');
@@ -373,6 +381,7 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     consistencyCheckIntervalMs,
     watchProgressNotifyIntervalMs,
     watchBufferBytes,
+    responseCacheBytes,
     configFile,
   };
 }

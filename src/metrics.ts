@@ -23,6 +23,9 @@ export interface Metrics {
   readonly readBarrierCalls: Counter;
   readonly mirrorRelists: Counter;
   readonly unchangedPutsAcknowledged: Counter;
+  /** Mirror reads answered with a kept encoded answer (hit) or made anew (miss). */
+  readonly responseCacheRequests: Counter<'result'>;
+  readonly responseCacheBytes: Gauge;
   readonly consistencyChecks: Counter<'result'>;
   readonly storeKeys: Gauge;
   readonly storeLogRevisions: Gauge;
@@ -124,6 +127,17 @@ export function createMetrics(registry: Registry = new Registry()): Metrics {
     unchangedPutsAcknowledged: new Counter({
       name: `${METRIC_PREFIX}unchanged_puts_acknowledged_total`,
       help: 'Puts of a value the mirror already held, acknowledged from the mirror while the upstream was lost (gateway start-up markers)',
+      registers: [registry],
+    }),
+    responseCacheRequests: new Counter({
+      name: `${METRIC_PREFIX}response_cache_requests_total`,
+      help: 'Mirror reads by whether their encoded answer was kept from an identical read (hit) or made (miss)',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    responseCacheBytes: new Gauge({
+      name: `${METRIC_PREFIX}response_cache_bytes`,
+      help: 'Bytes of encoded answers kept for repeated mirror reads (bounded by --response-cache-bytes)',
       registers: [registry],
     }),
     storeKeys: new Gauge({

@@ -3,6 +3,8 @@ import type { Server as HttpServer } from 'node:http';
 import { Metadata, type Server as GrpcServer } from '@grpc/grpc-js';
 import { ETCD_ERRORS } from './etcd/errors';
 import { createCore } from './api/core';
+import { followMirror } from './api/mirror-reads';
+import { ResponseCache } from './api/response-cache';
 import { createGrpcServer } from './grpc/server';
 import { createStreamTracker } from './api/stream-tracker';
 import { advertisedUrlFor, formatHostPort, type ProxyConfig } from './config';
@@ -122,6 +124,8 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
           },
         });
   const streams = createStreamTracker();
+  const responseCache = new ResponseCache(config.responseCacheBytes);
+  followMirror(responseCache, mirror, metrics);
   let advertiseClientUrl = config.advertiseClientUrl ?? '';
   const core = createCore({
     pool,
@@ -132,7 +136,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     writes: createWritePolicy({ mode: () => running.mode, liveness, mirror, ranges, metrics }),
     mode: () => running.mode,
     watchHub: { hub: watchHub, progressNotifyIntervalMs: config.watchProgressNotifyIntervalMs, bufferBytes: config.watchBufferBytes },
-    mirrorReads: { store, mirror, ranges, liveness, barrier, auth, staleReads: config.staleReads, metrics, log: mirrorLog },
+    mirrorReads: { store, mirror, ranges, liveness, barrier, auth, staleReads: config.staleReads, cache: responseCache, metrics, log: mirrorLog },
   }, { instanceId });
   const grpc = createGrpcServer(core);
   const gateway = createHttpGateway({

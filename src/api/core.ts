@@ -18,6 +18,11 @@ export interface Core {
   readonly services: readonly CoreService[];
   /** The method at a gRPC path ("/etcdserverpb.KV/Range"), or undefined. */
   method(path: string): CoreMethod | undefined;
+  /**
+   * The JSON gateway's form of an answer, made by `make` and kept with the
+   * encoded answer while that one is kept for repeated reads.
+   */
+  answerJson(answer: Buffer, make: () => string): Buffer;
 }
 
 export interface CoreOptions {
@@ -36,7 +41,12 @@ export function createCore(ctx: ApiContext, options: CoreOptions): Core {
   ].map((service) => refusingLoops(service, options.instanceId));
   const byPath = new Map<string, CoreMethod>();
   for (const service of services) for (const method of service.methods.values()) byPath.set(method.path, method);
-  return { services, method: (path) => byPath.get(path) };
+  const cache = ctx.mirrorReads?.cache;
+  return {
+    services,
+    method: (path) => byPath.get(path),
+    answerJson: (answer, make) => (cache === undefined ? Buffer.from(make()) : cache.json(answer, make)),
+  };
 }
 
 /** True when this proxy itself sent the call: forwarding it would send it to itself forever. */

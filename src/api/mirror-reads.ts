@@ -19,7 +19,7 @@ import { ProxyError, toStatus, type EtcdErrorName } from '../etcd/errors';
 import { observeCall, type RpcRef } from './forward';
 import { STALE_HEADER } from '../etcd/metadata';
 import { mirrorHeader } from '../mirror/response-header';
-import { ResponseCache } from './response-cache';
+import type { KeySpan, ResponseCache, Validity } from './response-cache';
 import type { AnyMethodDefinition } from '../etcd/proto';
 
 
@@ -32,6 +32,8 @@ export interface MirrorReadDeps {
   /** Told when the barrier's anonymous read is refused: auth went on upstream. */
   readonly auth: AuthGate;
   readonly staleReads: StaleReads;
+  /** Encoded answers of repeated reads, shared by every read kind. */
+  readonly cache: ResponseCache;
   readonly metrics: Metrics;
   readonly log: Logger;
 }
@@ -55,8 +57,10 @@ interface ReadSpec<Req> {
   /** A revision other than 0: a read of the keyspace as it was then. */
   revision(request: Req): number;
   serializable(request: Req): boolean;
-  /** The response body (the header is added by the caller), at the mirror's current content. */
+  /** The response without its header (the caller adds it), at the mirror's current content. */
   answer(request: Req, meta: StoreMeta): object;
+  /** How long the answer stays true (see ResponseCache). */
+  validity(request: Req): Validity;
 }
 
 /** How one read is answered. */
@@ -76,8 +80,8 @@ function mirrorRead<Req>(
   forward: UnaryHandler,
   spec: ReadSpec<Req>,
 ): UnaryHandler {
-  const cache = new ResponseCache();
-  deps.mirror.on('relisted', () => cache.clear());
+  const cache = deps.cache;
+  const kind = rpc.path;
   const staleRoute = (): Route =>
     deps.staleReads === 'deny' ? { kind: 'refuse', error: new ProxyError('staleDenied') } : { kind: 'mirror', stale: true };
 
@@ -117,10 +121,14 @@ function mirrorRead<Req>(
 
   const answer = (call: UnaryCall, callback: UnaryCallback, request: Req, stale: boolean, started: bigint): void => {
     const meta = deps.store.meta();
-    let response = cache.get(call.request, meta.revision);
+    const header = (): Buffer => method.responseSerialize({ header: mirrorHeader(meta) });
+    let response = cache.get(kind, call.request, meta.revision, header);
     if (response === undefined) {
-      response = method.responseSerialize({ header: mirrorHeader(meta), ...spec.answer(request, meta) });
-      cache.set(call.request, meta.revision, response);
+      deps.metrics.responseCacheRequests.inc({ result: 'miss' });
+      response = cache.set(kind, call.request, meta.revision, spec.validity(request), header(), method.responseSerialize(spec.answer(request, meta)));
+      deps.metrics.responseCacheBytes.set(cache.usedBytes);
+    } else {
+      deps.metrics.responseCacheRequests.inc({ result: 'hit' });
     }
     if (stale) {
       markStale(call);
@@ -172,6 +180,8 @@ export function mirrorRange(
     refusal: validateRange,
     revision: (request) => toRevision(request.revision),
     serializable: (request) => request.serializable === true,
+    // A read at a given revision never changes; a current one changes with its keys.
+    validity: (request) => ({ kind: 'spans', spans: toRevision(request.revision) !== 0 ? [] : [requestSpan(request.key, request.range_end)] }),
     answer(request) {
       const revision = toRevision(request.revision);
       const key = request.key ?? Buffer.alloc(0);
@@ -205,6 +215,35 @@ export function mirrorTxn(
     refusal: (request) => validateTxn(request),
     revision: () => 0,
     serializable: isSerializableTxn,
+    // Its nested answers name the revision themselves.
+    validity: () => ({ kind: 'revision-exact' }),
     answer: (request, meta) => evaluateTxn(deps.store, request, meta.revision),
+  });
+}
+
+/** The keys a Range request names, as etcd reads key and range_end. */
+function requestSpan(key: Buffer | undefined, rangeEnd: Buffer | undefined): KeySpan {
+  const start = key ?? Buffer.alloc(0);
+  const end = rangeEnd ?? Buffer.alloc(0);
+  if (end.length === 0) return { key: start, end: null, single: true };
+  return { key: start, end: isAllAbove(end) ? null : end, single: false };
+}
+
+/** Keeps the cache true to the mirror: events drop what they touch, a re-list or a discard drops everything. */
+export function followMirror(cache: ResponseCache, mirror: Mirror, metrics: Metrics): void {
+  const changed = (): void => {
+    metrics.responseCacheBytes.set(cache.usedBytes);
+  };
+  mirror.on('applied', (_revision, events) => {
+    cache.invalidate(events.map((event) => event.kv.key));
+    changed();
+  });
+  mirror.on('relisted', () => {
+    cache.clear();
+    changed();
+  });
+  mirror.on('discarded', () => {
+    cache.clear();
+    changed();
   });
 }

@@ -1,56 +1,126 @@
-/** Bounds of the encoded-response cache. */
-export const RESPONSE_CACHE_MAX_ENTRIES = 1_024;
-export const RESPONSE_CACHE_MAX_BYTES = 64 * 1024 * 1024;
-/** Answers larger than this are not worth keeping (and would push out many small ones). */
-const MAX_CACHED_RESPONSE_BYTES = 1024 * 1024;
+/** The default of --response-cache-bytes. */
+export const DEFAULT_RESPONSE_CACHE_BYTES = 128 * 1024 * 1024;
 
-interface Entry {
-  readonly revision: number;
-  readonly response: Buffer;
+/**
+ * Keys an answer depends on: [key, end) with end null for "every key from
+ * key on", or the single key when `single`.
+ */
+export interface KeySpan {
+  readonly key: Buffer;
+  readonly end: Buffer | null;
+  readonly single: boolean;
 }
 
 /**
- * Encoded answers of mirror reads, keyed by the request's exact bytes and
- * valid only at the mirror revision they were computed at. Gateways ask the
- * same questions over and over (every worker lists the same prefix); at an
- * unchanged revision the answer is the same bytes, so it is sent again
- * without touching LMDB or the encoder. Least recently used entries go first.
+ * What an answer stays true for. `spans`: until an event touches one of these
+ * keys; only the header's revision changes meanwhile, so the body is kept and
+ * a fresh header put in front. `revision-exact`: only at the revision it was
+ * made at (a Txn's nested answers carry the revision themselves).
+ */
+export type Validity = { readonly kind: 'spans'; readonly spans: readonly KeySpan[] } | { readonly kind: 'revision-exact' };
+
+interface Entry {
+  readonly id: string;
+  readonly validity: Validity;
+  /** The answer without its header; for revision-exact entries, the whole answer. */
+  readonly body: Buffer;
+  /** The whole answer as last sent, and the mirror revision its header names. */
+  full: Buffer;
+  fullRevision: number;
+  /** The JSON gateway's encoding of `full`, made on first use. */
+  json: Buffer | undefined;
+  bytes: number;
+}
+
+/**
+ * Encoded answers of mirror reads, so that identical reads at an unchanged
+ * state cost nothing: gateways ask the same questions over and over (every
+ * worker of every gateway lists the same prefix). Keyed by the request's
+ * exact bytes and kind; an entry is dropped when an event touches its keys
+ * (a change elsewhere only moves the header's revision). Least recently used
+ * entries go first once the byte budget is spent. Answers depend on nothing
+ * but the request and the mirror: the mirror serves no read that a user's
+ * permissions decide (auth on upstream forwards every read).
  */
 export class ResponseCache {
   private readonly entries = new Map<string, Entry>();
+  /** From a whole answer handed out to its entry, so the JSON gateway can keep its text beside it. */
+  private readonly byAnswer = new WeakMap<Buffer, Entry>();
   private bytes = 0;
 
-  get(request: Buffer, revision: number): Buffer | undefined {
-    const id = request.toString('latin1');
+  constructor(private readonly budgetBytes: number = DEFAULT_RESPONSE_CACHE_BYTES) {}
+
+  /**
+   * The answer to `request` at mirror revision `revision`, if one is kept;
+   * `header` encodes the header field for a kept body whose revision moved.
+   */
+  get(kind: string, request: Buffer, revision: number, header: () => Buffer): Buffer | undefined {
+    const id = entryId(kind, request);
     const entry = this.entries.get(id);
     if (entry === undefined) return undefined;
+    // Most recently used last.
     this.entries.delete(id);
-    if (entry.revision !== revision) {
-      this.bytes -= entry.response.length;
+    this.entries.set(id, entry);
+    if (entry.fullRevision === revision) return entry.full;
+    if (entry.validity.kind === 'revision-exact') {
+      this.drop(entry);
       return undefined;
     }
-    this.entries.set(id, entry);
-    return entry.response;
+    this.resize(entry, () => {
+      entry.full = Buffer.concat([header(), entry.body]);
+      entry.fullRevision = revision;
+      entry.json = undefined;
+    });
+    this.byAnswer.set(entry.full, entry);
+    return entry.full;
   }
 
-  set(request: Buffer, revision: number, response: Buffer): void {
-    if (response.length > MAX_CACHED_RESPONSE_BYTES) return;
-    const id = request.toString('latin1');
+  /**
+   * Keeps an answer made at `revision`: `header` and `body` concatenated are
+   * the whole answer (protobuf merges concatenated encodings), which is
+   * returned. Answers beyond the budget are not kept.
+   */
+  set(kind: string, request: Buffer, revision: number, validity: Validity, header: Buffer, body: Buffer): Buffer {
+    const full = Buffer.concat([header, body]);
+    if (this.budgetBytes === 0) return full;
+    const id = entryId(kind, request);
     const previous = this.entries.get(id);
-    if (previous !== undefined) {
-      this.entries.delete(id);
-      this.bytes -= previous.response.length;
+    if (previous !== undefined) this.drop(previous);
+    const kept = validity.kind === 'revision-exact' ? full : body;
+    const entry: Entry = { id, validity, body: kept, full, fullRevision: revision, json: undefined, bytes: 0 };
+    entry.bytes = sizeOf(entry);
+    if (entry.bytes > this.budgetBytes) return full;
+    this.entries.set(id, entry);
+    this.byAnswer.set(full, entry);
+    this.bytes += entry.bytes;
+    this.evict();
+    return full;
+  }
+
+  /**
+   * The JSON of an answer this cache handed out (made once, kept with the
+   * entry while the answer is current), or of any other answer (made).
+   */
+  json(answer: Buffer, make: () => string): Buffer {
+    const entry = this.byAnswer.get(answer);
+    if (entry === undefined || entry.full !== answer || this.entries.get(entry.id) !== entry) return Buffer.from(make());
+    if (entry.json === undefined) {
+      const json = Buffer.from(make());
+      this.resize(entry, () => (entry.json = json));
+      return json;
     }
-    this.entries.set(id, { revision, response });
-    this.bytes += response.length;
-    for (const [oldest, entry] of this.entries) {
-      if (this.entries.size <= RESPONSE_CACHE_MAX_ENTRIES && this.bytes <= RESPONSE_CACHE_MAX_BYTES) break;
-      this.entries.delete(oldest);
-      this.bytes -= entry.response.length;
+    return entry.json;
+  }
+
+  /** Events touched these keys: answers that depend on any of them are no longer true. */
+  invalidate(keys: readonly Buffer[]): void {
+    if (keys.length === 0) return;
+    for (const entry of [...this.entries.values()]) {
+      if (entry.validity.kind === 'spans' && entry.validity.spans.some((span) => keys.some((key) => inSpan(span, key)))) this.drop(entry);
     }
   }
 
-  /** After a re-list the content at a revision may have changed (a repair): nothing cached holds. */
+  /** After a re-list the content at a revision may have changed (a repair): nothing kept holds. */
   clear(): void {
     this.entries.clear();
     this.bytes = 0;
@@ -59,4 +129,42 @@ export class ResponseCache {
   get size(): number {
     return this.entries.size;
   }
+
+  get usedBytes(): number {
+    return this.bytes;
+  }
+
+  private resize(entry: Entry, change: () => void): void {
+    this.bytes -= entry.bytes;
+    change();
+    entry.bytes = sizeOf(entry);
+    this.bytes += entry.bytes;
+    this.evict();
+  }
+
+  private drop(entry: Entry): void {
+    if (this.entries.get(entry.id) !== entry) return;
+    this.entries.delete(entry.id);
+    this.bytes -= entry.bytes;
+  }
+
+  private evict(): void {
+    for (const entry of this.entries.values()) {
+      if (this.bytes <= this.budgetBytes) break;
+      this.drop(entry);
+    }
+  }
+}
+
+function entryId(kind: string, request: Buffer): string {
+  return `${kind}:${request.toString('latin1')}`;
+}
+
+function sizeOf(entry: Entry): number {
+  return (entry.full === entry.body ? 0 : entry.full.length) + entry.body.length + (entry.json?.length ?? 0);
+}
+
+function inSpan(span: KeySpan, key: Buffer): boolean {
+  if (span.single) return key.equals(span.key);
+  return Buffer.compare(key, span.key) >= 0 && (span.end === null || Buffer.compare(key, span.end) < 0);
 }

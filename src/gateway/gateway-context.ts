@@ -21,7 +21,7 @@ export interface GatewayContext {
  * A complete answer with its length, as Go sends one (Node's writeHead would
  * fix the headers before the body is known and fall back to chunked).
  */
-export function sendComplete(response: ServerResponse, httpStatus: number, headers: OutgoingHttpHeaders, body: string): void {
+export function sendComplete(response: ServerResponse, httpStatus: number, headers: OutgoingHttpHeaders, body: string | Buffer): void {
   response.statusCode = httpStatus;
   for (const [name, value] of Object.entries(headers)) if (value !== undefined) response.setHeader(name, value);
   response.setHeader('Content-Length', Buffer.byteLength(body));

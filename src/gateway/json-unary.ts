@@ -27,7 +27,9 @@ export async function serveUnary(ctx: GatewayContext, route: GatewayRoute, reque
   if (response.destroyed) return;
   const result = outcome.status;
   if (result.code === status.OK && outcome.message !== null) {
-    sendComplete(response, 200, { 'Content-Type': 'application/json', ...responseHeadersFrom(outcome.headers) }, responseJson(route.response, outcome.message));
+    const answer = outcome.message;
+    const json = ctx.core.answerJson(answer, () => responseJson(route.response, answer));
+    sendComplete(response, 200, { 'Content-Type': 'application/json', ...responseHeadersFrom(outcome.headers) }, json);
     return;
   }
   if (outcome.headers !== null) for (const [name, value] of Object.entries(responseHeadersFrom(outcome.headers))) if (value !== undefined) response.setHeader(name, value);

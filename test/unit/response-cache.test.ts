@@ -1,28 +1,86 @@
 // Unit: the cache of encoded mirror answers (no network).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { RESPONSE_CACHE_MAX_ENTRIES, ResponseCache } from '../../src/api/response-cache';
+import { ResponseCache, type Validity } from '../../src/api/response-cache';
+
+const prefix = (key: string, end: string | null): Validity => ({ kind: 'spans', spans: [{ key: Buffer.from(key), end: end === null ? null : Buffer.from(end), single: false }] });
+const single = (key: string): Validity => ({ kind: 'spans', spans: [{ key: Buffer.from(key), end: null, single: true }] });
+const header = (revision: number) => (): Buffer => Buffer.from(`H${revision}|`);
 
 describe('ResponseCache', () => {
-  it('answers the same request bytes at the same revision only', () => {
-    const cache = new ResponseCache();
-    cache.set(Buffer.from('req'), 5, Buffer.from('answer@5'));
-    assert.equal(cache.get(Buffer.from('req'), 5)?.toString(), 'answer@5');
-    assert.equal(cache.get(Buffer.from('other'), 5), undefined);
-    assert.equal(cache.get(Buffer.from('req'), 6), undefined, 'a newer revision must not see an older answer');
-    assert.equal(cache.get(Buffer.from('req'), 5), undefined, 'a stale entry is dropped');
+  it('answers the same request bytes with the same answer object while nothing moved', () => {
+    const cache = new ResponseCache(1024);
+    const made = cache.set('range', Buffer.from('req'), 5, prefix('a', 'b'), header(5)(), Buffer.from('body'));
+    assert.equal(made.toString(), 'H5|body');
+    assert.equal(cache.get('range', Buffer.from('req'), 5, header(5)), made, 'the very same buffer: the JSON form can be kept with it');
+    assert.equal(cache.get('range', Buffer.from('other'), 5, header(5)), undefined);
+    assert.equal(cache.get('txn', Buffer.from('req'), 5, header(5)), undefined, 'kinds do not share entries');
   });
 
-  it('forgets the least recently used beyond its bound, and everything on clear', () => {
-    const cache = new ResponseCache();
-    for (let i = 0; i <= RESPONSE_CACHE_MAX_ENTRIES; i += 1) {
-      cache.set(Buffer.from(`r${i}`), 1, Buffer.from('x'));
-      if (i === 10) assert.ok(cache.get(Buffer.from('r0'), 1)); // keeps r0 recent
+  it('keeps the body across revisions that did not touch its keys, with the new header in front', () => {
+    const cache = new ResponseCache(1024);
+    cache.set('range', Buffer.from('req'), 5, prefix('a', 'b'), header(5)(), Buffer.from('body'));
+    cache.invalidate([Buffer.from('b'), Buffer.from('zz')]);
+    assert.equal(cache.get('range', Buffer.from('req'), 7, header(7))?.toString(), 'H7|body');
+    cache.invalidate([Buffer.from('a1')]);
+    assert.equal(cache.get('range', Buffer.from('req'), 8, header(8)), undefined, 'a change under its range drops it');
+  });
+
+  it('reads single keys and open-ended ranges as etcd does', () => {
+    const cache = new ResponseCache(1024);
+    cache.set('range', Buffer.from('one'), 1, single('k'), header(1)(), Buffer.from('x'));
+    cache.set('range', Buffer.from('all'), 1, prefix('m', null), header(1)(), Buffer.from('y'));
+    cache.invalidate([Buffer.from('k0')]);
+    assert.ok(cache.get('range', Buffer.from('one'), 2, header(2)), 'k0 is not the single key k');
+    cache.invalidate([Buffer.from('zzzz')]);
+    assert.equal(cache.get('range', Buffer.from('all'), 3, header(3)), undefined, 'an open range reaches every key above it');
+    cache.invalidate([Buffer.from('k')]);
+    assert.equal(cache.get('range', Buffer.from('one'), 4, header(4)), undefined);
+  });
+
+  it('keeps revision-exact answers only at their revision', () => {
+    const cache = new ResponseCache(1024);
+    const made = cache.set('txn', Buffer.from('req'), 5, { kind: 'revision-exact' }, header(5)(), Buffer.from('body'));
+    assert.equal(cache.get('txn', Buffer.from('req'), 5, header(5)), made);
+    assert.equal(cache.get('txn', Buffer.from('req'), 6, header(6)), undefined);
+  });
+
+  it('keeps the JSON form with the answer it was made from, and counts it', () => {
+    const cache = new ResponseCache(1024);
+    const made = cache.set('range', Buffer.from('req'), 5, prefix('a', 'b'), header(5)(), Buffer.from('body'));
+    let calls = 0;
+    const make = (): string => {
+      calls += 1;
+      return '{"json":true}';
+    };
+    const before = cache.usedBytes;
+    assert.equal(cache.json(made, make).toString(), '{"json":true}');
+    assert.equal(cache.json(made, make).toString(), '{"json":true}');
+    assert.equal(calls, 1);
+    assert.equal(cache.usedBytes, before + '{"json":true}'.length);
+    const moved = cache.get('range', Buffer.from('req'), 6, header(6));
+    assert.ok(moved !== undefined && moved !== made);
+    cache.json(moved, make);
+    assert.equal(calls, 2, 'a new header makes a new JSON text');
+    assert.equal(cache.json(Buffer.from('not kept'), make).toString(), '{"json":true}');
+  });
+
+  it('stays within its byte budget, least recently used first, and keeps nothing with budget 0', () => {
+    const cache = new ResponseCache(200); // 18 bytes an entry: header+body, and the body alone
+    for (let i = 0; i < 20; i += 1) {
+      cache.set('range', Buffer.from(`r${i}`), 1, single(`k${i}`), Buffer.alloc(2), Buffer.alloc(8));
+      if (i === 5) assert.ok(cache.get('range', Buffer.from('r0'), 1, header(1)));
+      assert.ok(cache.usedBytes <= 200);
     }
-    assert.equal(cache.size, RESPONSE_CACHE_MAX_ENTRIES);
-    assert.ok(cache.get(Buffer.from('r0'), 1), 'recently used entry kept');
-    assert.equal(cache.get(Buffer.from('r1'), 1), undefined, 'least recently used entry evicted');
+    assert.ok(cache.get('range', Buffer.from('r19'), 1, header(1)), 'the newest is kept');
+    assert.equal(cache.get('range', Buffer.from('r1'), 1, header(1)), undefined, 'an old one is evicted');
+    assert.equal(cache.set('range', Buffer.from('big'), 1, single('b'), Buffer.alloc(2), Buffer.alloc(300)).length, 302, 'too big: answered, not kept');
+    assert.equal(cache.get('range', Buffer.from('big'), 1, header(1)), undefined);
+    const off = new ResponseCache(0);
+    off.set('range', Buffer.from('req'), 1, single('k'), Buffer.alloc(1), Buffer.alloc(1));
+    assert.equal(off.size, 0);
     cache.clear();
     assert.equal(cache.size, 0);
+    assert.equal(cache.usedBytes, 0);
   });
 });

@@ -65,6 +65,46 @@ interface ReadSpec<Req> {
 
 /** How one read is answered. */
 type Route = { kind: 'forward' } | { kind: 'mirror'; stale: boolean } | { kind: 'refuse'; error: ProxyError };
+const FORWARD: Route = { kind: 'forward' };
+const FRESH: Route = { kind: 'mirror', stale: false };
+
+/** Requests larger than this are decoded each time (a big Txn is rarely sent twice). */
+const MEMO_MAX_REQUEST_BYTES = 1_024;
+const MEMO_MAX_ENTRIES = 4_096;
+
+/**
+ * Decoded requests by their bytes, the oldest out first. The
+ * decoded objects are shared, so nothing may change them. Undefined: bytes
+ * that are no such request (etcd answers those itself).
+ */
+class RequestMemo<Req> {
+  private readonly entries = new Map<string, Req>();
+
+  constructor(private readonly decode: (bytes: Buffer) => Req) {}
+
+  get(bytes: Buffer): Req | undefined {
+    if (bytes.length > MEMO_MAX_REQUEST_BYTES) return this.tryDecode(bytes);
+    const id = bytes.toString('latin1');
+    const known = this.entries.get(id);
+    if (known !== undefined) return known;
+    const request = this.tryDecode(bytes);
+    if (request === undefined) return undefined;
+    this.entries.set(id, request);
+    if (this.entries.size > MEMO_MAX_ENTRIES) {
+      const oldest = this.entries.keys().next();
+      if (oldest.done !== true) this.entries.delete(oldest.value);
+    }
+    return request;
+  }
+
+  private tryDecode(bytes: Buffer): Req | undefined {
+    try {
+      return this.decode(bytes);
+    } catch {
+      return undefined;
+    }
+  }
+}
 
 /**
  * Serves a read from the mirror as contract section 3 says: serializable at
@@ -85,24 +125,30 @@ function mirrorRead<Req>(
   const staleRoute = (): Route =>
     deps.staleReads === 'deny' ? { kind: 'refuse', error: new ProxyError('staleDenied') } : { kind: 'mirror', stale: true };
 
-  const route = async (request: Req): Promise<Route> => {
-    if (deps.mirror.authRequired() || !spec.isRead(request) || !spec.covered(request)) return { kind: 'forward' };
+  /** The route decided from the request and the proxy's state alone; null: a linearizable read that needs the barrier. */
+  const routeNow = (request: Req): Route | null => {
+    if (deps.mirror.authRequired() || !spec.isRead(request) || !spec.covered(request)) return FORWARD;
     const lost = deps.liveness.isLost();
     const refusal = spec.refusal(request);
-    if (refusal !== null) return lost ? { kind: 'refuse', error: new ProxyError(refusal) } : { kind: 'forward' };
-    if (!deps.mirror.hasData()) return lost ? { kind: 'refuse', error: new ProxyError('neverSynced') } : { kind: 'forward' };
+    if (refusal !== null) return lost ? { kind: 'refuse', error: new ProxyError(refusal) } : FORWARD;
+    if (!deps.mirror.hasData()) return lost ? { kind: 'refuse', error: new ProxyError('neverSynced') } : FORWARD;
     const revision = spec.revision(request);
     if (revision !== 0) {
       // The keyspace at a past revision never changes: the log answers it without a barrier.
-      if (isRetained(deps.store, revision)) return lost ? staleRoute() : { kind: 'mirror', stale: false };
-      if (!lost) return { kind: 'forward' };
+      if (isRetained(deps.store, revision)) return lost ? staleRoute() : FRESH;
+      if (!lost) return FORWARD;
       return { kind: 'refuse', error: new ProxyError(revision > deps.mirror.revision() ? 'futureRevision' : 'compacted') };
     }
     if (lost) return staleRoute();
-    if (spec.serializable(request)) return { kind: 'mirror', stale: false };
+    if (spec.serializable(request)) return FRESH;
     // A prefix mirror's revision moves only with its own keys' events, so it may never reach
     // the upstream's; without progress responses it can trust, such reads go upstream.
-    if (!deps.ranges.whole) return { kind: 'forward' };
+    if (!deps.ranges.whole) return FORWARD;
+    return null;
+  };
+
+  /** A linearizable read: the mirror answers once it holds what the upstream holds now. */
+  const routeAfterBarrier = async (): Promise<Route> => {
     let upstreamRevision: number;
     try {
       upstreamRevision = await deps.barrier.upstreamRevision();
@@ -110,14 +156,17 @@ function mirrorRead<Req>(
       // Auth went on upstream: from now on etcd decides, with the client's own token.
       if (isAuthRefusal(error)) {
         deps.auth.refused();
-        return { kind: 'forward' };
+        return FORWARD;
       }
       // The upstream cannot confirm freshness right now: what the mirror holds is the best answer.
       return staleRoute();
     }
     const reached = await deps.mirror.waitForRevision(upstreamRevision, READ_BARRIER_TIMEOUT_MS);
-    return reached ? { kind: 'mirror', stale: false } : { kind: 'forward' };
+    return reached ? FRESH : FORWARD;
   };
+
+  /** Requests as decoded, by their bytes: gateways send the same few reads over and over. */
+  const decoded = new RequestMemo<Req>((bytes) => method.requestDeserialize(bytes) as Req);
 
   const answer = (call: UnaryCall, callback: UnaryCallback, request: Req, stale: boolean, started: bigint): void => {
     const meta = deps.store.meta();
@@ -145,24 +194,25 @@ function mirrorRead<Req>(
 
   return (call, callback) => {
     const started = process.hrtime.bigint();
-    let request: Req;
-    try {
-      request = method.requestDeserialize(call.request) as Req;
-    } catch {
+    const request = decoded.get(call.request);
+    if (request === undefined) {
       forward(call, callback);
       return;
     }
-    route(request).then(
-      (decision) => {
-        if (decision.kind === 'forward') forward(call, callback);
-        else if (decision.kind === 'refuse') refuse(callback, decision.error, started);
-        else answer(call, callback, request, decision.stale, started);
-      },
-      (error: unknown) => {
-        deps.log.error({ err: error }, 'mirror read failed');
-        refuse(callback, new ProxyError('internal', { cause: error }), started);
-      },
-    );
+    const dispatch = (decision: Route): void => {
+      if (decision.kind === 'forward') forward(call, callback);
+      else if (decision.kind === 'refuse') refuse(callback, decision.error, started);
+      else answer(call, callback, request, decision.stale, started);
+    };
+    const decision = routeNow(request);
+    if (decision !== null) {
+      dispatch(decision);
+      return;
+    }
+    routeAfterBarrier().then(dispatch, (error: unknown) => {
+      deps.log.error({ err: error }, 'mirror read failed');
+      refuse(callback, new ProxyError('internal', { cause: error }), started);
+    });
   };
 }
 

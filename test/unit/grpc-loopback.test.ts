@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { Server, status, type ServerDuplexStream, type ServiceDefinition } from '@grpc/grpc-js';
 import { serviceMethods } from '../../src/api/proto';
 import { createGrpcLoopback, type CallStatus, type GrpcLoopback, type LoopbackCall } from '../../src/gateway/grpc-loopback';
+import { until } from '../support/until';
 
 const status$ = serviceMethods('etcdserverpb.Maintenance');
 const watch$ = serviceMethods('etcdserverpb.Watch');
@@ -62,8 +63,7 @@ describe('gateway loopback connection', () => {
     assert.equal(loopback.connectionsOpened(), 4);
 
     longCall.write(encodeWatch({ cancel_request: { watch_id: '42' } }));
-    const deadline = Date.now() + 5_000;
-    while (long.messages.length < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    await until('the cancel answered on the long call', () => long.messages.length >= 2, 5_000, 10);
     const replies = long.messages.map((message) => watch$.Watch?.responseDeserialize(message) as { watch_id?: string });
     assert.deepEqual(replies.map((reply) => reply.watch_id), ['7', '42'], 'the first connection still carries the long call');
     longCall.end();

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { freePort } from '../support/etcd';
 import { startEtcdCluster, type ClusterMember, type EtcdCluster } from '../support/etcd-cluster';
-import { metric } from '../support/metrics';
+import { gauge, metric } from '../support/metrics';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
 import { until } from '../support/until';
@@ -91,7 +91,7 @@ describe('forwarded reads across the members of a 3-member cluster', () => {
       // Paused, the member holds every read sent to it unanswered; once the proxy's probes mark it
       // unhealthy, new reads go elsewhere and those stay in flight on it.
       victim.signal('SIGSTOP');
-      await until(`${victim.name} marked unhealthy by the proxy`, async () => (await metric(proxy.url, 'etcd_cache_proxy_upstream_member_up', { member: victim.clientUrl })) === 0);
+      await until(`${victim.name} marked unhealthy by the proxy`, async () => (await gauge(proxy.url, 'etcd_cache_proxy_upstream_member_up', { member: victim.clientUrl })) === 0);
       const stuck = inFlight;
       const answeredAtKill = answered;
       victim.signal('SIGKILL'); // delivered to a stopped process too

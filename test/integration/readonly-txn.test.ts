@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { startEtcd, type EtcdServer } from '../support/etcd';
 import { b64, httpCall } from '../support/http-gateway';
-import { metric } from '../support/metrics';
+import { gauge, metric } from '../support/metrics';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
 import { until } from '../support/until';
@@ -119,7 +119,7 @@ describe('a read-only Txn is a read', () => {
       assert.equal(healthy.response?.succeeded, true);
 
       own.signal('SIGKILL');
-      await until('the proxy to declare the upstream lost', async () => (await metric(proxy.url, 'etcd_cache_proxy_upstream_up')) === 0, 15_000);
+      await until('the proxy to declare the upstream lost', async () => (await gauge(proxy.url, 'etcd_cache_proxy_upstream_up')) === 0, 15_000);
       const range = await call(clients.kv, 'Range', { key: b('/outside/k') }, { deadlineMs: 5_000 });
       assert.notEqual(range.error, null, 'a key outside the mirror cannot be read without etcd');
       const txn = await call(clients.kv, 'Txn', readOnlyTxn, { deadlineMs: 5_000 });

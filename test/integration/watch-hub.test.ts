@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
-import { metric } from '../support/metrics';
+import { gauge, metric } from '../support/metrics';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
 import { until, untilValue } from '../support/until';
@@ -71,7 +71,7 @@ async function currentRevision(kv: RawClients): Promise<number> {
 }
 
 /** The proxy's `etcd_cache_proxy_upstream_up` on its /metrics, as an operator reads it. */
-const upstreamUp = (proxy: TestProxy): Promise<number> => metric(proxy.url, 'etcd_cache_proxy_upstream_up');
+const upstreamUp = (proxy: TestProxy): Promise<number> => gauge(proxy.url, 'etcd_cache_proxy_upstream_up');
 
 const eventResponses = (responses: readonly WireWatchResponse[]): WireWatchResponse[] => responses.filter((r) => (r.events?.length ?? 0) > 0);
 

@@ -53,3 +53,13 @@ export function total(samples: readonly Sample[], name: string, labels: Readonly
 export async function metric(baseUrl: string, name: string, labels: Readonly<Record<string, string>> = {}): Promise<number> {
   return total(await scrape(baseUrl), name, labels);
 }
+
+/**
+ * The one sample of `name` with `labels`, scraped now; throws when there is none,
+ * so that waiting for a gauge to read 0 cannot pass on a metric that is not there.
+ */
+export async function gauge(baseUrl: string, name: string, labels: Readonly<Record<string, string>> = {}): Promise<number> {
+  const matching = (await scrape(baseUrl)).filter((s) => s.name === name && Object.entries(labels).every(([label, value]) => s.labels[label] === value));
+  if (matching.length !== 1) throw new Error(`${baseUrl}/metrics: ${matching.length} samples of ${name}${JSON.stringify(labels)}, expected one`);
+  return (matching[0] as Sample).value;
+}

@@ -50,8 +50,8 @@ export interface UnaryForwardOptions {
   readonly idempotent: boolean;
   /** Rewrites a successful upstream answer before it reaches the client. */
   readonly transformResponse?: (response: Buffer) => Buffer;
-  /** Asked before forwarding: an error to answer with instead (read-only mode, upstream lost). */
-  readonly admit?: () => ProxyError | null;
+  /** Asked before forwarding, with the request: an error to answer with instead (read-only mode, upstream lost). */
+  readonly admit?: (request: Buffer) => ProxyError | null;
   /** Awaited after a successful answer, before the client sees it (read your writes). */
   readonly beforeReply?: (response: Buffer, request: Buffer) => Promise<void>;
 }
@@ -65,7 +65,7 @@ export interface UnaryForwardOptions {
 export function forwardUnary(ctx: ApiContext, rpc: RpcRef, options: UnaryForwardOptions): UnaryHandler {
   return (call, callback) => {
     const started = process.hrtime.bigint();
-    const refusal = options.admit?.() ?? null;
+    const refusal = options.admit?.(call.request) ?? null;
     if (refusal !== null) {
       observeCall(ctx, rpc, refusal.code, started, 'proxy');
       callback(toStatus(refusal));

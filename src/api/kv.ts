@@ -1,15 +1,17 @@
 import { toRevision } from '../etcd/wire';
+import { isReadOnlyTxn, type WireTxnRequest } from '../mirror/txn-query';
 import type { ApiContext } from './context';
+import type { ProxyError } from '../etcd/errors';
 import { forwardUnary } from './forward';
 import type { CoreService, UnaryHandler } from './call';
 import { forwardingService, forwardOptions, rpcRef } from './forwarding-service';
 import { mirrorRange, mirrorTxn } from './mirror-reads';
-import { serviceMethods } from '../etcd/proto';
+import { serviceMethods, type AnyMethodDefinition } from '../etcd/proto';
 import { acknowledgeUnchangedPut } from './unchanged-put';
 
 const SERVICE = 'etcdserverpb.KV';
 const READS = new Set(['Range']);
-/** A Txn is admitted as a write here; a read-only one never gets this far (see mirrorTxn). */
+/** A Txn is admitted as a write unless its branches only read (see txnAdmission). */
 const WRITES = new Set(['Put', 'DeleteRange', 'Txn', 'Compact']);
 /** Writes whose answer carries the revision the mirror must reach before the client hears back. */
 const READ_YOUR_WRITES = ['Put', 'DeleteRange', 'Txn'] as const;
@@ -27,6 +29,7 @@ export function createKvService(ctx: ApiContext): CoreService {
   for (const name of READ_YOUR_WRITES) {
     overrides[name] = forwardUnary(ctx, rpcRef(SERVICE, name), {
       ...forwardOptions(ctx, name, options),
+      ...(name === 'Txn' ? { admit: txnAdmission(ctx, methods.Txn) } : {}),
       beforeReply: (response, request) => ctx.writes.awaitMirror(name, response, request),
     });
   }
@@ -58,4 +61,22 @@ export function createKvService(ctx: ApiContext): CoreService {
     overrides.Txn = mirrorTxn(ctx, ctx.mirrorReads, rpcRef(SERVICE, 'Txn'), txn, overrides.Txn);
   }
   return forwardingService(ctx, SERVICE, { ...options, overrides });
+}
+
+/**
+ * A Txn whose branches only read is a read (contract section 3): when the
+ * mirror cannot answer it (keys outside the mirrored prefixes, auth on) it is
+ * forwarded even in read-only mode or while the upstream is lost, and meets
+ * what a forwarded Range meets. Any other Txn is admitted as a write.
+ */
+function txnAdmission(ctx: ApiContext, method: AnyMethodDefinition | undefined): (request: Buffer) => ProxyError | null {
+  return (request) => {
+    let readOnly = false;
+    try {
+      readOnly = method !== undefined && isReadOnlyTxn(method.requestDeserialize(request) as WireTxnRequest);
+    } catch {
+      // undecodable: admitted as a write, and etcd answers it if it gets through
+    }
+    return readOnly ? null : ctx.writes.admit();
+  };
 }

@@ -44,8 +44,9 @@ export function createWritePolicy(deps: {
     },
     async awaitMirror(method, response, request) {
       const definition = etcdMethod('etcdserverpb.KV', method);
-      // A write the mirror's watch cannot see would wait out the whole bound for nothing.
-      if (!deps.ranges.whole && !writtenRanges(definition.requestDeserialize(request) as WireWrite).some((r) => deps.ranges.touchesWatch(r.key, r.rangeEnd))) return;
+      // A read-only Txn writes nothing, and a write the mirror's watch cannot see would wait out the whole bound for nothing.
+      const written = writtenRanges(definition.requestDeserialize(request) as WireWrite);
+      if (written.length === 0 || (!deps.ranges.whole && !written.some((r) => deps.ranges.touchesWatch(r.key, r.rangeEnd)))) return;
       const decoded = definition.responseDeserialize(response) as { header?: WireHeader };
       await deps.mirror.waitForRevision(toRevision(decoded.header?.revision), READ_YOUR_WRITES_TIMEOUT_MS);
     },

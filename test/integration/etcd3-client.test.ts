@@ -5,7 +5,8 @@ import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { noop } from 'cockatiel';
 import { Etcd3, type IKeyValue } from 'etcd3';
-import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
+import { startEtcd, type EtcdServer } from '../support/etcd';
+import { until } from '../support/until';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 
 type Campaign = ReturnType<ReturnType<Etcd3['election']>['campaign']>;
@@ -80,9 +81,11 @@ describe('the etcd3 client through the proxy', () => {
     await client.put('w/1').value('a');
     await client.put('w/2').value('b');
     await client.delete().key('w/1');
-    const deadline = Date.now() + 5_000;
-    while (seen.length < 3 && Date.now() < deadline) await sleep(20);
-    await watcher.cancel();
+    try {
+      await until('three watch events', () => seen.length >= 3, 5_000, 20);
+    } finally {
+      await watcher.cancel();
+    }
     assert.deepEqual(seen, ['put w/1=a', 'put w/2=b', 'delete w/1']);
   });
 
@@ -92,9 +95,7 @@ describe('the etcd3 client through the proxy', () => {
     const expiring = client.lease(2, { autoKeepAlive: false });
     await expiring.put('lease/expiring').value('y');
     const expiringId = await expiring.grant();
-    const deadline = Date.now() + 15_000;
-    while ((await client.get('lease/expiring').string()) !== null && Date.now() < deadline) await sleep(250);
-    assert.equal(await client.get('lease/expiring').string(), null, 'key outlived its lease');
+    await until('the key to expire with its lease', async () => (await client.get('lease/expiring').string()) === null, 15_000, 250);
     assert.equal(await client.get('lease/kept').string(), 'x', 'kept-alive key expired');
     const keptId = await kept.grant();
     const ttl = await client.leaseClient.leaseTimeToLive({ ID: keptId });
@@ -129,9 +130,7 @@ describe('the etcd3 client through the proxy', () => {
     // starts once there is one.
     const observer = await election.observe();
     const bob = election.campaign('bob');
-    const deadline = Date.now() + 5_000;
-    while (observer.leader() !== 'alice' && Date.now() < deadline) await sleep(20);
-    assert.equal(observer.leader(), 'alice');
+    await until('the observer to see alice lead', () => observer.leader() === 'alice', 5_000, 20);
     const bobElected = electedDespiteClientRace(bob, () => election.campaign('bob'));
     await alice.resign();
     const bobCampaign = await bobElected;

@@ -8,7 +8,8 @@
 import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
+import { startEtcd, type EtcdServer } from '../support/etcd';
+import { until } from '../support/until';
 import { b64, httpCall, HttpStream } from '../support/http-gateway';
 import { startProxyProcess, type ProxyProcess } from '../support/proxy';
 
@@ -61,11 +62,8 @@ describe('the JSON gateway under a burst of watches', () => {
     const body = JSON.stringify({ create_request: { key: b64('/apisix'), range_end: b64('/apisix0') } });
     for (let i = 0; i < WATCHERS; i += 1) streams.push(new HttpStream(url, '/v3/watch', { body }));
     const isCreated = (stream: HttpStream): boolean => stream.results<{ created?: boolean }>().some((r) => r.created === true);
-    const deadline = Date.now() + 60_000;
-    while (!streams.every(isCreated)) {
-      if (Date.now() > deadline) assert.fail(`${streams.filter(isCreated).length} of ${WATCHERS} watches created after 60 s`);
-      await sleep(100);
-    }
+    const started = Date.now();
+    await until(() => `every watch created (${streams.filter(isCreated).length} of ${WATCHERS})`, () => streams.every(isCreated), 60_000, 100);
     const read = await httpCall(url, '/v3/kv/range', RANGE, { timeoutMs: 10_000 });
     assert.equal(read.status, 200);
 
@@ -73,10 +71,7 @@ describe('the JSON gateway under a burst of watches', () => {
     const revision = (put.json as { header: { revision: string } }).header.revision;
     const hasChange = (stream: HttpStream): boolean =>
       stream.results<{ events?: { kv: { mod_revision: string } }[] }>().some((r) => (r.events ?? []).some((e) => e.kv.mod_revision === revision));
-    while (!streams.every(hasChange)) {
-      if (Date.now() > deadline) assert.fail(`${streams.filter(hasChange).length} of ${WATCHERS} watchers got the change`);
-      await sleep(100);
-    }
+    await until(() => `the change on every watch (${streams.filter(hasChange).length} of ${WATCHERS})`, () => streams.every(hasChange), Math.max(0, started + 60_000 - Date.now()), 100);
     assert.deepEqual(streams.filter((stream) => stream.ended).length, 0, 'no watch stream ended');
   });
 });

@@ -6,6 +6,7 @@ import { Agent, request } from 'node:http';
 import type { Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
+import { until } from '../support/until';
 import { startTestProxy } from '../support/proxy';
 import { call, rawClients } from '../support/raw-client';
 
@@ -48,9 +49,7 @@ describe('stopping the proxy', () => {
       assert.equal(outcome, 'stopped', `proxy stopped ${(i * 9) % 120} ms after start did not finish stopping`);
     }
     // every mirror watch the proxies opened was closed on etcd's side
-    const deadline = Date.now() + 5_000;
-    while ((await etcdWatchStreams(etcd)) !== 0 && Date.now() < deadline) await sleep(50);
-    assert.equal(await etcdWatchStreams(etcd), 0);
+    await until('etcd to hold no watch stream of the stopped proxies', async () => (await etcdWatchStreams(etcd)) === 0, 5_000);
   });
 
   it('closes idle HTTP keep-alive connections when it stops, instead of waiting for the client to drop them', async () => {
@@ -69,9 +68,7 @@ describe('stopping the proxy', () => {
       socket.once('close', () => (closedAt = Date.now()));
       assert.equal(socket.destroyed, false, 'the agent keeps the connection for the next request');
       await proxy.stop();
-      const deadline = Date.now() + 2_000;
-      while (closedAt === null && Date.now() < deadline) await sleep(20);
-      assert.notEqual(closedAt, null, 'the idle keep-alive connection is still open after the proxy stopped');
+      await until('the idle keep-alive connection to be closed by the stopped proxy', () => closedAt !== null, 2_000, 20);
     } finally {
       agent.destroy();
     }

@@ -10,7 +10,7 @@ import { sleep } from '../support/etcd';
 import { startEtcdCluster, type ClusterMember, type EtcdCluster } from '../support/etcd-cluster';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
-import { until } from '../support/until';
+import { until, untilValue } from '../support/until';
 
 const b = (s: string): Buffer => Buffer.from(s);
 const UPSTREAM_LOST = 'etcd-cache-proxy: upstream cluster unreachable, writes rejected';
@@ -73,14 +73,17 @@ describe('membership: failover inside a 3-member cluster', () => {
     const writeErrors: string[] = [];
     const readErrors: string[] = [];
     let reads = 0;
+    let writes = 0;
     const writers = Array.from({ length: 4 }, async (_, w) => {
       for (let i = 0; running; i += 1) {
         const key = `load/${w}/${i % 50}`;
         const value = `${w}-${i}`;
         const put = await call(proxied.kv, 'Put', { key: b(key), value: b(value) }, { deadlineMs: 10_000 });
-        if (put.error === null) acknowledged.set(key, value);
-        else writeErrors.push(`${status[put.error.code]}: ${put.error.details}`);
-        await sleep(10);
+        if (put.error === null) {
+          acknowledged.set(key, value);
+          writes += 1;
+        } else writeErrors.push(`${status[put.error.code]}: ${put.error.details}`);
+        await sleep(10); // pacing, not a wait for anything
       }
     });
     const readers = Array.from({ length: 4 }, async (_, r) => {
@@ -91,11 +94,23 @@ describe('membership: failover inside a 3-member cluster', () => {
       }
     });
     const failoversBefore = (await proxy.metrics.upstreamFailovers.get()).values.find((v) => v.labels.kind === 'mirror_watch')?.value ?? 0;
-    await sleep(1_500);
-    victim.signal('SIGKILL');
-    await sleep(6_000);
-    running = false;
-    await Promise.all([...writers, ...readers]);
+    const mirrorWatchFailovers = async (): Promise<number> => (await proxy.metrics.upstreamFailovers.get()).values.find((v) => v.labels.kind === 'mirror_watch')?.value ?? 0;
+    try {
+      await until('reads and writes under way', () => reads >= 50 && writes >= 20);
+      victim.signal('SIGKILL');
+      const [readsAtKill, writesAtKill] = [reads, writes];
+      // Load goes on through the failover: the mirror watch moves, and reads and writes go on after it.
+      await until('the mirror watch to leave the killed member', async () => (await mirrorWatchFailovers()) > failoversBefore, 30_000);
+      const [readsAtMove, writesAtMove] = [reads, writes];
+      await until(
+        () => `load after the failover (reads ${reads - readsAtMove}, writes ${writes - writesAtMove} since; ${reads - readsAtKill}, ${writes - writesAtKill} since the kill)`,
+        () => reads >= readsAtMove + 100 && writes >= writesAtMove + 20,
+        30_000,
+      );
+    } finally {
+      running = false;
+      await Promise.all([...writers, ...readers]);
+    }
 
     assert.deepEqual(readErrors, [], `${reads} reads`);
     assert.ok(reads > 100, `${reads} reads`);
@@ -109,8 +124,7 @@ describe('membership: failover inside a 3-member cluster', () => {
     // the mirror watch moved: a surviving member holds it now, and the metric says so
     const survivors = cluster.members.filter((m) => m !== victim);
     await until('the mirror watch on a surviving member', async () => (await Promise.all(survivors.map(watchStreams))).some((n) => n > 0));
-    const failovers = (await proxy.metrics.upstreamFailovers.get()).values.find((v) => v.labels.kind === 'mirror_watch')?.value ?? 0;
-    assert.ok(failovers > failoversBefore, 'the failover is counted');
+    assert.ok((await mirrorWatchFailovers()) > failoversBefore, 'the failover is counted');
 
     // exact: the mirror answers what the cluster holds, every acknowledged write included
     const direct = rawClients((survivors[0] as ClusterMember).clientAddress);
@@ -138,17 +152,19 @@ describe('membership: failover inside a 3-member cluster', () => {
     const direct = rawClients((others[0] as ClusterMember).clientAddress);
     paused.signal('SIGSTOP');
     try {
-      // Writes go straight to a running member: only the mirror's watch can bring them to the proxy.
-      const deadline = Date.now() + 15_000;
-      let mirroredWrite = false;
-      for (let i = 0; Date.now() < deadline && !mirroredWrite; i += 1) {
-        const put = await call<{ header?: { revision?: string } }>(direct.kv, 'Put', { key: b('paused/k'), value: b(`v${i}`) }, { deadlineMs: 5_000 });
-        if (put.error !== null) continue; // the paused member may have been the leader
-        const revision = Number(put.response?.header?.revision);
-        await sleep(250);
-        mirroredWrite = (await proxy.metrics.mirrorRevision.get()).values[0]?.value === revision;
-      }
-      assert.ok(mirroredWrite, 'the mirror did not follow writes while its member was paused');
+      // A write straight to a running member: only the mirror's watch can bring it to the proxy.
+      let attempt = 0;
+      const revision = await untilValue(
+        'a write on a running member (the paused one may have been the leader)',
+        async () => {
+          attempt += 1;
+          const put = await call<{ header?: { revision?: string } }>(direct.kv, 'Put', { key: b('paused/k'), value: b(`v${attempt}`) }, { deadlineMs: 5_000 });
+          return put.error === null ? Number(put.response?.header?.revision) : undefined;
+        },
+        15_000,
+        100,
+      );
+      await proxy.mirrored(revision);
       assert.equal((await proxy.metrics.upstreamUp.get()).values[0]?.value, 1, 'one paused member does not make the cluster lost');
       const got = await call<{ kvs?: KeyValue[] }>(proxied.kv, 'Range', { key: b('paused/k'), serializable: true });
       const truth = await call<{ kvs?: KeyValue[] }>(direct.kv, 'Range', { key: b('paused/k') });

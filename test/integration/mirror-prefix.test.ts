@@ -9,11 +9,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
-import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
+import { startEtcd, type EtcdServer } from '../support/etcd';
+import { metric } from '../support/metrics';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
+import { until } from '../support/until';
 
 const key = (s: string): Buffer => Buffer.from(s);
+/** etcd: "Total number of events sent by this member" to its watchers. */
+const EVENTS_SENT = 'etcd_debugging_mvcc_events_total';
 const PREFIXES = ['--mirror-prefix', '/apisix/', '--mirror-prefix', '/other/', '--upstream-timeout', '1s'];
 
 interface RangeReply {
@@ -112,12 +116,18 @@ describe('a prefix mirror', () => {
     const gapRevision = Number(gap.response?.header.revision);
     // Read your writes made it wait for this revision, though /gap/ is not kept.
     assert.equal(await mirrorRevision(proxy), gapRevision);
+    // etcd's own count of watch events it sent (this etcd has no watcher but the mirror's).
+    const sentBefore = await metric(etcd.clientUrl, EVENTS_SENT);
     const outside = await call<RangeReply>(clients.kv, 'Put', { key: key('/zzz/2'), value: key('z') });
     assert.equal(outside.error, null);
-    await sleep(300);
-    assert.equal(await mirrorRevision(proxy), gapRevision, 'a write past the last prefix never reaches the mirror');
     const inside = await call<RangeReply>(clients.kv, 'Put', { key: key('/apisix/routes/3'), value: key('r3') });
-    assert.equal(await mirrorRevision(proxy), Number(inside.response?.header.revision));
+    const insideRevision = Number(inside.response?.header.revision);
+    assert.equal(insideRevision, Number(outside.response?.header.revision) + 1);
+    await proxy.mirrored(insideRevision);
+    assert.equal(await mirrorRevision(proxy), insideRevision);
+    // etcd counts an event before sending it and sends a watcher's events in revision order: now
+    // that the mirror holds the later write, the one past the last prefix is counted if it was sent.
+    assert.equal((await metric(etcd.clientUrl, EVENTS_SENT)) - sentBefore, 1, 'a write past the last prefix reached the mirror: only /apisix/routes/3 should have');
     const read = await rangeVia(proxy, clients, { key: key('/apisix/routes/3'), serializable: true });
     assert.equal(read.source, 'mirror');
     assert.equal(read.reply?.kvs?.[0]?.value.toString(), 'r3');
@@ -126,12 +136,15 @@ describe('a prefix mirror', () => {
 
   it('answers covered reads during an outage, marked stale, and refuses the rest', async () => {
     etcd.signal('SIGKILL');
-    for (let i = 0; ; i += 1) {
-      const put = await call(clients.kv, 'Put', { key: key('/apisix/probe'), value: key('x') }, { deadlineMs: 500 });
-      if (put.error?.code === status.UNAVAILABLE && put.error.details.includes('upstream cluster unreachable')) break;
-      assert.ok(i < 100, 'the proxy never declared the upstream lost');
-      await sleep(100);
-    }
+    await until(
+      'the proxy to declare the upstream lost (writes refused)',
+      async () => {
+        const put = await call(clients.kv, 'Put', { key: key('/apisix/probe'), value: key('x') }, { deadlineMs: 500 });
+        return put.error?.code === status.UNAVAILABLE && put.error.details.includes('upstream cluster unreachable');
+      },
+      30_000,
+      100,
+    );
     const linearizable = await rangeVia(proxy, clients, { key: key('/apisix/'), range_end: key('/apisix0') });
     assert.equal(linearizable.source, 'mirror');
     assert.deepEqual(

@@ -4,7 +4,8 @@
 // an outage with --stale-reads=deny.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { freePort, sleep, startEtcd, type EtcdServer } from '../support/etcd';
+import { freePort, startEtcd, type EtcdServer } from '../support/etcd';
+import { untilValue } from '../support/until';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 
 interface ReadyAnswer {
@@ -18,13 +19,16 @@ async function readyz(proxy: TestProxy): Promise<ReadyAnswer> {
 }
 
 async function until(proxy: TestProxy, what: string, check: (answer: ReadyAnswer) => boolean): Promise<ReadyAnswer> {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const answer = await readyz(proxy);
-    if (check(answer)) return answer;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}; last answer ${JSON.stringify(answer)}`);
-    await sleep(100);
-  }
+  let last: ReadyAnswer | undefined;
+  return untilValue(
+    () => `${what}; last answer ${JSON.stringify(last)}`,
+    async () => {
+      last = await readyz(proxy);
+      return check(last) ? last : undefined;
+    },
+    15_000,
+    100,
+  );
 }
 
 describe('/readyz', () => {

@@ -11,7 +11,8 @@ import { after, before, describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { openSnapshot, type SnapshotHeader } from '../../src/snapshot/format';
 import { APISIX_FILE, SNAPSHOT_FILE } from '../../src/snapshot/periodic';
-import { freePort, sleep, startEtcd, type EtcdServer } from '../support/etcd';
+import { freePort, startEtcd, type EtcdServer } from '../support/etcd';
+import { until } from '../support/until';
 import { runCliToExit, startProxyProcess, startTestProxy } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
 
@@ -115,9 +116,11 @@ describe('snapshots', () => {
     const proxy = await startProxyProcess([etcd.clientUrl], [], { dataDir });
     try {
       const clients = rawClients(proxy.address);
-      const deadline = Date.now() + 20_000;
-      while ((await everything(clients, true).catch(() => ({ kvs: [], revision: 0 }))).revision < truth.revision && Date.now() < deadline) await sleep(50);
-      clients.close();
+      try {
+        await until(`the proxy to serve revision ${truth.revision}`, async () => (await everything(clients, true).catch(() => ({ kvs: [], revision: 0 }))).revision >= truth.revision, 20_000);
+      } finally {
+        clients.close();
+      }
       const file = join(work, 'from-data-dir.jsonl');
       const saved = await runCliToExit(['snapshot', 'save', file, '--data-dir', dataDir]);
       assert.equal(saved.code, 0, saved.stderr);
@@ -211,11 +214,8 @@ describe('snapshots', () => {
       try {
         // The mirror moves, so the proxy writes a new snapshot; kill it while its temporary file exists.
         await call(direct.kv, 'Put', { key: b('heavy/round'), value: b(String(round)) });
-        const deadline = Date.now() + 15_000;
-        while (Date.now() < deadline) {
-          if (existsSync(dir) && readdirSync(dir).some((e) => e.startsWith(`.${SNAPSHOT_FILE}.`))) break;
-          await sleep(2);
-        }
+        // Not seeing one in time is no failure by itself: the count below says whether any kill landed.
+        await until('a temporary snapshot file', () => existsSync(dir) && readdirSync(dir).some((e) => e.startsWith(`.${SNAPSHOT_FILE}.`)), 15_000, 2).catch(() => undefined);
         proxy.child.kill('SIGKILL');
         await proxy.exited;
         if (readdirSync(dir).some((e) => e.startsWith(`.${SNAPSHOT_FILE}.`))) killedMidWrite += 1;
@@ -233,14 +233,18 @@ describe('snapshots', () => {
     // A clean run afterwards clears the leftovers and writes a current snapshot.
     const proxy = await startProxyProcess([etcd.clientUrl], ['--snapshot-dir', dir, '--snapshot-interval', '100ms'], { dataDir });
     try {
-      const deadline = Date.now() + 15_000;
       let current = 0;
       const probe = await call<{ header?: { revision?: string } }>(direct.kv, 'Range', { key: b('heavy/round') });
       const latest = Number(probe.response?.header?.revision);
-      while (Date.now() < deadline && current < latest) {
-        await sleep(100);
-        if (existsSync(join(dir, SNAPSHOT_FILE))) current = Number((await readWhole(join(dir, SNAPSHOT_FILE)).catch(() => ({ header: { revision: '0' } }))).header.revision);
-      }
+      await until(
+        () => `a snapshot at revision ${latest} (last seen ${current})`,
+        async () => {
+          if (existsSync(join(dir, SNAPSHOT_FILE))) current = Number((await readWhole(join(dir, SNAPSHOT_FILE)).catch(() => ({ header: { revision: '0' } }))).header.revision);
+          return current >= latest;
+        },
+        15_000,
+        100,
+      );
       assert.equal(current, latest);
       assert.deepEqual(readdirSync(dir).filter((e) => e.endsWith('.tmp')), [], 'leftover temporary files removed');
     } finally {

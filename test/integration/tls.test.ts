@@ -13,6 +13,7 @@ import { credentials, status, type ChannelCredentials } from '@grpc/grpc-js';
 import { TLS_RELOAD_POLL_MS } from '../../src/tls/watched-material';
 import { createTestCa, type TestCa } from '../support/certs';
 import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
+import { until } from '../support/until';
 import { etcdctl } from '../support/etcdctl';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients } from '../support/raw-client';
@@ -157,14 +158,8 @@ describe('TLS', () => {
       copyFileSync(next.key, serverLeaf.key);
       copyFileSync(next.cert, serverLeaf.cert);
       const expected = await servedSerialOf(next.cert);
-      const deadline = Date.now() + TLS_RELOAD_POLL_MS * 10;
-      let served = before;
-      while (served !== expected && Date.now() < deadline) {
-        await sleep(100);
-        served = await servedSerial(port, ca.caCert, appLeaf);
-      }
       assert.notEqual(before, expected);
-      assert.equal(served, expected, 'the new certificate is served');
+      await until('the new certificate to be served', async () => (await servedSerial(port, ca.caCert, appLeaf)) === expected, TLS_RELOAD_POLL_MS * 10, 100);
 
       const clients = rawClients(proxy.address, tlsCredentials(ca.caCert, appLeaf));
       try {
@@ -194,9 +189,7 @@ describe('TLS', () => {
       const next = ca.issue('proxy-to-etcd-rotated');
       copyFileSync(next.key, key);
       copyFileSync(next.cert, cert);
-      const deadline = Date.now() + TLS_RELOAD_POLL_MS * 10;
-      while ((await moved()) === before && Date.now() < deadline) await sleep(100);
-      assert.ok((await moved()) > before, 'the mirror watch moved to the re-dialled member');
+      await until('the mirror watch to move to the re-dialled member', async () => (await moved()) > before, TLS_RELOAD_POLL_MS * 10, 100);
       const put = await call<{ header?: { revision?: string } }>(clients.kv, 'Put', { key: b('tls/rotated'), value: b('yes') });
       assert.equal(put.error, null, put.error?.details);
       await rotating.mirrored(Number(put.response?.header?.revision));

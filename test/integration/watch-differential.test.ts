@@ -27,6 +27,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
+import { untilValue } from '../support/until';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients, type RawClients, type UnaryOutcome } from '../support/raw-client';
 import { WatchClient, type WatchCreate, type WireEvent, type WireKeyValue, type WireWatchResponse } from '../support/watch-client';
@@ -84,17 +85,20 @@ class Side {
    * so it is retried: this file tests watches, not the liveness detector.
    */
   private async send(op: Op, lastRevision: number | undefined): Promise<UnaryOutcome<{ header?: { revision?: string } }>> {
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      let outcome: UnaryOutcome<{ header?: { revision?: string } }>;
-      if ('put' in op) outcome = await call(this.kv.kv, 'Put', { key: b(op.put), value: typeof op.value === 'string' ? b(op.value) : op.value });
-      else if ('del' in op) outcome = await call(this.kv.kv, 'DeleteRange', { key: b(op.del), ...(op.end === undefined ? {} : { range_end: op.end }) });
-      else if ('txn' in op) outcome = await call(this.kv.kv, 'Txn', op.txn);
-      else outcome = await call(this.kv.kv, 'Compact', { revision: String(lastRevision ?? (await this.revision())), physical: true });
-      const refused = outcome.error?.code === status.UNAVAILABLE && outcome.error.details.includes('writes rejected');
-      if (!refused || Date.now() > deadline) return outcome;
-      await sleep(200);
-    }
+    return untilValue(
+      () => `${JSON.stringify(op).slice(0, 200)} on ${this.name} answered, not refused as a write`,
+      async () => {
+        let outcome: UnaryOutcome<{ header?: { revision?: string } }>;
+        if ('put' in op) outcome = await call(this.kv.kv, 'Put', { key: b(op.put), value: typeof op.value === 'string' ? b(op.value) : op.value });
+        else if ('del' in op) outcome = await call(this.kv.kv, 'DeleteRange', { key: b(op.del), ...(op.end === undefined ? {} : { range_end: op.end }) });
+        else if ('txn' in op) outcome = await call(this.kv.kv, 'Txn', op.txn);
+        else outcome = await call(this.kv.kv, 'Compact', { revision: String(lastRevision ?? (await this.revision())), physical: true });
+        const refused = outcome.error?.code === status.UNAVAILABLE && outcome.error.details.includes('writes rejected');
+        return refused ? undefined : outcome;
+      },
+      15_000,
+      200,
+    );
   }
 
   async revision(): Promise<number> {

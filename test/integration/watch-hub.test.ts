@@ -7,15 +7,16 @@
 // Only the wire protocol and etcd's own /metrics are used.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { get as httpGet } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
+import { gauge, metric } from '../support/metrics';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
-import { StalledWatch, WatchClient, type WatchCreate, type WireWatchResponse } from '../support/watch-client';
+import { until, untilValue } from '../support/until';
+import { eventsOf, StalledWatch, WatchClient, type WatchCreate, type WireWatchResponse } from '../support/watch-client';
 
 const b = (s: string): Buffer => Buffer.from(s);
 const prefix = (p: string): { key: Buffer; range_end: Buffer } => ({ key: b(p), range_end: b(`${p.slice(0, -1)}${String.fromCharCode(p.charCodeAt(p.length - 1) + 1)}`) });
@@ -39,42 +40,38 @@ async function put(kv: RawClients, key: string, value: string | Buffer, deadline
  * that one is retried; any other outcome is final.
  */
 async function putAfterRestart(kv: RawClients, key: string, value: string): Promise<number> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const outcome = await call<{ header?: { revision?: string } }>(kv.kv, 'Put', { key: b(key), value: b(value) });
-    if (outcome.error === null) return Number(outcome.response?.header?.revision);
-    if (outcome.error.code !== status.UNAVAILABLE || Date.now() > deadline) assert.fail(`put ${key}: ${outcome.error.details}`);
-    await sleep(100);
-  }
+  let last = '';
+  return untilValue(
+    () => `put ${key} to succeed after etcd restarted (last: ${last})`,
+    async () => {
+      const outcome = await call<{ header?: { revision?: string } }>(kv.kv, 'Put', { key: b(key), value: b(value) });
+      if (outcome.error === null) return Number(outcome.response?.header?.revision);
+      if (outcome.error.code !== status.UNAVAILABLE) assert.fail(`put ${key}: ${outcome.error.details}`);
+      last = outcome.error.details;
+      return undefined;
+    },
+    10_000,
+    100,
+  );
 }
 
 async function currentRevision(kv: RawClients): Promise<number> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const outcome = await call<{ header?: { revision?: string } }>(kv.kv, 'Range', { key: b('any') });
-    if (outcome.error === null) return Number(outcome.response?.header?.revision);
-    if (Date.now() > deadline) assert.fail(`Range: ${outcome.error.details}`);
-    await sleep(100);
-  }
+  let last = '';
+  return untilValue(
+    () => `a Range to succeed (last: ${last})`,
+    async () => {
+      const outcome = await call<{ header?: { revision?: string } }>(kv.kv, 'Range', { key: b('any') });
+      if (outcome.error === null) return Number(outcome.response?.header?.revision);
+      last = outcome.error.details;
+      return undefined;
+    },
+    10_000,
+    100,
+  );
 }
 
-/**
- * The proxy's own gauge over HTTP, as an operator reads it. One connection
- * per request (no keep-alive): the proxy's stop leaves an idle keep-alive
- * connection open for about a minute, which would hold this file's process.
- */
-async function proxyGauge(proxy: TestProxy, name: string): Promise<number> {
-  const text = await new Promise<string>((resolve, reject) => {
-    httpGet(`${proxy.url}/metrics`, { agent: false }, (response) => {
-      let body = '';
-      response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-      response.on('end', () => resolve(body));
-    }).on('error', reject);
-  });
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  if (line === undefined) throw new Error(`the proxy exports no ${name}`);
-  return Number(line.split(' ')[1]);
-}
+/** The proxy's `etcd_cache_proxy_upstream_up` on its /metrics, as an operator reads it. */
+const upstreamUp = (proxy: TestProxy): Promise<number> => gauge(proxy.url, 'etcd_cache_proxy_upstream_up');
 
 const eventResponses = (responses: readonly WireWatchResponse[]): WireWatchResponse[] => responses.filter((r) => (r.events?.length ?? 0) > 0);
 
@@ -144,12 +141,19 @@ describe('the watch hub', () => {
     // The writer goes straight to etcd, so it keeps writing while the proxy restarts; writes during an outage fail and are not retried.
     let writing = true;
     let failedWrites = 0;
+    let writtenWrites = 0;
     const writer = (async () => {
       for (let n = 1; writing; n += 1) {
         if ((await put(direct, `/seq/${n}`, String(n), 1_000)) === null) failedWrites += 1;
-        await sleep(15);
+        else writtenWrites += 1;
+        await sleep(15); // pacing: a steady stream of revisions, not a wait for anything
       }
     })();
+    /** Waits until etcd has taken `count` more of the writer's writes (so it is up, and there is history to deliver). */
+    const moreWrites = async (count: number, when: string): Promise<void> => {
+      const from = writtenWrites;
+      await until(`${count} more writes ${when}`, () => writtenWrites >= from + count, 30_000);
+    };
 
     /** A watcher that records every event it is given and can be re-created from what it saw last. */
     class Recorder {
@@ -190,20 +194,19 @@ describe('the watch hub', () => {
     await Promise.all([early.open(proxy.address), offset.open(proxy.address)]);
 
     const crash = async (round: number): Promise<void> => {
-      await sleep(1_500);
+      await moreWrites(40, `before outage ${round}`);
       etcd.signal('SIGKILL');
-      await sleep(2_500); // well past --upstream-timeout: the proxy has declared the upstream lost
-      assert.equal(await proxyGauge(proxy, 'etcd_cache_proxy_upstream_up'), 0, `outage ${round}: the proxy should see etcd as lost`);
+      await until(`outage ${round}: the proxy to see etcd as lost`, async () => (await upstreamUp(proxy)) === 0, 15_000);
       recorders.forEach((r) => r.stream !== null && r.check(`etcd outage ${round}`));
       await etcd.restart();
     };
     await crash(1);
-    await sleep(1_000);
+    await moreWrites(30, 'after outage 1');
     await late.open(proxy.address);
     await crash(2);
 
     // A proxy restart ends every stream (clients reconnect); the watchers resume from what they saw.
-    await sleep(1_000);
+    await moreWrites(30, 'after outage 2');
     recorders.forEach((r) => r.check('before the proxy restart'));
     await proxy.stop();
     proxy = await startTestProxy([etcd.clientUrl], proxyArgs, { dataDir });
@@ -213,7 +216,7 @@ describe('the watch hub', () => {
       await recorder.open(proxy.address);
     }
     await crash(3);
-    await sleep(1_000);
+    await moreWrites(30, 'after outage 3');
     writing = false;
     await writer;
 
@@ -286,26 +289,30 @@ describe('the watch hub', () => {
     const refusal = await refused.end(5_000);
     assert.deepEqual([refusal.code, refusal.details], [status.UNAVAILABLE, 'etcdserver: no leader']);
 
-    // The plain watch: open, and nothing at all on it while etcd is gone.
+    // The plain watch: open while the proxy holds etcd as lost, and nothing at all on it meanwhile
+    // (checked below: whatever it was sent during the outage came before the events written after).
     const heardBefore = plain.responses.length;
-    await sleep(3_000);
-    assert.equal(await proxyGauge(proxy, 'etcd_cache_proxy_upstream_up'), 0, 'the proxy should see etcd as lost by now');
+    await until('the proxy to see etcd as lost', async () => (await upstreamUp(proxy)) === 0, 15_000);
     assert.equal(plain.ended, null, 'a plain watch stays open during the outage');
-    assert.equal(plain.responses.length, heardBefore, `a plain watch stays silent during the outage: ${JSON.stringify(plain.responses.slice(heardBefore))}`);
 
     await etcd.restart();
     // Written the moment etcd is back, before the proxy has necessarily reconnected: it must catch up on them.
     const missed = [await putAfterRestart(direct, 'rl/after-1', '1'), await putAfterRestart(direct, 'rl/after-2', '2')];
     await plain.until('the events written after etcd returned', () => eventResponses(plain.responses).flatMap((r) => r.events ?? []).length >= 3, 15_000);
-    await plain.quiet(500);
+    // A later write, once the proxy follows etcd again: anything sent twice or out of order would come before it.
+    const marker = await put(direct, 'rl/marker', 'm');
+    await plain.until('the marker event', () => eventsOf(plain.responses).some((e) => e.kv?.key?.toString() === 'rl/marker'), 15_000);
     assert.deepEqual(
       eventResponses(plain.responses).flatMap((r) => (r.events ?? []).map((e) => [e.kv?.key?.toString(), Number(e.kv?.mod_revision)])),
       [
         ['rl/before', before],
         ['rl/after-1', missed[0]],
         ['rl/after-2', missed[1]],
+        ['rl/marker', marker],
       ],
     );
+    const extra = plain.responses.slice(heardBefore).filter((r) => (r.events?.length ?? 0) === 0);
+    assert.deepEqual(extra, [], 'a plain watch stays silent during the outage: no event-less response');
     assert.equal(plain.ended, null);
   });
 
@@ -326,7 +333,7 @@ describe('the watch hub', () => {
     const healthy = new WatchClient(proxy.address, { ownConnection: true });
     cleanups.push(() => healthy.close());
     await healthy.createAll([watch]);
-    await sleep(200); // the stalled stream's create has reached the proxy
+    await until("the stalled stream's watch created on the proxy", async () => (await metric(proxy.url, 'etcd_cache_proxy_watchers', { source: 'mirror' })) >= 2);
 
     // 3 MiB of events, three times the bound, while the stalled client reads nothing.
     const value = Buffer.alloc(100 * 1024, 0x73);
@@ -345,13 +352,18 @@ describe('the watch hub', () => {
     await stalled.until('the stalled watch to be canceled', () => stalled.responses.some((r) => r.canceled === true), 10_000);
     const cancel = stalled.responses.find((r) => r.canceled === true);
     assert.ok((cancel?.cancel_reason ?? '').length > 0, `canceled without a reason: ${JSON.stringify(cancel)}`);
-    const delivered = stalled.responses.flatMap((r) => r.events ?? []).length;
+    const slowId = cancel?.watch_id ?? '0';
+    const delivered = eventsOf(stalled.responses, slowId).length;
     assert.ok(delivered < 30, `the stalled client was sent all ${delivered} events: nothing was bounded`);
 
-    // After the cancel the stalled client gets nothing more; the other one goes on.
+    // After the cancel the canceled watch gets nothing more; the other client goes on. A new watch on
+    // the same stream, reading again, gets a later write: anything for the canceled one would come first.
+    stalled.create(prefix('mark/'));
+    await stalled.until('the marker watch created', () => stalled.responses.filter((r) => r.created === true).length >= 2);
     const after = await put(direct, 'slow/after', 'x');
+    await put(direct, 'mark/1', 'm');
     await healthy.until('the event after the cancel', () => healthyRevisions().includes(after ?? -1));
-    await sleep(300);
-    assert.equal(stalled.responses.flatMap((r) => r.events ?? []).length, delivered);
+    await stalled.until('the marker event on the stalled stream', () => eventsOf(stalled.responses).some((e) => e.kv?.key?.toString() === 'mark/1'));
+    assert.equal(eventsOf(stalled.responses, slowId).length, delivered, 'the canceled watch was sent more events');
   });
 });

@@ -2,8 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { etcdBinary, freePort, stopChild, waitUntilHealthy } from './etcd';
+import { answersHealth, etcdBinary, freePort, stopChild, waitUntilHealthy } from './etcd';
 import { trackProcess } from './processes';
+import { until } from './until';
 
 /** One member of a real multi-member etcd cluster on loopback. */
 export interface ClusterMember {
@@ -108,21 +109,18 @@ export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
   };
 
   for (const plan of plans) members.push(await launchMember(plan.name, plan.ports, peers(plans), 'new'));
-  const wait = async (member: ClusterMember): Promise<void> => {
-    // waitUntilHealthy needs the child: poll /health until the member serves.
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      try {
-        const body = (await (await fetch(`${member.clientUrl}/health`, { signal: AbortSignal.timeout(1_000) })).json()) as { health?: string };
-        if (body.health === 'true') return;
-      } catch {
-        // not yet
-      }
-      if (!member.running()) throw new Error(`${member.name} exited:\n${member.output()}`);
-      if (Date.now() > deadline) throw new Error(`${member.name} not healthy within 30 s:\n${member.output()}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  };
+  // waitUntilHealthy needs the child: poll /health until the member serves.
+  const wait = (member: ClusterMember): Promise<void> =>
+    until(
+      () => `${member.name} to be healthy:\n${member.output()}`,
+      async () => {
+        if (await answersHealth(member.clientUrl)) return true;
+        if (!member.running()) throw new Error(`${member.name} exited:\n${member.output()}`);
+        return false;
+      },
+      30_000,
+      100,
+    );
   try {
     await Promise.all(members.map(wait));
   } catch (error) {

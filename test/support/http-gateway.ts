@@ -1,5 +1,5 @@
 import { request as httpRequest, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
-import { sleep } from './etcd';
+import { until, untilValue } from './until';
 
 /** One answer of etcd's HTTP/JSON gateway (or the proxy's). */
 export interface HttpAnswer {
@@ -104,34 +104,38 @@ export class HttpStream {
 
   /** Waits until at least `count` objects arrived (or the answer ended). */
   async waitFor(count: number, timeoutMs = 10_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.objects.length < count) {
-      if (this.failure !== null) throw this.failure;
-      if (this.ended) throw new Error(`stream ended after ${this.objects.length} objects, wanted ${count}: ${JSON.stringify(this.objects).slice(0, 2000)}`);
-      if (Date.now() > deadline) throw new Error(`only ${this.objects.length} of ${count} stream objects within ${timeoutMs} ms: ${JSON.stringify(this.objects).slice(0, 2000)}`);
-      await sleep(20);
-    }
+    await until(
+      () => `${count} stream objects (got ${this.objects.length}): ${JSON.stringify(this.objects).slice(0, 2000)}`,
+      () => {
+        if (this.objects.length >= count) return true;
+        if (this.failure !== null) throw this.failure;
+        if (this.ended) throw new Error(`stream ended after ${this.objects.length} objects, wanted ${count}: ${JSON.stringify(this.objects).slice(0, 2000)}`);
+        return false;
+      },
+      timeoutMs,
+      20,
+    );
   }
 
   /** Waits until an object matching `predicate` arrived; returns it. */
   async waitUntil(what: string, predicate: (object: Record<string, unknown>) => boolean, timeoutMs = 10_000): Promise<Record<string, unknown>> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const found = this.objects.find(predicate);
-      if (found !== undefined) return found;
-      if (this.failure !== null) throw this.failure;
-      if (this.ended || Date.now() > deadline) throw new Error(`no ${what} on the stream (${this.ended ? 'it ended' : 'timed out'}): ${JSON.stringify(this.objects).slice(-2000)}`);
-      await sleep(20);
-    }
+    return untilValue(
+      () => `${what} on the stream: ${JSON.stringify(this.objects).slice(-2000)}`,
+      async () => {
+        const found = this.objects.find(predicate);
+        if (found !== undefined) return found;
+        if (this.failure !== null) throw this.failure;
+        if (this.ended) throw new Error(`no ${what} on the stream (it ended): ${JSON.stringify(this.objects).slice(-2000)}`);
+        return undefined;
+      },
+      timeoutMs,
+      20,
+    );
   }
 
   /** Waits for the answer to end. */
   async waitForEnd(timeoutMs = 10_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!this.ended) {
-      if (Date.now() > deadline) throw new Error(`stream still open after ${timeoutMs} ms`);
-      await sleep(20);
-    }
+    await until('the stream to end', () => this.ended, timeoutMs, 20);
   }
 
   close(): void {

@@ -7,8 +7,9 @@ import { Registry } from 'prom-client';
 import { loadConfig } from '../../src/config';
 import { createMetrics, type Metrics } from '../../src/metrics';
 import { startProxy, type RunningProxy } from '../../src/proxy';
-import { freePort, sleep, stopChild } from './etcd';
+import { freePort, stopChild } from './etcd';
 import { trackProcess } from './processes';
+import { until } from './until';
 
 export const REPO_ROOT = resolve(__dirname, '..', '..');
 export const CLI = join(REPO_ROOT, 'src', 'cli.ts');
@@ -50,11 +51,7 @@ export async function startTestProxy(
     address,
     url: `http://${address}`,
     async mirrored(revision = 1) {
-      const deadline = Date.now() + 20_000;
-      while (((await metrics.mirrorRevision.get()).values[0]?.value ?? 0) < revision) {
-        if (Date.now() > deadline) throw new Error(`mirror did not reach revision ${revision} within 20 s`);
-        await sleep(25);
-      }
+      await until(`the mirror to reach revision ${revision}`, async () => ((await metrics.mirrorRevision.get()).values[0]?.value ?? 0) >= revision, 20_000, 25);
     },
     async stop() {
       await proxy.close();
@@ -117,12 +114,14 @@ export async function startProxyProcess(
   child.stdout?.setEncoding('utf8').on('data', (c: string) => (out += c));
   child.stderr?.setEncoding('utf8').on('data', (c: string) => (err += c));
   const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
-  const deadline = Date.now() + 20_000;
-  while (!(await answersHttp(`http://127.0.0.1:${port}/metrics`))) {
-    if (child.exitCode !== null) throw new Error(`proxy exited early (${child.exitCode}):\n${err}`);
-    if (Date.now() > deadline) throw new Error(`proxy did not start within 20 s:\n${err}`);
-    await sleep(50);
-  }
+  await until(
+    () => `the proxy on port ${port} to start:\n${err}`,
+    async () => {
+      if (child.exitCode !== null) throw new Error(`proxy exited early (${child.exitCode}):\n${err}`);
+      return answersHttp(`http://127.0.0.1:${port}/metrics`);
+    },
+    20_000,
+  );
   return {
     child,
     address: `127.0.0.1:${port}`,

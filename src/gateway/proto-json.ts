@@ -3,6 +3,10 @@ import { Enum, Reader, Root, Type, util, type Field, type Message } from 'protob
 import { protoRoot } from '../api/proto';
 import { decodeGoBase64 } from './go-base64';
 import { parseDocument, type JsonValue } from './go-json';
+import { goJsonString } from './go-string';
+
+// Strings as Go writes them now live with the rest of the answer writing; kept importable from here.
+export { goJsonString } from './go-string';
 
 /**
  * etcd's gateway maps JSON to protobuf with golang/protobuf's jsonpb, as
@@ -279,16 +283,4 @@ interface LongLike {
 
 function isLong(value: unknown): value is LongLike {
   return typeof value === 'object' && value !== null && typeof (value as Partial<LongLike>).isZero === 'function' && typeof (value as Partial<LongLike>).toUnsigned === 'function';
-}
-
-const GO_ESCAPES: Record<string, string> = { '"': '\\"', '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
-
-/**
- * A string as Go's encoding/json writes it: HTML-safe (<, >, & escaped),
- * U+2028/U+2029 escaped, other control characters as \u00XX.
- */
-export function goJsonString(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  const escaped = text.replace(/["\\\u0000-\u001f<>&\u2028\u2029]/g, (c) => GO_ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-  return `"${escaped}"`;
 }

@@ -22,7 +22,7 @@ export interface Core {
    * The JSON gateway's form of an answer, made by `make` and kept with the
    * encoded answer while that one is kept for repeated reads.
    */
-  answerJson(answer: Buffer, make: () => string): Buffer;
+  answerJson(answer: Buffer, make: () => Buffer): Buffer;
 }
 
 export interface CoreOptions {
@@ -45,7 +45,7 @@ export function createCore(ctx: ApiContext, options: CoreOptions): Core {
   return {
     services,
     method: (path) => byPath.get(path),
-    answerJson: (answer, make) => (cache === undefined ? Buffer.from(make()) : cache.json(answer, make)),
+    answerJson: (answer, make) => (cache === undefined ? make() : cache.json(answer, make)),
   };
 }
 

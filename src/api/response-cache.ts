@@ -101,11 +101,11 @@ export class ResponseCache {
    * The JSON of an answer this cache handed out (made once, kept with the
    * entry while the answer is current), or of any other answer (made).
    */
-  json(answer: Buffer, make: () => string): Buffer {
+  json(answer: Buffer, make: () => Buffer): Buffer {
     const entry = this.byAnswer.get(answer);
-    if (entry === undefined || entry.full !== answer || this.entries.get(entry.id) !== entry) return Buffer.from(make());
+    if (entry === undefined || entry.full !== answer || this.entries.get(entry.id) !== entry) return make();
     if (entry.json === undefined) {
-      const json = Buffer.from(make());
+      const json = make();
       this.resize(entry, () => (entry.json = json));
       return json;
     }

@@ -100,6 +100,9 @@ function relayRequests(ctx: GatewayContext, route: GatewayRoute, handler: Duplex
   });
 }
 
+const RESULT_OPEN = Buffer.from('{"result":');
+const RESULT_CLOSE = Buffer.from('}\n');
+
 /** A call whose answers go to the HTTP response as they come. */
 function openCall(ctx: GatewayContext, route: GatewayRoute, options: CoreCallOptions, response: ServerResponse, request?: Buffer): GatewayStreamCall {
   let started = false;
@@ -120,7 +123,7 @@ function openCall(ctx: GatewayContext, route: GatewayRoute, options: CoreCallOpt
       message(bytes, done) {
         if (response.destroyed) return true;
         if (!started) start(200, {});
-        let json: string;
+        let json: Buffer;
         try {
           json = responseJson(route.response, bytes);
         } catch (error) {
@@ -128,7 +131,7 @@ function openCall(ctx: GatewayContext, route: GatewayRoute, options: CoreCallOpt
           response.destroy();
           return true;
         }
-        const flushed = response.write(`{"result":${json}}\n`, done === undefined ? undefined : () => done());
+        const flushed = response.write(Buffer.concat([RESULT_OPEN, json, RESULT_CLOSE]), done === undefined ? undefined : () => done());
         // A slow HTTP client holds the stream back (the watch hub then buffers, up to its bound).
         if (!flushed && !awaitingDrain) {
           awaitingDrain = true;

@@ -1,8 +1,12 @@
 import { join } from 'node:path';
-import { Enum, Reader, Root, Type, util, type Field, type Message } from 'protobufjs';
+import { Enum, Reader, Root, Type, util, type Field } from 'protobufjs';
 import { protoRoot } from '../etcd/proto';
 import { decodeGoBase64 } from './go-base64';
 import { parseDocument, type JsonValue } from './go-json';
+import { wireToJsonBuffer } from './wire-json';
+
+// Strings as Go writes them now live with the rest of the answer writing; kept importable from here.
+export { goJsonString } from './go-string';
 
 /**
  * etcd's gateway maps JSON to protobuf with golang/protobuf's jsonpb, as
@@ -68,9 +72,9 @@ export function encodeRequest(type: Type, json: JsonValue | null): EncodeResult 
   }
 }
 
-/** The JSON text grpc-gateway writes for a message of `type`. */
-export function responseJson(type: Type, bytes: Buffer): string {
-  return writeMessage(type, type.decode(bytes));
+/** The JSON grpc-gateway writes for a message of `type` (UTF-8), read straight from its wire bytes. */
+export function responseJson(type: Type, bytes: Buffer): Buffer {
+  return wireToJsonBuffer(type, bytes);
 }
 
 /** protoc's JSON name: each underscore dropped and the letter after it capitalised. */
@@ -208,87 +212,4 @@ function goTypeName(enumType: Enum): string {
 /** Go's %q for the bytes between a JSON string's quotes (printable ASCII kept, the rest escaped). */
 function goQuote(raw: string): string {
   return JSON.stringify(raw).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
-
-// ---- protobuf → JSON ------------------------------------------------------
-
-function writeMessage(type: Type, message: Message | Record<string, unknown>): string {
-  const parts: string[] = [];
-  const own = message as Record<string, unknown>;
-  for (const field of type.fieldsArray) {
-    const value = own[field.name];
-    if (value === undefined || value === null) continue;
-    // A oneof member counts when it is set, zero or not; other fields only when not zero.
-    if (field.partOf !== null ? !Object.prototype.hasOwnProperty.call(own, field.name) : isZero(field, value)) continue;
-    const text = field.repeated && Array.isArray(value) ? `[${value.map((item: unknown) => writeValue(field, item)).join(',')}]` : writeValue(field, value);
-    parts.push(`${goJsonString(field.name)}:${text}`);
-  }
-  return `{${parts.join(',')}}`;
-}
-
-function writeValue(field: Field, value: unknown): string {
-  const resolved = field.resolvedType;
-  if (resolved instanceof Type) return writeMessage(resolved, value as Message);
-  if (resolved instanceof Enum) {
-    const name = resolved.valuesById[Number(value)];
-    return name === undefined ? String(Number(value)) : goJsonString(name);
-  }
-  switch (field.type) {
-    case 'bytes':
-      return `"${Buffer.from(value as Uint8Array).toString('base64')}"`;
-    case 'string':
-      return goJsonString(String(value));
-    case 'bool':
-      return value === true ? 'true' : 'false';
-    case 'int64':
-    case 'sint64':
-    case 'sfixed64':
-    case 'uint64':
-    case 'fixed64':
-      return `"${longToString(value, field.type === 'uint64' || field.type === 'fixed64')}"`;
-    default:
-      return String(Number(value));
-  }
-}
-
-function isZero(field: Field, value: unknown): boolean {
-  if (field.repeated) return !Array.isArray(value) || value.length === 0;
-  if (field.resolvedType instanceof Type) return false;
-  // protobufjs's default for an absent bytes field is an empty plain array.
-  if (value instanceof Uint8Array || Array.isArray(value)) return value.length === 0;
-  if (typeof value === 'string') return value === '';
-  if (typeof value === 'boolean') return !value;
-  if (typeof value === 'number') return value === 0;
-  if (isLong(value)) return value.isZero();
-  return false;
-}
-
-function longToString(value: unknown, unsigned: boolean): string {
-  if (typeof value === 'number') return String(value);
-  if (isLong(value)) return unsigned && !value.unsigned ? value.toUnsigned().toString() : value.toString();
-  return String(value);
-}
-
-/** The parts of a Long (protobufjs's 64-bit integers) this file reads. */
-interface LongLike {
-  readonly unsigned: boolean;
-  isZero(): boolean;
-  toUnsigned(): LongLike;
-  toString(): string;
-}
-
-function isLong(value: unknown): value is LongLike {
-  return typeof value === 'object' && value !== null && typeof (value as Partial<LongLike>).isZero === 'function' && typeof (value as Partial<LongLike>).toUnsigned === 'function';
-}
-
-const GO_ESCAPES: Record<string, string> = { '"': '\\"', '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
-
-/**
- * A string as Go's encoding/json writes it: HTML-safe (<, >, & escaped),
- * U+2028/U+2029 escaped, other control characters as \u00XX.
- */
-export function goJsonString(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  const escaped = text.replace(/["\\\u0000-\u001f<>&\u2028\u2029]/g, (c) => GO_ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-  return `"${escaped}"`;
 }

@@ -49,9 +49,9 @@ describe('ResponseCache', () => {
     const cache = new ResponseCache(1024);
     const made = cache.set('range', Buffer.from('req'), 5, prefix('a', 'b'), header(5)(), Buffer.from('body'));
     let calls = 0;
-    const make = (): string => {
+    const make = (): Buffer => {
       calls += 1;
-      return '{"json":true}';
+      return Buffer.from('{"json":true}');
     };
     const before = cache.usedBytes;
     assert.equal(cache.json(made, make).toString(), '{"json":true}');

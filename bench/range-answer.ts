@@ -10,10 +10,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { etcdMethod } from '../src/etcd/proto';
-import type { KeyValueRecord } from '../src/etcd/records';
-import { toWireKeyValue } from '../src/etcd/wire';
-import { mirrorHeader } from '../src/mirror/response-header';
+import { encodeKeyValue, type EncodedKeyValue } from '../src/etcd/kv-bytes';
+import { encodeRangeResponse } from '../src/etcd/response-bytes';
+import { mirrorHeaderBytes } from '../src/mirror/response-header';
 import { evaluateRange, type WireRangeRequest } from '../src/mirror/range-query';
 import { openStore, type MirrorStore } from '../src/store/store';
 
@@ -23,26 +22,20 @@ const { values } = parseArgs({
 const KEYS = Number(values.keys);
 const VALUE_BYTES = Number(values['value-bytes']);
 const ROUNDS = Number(values.rounds);
-const range = etcdMethod('etcdserverpb.KV', 'Range');
 
 /** What mirror-reads answers for one Range, as bytes. */
 function answer(store: MirrorStore, request: WireRangeRequest): Buffer {
   const meta = store.meta();
   const result = evaluateRange(store, request);
-  return range.responseSerialize({
-    header: mirrorHeader(meta),
-    ...(result.kvs.length > 0 ? { kvs: result.kvs.map((kv) => toWireKeyValue(kv, result.keysOnly)) } : {}),
-    ...(result.more ? { more: true } : {}),
-    ...(result.count > 0 ? { count: result.count } : {}),
-  });
+  return encodeRangeResponse(mirrorHeaderBytes(meta), result.kvs, result.more, result.count, result.keysOnly);
 }
 
 function fill(store: MirrorStore): void {
   const writer = store.beginSnapshot();
-  const page: KeyValueRecord[] = [];
+  const page: EncodedKeyValue[] = [];
   for (let i = 0; i < KEYS; i += 1) {
     const value = Buffer.alloc(VALUE_BYTES, `{"uri":"/route/${i}","upstream":{"nodes":{"10.0.0.1:80":1}}}`);
-    page.push({ key: Buffer.from(`/apisix/routes/${String(i).padStart(8, '0')}`), value, create_revision: i + 2, mod_revision: i + 2, version: 1, lease: '0' });
+    page.push(encodeKeyValue({ key: Buffer.from(`/apisix/routes/${String(i).padStart(8, '0')}`), value, create_revision: i + 2, mod_revision: i + 2, version: 1, lease: '0' }));
   }
   writer.putPage(page);
   writer.commit(KEYS + 1, { cluster_id: '14841639068965178418', member_id: '10276657743932975437', raft_term: '2' }, 0, 'all');

@@ -3,7 +3,8 @@ import type { UnaryCall, UnaryCallback, UnaryHandler } from './call';
 import type { StaleReads } from '../config';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
-import { toRevision, toWireKeyValue } from '../etcd/wire';
+import { toRevision } from '../etcd/wire';
+import { encodeRangeResponse } from '../etcd/response-bytes';
 import type { Mirror } from '../mirror/mirror';
 import { isRetained, keyspaceAt } from '../mirror/history-view';
 import { evaluateRange, isAllAbove, validateRange, type WireRangeRequest } from '../mirror/range-query';
@@ -18,7 +19,7 @@ import type { ApiContext } from './context';
 import { ProxyError, toStatus, type EtcdErrorName } from '../etcd/errors';
 import { observeCall, type RpcRef } from './forward';
 import { STALE_HEADER } from '../etcd/metadata';
-import { mirrorHeader } from '../mirror/response-header';
+import { mirrorHeaderBytes } from '../mirror/response-header';
 import { ResponseCache } from './response-cache';
 import type { AnyMethodDefinition } from '../etcd/proto';
 
@@ -55,8 +56,8 @@ interface ReadSpec<Req> {
   /** A revision other than 0: a read of the keyspace as it was then. */
   revision(request: Req): number;
   serializable(request: Req): boolean;
-  /** The response body (the header is added by the caller), at the mirror's current content. */
-  answer(request: Req, meta: StoreMeta): object;
+  /** The encoded response, header included, at the mirror's current content (`meta`). */
+  answer(request: Req, meta: StoreMeta): Buffer;
 }
 
 /** How one read is answered. */
@@ -119,7 +120,7 @@ function mirrorRead<Req>(
     const meta = deps.store.meta();
     let response = cache.get(call.request, meta.revision);
     if (response === undefined) {
-      response = method.responseSerialize({ header: mirrorHeader(meta), ...spec.answer(request, meta) });
+      response = spec.answer(request, meta);
       cache.set(call.request, meta.revision, response);
     }
     if (stale) {
@@ -172,7 +173,7 @@ export function mirrorRange(
     refusal: validateRange,
     revision: (request) => toRevision(request.revision),
     serializable: (request) => request.serializable === true,
-    answer(request) {
+    answer(request, meta) {
       const revision = toRevision(request.revision);
       const key = request.key ?? Buffer.alloc(0);
       const rangeEnd = request.range_end ?? Buffer.alloc(0);
@@ -181,12 +182,8 @@ export function mirrorRange(
           ? deps.store
           : keyspaceAt(deps.store, revision, key, isAllAbove(rangeEnd) ? null : rangeEnd, rangeEnd.length === 0);
       const result = evaluateRange(reader, request);
-      // Zero values are left out, as etcd's encoder leaves them out (protobufjs would write them).
-      return {
-        ...(result.kvs.length > 0 ? { kvs: result.kvs.map((kv) => toWireKeyValue(kv, result.keysOnly)) } : {}),
-        ...(result.more ? { more: true } : {}),
-        ...(result.count > 0 ? { count: result.count } : {}),
-      };
+      // The stored keys as they are, behind their field tags: nothing is decoded or encoded again.
+      return encodeRangeResponse(mirrorHeaderBytes(meta), result.kvs, result.more, result.count, result.keysOnly);
     },
   });
 }
@@ -205,6 +202,6 @@ export function mirrorTxn(
     refusal: (request) => validateTxn(request),
     revision: () => 0,
     serializable: isSerializableTxn,
-    answer: (request, meta) => evaluateTxn(deps.store, request, meta.revision),
+    answer: (request, meta) => evaluateTxn(deps.store, request, meta.revision, mirrorHeaderBytes(meta)),
   });
 }

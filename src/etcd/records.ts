@@ -25,11 +25,3 @@ export interface UpstreamIdentity {
   readonly raft_term: string;
 }
 
-/** The object form the store held before it kept etcd's encodings (removed once nothing reads it). */
-export type KeyValueRecord = KeyValueFields;
-
-export interface EventRecord {
-  readonly type: EventType;
-  readonly kv: KeyValueRecord;
-  readonly prev_kv?: KeyValueRecord;
-}

@@ -3,10 +3,17 @@ import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { isLongStoreKey, isPastEnd, scanStart, toStoreKey } from './key-codec';
 import { orderedScan } from './ordered-scan';
-import type { EventRecord, KeyValueRecord, UpstreamIdentity } from '../etcd/records';
+import type { EncodedEvent } from '../etcd/event-bytes';
+import { EncodedKeyValue } from '../etcd/kv-bytes';
+import type { UpstreamIdentity } from '../etcd/records';
+import { decodeLogEntry, encodeLogEntry } from './log-entry';
 import type { StoreMeta } from './meta';
 
-export const SCHEMA_VERSION = 1;
+/**
+ * 2: keys and log entries are etcd's encodings (KeyValue, Event) under lmdb's
+ * binary encoding; 1 kept them as msgpack'd objects.
+ */
+export const SCHEMA_VERSION = 2;
 
 /** Two key tables: one serves reads while a re-list fills the other, then they swap in one commit. */
 type KvSlot = 'kv-a' | 'kv-b';
@@ -27,7 +34,7 @@ const EMPTY_META: PersistedMeta = {
 
 /** Fills the inactive key table page by page; nothing is visible until commit. */
 export interface SnapshotWriter {
-  putPage(records: readonly KeyValueRecord[]): void;
+  putPage(records: readonly EncodedKeyValue[]): void;
   /** Makes the snapshot the mirror's content at `revision`, in one transaction. */
   commit(revision: number, identity: UpstreamIdentity, compactRevision: number, scope: string): void;
 }
@@ -35,7 +42,7 @@ export interface SnapshotWriter {
 /** Everything the store holds at one moment: meta and every key, from one read transaction. */
 export interface StoreView {
   readonly meta: StoreMeta;
-  readonly records: IterableIterator<KeyValueRecord>;
+  readonly records: IterableIterator<EncodedKeyValue>;
   /** Ends the read transaction (a long-lived one keeps LMDB from reusing pages). */
   done(): void;
 }
@@ -55,9 +62,9 @@ export interface StoreStats {
 
 export interface MirrorStore {
   meta(): StoreMeta;
-  get(key: Buffer): KeyValueRecord | undefined;
+  get(key: Buffer): EncodedKeyValue | undefined;
   /** Keys with start <= key < end (end null: no bound), in etcd's byte order. */
-  scan(start: Buffer, end: Buffer | null): IterableIterator<KeyValueRecord>;
+  scan(start: Buffer, end: Buffer | null): IterableIterator<EncodedKeyValue>;
   /** How many keys scan(start, end) would yield, reading keys only where it can. */
   count(start: Buffer, end: Buffer | null): number;
   /**
@@ -66,12 +73,12 @@ export interface MirrorStore {
    * the watch vouches for without mirrored events), in one LMDB transaction.
    * Returns the new M.
    */
-  applyEvents(events: readonly EventRecord[], identity: UpstreamIdentity, through?: number): number;
+  applyEvents(events: readonly EncodedEvent[], identity: UpstreamIdentity, through?: number): number;
   /** Records what the upstream said about itself (term changes, compaction) without events. */
   updateMeta(update: { identity?: UpstreamIdentity; compactRevision?: number }): void;
   beginSnapshot(): SnapshotWriter;
   /** Events of revisions > after, in order, from the log. */
-  eventsAfter(after: number): IterableIterator<{ revision: number; events: EventRecord[] }>;
+  eventsAfter(after: number): IterableIterator<{ revision: number; events: EncodedEvent[] }>;
   /** Drops log entries of revisions below keepFrom. */
   pruneLog(keepFrom: number): Promise<void>;
   /** Forgets everything (another cluster, or a restored one). */
@@ -103,11 +110,12 @@ export function openStore(dataDir: string, options: { readOnly?: boolean } = {})
   const root: RootDatabase = open({ path, overlappingSync: true, maxDbs: 8, readOnly: options.readOnly === true });
   const metaDb = root.openDB<PersistedMeta, string>({ name: 'meta', encoding: 'msgpack' });
   const membersDb = root.openDB<PersistedMembers, string>({ name: 'members', encoding: 'msgpack' });
-  const kvDbs: Record<KvSlot, Database<KeyValueRecord, Buffer>> = {
-    'kv-a': root.openDB<KeyValueRecord, Buffer>({ name: 'kv-a', keyEncoding: 'binary', encoding: 'msgpack' }),
-    'kv-b': root.openDB<KeyValueRecord, Buffer>({ name: 'kv-b', keyEncoding: 'binary', encoding: 'msgpack' }),
+  // Values are etcd's encodings as they are: a key's KeyValue, a revision's events (log-entry.ts).
+  const kvDbs: Record<KvSlot, Database<Buffer, Buffer>> = {
+    'kv-a': root.openDB<Buffer, Buffer>({ name: 'kv-a', keyEncoding: 'binary', encoding: 'binary' }),
+    'kv-b': root.openDB<Buffer, Buffer>({ name: 'kv-b', keyEncoding: 'binary', encoding: 'binary' }),
   };
-  const logDb = root.openDB<EventRecord[], number>({ name: 'log', keyEncoding: 'ordered-binary', encoding: 'msgpack' });
+  const logDb = root.openDB<Buffer, number>({ name: 'log', keyEncoding: 'ordered-binary', encoding: 'binary' });
 
   const stored = metaDb.get('meta');
   if (stored !== undefined && stored.schemaVersion !== SCHEMA_VERSION) {
@@ -118,16 +126,23 @@ export function openStore(dataDir: string, options: { readOnly?: boolean } = {})
   const writeMeta = (next: PersistedMeta): void => {
     metaDb.putSync('meta', next);
   };
-  const active = (): Database<KeyValueRecord, Buffer> => kvDbs[meta.activeKv];
+  const active = (): Database<Buffer, Buffer> => kvDbs[meta.activeKv];
+  /** LMDB's entries with their values as views (lmdb hands out copies of binary values, which the views may keep). */
+  const viewsOf = (entries: Iterable<{ key: Buffer; value: Buffer }>): Iterable<{ key: Buffer; value: EncodedKeyValue }> => ({
+    *[Symbol.iterator]() {
+      for (const { key, value } of entries) yield { key, value: new EncodedKeyValue(value) };
+    },
+  });
 
   return {
     meta: () => meta,
     get(key) {
-      const record = active().get(toStoreKey(key));
+      const bytes = active().get(toStoreKey(key));
+      const record = bytes === undefined ? undefined : new EncodedKeyValue(bytes);
       return record !== undefined && record.key.equals(key) ? record : undefined;
     },
     scan(start, end) {
-      return orderedScan(active().getRange({ start: scanStart(start) }), start, end);
+      return orderedScan(viewsOf(active().getRange({ start: scanStart(start) })), start, end);
     },
     count(start, end) {
       const table = active();
@@ -135,7 +150,8 @@ export function openStore(dataDir: string, options: { readOnly?: boolean } = {})
       for (const storeKey of table.getKeys({ start: scanStart(start) })) {
         if (end !== null && isPastEnd(storeKey, end)) break;
         // An inline key is its own full key; a long one must be read to be placed exactly.
-        const key = isLongStoreKey(storeKey) ? table.get(storeKey)?.key : storeKey;
+        const stored = isLongStoreKey(storeKey) ? table.get(storeKey) : undefined;
+        const key = stored === undefined ? storeKey : new EncodedKeyValue(stored).key;
         if (key !== undefined && Buffer.compare(key, start) >= 0 && (end === null || Buffer.compare(key, end) < 0)) total += 1;
       }
       return total;
@@ -144,17 +160,17 @@ export function openStore(dataDir: string, options: { readOnly?: boolean } = {})
       if (events.length === 0 && through <= meta.revision) return meta.revision;
       meta = root.transactionSync(() => {
         const kv = active();
-        const byRevision = new Map<number, EventRecord[]>();
+        const byRevision = new Map<number, EncodedEvent[]>();
         for (const event of events) {
           const revision = event.kv.mod_revision;
           if (revision <= meta.revision) continue; // already applied (a resumed watch may repeat the seam)
-          if (event.type === 'PUT') kv.putSync(toStoreKey(event.kv.key), event.kv);
+          if (event.type === 'PUT') kv.putSync(toStoreKey(event.kv.key), event.kv.bytes);
           else kv.removeSync(toStoreKey(event.kv.key));
           const group = byRevision.get(revision) ?? [];
           group.push(event);
           byRevision.set(revision, group);
         }
-        for (const [revision, group] of byRevision) logDb.putSync(revision, group);
+        for (const [revision, group] of byRevision) logDb.putSync(revision, encodeLogEntry(group));
         const revision = Math.max(meta.revision, through, ...byRevision.keys());
         const logStart = meta.logStart === 0 && byRevision.size > 0 ? Math.min(...byRevision.keys()) : meta.logStart;
         const next = { ...meta, identity, revision, logStart };
@@ -179,7 +195,7 @@ export function openStore(dataDir: string, options: { readOnly?: boolean } = {})
       return {
         putPage(records) {
           root.transactionSync(() => {
-            for (const record of records) target.putSync(toStoreKey(record.key), record);
+            for (const record of records) target.putSync(toStoreKey(record.key), record.bytes);
           });
         },
         commit(revision, identity, compactRevision, scope) {
@@ -195,7 +211,7 @@ export function openStore(dataDir: string, options: { readOnly?: boolean } = {})
       };
     },
     *eventsAfter(after) {
-      for (const { key, value } of logDb.getRange({ start: after + 1 })) yield { revision: key, events: value };
+      for (const { key, value } of logDb.getRange({ start: after + 1 })) yield { revision: key, events: decodeLogEntry(value) };
     },
     async pruneLog(keepFrom) {
       if (keepFrom <= meta.logStart) return;
@@ -227,7 +243,7 @@ export function openStore(dataDir: string, options: { readOnly?: boolean } = {})
       const empty = Buffer.alloc(0);
       return {
         meta: seen,
-        records: orderedScan(table.getRange({ transaction }), empty, null),
+        records: orderedScan(viewsOf(table.getRange({ transaction })), empty, null),
         done: () => transaction.done(),
       };
     },

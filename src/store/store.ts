@@ -6,7 +6,9 @@ import { orderedScan } from './ordered-scan';
 import type { EncodedEvent } from '../etcd/event-bytes';
 import { EncodedKeyValue } from '../etcd/kv-bytes';
 import type { UpstreamIdentity } from '../etcd/records';
+import type { Logger } from '../log';
 import { decodeLogEntry, encodeLogEntry } from './log-entry';
+import { upgradeFromSchema1 } from './schema-upgrade';
 import type { StoreMeta } from './meta';
 
 /**
@@ -93,13 +95,21 @@ export interface MirrorStore {
   close(): Promise<void>;
 }
 
+export interface StoreOptions {
+  /** Opened by a process that must not write (a snapshot of another process's mirror). */
+  readonly readOnly?: boolean;
+  /** Told, once, when the store on disk was converted from an older schema. */
+  readonly log?: Logger;
+}
+
 /**
  * The LMDB environment in `<dataDir>/mirror`. overlappingSync: a commit is in
  * the memory map (a crash of the process loses nothing committed) and flushed
  * to disk in the background; an OS crash rolls back to the last flushed
  * transaction, which LMDB keeps intact, and the mirror resumes from there.
+ * A store of schema 1 is converted in place before anything reads it.
  */
-export function openStore(dataDir: string, options: { readOnly?: boolean } = {}): MirrorStore {
+export function openStore(dataDir: string, options: StoreOptions = {}): MirrorStore {
   const path = join(dataDir, 'mirror');
   // Read-only (a snapshot of another process's mirror): the environment must already exist.
   if (options.readOnly === true) {
@@ -117,9 +127,33 @@ export function openStore(dataDir: string, options: { readOnly?: boolean } = {})
   };
   const logDb = root.openDB<Buffer, number>({ name: 'log', keyEncoding: 'ordered-binary', encoding: 'binary' });
 
-  const stored = metaDb.get('meta');
-  if (stored !== undefined && stored.schemaVersion !== SCHEMA_VERSION) {
-    throw new Error(`etcd-cache-proxy: ${path} has store schema ${stored.schemaVersion}, this version reads ${SCHEMA_VERSION}`);
+  /** Schema 1 to 2 in one write transaction: a crash midway leaves schema 1 as it was, converted again at the next open. */
+  const upgrade = (old: PersistedMeta): PersistedMeta => {
+    if (options.readOnly === true) {
+      throw new Error(`etcd-cache-proxy: ${path} has store schema 1; start the proxy on it once to convert it to schema ${SCHEMA_VERSION}`);
+    }
+    const started = Date.now();
+    const next: PersistedMeta = { ...old, schemaVersion: SCHEMA_VERSION };
+    const inactive: KvSlot = old.activeKv === 'kv-a' ? 'kv-b' : 'kv-a';
+    const converted = root.transactionSync(() => {
+      const result = upgradeFromSchema1(root, { activeKv: kvDbs[old.activeKv], inactiveKv: kvDbs[inactive], log: logDb }, old.activeKv);
+      metaDb.putSync('meta', next);
+      return result;
+    });
+    options.log?.info({ from: 1, to: SCHEMA_VERSION, ...converted, ms: Date.now() - started }, 'store converted in place to etcd encodings; the mirror is kept');
+    return next;
+  };
+  let stored: PersistedMeta | undefined;
+  try {
+    const found = metaDb.get('meta');
+    stored = found?.schemaVersion === 1 ? upgrade(found) : found;
+    if (stored !== undefined && stored.schemaVersion !== SCHEMA_VERSION) {
+      throw new Error(`etcd-cache-proxy: ${path} has store schema ${stored.schemaVersion}, this version reads ${SCHEMA_VERSION}`);
+    }
+  } catch (error) {
+    // Nobody gets a handle to close: the environment is closed here (an open one would block the next open in this process).
+    void root.close();
+    throw error;
   }
   // Stores written before prefixes could be chosen hold the whole keyspace.
   let meta: PersistedMeta = stored === undefined ? EMPTY_META : { ...stored, scope: stored.scope ?? 'all' };

@@ -186,7 +186,7 @@ export function openStore(dataDir: string, options: StoreOptions = {}): MirrorSt
         // An inline key is its own full key; a long one must be read to be placed exactly.
         const stored = isLongStoreKey(storeKey) ? table.get(storeKey) : undefined;
         const key = stored === undefined ? storeKey : new EncodedKeyValue(stored).key;
-        if (key !== undefined && Buffer.compare(key, start) >= 0 && (end === null || Buffer.compare(key, end) < 0)) total += 1;
+        if (Buffer.compare(key, start) >= 0 && (end === null || Buffer.compare(key, end) < 0)) total += 1;
       }
       return total;
     },

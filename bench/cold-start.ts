@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { KeyValueRecord } from '../src/etcd/records';
+import { encodeKeyValue, type EncodedKeyValue } from '../src/etcd/kv-bytes';
 import { openStore } from '../src/store/store';
 import { freePort, sleep } from '../test/support/etcd';
 import { runCli } from '../test/support/proxy';
@@ -27,9 +27,9 @@ async function main(): Promise<void> {
     const writer = store.beginSnapshot();
     const value = Buffer.from(JSON.stringify({ uri: '/hello/*', upstream: { type: 'roundrobin', nodes: { '10.0.0.1:80': 1 } }, plugins: {} }));
     for (let start = 0; start < KEYS; start += PAGE) {
-      const page: KeyValueRecord[] = [];
+      const page: EncodedKeyValue[] = [];
       for (let i = start; i < Math.min(KEYS, start + PAGE); i += 1) {
-        page.push({ key: Buffer.from(`/apisix/routes/${String(i).padStart(8, '0')}`), value, create_revision: i + 2, mod_revision: i + 2, version: 1, lease: '0' });
+        page.push(encodeKeyValue({ key: Buffer.from(`/apisix/routes/${String(i).padStart(8, '0')}`), value, create_revision: i + 2, mod_revision: i + 2, version: 1, lease: '0' }));
       }
       writer.putPage(page);
     }

@@ -64,7 +64,7 @@ export interface ProxyDeps {
 /** Wires every part together and starts listening. */
 export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<RunningProxy> {
   await mkdir(config.dataDir, { recursive: true });
-  const store = openStore(config.dataDir);
+  const store = openStore(config.dataDir, { log: log.child({ component: 'store' }) });
   // Marks every upstream call, so a call that comes back to this proxy is refused, not forwarded again.
   const instanceId = createInstanceId();
   // What a reload changes in place; everything else reads the config it started with.

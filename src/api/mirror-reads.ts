@@ -3,7 +3,8 @@ import type { UnaryCall, UnaryCallback, UnaryHandler } from './call';
 import type { StaleReads } from '../config';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
-import { toRevision, toWireKeyValue } from '../etcd/wire';
+import { toRevision } from '../etcd/wire';
+import { encodeHeaderField, encodeRangeResponse } from '../etcd/response-bytes';
 import type { Mirror } from '../mirror/mirror';
 import { isRetained, keyspaceAt } from '../mirror/history-view';
 import { evaluateRange, isAllAbove, validateRange, type WireRangeRequest } from '../mirror/range-query';
@@ -18,7 +19,7 @@ import type { ApiContext } from './context';
 import { ProxyError, toStatus, type EtcdErrorName } from '../etcd/errors';
 import { observeCall, type RpcRef } from './forward';
 import { STALE_HEADER } from '../etcd/metadata';
-import { mirrorHeader } from '../mirror/response-header';
+import { mirrorHeaderBytes } from '../mirror/response-header';
 import type { KeySpan, ResponseCache, Validity } from './response-cache';
 import type { AnyMethodDefinition } from '../etcd/proto';
 
@@ -57,8 +58,12 @@ interface ReadSpec<Req> {
   /** A revision other than 0: a read of the keyspace as it was then. */
   revision(request: Req): number;
   serializable(request: Req): boolean;
-  /** The response without its header (the caller adds it), at the mirror's current content. */
-  answer(request: Req, meta: StoreMeta): object;
+  /**
+   * The encoded response at the mirror's current content (`meta`): without
+   * its header field when the validity is `spans` (the caller puts the
+   * current header in front), whole when it is `revision-exact`.
+   */
+  answer(request: Req, meta: StoreMeta): Buffer;
   /** How long the answer stays true (see ResponseCache). */
   validity(request: Req): Validity;
 }
@@ -67,6 +72,7 @@ interface ReadSpec<Req> {
 type Route = { kind: 'forward' } | { kind: 'mirror'; stale: boolean } | { kind: 'refuse'; error: ProxyError };
 const FORWARD: Route = { kind: 'forward' };
 const FRESH: Route = { kind: 'mirror', stale: false };
+const EMPTY = Buffer.alloc(0);
 
 /** Requests larger than this are decoded each time (a big Txn is rarely sent twice). */
 const MEMO_MAX_REQUEST_BYTES = 1_024;
@@ -170,11 +176,16 @@ function mirrorRead<Req>(
 
   const answer = (call: UnaryCall, callback: UnaryCallback, request: Req, stale: boolean, started: bigint): void => {
     const meta = deps.store.meta();
-    const header = (): Buffer => method.responseSerialize({ header: mirrorHeader(meta) });
+    const header = (): Buffer => encodeHeaderField(mirrorHeaderBytes(meta));
     let response = cache.get(kind, call.request, meta.revision, header);
     if (response === undefined) {
       deps.metrics.responseCacheRequests.inc({ result: 'miss' });
-      response = cache.set(kind, call.request, meta.revision, spec.validity(request), header(), method.responseSerialize(spec.answer(request, meta)));
+      const validity = spec.validity(request);
+      const answered = spec.answer(request, meta);
+      response =
+        validity.kind === 'spans'
+          ? cache.set(kind, call.request, meta.revision, validity, header(), answered)
+          : cache.set(kind, call.request, meta.revision, validity, EMPTY, answered);
       deps.metrics.responseCacheBytes.set(cache.usedBytes);
     } else {
       deps.metrics.responseCacheRequests.inc({ result: 'hit' });
@@ -241,12 +252,8 @@ export function mirrorRange(
           ? deps.store
           : keyspaceAt(deps.store, revision, key, isAllAbove(rangeEnd) ? null : rangeEnd, rangeEnd.length === 0);
       const result = evaluateRange(reader, request);
-      // Zero values are left out, as etcd's encoder leaves them out (protobufjs would write them).
-      return {
-        ...(result.kvs.length > 0 ? { kvs: result.kvs.map((kv) => toWireKeyValue(kv, result.keysOnly)) } : {}),
-        ...(result.more ? { more: true } : {}),
-        ...(result.count > 0 ? { count: result.count } : {}),
-      };
+      // The stored keys as they are, behind their field tags: nothing is decoded or encoded again.
+      return encodeRangeResponse(null, result.kvs, result.more, result.count, result.keysOnly);
     },
   });
 }
@@ -267,7 +274,7 @@ export function mirrorTxn(
     serializable: isSerializableTxn,
     // Its nested answers name the revision themselves.
     validity: () => ({ kind: 'revision-exact' }),
-    answer: (request, meta) => evaluateTxn(deps.store, request, meta.revision),
+    answer: (request, meta) => evaluateTxn(deps.store, request, meta.revision, mirrorHeaderBytes(meta)),
   });
 }
 

@@ -1,10 +1,11 @@
 /**
- * What the mirror keeps, shaped like etcd's own messages (field names as in
- * mvccpb) so they go back on the wire without translation. Revisions are JS
+ * What the mirror knows of a key, field by field, named as in mvccpb. The
+ * store holds keys and events as etcd's own encodings (kv-bytes.ts,
+ * event-bytes.ts); their views read as these fields. Revisions are JS
  * numbers: exact up to 2^53, far beyond any etcd cluster's revision; lease
  * IDs stay decimal strings because they use all 64 bits.
  */
-export interface KeyValueRecord {
+export interface KeyValueFields {
   readonly key: Buffer;
   readonly create_revision: number;
   readonly mod_revision: number;
@@ -16,13 +17,6 @@ export interface KeyValueRecord {
 
 export type EventType = 'PUT' | 'DELETE';
 
-export interface EventRecord {
-  readonly type: EventType;
-  /** For DELETE: the key and the deleting revision (mod_revision), as etcd sends it. */
-  readonly kv: KeyValueRecord;
-  readonly prev_kv?: KeyValueRecord;
-}
-
 /** The upstream identity that mirror answers carry in their header. */
 export interface UpstreamIdentity {
   /** Decimal uint64. */
@@ -30,3 +24,4 @@ export interface UpstreamIdentity {
   readonly member_id: string;
   readonly raft_term: string;
 }
+

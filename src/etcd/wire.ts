@@ -1,8 +1,9 @@
-import type { EventRecord, KeyValueRecord, UpstreamIdentity } from './records';
+import type { KeyValueFields, UpstreamIdentity } from './records';
 
 /**
  * etcd messages as proto-loader decodes them (int64 as decimal strings, zero
- * values absent), and their conversion to and from the store's records.
+ * values absent), for the paths that still decode: relayed watches, the
+ * proxy's own calls, and the few answers built as objects.
  */
 export interface WireHeader {
   cluster_id?: string;
@@ -40,30 +41,11 @@ export interface WireRangeResponse {
   count?: string;
 }
 
-const EMPTY = Buffer.alloc(0);
-
 export function toRevision(value: string | undefined): number {
   if (value === undefined) return 0;
   const revision = Number(value);
   if (!Number.isSafeInteger(revision)) throw new Error(`etcd-cache-proxy: revision ${value} beyond 2^53`);
   return revision;
-}
-
-export function toKeyValueRecord(kv: WireKeyValue): KeyValueRecord {
-  return {
-    key: kv.key ?? EMPTY,
-    create_revision: toRevision(kv.create_revision),
-    mod_revision: toRevision(kv.mod_revision),
-    version: toRevision(kv.version),
-    value: kv.value ?? EMPTY,
-    lease: kv.lease ?? '0',
-  };
-}
-
-export function toEventRecord(event: WireEvent): EventRecord {
-  const kv = toKeyValueRecord(event.kv ?? {});
-  const type = event.type ?? 'PUT';
-  return event.prev_kv === undefined ? { type, kv } : { type, kv, prev_kv: toKeyValueRecord(event.prev_kv) };
 }
 
 export function toIdentity(header: WireHeader | undefined): UpstreamIdentity {
@@ -81,7 +63,7 @@ export interface OutgoingKeyValue {
 }
 
 /** A record as etcd puts it on the wire: zero values left out, as etcd's own encoder does. */
-export function toWireKeyValue(record: KeyValueRecord, keysOnly = false): OutgoingKeyValue {
+export function toWireKeyValue(record: KeyValueFields, keysOnly = false): OutgoingKeyValue {
   const wire: OutgoingKeyValue = { key: record.key };
   if (record.create_revision !== 0) wire.create_revision = record.create_revision;
   if (record.mod_revision !== 0) wire.mod_revision = record.mod_revision;

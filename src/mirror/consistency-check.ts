@@ -1,6 +1,6 @@
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
-import type { KeyValueRecord } from '../etcd/records';
+import type { EncodedKeyValue } from '../etcd/kv-bytes';
 import type { MirrorStore } from '../store/store';
 import type { UpstreamPool } from '../upstream/pool';
 import { isRetained, keyspaceAt } from './history-view';
@@ -10,20 +10,14 @@ import { rangePages } from './paged-range';
 
 export type CheckResult = { kind: 'match'; revision: number; keys: number } | { kind: 'mismatch'; revision: number; key: Buffer; detail: string } | { kind: 'skipped'; reason: string };
 
-function describe(record: KeyValueRecord | undefined): string {
+function describe(record: EncodedKeyValue | undefined): string {
   if (record === undefined) return 'absent';
   return `create=${record.create_revision} mod=${record.mod_revision} version=${record.version} lease=${record.lease} value=${record.value.length}B`;
 }
 
-function sameRecord(a: KeyValueRecord, b: KeyValueRecord): boolean {
-  return (
-    a.key.equals(b.key) &&
-    a.create_revision === b.create_revision &&
-    a.mod_revision === b.mod_revision &&
-    a.version === b.version &&
-    a.lease === b.lease &&
-    a.value.equals(b.value)
-  );
+/** Both sides are etcd's encoding of the key (our encoder writes what etcd writes): equal content is equal bytes. */
+function sameRecord(a: EncodedKeyValue, b: EncodedKeyValue): boolean {
+  return a.bytes.equals(b.bytes);
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { KeyValueRecord } from '../etcd/records';
+import type { EncodedKeyValue } from '../etcd/kv-bytes';
 import type { MirrorStore } from '../store/store';
 import type { KeyReader } from './range-query';
 
@@ -19,8 +19,8 @@ export function isRetained(store: MirrorStore, revision: number): boolean {
 export function keyspaceAt(store: MirrorStore, revision: number, start: Buffer, end: Buffer | null, single: boolean): KeyReader {
   const inRange = (key: Buffer): boolean =>
     single ? key.equals(start) : Buffer.compare(key, start) >= 0 && (end === null || Buffer.compare(key, end) < 0);
-  const state = new Map<string, KeyValueRecord>();
-  const current = single ? [store.get(start)].filter((r): r is KeyValueRecord => r !== undefined) : store.scan(start, end);
+  const state = new Map<string, EncodedKeyValue>();
+  const current = single ? [store.get(start)].filter((r): r is EncodedKeyValue => r !== undefined) : store.scan(start, end);
   for (const record of current) state.set(record.key.toString('latin1'), record);
   const later = [...store.eventsAfter(revision)].reverse();
   for (const { events } of later) {

@@ -1,13 +1,14 @@
 import { EventEmitter } from 'node:events';
 import { Metadata, type ClientDuplexStream } from '@grpc/grpc-js';
-import { etcdMethod } from '../etcd/proto';
+import { etcdMethod, passBytes } from '../etcd/proto';
 import type { Logger } from '../log';
 import type { MirrorStore } from '../store/store';
-import type { EventRecord } from '../etcd/records';
+import type { EncodedEvent } from '../etcd/event-bytes';
 import type { Liveness } from '../upstream/liveness';
 import type { UpstreamMember, UpstreamPool } from '../upstream/pool';
 import { callUpstream } from '../upstream/unary';
-import { toEventRecord, toIdentity, toRevision, type WireHeader, type WireWatchResponse } from '../etcd/wire';
+import { toIdentity, toRevision, type WireHeader, type WireWatchResponse } from '../etcd/wire';
+import { readWatchResponse } from '../etcd/watch-bytes';
 import { AuthRefused, isAuthCancelReason, type AuthGate } from './auth-gate';
 import { listInto } from './lister';
 import { MirroredRanges } from './mirrored-ranges';
@@ -19,7 +20,7 @@ const MAX_BACKOFF_MS = 5_000;
 
 export interface MirrorEvents {
   /** One upstream watch response, committed: the new mirror revision and its events. */
-  applied: [revision: number, events: readonly EventRecord[]];
+  applied: [revision: number, events: readonly EncodedEvent[]];
   /** The content was replaced by a fresh list at `revision` (after compaction or a new cluster); M was `previous`. */
   relisted: [revision: number, previous: number];
   /** The content was thrown away: another cluster, or one restored from a backup; M was `previous`. */
@@ -90,7 +91,7 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, onRevisi
   const emitter = new EventEmitter<MirrorEvents>();
   const waiters = new RevisionWaiters(() => store.meta().revision);
   let closed = false;
-  let stream: ClientDuplexStream<object, WireWatchResponse> | null = null;
+  let stream: ClientDuplexStream<object, Buffer> | null = null;
   let leaveMember: ((member: UpstreamMember) => void) | null = null;
   /** The member the last watch ran on: resuming on another is a failover. */
   let watchedMember: UpstreamMember | null = null;
@@ -132,7 +133,8 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, onRevisi
   const watchFrom = (member: UpstreamMember, startRevision: number): Promise<void> =>
     new Promise<void>((resolve, reject) => {
       const watch = etcdMethod('etcdserverpb.Watch', 'Watch');
-      const call = member.client.makeBidiStreamRequest(watch.path, watch.requestSerialize, watch.responseDeserialize, new Metadata(), {}) as ClientDuplexStream<object, WireWatchResponse>;
+      // Responses stay etcd's bytes: each event is stored as etcd encoded it, never decoded and encoded again.
+      const call = member.client.makeBidiStreamRequest(watch.path, watch.requestSerialize, passBytes, new Metadata(), {}) as ClientDuplexStream<object, Buffer>;
       stream = call;
       onWatchStream?.(1);
       let settled = false;
@@ -146,8 +148,17 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, onRevisi
         if (error === null) resolve();
         else reject(error);
       };
-      call.on('data', (response: WireWatchResponse) => {
+      call.on('data', (bytes: Buffer) => {
         liveness.heard();
+        let response: WireWatchResponse;
+        let received: EncodedEvent[];
+        try {
+          ({ response, events: received } = readWatchResponse(bytes));
+        } catch (error) {
+          log.error({ err: error }, 'mirror watch response does not parse; reconnecting');
+          finish(error instanceof Error ? error : new Error(String(error)));
+          return;
+        }
         if (response.canceled === true) {
           const compacted = toRevision(response.compact_revision);
           const reason = response.cancel_reason ?? '';
@@ -157,11 +168,10 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, onRevisi
           return;
         }
         if (response.created === true) auth.accepted();
-        const received = (response.events ?? []).map(toEventRecord);
         if (received.length === 0) return;
         // The watch spans the gaps between mirrored prefixes too: their events are dropped,
         // but their revisions still prove the mirrored keys unchanged up to there.
-        const through = Math.max(...received.map((event) => event.kv.mod_revision));
+        const through = received.reduce((highest, event) => Math.max(highest, event.kv.mod_revision), 0);
         const events = ranges.whole ? received : received.filter((event) => ranges.contains(event.kv.key));
         try {
           const revision = store.applyEvents(events, toIdentity(response.header), through);

@@ -1,7 +1,8 @@
 import type { Client } from '@grpc/grpc-js';
-import type { KeyValueRecord } from '../etcd/records';
-import { callUpstream } from '../upstream/unary';
-import { toKeyValueRecord, toRevision, type WireHeader, type WireRangeResponse } from '../etcd/wire';
+import type { EncodedKeyValue } from '../etcd/kv-bytes';
+import { readRangeResponse } from '../etcd/response-bytes';
+import { callUpstreamForBytes } from '../upstream/unary';
+import { toRevision, type WireHeader } from '../etcd/wire';
 import { MirroredRanges, type KeyRange } from './mirrored-ranges';
 
 /** Keys per Range page: big enough to list fast, small enough to stay far below etcd's response limits. */
@@ -9,7 +10,8 @@ export const LIST_PAGE_KEYS = 1_000;
 const PAGE_TIMEOUT_MS = 30_000;
 
 export interface RangePage {
-  readonly records: KeyValueRecord[];
+  /** The keys as etcd encoded them, kept as they came. */
+  readonly records: EncodedKeyValue[];
   readonly header: WireHeader | undefined;
   /** The revision the page was read at (the upstream's current one when 0 was asked for). */
   readonly revision: number;
@@ -26,15 +28,15 @@ export async function* rangePages(client: Client, range: KeyRange, revision: num
   let next = request.key;
   let at = revision;
   for (;;) {
-    const page = await callUpstream<WireRangeResponse>(
+    const answer = await callUpstreamForBytes(
       client,
       'etcdserverpb.KV',
       'Range',
       { key: next, range_end: request.range_end, limit: String(LIST_PAGE_KEYS), revision: String(at) },
       { deadlineMs: PAGE_TIMEOUT_MS },
     );
+    const { response: page, kvs: records } = readRangeResponse(answer);
     if (at === 0) at = toRevision(page.header?.revision);
-    const records = (page.kvs ?? []).map(toKeyValueRecord);
     const last = records[records.length - 1];
     const more = page.more === true && last !== undefined;
     // The next page starts right after the last key: the same key plus a zero byte.

@@ -1,10 +1,10 @@
-import type { KeyValueRecord } from '../etcd/records';
+import type { EncodedKeyValue } from '../etcd/kv-bytes';
 import { toRevision } from '../etcd/wire';
 
 /** What a Range reads: the mirror's current keys, or a view of them at an older revision. */
 export interface KeyReader {
-  get(key: Buffer): KeyValueRecord | undefined;
-  scan(start: Buffer, end: Buffer | null): Iterable<KeyValueRecord>;
+  get(key: Buffer): EncodedKeyValue | undefined;
+  scan(start: Buffer, end: Buffer | null): Iterable<EncodedKeyValue>;
   /** Optional fast path for count_only. */
   count?(start: Buffer, end: Buffer | null): number;
 }
@@ -32,7 +32,7 @@ export interface WireRangeRequest {
 }
 
 export interface RangeResult {
-  readonly kvs: readonly KeyValueRecord[];
+  readonly kvs: readonly EncodedKeyValue[];
   readonly count: number;
   readonly more: boolean;
   readonly keysOnly: boolean;
@@ -50,7 +50,8 @@ export function validateRange(request: WireRangeRequest): RangeRefusal | null {
   return null;
 }
 
-const compareBy: Record<SortTarget, (a: KeyValueRecord, b: KeyValueRecord) => number> = {
+/** Each reads only the field it sorts by from the stored bytes. */
+const compareBy: Record<SortTarget, (a: EncodedKeyValue, b: EncodedKeyValue) => number> = {
   KEY: (a, b) => Buffer.compare(a.key, b.key),
   VERSION: (a, b) => a.version - b.version,
   CREATE: (a, b) => a.create_revision - b.create_revision,
@@ -106,7 +107,7 @@ export function evaluateRange(store: KeyReader, request: WireRangeRequest): Rang
   return { kvs: more ? filtered.slice(0, limit) : filtered, count: all.length, more, keysOnly };
 }
 
-function single(store: KeyReader, key: Buffer): KeyValueRecord[] {
+function single(store: KeyReader, key: Buffer): EncodedKeyValue[] {
   const record = store.get(key);
   return record === undefined ? [] : [record];
 }

@@ -1,3 +1,4 @@
+import { encodeResponseHeader } from '../etcd/response-bytes';
 import type { StoreMeta } from '../store/meta';
 
 /** The header of an answer from the mirror: revision M and the upstream's identity. */
@@ -8,4 +9,9 @@ export function mirrorHeader(meta: StoreMeta): object {
     revision: meta.revision,
     raft_term: meta.identity?.raft_term ?? '0',
   };
+}
+
+/** The same header encoded, at `revision` (a watch batch's) or M: answers made of stored bytes start with it. */
+export function mirrorHeaderBytes(meta: StoreMeta, revision = meta.revision): Buffer {
+  return encodeResponseHeader(meta.identity, revision);
 }

@@ -1,6 +1,6 @@
-import type { KeyValueRecord } from '../etcd/records';
+import type { EncodedKeyValue } from '../etcd/kv-bytes';
+import { encodeRangeResponse, encodeResponseHeader, encodeTxnResponse, type EncodedResponseOp } from '../etcd/response-bytes';
 import type { MirrorStore } from '../store/store';
-import { toWireKeyValue, type OutgoingKeyValue } from '../etcd/wire';
 import { evaluateRange, validateRange, type RangeRefusal, type WireRangeRequest } from './range-query';
 
 /** etcd's --max-txn-ops default. */
@@ -85,7 +85,7 @@ function compareNumbers(a: number, b: number): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-function compareKv(compare: WireCompare, kv: KeyValueRecord | null): boolean {
+function compareKv(compare: WireCompare, kv: EncodedKeyValue | null): boolean {
   let result: number;
   switch (compare.target ?? 'VERSION') {
     case 'VALUE':
@@ -124,37 +124,23 @@ function applyCompare(store: MirrorStore, compare: WireCompare): boolean {
   return kvs.every((kv) => compareKv(compare, kv));
 }
 
-interface WireRangeResponseOut {
-  header: { revision: string };
-  kvs?: OutgoingKeyValue[];
-  more?: boolean;
-  count?: string;
-}
-export interface WireTxnResponseOut {
-  header?: object;
-  succeeded?: boolean;
-  responses?: ({ response_range: WireRangeResponseOut } | { response_txn: WireTxnResponseOut })[];
-}
+/** etcd gives a nested Txn an empty header (its Ranges carry the revision). */
+const NESTED_TXN_HEADER = Buffer.alloc(0);
 
 /**
- * A read-only Txn answered from the mirror at revision M: compares on the
- * current content, then the chosen branch's Ranges (nested Txns recursively),
- * each with the header etcd gives ops inside a Txn (revision only).
+ * A read-only Txn answered from the mirror at revision M, encoded: compares
+ * on the current content, then the chosen branch's Ranges (nested Txns
+ * recursively), each with the header etcd gives ops inside a Txn (revision
+ * only), the keys as the store holds them.
  */
-export function evaluateTxn(store: MirrorStore, txn: WireTxnRequest, revision: number): WireTxnResponseOut {
+export function evaluateTxn(store: MirrorStore, txn: WireTxnRequest, revision: number, header: Buffer): Buffer {
   const succeeded = (txn.compare ?? []).every((compare) => applyCompare(store, compare));
   const ops = (succeeded ? txn.success : txn.failure) ?? [];
-  const responses = ops.map((op) => {
-    if (op.request_txn !== undefined) {
-      // etcd gives a nested Txn an empty header (its Ranges carry the revision).
-      return { response_txn: { header: {}, ...evaluateTxn(store, op.request_txn, revision) } };
-    }
+  const rangeHeader = encodeResponseHeader(null, revision);
+  const responses = ops.map((op): EncodedResponseOp => {
+    if (op.request_txn !== undefined) return { txn: evaluateTxn(store, op.request_txn, revision, NESTED_TXN_HEADER) };
     const result = evaluateRange(store, op.request_range ?? {});
-    const range: WireRangeResponseOut = { header: { revision: String(revision) } };
-    if (result.kvs.length > 0) range.kvs = result.kvs.map((kv) => toWireKeyValue(kv, result.keysOnly));
-    if (result.more) range.more = true;
-    if (result.count > 0) range.count = String(result.count);
-    return { response_range: range };
+    return { range: encodeRangeResponse(rangeHeader, result.kvs, result.more, result.count, result.keysOnly) };
   });
-  return { ...(succeeded ? { succeeded: true } : {}), ...(responses.length > 0 ? { responses } : {}) };
+  return encodeTxnResponse(header, succeeded, responses);
 }

@@ -1,5 +1,5 @@
 import { stringify } from 'yaml';
-import type { KeyValueRecord } from '../etcd/records';
+import type { KeyValueFields } from '../etcd/records';
 
 /**
  * The directories APISIX keeps under its etcd prefix that its standalone
@@ -45,7 +45,7 @@ function parseObject(value: Buffer): Record<string, unknown> | null {
  * (APISIX's `init_dir` values) and anything that is not a JSON object are
  * left out and reported.
  */
-export function toApisixYaml(records: Iterable<KeyValueRecord>, prefix: string): ApisixExport {
+export function toApisixYaml(records: Iterable<KeyValueFields>, prefix: string): ApisixExport {
   const root = prefix.endsWith('/') ? prefix : `${prefix}/`;
   const sections = new Map<string, Record<string, unknown>[]>();
   const skipped: string[] = [];

@@ -6,7 +6,7 @@ import { writeAtomically } from './atomic-file';
 import { SnapshotError, openSnapshot } from './format';
 import { restoreSnapshot } from './restore';
 import { saveFromCluster, saveFromStore } from './save';
-import type { KeyValueRecord } from '../etcd/records';
+import type { KeyValueFields } from '../etcd/records';
 
 export const SNAPSHOT_USAGE = `Usage:
   etcd-cache-proxy snapshot save FILE --data-dir DIR        the mirror of a proxy's data dir (also while it runs)
@@ -76,7 +76,7 @@ export async function snapshotCommand(args: readonly string[], io: Output): Prom
       case 'apisix': {
         const reader = await openSnapshot(file);
         // The whole file is checked before anything is written: a damaged snapshot must not become a gateway's configuration.
-        const records: KeyValueRecord[] = [];
+        const records: KeyValueFields[] = [];
         for await (const record of reader.records()) records.push(record);
         const exported = toApisixYaml(records, values['apisix-prefix']);
         if (values.out === undefined) io.out(exported.yaml);

@@ -1,7 +1,8 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import type { KeyValueRecord, UpstreamIdentity } from '../etcd/records';
+import { encodeKeyValue, type EncodedKeyValue } from '../etcd/kv-bytes';
+import type { KeyValueFields, UpstreamIdentity } from '../etcd/records';
 
 /**
  * The snapshot file: JSON lines, so a keyspace of any size streams through
@@ -59,7 +60,7 @@ export function headerLine(header: SnapshotHeader): string {
   return `${JSON.stringify({ snapshot: header })}\n`;
 }
 
-export function keyLine(record: KeyValueRecord): string {
+export function keyLine(record: KeyValueFields): string {
   const kv: WireKeyValue = {
     key: record.key.toString('base64'),
     create_revision: String(record.create_revision),
@@ -94,7 +95,8 @@ function parseHeader(file: string, value: unknown): SnapshotHeader {
   return header as SnapshotHeader;
 }
 
-function parseKeyValue(file: string, line: number, value: unknown): KeyValueRecord {
+/** A key line as the store keeps it: etcd's encoding of the KeyValue. */
+function parseKeyValue(file: string, line: number, value: unknown): EncodedKeyValue {
   const kv = value as Partial<WireKeyValue> | null;
   const bad = (what: string): SnapshotError => new SnapshotError(file, `line ${line}: ${what}`);
   if (kv === null || typeof kv !== 'object') throw bad('not a key');
@@ -106,21 +108,21 @@ function parseKeyValue(file: string, line: number, value: unknown): KeyValueReco
   }
   const key = Buffer.from(kv.key as string, 'base64');
   if (key.length === 0) throw bad('empty key');
-  return {
+  return encodeKeyValue({
     key,
     create_revision: Number(kv.create_revision),
     mod_revision: Number(kv.mod_revision),
     version: Number(kv.version),
     value: Buffer.from(kv.value as string, 'base64'),
     lease: kv.lease as string,
-  };
+  });
 }
 
 /** What reading a snapshot yields: the header first, then the keys; the trailer is checked at the end. */
 export interface SnapshotReader {
   readonly header: SnapshotHeader;
   /** Every key, in file order. Throws SnapshotError when the file turns out truncated or corrupt, at the latest after the last key. */
-  records(): AsyncGenerator<KeyValueRecord>;
+  records(): AsyncGenerator<EncodedKeyValue>;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { toRevision } from '../etcd/wire';
-import type { KeyValueRecord } from '../etcd/records';
+import type { EncodedKeyValue } from '../etcd/kv-bytes';
 import { openStore } from '../store/store';
 import { identityOf, openSnapshot } from './format';
 
@@ -27,7 +27,7 @@ export async function restoreSnapshot(file: string, dataDir: string, options: { 
     }
     // The commit swaps the key tables and empties the log in one transaction: until then the old mirror is intact.
     const writer = store.beginSnapshot();
-    let page: KeyValueRecord[] = [];
+    let page: EncodedKeyValue[] = [];
     let keys = 0;
     for await (const record of reader.records()) {
       page.push(record);

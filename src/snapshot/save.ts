@@ -3,7 +3,7 @@ import { Client, credentials } from '@grpc/grpc-js';
 import { toIdentity, toRevision } from '../etcd/wire';
 import { MirroredRanges } from '../mirror/mirrored-ranges';
 import { rangePages } from '../mirror/paged-range';
-import type { KeyValueRecord } from '../etcd/records';
+import type { KeyValueFields } from '../etcd/records';
 import type { MirrorStore } from '../store/store';
 import type { UpstreamEndpoint } from '../etcd/endpoint';
 import { writeAtomically } from './atomic-file';
@@ -16,7 +16,7 @@ export interface SavedSnapshot {
   readonly keys: number;
 }
 
-async function writeSnapshot(file: string, header: SnapshotHeader, records: AsyncIterable<KeyValueRecord> | Iterable<KeyValueRecord>): Promise<number> {
+async function writeSnapshot(file: string, header: SnapshotHeader, records: AsyncIterable<KeyValueFields> | Iterable<KeyValueFields>): Promise<number> {
   let keys = 0;
   await writeAtomically(file, async (out) => {
     const hash = createHash('sha256');
@@ -80,7 +80,7 @@ export async function saveFromCluster(endpoints: readonly UpstreamEndpoint[], fi
         created_at: new Date().toISOString(),
         source: endpoint.url,
       };
-      async function* all(): AsyncGenerator<KeyValueRecord> {
+      async function* all(): AsyncGenerator<KeyValueFields> {
         if (first.done !== true) yield* first.value.records;
         for await (const page of pages) yield* page.records;
       }

@@ -44,7 +44,8 @@ export function* orderedScan<V extends KeyedRecord>(
       continue;
     }
     yield* flush();
-    if (inRange(entry.value.key)) yield entry.value;
+    // An inline stored key is the etcd key itself: the record need not be read to place it.
+    if (inRange(entry.key)) yield entry.value;
   }
   yield* flush();
 }

@@ -3,10 +3,19 @@ import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { isLongStoreKey, isPastEnd, scanStart, toStoreKey } from './key-codec';
 import { orderedScan } from './ordered-scan';
-import type { EventRecord, KeyValueRecord, UpstreamIdentity } from '../etcd/records';
+import type { EncodedEvent } from '../etcd/event-bytes';
+import { EncodedKeyValue } from '../etcd/kv-bytes';
+import type { UpstreamIdentity } from '../etcd/records';
+import type { Logger } from '../log';
+import { decodeLogEntry, encodeLogEntry } from './log-entry';
+import { upgradeFromSchema1 } from './schema-upgrade';
 import type { StoreMeta } from './meta';
 
-export const SCHEMA_VERSION = 1;
+/**
+ * 2: keys and log entries are etcd's encodings (KeyValue, Event) under lmdb's
+ * binary encoding; 1 kept them as msgpack'd objects.
+ */
+export const SCHEMA_VERSION = 2;
 
 /** Two key tables: one serves reads while a re-list fills the other, then they swap in one commit. */
 type KvSlot = 'kv-a' | 'kv-b';
@@ -27,7 +36,7 @@ const EMPTY_META: PersistedMeta = {
 
 /** Fills the inactive key table page by page; nothing is visible until commit. */
 export interface SnapshotWriter {
-  putPage(records: readonly KeyValueRecord[]): void;
+  putPage(records: readonly EncodedKeyValue[]): void;
   /** Makes the snapshot the mirror's content at `revision`, in one transaction. */
   commit(revision: number, identity: UpstreamIdentity, compactRevision: number, scope: string): void;
 }
@@ -35,7 +44,7 @@ export interface SnapshotWriter {
 /** Everything the store holds at one moment: meta and every key, from one read transaction. */
 export interface StoreView {
   readonly meta: StoreMeta;
-  readonly records: IterableIterator<KeyValueRecord>;
+  readonly records: IterableIterator<EncodedKeyValue>;
   /** Ends the read transaction (a long-lived one keeps LMDB from reusing pages). */
   done(): void;
 }
@@ -55,9 +64,9 @@ export interface StoreStats {
 
 export interface MirrorStore {
   meta(): StoreMeta;
-  get(key: Buffer): KeyValueRecord | undefined;
+  get(key: Buffer): EncodedKeyValue | undefined;
   /** Keys with start <= key < end (end null: no bound), in etcd's byte order. */
-  scan(start: Buffer, end: Buffer | null): IterableIterator<KeyValueRecord>;
+  scan(start: Buffer, end: Buffer | null): IterableIterator<EncodedKeyValue>;
   /** How many keys scan(start, end) would yield, reading keys only where it can. */
   count(start: Buffer, end: Buffer | null): number;
   /**
@@ -66,12 +75,12 @@ export interface MirrorStore {
    * the watch vouches for without mirrored events), in one LMDB transaction.
    * Returns the new M.
    */
-  applyEvents(events: readonly EventRecord[], identity: UpstreamIdentity, through?: number): number;
+  applyEvents(events: readonly EncodedEvent[], identity: UpstreamIdentity, through?: number): number;
   /** Records what the upstream said about itself (term changes, compaction) without events. */
   updateMeta(update: { identity?: UpstreamIdentity; compactRevision?: number }): void;
   beginSnapshot(): SnapshotWriter;
   /** Events of revisions > after, in order, from the log. */
-  eventsAfter(after: number): IterableIterator<{ revision: number; events: EventRecord[] }>;
+  eventsAfter(after: number): IterableIterator<{ revision: number; events: EncodedEvent[] }>;
   /** Drops log entries of revisions below keepFrom. */
   pruneLog(keepFrom: number): Promise<void>;
   /** Forgets everything (another cluster, or a restored one). */
@@ -86,13 +95,21 @@ export interface MirrorStore {
   close(): Promise<void>;
 }
 
+export interface StoreOptions {
+  /** Opened by a process that must not write (a snapshot of another process's mirror). */
+  readonly readOnly?: boolean;
+  /** Told, once, when the store on disk was converted from an older schema. */
+  readonly log?: Logger;
+}
+
 /**
  * The LMDB environment in `<dataDir>/mirror`. overlappingSync: a commit is in
  * the memory map (a crash of the process loses nothing committed) and flushed
  * to disk in the background; an OS crash rolls back to the last flushed
  * transaction, which LMDB keeps intact, and the mirror resumes from there.
+ * A store of schema 1 is converted in place before anything reads it.
  */
-export function openStore(dataDir: string, options: { readOnly?: boolean } = {}): MirrorStore {
+export function openStore(dataDir: string, options: StoreOptions = {}): MirrorStore {
   const path = join(dataDir, 'mirror');
   // Read-only (a snapshot of another process's mirror): the environment must already exist.
   if (options.readOnly === true) {
@@ -103,31 +120,63 @@ export function openStore(dataDir: string, options: { readOnly?: boolean } = {})
   const root: RootDatabase = open({ path, overlappingSync: true, maxDbs: 8, readOnly: options.readOnly === true });
   const metaDb = root.openDB<PersistedMeta, string>({ name: 'meta', encoding: 'msgpack' });
   const membersDb = root.openDB<PersistedMembers, string>({ name: 'members', encoding: 'msgpack' });
-  const kvDbs: Record<KvSlot, Database<KeyValueRecord, Buffer>> = {
-    'kv-a': root.openDB<KeyValueRecord, Buffer>({ name: 'kv-a', keyEncoding: 'binary', encoding: 'msgpack' }),
-    'kv-b': root.openDB<KeyValueRecord, Buffer>({ name: 'kv-b', keyEncoding: 'binary', encoding: 'msgpack' }),
+  // Values are etcd's encodings as they are: a key's KeyValue, a revision's events (log-entry.ts).
+  const kvDbs: Record<KvSlot, Database<Buffer, Buffer>> = {
+    'kv-a': root.openDB<Buffer, Buffer>({ name: 'kv-a', keyEncoding: 'binary', encoding: 'binary' }),
+    'kv-b': root.openDB<Buffer, Buffer>({ name: 'kv-b', keyEncoding: 'binary', encoding: 'binary' }),
   };
-  const logDb = root.openDB<EventRecord[], number>({ name: 'log', keyEncoding: 'ordered-binary', encoding: 'msgpack' });
+  const logDb = root.openDB<Buffer, number>({ name: 'log', keyEncoding: 'ordered-binary', encoding: 'binary' });
 
-  const stored = metaDb.get('meta');
-  if (stored !== undefined && stored.schemaVersion !== SCHEMA_VERSION) {
-    throw new Error(`etcd-cache-proxy: ${path} has store schema ${stored.schemaVersion}, this version reads ${SCHEMA_VERSION}`);
+  /** Schema 1 to 2 in one write transaction: a crash midway leaves schema 1 as it was, converted again at the next open. */
+  const upgrade = (old: PersistedMeta): PersistedMeta => {
+    if (options.readOnly === true) {
+      throw new Error(`etcd-cache-proxy: ${path} has store schema 1; start the proxy on it once to convert it to schema ${SCHEMA_VERSION}`);
+    }
+    const started = Date.now();
+    const next: PersistedMeta = { ...old, schemaVersion: SCHEMA_VERSION };
+    const inactive: KvSlot = old.activeKv === 'kv-a' ? 'kv-b' : 'kv-a';
+    const converted = root.transactionSync(() => {
+      const result = upgradeFromSchema1(root, { activeKv: kvDbs[old.activeKv], inactiveKv: kvDbs[inactive], log: logDb }, old.activeKv);
+      metaDb.putSync('meta', next);
+      return result;
+    });
+    options.log?.info({ from: 1, to: SCHEMA_VERSION, ...converted, ms: Date.now() - started }, 'store converted in place to etcd encodings; the mirror is kept');
+    return next;
+  };
+  let stored: PersistedMeta | undefined;
+  try {
+    const found = metaDb.get('meta');
+    stored = found?.schemaVersion === 1 ? upgrade(found) : found;
+    if (stored !== undefined && stored.schemaVersion !== SCHEMA_VERSION) {
+      throw new Error(`etcd-cache-proxy: ${path} has store schema ${stored.schemaVersion}, this version reads ${SCHEMA_VERSION}`);
+    }
+  } catch (error) {
+    // Nobody gets a handle to close: the environment is closed here (an open one would block the next open in this process).
+    void root.close();
+    throw error;
   }
   // Stores written before prefixes could be chosen hold the whole keyspace.
   let meta: PersistedMeta = stored === undefined ? EMPTY_META : { ...stored, scope: stored.scope ?? 'all' };
   const writeMeta = (next: PersistedMeta): void => {
     metaDb.putSync('meta', next);
   };
-  const active = (): Database<KeyValueRecord, Buffer> => kvDbs[meta.activeKv];
+  const active = (): Database<Buffer, Buffer> => kvDbs[meta.activeKv];
+  /** LMDB's entries with their values as views (lmdb hands out copies of binary values, which the views may keep). */
+  const viewsOf = (entries: Iterable<{ key: Buffer; value: Buffer }>): Iterable<{ key: Buffer; value: EncodedKeyValue }> => ({
+    *[Symbol.iterator]() {
+      for (const { key, value } of entries) yield { key, value: new EncodedKeyValue(value) };
+    },
+  });
 
   return {
     meta: () => meta,
     get(key) {
-      const record = active().get(toStoreKey(key));
+      const bytes = active().get(toStoreKey(key));
+      const record = bytes === undefined ? undefined : new EncodedKeyValue(bytes);
       return record !== undefined && record.key.equals(key) ? record : undefined;
     },
     scan(start, end) {
-      return orderedScan(active().getRange({ start: scanStart(start) }), start, end);
+      return orderedScan(viewsOf(active().getRange({ start: scanStart(start) })), start, end);
     },
     count(start, end) {
       const table = active();
@@ -135,8 +184,9 @@ export function openStore(dataDir: string, options: { readOnly?: boolean } = {})
       for (const storeKey of table.getKeys({ start: scanStart(start) })) {
         if (end !== null && isPastEnd(storeKey, end)) break;
         // An inline key is its own full key; a long one must be read to be placed exactly.
-        const key = isLongStoreKey(storeKey) ? table.get(storeKey)?.key : storeKey;
-        if (key !== undefined && Buffer.compare(key, start) >= 0 && (end === null || Buffer.compare(key, end) < 0)) total += 1;
+        const stored = isLongStoreKey(storeKey) ? table.get(storeKey) : undefined;
+        const key = stored === undefined ? storeKey : new EncodedKeyValue(stored).key;
+        if (Buffer.compare(key, start) >= 0 && (end === null || Buffer.compare(key, end) < 0)) total += 1;
       }
       return total;
     },
@@ -144,17 +194,17 @@ export function openStore(dataDir: string, options: { readOnly?: boolean } = {})
       if (events.length === 0 && through <= meta.revision) return meta.revision;
       meta = root.transactionSync(() => {
         const kv = active();
-        const byRevision = new Map<number, EventRecord[]>();
+        const byRevision = new Map<number, EncodedEvent[]>();
         for (const event of events) {
           const revision = event.kv.mod_revision;
           if (revision <= meta.revision) continue; // already applied (a resumed watch may repeat the seam)
-          if (event.type === 'PUT') kv.putSync(toStoreKey(event.kv.key), event.kv);
+          if (event.type === 'PUT') kv.putSync(toStoreKey(event.kv.key), event.kv.bytes);
           else kv.removeSync(toStoreKey(event.kv.key));
           const group = byRevision.get(revision) ?? [];
           group.push(event);
           byRevision.set(revision, group);
         }
-        for (const [revision, group] of byRevision) logDb.putSync(revision, group);
+        for (const [revision, group] of byRevision) logDb.putSync(revision, encodeLogEntry(group));
         const revision = Math.max(meta.revision, through, ...byRevision.keys());
         const logStart = meta.logStart === 0 && byRevision.size > 0 ? Math.min(...byRevision.keys()) : meta.logStart;
         const next = { ...meta, identity, revision, logStart };
@@ -179,7 +229,7 @@ export function openStore(dataDir: string, options: { readOnly?: boolean } = {})
       return {
         putPage(records) {
           root.transactionSync(() => {
-            for (const record of records) target.putSync(toStoreKey(record.key), record);
+            for (const record of records) target.putSync(toStoreKey(record.key), record.bytes);
           });
         },
         commit(revision, identity, compactRevision, scope) {
@@ -195,7 +245,7 @@ export function openStore(dataDir: string, options: { readOnly?: boolean } = {})
       };
     },
     *eventsAfter(after) {
-      for (const { key, value } of logDb.getRange({ start: after + 1 })) yield { revision: key, events: value };
+      for (const { key, value } of logDb.getRange({ start: after + 1 })) yield { revision: key, events: decodeLogEntry(value) };
     },
     async pruneLog(keepFrom) {
       if (keepFrom <= meta.logStart) return;
@@ -227,7 +277,7 @@ export function openStore(dataDir: string, options: { readOnly?: boolean } = {})
       const empty = Buffer.alloc(0);
       return {
         meta: seen,
-        records: orderedScan(table.getRange({ transaction }), empty, null),
+        records: orderedScan(viewsOf(table.getRange({ transaction })), empty, null),
         done: () => transaction.done(),
       };
     },

@@ -1,35 +1,46 @@
 import { Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
-import { etcdMethod, type EtcdServiceName } from '../etcd/proto';
+import { etcdMethod, passBytes, type EtcdServiceName } from '../etcd/proto';
 
 export interface UnaryOptions {
   readonly deadlineMs: number;
   readonly metadata?: Metadata;
 }
 
-/**
- * One decoded unary call to a member, for the proxy's own use (mirror,
- * probes, read barrier): request and response as proto-loader objects.
- */
-export function callUpstream<Res>(
+function call<Res>(
   client: Client,
   service: EtcdServiceName,
   method: string,
   request: object,
   options: UnaryOptions,
+  deserialize: (bytes: Buffer) => Res,
 ): Promise<Res> {
   const definition = etcdMethod(service, method);
   return new Promise((resolve, reject) => {
     client.makeUnaryRequest(
       definition.path,
       definition.requestSerialize,
-      definition.responseDeserialize,
+      deserialize,
       request,
       options.metadata ?? new Metadata(),
       { deadline: Date.now() + options.deadlineMs },
-      (error: ServiceError | null, response?: object) => {
+      (error: ServiceError | null, response?: Res) => {
         if (error !== null) reject(error);
         else resolve(response as Res);
       },
     );
   });
+}
+
+/**
+ * One decoded unary call to a member, for the proxy's own use (mirror,
+ * probes, read barrier): request and response as proto-loader objects.
+ */
+export function callUpstream<Res>(client: Client, service: EtcdServiceName, method: string, request: object, options: UnaryOptions): Promise<Res> {
+  const definition = etcdMethod(service, method);
+  return call(client, service, method, request, options, (bytes) => definition.responseDeserialize(bytes) as Res);
+}
+
+/** The same call with the response left as etcd's bytes, for a caller that keeps parts of it as they are (the mirror's lists). */
+export function callUpstreamForBytes(client: Client, service: EtcdServiceName, method: string, request: object, options: UnaryOptions): Promise<Buffer> {
+  return call(client, service, method, request, options, passBytes);
 }

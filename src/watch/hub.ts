@@ -1,5 +1,5 @@
 import type { Mirror } from '../mirror/mirror';
-import type { EventRecord } from '../etcd/records';
+import type { EncodedEvent } from '../etcd/event-bytes';
 import type { StoreMeta } from '../store/meta';
 import type { MirrorStore } from '../store/store';
 import { selectEvents, type WatchSpec } from './watch-spec';
@@ -10,7 +10,7 @@ const CATCH_UP_REVISIONS = 1_000;
 /** Where a watcher's messages go: its downstream stream, which encodes and sends them. */
 export interface WatchSink {
   /** Events owed to the watcher, all of revision <= `revision` (the header revision). */
-  events(watcher: HubWatcher, revision: number, events: readonly EventRecord[]): void;
+  events(watcher: HubWatcher, revision: number, events: readonly EncodedEvent[]): void;
   /** The watcher asked for history the mirror no longer has: cancel it as compacted. */
   compacted(watcher: HubWatcher, compactRevision: number): void;
   /** False while the downstream stream is not draining: catch-up waits for it. */
@@ -106,9 +106,9 @@ export class WatchHub {
     if (this.unsynced.size > 0) this.scheduleCatchUp();
   }
 
-  private fanOut(revision: number, events: readonly EventRecord[]): void {
+  private fanOut(revision: number, events: readonly EncodedEvent[]): void {
     // Watchers with the same range and filters get the same array, so a sink can encode it once for all of them.
-    const selected = new Map<string, EventRecord[]>();
+    const selected = new Map<string, EncodedEvent[]>();
     const firstRevision = events[0]?.kv.mod_revision ?? revision;
     for (const watcher of this.synced) {
       const signature = `${selectionKey(watcher.spec)}@${watcher.nextRevision <= firstRevision ? 0 : watcher.nextRevision}`;
@@ -144,7 +144,7 @@ export class WatchHub {
       }
       if (!watcher.sink.writable()) continue;
       const until = Math.min(meta.revision, watcher.nextRevision + CATCH_UP_REVISIONS - 1);
-      const owed: EventRecord[] = [];
+      const owed: EncodedEvent[] = [];
       for (const { revision, events } of this.store.eventsAfter(watcher.nextRevision - 1)) {
         if (revision > until) break;
         owed.push(...selectEvents(watcher.spec, events, watcher.nextRevision));

@@ -1,11 +1,11 @@
 import { status, type Metadata, type StatusObject } from '@grpc/grpc-js';
-import { mirrorHeader } from '../mirror/response-header';
+import { mirrorHeader, mirrorHeaderBytes } from '../mirror/response-header';
 import { etcdMethod } from '../etcd/proto';
 import type { WireWatchResponse } from '../etcd/wire';
-import { toWireKeyValue } from '../etcd/wire';
+import type { EncodedEvent } from '../etcd/event-bytes';
+import { encodeWatchEvents, encodeWatchResponseHead, watchEventSize } from '../etcd/watch-bytes';
 import type { Mirror } from '../mirror/mirror';
 import type { MirroredRanges } from '../mirror/mirrored-ranges';
-import type { EventRecord } from '../etcd/records';
 import type { MirrorStore } from '../store/store';
 import { fragmentGroups } from './fragment';
 import { oldestWatchable, type HubWatcher, type WatchHub, type WatchSink } from './hub';
@@ -25,25 +25,21 @@ interface WireWatchRequest {
   progress_request?: object;
 }
 
-function toWireEvents(events: readonly EventRecord[], prevKv: boolean): object[] {
-  return events.map((event) => ({
-    ...(event.type === 'DELETE' ? { type: 'DELETE' } : {}),
-    kv: toWireKeyValue(event.kv),
-    ...(prevKv && event.prev_kv !== undefined ? { prev_kv: toWireKeyValue(event.prev_kv) } : {}),
-  }));
-}
+/**
+ * Encoded `events` fields, per event list the hub handed out (one list is
+ * shared by every watcher owed it) and prev_kv choice: the stored events'
+ * bytes behind their tags, put together once for all those watchers.
+ */
+const encodedEventLists = new WeakMap<readonly EncodedEvent[], { plain?: Buffer; withPrev?: Buffer }>();
 
-/** Encoded `events` fields, per event list the hub handed out (one list is shared by every watcher owed it) and prev_kv choice. */
-const encodedEventLists = new WeakMap<readonly EventRecord[], { plain?: Buffer; withPrev?: Buffer }>();
-
-function encodedEvents(events: readonly EventRecord[], prevKv: boolean): Buffer {
+function encodedEvents(events: readonly EncodedEvent[], prevKv: boolean): Buffer {
   let cached = encodedEventLists.get(events);
   if (cached === undefined) {
     cached = {};
     encodedEventLists.set(events, cached);
   }
   const slot = prevKv ? 'withPrev' : 'plain';
-  cached[slot] ??= watchMethod.responseSerialize({ events: toWireEvents(events, prevKv) });
+  cached[slot] ??= encodeWatchEvents(events, prevKv);
   return cached[slot];
 }
 
@@ -240,19 +236,22 @@ export class WatchSession {
     answer();
   }
 
-  private sendEvents(watcher: HubWatcher, revision: number, events: readonly EventRecord[]): void {
+  private sendEvents(watcher: HubWatcher, revision: number, events: readonly EncodedEvent[]): void {
     const id = this.idOf.get(watcher);
     const entry = id === undefined ? undefined : this.entries.get(id);
     if (id === undefined || entry === undefined || entry.kind !== 'hub') return;
     entry.quietSinceTick = false;
-    const base = { header: this.header(revision), watch_id: String(id) };
+    const header = mirrorHeaderBytes(this.deps.store.meta(), revision);
+    const prevKv = watcher.spec.prevKv;
     if (!watcher.spec.fragment) {
       // A protobuf message may be sent in parts: this watcher's header and ID, then the events, encoded once for every watcher given the same ones.
-      this.sendEncoded(Buffer.concat([watchMethod.responseSerialize(base), encodedEvents(events, watcher.spec.prevKv)]));
+      this.sendEncoded(Buffer.concat([encodeWatchResponseHead(header, id, false), encodedEvents(events, prevKv)]));
     } else {
-      const wire = toWireEvents(events, watcher.spec.prevKv);
-      const groups = fragmentGroups(wire, (event) => watchMethod.responseSerialize({ events: [event] }).length, watchMethod.responseSerialize(base).length);
-      groups.forEach((group, index) => this.send({ ...base, events: group, ...(index < groups.length - 1 ? { fragment: true } : {}) }));
+      const groups = fragmentGroups(events, (event) => watchEventSize(event, prevKv), encodeWatchResponseHead(header, id, false).length);
+      groups.forEach((group, index) => {
+        const last = index === groups.length - 1;
+        this.sendEncoded(Buffer.concat([encodeWatchResponseHead(header, id, !last), encodeWatchEvents(group, prevKv)]));
+      });
     }
     this.deps.metrics.eventsSent(events.length);
   }

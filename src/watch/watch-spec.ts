@@ -1,4 +1,4 @@
-import type { EventRecord } from '../etcd/records';
+import type { EncodedEvent } from '../etcd/event-bytes';
 
 /** A Watch create request as proto-loader decodes it. */
 export interface WireWatchCreateRequest {
@@ -58,7 +58,7 @@ export function watchesKey(spec: WatchSpec, key: Buffer): boolean {
 }
 
 /** The events of one batch this watch is owed: its keys, its filters, from `from` on. */
-export function selectEvents(spec: WatchSpec, events: readonly EventRecord[], from: number): EventRecord[] {
+export function selectEvents(spec: WatchSpec, events: readonly EncodedEvent[], from: number): EncodedEvent[] {
   return events.filter(
     (event) =>
       event.kv.mod_revision >= from &&

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { open } from 'lmdb';
+import { EncodedKeyValue, encodeKeyValue } from '../../src/etcd/kv-bytes';
 import { openStore } from '../../src/store/store';
 import { freePort, sleep, startEtcd, type EtcdServer } from '../support/etcd';
 import { startProxyProcess, startTestProxy } from '../support/proxy';
@@ -172,10 +173,12 @@ describe('mirror recovery', () => {
     // Damage the mirror behind the proxy's back: a value etcd never had.
     const env = open({ path: join(dataDir, 'mirror'), maxDbs: 8 });
     const meta = env.openDB<{ activeKv: string }, string>({ name: 'meta', encoding: 'msgpack' }).get('meta');
-    const table = env.openDB<Record<string, unknown>, Buffer>({ name: meta?.activeKv ?? 'kv-a', keyEncoding: 'binary', encoding: 'msgpack' });
-    const record = table.get(b('check/a'));
-    assert.ok(record !== undefined);
-    table.putSync(b('check/a'), { ...record, value: b('wrong') });
+    const table = env.openDB<Buffer, Buffer>({ name: meta?.activeKv ?? 'kv-a', keyEncoding: 'binary', encoding: 'binary' });
+    const stored = table.get(b('check/a'));
+    assert.ok(stored !== undefined);
+    const record = new EncodedKeyValue(stored);
+    const { key, create_revision, mod_revision, version, lease } = record;
+    table.putSync(b('check/a'), encodeKeyValue({ key, create_revision, mod_revision, version, lease, value: b('wrong') }).bytes);
     await env.close();
 
     proxy = await startTestProxy([etcd.clientUrl], ['--consistency-check-interval', '500ms'], { dataDir });

@@ -8,6 +8,8 @@ import pino from 'pino';
 import { Registry } from 'prom-client';
 import { createMetrics } from '../../src/metrics';
 import { startStoreMaintenance } from '../../src/mirror/maintenance';
+import { encodeEvent } from '../../src/etcd/event-bytes';
+import { encodeKeyValue } from '../../src/etcd/kv-bytes';
 import { openStore } from '../../src/store/store';
 
 describe('store maintenance', () => {
@@ -17,8 +19,8 @@ describe('store maintenance', () => {
     const metrics = createMetrics(new Registry());
     const identity = { cluster_id: '1', member_id: '2', raft_term: '3' };
     for (let revision = 2; revision <= 30; revision += 1) {
-      const kv = { key: Buffer.from(`k${revision % 5}`), value: Buffer.from('v'), create_revision: revision, mod_revision: revision, version: 1, lease: '0' };
-      store.applyEvents([{ type: 'PUT', kv }], identity);
+      const kv = encodeKeyValue({ key: Buffer.from(`k${revision % 5}`), value: Buffer.from('v'), create_revision: revision, mod_revision: revision, version: 1, lease: '0' });
+      store.applyEvents([encodeEvent('PUT', kv)], identity);
     }
     const maintenance = startStoreMaintenance(store, 10, metrics, pino({ level: 'silent' }));
     try {

@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { INLINE_KEY_BYTES, scanStart, toStoreKey } from '../../src/store/key-codec';
 import { orderedScan } from '../../src/store/ordered-scan';
+import { encodeKeyValue } from '../../src/etcd/kv-bytes';
 import { openStore } from '../../src/store/store';
 
 interface Row {
@@ -92,7 +93,7 @@ describe('LMDB storage of etcd keys', () => {
     const store = openStore(dir2);
     try {
       const writer = store.beginSnapshot();
-      writer.putPage(keys.map((key, i) => ({ key, value: Buffer.from('v'), create_revision: i + 2, mod_revision: i + 2, version: 1, lease: '0' })));
+      writer.putPage(keys.map((key, i) => encodeKeyValue({ key, value: Buffer.from('v'), create_revision: i + 2, mod_revision: i + 2, version: 1, lease: '0' })));
       writer.commit(keys.length + 1, { cluster_id: '1', member_id: '1', raft_term: '1' }, 0, 'all');
       const next = random(3);
       for (let i = 0; i < 200; i += 1) {

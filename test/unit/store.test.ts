@@ -4,20 +4,19 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import type { EventRecord, KeyValueRecord, UpstreamIdentity } from '../../src/etcd/records';
+import { encodeEvent, type EncodedEvent } from '../../src/etcd/event-bytes';
+import { encodeKeyValue, type EncodedKeyValue } from '../../src/etcd/kv-bytes';
+import type { UpstreamIdentity } from '../../src/etcd/records';
 import { openStore, type MirrorStore } from '../../src/store/store';
 
 const identity: UpstreamIdentity = { cluster_id: '14841639068965178418', member_id: '10276657743932975437', raft_term: '2' };
 
-function kv(key: string, value: string, mod: number, create = mod, version = 1): KeyValueRecord {
-  return { key: Buffer.from(key), value: Buffer.from(value), create_revision: create, mod_revision: mod, version, lease: '0' };
+function kv(key: string, value: string, mod: number, create = mod, version = 1): EncodedKeyValue {
+  return encodeKeyValue({ key: Buffer.from(key), value: Buffer.from(value), create_revision: create, mod_revision: mod, version, lease: '0' });
 }
-const put = (record: KeyValueRecord, prev?: KeyValueRecord): EventRecord => ({ type: 'PUT', kv: record, ...(prev ? { prev_kv: prev } : {}) });
-const del = (key: string, revision: number, prev: KeyValueRecord): EventRecord => ({
-  type: 'DELETE',
-  kv: { key: Buffer.from(key), value: Buffer.alloc(0), create_revision: 0, mod_revision: revision, version: 0, lease: '0' },
-  prev_kv: prev,
-});
+const put = (record: EncodedKeyValue, prev?: EncodedKeyValue): EncodedEvent => encodeEvent('PUT', record, prev);
+const del = (key: string, revision: number, prev: EncodedKeyValue): EncodedEvent =>
+  encodeEvent('DELETE', encodeKeyValue({ key: Buffer.from(key), value: Buffer.alloc(0), create_revision: 0, mod_revision: revision, version: 0, lease: '0' }), prev);
 const keys = (store: MirrorStore): string[] => [...store.scan(Buffer.from([0]), null)].map((r) => r.key.toString());
 
 describe('MirrorStore', () => {
@@ -45,7 +44,7 @@ describe('MirrorStore', () => {
     const a2 = kv('a', '2', 4, 2, 2);
     assert.equal(store.applyEvents([put(a2, a1), del('b', 5, b1)], identity), 5);
     assert.deepEqual(keys(store), ['a']);
-    assert.deepEqual(store.get(Buffer.from('a')), a2);
+    assert.deepEqual(store.get(Buffer.from('a'))?.bytes, a2.bytes);
     assert.equal(store.get(Buffer.from('b')), undefined);
     assert.deepEqual(store.meta().identity, identity);
     const log = [...store.eventsAfter(2)];
@@ -54,7 +53,10 @@ describe('MirrorStore', () => {
       [4, ['PUT a']],
       [5, ['DELETE b']],
     ]);
-    assert.deepEqual(log[2]?.events[0]?.prev_kv, b1);
+    assert.deepEqual(log[2]?.events[0]?.prev_kv?.bytes, b1.bytes);
+    // Each stored event keeps its prev_kv last: a watcher without prev_kv is sent a prefix of the bytes.
+    assert.deepEqual(log[2]?.events[0]?.withoutPrevKv(), del('b', 5, b1).withoutPrevKv());
+    assert.deepEqual(log[1]?.events[0]?.bytes, put(a2, a1).bytes);
     assert.equal(store.meta().logStart, 2);
   });
 

@@ -8,18 +8,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { Mirror, MirrorEvents } from '../../src/mirror/mirror';
-import type { EventRecord, UpstreamIdentity } from '../../src/etcd/records';
+import { encodeEvent, type EncodedEvent } from '../../src/etcd/event-bytes';
+import { encodeKeyValue } from '../../src/etcd/kv-bytes';
+import type { UpstreamIdentity } from '../../src/etcd/records';
 import { openStore, type MirrorStore } from '../../src/store/store';
 import { WatchHub, type HubWatcher, type WatchSink } from '../../src/watch/hub';
 import { toWatchSpec, type WatchSpec, type WireWatchCreateRequest } from '../../src/watch/watch-spec';
 
 const identity: UpstreamIdentity = { cluster_id: '1', member_id: '2', raft_term: '3' };
 
-function putEvent(key: string, revision: number): EventRecord {
-  return { type: 'PUT', kv: { key: Buffer.from(key), value: Buffer.from(`v${revision}`), create_revision: revision, mod_revision: revision, version: 1, lease: '0' } };
+function putEvent(key: string, revision: number): EncodedEvent {
+  return encodeEvent('PUT', encodeKeyValue({ key: Buffer.from(key), value: Buffer.from(`v${revision}`), create_revision: revision, mod_revision: revision, version: 1, lease: '0' }));
 }
-function deleteEvent(key: string, revision: number): EventRecord {
-  return { type: 'DELETE', kv: { key: Buffer.from(key), value: Buffer.alloc(0), create_revision: 0, mod_revision: revision, version: 0, lease: '0' } };
+function deleteEvent(key: string, revision: number): EncodedEvent {
+  return encodeEvent('DELETE', encodeKeyValue({ key: Buffer.from(key), value: Buffer.alloc(0), create_revision: 0, mod_revision: revision, version: 0, lease: '0' }));
 }
 
 function spec(request: WireWatchCreateRequest): WatchSpec {
@@ -33,7 +35,7 @@ class RecordingSink implements WatchSink {
   readonly revisions: number[] = [];
   compactedAt: number | null = null;
   open = true;
-  events(_watcher: HubWatcher, _revision: number, events: readonly EventRecord[]): void {
+  events(_watcher: HubWatcher, _revision: number, events: readonly EncodedEvent[]): void {
     for (const event of events) this.revisions.push(event.kv.mod_revision);
   }
   compacted(_watcher: HubWatcher, compactRevision: number): void {

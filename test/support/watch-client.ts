@@ -10,46 +10,15 @@ import {
   type StatusObject,
 } from '@grpc/grpc-js';
 import { loadEtcdProto, serviceMethods } from '../../src/etcd/proto';
+import type { WireEvent, WireWatchResponse } from '../../src/etcd/wire';
 
 // A raw Watch client for tests and benchmarks: one grpc-js bidi stream (or one
 // raw HTTP/2 stream), requests written as etcd's wire messages, every
 // response kept with the time it arrived. Nothing here knows how the proxy
 // serves watches, so the same code talks to etcd and to the proxy.
 
-/** mvccpb.KeyValue as the test's proto-loader options decode it (int64 as decimal strings, bytes as Buffers). */
-export interface WireKeyValue {
-  key?: Buffer;
-  create_revision?: string;
-  mod_revision?: string;
-  version?: string;
-  value?: Buffer;
-  lease?: string;
-}
-
-export interface WireEvent {
-  /** Absent for PUT (the proto3 default), 'DELETE' for deletes. */
-  type?: 'PUT' | 'DELETE';
-  kv?: WireKeyValue;
-  prev_kv?: WireKeyValue;
-}
-
-export interface WireHeader {
-  cluster_id?: string;
-  member_id?: string;
-  revision?: string;
-  raft_term?: string;
-}
-
-export interface WireWatchResponse {
-  header?: WireHeader;
-  watch_id?: string;
-  created?: boolean;
-  canceled?: boolean;
-  compact_revision?: string;
-  cancel_reason?: string;
-  fragment?: boolean;
-  events?: WireEvent[];
-}
+// etcd's messages as proto-loader decodes them (int64 as decimal strings, bytes as Buffers): wire facts, shared with src/.
+export type { WireEvent, WireHeader, WireKeyValue, WireWatchResponse } from '../../src/etcd/wire';
 
 export interface WatchCreate {
   key: Buffer;

@@ -3,6 +3,7 @@ import { createAuthService } from './auth';
 import { createClusterService } from './cluster';
 import type { ApiContext } from './context';
 import type { ServiceBinding } from './forwarding-service';
+import { applyStreamResetLimits, NODE_HONOURS_STREAM_RESET_LIMITS } from './grpc-http2-limits';
 import { createKvService } from './kv';
 import { createLeaseService } from './lease';
 import { createMaintenanceService } from './maintenance';
@@ -33,6 +34,13 @@ export function createServiceBindings(ctx: ApiContext): ServiceBinding[] {
 /** A grpc-js server with every etcd service registered; connections are injected by the listener. */
 export function createGrpcServer(ctx: ApiContext, interceptors: readonly ServerInterceptor[] = []): Server {
   const server = new Server({ ...SERVER_OPTIONS, interceptors: [...interceptors] });
+  applyStreamResetLimits(server);
+  if (!NODE_HONOURS_STREAM_RESET_LIMITS) {
+    ctx.log.warn(
+      { node: process.version },
+      'this Node.js keeps HTTP/2 stream resets at 1000 per connection plus 33/s (Node 22.10+ lets the proxy raise that): a client cancelling calls faster on one connection has it closed with GOAWAY INTERNAL_ERROR',
+    );
+  }
   for (const { definition, implementation } of createServiceBindings(ctx)) server.addService(definition, implementation);
   return server;
 }

@@ -138,7 +138,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     watchHub: { hub: watchHub, progressNotifyIntervalMs: config.watchProgressNotifyIntervalMs, bufferBytes: config.watchBufferBytes },
     mirrorReads: { store, mirror, ranges, liveness, barrier, auth, staleReads: config.staleReads, cache: responseCache, metrics, log: mirrorLog },
   }, { instanceId });
-  const grpc = createGrpcServer(core);
+  const grpc = createGrpcServer(core, log.child({ component: 'grpc' }));
   const gateway = createHttpGateway({
     metrics,
     pool,

@@ -5,6 +5,8 @@ import {
   type handleUnaryCall,
   type MethodDefinition, type ServerOptions, type ServiceDefinition, type UntypedHandleCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Core } from '../api/core';
+import type { Logger } from '../log';
+import { applyStreamResetLimits, NODE_HONOURS_STREAM_RESET_LIMITS } from './http2-limits';
 import type { CoreMethod } from '../api/call';
 import { passBytes } from '../etcd/proto';
 
@@ -23,8 +25,15 @@ const SERVER_OPTIONS: ServerOptions = {
  * they are (grpc-js's calls have the shape the core expects), messages as raw
  * bytes. Connections are injected by the listener.
  */
-export function createGrpcServer(core: Core): Server {
+export function createGrpcServer(core: Core, log: Logger): Server {
   const server = new Server(SERVER_OPTIONS);
+  applyStreamResetLimits(server);
+  if (!NODE_HONOURS_STREAM_RESET_LIMITS) {
+    log.warn(
+      { node: process.version },
+      'this Node.js keeps HTTP/2 stream resets at 1000 per connection plus 33/s (Node 22.10+ lets the proxy raise that): a client cancelling calls faster on one connection has it closed with GOAWAY INTERNAL_ERROR',
+    );
+  }
   for (const service of core.services) {
     const definition: Record<string, MethodDefinition<Buffer, Buffer>> = {};
     const implementation: UntypedServiceImplementation = {};

@@ -5,7 +5,7 @@
 // grpc-js server answering from memory.
 //
 //   node --import tsx bench/h2load-range.ts [--requests 100000] [--clients 8] [--streams 16]
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import { freePort, sleep, startEtcd, stopChild } from '../test/support/etcd';
 import { trackProcess } from '../test/support/processes';
 import { startProxyProcess } from '../test/support/proxy';
 import { call, rawClients } from '../test/support/raw-client';
+import { GRPC_HEADERS, grpcFrame, runH2load } from './support/h2load';
 
 const { values } = parseArgs({
   options: {
@@ -24,29 +25,22 @@ const { values } = parseArgs({
   },
 });
 
-/** A gRPC message on the wire: no compression flag, 4-byte big-endian length, the protobuf. */
-function grpcFrame(message: Buffer): Buffer {
-  const header = Buffer.alloc(5);
-  header.writeUInt32BE(message.length, 1);
-  return Buffer.concat([header, message]);
-}
-
 interface Row {
   readonly path: string;
   readonly requestsPerSecond: number;
   readonly failed: number;
 }
 
-function h2load(address: string, bodyFile: string, requests = values.requests ?? '100000'): { requestsPerSecond: number; failed: number } {
-  const result = spawnSync(
-    'h2load',
-    ['-n', requests, '-c', values.clients ?? '8', '-m', values.streams ?? '16', '-d', bodyFile, '-H', 'content-type: application/grpc', '-H', 'te: trailers', `http://${address}/etcdserverpb.KV/Range`],
-    { encoding: 'utf8' },
-  );
-  if (result.error !== undefined) throw new Error("h2load not found: apt-get install -y nghttp2-client");
-  const rate = /finished in [^,]+, ([\d.]+) req\/s/.exec(result.stdout);
-  const failed = /requests: \d+ total, \d+ started, \d+ done, \d+ succeeded, (\d+) failed/.exec(result.stdout);
-  return { requestsPerSecond: Number(rate?.[1] ?? NaN), failed: Number(failed?.[1] ?? NaN) };
+async function h2load(address: string, bodyFile: string, requests = values.requests ?? '100000'): Promise<{ requestsPerSecond: number; failed: number }> {
+  const result = await runH2load({
+    url: `http://${address}/etcdserverpb.KV/Range`,
+    bodyFile,
+    headers: GRPC_HEADERS,
+    requests: Number(requests),
+    clients: Number(values.clients ?? '8'),
+    streams: Number(values.streams ?? '16'),
+  });
+  return { requestsPerSecond: result.requestsPerSecond, failed: result.failed };
 }
 
 async function main(): Promise<void> {
@@ -83,12 +77,12 @@ async function main(): Promise<void> {
         ['etcd grpc-proxy', `127.0.0.1:${grpcProxyPort}`],
         ['etcd-cache-proxy', proxy.address],
       ] as const) {
-        h2load(address, body, '5000'); // warm-up: JIT, connections, caches
-        rows.push({ path: `${path}, ${kind}`, ...h2load(address, body) });
+        await h2load(address, body, '5000'); // warm-up: JIT, connections, caches
+        rows.push({ path: `${path}, ${kind}`, ...(await h2load(address, body)) });
       }
     }
-    h2load(`127.0.0.1:${floorPort}`, bodies.serializable, '5000');
-    rows.push({ path: 'bare grpc-js server (floor)', ...h2load(`127.0.0.1:${floorPort}`, bodies.serializable) });
+    await h2load(`127.0.0.1:${floorPort}`, bodies.serializable, '5000');
+    rows.push({ path: 'bare grpc-js server (floor)', ...(await h2load(`127.0.0.1:${floorPort}`, bodies.serializable)) });
   } finally {
     await proxy.stop();
     await stopChild(grpcProxy);

@@ -2,17 +2,25 @@
 // etcdserverpb.KV/Range with one fixed, pre-encoded RangeResponse from
 // memory. Whatever a Node proxy does, it cannot beat this.
 //
-//   node --import tsx bench/support/floor-server.ts PORT
+//   node --import tsx bench/support/floor-server.ts PORT [RESPONSE_FILE]
+//
+// RESPONSE_FILE, when given, holds the encoded RangeResponse to answer with
+// (the protobuf message, no gRPC framing); without it the answer is an empty
+// Range (a header only).
+import { readFileSync } from 'node:fs';
 import { Server, ServerCredentials, type handleUnaryCall } from '@grpc/grpc-js';
 import { serviceMethods } from '../../src/etcd/proto';
 import { passBytes } from '../../src/etcd/proto';
 
 const port = Number(process.argv[2]);
+const responseFile = process.argv[3];
 const range = serviceMethods('etcdserverpb.KV').Range;
 if (range === undefined) throw new Error('no KV.Range');
-const answer = range.responseSerialize({ header: { cluster_id: '1', member_id: '2', revision: '3', raft_term: '4' } });
+const answer =
+  responseFile === undefined ? range.responseSerialize({ header: { cluster_id: '1', member_id: '2', revision: '3', raft_term: '4' } }) : readFileSync(responseFile);
 const handler: handleUnaryCall<Buffer, Buffer> = (_call, callback) => callback(null, answer);
-const server = new Server();
+// grpc-js sends messages of any size by default; set anyway, as the answer may be megabytes.
+const server = new Server({ 'grpc.max_send_message_length': -1 });
 server.addService(
   { Range: { path: range.path, requestStream: false, responseStream: false, requestSerialize: passBytes, requestDeserialize: passBytes, responseSerialize: passBytes, responseDeserialize: passBytes } },
   { Range: handler },

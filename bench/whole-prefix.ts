@@ -38,8 +38,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Client, credentials, type ServiceError } from '@grpc/grpc-js';
-import { identity } from '../src/api/forward';
-import { serviceMethods } from '../src/api/proto';
+import { passBytes, serviceMethods } from '../src/etcd/proto';
 import { freePort, sleep, startEtcd, stopChild } from '../test/support/etcd';
 import { b64, httpCall } from '../test/support/http-gateway';
 import { trackProcess } from '../test/support/processes';
@@ -220,7 +219,7 @@ async function checkGrpc(name: string, address: string, read: Read): Promise<Buf
   const client = new Client(address, credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
   try {
     const answer = await new Promise<Buffer>((resolve, reject) => {
-      client.makeUnaryRequest(RANGE_METHOD.path, identity, identity, rangeRequest(read), { deadline: Date.now() + 30_000 }, (error: ServiceError | null, response?: Buffer) => {
+      client.makeUnaryRequest(RANGE_METHOD.path, passBytes, passBytes, rangeRequest(read), { deadline: Date.now() + 30_000 }, (error: ServiceError | null, response?: Buffer) => {
         if (error !== null) reject(new Error(`${name}, ${read}: gRPC ${error.code} ${error.details}`));
         else if (response === undefined) reject(new Error(`${name}, ${read}: no answer`));
         else resolve(response);

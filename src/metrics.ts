@@ -13,6 +13,8 @@ export interface Metrics {
   readonly grpcRequestDuration: Histogram<'service' | 'method'>;
   /** Open gRPC streams (Watch, LeaseKeepAlive, Snapshot) by service and method. */
   readonly grpcStreamsOpen: Gauge<'service' | 'method'>;
+  /** Client connections asked to move (graceful GOAWAY) before Node's HTTP/2 reset limit would end them (Node < 22.10). */
+  readonly grpcConnectionsMoved: Counter;
   /** HTTP requests on the gateway side by path group and status. */
   readonly httpRequests: Counter<'path' | 'status'>;
   readonly writesRejected: Counter<'reason'>;
@@ -79,6 +81,11 @@ export function createMetrics(registry: Registry = new Registry()): Metrics {
       name: `${METRIC_PREFIX}grpc_streams_open`,
       help: 'gRPC streams currently open, by service and method',
       labelNames: ['service', 'method'],
+      registers: [registry],
+    }),
+    grpcConnectionsMoved: new Counter({
+      name: `${METRIC_PREFIX}grpc_connections_moved_total`,
+      help: 'Client connections asked to reconnect (GOAWAY NO_ERROR) before the HTTP/2 stream-reset limit of Node before 22.10 would have closed them with INTERNAL_ERROR',
       registers: [registry],
     }),
     httpRequests: new Counter({

@@ -5,7 +5,7 @@ import { ETCD_ERRORS } from './etcd/errors';
 import { createCore } from './api/core';
 import { followMirror } from './api/mirror-reads';
 import { ResponseCache } from './api/response-cache';
-import { createGrpcServer } from './grpc/server';
+import { createGrpcServer, grpcConnections } from './grpc/server';
 import { createStreamTracker } from './api/stream-tracker';
 import { advertisedUrlFor, formatHostPort, type ProxyConfig } from './config';
 import { createHttpGateway, createMetricsServer } from './gateway/http-gateway';
@@ -158,7 +158,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   const serverTls = config.serverTls === null ? null : watchServerContext(config.serverTls, log.child({ component: 'tls' }));
   const listener = await listenForBoth(
     config.listenAddr,
-    grpc,
+    grpcConnections(grpc, () => metrics.grpcConnectionsMoved.inc()),
     http,
     log,
     serverTls === null

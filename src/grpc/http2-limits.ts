@@ -1,3 +1,4 @@
+import { constants as h2, type Http2Server, type Http2Session, type ServerHttp2Stream } from 'node:http2';
 import type { Server } from '@grpc/grpc-js';
 
 // Node's HTTP/2 server (nghttp2) defends against "rapid reset" (CVE-2023-44487)
@@ -46,4 +47,85 @@ export function applyStreamResetLimits(server: Server): void {
     throw new Error('etcd-cache-proxy: @grpc/grpc-js keeps its HTTP/2 server options elsewhere now; src/grpc/http2-limits.ts needs a new way to set streamResetBurst/streamResetRate');
   }
   Object.assign(options, { streamResetBurst: STREAM_RESET_BURST, streamResetRate: STREAM_RESET_RATE_PER_S });
+}
+
+/** nghttp2's own bucket, which Node before 22.10 keeps whatever the proxy asks. */
+const NGHTTP2_RESET_BURST = 1_000;
+const NGHTTP2_RESET_RATE_PER_S = 33;
+/**
+ * Tokens left in (our reckoning of) nghttp2's bucket at which a connection is
+ * asked to move. The margin covers resets nghttp2 counts and the proxy does
+ * not see (a reset of a stream already finished) and resets arriving in one
+ * read with the one that crossed the line.
+ */
+const ROTATE_AT_TOKENS = 300;
+/** The highest stream ID: a first GOAWAY naming it lets every stream the client has already opened finish. */
+const ANY_STREAM_ID = 2 ** 31 - 1;
+/** How long after the first GOAWAY the second one names the last stream taken (RFC 9113's graceful shutdown). */
+const SECOND_GOAWAY_MS = 1_000;
+
+/**
+ * On Node before 22.10, where nghttp2's bucket cannot be raised: nghttp2 stops
+ * counting a connection's resets once the server has sent it a GOAWAY. So the
+ * resets each client connection sends are reckoned as nghttp2 reckons them,
+ * and before the bucket runs dry the connection is asked to move, gracefully
+ * (GOAWAY NO_ERROR, as grpc-js's max connection age does): its calls in
+ * flight, long watches included, finish on it; the client opens a fresh
+ * connection, with a full bucket, for new calls. A second GOAWAY a second
+ * later names the last stream taken, after which nghttp2 ignores any stream a
+ * client (an attacker) still opens there. A burst of more than about 700
+ * resets in one read still outruns this; only Node 22.10+ helps there.
+ *
+ * Hooks every HTTP/2 server grpc-js has created so far for `server` (call it
+ * after creating the connection injector); grpc-js keeps them in a private
+ * map, the second use of its internals in this file.
+ */
+export function rotateBeforeResetLimit(server: Server, onRotated: () => void): void {
+  const servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
+  if (!(servers instanceof Map)) {
+    throw new Error('etcd-cache-proxy: @grpc/grpc-js keeps its HTTP/2 servers elsewhere now; src/grpc/http2-limits.ts needs a new way to see their sessions');
+  }
+  for (const http2Server of servers.keys() as IterableIterator<Http2Server>) {
+    if (hooked.has(http2Server)) continue;
+    hooked.add(http2Server);
+    http2Server.on('session', (session: Http2Session) => watchResets(session, onRotated));
+  }
+}
+
+const hooked = new WeakSet<Http2Server>();
+
+function watchResets(session: Http2Session, onRotated: () => void): void {
+  let tokens = NGHTTP2_RESET_BURST;
+  let refilledAt = Date.now();
+  let lastStreamId = 0;
+  let rotated = false;
+  const rotate = (): void => {
+    rotated = true;
+    try {
+      session.goaway(h2.NGHTTP2_NO_ERROR, ANY_STREAM_ID);
+      session.close();
+    } catch {
+      session.destroy(); // already closing: nothing left to move
+      return;
+    }
+    onRotated();
+    const second = setTimeout(() => {
+      if (!session.destroyed) session.goaway(h2.NGHTTP2_NO_ERROR, lastStreamId);
+    }, SECOND_GOAWAY_MS);
+    second.unref();
+  };
+  session.on('stream', (stream: ServerHttp2Stream) => {
+    lastStreamId = Math.max(lastStreamId, stream.id ?? 0);
+    stream.once('close', () => {
+      if (rotated || stream.rstCode === h2.NGHTTP2_NO_ERROR) return;
+      // nghttp2 refills whole seconds' worth at a time.
+      const seconds = Math.floor((Date.now() - refilledAt) / 1000);
+      if (seconds > 0) {
+        tokens = Math.min(NGHTTP2_RESET_BURST, tokens + seconds * NGHTTP2_RESET_RATE_PER_S);
+        refilledAt += seconds * 1000;
+      }
+      tokens -= 1;
+      if (tokens <= ROTATE_AT_TOKENS) rotate();
+    });
+  });
 }

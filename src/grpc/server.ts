@@ -1,12 +1,14 @@
+import type { Duplex } from 'node:stream';
 import {
   Server,
+  ServerCredentials,
   type handleBidiStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
   type MethodDefinition, type ServerOptions, type ServiceDefinition, type UntypedHandleCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Core } from '../api/core';
 import type { Logger } from '../log';
-import { applyStreamResetLimits, NODE_HONOURS_STREAM_RESET_LIMITS } from './http2-limits';
+import { applyStreamResetLimits, NODE_HONOURS_STREAM_RESET_LIMITS, rotateBeforeResetLimit } from './http2-limits';
 import type { CoreMethod } from '../api/call';
 import { passBytes } from '../etcd/proto';
 
@@ -52,6 +54,22 @@ export function createGrpcServer(core: Core, log: Logger): Server {
     server.addService(definition as ServiceDefinition, implementation);
   }
   return server;
+}
+
+/** Where the listener hands the connections that speak gRPC (h2c, or h2 after TLS ended in the proxy). */
+export interface GrpcConnections {
+  injectConnection(connection: Duplex): void;
+}
+
+/**
+ * The server's connection injector. On Node before 22.10 its connections are
+ * also moved before nghttp2's reset limit would end them (http2-limits.ts);
+ * `onMoved` counts each one.
+ */
+export function grpcConnections(server: Server, onMoved: () => void): GrpcConnections {
+  const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
+  if (!NODE_HONOURS_STREAM_RESET_LIMITS) rotateBeforeResetLimit(server, onMoved);
+  return injector;
 }
 
 /** Typed assignments, so the compiler checks that grpc-js's calls fit the core's call shapes. */

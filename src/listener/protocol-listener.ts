@@ -1,8 +1,8 @@
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type SecureContextOptions } from 'node:tls';
 import type { Server as HttpServer } from 'node:http';
-import { ServerCredentials, type Server as GrpcServer } from '@grpc/grpc-js';
 import type { HostPort } from '../etcd/endpoint';
+import type { GrpcConnections } from '../grpc/server';
 import type { Logger } from '../log';
 
 /** Every HTTP/2 connection (gRPC over h2c) opens with this preface (RFC 9113, 3.4). */
@@ -50,16 +50,15 @@ export interface ListenerTls {
 
 export async function listenForBoth(
   address: HostPort,
-  grpc: GrpcServer,
+  grpc: GrpcConnections,
   http: HttpServer,
   log: Logger,
   tls: ListenerTls | null = null,
 ): Promise<ProtocolListener> {
-  const injector = grpc.createConnectionInjector(ServerCredentials.createInsecure());
   const undecided = new Set<Socket>();
 
   const handOver = (connection: Socket, protocol: 'grpc' | 'http1'): void => {
-    if (protocol === 'grpc') injector.injectConnection(connection);
+    if (protocol === 'grpc') grpc.injectConnection(connection);
     else {
       http.emit('connection', connection);
       // The HTTP parser only listens for data; the socket was paused to put its first bytes back.

@@ -49,13 +49,15 @@ const NGHTTP2_DEFAULT_RATE_PER_S = 33;
 /** The limits the proxy's HTTP/2 server runs with on this Node. */
 const [BURST, RATE_PER_S] = NODE_HONOURS_STREAM_RESET_LIMITS ? [STREAM_RESET_BURST, STREAM_RESET_RATE_PER_S] : [NGHTTP2_DEFAULT_BURST, NGHTTP2_DEFAULT_RATE_PER_S];
 const FLOOD_GIVES_UP_MS = 60_000;
+/** What the flooder writes between two turns of its event loop (test/support/reset-flood.ts): how far past a GOAWAY it may have gone. */
+const FLOOD_STREAMS_PER_TURN = 100;
 
-// Node before 22.10 has no way to raise nghttp2's limits, so a busy client
-// loses its connection there whatever the proxy does: README.md, "HTTP/2
-// stream resets".
-const SOAK_SKIP = NODE_HONOURS_STREAM_RESET_LIMITS
+// Node before 22.10 has no way to raise nghttp2's limits; there the proxy moves a
+// connection (graceful GOAWAY) before the bucket runs dry, which keeps a steady
+// stream of resets working but cannot outrun thousands of resets arriving at once.
+const BURST_SKIP = NODE_HONOURS_STREAM_RESET_LIMITS
   ? false
-  : `Node ${process.version} ignores streamResetBurst/streamResetRate (taken from v22.10.0 on) and keeps nghttp2's 1000 + 33/s, which this soak outruns`;
+  : `Node ${process.version} ignores streamResetBurst (taken from v22.10.0 on): nghttp2 ends a connection after 1000 resets that arrive together, before the proxy can move it`;
 
 function method(service: Parameters<typeof serviceMethods>[0], name: string): AnyMethodDefinition {
   const definition = serviceMethods(service)[name];
@@ -203,7 +205,7 @@ after(async () => {
   await etcd?.stop();
 });
 
-describe('stream resets through the proxy, one connection', { skip: SOAK_SKIP }, () => {
+describe('stream resets through the proxy, one client', () => {
   it(`survives ${SOAK_MS / 1000} s of calls and streams cancelled mid-flight, mixed with ordinary ones`, { timeout: SOAK_MS + 120_000 }, async (t) => {
     const soak = new SoakClient(proxy.address);
     try {
@@ -255,7 +257,14 @@ describe('stream resets through the proxy, one connection', { skip: SOAK_SKIP },
       t.diagnostic(`${elapsedS.toFixed(1)} s, ${soak.certainResets()} certain resets (${(soak.certainResets() / elapsedS).toFixed(0)}/s): ${summary}`);
 
       assert.deepEqual(soak.failures().slice(0, 20), [], `calls failed: ${summary}`);
-      assert.deepEqual(soak.transitions, [], 'the one connection was never closed (a GOAWAY turns READY into IDLE)');
+      if (NODE_HONOURS_STREAM_RESET_LIMITS) {
+        assert.deepEqual(soak.transitions, [], 'the one connection was never closed (a GOAWAY turns READY into IDLE)');
+      } else {
+        // Older Node: the proxy moved the connection before nghttp2 would have ended it, and no call noticed.
+        const moved = (await proxy.metrics.grpcConnectionsMoved.get()).values[0]?.value ?? 0;
+        assert.ok(moved >= 1, 'the connection was never moved, so nghttp2 would have ended it');
+        t.diagnostic(`connection moved ${moved} times`);
+      }
       const defaultAllowance = NGHTTP2_DEFAULT_BURST + NGHTTP2_DEFAULT_RATE_PER_S * Math.ceil(elapsedS);
       assert.ok(
         soak.certainResets() > 1.5 * defaultAllowance,
@@ -266,7 +275,7 @@ describe('stream resets through the proxy, one connection', { skip: SOAK_SKIP },
     }
   });
 
-  it(`keeps the connection when a client drops ${DROPPED_AT_ONCE} watch streams at once`, { timeout: 120_000 }, async () => {
+  it(`keeps the connection when a client drops ${DROPPED_AT_ONCE} watch streams at once`, { timeout: 120_000, skip: BURST_SKIP }, async () => {
     const soak = new SoakClient(proxy.address);
     try {
       await soak.connect();
@@ -299,11 +308,18 @@ describe('a rapid-reset flood (CVE-2023-44487) on one connection', () => {
       t.diagnostic(`flood: ${flood.streams} streams sent, ${flood.processed} taken by the proxy, GOAWAY code ${flood.goawayCode} after ${flood.ms} ms`);
       await bystander.unary('Range after the flood', KV_RANGE, { key: Buffer.from('burst/0') });
 
-      assert.equal(flood.goawayCode, h2.NGHTTP2_INTERNAL_ERROR, 'the flooding connection was cut off by the limiter');
       // nghttp2 refills whole seconds' worth of tokens: one more second than elapsed bounds what it may have let through.
       const allowance = BURST + RATE_PER_S * (Math.ceil(flood.ms / 1000) + 1);
-      assert.ok(flood.processed <= allowance, `the proxy took ${flood.processed} reset streams, more than the limiter allows in ${flood.ms} ms (${allowance})`);
-      assert.ok(flood.processed >= BURST, `cut off after ${flood.processed} streams, before the burst of ${BURST}: are these the limits in force?`);
+      if (NODE_HONOURS_STREAM_RESET_LIMITS) {
+        assert.equal(flood.goawayCode, h2.NGHTTP2_INTERNAL_ERROR, 'the flooding connection was cut off by the limiter');
+        assert.ok(flood.processed <= allowance, `the proxy took ${flood.processed} reset streams, more than the limiter allows in ${flood.ms} ms (${allowance})`);
+        assert.ok(flood.processed >= BURST, `cut off after ${flood.processed} streams, before the burst of ${BURST}: are these the limits in force?`);
+      } else {
+        // Older Node: the proxy moves the connection before nghttp2's bucket is dry (or nghttp2 cuts it off itself,
+        // when a read holds more resets than the margin); either way the flood ends within nghttp2's allowance.
+        assert.ok(flood.goawayCode === h2.NGHTTP2_NO_ERROR || flood.goawayCode === h2.NGHTTP2_INTERNAL_ERROR, `GOAWAY code ${flood.goawayCode}`);
+        assert.ok(flood.streams <= allowance + 2 * FLOOD_STREAMS_PER_TURN, `${flood.streams} streams before the GOAWAY, more than nghttp2 allows in ${flood.ms} ms (${allowance})`);
+      }
       assert.deepEqual(bystander.failures(), []);
       assert.deepEqual(bystander.transitions, [], "the other client's connection stayed up");
     } finally {

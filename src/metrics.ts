@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { statusName } from './etcd/errors';
 
 export const METRIC_PREFIX = 'etcd_cache_proxy_';
 
@@ -8,8 +9,10 @@ export type Source = 'upstream' | 'mirror' | 'proxy';
 /** The proxy's instruments, all registered on the registry passed in (tests get a fresh one each). */
 export interface Metrics {
   readonly registry: Registry;
-  /** Finished gRPC calls by service, method, status code name and source. */
+  /** Finished gRPC calls by service, method, status code name and source (count them with `calls`). */
   readonly grpcRequests: Counter<'service' | 'method' | 'code' | 'source'>;
+  /** The hot path's way into grpcRequests. */
+  readonly calls: CallCounts;
   readonly grpcRequestDuration: Histogram<'service' | 'method'>;
   /** Open gRPC streams (Watch, LeaseKeepAlive, Snapshot) by service and method. */
   readonly grpcStreamsOpen: Gauge<'service' | 'method'>;
@@ -25,8 +28,9 @@ export interface Metrics {
   readonly readBarrierCalls: Counter;
   readonly mirrorRelists: Counter;
   readonly unchangedPutsAcknowledged: Counter;
-  /** Mirror reads answered with a kept encoded answer (hit) or made anew (miss). */
+  /** Mirror reads answered with a kept encoded answer (hit) or made anew (miss); count them with `cacheResults`. */
   readonly responseCacheRequests: Counter<'result'>;
+  readonly cacheResults: ResultCounts<'hit' | 'miss'>;
   readonly responseCacheBytes: Gauge;
   readonly consistencyChecks: Counter<'result'>;
   readonly storeKeys: Gauge;
@@ -60,15 +64,87 @@ export interface Metrics {
   readonly snapshotRevision: Gauge;
 }
 
+/** One RPC as metrics name it. */
+export interface CallLabels {
+  readonly service: string;
+  readonly method: string;
+}
+
+const SOURCES: readonly Source[] = ['upstream', 'mirror', 'proxy'];
+/** gRPC status codes run 0..16. */
+const STATUS_CODES = 17;
+
+interface PendingCount {
+  readonly labels: Record<'service' | 'method' | 'code' | 'source', string>;
+  count: number;
+}
+
+/**
+ * Finished calls counted as plain numbers, one slot per RPC, status and
+ * source, and handed to the prom-client counter whenever it is read (a
+ * scrape, or get()): a read from the mirror takes microseconds, and
+ * prom-client's label hashing per call was a measurable share of it.
+ */
+export class CallCounts {
+  private readonly slots = new WeakMap<CallLabels, (PendingCount | undefined)[]>();
+  private readonly pending = new Set<PendingCount>();
+
+  count(rpc: CallLabels, code: number, source: Source): void {
+    let slots = this.slots.get(rpc);
+    if (slots === undefined) {
+      slots = new Array<PendingCount | undefined>(STATUS_CODES * SOURCES.length);
+      this.slots.set(rpc, slots);
+    }
+    const index = (code >= 0 && code < STATUS_CODES ? code : STATUS_CODES - 1) * SOURCES.length + SOURCES.indexOf(source);
+    let slot = slots[index];
+    if (slot === undefined) {
+      slot = { labels: { service: rpc.service, method: rpc.method, code: statusName(code), source }, count: 0 };
+      slots[index] = slot;
+    }
+    if (slot.count === 0) this.pending.add(slot);
+    slot.count += 1;
+  }
+
+  /** Moves what was counted since the last read into the counter. */
+  flush(counter: Counter<'service' | 'method' | 'code' | 'source'>): void {
+    for (const slot of this.pending) {
+      counter.inc(slot.labels, slot.count);
+      slot.count = 0;
+    }
+    this.pending.clear();
+  }
+}
+
+/** Counts by a `result` label as plain numbers, moved into the counter when it is read (as CallCounts). */
+export class ResultCounts<R extends string> {
+  private readonly pending = new Map<R, number>();
+
+  count(result: R): void {
+    this.pending.set(result, (this.pending.get(result) ?? 0) + 1);
+  }
+
+  flush(counter: Counter<'result'>): void {
+    for (const [result, count] of this.pending) counter.inc({ result }, count);
+    this.pending.clear();
+  }
+}
+
 export function createMetrics(registry: Registry = new Registry()): Metrics {
   collectDefaultMetrics({ register: registry });
+  const calls = new CallCounts();
+  const cacheResults = new ResultCounts<'hit' | 'miss'>();
   return {
+    calls,
+    cacheResults,
     registry,
     grpcRequests: new Counter({
       name: `${METRIC_PREFIX}grpc_requests_total`,
       help: 'gRPC calls finished, by service, method, status code and source of the answer',
       labelNames: ['service', 'method', 'code', 'source'],
       registers: [registry],
+      collect() {
+        calls.flush(this);
+      },
     }),
     grpcRequestDuration: new Histogram({
       name: `${METRIC_PREFIX}grpc_request_duration_seconds`,
@@ -141,6 +217,9 @@ export function createMetrics(registry: Registry = new Registry()): Metrics {
       help: 'Mirror reads by whether their encoded answer was kept from an identical read (hit) or made (miss)',
       labelNames: ['result'],
       registers: [registry],
+      collect() {
+        cacheResults.flush(this);
+      },
     }),
     responseCacheBytes: new Gauge({
       name: `${METRIC_PREFIX}response_cache_bytes`,

@@ -10,7 +10,7 @@ import {
 import type { DuplexCall, DuplexHandler, ServerStreamCall, ServerStreamHandler, UnaryHandler } from './call';
 import { passBytes } from '../etcd/proto';
 import type { ApiContext } from './context';
-import { ProxyError, statusName, toStatus } from '../etcd/errors';
+import { ProxyError, toStatus } from '../etcd/errors';
 import type { Source } from '../metrics';
 import type { UpstreamMember } from '../upstream/pool';
 
@@ -38,11 +38,22 @@ export function upstreamMetadata(incoming: Metadata): Metadata {
 }
 
 export function observeCall(ctx: ApiContext, rpc: RpcRef, code: status, startedNs: bigint | null, source: Source = 'upstream'): void {
-  ctx.metrics.grpcRequests.inc({ service: rpc.service, method: rpc.method, code: statusName(code), source });
+  ctx.metrics.calls.count(rpc, code, source);
   if (startedNs !== null) {
     const seconds = Number(process.hrtime.bigint() - startedNs) / 1e9;
-    ctx.metrics.grpcRequestDuration.observe({ service: rpc.service, method: rpc.method }, seconds);
+    ctx.metrics.grpcRequestDuration.observe(durationLabels(rpc), seconds);
   }
+}
+
+/** The histogram's labels of an RPC, made once: prom-client keeps no reference, so one object serves every call. */
+const durationLabelsByRpc = new WeakMap<RpcRef, { service: string; method: string }>();
+function durationLabels(rpc: RpcRef): { service: string; method: string } {
+  let labels = durationLabelsByRpc.get(rpc);
+  if (labels === undefined) {
+    labels = { service: rpc.service, method: rpc.method };
+    durationLabelsByRpc.set(rpc, labels);
+  }
+  return labels;
 }
 
 export interface UnaryForwardOptions {

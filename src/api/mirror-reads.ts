@@ -78,34 +78,46 @@ const EMPTY = Buffer.alloc(0);
 const MEMO_MAX_REQUEST_BYTES = 1_024;
 const MEMO_MAX_ENTRIES = 4_096;
 
+/** A request as decoded, with what routing needs to know of it: none of it changes while the proxy runs. */
+interface DecodedRead<Req> {
+  readonly request: Req;
+  /** The request's bytes as a string: the answer cache's key. */
+  readonly id: string;
+  readonly read: boolean;
+  readonly covered: boolean;
+  readonly refusal: EtcdErrorName | null;
+  readonly revision: number;
+  readonly serializable: boolean;
+}
+
 /**
- * Decoded requests by their bytes, the oldest out first. The
- * decoded objects are shared, so nothing may change them. Undefined: bytes
- * that are no such request (etcd answers those itself).
+ * Decoded requests by their bytes, the oldest out first. The decoded
+ * objects are shared, so nothing may change them. Undefined: bytes that are
+ * no such request (etcd answers those itself).
  */
 class RequestMemo<Req> {
-  private readonly entries = new Map<string, Req>();
+  private readonly entries = new Map<string, DecodedRead<Req>>();
 
-  constructor(private readonly decode: (bytes: Buffer) => Req) {}
+  constructor(private readonly decode: (bytes: Buffer, id: string) => DecodedRead<Req>) {}
 
-  get(bytes: Buffer): Req | undefined {
-    if (bytes.length > MEMO_MAX_REQUEST_BYTES) return this.tryDecode(bytes);
+  get(bytes: Buffer): DecodedRead<Req> | undefined {
     const id = bytes.toString('latin1');
+    if (bytes.length > MEMO_MAX_REQUEST_BYTES) return this.tryDecode(bytes, id);
     const known = this.entries.get(id);
     if (known !== undefined) return known;
-    const request = this.tryDecode(bytes);
-    if (request === undefined) return undefined;
-    this.entries.set(id, request);
+    const decoded = this.tryDecode(bytes, id);
+    if (decoded === undefined) return undefined;
+    this.entries.set(id, decoded);
     if (this.entries.size > MEMO_MAX_ENTRIES) {
       const oldest = this.entries.keys().next();
       if (oldest.done !== true) this.entries.delete(oldest.value);
     }
-    return request;
+    return decoded;
   }
 
-  private tryDecode(bytes: Buffer): Req | undefined {
+  private tryDecode(bytes: Buffer, id: string): DecodedRead<Req> | undefined {
     try {
-      return this.decode(bytes);
+      return this.decode(bytes, id);
     } catch {
       return undefined;
     }
@@ -132,13 +144,13 @@ function mirrorRead<Req>(
     deps.staleReads === 'deny' ? { kind: 'refuse', error: new ProxyError('staleDenied') } : { kind: 'mirror', stale: true };
 
   /** The route decided from the request and the proxy's state alone; null: a linearizable read that needs the barrier. */
-  const routeNow = (request: Req): Route | null => {
-    if (deps.mirror.authRequired() || !spec.isRead(request) || !spec.covered(request)) return FORWARD;
+  const routeNow = (decoded: DecodedRead<Req>): Route | null => {
+    if (!decoded.read || !decoded.covered || deps.mirror.authRequired()) return FORWARD;
     const lost = deps.liveness.isLost();
-    const refusal = spec.refusal(request);
+    const refusal = decoded.refusal;
     if (refusal !== null) return lost ? { kind: 'refuse', error: new ProxyError(refusal) } : FORWARD;
     if (!deps.mirror.hasData()) return lost ? { kind: 'refuse', error: new ProxyError('neverSynced') } : FORWARD;
-    const revision = spec.revision(request);
+    const revision = decoded.revision;
     if (revision !== 0) {
       // The keyspace at a past revision never changes: the log answers it without a barrier.
       if (isRetained(deps.store, revision)) return lost ? staleRoute() : FRESH;
@@ -146,7 +158,7 @@ function mirrorRead<Req>(
       return { kind: 'refuse', error: new ProxyError(revision > deps.mirror.revision() ? 'futureRevision' : 'compacted') };
     }
     if (lost) return staleRoute();
-    if (spec.serializable(request)) return FRESH;
+    if (decoded.serializable) return FRESH;
     // A prefix mirror's revision moves only with its own keys' events, so it may never reach
     // the upstream's; without progress responses it can trust, such reads go upstream.
     if (!deps.ranges.whole) return FORWARD;
@@ -172,23 +184,36 @@ function mirrorRead<Req>(
   };
 
   /** Requests as decoded, by their bytes: gateways send the same few reads over and over. */
-  const decoded = new RequestMemo<Req>((bytes) => method.requestDeserialize(bytes) as Req);
+  const memo = new RequestMemo<Req>((bytes, id) => {
+    const request = method.requestDeserialize(bytes) as Req;
+    const read = spec.isRead(request);
+    return {
+      request,
+      id,
+      read,
+      covered: read && spec.covered(request),
+      refusal: read ? spec.refusal(request) : null,
+      revision: read ? spec.revision(request) : 0,
+      serializable: read && spec.serializable(request),
+    };
+  });
 
-  const answer = (call: UnaryCall, callback: UnaryCallback, request: Req, stale: boolean, started: bigint): void => {
+  const answer = (callback: UnaryCallback, call: UnaryCall, decoded: DecodedRead<Req>, stale: boolean, started: bigint): void => {
     const meta = deps.store.meta();
+    const request = decoded.request;
     const header = (): Buffer => encodeHeaderField(mirrorHeaderBytes(meta));
-    let response = cache.get(kind, call.request, meta.revision, header);
+    let response = cache.get(kind, decoded.id, meta.revision, header);
     if (response === undefined) {
-      deps.metrics.responseCacheRequests.inc({ result: 'miss' });
+      deps.metrics.cacheResults.count('miss');
       const validity = spec.validity(request);
       const answered = spec.answer(request, meta);
       response =
         validity.kind === 'spans'
-          ? cache.set(kind, call.request, meta.revision, validity, header(), answered)
-          : cache.set(kind, call.request, meta.revision, validity, EMPTY, answered);
+          ? cache.set(kind, decoded.id, meta.revision, validity, header(), answered)
+          : cache.set(kind, decoded.id, meta.revision, validity, EMPTY, answered);
       deps.metrics.responseCacheBytes.set(cache.usedBytes);
     } else {
-      deps.metrics.responseCacheRequests.inc({ result: 'hit' });
+      deps.metrics.cacheResults.count('hit');
     }
     if (stale) {
       markStale(call);
@@ -203,27 +228,31 @@ function mirrorRead<Req>(
     callback(toStatus(error));
   };
 
+  const dispatch = (call: UnaryCall, callback: UnaryCallback, decoded: DecodedRead<Req>, decision: Route, started: bigint): void => {
+    if (decision.kind === 'forward') forward(call, callback);
+    else if (decision.kind === 'refuse') refuse(callback, decision.error, started);
+    else answer(callback, call, decoded, decision.stale, started);
+  };
+
   return (call, callback) => {
     const started = process.hrtime.bigint();
-    const request = decoded.get(call.request);
-    if (request === undefined) {
+    const decoded = memo.get(call.request);
+    if (decoded === undefined) {
       forward(call, callback);
       return;
     }
-    const dispatch = (decision: Route): void => {
-      if (decision.kind === 'forward') forward(call, callback);
-      else if (decision.kind === 'refuse') refuse(callback, decision.error, started);
-      else answer(call, callback, request, decision.stale, started);
-    };
-    const decision = routeNow(request);
+    const decision = routeNow(decoded);
     if (decision !== null) {
-      dispatch(decision);
+      dispatch(call, callback, decoded, decision, started);
       return;
     }
-    routeAfterBarrier().then(dispatch, (error: unknown) => {
-      deps.log.error({ err: error }, 'mirror read failed');
-      refuse(callback, new ProxyError('internal', { cause: error }), started);
-    });
+    routeAfterBarrier().then(
+      (later) => dispatch(call, callback, decoded, later, started),
+      (error: unknown) => {
+        deps.log.error({ err: error }, 'mirror read failed');
+        refuse(callback, new ProxyError('internal', { cause: error }), started);
+      },
+    );
   };
 }
 

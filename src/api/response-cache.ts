@@ -36,7 +36,7 @@ interface Entry {
  * Encoded answers of mirror reads, so that identical reads at an unchanged
  * state cost nothing: gateways ask the same questions over and over (every
  * worker of every gateway lists the same prefix). Keyed by the request's
- * exact bytes and kind; an entry is dropped when an event touches its keys
+ * exact bytes (as a latin1 string) and kind; an entry is dropped when an event touches its keys
  * (a change elsewhere only moves the header's revision). Least recently used
  * entries go first once the byte budget is spent. Answers depend on nothing
  * but the request and the mirror: the mirror serves no read that a user's
@@ -54,7 +54,7 @@ export class ResponseCache {
    * The answer to `request` at mirror revision `revision`, if one is kept;
    * `header` encodes the header field for a kept body whose revision moved.
    */
-  get(kind: string, request: Buffer, revision: number, header: () => Buffer): Buffer | undefined {
+  get(kind: string, request: string, revision: number, header: () => Buffer): Buffer | undefined {
     const id = entryId(kind, request);
     const entry = this.entries.get(id);
     if (entry === undefined) return undefined;
@@ -80,7 +80,7 @@ export class ResponseCache {
    * the whole answer (protobuf merges concatenated encodings), which is
    * returned. Answers beyond the budget are not kept.
    */
-  set(kind: string, request: Buffer, revision: number, validity: Validity, header: Buffer, body: Buffer): Buffer {
+  set(kind: string, request: string, revision: number, validity: Validity, header: Buffer, body: Buffer): Buffer {
     const full = Buffer.concat([header, body]);
     if (this.budgetBytes === 0) return full;
     const id = entryId(kind, request);
@@ -156,8 +156,8 @@ export class ResponseCache {
   }
 }
 
-function entryId(kind: string, request: Buffer): string {
-  return `${kind}:${request.toString('latin1')}`;
+function entryId(kind: string, request: string): string {
+  return `${kind}:${request}`;
 }
 
 function sizeOf(entry: Entry): number {

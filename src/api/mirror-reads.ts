@@ -166,10 +166,10 @@ function mirrorRead<Req>(
   };
 
   /** A linearizable read: the mirror answers once it holds what the upstream holds now. */
-  const routeAfterBarrier = async (): Promise<Route> => {
+  const afterBarrier = async (barrier: Promise<number>): Promise<Route> => {
     let upstreamRevision: number;
     try {
-      upstreamRevision = await deps.barrier.upstreamRevision();
+      upstreamRevision = await barrier;
     } catch (error) {
       // Auth went on upstream: from now on etcd decides, with the client's own token.
       if (isAuthRefusal(error)) {
@@ -181,6 +181,17 @@ function mirrorRead<Req>(
     }
     const reached = await deps.mirror.waitForRevision(upstreamRevision, READ_BARRIER_TIMEOUT_MS);
     return reached ? FRESH : FORWARD;
+  };
+  /** Every read waiting on one barrier call gets one route, worked out once. */
+  const routesByBarrier = new WeakMap<Promise<number>, Promise<Route>>();
+  const routeAfterBarrier = (): Promise<Route> => {
+    const barrier = deps.barrier.upstreamRevision();
+    let route = routesByBarrier.get(barrier);
+    if (route === undefined) {
+      route = afterBarrier(barrier);
+      routesByBarrier.set(barrier, route);
+    }
+    return route;
   };
 
   /** Requests as decoded, by their bytes: gateways send the same few reads over and over. */

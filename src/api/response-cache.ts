@@ -1,3 +1,5 @@
+import { allocateFramed } from '../etcd/grpc-frame';
+
 /** The default of --response-cache-bytes. */
 export const DEFAULT_RESPONSE_CACHE_BYTES = 128 * 1024 * 1024;
 
@@ -67,7 +69,7 @@ export class ResponseCache {
       return undefined;
     }
     this.resize(entry, () => {
-      entry.full = Buffer.concat([header(), entry.body]);
+      entry.full = joined(header(), entry.body);
       entry.fullRevision = revision;
       entry.json = undefined;
     });
@@ -81,7 +83,7 @@ export class ResponseCache {
    * returned. Answers beyond the budget are not kept.
    */
   set(kind: string, request: string, revision: number, validity: Validity, header: Buffer, body: Buffer): Buffer {
-    const full = Buffer.concat([header, body]);
+    const full = joined(header, body);
     if (this.budgetBytes === 0) return full;
     const id = entryId(kind, request);
     const previous = this.entries.get(id);
@@ -154,6 +156,18 @@ export class ResponseCache {
       this.drop(entry);
     }
   }
+}
+
+/** Answers this large are kept with their gRPC frame around them, so sending them again copies nothing. */
+const FRAMED_ANSWER_BYTES = 16 * 1024;
+
+function joined(header: Buffer, body: Buffer): Buffer {
+  const length = header.length + body.length;
+  if (length < FRAMED_ANSWER_BYTES) return Buffer.concat([header, body], length);
+  const whole = allocateFramed(length);
+  header.copy(whole, 0);
+  body.copy(whole, header.length);
+  return whole;
 }
 
 function entryId(kind: string, request: string): string {

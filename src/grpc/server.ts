@@ -8,6 +8,7 @@ import {
   type MethodDefinition, type ServerOptions, type ServiceDefinition, type UntypedHandleCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Core } from '../api/core';
 import type { Logger } from '../log';
+import { sendPreFramedAnswers } from './pre-framed';
 import { applyStreamResetLimits, NODE_HONOURS_STREAM_RESET_LIMITS, rotateBeforeResetLimit } from './http2-limits';
 import type { CoreMethod } from '../api/call';
 import { passBytes } from '../etcd/proto';
@@ -28,6 +29,7 @@ const SERVER_OPTIONS: ServerOptions = {
  * bytes. Connections are injected by the listener.
  */
 export function createGrpcServer(core: Core, log: Logger): Server {
+  sendPreFramedAnswers();
   const server = new Server(SERVER_OPTIONS);
   applyStreamResetLimits(server);
   if (!NODE_HONOURS_STREAM_RESET_LIMITS) {

@@ -1,7 +1,7 @@
 import { EncodedKeyValue } from './kv-bytes';
 import { etcdMethod } from './proto';
 import type { UpstreamIdentity } from './records';
-import { WIRE_LENGTH_DELIMITED, WIRE_VARINT, bytesFieldSize, encodeBigVarint, splitRepeatedField, tag, varintSize, writeBytesField, writeVarint } from './protowire';
+import { WIRE_LENGTH_DELIMITED, WIRE_VARINT, WireReader, bytesFieldSize, encodeBigVarint, splitRepeatedField, tag, varintSize, writeBytesField, writeVarint } from './protowire';
 import type { WireRangeResponse } from './wire';
 
 /** Field numbers of the messages assembled here (etcdserverpb). */
@@ -123,4 +123,28 @@ const rangeMethod = etcdMethod('etcdserverpb.KV', 'Range');
 export function readRangeResponse(bytes: Buffer): { response: WireRangeResponse; kvs: EncodedKeyValue[] } {
   const { items, rest } = splitRepeatedField(bytes, RANGE_KVS);
   return { response: rangeMethod.responseDeserialize(rest) as WireRangeResponse, kvs: items.map((item) => EncodedKeyValue.checked(item)) };
+}
+
+/**
+ * The header's revision of any etcd response (every one has its header in
+ * field 1), read from the bytes without decoding the rest: 0 when absent.
+ */
+export function readHeaderRevision(bytes: Buffer): number {
+  const reader = new WireReader(bytes);
+  let revision = 0;
+  while (!reader.done()) {
+    const { field, wireType } = reader.tag();
+    if (field !== HEADER || wireType !== WIRE_LENGTH_DELIMITED) {
+      reader.skip(wireType);
+      continue;
+    }
+    const { start, end } = reader.lengthDelimited();
+    const header = new WireReader(bytes, start, end);
+    while (!header.done()) {
+      const inner = header.tag();
+      if (inner.field === HEADER_REVISION && inner.wireType === WIRE_VARINT) revision = header.varint();
+      else header.skip(inner.wireType);
+    }
+  }
+  return revision;
 }

@@ -79,8 +79,15 @@ async function answersHttp(url: string): Promise<boolean> {
   }
 }
 
+/**
+ * Extra Node flags for every proxy process the tests and benchmarks start, e.g.
+ * `ECP_PROXY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"` to profile one
+ * (Node refuses --cpu-prof in NODE_OPTIONS).
+ */
+const PROXY_NODE_ARGS = (process.env.ECP_PROXY_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '');
+
 export function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+  const child = spawn(process.execPath, [...PROXY_NODE_ARGS, '--import', 'tsx', CLI, ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

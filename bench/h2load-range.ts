@@ -2,7 +2,7 @@
 // bottleneck (h2load, from Debian's nghttp2-client, in C), side by side in
 // one run: etcd direct, `etcd grpc-proxy`, etcd-cache-proxy (serializable
 // and linearizable, from its mirror), and the floor of the stack, a bare
-// grpc-js server answering from memory.
+// grpc-js server answering etcd's own encoded answer to the same read from memory.
 //
 //   node --import tsx bench/h2load-range.ts [--requests 100000] [--clients 8] [--streams 16]
 import { spawn } from 'node:child_process';
@@ -10,7 +10,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { serviceMethods } from '../src/etcd/proto';
+import { Client, credentials, type ServiceError } from '@grpc/grpc-js';
+import { passBytes, serviceMethods } from '../src/etcd/proto';
 import { freePort, sleep, startEtcd, stopChild } from '../test/support/etcd';
 import { trackProcess } from '../test/support/processes';
 import { startProxyProcess } from '../test/support/proxy';
@@ -59,11 +60,14 @@ async function main(): Promise<void> {
   const seed = rawClients(etcd.clientAddress);
   for (let i = 0; i < 10; i += 1) await call(seed.kv, 'Put', { key: Buffer.from(`bench/${i}`), value: Buffer.alloc(256, i) });
   seed.close();
+  // The floor answers with etcd's own encoded answer to the same read, so every path sends the same bytes.
+  const answerFile = join(dir, 'answer.bin');
+  writeFileSync(answerFile, await rawAnswer(etcd.clientAddress, range.path, range.requestSerialize({ ...request, serializable: true })));
   const grpcProxyPort = await freePort();
   const grpcProxy = spawn('etcd', ['grpc-proxy', 'start', `--endpoints=${etcd.clientUrl}`, `--listen-addr=127.0.0.1:${grpcProxyPort}`, `--data-dir=${join(dir, 'gp')}`], { stdio: 'ignore' });
   trackProcess(grpcProxy);
   const floorPort = await freePort();
-  const floor = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'support', 'floor-server.ts'), String(floorPort)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const floor = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'support', 'floor-server.ts'), String(floorPort), answerFile], { stdio: ['ignore', 'pipe', 'inherit'] });
   trackProcess(floor);
   await new Promise<void>((resolve) => floor.stdout?.once('data', () => resolve()));
   const proxy = await startProxyProcess([etcd.clientUrl], ['--log-level', 'warn']);
@@ -100,6 +104,18 @@ async function main(): Promise<void> {
       `${row.path.padEnd(36)} ${row.requestsPerSecond.toFixed(0).padStart(8)}   ${(row.requestsPerSecond / direct(kind)).toFixed(2).padStart(9)}   ${(row.requestsPerSecond / floorRate).toFixed(2).padStart(8)}   ${String(row.failed).padStart(6)}`,
     );
   }
+}
+
+/** One unary call's answer as the bytes the server sent. */
+function rawAnswer(address: string, path: string, request: Buffer): Promise<Buffer> {
+  const client = new Client(address, credentials.createInsecure());
+  return new Promise<Buffer>((resolve, reject) =>
+    client.makeUnaryRequest(path, passBytes, passBytes, request, (error: ServiceError | null, answer?: Buffer) => {
+      client.close();
+      if (error !== null) reject(error);
+      else resolve(answer ?? Buffer.alloc(0));
+    }),
+  );
 }
 
 main().then(

@@ -33,7 +33,12 @@ export type UnaryHandler = (call: UnaryCall, callback: UnaryCallback) => void;
  * `emit('error', status)` closes it with that status (grpc-js's convention).
  */
 export interface ResponseStream extends CallBase {
-  /** False when the client is not keeping up; 'drain' follows once it has. `done` runs once the message has left. */
+  /**
+   * False when the client is not keeping up; 'drain' follows once it has.
+   * `done` runs once the message has left. `message` may be a batch of
+   * messages (etcd/grpc-frame.ts batchMessages), which both transports write
+   * as its messages in order.
+   */
   write(message: Buffer, done?: () => void): boolean;
   /** Ends the call with OK; `trailers` go with the status. */
   end(trailers?: Metadata): void;

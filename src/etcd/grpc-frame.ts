@@ -24,3 +24,36 @@ export function allocateFramed(length: number): Buffer {
 export function frameOf(message: Buffer): Buffer | undefined {
   return frames.get(message);
 }
+
+/** The messages a batch stands for, by the batch. */
+const batches = new WeakMap<Buffer, readonly Buffer[]>();
+
+/**
+ * One write standing for several messages, in order: a stream that owes a
+ * client many answers at once (a watch stream, an event for each of its
+ * watchers) hands them to the transport in one write. Its frame (frameOf) is
+ * every message behind its own prefix, which gRPC reads as the messages one
+ * after another; a transport that writes messages one by one asks
+ * `messagesOf`. The returned buffer's own bytes mean nothing.
+ */
+export function batchMessages(messages: readonly Buffer[]): Buffer {
+  let size = 0;
+  for (const message of messages) size += GRPC_FRAME_PREFIX_BYTES + message.length;
+  const frame = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const message of messages) {
+    frame.writeUInt8(0, at);
+    frame.writeUInt32BE(message.length, at + 1);
+    message.copy(frame, at + GRPC_FRAME_PREFIX_BYTES);
+    at += GRPC_FRAME_PREFIX_BYTES + message.length;
+  }
+  const batch = Buffer.alloc(0);
+  frames.set(batch, frame);
+  batches.set(batch, [...messages]);
+  return batch;
+}
+
+/** The messages of a batch made by batchMessages, or undefined for a single message. */
+export function messagesOf(message: Buffer): readonly Buffer[] | undefined {
+  return batches.get(message);
+}

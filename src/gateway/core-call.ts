@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { Metadata, status, type Deadline, type StatusObject } from '@grpc/grpc-js';
 import type { DuplexCall, ServerStreamCall, UnaryCall, UnaryCallback, UnaryHandler } from '../api/call';
+import { messagesOf } from '../etcd/grpc-frame';
 
 /**
  * The JSON gateway's side of a core call: the shapes of api/call.ts built
@@ -184,7 +185,14 @@ export class GatewayStreamCall extends EventEmitter implements DuplexCall, Serve
   write(message: Buffer, done?: () => void): boolean {
     if (this.ended) return true;
     if (!this.sentHeaders) this.sendMetadata(new Metadata());
-    return this.output.message(message, done);
+    // A batch of answers (batchMessages) is written as its messages, one JSON object each.
+    const batch = messagesOf(message);
+    if (batch === undefined) return this.output.message(message, done);
+    let flushed = true;
+    batch.forEach((each, index) => {
+      flushed = this.output.message(each, index === batch.length - 1 ? done : undefined) && flushed;
+    });
+    return flushed;
   }
 
   end(trailers?: Metadata): void {

@@ -3,6 +3,7 @@ import { mirrorHeader, mirrorHeaderBytes } from '../mirror/response-header';
 import { etcdMethod } from '../etcd/proto';
 import type { WireWatchResponse } from '../etcd/wire';
 import type { EncodedEvent } from '../etcd/event-bytes';
+import { batchMessages } from '../etcd/grpc-frame';
 import { encodeWatchEvents, encodeWatchResponseHead, watchEventSize } from '../etcd/watch-bytes';
 import type { Mirror } from '../mirror/mirror';
 import type { MirroredRanges } from '../mirror/mirrored-ranges';
@@ -88,7 +89,14 @@ export class WatchSession {
   /** Messages held behind a relayed create whose answer has not come back yet (null: its place). */
   private readonly outbox: { bytes: Buffer | null; createdFor?: number }[] = [];
   private nextAutoId = 0;
+  /** Bytes written to the stream or about to be, that the client has not taken yet. */
   private waitingBytes = 0;
+  /** Messages made in this turn, written together at its end. */
+  private unsent: Buffer[] = [];
+  private unsentBytes = 0;
+  private flushScheduled = false;
+  /** The stream has its status: nothing more may be written to it. */
+  private streamEnded = false;
   private closed = false;
   private progressWanted = false;
   /** Relayed watches may share upstream streams only with streams of the same kind. */
@@ -289,13 +297,39 @@ export class WatchSession {
     return true;
   }
 
+  /**
+   * Messages go out together at the end of the turn that made them: one
+   * event fanned out to the many watchers of a stream is one write, not one
+   * per watcher (see batchMessages).
+   */
   private write(bytes: Buffer, evenIfSlow: boolean): void {
     this.waitingBytes += bytes.length;
-    this.call.write(bytes, () => {
-      this.waitingBytes -= bytes.length;
+    this.unsent.push(bytes);
+    this.unsentBytes += bytes.length;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(() => this.flush());
+    }
+    if (!evenIfSlow && this.waitingBytes > this.deps.bufferBytes) this.cancelSlow();
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const messages = this.unsent;
+    const bytes = this.unsentBytes;
+    this.unsent = [];
+    this.unsentBytes = 0;
+    if (messages.length === 0) return;
+    if (this.streamEnded || this.closed) {
+      this.waitingBytes -= bytes;
+      return;
+    }
+    const first = messages[0];
+    const message = messages.length === 1 && first !== undefined ? first : batchMessages(messages);
+    this.call.write(message, () => {
+      this.waitingBytes -= bytes;
       if (this.waitingBytes < CATCH_UP_BACKLOG_BYTES) this.deps.hub.resume();
     });
-    if (!evenIfSlow && this.waitingBytes > this.deps.bufferBytes) this.cancelSlow();
   }
 
   /** The client stopped reading: its watches end here rather than hold memory without bound or slow anyone else. */
@@ -319,6 +353,9 @@ export class WatchSession {
 
   /** Ends the stream with an error status (require-leader watches when the upstream is lost, shutdown). */
   fail(code: status, details: string): void {
+    // What this stream was told before goes out before the status, as etcd orders them.
+    this.flush();
+    this.streamEnded = true;
     this.close();
     this.call.emit('error', { code, details });
   }

@@ -4,11 +4,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Client, credentials, Server, ServerCredentials, type ServiceError } from '@grpc/grpc-js';
-import { allocateFramed, frameOf, GRPC_FRAME_PREFIX_BYTES } from '../../src/etcd/grpc-frame';
+import { allocateFramed, batchMessages, frameOf, GRPC_FRAME_PREFIX_BYTES, messagesOf } from '../../src/etcd/grpc-frame';
 import { passBytes } from '../../src/etcd/proto';
 import { sendPreFramedAnswers } from '../../src/grpc/pre-framed';
 
 const PATH = '/test.Echo/Answer';
+const STREAM_PATH = '/test.Echo/Stream';
+/** What the streaming method writes: the request names how many messages, and how many writes they take. */
+function streamed(count: number): Buffer[] {
+  return Array.from({ length: count }, (_, i) => Buffer.from(`message ${i} `.repeat(1 + (i % 5))));
+}
 
 function framedCopy(bytes: Buffer): Buffer {
   const message = allocateFramed(bytes.length);
@@ -25,8 +30,22 @@ describe('pre-framed answers', () => {
     sendPreFramedAnswers();
     server = new Server({ 'grpc.max_send_message_length': -1 });
     server.addService(
-      { Answer: { path: PATH, requestStream: false, responseStream: false, requestSerialize: passBytes, requestDeserialize: passBytes, responseSerialize: passBytes, responseDeserialize: passBytes } },
-      { Answer: (call: { request: Buffer }, callback: (error: null, value: Buffer) => void) => callback(null, answers.get(call.request.toString()) ?? Buffer.alloc(0)) },
+      {
+        Answer: { path: PATH, requestStream: false, responseStream: false, requestSerialize: passBytes, requestDeserialize: passBytes, responseSerialize: passBytes, responseDeserialize: passBytes },
+        Stream: { path: STREAM_PATH, requestStream: false, responseStream: true, requestSerialize: passBytes, requestDeserialize: passBytes, responseSerialize: passBytes, responseDeserialize: passBytes },
+      },
+      {
+        Answer: (call: { request: Buffer }, callback: (error: null, value: Buffer) => void) => callback(null, answers.get(call.request.toString()) ?? Buffer.alloc(0)),
+        // Writes the messages in batches of three (the last batch may hold fewer), then ends.
+        Stream: (call: { request: Buffer; write(message: Buffer): boolean; end(): void }) => {
+          const messages = streamed(Number(call.request.toString()));
+          for (let at = 0; at < messages.length; at += 3) {
+            const group = messages.slice(at, at + 3);
+            call.write(group.length === 1 && group[0] !== undefined ? group[0] : batchMessages(group));
+          }
+          call.end();
+        },
+      },
     );
     const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))));
     client = new Client(`127.0.0.1:${port}`, credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
@@ -59,6 +78,24 @@ describe('pre-framed answers', () => {
     const plain = serialize.call(call, Buffer.from('other'));
     assert.deepEqual([...plain.subarray(0, GRPC_FRAME_PREFIX_BYTES)], [0, 0, 0, 0, 5]);
     assert.equal(plain.subarray(GRPC_FRAME_PREFIX_BYTES).toString(), 'other');
+  });
+
+  it('sends a batch as its messages, in order, and keeps them for writers of one message at a time', async () => {
+    const messages = [Buffer.from('a'), Buffer.from(''), Buffer.alloc(70_000, 7)];
+    const batch = batchMessages(messages);
+    assert.deepEqual(messagesOf(batch), messages);
+    assert.equal(messagesOf(messages[0] ?? Buffer.alloc(0)), undefined);
+    assert.equal(frameOf(batch)?.length, messages.reduce((sum, m) => sum + GRPC_FRAME_PREFIX_BYTES + m.length, 0));
+    for (const count of [1, 3, 7, 100]) {
+      const received = await new Promise<Buffer[]>((resolve, reject) => {
+        const got: Buffer[] = [];
+        const stream = client.makeServerStreamRequest(STREAM_PATH, passBytes, passBytes, Buffer.from(String(count)));
+        stream.on('data', (message: Buffer) => got.push(message));
+        stream.on('error', reject);
+        stream.on('end', () => resolve(got));
+      });
+      assert.deepEqual(received.map(String), streamed(count).map(String));
+    }
   });
 
   it('sends framed and ordinary answers, small, empty and large, exactly', async () => {

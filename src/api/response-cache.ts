@@ -32,6 +32,8 @@ interface Entry {
   /** The JSON gateway's encoding of `full`, made on first use. */
   json: Buffer | undefined;
   bytes: number;
+  /** Read since eviction last passed it: it gets another round (second chance) instead of going. */
+  used: boolean;
 }
 
 /**
@@ -60,9 +62,7 @@ export class ResponseCache {
     const id = entryId(kind, request);
     const entry = this.entries.get(id);
     if (entry === undefined) return undefined;
-    // Most recently used last.
-    this.entries.delete(id);
-    this.entries.set(id, entry);
+    entry.used = true;
     if (entry.fullRevision === revision) return entry.full;
     if (entry.validity.kind === 'revision-exact') {
       this.drop(entry);
@@ -89,7 +89,7 @@ export class ResponseCache {
     const previous = this.entries.get(id);
     if (previous !== undefined) this.drop(previous);
     const kept = validity.kind === 'revision-exact' ? full : body;
-    const entry: Entry = { id, validity, body: kept, full, fullRevision: revision, json: undefined, bytes: 0 };
+    const entry: Entry = { id, validity, body: kept, full, fullRevision: revision, json: undefined, bytes: 0, used: false };
     entry.bytes = sizeOf(entry);
     if (entry.bytes > this.budgetBytes) return full;
     this.entries.set(id, entry);
@@ -150,12 +150,26 @@ export class ResponseCache {
     this.bytes -= entry.bytes;
   }
 
+  /**
+   * Oldest first, but an entry read since eviction last came by moves to the
+   * back instead (second chance): close to least-recently-used, without
+   * reordering the map on every hit.
+   */
   private evict(): void {
-    for (const entry of this.entries.values()) {
-      if (this.bytes <= this.budgetBytes) break;
-      this.drop(entry);
+    while (this.bytes > this.budgetBytes) {
+      const oldest = this.entries.values().next();
+      if (oldest.done === true) return;
+      const entry = oldest.value;
+      if (entry.used) {
+        entry.used = false;
+        this.entries.delete(entry.id);
+        this.entries.set(entry.id, entry);
+      } else {
+        this.drop(entry);
+      }
     }
   }
+
 }
 
 /** Answers this large are kept with their gRPC frame around them, so sending them again copies nothing. */

@@ -114,18 +114,21 @@ function watchResets(session: Http2Session, onRotated: () => void): void {
     }, SECOND_GOAWAY_MS);
     second.unref();
   };
+  // One listener for every stream of the session (a stream closes once): nothing is made per call.
+  function onStreamClose(this: ServerHttp2Stream): void {
+    if (rotated || this.rstCode === h2.NGHTTP2_NO_ERROR) return;
+    // nghttp2 refills whole seconds' worth at a time.
+    const seconds = Math.floor((Date.now() - refilledAt) / 1000);
+    if (seconds > 0) {
+      tokens = Math.min(NGHTTP2_RESET_BURST, tokens + seconds * NGHTTP2_RESET_RATE_PER_S);
+      refilledAt += seconds * 1000;
+    }
+    tokens -= 1;
+    if (tokens <= ROTATE_AT_TOKENS) rotate();
+  }
   session.on('stream', (stream: ServerHttp2Stream) => {
     lastStreamId = Math.max(lastStreamId, stream.id ?? 0);
-    stream.once('close', () => {
-      if (rotated || stream.rstCode === h2.NGHTTP2_NO_ERROR) return;
-      // nghttp2 refills whole seconds' worth at a time.
-      const seconds = Math.floor((Date.now() - refilledAt) / 1000);
-      if (seconds > 0) {
-        tokens = Math.min(NGHTTP2_RESET_BURST, tokens + seconds * NGHTTP2_RESET_RATE_PER_S);
-        refilledAt += seconds * 1000;
-      }
-      tokens -= 1;
-      if (tokens <= ROTATE_AT_TOKENS) rotate();
-    });
+    stream.on('close', onStreamClose);
   });
+
 }

@@ -20,6 +20,7 @@ import { ProxyError, toStatus, type EtcdErrorName } from '../etcd/errors';
 import { observeCall, type RpcRef } from './forward';
 import { STALE_HEADER } from '../etcd/metadata';
 import { mirrorHeaderBytes } from '../mirror/response-header';
+import { RequestMemo, type DecodedRead } from './request-memo';
 import type { KeySpan, ResponseCache, Validity } from './response-cache';
 import type { AnyMethodDefinition } from '../etcd/proto';
 
@@ -73,56 +74,6 @@ type Route = { kind: 'forward' } | { kind: 'mirror'; stale: boolean } | { kind: 
 const FORWARD: Route = { kind: 'forward' };
 const FRESH: Route = { kind: 'mirror', stale: false };
 const EMPTY = Buffer.alloc(0);
-
-/** Requests larger than this are decoded each time (a big Txn is rarely sent twice). */
-const MEMO_MAX_REQUEST_BYTES = 1_024;
-const MEMO_MAX_ENTRIES = 4_096;
-
-/** A request as decoded, with what routing needs to know of it: none of it changes while the proxy runs. */
-interface DecodedRead<Req> {
-  readonly request: Req;
-  /** The request's bytes as a string: the answer cache's key. */
-  readonly id: string;
-  readonly read: boolean;
-  readonly covered: boolean;
-  readonly refusal: EtcdErrorName | null;
-  readonly revision: number;
-  readonly serializable: boolean;
-}
-
-/**
- * Decoded requests by their bytes, the oldest out first. The decoded
- * objects are shared, so nothing may change them. Undefined: bytes that are
- * no such request (etcd answers those itself).
- */
-class RequestMemo<Req> {
-  private readonly entries = new Map<string, DecodedRead<Req>>();
-
-  constructor(private readonly decode: (bytes: Buffer, id: string) => DecodedRead<Req>) {}
-
-  get(bytes: Buffer): DecodedRead<Req> | undefined {
-    const id = bytes.toString('latin1');
-    if (bytes.length > MEMO_MAX_REQUEST_BYTES) return this.tryDecode(bytes, id);
-    const known = this.entries.get(id);
-    if (known !== undefined) return known;
-    const decoded = this.tryDecode(bytes, id);
-    if (decoded === undefined) return undefined;
-    this.entries.set(id, decoded);
-    if (this.entries.size > MEMO_MAX_ENTRIES) {
-      const oldest = this.entries.keys().next();
-      if (oldest.done !== true) this.entries.delete(oldest.value);
-    }
-    return decoded;
-  }
-
-  private tryDecode(bytes: Buffer, id: string): DecodedRead<Req> | undefined {
-    try {
-      return this.decode(bytes, id);
-    } catch {
-      return undefined;
-    }
-  }
-}
 
 /**
  * Serves a read from the mirror as contract section 3 says: serializable at

@@ -37,10 +37,10 @@ export function upstreamMetadata(incoming: Metadata): Metadata {
   return outgoing;
 }
 
-export function observeCall(ctx: ApiContext, rpc: RpcRef, code: status, startedNs: bigint | null, source: Source = 'upstream'): void {
+export function observeCall(ctx: ApiContext, rpc: RpcRef, code: status, startedMs: number | null, source: Source = 'upstream'): void {
   ctx.metrics.calls.count(rpc, code, source);
-  if (startedNs !== null) {
-    const seconds = Number(process.hrtime.bigint() - startedNs) / 1e9;
+  if (startedMs !== null) {
+    const seconds = (performance.now() - startedMs) / 1000;
     ctx.metrics.grpcRequestDuration.observe(durationLabels(rpc), seconds);
   }
 }
@@ -75,7 +75,7 @@ export interface UnaryForwardOptions {
  */
 export function forwardUnary(ctx: ApiContext, rpc: RpcRef, options: UnaryForwardOptions): UnaryHandler {
   return (call, callback) => {
-    const started = process.hrtime.bigint();
+    const started = performance.now();
     const refusal = options.admit?.(call.request) ?? null;
     if (refusal !== null) {
       observeCall(ctx, rpc, refusal.code, started, 'proxy');

@@ -160,7 +160,7 @@ function mirrorRead<Req>(
     };
   });
 
-  const answer = (callback: UnaryCallback, call: UnaryCall, decoded: DecodedRead<Req>, stale: boolean, started: bigint): void => {
+  const answer = (callback: UnaryCallback, call: UnaryCall, decoded: DecodedRead<Req>, stale: boolean, started: number): void => {
     const meta = deps.store.meta();
     const request = decoded.request;
     const header = (): Buffer => encodeHeaderField(mirrorHeaderBytes(meta));
@@ -185,19 +185,19 @@ function mirrorRead<Req>(
     callback(null, response);
   };
 
-  const refuse = (callback: UnaryCallback, error: ProxyError, started: bigint): void => {
+  const refuse = (callback: UnaryCallback, error: ProxyError, started: number): void => {
     observeCall(ctx, rpc, error.code, started, 'proxy');
     callback(toStatus(error));
   };
 
-  const dispatch = (call: UnaryCall, callback: UnaryCallback, decoded: DecodedRead<Req>, decision: Route, started: bigint): void => {
+  const dispatch = (call: UnaryCall, callback: UnaryCallback, decoded: DecodedRead<Req>, decision: Route, started: number): void => {
     if (decision.kind === 'forward') forward(call, callback);
     else if (decision.kind === 'refuse') refuse(callback, decision.error, started);
     else answer(callback, call, decoded, decision.stale, started);
   };
 
   return (call, callback) => {
-    const started = process.hrtime.bigint();
+    const started = performance.now();
     const decoded = memo.get(call.request);
     if (decoded === undefined) {
       forward(call, callback);

@@ -22,7 +22,10 @@ export interface KeySpan {
 export type Validity = { readonly kind: 'spans'; readonly spans: readonly KeySpan[] } | { readonly kind: 'revision-exact' };
 
 interface Entry {
+  /** The request's bytes as a string: its key in the map. */
   readonly id: string;
+  /** Which read it answers (the RPC's path): the same bytes may be another kind of request. */
+  readonly kind: string;
   readonly validity: Validity;
   /** The answer without its header; for revision-exact entries, the whole answer. */
   readonly body: Buffer;
@@ -59,9 +62,8 @@ export class ResponseCache {
    * `header` encodes the header field for a kept body whose revision moved.
    */
   get(kind: string, request: string, revision: number, header: () => Buffer): Buffer | undefined {
-    const id = entryId(kind, request);
-    const entry = this.entries.get(id);
-    if (entry === undefined) return undefined;
+    const entry = this.entries.get(request);
+    if (entry === undefined || entry.kind !== kind) return undefined;
     entry.used = true;
     if (entry.fullRevision === revision) return entry.full;
     if (entry.validity.kind === 'revision-exact') {
@@ -85,11 +87,11 @@ export class ResponseCache {
   set(kind: string, request: string, revision: number, validity: Validity, header: Buffer, body: Buffer): Buffer {
     const full = joined(header, body);
     if (this.budgetBytes === 0) return full;
-    const id = entryId(kind, request);
+    const id = request;
     const previous = this.entries.get(id);
     if (previous !== undefined) this.drop(previous);
     const kept = validity.kind === 'revision-exact' ? full : body;
-    const entry: Entry = { id, validity, body: kept, full, fullRevision: revision, json: undefined, bytes: 0, used: false };
+    const entry: Entry = { id, kind, validity, body: kept, full, fullRevision: revision, json: undefined, bytes: 0, used: false };
     entry.bytes = sizeOf(entry);
     if (entry.bytes > this.budgetBytes) return full;
     this.entries.set(id, entry);
@@ -182,10 +184,6 @@ function joined(header: Buffer, body: Buffer): Buffer {
   header.copy(whole, 0);
   body.copy(whole, header.length);
   return whole;
-}
-
-function entryId(kind: string, request: string): string {
-  return `${kind}:${request}`;
 }
 
 function sizeOf(entry: Entry): number {

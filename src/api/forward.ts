@@ -57,8 +57,8 @@ function durationLabels(rpc: RpcRef): { service: string; method: string } {
 }
 
 export interface UnaryForwardOptions {
-  /** Safe to send again to another member when one is unreachable (reads). */
-  readonly idempotent: boolean;
+  /** Safe to send again to another member when one is unreachable (reads); asked per request where the method may do either (Txn). */
+  readonly idempotent: boolean | ((request: Buffer) => boolean);
   /** Rewrites a successful upstream answer before it reaches the client. */
   readonly transformResponse?: (response: Buffer) => Buffer;
   /** Asked before forwarding, with the request: an error to answer with instead (read-only mode, upstream lost). */
@@ -118,10 +118,11 @@ export function forwardUnary(ctx: ApiContext, rpc: RpcRef, options: UnaryForward
         (error: ServiceError | null, response?: Buffer) => {
           pending = undefined;
           if (error !== null) {
-            const retry = (options.idempotent || neverSent(error)) && !cancelled && error.code === status.UNAVAILABLE && index + 1 < members.length;
+            const idempotent = typeof options.idempotent === 'function' ? options.idempotent(call.request) : options.idempotent;
+            const retry = (idempotent || neverSent(error)) && !cancelled && error.code === status.UNAVAILABLE && index + 1 < members.length;
             if (retry) {
               ctx.log.debug({ rpc: rpc.path, member: member.endpoint.url, err: error.details }, 'retried on another member');
-              ctx.metrics.upstreamFailovers.inc({ kind: options.idempotent ? 'read_retry' : 'write_not_sent' });
+              ctx.metrics.upstreamFailovers.inc({ kind: idempotent ? 'read_retry' : 'write_not_sent' });
               attempt(index + 1);
               return;
             }

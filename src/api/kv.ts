@@ -29,7 +29,8 @@ export function createKvService(ctx: ApiContext): CoreService {
   for (const name of READ_YOUR_WRITES) {
     overrides[name] = forwardUnary(ctx, rpcRef(SERVICE, name), {
       ...forwardOptions(ctx, name, options),
-      ...(name === 'Txn' ? { admit: txnAdmission(ctx, methods.Txn) } : {}),
+      // A Txn that only reads is a read: admitted during an outage and in read-only mode, and retried on another member.
+      ...(name === 'Txn' ? { admit: txnAdmission(ctx, readsOnly(methods.Txn)), idempotent: readsOnly(methods.Txn) } : {}),
       beforeReply: (response, request) => ctx.writes.awaitMirror(name, response, request),
     });
   }
@@ -69,14 +70,17 @@ export function createKvService(ctx: ApiContext): CoreService {
  * forwarded even in read-only mode or while the upstream is lost, and meets
  * what a forwarded Range meets. Any other Txn is admitted as a write.
  */
-function txnAdmission(ctx: ApiContext, method: AnyMethodDefinition | undefined): (request: Buffer) => ProxyError | null {
+function txnAdmission(ctx: ApiContext, readOnly: (request: Buffer) => boolean): (request: Buffer) => ProxyError | null {
+  return (request) => (readOnly(request) ? null : ctx.writes.admit());
+}
+
+/** Whether a Txn request's branches hold only Range ops; bytes that are no Txn count as a write (etcd answers them). */
+function readsOnly(method: AnyMethodDefinition | undefined): (request: Buffer) => boolean {
   return (request) => {
-    let readOnly = false;
     try {
-      readOnly = method !== undefined && isReadOnlyTxn(method.requestDeserialize(request) as WireTxnRequest);
+      return method !== undefined && isReadOnlyTxn(method.requestDeserialize(request) as WireTxnRequest);
     } catch {
-      // undecodable: admitted as a write, and etcd answers it if it gets through
+      return false;
     }
-    return readOnly ? null : ctx.writes.admit();
   };
 }

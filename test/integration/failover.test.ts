@@ -1,6 +1,6 @@
 // Integration (a real 3-member etcd cluster, raw grpc-js): reads the proxy
 // forwards (keys outside --mirror-prefix, so the mirror cannot answer them)
-// reach a live member even when the member they were sent to is SIGKILLed
+// (Range, and Txns that only read) reach a live member even when the member they were sent to is SIGKILLed
 // with the reads in flight: the proxy retries them on another member before
 // the client sees an error.
 import assert from 'node:assert/strict';
@@ -23,6 +23,12 @@ interface RangeReply {
   header?: { member_id?: string };
   kvs?: { value: Buffer }[];
 }
+interface TxnReply {
+  responses?: { response_range?: RangeReply }[];
+}
+
+/** A read as a Txn with only a Range in it: a read too, so retried as one. */
+const READ_ONLY_TXN = { success: [{ request_range: { key: Buffer.from('/outside/k'), serializable: true } }] };
 
 /** Finished Range calls the proxy counts by where the answer came from. */
 const ranges = (proxy: TestProxy, source: string): Promise<number> => metric(proxy.url, REQUESTS, { method: 'Range', source });
@@ -76,14 +82,23 @@ describe('forwarded reads across the members of a 3-member cluster', () => {
     let running = true;
     // Serializable: a member answers from its own store, so the leader election the kill may
     // start costs no read an error of etcd's own; any error is the proxy's.
-    const readers = Array.from({ length: 6 }, async () => {
+    // Four read with Range, two with read-only Txns.
+    const readers = Array.from({ length: 6 }, async (_, reader) => {
       while (running) {
         inFlight += 1;
-        const range = await call<RangeReply>(clients.kv, 'Range', { key: b(KEY), serializable: true }, { deadlineMs: 30_000 });
-        inFlight -= 1;
-        if (range.error !== null) errors.push(`${status[range.error.code]}: ${range.error.details}`);
-        else if (range.response?.kvs?.[0]?.value.toString() !== 'v') wrongAnswers.push(JSON.stringify(range.response));
-        else answered += 1;
+        if (reader < 4) {
+          const range = await call<RangeReply>(clients.kv, 'Range', { key: b(KEY), serializable: true }, { deadlineMs: 30_000 });
+          inFlight -= 1;
+          if (range.error !== null) errors.push(`Range ${status[range.error.code]}: ${range.error.details}`);
+          else if (range.response?.kvs?.[0]?.value.toString() !== 'v') wrongAnswers.push(JSON.stringify(range.response));
+          else answered += 1;
+        } else {
+          const txn = await call<TxnReply>(clients.kv, 'Txn', READ_ONLY_TXN, { deadlineMs: 30_000 });
+          inFlight -= 1;
+          if (txn.error !== null) errors.push(`Txn ${status[txn.error.code]}: ${txn.error.details}`);
+          else if (txn.response?.responses?.[0]?.response_range?.kvs?.[0]?.value.toString() !== 'v') wrongAnswers.push(JSON.stringify(txn.response));
+          else answered += 1;
+        }
       }
     });
     try {

@@ -26,11 +26,18 @@ const values = (outcome: UnaryOutcome<RangeReply>): Record<string, string> =>
 const isStale = (outcome: UnaryOutcome<unknown>): boolean => outcome.headers?.get('x-etcd-cache-proxy-stale')[0] === 'true';
 
 /** Waits until the proxy refuses writes, i.e. it has declared the upstream lost. */
-async function untilLost(clients: RawClients): Promise<void> {
-  await until('the proxy to declare the upstream lost', async () => {
-    const put = await call(clients.kv, 'Put', { key: key('probe'), value: key('x') }, { deadlineMs: 500 });
-    return put.error?.details === 'etcd-cache-proxy: upstream cluster unreachable, writes rejected' ? true : undefined;
-  });
+async function untilLost(clients: RawClients, proxy?: TestProxy): Promise<void> {
+  let last = 'no Put answered yet';
+  let upstreamUp = 'unknown';
+  await until(
+    () => `the proxy to declare the upstream lost (last Put: ${last}; etcd_cache_proxy_upstream_up ${upstreamUp})`,
+    async () => {
+      const put = await call(clients.kv, 'Put', { key: key('probe'), value: key('x') }, { deadlineMs: 500 });
+      last = put.error === null ? 'answered OK' : `${put.error.code} ${put.error.details}`;
+      if (proxy !== undefined) upstreamUp = String((await proxy.metrics.upstreamUp.get()).values[0]?.value);
+      return put.error?.details === 'etcd-cache-proxy: upstream cluster unreachable, writes rejected' ? true : undefined;
+    },
+  );
 }
 
 describe('reads survive etcd being killed, and a proxy restart during the outage', () => {
@@ -164,7 +171,7 @@ describe('a frozen etcd (SIGSTOP) is lost within the upstream timeout', () => {
     await proxy.mirrored(2);
     etcd.signal('SIGSTOP');
     try {
-      await untilLost(clients);
+      await untilLost(clients, proxy);
       const reply = await call<RangeReply>(clients.kv, 'Range', { key: key('k') }, { deadlineMs: 2_000 });
       assert.equal(reply.error, null, reply.error?.details);
       assert.equal(isStale(reply), true);

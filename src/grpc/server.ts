@@ -35,7 +35,7 @@ export function createGrpcServer(core: Core, log: Logger): Server {
   if (!NODE_HONOURS_STREAM_RESET_LIMITS) {
     log.warn(
       { node: process.version },
-      'this Node.js keeps HTTP/2 stream resets at 1000 per connection plus 33/s (Node 22.10+ lets the proxy raise that): a client cancelling calls faster on one connection has it closed with GOAWAY INTERNAL_ERROR',
+      'this Node.js keeps HTTP/2 stream resets at 1000 per connection plus 33/s (Node 22.10+ lets the proxy raise that): busy client connections are asked to reconnect before that limit, but a burst of over ~700 resets at once still ends one with GOAWAY INTERNAL_ERROR',
     );
   }
   for (const service of core.services) {

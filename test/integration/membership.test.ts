@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
-import { freePort, sleep } from '../support/etcd';
+import { freePort } from '../support/etcd';
 import { startEtcdCluster, type EtcdCluster } from '../support/etcd-cluster';
 import { startDnsServer, type DnsServer } from '../support/dns-server';
 import { startTestProxy, type TestProxy } from '../support/proxy';
@@ -199,7 +199,10 @@ describe('membership: the loop guard', () => {
       await until('three members known', async () => (await proxyMembers(proxy)).length === 3);
       const rogue = await cluster.addMember('rogue', { advertiseClientUrl: self });
       await until('a refresh that saw the rogue member', async () => ((await proxy.metrics.loopEndpointsDropped.get()).values[0]?.value ?? 0) >= 1);
-      await sleep(1_500); // more refreshes: it stays out, and is not re-added
+      // Two more refreshes: it stays out, and is not re-added.
+      const refreshes = async (): Promise<number> => (await proxy.metrics.memberListRefreshes.get()).values.find((v) => v.labels.result === 'ok')?.value ?? 0;
+      const seen = await refreshes();
+      await until('two more member-list refreshes', async () => (await refreshes()) >= seen + 2);
       assert.equal((await proxy.metrics.loopEndpointsDropped.get()).values[0]?.value, 1, 'logged and counted once');
       assert.deepEqual(await proxyMembers(proxy), sorted(cluster.members.filter((m) => m !== rogue).map((m) => m.clientUrl)));
       await worksThrough(proxy, 'loop/rogue');

@@ -211,7 +211,13 @@ describe('relayed watches', () => {
       await stream.until('the final write', () => events(stream.responses, '0').some((e) => Number(e.kv?.mod_revision) === final));
     }
     await Promise.all([replay, listThenWatch].map((s) => s.quiet(200)));
-    assert.deepEqual(shape(replay.responses, '0'), shape(replayReference.responses, '0'));
+    // The replay comes as etcd grouped it; the final write, made while both watches were live, may
+    // join the tail of a replay on one and not on the other (etcd batches whatever is ready), so it
+    // is compared as an event, not as a message.
+    const withoutFinal = (responses: readonly WireWatchResponse[]): WireWatchResponse[] =>
+      responses.map((r) => ({ ...r, events: (r.events ?? []).filter((e) => Number(e.kv?.mod_revision) !== final) }));
+    assert.deepEqual(shape(withoutFinal(replay.responses), '0'), shape(withoutFinal(replayReference.responses), '0'));
+    assert.deepEqual(events(replay.responses, '0').map(describeEvent), events(replayReference.responses, '0').map(describeEvent));
     assert.deepEqual(
       events(listThenWatch.responses, '0').map(describeEvent),
       events(replayReference.responses, '0')

@@ -75,6 +75,8 @@ describe('Range from the mirror matches etcd', () => {
   before(async () => {
     etcd = await startEtcd();
     proxy = await startTestProxy([etcd.clientUrl]);
+    // Listed before the first write, so the log holds every revision the tests read at.
+    await proxy.mirrored();
     direct = rawClients(etcd.clientAddress);
     proxied = rawClients(proxy.address);
   });

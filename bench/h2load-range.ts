@@ -10,12 +10,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Client, credentials, type ServiceError } from '@grpc/grpc-js';
-import { passBytes, serviceMethods } from '../src/etcd/proto';
+import { serviceMethods } from '../src/etcd/proto';
 import { freePort, sleep, startEtcd, stopChild } from '../test/support/etcd';
 import { trackProcess } from '../test/support/processes';
 import { startProxyProcess } from '../test/support/proxy';
 import { call, rawClients } from '../test/support/raw-client';
+import { rawUnary } from './support/calls';
 import { GRPC_HEADERS, grpcFrame, runH2load } from './support/h2load';
 
 const { values } = parseArgs({
@@ -62,7 +62,7 @@ async function main(): Promise<void> {
   seed.close();
   // The floor answers with etcd's own encoded answer to the same read, so every path sends the same bytes.
   const answerFile = join(dir, 'answer.bin');
-  writeFileSync(answerFile, await rawAnswer(etcd.clientAddress, range.path, range.requestSerialize({ ...request, serializable: true })));
+  writeFileSync(answerFile, await rawUnary(etcd.clientAddress, range.path, range.requestSerialize({ ...request, serializable: true })));
   const grpcProxyPort = await freePort();
   const grpcProxy = spawn('etcd', ['grpc-proxy', 'start', `--endpoints=${etcd.clientUrl}`, `--listen-addr=127.0.0.1:${grpcProxyPort}`, `--data-dir=${join(dir, 'gp')}`], { stdio: 'ignore' });
   trackProcess(grpcProxy);
@@ -104,18 +104,6 @@ async function main(): Promise<void> {
       `${row.path.padEnd(36)} ${row.requestsPerSecond.toFixed(0).padStart(8)}   ${(row.requestsPerSecond / direct(kind)).toFixed(2).padStart(9)}   ${(row.requestsPerSecond / floorRate).toFixed(2).padStart(8)}   ${String(row.failed).padStart(6)}`,
     );
   }
-}
-
-/** One unary call's answer as the bytes the server sent. */
-function rawAnswer(address: string, path: string, request: Buffer): Promise<Buffer> {
-  const client = new Client(address, credentials.createInsecure());
-  return new Promise<Buffer>((resolve, reject) =>
-    client.makeUnaryRequest(path, passBytes, passBytes, request, (error: ServiceError | null, answer?: Buffer) => {
-      client.close();
-      if (error !== null) reject(error);
-      else resolve(answer ?? Buffer.alloc(0));
-    }),
-  );
 }
 
 main().then(

@@ -31,6 +31,7 @@ import { sleep, startEtcd } from '../test/support/etcd';
 import { b64, HttpStream } from '../test/support/http-gateway';
 import { startProxyProcess } from '../test/support/proxy';
 import { call, rawClients, type RawClients } from '../test/support/raw-client';
+import { untilMirrored } from './support/calls';
 
 const { values } = parseArgs({
   options: {
@@ -286,21 +287,6 @@ async function measureWatch(path: GatewayPath, writer: RawClients, meter: () => 
   }
 }
 
-/** The proxy answers from its mirror only once it holds the seeded keys: wait for /readyz to say so. */
-async function untilMirrored(proxyUrl: string, revision: number): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    try {
-      const answer = (await (await fetch(`${proxyUrl}/readyz`, { signal: AbortSignal.timeout(1000) })).json()) as { state?: string; revision?: number };
-      if (answer.state === 'synced' && (answer.revision ?? 0) >= revision) return;
-    } catch {
-      // not answering yet
-    }
-    if (Date.now() > deadline) throw new Error(`the proxy's mirror did not reach revision ${revision} within 20 s`);
-    await sleep(50);
-  }
-}
-
 const cpuCell = (cpu: CpuSplit): string => `${cpu.etcd.toFixed(1)} / ${cpu.proxy.toFixed(1)} / ${cpu.bench.toFixed(1)}`;
 
 function printRangeTable(ranges: readonly RangeRow[]): void {
@@ -347,7 +333,7 @@ async function main(): Promise<void> {
       seededRevision = Number(outcome.response?.header?.revision ?? 0);
     }
     proxy = await startProxyProcess([etcd.clientUrl], ['--log-level', 'warn']);
-    await untilMirrored(`http://${proxy.address}`, seededRevision);
+    await untilMirrored(`http://${proxy.address}`, seededRevision, 20_000);
     const proxyPid = proxy.child.pid ?? -1;
     const meter = (): (() => CpuSplit) => cpuMeter(etcd.pid, proxyPid);
     const paths: GatewayPath[] = [

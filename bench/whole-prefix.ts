@@ -37,8 +37,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Client, credentials, type ServiceError } from '@grpc/grpc-js';
-import { passBytes, serviceMethods } from '../src/etcd/proto';
+import type { ServiceError } from '@grpc/grpc-js';
+import { serviceMethods } from '../src/etcd/proto';
+import { rawUnary, untilMirrored } from './support/calls';
 import { freePort, sleep, startEtcd, stopChild } from '../test/support/etcd';
 import { b64, httpCall } from '../test/support/http-gateway';
 import { trackProcess } from '../test/support/processes';
@@ -216,23 +217,14 @@ function jsonRequest(read: Read): string {
  * the answer holds every key.
  */
 async function checkGrpc(name: string, address: string, read: Read): Promise<Buffer> {
-  const client = new Client(address, credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
-  try {
-    const answer = await new Promise<Buffer>((resolve, reject) => {
-      client.makeUnaryRequest(RANGE_METHOD.path, passBytes, passBytes, rangeRequest(read), { deadline: Date.now() + 30_000 }, (error: ServiceError | null, response?: Buffer) => {
-        if (error !== null) reject(new Error(`${name}, ${read}: gRPC ${error.code} ${error.details}`));
-        else if (response === undefined) reject(new Error(`${name}, ${read}: no answer`));
-        else resolve(response);
-      });
-    });
-    const decoded = RANGE_METHOD.responseDeserialize(answer) as { count?: string; kvs?: unknown[] };
-    if (decoded.count !== String(KEYS) || decoded.kvs?.length !== KEYS) {
-      throw new Error(`${name}, ${read}: count ${decoded.count ?? 'absent'}, ${decoded.kvs?.length ?? 0} kvs, wanted ${KEYS}`);
-    }
-    return answer;
-  } finally {
-    client.close();
+  const answer = await rawUnary(address, RANGE_METHOD.path, rangeRequest(read)).catch((error: ServiceError) => {
+    throw new Error(`${name}, ${read}: gRPC ${error.code} ${error.details}`);
+  });
+  const decoded = RANGE_METHOD.responseDeserialize(answer) as { count?: string; kvs?: unknown[] };
+  if (decoded.count !== String(KEYS) || decoded.kvs?.length !== KEYS) {
+    throw new Error(`${name}, ${read}: count ${decoded.count ?? 'absent'}, ${decoded.kvs?.length ?? 0} kvs, wanted ${KEYS}`);
   }
+  return answer;
 }
 
 /** The same over the JSON gateway: status 200, and the parsed answer counts and holds every key. Its body length. */
@@ -243,21 +235,6 @@ async function checkJson(name: string, baseUrl: string, read: Read): Promise<num
     throw new Error(`${name}, JSON ${read}: HTTP ${answer.status}, count ${parsed?.count ?? 'absent'}, ${parsed?.kvs?.length ?? 0} kvs: ${answer.text.slice(0, 300)}`);
   }
   return Buffer.byteLength(answer.text);
-}
-
-/** The proxy answers from its mirror once it holds the seeded keys: /readyz says when. */
-async function untilMirrored(proxyUrl: string, revision: number): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    try {
-      const answer = (await (await fetch(`${proxyUrl}/readyz`, { signal: AbortSignal.timeout(1000) })).json()) as { state?: string; revision?: number };
-      if (answer.state === 'synced' && (answer.revision ?? 0) >= revision) return;
-    } catch {
-      // not answering yet
-    }
-    if (Date.now() > deadline) throw new Error(`the proxy's mirror did not reach revision ${revision} within 60 s`);
-    await sleep(100);
-  }
 }
 
 // ---------------------------------------------------------------- measuring

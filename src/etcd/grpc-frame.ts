@@ -1,6 +1,12 @@
 /** gRPC's message prefix: a compressed flag (0) and the message's length, big-endian. */
 export const GRPC_FRAME_PREFIX_BYTES = 5;
 
+/** Writes an uncompressed message's prefix at `offset`. */
+function writePrefix(frame: Buffer, offset: number, length: number): void {
+  frame.writeUInt8(0, offset);
+  frame.writeUInt32BE(length, offset + 1);
+}
+
 /** Messages made with their prefix in front of them, by the message. */
 const frames = new WeakMap<Buffer, Buffer>();
 
@@ -13,8 +19,7 @@ const frames = new WeakMap<Buffer, Buffer>();
  */
 export function allocateFramed(length: number): Buffer {
   const frame = Buffer.allocUnsafe(GRPC_FRAME_PREFIX_BYTES + length);
-  frame.writeUInt8(0, 0);
-  frame.writeUInt32BE(length, 1);
+  writePrefix(frame, 0, length);
   const message = frame.subarray(GRPC_FRAME_PREFIX_BYTES);
   frames.set(message, frame);
   return message;
@@ -42,8 +47,7 @@ export function batchMessages(messages: readonly Buffer[]): Buffer {
   const frame = Buffer.allocUnsafe(size);
   let at = 0;
   for (const message of messages) {
-    frame.writeUInt8(0, at);
-    frame.writeUInt32BE(message.length, at + 1);
+    writePrefix(frame, at, message.length);
     message.copy(frame, at + GRPC_FRAME_PREFIX_BYTES);
     at += GRPC_FRAME_PREFIX_BYTES + message.length;
   }

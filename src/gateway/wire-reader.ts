@@ -1,12 +1,16 @@
-// The protobuf wire format, read in place: varints, lengths, fixed-size
-// values, and stepping over what is not wanted.
+// The protobuf wire format, read in place for the JSON writer: varints as two
+// 32-bit halves (any 64-bit value, no allocation), lengths, fixed-size values,
+// and stepping over anything, groups included. etcd/protowire.ts's reader
+// serves the store and the mirror, which need safe-integer revisions and
+// views of fields; this one serves a generic walk over every field of every
+// etcd answer, where the JSON gateway spends its time.
+import { WIRE_FIXED32, WIRE_FIXED64, WIRE_LENGTH_DELIMITED, WIRE_VARINT } from '../etcd/protowire';
 
-export const WIRE_VARINT = 0;
-export const WIRE_FIXED64 = 1;
-export const WIRE_LENGTH = 2;
+export { WIRE_FIXED32, WIRE_FIXED64, WIRE_VARINT };
+export const WIRE_LENGTH = WIRE_LENGTH_DELIMITED;
+/** Proto2 groups: etcd has none, but an unknown one is stepped over, not refused. */
 const WIRE_GROUP_START = 3;
 const WIRE_GROUP_END = 4;
-export const WIRE_FIXED32 = 5;
 
 /** Message nesting accepted, as proto-json.ts allows protobufjs (a Txn in a Txn as deep as --max-txn-ops lets etcd go). */
 const NESTING_LIMIT = 1_024;

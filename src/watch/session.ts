@@ -1,4 +1,4 @@
-import { status, type Metadata, type StatusObject } from '@grpc/grpc-js';
+import type { Metadata } from '@grpc/grpc-js';
 import { mirrorHeader, mirrorHeaderBytes } from '../mirror/response-header';
 import { etcdMethod } from '../etcd/proto';
 import type { WireWatchResponse } from '../etcd/wire';
@@ -49,8 +49,6 @@ export interface WatchStream {
   readonly metadata: Metadata;
   /** `done` runs once the message has left: what is still waiting counts against the buffer bound. */
   write(message: Buffer, done?: () => void): boolean;
-  /** Ends the stream with an error status. */
-  emit(event: 'error', status: Partial<StatusObject>): boolean;
 }
 
 /** What every downstream Watch stream is served from. */
@@ -95,8 +93,6 @@ export class WatchSession {
   private unsent: Buffer[] = [];
   private unsentBytes = 0;
   private flushScheduled = false;
-  /** The stream has its status: nothing more may be written to it. */
-  private streamEnded = false;
   private closed = false;
   private progressWanted = false;
   /** Relayed watches may share upstream streams only with streams of the same kind. */
@@ -320,7 +316,7 @@ export class WatchSession {
     this.unsent = [];
     this.unsentBytes = 0;
     if (messages.length === 0) return;
-    if (this.streamEnded || this.closed) {
+    if (this.closed) {
       this.waitingBytes -= bytes;
       return;
     }
@@ -349,14 +345,5 @@ export class WatchSession {
       this.release(entry);
     }
     if (response.created !== true || !this.answerCreate(id, response)) this.send(response);
-  }
-
-  /** Ends the stream with an error status (require-leader watches when the upstream is lost, shutdown). */
-  fail(code: status, details: string): void {
-    // What this stream was told before goes out before the status, as etcd orders them.
-    this.flush();
-    this.streamEnded = true;
-    this.close();
-    this.call.emit('error', { code, details });
   }
 }

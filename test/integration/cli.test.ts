@@ -95,7 +95,7 @@ describe('a running proxy process', () => {
   });
 
   it('reports unhealthy while etcd cannot answer', async () => {
-    etcd.signal('SIGSTOP');
+    await etcd.freeze();
     try {
       const health = await fetch(`http://${proxy.address}/health`);
       assert.equal(health.status, 503);

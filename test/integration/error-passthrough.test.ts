@@ -132,7 +132,7 @@ describe('errors and call control pass through the proxy', () => {
       return metric.values.filter((v) => v.labels.method === 'Put' && v.labels.code !== 'OK').reduce((sum, v) => sum + v.value, 0);
     };
     const before = await finished();
-    etcd.signal('SIGSTOP');
+    await etcd.freeze();
     try {
       const outcome = await call(proxied.kv, 'Put', { key: key('frozen'), value: key('v') }, { deadlineMs: 300 });
       assert.equal(outcome.error?.code, status.DEADLINE_EXCEEDED);

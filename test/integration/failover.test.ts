@@ -105,7 +105,7 @@ describe('forwarded reads across the members of a 3-member cluster', () => {
       await until('reads answered under load', () => answered >= 30);
       // Paused, the member holds every read sent to it unanswered; once the proxy's probes mark it
       // unhealthy, new reads go elsewhere and those stay in flight on it.
-      victim.signal('SIGSTOP');
+      await victim.freeze();
       await until(`${victim.name} marked unhealthy by the proxy`, async () => (await gauge(proxy.url, 'etcd_cache_proxy_upstream_member_up', { member: victim.clientUrl })) === 0);
       const stuck = inFlight;
       const answeredAtKill = answered;

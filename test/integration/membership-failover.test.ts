@@ -150,7 +150,7 @@ describe('membership: failover inside a 3-member cluster', () => {
     const paused = watched[0] as ClusterMember;
     const others = cluster.members.filter((m) => m !== paused);
     const direct = rawClients((others[0] as ClusterMember).clientAddress);
-    paused.signal('SIGSTOP');
+    await paused.freeze();
     try {
       // A write straight to a running member: only the mirror's watch can bring it to the proxy.
       let attempt = 0;

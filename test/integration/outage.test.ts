@@ -169,7 +169,7 @@ describe('a frozen etcd (SIGSTOP) is lost within the upstream timeout', () => {
   it('serves stale reads and refuses writes while frozen, and recovers on SIGCONT', async () => {
     assert.equal((await call(clients.kv, 'Put', { key: key('k'), value: key('v1') })).error, null);
     await proxy.mirrored(2);
-    etcd.signal('SIGSTOP');
+    await etcd.freeze();
     try {
       await untilLost(clients, proxy);
       const reply = await call<RangeReply>(clients.kv, 'Range', { key: key('k') }, { deadlineMs: 2_000 });

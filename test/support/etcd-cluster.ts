@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { answersHealth, etcdBinary, freePort, stopChild, waitUntilHealthy } from './etcd';
-import { trackProcess } from './processes';
+import { freezeProcess, trackProcess } from './processes';
 import { until } from './until';
 
 /** One member of a real multi-member etcd cluster on loopback. */
@@ -16,6 +16,8 @@ export interface ClusterMember {
   running(): boolean;
   output(): string;
   signal(signal: NodeJS.Signals): void;
+  /** SIGSTOP, resolved once every thread of the member has stopped. */
+  freeze(): Promise<void>;
   /** Starts the member again on the same ports and data dir after it exited. */
   restart(): Promise<void>;
   stop(): Promise<void>;
@@ -96,6 +98,10 @@ export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
       output: () => stderr,
       signal(signal) {
         if (member.running()) child?.kill(signal);
+      },
+      async freeze() {
+        if (child === null) throw new Error(`${name} was never started`);
+        await freezeProcess(child);
       },
       async restart() {
         if (member.running()) throw new Error(`${name} is still running`);

@@ -4,7 +4,7 @@ import { get as httpsGet } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { trackProcess, untrackProcess } from './processes';
+import { freezeProcess, trackProcess, untrackProcess } from './processes';
 import { sleep, until } from './until';
 
 /** A real etcd server on loopback, started by a test and stopped by pid. */
@@ -21,6 +21,8 @@ export interface EtcdServer {
   output(): string;
   /** Sends a signal (SIGKILL, SIGSTOP, SIGCONT...) to this etcd's pid. */
   signal(signal: NodeJS.Signals): void;
+  /** SIGSTOP, resolved once every thread of etcd has stopped. */
+  freeze(): Promise<void>;
   /** Starts this etcd again on the same ports and data dir after it exited. */
   restart(): Promise<void>;
   /** Stops etcd (SIGTERM, then SIGKILL) and removes its data dir. */
@@ -127,6 +129,7 @@ async function startEtcdOnce(options: EtcdOptions): Promise<EtcdServer> {
     signal(signal) {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
+    freeze: () => freezeProcess(child),
     async restart() {
       if (child.exitCode === null && child.signalCode === null) throw new Error('etcd is still running');
       await launch();

@@ -1,4 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { after } from 'node:test';
 
 /**
@@ -34,3 +35,32 @@ export function untrackProcess(child: ChildProcess): void {
 }
 
 process.once('exit', killAll);
+
+/**
+ * Sends SIGSTOP and waits until every thread of the process is stopped. kill()
+ * returns before the threads of a Go program have stopped; on a loaded machine
+ * etcd has been seen answering a request sent a few milliseconds after it.
+ */
+export async function freezeProcess(child: ChildProcess): Promise<void> {
+  const pid = child.pid;
+  if (pid === undefined || child.exitCode !== null || child.signalCode !== null) throw new Error('cannot freeze a process that is not running');
+  child.kill('SIGSTOP');
+  const deadline = Date.now() + 5_000;
+  while (!allThreadsStopped(pid)) {
+    if (Date.now() > deadline) throw new Error(`pid ${pid} did not stop within 5 s of SIGSTOP`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+function allThreadsStopped(pid: number): boolean {
+  const tasks = readdirSync(`/proc/${pid}/task`);
+  return tasks.every((task) => {
+    try {
+      // The state is the first field after the command, which is in parentheses and may hold spaces.
+      const stat = readFileSync(`/proc/${pid}/task/${task}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
+    } catch {
+      return true; // the thread has exited
+    }
+  });
+}

@@ -11,16 +11,25 @@ export const READ_BARRIER_TIMEOUT_MS = 3_000;
 const RANGE = etcdMethod('etcdserverpb.KV', 'Range');
 const BARRIER_REQUEST = RANGE.requestSerialize({ key: Buffer.from('etcd-cache-proxy/read-barrier'), count_only: true });
 
+/** Calls in flight at once; reads beyond that wait for the next one to start. */
+const MAX_CALLS_IN_FLIGHT = 4;
+
 /**
  * Learns the upstream's current revision with a linearizable call shared by
- * every read waiting at that moment. A read that arrives while a call is in
- * flight waits for the next one, since the one in flight may have been
- * answered before the read arrived; so N concurrent reads cost at most two
- * upstream calls, not N.
+ * the reads that ask for it in one turn of the event loop. A read may only
+ * share a call sent after it arrived (one sent earlier may have been answered
+ * before a write the reader saw completed); every read handled in a turn was
+ * received before that turn began, so a call started in the same turn is
+ * sent late enough. A read in a later turn starts a call of its own, without
+ * waiting for the ones in flight, so its wait is one round trip, not one and
+ * a half; past MAX_CALLS_IN_FLIGHT, reads wait for the next call to start.
  */
 export class ReadBarrier {
-  private inflight: Promise<number> | null = null;
-  private queued: Promise<number> | null = null;
+  /** The call started in the current turn, which reads handled in this turn share. */
+  private joinable: Promise<number> | null = null;
+  private inFlight = 0;
+  /** Reads waiting for a call to finish before theirs can start. */
+  private queued: { promise: Promise<number>; start: () => void } | null = null;
   constructor(
     private readonly pool: UpstreamPool,
     /** Told of every upstream call, for the calls-per-read metric. */
@@ -28,26 +37,37 @@ export class ReadBarrier {
   ) {}
 
   upstreamRevision(): Promise<number> {
-    if (this.inflight === null) return this.start();
-    this.queued ??= this.inflight.then(
-      () => this.startQueued(),
-      () => this.startQueued(),
-    );
-    return this.queued;
-  }
-
-  private startQueued(): Promise<number> {
-    this.queued = null;
-    return this.start();
+    if (this.joinable !== null) return this.joinable;
+    if (this.inFlight < MAX_CALLS_IN_FLIGHT) {
+      const call = this.start();
+      this.joinable = call;
+      setImmediate(() => {
+        if (this.joinable === call) this.joinable = null;
+      });
+      return call;
+    }
+    if (this.queued === null) {
+      let start: () => void = () => undefined;
+      const promise = new Promise<number>((resolve, reject) => {
+        start = () => this.start().then(resolve, reject);
+      });
+      this.queued = { promise, start };
+    }
+    return this.queued.promise;
   }
 
   private start(): Promise<number> {
+    this.inFlight += 1;
     const call = this.fetch();
-    this.inflight = call;
-    const clear = (): void => {
-      if (this.inflight === call) this.inflight = null;
+    const done = (): void => {
+      this.inFlight -= 1;
+      const queued = this.queued;
+      if (queued !== null) {
+        this.queued = null;
+        queued.start();
+      }
     };
-    call.then(clear, clear);
+    call.then(done, done);
     return call;
   }
 

@@ -21,6 +21,7 @@ import { createMembership, initialEndpoints } from './upstream/membership';
 import { observePool } from './upstream/pool-metrics';
 import { startMirror } from './mirror/mirror';
 import { MirroredRanges } from './mirror/mirrored-ranges';
+import { CompactionCheck } from './mirror/compaction-check';
 import { ReadBarrier } from './mirror/read-barrier';
 import { startStoreMaintenance } from './mirror/maintenance';
 import { isCompactedUpstream } from './mirror/compaction-tracker';
@@ -108,7 +109,10 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   const watchHub = new WatchHub(store, mirror, (events) => metrics.watchEventsReplayed.inc(events));
   const barrier = new ReadBarrier(pool, () => metrics.readBarrierCalls.inc());
   const consistency = startConsistencyChecks({ store, pool, mirror, ranges, metrics, log: mirrorLog, intervalMs: config.consistencyCheckIntervalMs });
-  const maintenance = startStoreMaintenance(store, config.history, metrics, mirrorLog, (revision) => isCompactedUpstream(pool, revision));
+  const isCompacted = (revision: number): Promise<boolean | undefined> => isCompactedUpstream(pool, revision);
+  const maintenance = startStoreMaintenance(store, config.history, metrics, mirrorLog, isCompacted);
+  // Once etcd is found compacted past what the log holds, maintenance learns where and prunes the log to match.
+  const compaction = new CompactionCheck(isCompacted, () => void maintenance.runOnce());
   const snapshots =
     config.snapshotDir === null
       ? null
@@ -136,7 +140,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     writes: createWritePolicy({ mode: () => running.mode, liveness, mirror, ranges, metrics }),
     mode: () => running.mode,
     watchHub: { hub: watchHub, progressNotifyIntervalMs: config.watchProgressNotifyIntervalMs, bufferBytes: config.watchBufferBytes },
-    mirrorReads: { store, mirror, ranges, liveness, barrier, auth, staleReads: config.staleReads, cache: responseCache, metrics, log: mirrorLog },
+    mirrorReads: { store, mirror, ranges, liveness, barrier, compaction, auth, staleReads: config.staleReads, cache: responseCache, metrics, log: mirrorLog },
   }, { instanceId });
   const grpc = createGrpcServer(core, log.child({ component: 'grpc' }));
   const gateway = createHttpGateway({

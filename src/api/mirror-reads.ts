@@ -9,6 +9,7 @@ import type { Mirror } from '../mirror/mirror';
 import { isRetained, keyspaceAt } from '../mirror/history-view';
 import { evaluateRange, isAllAbove, validateRange, type WireRangeRequest } from '../mirror/range-query';
 import { isAuthRefusal, type AuthGate } from '../mirror/auth-gate';
+import type { CompactionCheck } from '../mirror/compaction-check';
 import { READ_BARRIER_TIMEOUT_MS, type ReadBarrier } from '../mirror/read-barrier';
 import type { MirroredRanges } from '../mirror/mirrored-ranges';
 import { evaluateTxn, isReadOnlyTxn, isSerializableTxn, txnRanges, validateTxn, type WireTxnRequest } from '../mirror/txn-query';
@@ -31,6 +32,8 @@ export interface MirrorReadDeps {
   readonly ranges: MirroredRanges;
   readonly liveness: Liveness;
   readonly barrier: ReadBarrier;
+  /** Asks etcd whether a past revision the log holds is still etcd's (a compaction made elsewhere). */
+  readonly compaction: CompactionCheck;
   /** Told when the barrier's anonymous read is refused: auth went on upstream. */
   readonly auth: AuthGate;
   readonly staleReads: StaleReads;
@@ -73,6 +76,8 @@ interface ReadSpec<Req> {
 type Route = { kind: 'forward' } | { kind: 'mirror'; stale: boolean } | { kind: 'refuse'; error: ProxyError };
 const FORWARD: Route = { kind: 'forward' };
 const FRESH: Route = { kind: 'mirror', stale: false };
+/** What a read waits for before its route is known: etcd's current revision, or whether etcd still holds a past one. */
+type Wait = 'barrier' | 'history';
 const EMPTY = Buffer.alloc(0);
 
 /**
@@ -94,8 +99,8 @@ function mirrorRead<Req>(
   const staleRoute = (): Route =>
     deps.staleReads === 'deny' ? { kind: 'refuse', error: new ProxyError('staleDenied') } : { kind: 'mirror', stale: true };
 
-  /** The route decided from the request and the proxy's state alone; null: a linearizable read that needs the barrier. */
-  const routeNow = (decoded: DecodedRead<Req>): Route | null => {
+  /** The route decided from the request and the proxy's state alone, or what it must wait for first. */
+  const routeNow = (decoded: DecodedRead<Req>): Route | Wait => {
     if (!decoded.read || !decoded.covered || deps.mirror.authRequired()) return FORWARD;
     const lost = deps.liveness.isLost();
     const refusal = decoded.refusal;
@@ -104,7 +109,11 @@ function mirrorRead<Req>(
     const revision = decoded.revision;
     if (revision !== 0) {
       // The keyspace at a past revision never changes: the log answers it without a barrier.
-      if (isRetained(deps.store, revision)) return lost ? staleRoute() : FRESH;
+      if (isRetained(deps.store, revision)) {
+        if (lost) return staleRoute();
+        // etcd may have compacted past it since the proxy last heard; the current revision it cannot have.
+        return revision < deps.store.meta().revision ? 'history' : FRESH;
+      }
       if (!lost) return FORWARD;
       return { kind: 'refuse', error: new ProxyError(revision > deps.mirror.revision() ? 'futureRevision' : 'compacted') };
     }
@@ -113,7 +122,14 @@ function mirrorRead<Req>(
     // A prefix mirror's revision moves only with its own keys' events, so it may never reach
     // the upstream's; without progress responses it can trust, such reads go upstream.
     if (!deps.ranges.whole) return FORWARD;
-    return null;
+    return 'barrier';
+  };
+
+  /** A read of a past revision the log holds: the log's answer unless etcd has compacted it, which etcd then says itself. */
+  const routeAfterCompactionCheck = async (revision: number): Promise<Route> => {
+    const mayBeCompacted = await deps.compaction.mayBeCompacted(revision);
+    if (mayBeCompacted === true) return FORWARD;
+    return mayBeCompacted === undefined ? staleRoute() : FRESH;
   };
 
   /** A linearizable read: the mirror answers once it holds what the upstream holds now. */
@@ -204,11 +220,11 @@ function mirrorRead<Req>(
       return;
     }
     const decision = routeNow(decoded);
-    if (decision !== null) {
+    if (typeof decision === 'object') {
       dispatch(call, callback, decoded, decision, started);
       return;
     }
-    routeAfterBarrier().then(
+    (decision === 'barrier' ? routeAfterBarrier() : routeAfterCompactionCheck(decoded.revision)).then(
       (later) => dispatch(call, callback, decoded, later, started),
       (error: unknown) => {
         deps.log.error({ err: error }, 'mirror read failed');

@@ -51,6 +51,7 @@ export function createWatchService(ctx: ApiContext): CoreService {
       ranges: reads.ranges,
       relay,
       upstreamLost: () => reads.liveness.isLost(),
+      mayBeCompacted: (revision) => reads.compaction.mayBeCompacted(revision),
       bufferBytes: hub.bufferBytes,
       upstreamMetadata,
       metrics: {

@@ -12,7 +12,7 @@ import { fragmentGroups } from './fragment';
 import { oldestWatchable, type HubWatcher, type WatchHub, type WatchSink } from './hub';
 import type { RelayHandle } from './shared-watch';
 import { relayKind, type RelayKind, type WatchRelay } from './watch-relay';
-import { specRange, toWatchSpec, type WireWatchCreateRequest } from './watch-spec';
+import { specRange, toWatchSpec, type WatchSpec, type WireWatchCreateRequest } from './watch-spec';
 
 const watchMethod = etcdMethod('etcdserverpb.Watch', 'Watch');
 
@@ -60,6 +60,8 @@ export interface WatchSessionDeps {
   /** The process-wide relay for watches the mirror cannot serve. */
   readonly relay: WatchRelay;
   readonly upstreamLost: () => boolean;
+  /** Whether etcd may have compacted past `revision` (true), holds it (false), or did not say (undefined). */
+  readonly mayBeCompacted: (revision: number) => Promise<boolean | undefined>;
   /** Bytes a stream may have waiting for its client before its watchers are cancelled as too slow. */
   readonly bufferBytes: number;
   readonly upstreamMetadata: (downstream: Metadata) => Metadata;
@@ -73,7 +75,9 @@ export interface WatchSessionDeps {
 type Entry =
   | { kind: 'hub'; watcher: HubWatcher | null; progressNotify: boolean; quietSinceTick: boolean }
   /** `relayed` is null only while the relay is still taking it (it may answer before it returns). */
-  | { kind: 'forwarded'; relayed: RelayHandle | null };
+  | { kind: 'forwarded'; relayed: RelayHandle | null }
+  /** Waiting for etcd to say whether it still holds the history the watch starts in. */
+  | { kind: 'checking' };
 
 /**
  * One downstream Watch stream: many watches multiplexed by watch ID, as etcd
@@ -156,28 +160,57 @@ export class WatchSession {
     }
     const id = requested !== 0 ? requested : this.autoId();
     const meta = this.deps.store.meta();
+    const lost = this.deps.upstreamLost();
     // History older than the log is etcd's to replay (or to refuse as compacted) while it answers.
-    const tooOld = spec.startRevision > 0 && spec.startRevision < oldestWatchable(meta) && !this.deps.upstreamLost();
+    const tooOld = spec.startRevision > 0 && spec.startRevision < oldestWatchable(meta) && !lost;
     const servable =
       !tooOld && !this.deps.mirror.authRequired() && meta.revision > 0 && this.deps.ranges.coversRequest(specRange(spec).key, specRange(spec).rangeEnd);
-    this.deps.metrics.watchers(servable ? 'mirror' : 'upstream', 1);
     if (!servable) {
-      const forwarded: Entry = { kind: 'forwarded', relayed: null };
-      this.entries.set(id, forwarded);
-      // Its created answer comes through the relay (at once if it joins a watch etcd already answered, else when etcd
-      // answers); whatever this stream sends meanwhile waits behind it, as etcd would order it.
-      this.outbox.push({ bytes: null, createdFor: id });
-      forwarded.relayed = this.deps.relay.watch(this.relayKind, spec, request, {
-        deliver: (response) => this.relay(id, forwarded, response),
-        broken: (reason) => {
-          if (this.entries.get(id) === forwarded) this.cancelWith(id, reason);
-        },
-      });
+      this.relayUpstream(id, spec, request);
       return;
     }
+    if (lost || spec.startRevision === 0 || spec.startRevision > meta.revision) {
+      this.serveFromHub(id, spec);
+      return;
+    }
+    // A replay from the log, unless etcd has compacted past its start since the proxy last heard
+    // (a compaction made elsewhere reaches no watch): then etcd answers it, with its compact revision.
+    const checking: Entry = { kind: 'checking' };
+    this.entries.set(id, checking);
+    this.outbox.push({ bytes: null, createdFor: id });
+    void this.deps.mayBeCompacted(spec.startRevision).then((mayBeCompacted) => {
+      if (this.closed || this.entries.get(id) !== checking) return;
+      this.entries.delete(id);
+      if (mayBeCompacted === true) this.relayUpstream(id, spec, request, true);
+      else this.serveFromHub(id, spec, true);
+    });
+  }
+
+  /**
+   * Relays the watch to etcd. Its created answer comes through the relay (at once if it joins a watch
+   * etcd already answered, else when etcd answers); whatever this stream sends meanwhile waits behind it,
+   * as etcd would order it. `placeKept`: the place for that answer is already in the outbox.
+   */
+  private relayUpstream(id: number, spec: WatchSpec, request: WireWatchCreateRequest, placeKept = false): void {
+    this.deps.metrics.watchers('upstream', 1);
+    const forwarded: Entry = { kind: 'forwarded', relayed: null };
+    this.entries.set(id, forwarded);
+    if (!placeKept) this.outbox.push({ bytes: null, createdFor: id });
+    forwarded.relayed = this.deps.relay.watch(this.relayKind, spec, request, {
+      deliver: (response) => this.relay(id, forwarded, response),
+      broken: (reason) => {
+        if (this.entries.get(id) === forwarded) this.cancelWith(id, reason);
+      },
+    });
+  }
+
+  /** Serves the watch from the hub; `placeKept`: its created answer takes the place kept for it in the outbox. */
+  private serveFromHub(id: number, spec: WatchSpec, placeKept = false): void {
+    this.deps.metrics.watchers('mirror', 1);
     const entry: Entry = { kind: 'hub', watcher: null, progressNotify: spec.progressNotify, quietSinceTick: true };
     this.entries.set(id, entry);
-    this.send({ header: this.header(), watch_id: String(id), created: true });
+    const created = { header: this.header(), watch_id: String(id), created: true };
+    if (!placeKept || !this.answerCreate(id, created)) this.send(created);
     const added = this.deps.hub.add(spec, this.sink);
     if ('compactRevision' in added) {
       this.entries.delete(id);
@@ -202,10 +235,12 @@ export class WatchSession {
     if (entry === undefined) return; // etcd answers nothing for an unknown ID
     this.entries.delete(id);
     this.release(entry);
+    if (entry.kind === 'checking') this.answerCreate(id, { header: this.header(), watch_id: String(id), created: true });
     this.send({ header: this.header(), watch_id: String(id), canceled: true });
   }
 
   private release(entry: Entry): void {
+    if (entry.kind === 'checking') return; // counted nowhere yet
     this.deps.metrics.watchers(entry.kind === 'hub' ? 'mirror' : 'upstream', -1);
     if (entry.kind === 'hub' && entry.watcher !== null) {
       this.deps.hub.remove(entry.watcher);

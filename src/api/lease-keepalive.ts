@@ -46,6 +46,9 @@ const STALL_CHECK_MS = 1_000;
  */
 const MAX_SENDS = 2;
 
+/** What etcd ends a keep-alive stream with when a renewal waited its request timeout for a leader. */
+const NO_LEADER = 'etcdserver: no leader';
+
 /** etcd's answer to bytes that are no LeaseKeepAliveRequest (grpc-go's unmarshal error, without its parser detail). */
 const UNMARSHAL_ERROR = 'grpc: failed to unmarshal the received message';
 
@@ -126,6 +129,13 @@ export class SharedKeepAlive {
   private readonly downstreams = new Set<Downstream>();
   /** Renewals on the current upstream stream, in the order they were sent. */
   private readonly inFlight = new Map<string, InFlight>();
+  /**
+   * Renewals held while no member has a leader (one still answers): etcd
+   * holds a renewal until a leader exists, or its request timeout, so the
+   * proxy holds it too rather than end the stream; sent once a leader is back.
+   */
+  private readonly held = new Map<string, InFlight>();
+  private holdTimer: NodeJS.Timeout | undefined;
   private upstream: Upstream | null = null;
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly labels: { service: string; method: string };
@@ -140,12 +150,26 @@ export class SharedKeepAlive {
     const method = etcdMethod(SERVICE, METHOD);
     this.requestId = idReader(method.requestDeserialize);
     this.answerId = idReader(method.responseDeserialize);
-    ctx.mirrorReads?.liveness.on('lost', () => this.upstreamLost());
+    ctx.mirrorReads?.liveness.on('silent', () => this.upstreamLost());
+    ctx.pool.on('unhealthy', () => this.leaderLost());
+    ctx.pool.on('healthy', () => this.releaseHeld());
+  }
+
+  /** No member has a leader, and one still answers (as the probes found): renewals are held, streams stay open. */
+  private leaderless(): boolean {
+    const members = this.ctx.pool.members();
+    return !members.some((m) => this.ctx.pool.health(m) === 'healthy') && members.some((m) => this.ctx.pool.health(m) === 'leaderless');
+  }
+
+  /** The refusal a keep-alive gets now, if any: read-only mode, or an upstream that does not answer at all. */
+  private refusal(): ProxyError | null {
+    if (this.ctx.mode() !== 'readonly' && this.leaderless()) return null;
+    return this.ctx.writes.admit();
   }
 
   /** Takes one downstream stream, refused as the forwarding path refuses a write stream. */
   serve(call: DownstreamCall): void {
-    const refusal = this.ctx.writes.admit();
+    const refusal = this.refusal();
     if (refusal !== null) {
       observeCall(this.ctx, this.rpc, refusal.code, null, 'proxy');
       call.emit('error', toStatus(refusal));
@@ -173,14 +197,14 @@ export class SharedKeepAlive {
       return;
     }
     // Asked per request, not only when the stream opened: a stream outlives outages.
-    const refusal = this.ctx.writes.admit();
+    const refusal = this.refusal();
     if (refusal !== null) {
       this.finish(downstream, toStatus(refusal), 'proxy');
       return;
     }
     const slot: Slot = { id, downstream, answer: null };
     downstream.owed.push(slot);
-    const pending = this.inFlight.get(id);
+    const pending = this.inFlight.get(id) ?? this.held.get(id);
     if (pending !== undefined) {
       pending.waiters.push(slot);
       this.ctx.metrics.leaseKeepAlivesCoalesced.inc();
@@ -190,6 +214,10 @@ export class SharedKeepAlive {
   }
 
   private send(pending: InFlight): void {
+    if (this.leaderless()) {
+      this.hold(pending);
+      return;
+    }
     const upstream = this.upstream ?? this.open();
     if (upstream === null) {
       this.fail([pending], toStatus(new ProxyError('noUpstream')));
@@ -272,6 +300,10 @@ export class SharedKeepAlive {
       'upstream keep-alive stream ended',
     );
     if (carried.length === 0) return; // the next renewal opens a new one
+    if (this.leaderless()) {
+      for (const pending of carried) this.hold(pending);
+      return;
+    }
     const refusal = this.ctx.writes.admit();
     if (refusal !== null) {
       this.fail(carried, toStatus(refusal));
@@ -290,6 +322,44 @@ export class SharedKeepAlive {
     upstream.call.cancel();
   }
 
+  private hold(pending: InFlight): void {
+    pending.sentAt = Date.now();
+    this.held.set(pending.id, pending);
+    if (this.holdTimer !== undefined) return;
+    this.holdTimer = setInterval(() => this.expireHeld(), STALL_CHECK_MS);
+    this.holdTimer.unref();
+  }
+
+  /** Like etcd's request timeout: a renewal that waited this long for a leader ends its streams with etcd's words. */
+  private expireHeld(): void {
+    const expired = [...this.held.values()].filter((pending) => Date.now() - pending.sentAt >= STALL_MS);
+    for (const pending of expired) this.held.delete(pending.id);
+    this.stopHoldTimerIfIdle();
+    this.fail(expired, { code: status.UNAVAILABLE, details: NO_LEADER, metadata: new Metadata() });
+  }
+
+  private stopHoldTimerIfIdle(): void {
+    if (this.held.size > 0 || this.holdTimer === undefined) return;
+    clearInterval(this.holdTimer);
+    this.holdTimer = undefined;
+  }
+
+  /** A leader is back: the held renewals go upstream, as etcd would now forward them. */
+  private releaseHeld(): void {
+    const held = [...this.held.values()].filter((pending) => pending.waiters.length > 0);
+    this.held.clear();
+    this.stopHoldTimerIfIdle();
+    for (const pending of held) this.send(pending);
+  }
+
+  /** No leader, though a member answers: what the (require-leader) upstream stream carries is held, the stream dropped. */
+  private leaderLost(): void {
+    if (!this.leaderless()) return; // silent: upstreamLost() ends everything
+    const carried = [...this.inFlight.values()].filter((pending) => pending.waiters.length > 0);
+    this.closeUpstream('cancel');
+    for (const pending of carried) this.hold(pending);
+  }
+
   /** A downstream stream cannot fail one request alone: each stream waiting on these ends with the error. */
   private fail(pendings: readonly InFlight[], result: StatusObject): void {
     const streams = new Set(pendings.flatMap((pending) => pending.waiters.map((slot) => slot.downstream)));
@@ -297,12 +367,14 @@ export class SharedKeepAlive {
   }
 
   /**
-   * The upstream is lost: no keep-alive can be answered truthfully, so every
-   * downstream stream ends now with the write refusal rather than at its
-   * next renewal, as a client connected to a dead etcd would see its stream
-   * break.
+   * The upstream is silent (no member answers at all): no keep-alive can be
+   * answered truthfully, so every downstream stream ends now with the write
+   * refusal rather than at its next renewal, as a client connected to a dead
+   * etcd would see its stream break.
    */
   private upstreamLost(): void {
+    this.held.clear();
+    this.stopHoldTimerIfIdle();
     if (this.downstreams.size > 0) {
       const refusal = this.ctx.writes.admit();
       if (refusal === null) return;
@@ -333,7 +405,7 @@ export class SharedKeepAlive {
     this.ctx.metrics.grpcStreamsOpen.dec(this.labels);
     observeCall(this.ctx, this.rpc, code, null, source);
     for (const slot of downstream.owed) {
-      const pending = this.inFlight.get(slot.id);
+      const pending = this.inFlight.get(slot.id) ?? this.held.get(slot.id);
       if (pending !== undefined) pending.waiters = pending.waiters.filter((waiter) => waiter.downstream !== downstream);
     }
     downstream.owed.length = 0;

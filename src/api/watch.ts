@@ -5,6 +5,7 @@ import type { CoreService, DuplexHandler } from './call';
 import { forwardingService, rpcRef } from './forwarding-service';
 import { WatchSession } from '../watch/session';
 import { WatchRelay } from '../watch/watch-relay';
+import { LeaderSentinel } from '../upstream/leader-sentinel';
 
 const SERVICE = 'etcdserverpb.Watch';
 const NO_LEADER = 'etcdserver: no leader';
@@ -31,15 +32,18 @@ export function createWatchService(ctx: ApiContext): CoreService {
   const ticker = setInterval(() => sessions.forEach((session) => session.tick()), hub.progressNotifyIntervalMs);
   ticker.unref();
   const labels = { service: rpc.service, method: rpc.method };
+  // What ends require-leader streams served here when etcd ends its own.
+  const leader = new LeaderSentinel(ctx.pool);
 
   const watch: DuplexHandler = (call) => {
     if (reads.mirror.authRequired()) {
       relayed(call);
       return;
     }
-    // etcd ends a require-leader watch stream when its member has no leader; for the proxy, when the upstream is lost.
+    // etcd ends a require-leader watch stream when its member has no leader (and refuses one then); the
+    // proxy, when etcd ends its own (the sentinel) or when the upstream is lost, whichever comes first.
     const requireLeader = call.metadata.get('hasleader')[0] === 'true';
-    if (requireLeader && reads.liveness.isLost()) {
+    if (requireLeader && (reads.liveness.isLost() || leader.noLeader())) {
       observeCall(ctx, rpc, status.UNAVAILABLE, null, 'proxy');
       call.emit('error', { code: status.UNAVAILABLE, details: NO_LEADER });
       return;
@@ -50,7 +54,7 @@ export function createWatchService(ctx: ApiContext): CoreService {
       mirror: reads.mirror,
       ranges: reads.ranges,
       relay,
-      upstreamLost: () => reads.liveness.isLost(),
+      upstreamSilent: () => reads.liveness.isSilent(),
       mayBeCompacted: (revision) => reads.compaction.mayBeCompacted(revision),
       bufferBytes: hub.bufferBytes,
       upstreamMetadata,
@@ -69,6 +73,8 @@ export function createWatchService(ctx: ApiContext): CoreService {
       sessions.delete(session);
       session.close();
       reads.liveness.off('lost', onLost);
+      leader.off('noLeader', onLost);
+      releaseLeader();
       untrack();
       ctx.metrics.grpcStreamsOpen.dec(labels);
       observeCall(ctx, rpc, code, null, 'mirror');
@@ -78,7 +84,12 @@ export function createWatchService(ctx: ApiContext): CoreService {
       call.emit('error', { code: status.UNAVAILABLE, details: NO_LEADER });
     };
     // Only require-leader streams care; thousands of plain streams must not pile listeners on liveness.
-    if (requireLeader) reads.liveness.on('lost', onLost);
+    let releaseLeader = (): void => undefined;
+    if (requireLeader) {
+      reads.liveness.on('lost', onLost);
+      leader.on('noLeader', onLost);
+      releaseLeader = leader.acquire();
+    }
     const untrack = ctx.streams.add((shutdown) => {
       finish(shutdown.code);
       call.emit('error', shutdown);

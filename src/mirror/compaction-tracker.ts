@@ -9,12 +9,14 @@ const PROBE_KEY = Buffer.from('etcd-cache-proxy/compaction-probe');
 /**
  * Asks the upstream whether `revision` is compacted: a count-only Range of
  * one key at that revision, which etcd refuses before doing any work when the
- * revision is below its compaction point. Undefined when no member answers.
+ * revision is below its compaction point. Serializable: the member's own
+ * store knows (a member without a leader answers too), and it costs etcd no
+ * ReadIndex. Undefined when no member answers.
  */
 export async function isCompactedUpstream(pool: UpstreamPool, revision: number): Promise<boolean | undefined> {
   for (const member of pool.candidates()) {
     try {
-      await callUpstream(member.client, 'etcdserverpb.KV', 'Range', { key: PROBE_KEY, revision: String(revision), count_only: true }, { deadlineMs: PROBE_TIMEOUT_MS });
+      await callUpstream(member.client, 'etcdserverpb.KV', 'Range', { key: PROBE_KEY, revision: String(revision), count_only: true, serializable: true }, { deadlineMs: PROBE_TIMEOUT_MS });
       return false;
     } catch (error) {
       if (isServiceError(error) && error.details === COMPACTED) return true;

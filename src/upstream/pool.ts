@@ -10,8 +10,12 @@ export interface UpstreamMember {
   readonly client: Client;
 }
 
-/** What the last probe of a member found; `unknown` until its first probe ends. */
-export type MemberHealth = 'healthy' | 'unhealthy' | 'unknown';
+/**
+ * What the last probe of a member found; `unknown` until its first probe
+ * ends. `leaderless`: it answers, but has no leader (it can serve what its
+ * store holds, not writes or linearizable reads).
+ */
+export type MemberHealth = 'healthy' | 'leaderless' | 'unhealthy' | 'unknown';
 
 export interface PoolEvents {
   /** A member stopped answering its probes (or is gone): streams on it should move. */
@@ -24,14 +28,15 @@ export interface PoolEvents {
 export interface UpstreamPool extends EventEmitter<PoolEvents> {
   /**
    * Members to try for one call, best first: healthy ones (taken in turn, so
-   * calls spread over them), then those not probed yet, then unhealthy ones
-   * (they may be back), each group by connection state.
+   * calls spread over them), then those not probed yet, then leaderless
+   * ones, then unhealthy ones (they may be back), each group by connection
+   * state.
    */
   candidates(): UpstreamMember[];
   members(): readonly UpstreamMember[];
   health(member: UpstreamMember): MemberHealth;
   /** A probe's verdict on one member. */
-  report(member: UpstreamMember, healthy: boolean): void;
+  report(member: UpstreamMember, health: Exclude<MemberHealth, 'unknown'>): void;
   /** Follows a new member list: dials the new members, closes the ones no longer listed. */
   replace(endpoints: readonly UpstreamEndpoint[]): { added: UpstreamMember[]; removed: UpstreamMember[] };
   close(): Promise<void>;
@@ -64,7 +69,7 @@ const STATE_RANK: Record<connectivityState, number> = {
   [connectivityState.TRANSIENT_FAILURE]: 3,
   [connectivityState.SHUTDOWN]: 4,
 };
-const HEALTH_RANK: Record<MemberHealth, number> = { healthy: 0, unknown: 1, unhealthy: 2 };
+const HEALTH_RANK: Record<MemberHealth, number> = { healthy: 0, unknown: 1, leaderless: 2, unhealthy: 3 };
 
 export interface PoolOptions {
   /** Added to every upstream call (the loop guard's via marker). */
@@ -154,15 +159,18 @@ export function createUpstreamPool(endpoints: readonly UpstreamEndpoint[], log: 
     },
     members: () => members,
     health: (member: UpstreamMember) => healthOf.get(member) ?? 'unhealthy',
-    report(member: UpstreamMember, healthy: boolean) {
+    report(member: UpstreamMember, next: Exclude<MemberHealth, 'unknown'>) {
       const previous = healthOf.get(member);
       if (previous === undefined) return; // removed meanwhile
-      const next: MemberHealth = healthy ? 'healthy' : 'unhealthy';
       if (previous === next) return;
       healthOf.set(member, next);
-      if (next === 'unhealthy' && previous === 'healthy') log.warn({ member: member.endpoint.url }, 'upstream member unhealthy');
-      if (next === 'healthy' && previous === 'unhealthy') log.info({ member: member.endpoint.url }, 'upstream member healthy again');
-      emitter.emit(next, member);
+      if (next === 'healthy') {
+        if (previous !== 'unknown') log.info({ member: member.endpoint.url }, 'upstream member healthy again');
+        emitter.emit('healthy', member);
+        return;
+      }
+      if (previous === 'healthy') log.warn({ member: member.endpoint.url, health: next }, 'upstream member unhealthy');
+      emitter.emit('unhealthy', member);
     },
     replace,
     async close() {

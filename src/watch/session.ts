@@ -59,7 +59,8 @@ export interface WatchSessionDeps {
   readonly ranges: MirroredRanges;
   /** The process-wide relay for watches the mirror cannot serve. */
   readonly relay: WatchRelay;
-  readonly upstreamLost: () => boolean;
+  /** No member answers at all: history older than the log has nobody to replay it. */
+  readonly upstreamSilent: () => boolean;
   /** Whether etcd may have compacted past `revision` (true), holds it (false), or did not say (undefined). */
   readonly mayBeCompacted: (revision: number) => Promise<boolean | undefined>;
   /** Bytes a stream may have waiting for its client before its watchers are cancelled as too slow. */
@@ -160,16 +161,17 @@ export class WatchSession {
     }
     const id = requested !== 0 ? requested : this.autoId();
     const meta = this.deps.store.meta();
-    const lost = this.deps.upstreamLost();
-    // History older than the log is etcd's to replay (or to refuse as compacted) while it answers.
-    const tooOld = spec.startRevision > 0 && spec.startRevision < oldestWatchable(meta) && !lost;
+    const silent = this.deps.upstreamSilent();
+    // History older than the log is etcd's to replay (or to refuse as compacted) while a member answers,
+    // with a leader or without (etcd serves a watch from the member's own store).
+    const tooOld = spec.startRevision > 0 && spec.startRevision < oldestWatchable(meta) && !silent;
     const servable =
       !tooOld && !this.deps.mirror.authRequired() && meta.revision > 0 && this.deps.ranges.coversRequest(specRange(spec).key, specRange(spec).rangeEnd);
     if (!servable) {
       this.relayUpstream(id, spec, request);
       return;
     }
-    if (lost || spec.startRevision === 0 || spec.startRevision > meta.revision) {
+    if (silent || spec.startRevision === 0 || spec.startRevision > meta.revision) {
       this.serveFromHub(id, spec);
       return;
     }

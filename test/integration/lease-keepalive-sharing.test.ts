@@ -4,86 +4,18 @@
 // outage ends keep-alive streams with the proxy's error, never a false TTL.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Metadata, status, type Client, type ClientDuplexStream, type StatusObject } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { Etcd3, EtcdLeaseInvalidError } from 'etcd3';
 import { IDLE_CLOSE_MS } from '../../src/api/lease-keepalive';
-import { serviceMethods } from '../../src/etcd/proto';
 import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
 import { startTestProxy, type TestProxy } from '../support/proxy';
+import { KeepAliveStream } from '../support/keepalive-stream';
 import { call, rawClients, type RawClients } from '../support/raw-client';
 import { until as untilShared } from '../support/until';
 
 const until = (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> => untilShared(what, check, timeoutMs, 20);
 
-const KEEP_ALIVE = serviceMethods('etcdserverpb.Lease').LeaseKeepAlive;
 const UPSTREAM_LOST = 'etcd-cache-proxy: upstream cluster unreachable, writes rejected';
-const raw = (message: Buffer): Buffer => message;
-
-interface KeepAliveReply {
-  header?: { cluster_id?: string; member_id?: string; revision?: string; raft_term?: string };
-  ID?: string;
-  TTL?: string;
-}
-
-interface Ended {
-  readonly at: number;
-  readonly code: status;
-  readonly details: string;
-}
-
-/** One LeaseKeepAlive stream as a client holds it: what it received and how it ended. */
-class KeepAliveStream {
-  readonly replies: { at: number; reply: KeepAliveReply }[] = [];
-  ended: Ended | null = null;
-  private readonly stream: ClientDuplexStream<Buffer, Buffer>;
-  private readonly waiters: { resolve: (reply: KeepAliveReply) => void; reject: (error: Error) => void }[] = [];
-
-  constructor(client: Client) {
-    if (KEEP_ALIVE === undefined) throw new Error('no LeaseKeepAlive in proto/');
-    const decode = KEEP_ALIVE.responseDeserialize;
-    this.stream = client.makeBidiStreamRequest(KEEP_ALIVE.path, raw, raw, new Metadata());
-    this.stream.on('data', (message: Buffer) => {
-      const reply = decode(message) as KeepAliveReply;
-      this.replies.push({ at: Date.now(), reply });
-      this.waiters.shift()?.resolve(reply);
-    });
-    this.stream.on('error', () => undefined); // reported through 'status'
-    this.stream.on('status', (final: StatusObject) => {
-      this.ended = { at: Date.now(), code: final.code, details: final.details };
-      for (const waiter of this.waiters.splice(0)) waiter.reject(new Error(`stream ended: ${status[final.code]} ${final.details}`));
-    });
-  }
-
-  send(id: string): void {
-    if (KEEP_ALIVE === undefined) throw new Error('no LeaseKeepAlive in proto/');
-    this.stream.write(KEEP_ALIVE.requestSerialize({ ID: id }) as Buffer);
-  }
-
-  sendBytes(message: Buffer): void {
-    this.stream.write(message);
-  }
-
-  /** Sends one keep-alive and resolves with the next answer. */
-  ask(id: string): Promise<KeepAliveReply> {
-    const answered = new Promise<KeepAliveReply>((resolve, reject) => this.waiters.push({ resolve, reject }));
-    this.send(id);
-    return answered;
-  }
-
-  async closed(timeoutMs = 5_000): Promise<Ended> {
-    await until('the keep-alive stream to end', () => this.ended !== null, timeoutMs);
-    if (this.ended === null) throw new Error('unreachable');
-    return this.ended;
-  }
-
-  end(): void {
-    this.stream.end();
-  }
-
-  cancel(): void {
-    this.stream.cancel();
-  }
-}
 
 /** One of etcd's own grpc-prometheus counters for LeaseKeepAlive. */
 async function etcdKeepAliveCounter(etcd: EtcdServer, name: 'grpc_server_started_total' | 'grpc_server_msg_received_total'): Promise<number> {

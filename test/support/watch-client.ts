@@ -56,6 +56,8 @@ export interface WatchClientOptions {
   readonly onResponse?: (response: WireWatchResponse, at: number) => void;
   /** TLS credentials (default: plain text). */
   readonly credentials?: ChannelCredentials;
+  /** The largest message the client takes, as clientv3's MaxCallRecvMsgSize (default: no limit). */
+  readonly maxReceiveBytes?: number;
 }
 
 type Watchable = Client & { Watch(metadata: Metadata): ClientDuplexStream<object, WireWatchResponse> };
@@ -102,7 +104,7 @@ export class WatchClient {
   ) {
     const channelOptions: ChannelOptions = {
       // A replay of several large values is one message of many MiB (grpc-js refuses > 4 MiB by default).
-      'grpc.max_receive_message_length': -1,
+      'grpc.max_receive_message_length': options.maxReceiveBytes ?? -1,
       ...(options.ownConnection === true ? { 'grpc.use_local_subchannel_pool': 1 } : {}),
     };
     this.client = new (constructor())(address, options.credentials ?? credentials.createInsecure(), channelOptions);

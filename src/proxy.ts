@@ -162,7 +162,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   const serverTls = config.serverTls === null ? null : watchServerContext(config.serverTls, log.child({ component: 'tls' }));
   const listener = await listenForBoth(
     config.listenAddr,
-    grpcConnections(grpc, () => metrics.grpcConnectionsMoved.inc()),
+    grpcConnections(grpc, gateway.http2Request, () => metrics.grpcConnectionsMoved.inc()),
     http,
     log,
     serverTls === null

@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Core } from '../api/core';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
@@ -30,6 +31,8 @@ export interface HttpGatewayDeps {
 export interface HttpGateway {
   /** The HTTP/1.1 server the protocol listener hands connections to; it never listens itself. */
   readonly server: Server;
+  /** The same handler for HTTP/2 requests that are not gRPC (grpc/http2-routing.ts hands them over). */
+  readonly http2Request: (request: Http2ServerRequest, response: Http2ServerResponse) => void;
 }
 
 /**
@@ -42,7 +45,7 @@ export function createHttpGateway(deps: HttpGatewayDeps): HttpGateway {
   const version = createVersionSource(deps.core, deps.upstreamLost);
   // Node cuts a request whose body is still arriving after requestTimeout (5 min by default); a
   // watch's body may stay open for the life of the watch, to carry its cancel and progress requests.
-  const server = createServer({ requestTimeout: 0 }, (request, response) => {
+  const onRequest = (request: IncomingMessage, response: ServerResponse): void => {
     let label = 'other';
     try {
       label = handle(deps, ctx, version, request, response);
@@ -53,9 +56,16 @@ export function createHttpGateway(deps: HttpGatewayDeps): HttpGateway {
       else response.destroy();
     }
     response.once('close', () => deps.metrics.httpRequests.inc({ path: label, status: String(response.statusCode) }));
-  });
+  };
+  const server = createServer({ requestTimeout: 0 }, onRequest);
   server.keepAliveTimeout = 65_000;
-  return { server };
+  return {
+    server,
+    // Node's HTTP/2 compatibility request and response stand in for HTTP/1's: the gateway uses only what
+    // they share (method, url, headers, the body stream; status, headers, write, trailers, end, destroy),
+    // and on HTTP/2 `response.socket.destroy()` ends the one stream, not the connection.
+    http2Request: (request, response) => onRequest(request as unknown as IncomingMessage, response as unknown as ServerResponse),
+  };
 }
 
 /** Routes one request; returns the path label its metrics carry. */

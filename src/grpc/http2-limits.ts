@@ -1,5 +1,6 @@
 import { constants as h2, type Http2Server, type Http2Session, type ServerHttp2Stream } from 'node:http2';
 import type { Server } from '@grpc/grpc-js';
+import { http2ServersOf } from './grpc-js-internals';
 
 // Node's HTTP/2 server (nghttp2) defends against "rapid reset" (CVE-2023-44487)
 // with a token bucket per connection: every RST_STREAM the client sends takes
@@ -77,15 +78,11 @@ const SECOND_GOAWAY_MS = 1_000;
  * resets in one read still outruns this; only Node 22.10+ helps there.
  *
  * Hooks every HTTP/2 server grpc-js has created so far for `server` (call it
- * after creating the connection injector); grpc-js keeps them in a private
- * map, the second use of its internals in this file.
+ * after creating the connection injector), reached through grpc-js's
+ * internals (grpc-js-internals.ts).
  */
 export function rotateBeforeResetLimit(server: Server, onRotated: () => void): void {
-  const servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
-  if (!(servers instanceof Map)) {
-    throw new Error('etcd-cache-proxy: @grpc/grpc-js keeps its HTTP/2 servers elsewhere now; src/grpc/http2-limits.ts needs a new way to see their sessions');
-  }
-  for (const http2Server of servers.keys() as IterableIterator<Http2Server>) {
+  for (const http2Server of http2ServersOf(server)) {
     if (hooked.has(http2Server)) continue;
     hooked.add(http2Server);
     http2Server.on('session', (session: Http2Session) => watchResets(session, onRotated));

@@ -9,6 +9,7 @@ import {
 import type { Core } from '../api/core';
 import type { Logger } from '../log';
 import { sendPreFramedAnswers } from './pre-framed';
+import { routeHttpOverHttp2, type Http2RequestListener } from './http2-routing';
 import { applyStreamResetLimits, NODE_HONOURS_STREAM_RESET_LIMITS, rotateBeforeResetLimit } from './http2-limits';
 import type { CoreMethod } from '../api/call';
 import { passBytes } from '../etcd/proto';
@@ -66,12 +67,14 @@ export interface GrpcConnections {
 }
 
 /**
- * The server's connection injector. On Node before 22.10 its connections are
- * also moved before nghttp2's reset limit would end them (http2-limits.ts);
- * `onMoved` counts each one.
+ * The server's connection injector. Its HTTP/2 requests that are not gRPC go
+ * to `httpRequest` (http2-routing.ts). On Node before 22.10 its connections
+ * are also moved before nghttp2's reset limit would end them
+ * (http2-limits.ts); `onMoved` counts each one.
  */
-export function grpcConnections(server: Server, onMoved: () => void): GrpcConnections {
+export function grpcConnections(server: Server, httpRequest: Http2RequestListener, onMoved: () => void): GrpcConnections {
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
+  routeHttpOverHttp2(server, httpRequest);
   if (!NODE_HONOURS_STREAM_RESET_LIMITS) rotateBeforeResetLimit(server, onMoved);
   return injector;
 }

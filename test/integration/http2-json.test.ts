@@ -11,6 +11,7 @@ import { rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { createTestCa, type TestCa } from '../support/certs';
+import { startTlsPair } from '../support/tls-pair';
 import { startEtcd, type EtcdServer } from '../support/etcd';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 
@@ -116,19 +117,9 @@ describe('the JSON gateway over HTTP/2 chosen by ALPN (TLS)', () => {
 
   before(async () => {
     ca = createTestCa('h2');
-    const etcdLeaf = ca.issue('etcd');
-    const upstreamLeaf = ca.issue('proxy-to-etcd');
-    const serverLeaf = ca.issue('proxy');
-    const appLeaf = ca.issue('app');
-    etcd = await startEtcd({ tls: { cert: etcdLeaf.cert, key: etcdLeaf.key, ca: ca.caCert } });
-    proxy = await startTestProxy(
-      [etcd.clientUrl],
-      [
-        ...['--cacert', ca.caCert, '--cert', upstreamLeaf.cert, '--key', upstreamLeaf.key],
-        ...['--cert-file', serverLeaf.cert, '--key-file', serverLeaf.key, '--trusted-ca-file', ca.caCert],
-      ],
-    );
-    await proxy.mirrored();
+    const pair = await startTlsPair(ca);
+    ({ etcd, proxy } = pair);
+    const appLeaf = pair.appLeaf;
     curlArgs = ['--http2', '--cacert', ca.caCert, '--cert', appLeaf.cert, '--key', appLeaf.key];
   });
   after(async () => {

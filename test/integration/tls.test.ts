@@ -12,7 +12,8 @@ import { after, before, describe, it } from 'node:test';
 import { credentials, status, type ChannelCredentials } from '@grpc/grpc-js';
 import { TLS_RELOAD_POLL_MS } from '../../src/tls/watched-material';
 import { createTestCa, type TestCa } from '../support/certs';
-import { startEtcd, type EtcdServer } from '../support/etcd';
+import { startTlsPair } from '../support/tls-pair';
+import type { EtcdServer } from '../support/etcd';
 import { until } from '../support/until';
 import { etcdctl } from '../support/etcdctl';
 import { startTestProxy, type TestProxy } from '../support/proxy';
@@ -74,19 +75,7 @@ describe('TLS', () => {
   before(async () => {
     ca = createTestCa('good');
     rogue = createTestCa('rogue');
-    const etcdLeaf = ca.issue('etcd');
-    const upstreamLeaf = ca.issue('proxy-to-etcd');
-    serverLeaf = ca.issue('proxy');
-    appLeaf = ca.issue('app');
-    etcd = await startEtcd({ tls: { cert: etcdLeaf.cert, key: etcdLeaf.key, ca: ca.caCert } });
-    proxy = await startTestProxy(
-      [etcd.clientUrl],
-      [
-        ...['--cacert', ca.caCert, '--cert', upstreamLeaf.cert, '--key', upstreamLeaf.key],
-        ...['--cert-file', serverLeaf.cert, '--key-file', serverLeaf.key, '--trusted-ca-file', ca.caCert],
-      ],
-    );
-    await proxy.mirrored();
+    ({ etcd, proxy, serverLeaf, appLeaf } = await startTlsPair(ca));
     port = Number(proxy.address.split(':')[1]);
   });
   after(async () => {

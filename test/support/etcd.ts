@@ -31,8 +31,24 @@ export interface EtcdServer {
 
 const READY_TIMEOUT_MS = 20_000;
 
-/** A free loopback port. The kernel may hand it out again before use; tests tolerate that rarely. */
+/** Ports this process has handed out: the kernel may offer a closed one again at once. */
+const handedOut = new Set<number>();
+
+/**
+ * A free loopback port, never one this process handed out before (a cluster
+ * takes several in a row, and two members given one port fail to start).
+ * Another process may still take it before use; tests tolerate that rarely.
+ */
 export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await anyFreePort();
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
+}
+
+function anyFreePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);

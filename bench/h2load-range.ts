@@ -4,7 +4,11 @@
 // and linearizable, from its mirror), and the floor of the stack, a bare
 // grpc-js server answering etcd's own encoded answer to the same read from memory.
 //
-//   node --import tsx bench/h2load-range.ts [--requests 100000] [--clients 8] [--streams 16]
+// Each path runs `--rounds` times, the paths taking turns, and the median
+// rate is reported: on a shared 2-core machine one run of each, back to back,
+// moves the ratios by 20% from one run to the next.
+//
+//   node --import tsx bench/h2load-range.ts [--requests 100000] [--clients 8] [--streams 16] [--rounds 3]
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,6 +27,7 @@ const { values } = parseArgs({
     requests: { type: 'string', default: '100000' },
     clients: { type: 'string', default: '8' },
     streams: { type: 'string', default: '16' },
+    rounds: { type: 'string', default: '3' },
   },
 });
 
@@ -73,20 +78,23 @@ async function main(): Promise<void> {
   const proxy = await startProxyProcess([etcd.clientUrl], ['--log-level', 'warn']);
   await sleep(1000);
 
-  const rows: Row[] = [];
-  try {
-    for (const [kind, body] of Object.entries(bodies)) {
-      for (const [path, address] of [
-        ['etcd direct', etcd.clientAddress],
-        ['etcd grpc-proxy', `127.0.0.1:${grpcProxyPort}`],
-        ['etcd-cache-proxy', proxy.address],
-      ] as const) {
-        await h2load(address, body, '5000'); // warm-up: JIT, connections, caches
-        rows.push({ path: `${path}, ${kind}`, ...(await h2load(address, body)) });
-      }
+  const paths: { path: string; address: string; body: string }[] = [];
+  for (const [kind, body] of Object.entries(bodies)) {
+    for (const [path, address] of [
+      ['etcd direct', etcd.clientAddress],
+      ['etcd grpc-proxy', `127.0.0.1:${grpcProxyPort}`],
+      ['etcd-cache-proxy', proxy.address],
+    ] as const) {
+      paths.push({ path: `${path}, ${kind}`, address, body });
     }
-    await h2load(`127.0.0.1:${floorPort}`, bodies.serializable, '5000');
-    rows.push({ path: 'bare grpc-js server (floor)', ...(await h2load(`127.0.0.1:${floorPort}`, bodies.serializable)) });
+  }
+  paths.push({ path: 'bare grpc-js server (floor)', address: `127.0.0.1:${floorPort}`, body: bodies.serializable });
+  const runs = new Map<string, { requestsPerSecond: number; failed: number }[]>();
+  try {
+    for (const { address, body } of paths) await h2load(address, body, '5000'); // warm-up: JIT, connections, caches
+    for (let round = 0; round < Number(values.rounds ?? '3'); round += 1) {
+      for (const { path, address, body } of paths) runs.set(path, [...(runs.get(path) ?? []), await h2load(address, body)]);
+    }
   } finally {
     await proxy.stop();
     await stopChild(grpcProxy);
@@ -94,9 +102,14 @@ async function main(): Promise<void> {
     await etcd.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+  const rows: Row[] = paths.map(({ path }) => {
+    const results = runs.get(path) ?? [];
+    const rates = results.map((r) => r.requestsPerSecond).sort((a, b) => a - b);
+    return { path, requestsPerSecond: rates[Math.floor(rates.length / 2)] ?? NaN, failed: results.reduce((sum, r) => sum + r.failed, 0) };
+  });
   const direct = (kind: string): number => rows.find((r) => r.path === `etcd direct, ${kind}`)?.requestsPerSecond ?? NaN;
   const floorRate = rows[rows.length - 1]?.requestsPerSecond ?? NaN;
-  console.log(`h2load -n ${values.requests} -c ${values.clients} -m ${values.streams}, Range of 10 keys x 256 B, one etcd 3.4 on loopback\n`);
+  console.log(`h2load -n ${values.requests} -c ${values.clients} -m ${values.streams}, Range of 10 keys x 256 B, one etcd 3.4 on loopback; median of ${values.rounds} rounds\n`);
   console.log('path                                   req/s   vs direct   vs floor   failed');
   for (const row of rows) {
     const kind = row.path.endsWith('linearizable') ? 'linearizable' : 'serializable';

@@ -4,6 +4,7 @@ import { createLogger } from './log';
 import { createMetrics } from './metrics';
 import { startProxy } from './proxy';
 import { snapshotCommand } from './snapshot/command';
+import { quietIpServerNameWarning } from './tls/upstream';
 import { proxyVersion } from './version';
 
 const USAGE = `Usage: etcd-cache-proxy <command> [flags]
@@ -21,6 +22,7 @@ ${describeOptions()}
 
 /** The only place that exits the process. */
 async function main(argv: readonly string[]): Promise<number> {
+  quietIpServerNameWarning();
   const [command, ...rest] = argv;
   switch (command) {
     case 'start':

@@ -39,3 +39,24 @@ export function upstreamTlsFiles(files: TlsFiles): (string | null)[] {
 export function watchUpstreamCredentials(files: TlsFiles, log: Logger): WatchedMaterial<ChannelCredentials> {
   return new WatchedMaterial('upstream client TLS', upstreamTlsFiles(files), upstreamCredentialsBuilder(files), log);
 }
+
+/** Node's warning code for SNI that carries an IP address. */
+const IP_SERVERNAME_WARNING = 'DEP0123';
+
+/**
+ * grpc-js names the TLS server after the member's host even when that is an
+ * IP address (it offers no way not to), and Node then warns once, on stderr,
+ * that RFC 6066 forbids an IP address in SNI. etcd members are dialled by IP
+ * as a matter of course and the certificate is still checked against the IP;
+ * the warning tells an operator nothing to act on, so that one warning, and
+ * only it, is not printed. Every other warning reaches Node's own printer.
+ */
+export function quietIpServerNameWarning(): void {
+  const printers = process.listeners('warning');
+  if (printers.length === 0) return; // --no-warnings: nothing is printed anyway
+  process.removeAllListeners('warning');
+  process.on('warning', (warning: Error & { code?: string }) => {
+    if (warning.code === IP_SERVERNAME_WARNING) return;
+    for (const print of printers) print(warning);
+  });
+}

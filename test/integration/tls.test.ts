@@ -16,7 +16,7 @@ import { startTlsPair } from '../support/tls-pair';
 import type { EtcdServer } from '../support/etcd';
 import { until } from '../support/until';
 import { etcdctl } from '../support/etcdctl';
-import { startTestProxy, type TestProxy } from '../support/proxy';
+import { startProxyProcess, startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients } from '../support/raw-client';
 import { WatchClient } from '../support/watch-client';
 
@@ -185,6 +185,18 @@ describe('TLS', () => {
     } finally {
       clients.close();
       await rotating.stop();
+    }
+  });
+
+  it('dials members at an IP address over TLS without Node\'s warning about SNI (DEP0123)', async () => {
+    const upstreamLeaf = ca.issue('proxy-to-etcd-3');
+    const process = await startProxyProcess([etcd.clientUrl], ['--cacert', ca.caCert, '--cert', upstreamLeaf.cert, '--key', upstreamLeaf.key]);
+    try {
+      assert.match(etcd.clientUrl, /^https:\/\/127\.0\.0\.1:/);
+      await until('the proxy process to sync over TLS', async () => (await fetch(`http://${process.address}/readyz`)).status === 200);
+      assert.doesNotMatch(process.stderr(), /DEP0123|ServerName to an IP address/);
+    } finally {
+      await process.stop();
     }
   });
 

@@ -22,6 +22,7 @@ import { observePool } from './upstream/pool-metrics';
 import { startMirror } from './mirror/mirror';
 import { MirroredRanges } from './mirror/mirrored-ranges';
 import { CompactionCheck } from './mirror/compaction-check';
+import { LeaderSentinel } from './upstream/leader-sentinel';
 import { ReadBarrier } from './mirror/read-barrier';
 import { startStoreMaintenance } from './mirror/maintenance';
 import { isCompactedUpstream } from './mirror/compaction-tracker';
@@ -133,6 +134,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   let advertiseClientUrl = config.advertiseClientUrl ?? '';
   const core = createCore({
     pool,
+    leader: new LeaderSentinel(pool),
     metrics,
     log: log.child({ component: 'grpc' }),
     streams,

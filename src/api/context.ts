@@ -1,6 +1,7 @@
 import type { ProxyMode } from '../config';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
+import type { LeaderSentinel } from '../upstream/leader-sentinel';
 import type { UpstreamPool } from '../upstream/pool';
 import type { MirrorReadDeps } from './mirror-reads';
 import type { StreamTracker } from './stream-tracker';
@@ -10,6 +11,8 @@ import type { WatchHub } from '../watch/hub';
 /** What every gRPC service implementation is built from. */
 export interface ApiContext {
   readonly pool: UpstreamPool;
+  /** Tells when etcd ends its require-leader streams: downstream ones served here end then too. */
+  readonly leader: LeaderSentinel;
   readonly metrics: Metrics;
   readonly log: Logger;
   /** Open streams, so a graceful stop can close each with a proper status. */

@@ -62,6 +62,8 @@ interface Downstream {
   finished: boolean;
   waitingForDrain: boolean;
   untrack: () => void;
+  /** A require-leader stream stops following the leader sentinel. */
+  unfollowLeader: () => void;
 }
 
 /** One request of one downstream stream, until its answer has been written. */
@@ -98,6 +100,10 @@ function idReader(decode: (message: Buffer) => object): IdReader {
       return null;
     }
   };
+}
+
+function noLeaderStatus(): StatusObject {
+  return { code: status.UNAVAILABLE, details: NO_LEADER, metadata: new Metadata() };
 }
 
 function okStatus(): StatusObject {
@@ -175,8 +181,25 @@ export class SharedKeepAlive {
       call.emit('error', toStatus(refusal));
       return;
     }
-    const downstream: Downstream = { call, owed: [], halfClosed: false, finished: false, waitingForDrain: false, untrack: () => undefined };
+    // etcd ends a require-leader stream when its member has had no leader for a few election timeouts,
+    // and refuses one then; the sentinel says when etcd does.
+    const requireLeader = call.metadata.get('hasleader')[0] === 'true';
+    if (requireLeader && this.ctx.leader.noLeader()) {
+      observeCall(this.ctx, this.rpc, status.UNAVAILABLE, null, 'proxy');
+      call.emit('error', noLeaderStatus());
+      return;
+    }
+    const downstream: Downstream = { call, owed: [], halfClosed: false, finished: false, waitingForDrain: false, untrack: () => undefined, unfollowLeader: () => undefined };
     downstream.untrack = this.ctx.streams.add((shutdown) => this.shutdown(downstream, shutdown));
+    if (requireLeader) {
+      const onNoLeader = (): void => this.finish(downstream, noLeaderStatus(), 'proxy');
+      this.ctx.leader.on('noLeader', onNoLeader);
+      const release = this.ctx.leader.acquire();
+      downstream.unfollowLeader = () => {
+        this.ctx.leader.off('noLeader', onNoLeader);
+        release();
+      };
+    }
     this.downstreams.add(downstream);
     clearTimeout(this.idleTimer);
     this.ctx.metrics.grpcStreamsOpen.inc(this.labels);
@@ -335,7 +358,7 @@ export class SharedKeepAlive {
     const expired = [...this.held.values()].filter((pending) => Date.now() - pending.sentAt >= STALL_MS);
     for (const pending of expired) this.held.delete(pending.id);
     this.stopHoldTimerIfIdle();
-    this.fail(expired, { code: status.UNAVAILABLE, details: NO_LEADER, metadata: new Metadata() });
+    this.fail(expired, noLeaderStatus());
   }
 
   private stopHoldTimerIfIdle(): void {
@@ -401,6 +424,7 @@ export class SharedKeepAlive {
     if (downstream.finished) return false;
     downstream.finished = true;
     downstream.untrack();
+    downstream.unfollowLeader();
     this.downstreams.delete(downstream);
     this.ctx.metrics.grpcStreamsOpen.dec(this.labels);
     observeCall(this.ctx, this.rpc, code, null, source);

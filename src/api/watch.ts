@@ -5,7 +5,6 @@ import type { CoreService, DuplexHandler } from './call';
 import { forwardingService, rpcRef } from './forwarding-service';
 import { WatchSession } from '../watch/session';
 import { WatchRelay } from '../watch/watch-relay';
-import { LeaderSentinel } from '../upstream/leader-sentinel';
 
 const SERVICE = 'etcdserverpb.Watch';
 const NO_LEADER = 'etcdserver: no leader';
@@ -32,8 +31,7 @@ export function createWatchService(ctx: ApiContext): CoreService {
   const ticker = setInterval(() => sessions.forEach((session) => session.tick()), hub.progressNotifyIntervalMs);
   ticker.unref();
   const labels = { service: rpc.service, method: rpc.method };
-  // What ends require-leader streams served here when etcd ends its own.
-  const leader = new LeaderSentinel(ctx.pool);
+  const leader = ctx.leader;
 
   const watch: DuplexHandler = (call) => {
     if (reads.mirror.authRequired()) {

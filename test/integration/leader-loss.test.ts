@@ -32,8 +32,9 @@ describe('leader loss with a member alive', () => {
   let viaPatient: RawClients;
   let leaseId = '';
   const revisions: number[] = [];
-  /** Require-leader watch streams opened while the cluster was whole, by where they go. */
+  /** Require-leader watch and keep-alive streams opened while the cluster was whole, by where they go. */
   const leaderWatches = new Map<string, WatchClient>();
+  const leaderKeepAlives = new Map<string, KeepAliveStream>();
   let quorumLostAt = 0;
 
   before(async () => {
@@ -59,28 +60,38 @@ describe('leader loss with a member alive', () => {
       await watch.createAll([{ key: b('ll/k') }]);
       leaderWatches.set(name, watch);
     }
+    for (const [name, clients] of [['etcd', direct], ['quick', viaQuick], ['patient', viaPatient]] as const) {
+      const keepAlive = new KeepAliveStream(clients.lease, REQUIRE_LEADER);
+      assert.equal((await keepAlive.ask(leaseId)).ID, leaseId, name);
+      leaderKeepAlives.set(name, keepAlive);
+    }
     for (const member of cluster.members.slice(1)) member.signal('SIGKILL');
     quorumLostAt = Date.now();
   });
   after(async () => {
     for (const watch of leaderWatches.values()) watch.close();
+    for (const keepAlive of leaderKeepAlives.values()) keepAlive.cancel();
     for (const clients of [direct, viaQuick, viaPatient]) clients?.close();
     await quick?.stop();
     await patient?.stop();
     await cluster?.stop();
   });
 
-  it('ends require-leader watch streams with "no leader" when etcd ends its own, not at the upstream timeout', async () => {
+  it('ends require-leader watch and keep-alive streams with "no leader" when etcd ends its own, not at the upstream timeout', async () => {
     const ended = new Map<string, { code: number; details: string; afterMs: number }>();
-    await Promise.all(
-      [...leaderWatches].map(async ([name, watch]) => {
+    await Promise.all([
+      ...[...leaderWatches].map(async ([name, watch]) => {
         const end = await watch.end(40_000);
         ended.set(name, { code: end.code, details: end.details, afterMs: Date.now() - quorumLostAt });
       }),
-    );
+      ...[...leaderKeepAlives].map(async ([name, keepAlive]) => {
+        const end = await keepAlive.closed(40_000);
+        ended.set(`${name} keep-alive`, { code: end.code, details: end.details, afterMs: end.at - quorumLostAt });
+      }),
+    ]);
     const etcd = ended.get('etcd');
     assert.deepEqual({ code: etcd?.code, details: etcd?.details }, { code: status.UNAVAILABLE, details: NO_LEADER });
-    for (const name of ['quick', 'patient']) {
+    for (const name of ['quick', 'patient', 'etcd keep-alive', 'quick keep-alive', 'patient keep-alive']) {
       const proxied = ended.get(name);
       assert.deepEqual({ code: proxied?.code, details: proxied?.details }, { code: status.UNAVAILABLE, details: NO_LEADER }, name);
       // Within a few seconds of etcd's own verdict, however long the proxy's upstream timeout.

@@ -60,6 +60,8 @@ const CHANNEL_OPTIONS: ChannelOptions = {
   'grpc.max_receive_message_length': -1,
   'grpc.max_send_message_length': -1,
   'grpc.primary_user_agent': 'etcd-cache-proxy',
+  // Nothing reads the proxy's channelz; tracking every upstream call for it costs each read barrier.
+  'grpc.enable_channelz': 0,
 };
 
 const STATE_RANK: Record<connectivityState, number> = {

@@ -26,6 +26,7 @@ const LAYERS: Readonly<Record<string, number>> = {
   gateway: 6,
   grpc: 6,
   listener: 6,
+  auth: 3,
   proxy: 7,
   cli: 8,
 };

@@ -60,6 +60,10 @@ export interface ProxyConfig {
   readonly apisixPrefix: string;
   /** TLS to https upstream members. */
   readonly upstreamTls: UpstreamTlsConfig;
+  /** The user the mirror logs in as when etcd has auth on (read permission on the mirrored keys); null: none. */
+  readonly upstreamUser: UpstreamUser | null;
+  /** How often what a user may read is asked of etcd again while the user is active. */
+  readonly authRefreshIntervalMs: number;
   /** TLS for clients on the client port; null: plaintext. */
   readonly serverTls: ServerTlsConfig | null;
   /** The YAML file the values were read from, if any. */
@@ -71,6 +75,11 @@ export interface UpstreamTlsConfig {
   readonly certFile: string | null;
   readonly keyFile: string | null;
   readonly insecureSkipVerify: boolean;
+}
+
+export interface UpstreamUser {
+  readonly name: string;
+  readonly password: string;
 }
 
 export interface ServerTlsConfig {
@@ -143,6 +152,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'cert', description: 'client certificate the proxy presents to https upstream members' },
   { name: 'key', description: 'key of --cert' },
   { name: 'insecure-skip-tls-verify', description: 'accept any upstream certificate (testing only)', boolean: true },
+  { name: 'user', description: "name:password the mirror logs in with when etcd has auth on (etcdctl's flag); it needs read permission on the mirrored keys, never root" },
+  { name: 'auth-refresh-interval', description: 'with auth on: how often what each active user may read is asked of etcd again', defaultValue: '60s' },
   { name: 'cert-file', description: 'certificate for clients: the client port then speaks TLS only (gRPC and HTTP)' },
   { name: 'key-file', description: 'key of --cert-file' },
   { name: 'trusted-ca-file', description: 'CA bundle for client certificates: clients must present one it signed' },
@@ -351,6 +362,16 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     insecureSkipVerify: attempt('insecure-skip-tls-verify', false, parseBoolean),
   };
   if ((upstreamTls.certFile === null) !== (upstreamTls.keyFile === null)) problems.push('--cert and --key go together');
+  const upstreamUser = attempt('user', null as UpstreamUser | null, (value) => {
+    const colon = value.indexOf(':');
+    if (colon <= 0) throw new Error('must be name:password');
+    return { name: value.slice(0, colon), password: value.slice(colon + 1) };
+  });
+  const authRefreshIntervalMs = attempt('auth-refresh-interval', 60_000, (value) => {
+    const ms = parseDurationMs(value);
+    if (ms < 100) throw new Error('must be at least 100ms');
+    return ms;
+  });
   const serverCert = attempt('cert-file', null as string | null, readable);
   const serverKey = attempt('key-file', null as string | null, readable);
   const trustedCa = attempt('trusted-ca-file', null as string | null, readable);
@@ -359,6 +380,8 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
   const serverTls: ServerTlsConfig | null = serverCert !== null && serverKey !== null ? { certFile: serverCert, keyFile: serverKey, trustedCaFile: trustedCa } : null;
   return {
     upstreamTls,
+    upstreamUser,
+    authRefreshIntervalMs,
     serverTls,
     snapshotDir,
     snapshotIntervalMs,

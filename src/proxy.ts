@@ -23,6 +23,7 @@ import { startMirror } from './mirror/mirror';
 import { MirroredRanges } from './mirror/mirrored-ranges';
 import { CompactionCheck } from './mirror/compaction-check';
 import { LeaderSentinel } from './upstream/leader-sentinel';
+import { UpstreamIdentity } from './upstream/identity';
 import { ReadBarrier } from './mirror/read-barrier';
 import { startStoreMaintenance } from './mirror/maintenance';
 import { isCompactedUpstream } from './mirror/compaction-tracker';
@@ -97,9 +98,10 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   liveness.on('back', () => metrics.upstreamUp.set(1));
   const mirrorLog = log.child({ component: 'mirror' });
   const ranges = MirroredRanges.fromPrefixes(config.mirrorPrefixes.map((prefix) => Buffer.from(prefix)));
-  const auth = new AuthGate(mirrorLog, (required) => metrics.upstreamAuthRequired.set(required ? 1 : 0));
+  const identity = new UpstreamIdentity(config.upstreamUser, mirrorLog);
+  const auth = new AuthGate(mirrorLog, (required) => metrics.upstreamAuthRequired.set(required ? 1 : 0), identity.configured);
   auth.startProbing(() => pool.candidates()[0]?.client);
-  const mirror = startMirror({ store, pool, liveness, log: mirrorLog, ranges, auth, onRevision: (revision) => metrics.mirrorRevision.set(revision),
+  const mirror = startMirror({ store, pool, liveness, log: mirrorLog, ranges, auth, identity, onRevision: (revision) => metrics.mirrorRevision.set(revision),
     onWatchStream: (delta) => metrics.upstreamWatchStreams.inc(delta),
     onFailover: () => metrics.upstreamFailovers.inc({ kind: 'mirror_watch' }),
   });
@@ -108,9 +110,9 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   if (store.meta().revision > 0) mirrorLog.info({ revision: store.meta().revision }, 'mirror opened: serving from disk');
   mirror.on('relisted', () => metrics.mirrorRelists.inc());
   const watchHub = new WatchHub(store, mirror, (events) => metrics.watchEventsReplayed.inc(events));
-  const barrier = new ReadBarrier(pool, () => metrics.readBarrierCalls.inc());
-  const consistency = startConsistencyChecks({ store, pool, mirror, ranges, metrics, log: mirrorLog, intervalMs: config.consistencyCheckIntervalMs });
-  const isCompacted = (revision: number): Promise<boolean | undefined> => isCompactedUpstream(pool, revision);
+  const barrier = new ReadBarrier(pool, ranges.probeKey(), identity, () => metrics.readBarrierCalls.inc());
+  const consistency = startConsistencyChecks({ store, pool, mirror, ranges, metrics, log: mirrorLog, intervalMs: config.consistencyCheckIntervalMs, identity });
+  const isCompacted = (revision: number): Promise<boolean | undefined> => isCompactedUpstream(pool, revision, ranges.probeKey(), identity);
   const maintenance = startStoreMaintenance(store, config.history, metrics, mirrorLog, isCompacted);
   // Once etcd is found compacted past what the log holds, maintenance learns where and prunes the log to match.
   const compaction = new CompactionCheck(isCompacted, () => void maintenance.runOnce());

@@ -19,7 +19,14 @@ export function isAuthRefusal(error: unknown): boolean {
 }
 
 /** A watch etcd cancelled for want of credentials (it says so in cancel_reason, not as a gRPC error). */
-export class AuthRefused extends Error {}
+export class AuthRefused extends Error {
+  constructor(
+    /** etcd's cancel_reason. */
+    readonly details: string,
+  ) {
+    super(`upstream refused the mirror watch: ${details}`);
+  }
+}
 
 export function isAuthCancelReason(reason: string): boolean {
   return REFUSAL_MESSAGES.has(reason);
@@ -32,19 +39,23 @@ const AUTH_STATUS_RETRY_MS = 5 * 60_000;
 export type ProbeTarget = () => Client | undefined;
 
 /**
- * Whether the mirror may answer clients. etcd with auth on decides per user
- * what each may read, which the mirror cannot yet (contract section 8), so
- * then every request is forwarded with the client's own token. Auth can be
- * turned on while the proxy runs and its watch, created before, goes on
- * delivering: so besides what the mirror's own calls learn, the upstream is
- * asked every few seconds. etcd 3.5+ answers AuthStatus, which tells even
- * when the proxy's own calls are let through as some user (auth by client
- * certificate name); older etcd gets an anonymous serializable read, which
- * auth refuses. Only an answer changes the state; an unreachable upstream
- * leaves it as it was.
+ * Whether the mirror may answer clients, and whether it must ask first who
+ * is asking. etcd with auth on decides per user what each may read. Without
+ * an identity of its own (`--user`) the mirror cannot follow etcd then, and
+ * every request is forwarded with the client's own token (contract section
+ * 8). With one, the mirror follows etcd as that user and serves each client
+ * what etcd would serve it (auth/). Auth can be turned on while the proxy runs
+ * and its watch, created before, goes on delivering: so besides what the
+ * mirror's own calls and the logins passing through teach, the upstream is
+ * asked every few seconds, anonymously. etcd 3.5+ answers AuthStatus; older
+ * etcd gets an anonymous serializable read, which auth refuses. Only an
+ * answer changes the state; an unreachable upstream leaves it as it was.
  */
 export class AuthGate {
-  private required = false;
+  /** Auth is on upstream. */
+  private enabled = false;
+  /** With an identity: the mirror's own calls, made as that user, are let through. */
+  private mirrorAllowed = true;
   /** What AuthStatus last said, when the upstream has it: then it alone can say auth is off. */
   private statusSaysEnabled: boolean | null = null;
   private authStatusUnsupportedUntil = 0;
@@ -53,38 +64,78 @@ export class AuthGate {
 
   constructor(
     private readonly log: Logger,
-    /** Told of every change (metrics). */
+    /** Told of every change of isRequired() (metrics). */
     private readonly onChange: (required: boolean) => void = () => undefined,
+    /** The mirror's own calls are made as a user of their own (`--user`). */
+    private readonly hasIdentity = false,
   ) {}
 
+  /** The mirror cannot serve anyone: auth is on, and the mirror has no identity etcd lets read. */
   isRequired(): boolean {
-    return this.required;
+    return this.enabled && !(this.hasIdentity && this.mirrorAllowed);
   }
 
-  /** Learns from a failed anonymous call of the proxy's own; failures for other reasons say nothing. */
+  /** Auth is on upstream: whatever the mirror serves needs a permission decision for the client. */
+  isEnabled(): boolean {
+    return this.enabled;
+  }
+
+  /** Learns from a failed call of the proxy's own; failures for other reasons say nothing. */
   observe(error: unknown): void {
     if (isAuthRefusal(error)) this.refused();
   }
 
+  /** A call of the proxy's own was refused for want of credentials (or, made as its user, of permission). */
   refused(): void {
-    if (this.required) return;
-    this.required = true;
-    this.onChange(true);
-    this.log.warn('upstream has auth enabled: the mirror is not used, every request is forwarded');
+    this.change(() => {
+      this.enabled = true;
+      if (this.hasIdentity) this.mirrorAllowed = false;
+    });
   }
 
-  /** One of the proxy's own reads went through. With AuthStatus saying auth is on, that only shows who the proxy is. */
+  /** One of the proxy's own reads went through: auth is off, or (with an identity) the mirror's user may read. */
   accepted(): void {
-    if (!this.required || this.statusSaysEnabled === true) return;
-    this.required = false;
-    this.onChange(false);
-    this.log.info('upstream accepts anonymous reads again: the mirror serves');
-    for (const listener of this.listeners) listener();
+    this.change(() => {
+      if (this.hasIdentity) this.mirrorAllowed = true;
+      else if (this.statusSaysEnabled !== true) this.enabled = false;
+    });
   }
 
-  /** Called when the upstream accepts anonymous reads again (a refused mirror watch may retry at once). */
+  /** A client logged in through the proxy: auth is on. */
+  loginSeen(): void {
+    this.change(() => {
+      this.enabled = true;
+    });
+  }
+
+  /** Called when the mirror may serve again (a refused mirror watch may retry at once). */
   onAccepted(listener: () => void): void {
     this.listeners.add(listener);
+  }
+
+  private setEnabled(enabled: boolean): void {
+    this.change(() => {
+      this.enabled = enabled;
+    });
+  }
+
+  private change(update: () => void): void {
+    const [wasRequired, wasEnabled] = [this.isRequired(), this.enabled];
+    update();
+    const [required, enabled] = [this.isRequired(), this.enabled];
+    if (enabled !== wasEnabled) {
+      this.log.warn(
+        enabled
+          ? this.hasIdentity
+            ? 'upstream has auth enabled: the mirror serves each client what etcd lets it read'
+            : 'upstream has auth enabled: the mirror is not used, every request is forwarded (no --user for the mirror)'
+          : 'upstream has auth disabled: the mirror serves everyone',
+      );
+    }
+    if (required === wasRequired) return;
+    this.onChange(required);
+    if (required && this.hasIdentity) this.log.warn("the mirror's user (--user) may not read the mirrored keys: every request is forwarded");
+    if (!required) for (const listener of this.listeners) listener();
   }
 
   /** Asks the upstream once; resolves when it has answered or failed. */
@@ -93,12 +144,11 @@ export class AuthGate {
       try {
         const answer = await callUpstream<{ enabled?: boolean }>(client, 'etcdserverpb.Auth', 'AuthStatus', {}, { deadlineMs: PROBE_TIMEOUT_MS });
         this.statusSaysEnabled = answer.enabled === true;
-        if (this.statusSaysEnabled) this.refused();
-        else this.accepted();
+        this.setEnabled(this.statusSaysEnabled);
         return;
       } catch (error) {
         if (!isServiceError(error) || error.code !== status.UNIMPLEMENTED) {
-          this.observe(error);
+          if (isAuthRefusal(error)) this.setEnabled(true);
           return;
         }
         this.statusSaysEnabled = null;
@@ -107,9 +157,9 @@ export class AuthGate {
     }
     try {
       await callUpstream(client, 'etcdserverpb.KV', 'Range', PROBE_REQUEST, { deadlineMs: PROBE_TIMEOUT_MS });
-      this.accepted();
+      this.setEnabled(false);
     } catch (error) {
-      this.observe(error);
+      if (isAuthRefusal(error)) this.setEnabled(true);
     }
   }
 

@@ -1,10 +1,10 @@
 import { isServiceError } from '../etcd/errors';
+import type { UpstreamIdentity } from '../upstream/identity';
 import type { UpstreamPool } from '../upstream/pool';
 import { callUpstream } from '../upstream/unary';
 
 const COMPACTED = 'etcdserver: mvcc: required revision has been compacted';
 const PROBE_TIMEOUT_MS = 2_000;
-const PROBE_KEY = Buffer.from('etcd-cache-proxy/compaction-probe');
 
 /**
  * Asks the upstream whether `revision` is compacted: a count-only Range of
@@ -13,12 +13,20 @@ const PROBE_KEY = Buffer.from('etcd-cache-proxy/compaction-probe');
  * store knows (a member without a leader answers too), and it costs etcd no
  * ReadIndex. Undefined when no member answers.
  */
-export async function isCompactedUpstream(pool: UpstreamPool, revision: number): Promise<boolean | undefined> {
+export async function isCompactedUpstream(pool: UpstreamPool, revision: number, probeKey: Buffer, identity?: UpstreamIdentity): Promise<boolean | undefined> {
   for (const member of pool.candidates()) {
     try {
-      await callUpstream(member.client, 'etcdserverpb.KV', 'Range', { key: PROBE_KEY, revision: String(revision), count_only: true, serializable: true }, { deadlineMs: PROBE_TIMEOUT_MS });
+      await identity?.readyAt(member);
+      await callUpstream(
+        member.client,
+        'etcdserverpb.KV',
+        'Range',
+        { key: probeKey, revision: String(revision), count_only: true, serializable: true },
+        { deadlineMs: PROBE_TIMEOUT_MS, ...(identity === undefined ? {} : { metadata: identity.metadataFor(member) }) },
+      );
       return false;
     } catch (error) {
+      identity?.observe(member, error);
       if (isServiceError(error) && error.details === COMPACTED) return true;
     }
   }

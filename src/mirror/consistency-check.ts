@@ -1,7 +1,9 @@
+import { Metadata } from '@grpc/grpc-js';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { EncodedKeyValue } from '../etcd/kv-bytes';
 import type { MirrorStore } from '../store/store';
+import type { UpstreamIdentity } from '../upstream/identity';
 import type { UpstreamPool } from '../upstream/pool';
 import { isRetained, keyspaceAt } from './history-view';
 import type { Mirror } from './mirror';
@@ -32,14 +34,16 @@ export async function checkConsistency(
   pool: UpstreamPool,
   ranges: MirroredRanges,
   stopped: () => boolean = () => false,
+  identity?: UpstreamIdentity,
 ): Promise<CheckResult> {
   const member = pool.candidates()[0];
   const revision = store.meta().revision;
   if (member === undefined || revision === 0) return { kind: 'skipped', reason: 'nothing to compare' };
+  await identity?.readyAt(member);
   let keys = 0;
   for (const range of ranges.ranges) {
     let from = MirroredRanges.toRequest(range).key;
-    for await (const page of rangePages(member.client, range, revision)) {
+    for await (const page of rangePages(member.client, range, revision, () => identity?.metadataFor(member) ?? new Metadata())) {
       // A re-list (or a stop) during the check leaves nothing comparable at R.
       if (stopped()) return { kind: 'skipped', reason: 'stopped' };
       if (!isRetained(store, revision)) return { kind: 'skipped', reason: 'the mirror moved past the checked revision' };
@@ -77,13 +81,14 @@ export function startConsistencyChecks(deps: {
   readonly metrics: Metrics;
   readonly log: Logger;
   readonly intervalMs: number;
+  readonly identity?: UpstreamIdentity;
 }): ConsistencyChecker {
   let running: Promise<CheckResult> | null = null;
   let stopped = false;
   const round = async (): Promise<CheckResult> => {
     let result: CheckResult;
     try {
-      result = await checkConsistency(deps.store, deps.pool, deps.ranges, () => stopped);
+      result = await checkConsistency(deps.store, deps.pool, deps.ranges, () => stopped, deps.identity);
     } catch (error) {
       deps.metrics.consistencyChecks.inc({ result: 'error' });
       deps.log.debug({ err: error instanceof Error ? error.message : String(error) }, 'consistency check could not run');

@@ -1,4 +1,4 @@
-import type { Client } from '@grpc/grpc-js';
+import type { Client, Metadata } from '@grpc/grpc-js';
 import type { MirrorStore } from '../store/store';
 import { toIdentity, type WireHeader } from '../etcd/wire';
 import type { MirroredRanges } from './mirrored-ranges';
@@ -14,13 +14,13 @@ export interface ListResult {
  * into a snapshot of the store, and commits it as the mirror's content at
  * that revision. Until the commit, readers keep seeing the previous content.
  */
-export async function listInto(store: MirrorStore, client: Client, ranges: MirroredRanges, compactRevision: number): Promise<ListResult> {
+export async function listInto(store: MirrorStore, client: Client, ranges: MirroredRanges, compactRevision: number, metadata?: () => Metadata): Promise<ListResult> {
   const writer = store.beginSnapshot();
   let revision = 0;
   let total = 0;
   let header: WireHeader | undefined;
   for (const range of ranges.ranges) {
-    for await (const page of rangePages(client, range, revision)) {
+    for await (const page of rangePages(client, range, revision, metadata)) {
       header ??= page.header;
       revision = page.revision;
       writer.putPage(page.records);

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { Metadata, type ClientDuplexStream } from '@grpc/grpc-js';
+import type { ClientDuplexStream } from '@grpc/grpc-js';
 import { etcdMethod, passBytes } from '../etcd/proto';
 import type { Logger } from '../log';
 import type { MirrorStore } from '../store/store';
@@ -10,6 +10,7 @@ import { callUpstream } from '../upstream/unary';
 import { toIdentity, toRevision, type WireHeader, type WireWatchResponse } from '../etcd/wire';
 import { readWatchResponse } from '../etcd/watch-bytes';
 import { AuthRefused, isAuthCancelReason, type AuthGate } from './auth-gate';
+import type { UpstreamIdentity } from '../upstream/identity';
 import { listInto } from './lister';
 import { MirroredRanges } from './mirrored-ranges';
 import { RevisionWaiters } from './revision-waiters';
@@ -54,6 +55,8 @@ export interface MirrorDeps {
   readonly ranges: MirroredRanges;
   /** Whether the upstream lets the mirror serve (auth off); the mirror's own calls feed it too. */
   readonly auth: AuthGate;
+  /** Who the mirror's calls are made as when etcd has auth on (--user). */
+  readonly identity: UpstreamIdentity;
   /** Called with M after every commit (metrics). */
   readonly onRevision?: (revision: number) => void;
   /** Called with +1 when the mirror's upstream watch stream opens, -1 when it ends (metrics). */
@@ -82,7 +85,7 @@ class RelistNeeded extends Error {
  * Reconnects resume at M+1; a compaction past M means a fresh list; another
  * cluster, or one whose revision is behind M, means the store is wiped first.
  */
-export function startMirror({ store, pool, liveness, log, ranges, auth, onRevision, onWatchStream, onFailover }: MirrorDeps): Mirror {
+export function startMirror({ store, pool, liveness, log, ranges, auth, identity, onRevision, onWatchStream, onFailover }: MirrorDeps): Mirror {
   const held = store.meta();
   if (held.revision > 0 && held.scope !== ranges.describe()) {
     log.warn({ held: held.scope, configured: ranges.describe() }, 'the mirror on disk holds other keys than --mirror-prefix asks for: discarded, rebuilding');
@@ -122,7 +125,7 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, onRevisi
   const relist = async (member: UpstreamMember, compactRevision: number): Promise<void> => {
     const started = Date.now();
     const previous = store.meta().revision;
-    const result = await listInto(store, member.client, ranges, compactRevision);
+    const result = await listInto(store, member.client, ranges, compactRevision, () => identity.metadataFor(member));
     log.info({ revision: result.revision, keys: result.keys, ms: Date.now() - started }, 'mirror listed the upstream keyspace');
     // A list is an anonymous read of everything mirrored: the upstream lets anyone read.
     auth.accepted();
@@ -134,7 +137,7 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, onRevisi
     new Promise<void>((resolve, reject) => {
       const watch = etcdMethod('etcdserverpb.Watch', 'Watch');
       // Responses stay etcd's bytes: each event is stored as etcd encoded it, never decoded and encoded again.
-      const call = member.client.makeBidiStreamRequest(watch.path, watch.requestSerialize, passBytes, new Metadata(), {}) as ClientDuplexStream<object, Buffer>;
+      const call = member.client.makeBidiStreamRequest(watch.path, watch.requestSerialize, passBytes, identity.metadataFor(member), {}) as ClientDuplexStream<object, Buffer>;
       stream = call;
       onWatchStream?.(1);
       let settled = false;
@@ -163,7 +166,7 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, onRevisi
           const compacted = toRevision(response.compact_revision);
           const reason = response.cancel_reason ?? '';
           if (compacted > 0) finish(new RelistNeeded(compacted));
-          else if (isAuthCancelReason(reason)) finish(new AuthRefused(`upstream refused the mirror watch: ${reason}`));
+          else if (isAuthCancelReason(reason)) finish(new AuthRefused(reason));
           else finish(new Error(`upstream cancelled the mirror watch: ${reason === '' ? 'no reason' : reason}`));
           return;
         }
@@ -200,6 +203,7 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, onRevisi
       const member = pool.candidates()[0];
       try {
         if (member === undefined) throw new Error('no upstream member');
+        await identity.readyAt(member);
         await checkIdentity(member);
         if (store.meta().revision === 0) await relist(member, 0);
         if (relistReason !== null) throw new Error(relistReason);
@@ -212,6 +216,7 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, onRevisi
         await watchFrom(member, store.meta().revision + 1);
       } catch (error) {
         if (closed) return;
+        if (member !== undefined) identity.observe(member, error);
         auth.observe(error);
         const requested = relistReason;
         if ((error instanceof RelistNeeded || requested !== null) && member !== undefined) {

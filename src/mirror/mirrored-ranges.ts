@@ -96,6 +96,15 @@ export class MirroredRanges {
   }
 
   /** A range as etcd's (key, range_end) request fields. */
+  /**
+   * A key inside the mirrored ranges, for the proxy's own probes (read
+   * barrier, compaction check): with auth on, the mirror's user may read it.
+   */
+  probeKey(): Buffer {
+    const first = this.ranges[0];
+    return first === undefined ? ZERO_BYTE : MirroredRanges.toRequest(first).key;
+  }
+
   static toRequest(range: KeyRange): { key: Buffer; range_end: Buffer } {
     return { key: range.start.length === 0 ? ZERO_BYTE : range.start, range_end: range.end ?? ZERO_BYTE };
   }

@@ -1,4 +1,4 @@
-import type { Client } from '@grpc/grpc-js';
+import { Metadata, type Client } from '@grpc/grpc-js';
 import type { EncodedKeyValue } from '../etcd/kv-bytes';
 import { readRangeResponse } from '../etcd/response-bytes';
 import { callUpstreamForBytes } from '../upstream/unary';
@@ -23,7 +23,7 @@ export interface RangePage {
  * Reads a key range from the upstream in pages, every page at one revision:
  * the one given, or (0) the revision of the first page.
  */
-export async function* rangePages(client: Client, range: KeyRange, revision: number): AsyncGenerator<RangePage> {
+export async function* rangePages(client: Client, range: KeyRange, revision: number, metadata: () => Metadata = () => new Metadata()): AsyncGenerator<RangePage> {
   const request = MirroredRanges.toRequest(range);
   let next = request.key;
   let at = revision;
@@ -33,7 +33,7 @@ export async function* rangePages(client: Client, range: KeyRange, revision: num
       'etcdserverpb.KV',
       'Range',
       { key: next, range_end: request.range_end, limit: String(LIST_PAGE_KEYS), revision: String(at) },
-      { deadlineMs: PAGE_TIMEOUT_MS },
+      { deadlineMs: PAGE_TIMEOUT_MS, metadata: metadata() },
     );
     const { response: page, kvs: records } = readRangeResponse(answer);
     if (at === 0) at = toRevision(page.header?.revision);

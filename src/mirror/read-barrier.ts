@@ -1,15 +1,12 @@
 import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { etcdMethod, passBytes } from '../etcd/proto';
 import { readHeaderRevision } from '../etcd/response-bytes';
+import type { UpstreamIdentity } from '../upstream/identity';
 import type { UpstreamMember, UpstreamPool } from '../upstream/pool';
 
 /** The contract's bound on a barrier: past it, a linearizable read is forwarded instead. */
 export const READ_BARRIER_TIMEOUT_MS = 3_000;
-// Any key will do: a count-only, linearizable Range costs etcd a ReadIndex and no data.
-// Encoded once, and only the header's revision is read from the answer: a busy proxy makes
-// thousands of these a second.
 const RANGE = etcdMethod('etcdserverpb.KV', 'Range');
-const BARRIER_REQUEST = RANGE.requestSerialize({ key: Buffer.from('etcd-cache-proxy/read-barrier'), count_only: true });
 
 /** Calls in flight at once; reads beyond that wait for the next one to start. */
 const MAX_CALLS_IN_FLIGHT = 4;
@@ -30,11 +27,23 @@ export class ReadBarrier {
   private inFlight = 0;
   /** Reads waiting for a call to finish before theirs can start. */
   private queued: { promise: Promise<number>; start: () => void } | null = null;
+  /**
+   * A count-only, linearizable Range of one mirrored key (which the mirror's user may read when auth is
+   * on): it costs etcd a ReadIndex and no data. Encoded once, and only the header's revision is read from
+   * the answer: a busy proxy makes thousands of these a second.
+   */
+  private readonly request: Buffer;
+
   constructor(
     private readonly pool: UpstreamPool,
+    probeKey: Buffer,
+    /** Who the barrier's reads are made as when etcd has auth on. */
+    private readonly identity: UpstreamIdentity,
     /** Told of every upstream call, for the calls-per-read metric. */
     private readonly onCall: () => void = () => undefined,
-  ) {}
+  ) {
+    this.request = RANGE.requestSerialize({ key: probeKey, count_only: true });
+  }
 
   upstreamRevision(): Promise<number> {
     if (this.joinable !== null) return this.joinable;
@@ -76,8 +85,10 @@ export class ReadBarrier {
     let lastError: unknown = new Error('no upstream member');
     for (const member of this.pool.candidates()) {
       try {
-        return readHeaderRevision(await askRange(member));
+        await this.identity.readyAt(member);
+        return readHeaderRevision(await askRange(member, this.request, this.identity.metadataFor(member)));
       } catch (error) {
+        this.identity.observe(member, error);
         lastError = error;
       }
     }
@@ -85,14 +96,14 @@ export class ReadBarrier {
   }
 }
 
-function askRange(member: UpstreamMember): Promise<Buffer> {
+function askRange(member: UpstreamMember, request: Buffer, metadata: Metadata): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     member.client.makeUnaryRequest(
       RANGE.path,
       passBytes,
       passBytes,
-      BARRIER_REQUEST,
-      new Metadata(),
+      request,
+      metadata,
       { deadline: Date.now() + READ_BARRIER_TIMEOUT_MS },
       (error: ServiceError | null, response?: Buffer) => (error !== null ? reject(error) : resolve(response ?? Buffer.alloc(0))),
     );

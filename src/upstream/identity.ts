@@ -1,0 +1,80 @@
+import { Metadata } from '@grpc/grpc-js';
+import type { UpstreamUser } from '../config';
+import { isServiceError } from '../etcd/errors';
+import type { Logger } from '../log';
+import type { UpstreamMember } from './pool';
+import { callUpstream } from './unary';
+
+const LOGIN_TIMEOUT_MS = 5_000;
+/** etcd's answers to a token it no longer takes, or to a call without one once auth is on: log in again. */
+const LOG_IN_AGAIN = new Set(['etcdserver: invalid auth token', 'etcdserver: revision of auth store is old', 'etcdserver: user name is empty']);
+
+/**
+ * Who the proxy's own calls (the mirror's list and watch, read barriers,
+ * compaction checks, health) are made as when etcd has auth on: `--user`.
+ * etcd's default "simple" tokens are good only at the member that issued
+ * them, so the proxy logs in at each member it calls, once, and again when a
+ * member says its token is stale. Calls a client makes never carry this
+ * token: they go upstream with the client's own.
+ */
+export class UpstreamIdentity {
+  /** The token held at each member; '' where etcd had auth off at the last login. */
+  private readonly tokens = new WeakMap<UpstreamMember, string>();
+  private readonly logins = new WeakMap<UpstreamMember, Promise<void>>();
+
+  constructor(
+    private readonly user: UpstreamUser | null,
+    private readonly log: Logger,
+  ) {}
+
+  get configured(): boolean {
+    return this.user !== null;
+  }
+
+  /** Metadata for a call of the proxy's own to `member`: its token there, once logged in. */
+  metadataFor(member: UpstreamMember): Metadata {
+    const metadata = new Metadata();
+    const token = this.tokens.get(member);
+    if (token !== undefined && token !== '') metadata.set('token', token);
+    return metadata;
+  }
+
+  /**
+   * Logs in at `member` if a user is configured and no token is held there.
+   * A failed login is thrown: the caller's own retry tries again.
+   */
+  async readyAt(member: UpstreamMember): Promise<void> {
+    if (this.user === null || this.tokens.has(member)) return;
+    let login = this.logins.get(member);
+    if (login === undefined) {
+      login = this.login(member, this.user).finally(() => this.logins.delete(member));
+      this.logins.set(member, login);
+    }
+    await login;
+  }
+
+  /** A call of the proxy's own failed: if `member` no longer takes its token, the next call logs in again. */
+  observe(member: UpstreamMember, error: unknown): void {
+    // A gRPC error, or a watch cancelled with etcd's reason: both carry etcd's words in `details`.
+    const details = error instanceof Error ? (error as { details?: unknown }).details : undefined;
+    if (typeof details === 'string' && LOG_IN_AGAIN.has(details) && this.tokens.delete(member)) {
+      this.log.info({ member: member.endpoint.url }, 'upstream token refused; logging in again');
+    }
+  }
+
+  private async login(member: UpstreamMember, user: UpstreamUser): Promise<void> {
+    try {
+      const answer = await callUpstream<{ token?: string }>(member.client, 'etcdserverpb.Auth', 'Authenticate', { name: user.name, password: user.password }, { deadlineMs: LOGIN_TIMEOUT_MS });
+      if (answer.token === undefined || answer.token === '') throw new Error('etcd answered the login without a token');
+      this.tokens.set(member, answer.token);
+      this.log.info({ member: member.endpoint.url, user: user.name }, 'logged in upstream');
+    } catch (error) {
+      // etcd with auth off refuses a login: calls go without a token until one is refused for want of it.
+      if (isServiceError(error) && error.details === 'etcdserver: authentication is not enabled') {
+        this.tokens.set(member, '');
+        return;
+      }
+      throw error;
+    }
+  }
+}

@@ -468,7 +468,7 @@ export function leaseKeepAliveHandler(ctx: ApiContext): DuplexHandler {
   const relayed = forwardBidi(ctx, rpc, true);
   const shared = new SharedKeepAlive(ctx, rpc);
   return (call) => {
-    if (ctx.mirrorReads?.mirror.authRequired() === true) relayed(call);
+    if (ctx.mirrorReads?.mirror.authEnabled() === true) relayed(call);
     else shared.serve(call);
   };
 }

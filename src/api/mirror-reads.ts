@@ -9,10 +9,11 @@ import type { Mirror } from '../mirror/mirror';
 import { isRetained, keyspaceAt } from '../mirror/history-view';
 import { evaluateRange, isAllAbove, validateRange, type WireRangeRequest } from '../mirror/range-query';
 import { isAuthRefusal, type AuthGate } from '../mirror/auth-gate';
+import type { AuthDirectory, KeyRangeAsked } from '../auth/directory';
 import type { CompactionCheck } from '../mirror/compaction-check';
 import { READ_BARRIER_TIMEOUT_MS, type ReadBarrier } from '../mirror/read-barrier';
 import type { MirroredRanges } from '../mirror/mirrored-ranges';
-import { evaluateTxn, isReadOnlyTxn, isSerializableTxn, txnRanges, validateTxn, type WireTxnRequest } from '../mirror/txn-query';
+import { evaluateTxn, isReadOnlyTxn, isSerializableTxn, txnPermissionRanges, txnRanges, validateTxn, type WireTxnRequest } from '../mirror/txn-query';
 import type { StoreMeta } from '../store/meta';
 import type { MirrorStore } from '../store/store';
 import type { Liveness } from '../upstream/liveness';
@@ -34,6 +35,8 @@ export interface MirrorReadDeps {
   readonly barrier: ReadBarrier;
   /** Asks etcd whether a past revision the log holds is still etcd's (a compaction made elsewhere). */
   readonly compaction: CompactionCheck;
+  /** With auth on: who is asking, and what they may read. */
+  readonly directory: AuthDirectory;
   /** Told when the barrier's anonymous read is refused: auth went on upstream. */
   readonly auth: AuthGate;
   readonly staleReads: StaleReads;
@@ -61,6 +64,8 @@ interface ReadSpec<Req> {
   refusal(request: Req): EtcdErrorName | null;
   /** A revision other than 0: a read of the keyspace as it was then. */
   revision(request: Req): number;
+  /** Every key range etcd checks read permission on, or null when the mirror leaves the decision to etcd. */
+  permissionRanges(request: Req): KeyRangeAsked[] | null;
   serializable(request: Req): boolean;
   /**
    * The encoded response at the mirror's current content (`meta`): without
@@ -161,6 +166,17 @@ function mirrorRead<Req>(
     return route;
   };
 
+  /** The caller's permission first (etcd's answer when it has none), then the route the read would take anyway. */
+  const routeWithPermission = async (call: UnaryCall, decoded: DecodedRead<Req>, next: Route | Wait): Promise<Route> => {
+    const ranges = spec.permissionRanges(decoded.request);
+    if (ranges === null) return FORWARD;
+    const permission = await deps.directory.decide(call.metadata, ranges);
+    if (permission.kind === 'forward') return FORWARD;
+    if (permission.kind === 'refuse') return { kind: 'refuse', error: new ProxyError(permission.error) };
+    if (typeof next === 'object') return next;
+    return next === 'barrier' ? routeAfterBarrier() : routeAfterCompactionCheck(decoded.revision);
+  };
+
   /** Requests as decoded, by their bytes: gateways send the same few reads over and over. */
   const memo = new RequestMemo<Req>((bytes, id) => {
     const request = method.requestDeserialize(bytes) as Req;
@@ -220,6 +236,17 @@ function mirrorRead<Req>(
       return;
     }
     const decision = routeNow(decoded);
+    // With auth on, anything the mirror would answer first needs the caller's permission, as etcd checks it.
+    if (decision !== FORWARD && (typeof decision !== 'object' || decision.kind === 'mirror') && deps.mirror.authEnabled()) {
+      routeWithPermission(call, decoded, decision).then(
+        (later) => dispatch(call, callback, decoded, later, started),
+        (error: unknown) => {
+          deps.log.error({ err: error }, 'mirror read failed');
+          refuse(callback, new ProxyError('internal', { cause: error }), started);
+        },
+      );
+      return;
+    }
     if (typeof decision === 'object') {
       dispatch(call, callback, decoded, decision, started);
       return;
@@ -247,6 +274,7 @@ export function mirrorRange(
     covered: (request) => deps.ranges.coversRequest(request.key ?? Buffer.alloc(0), request.range_end ?? Buffer.alloc(0)),
     refusal: validateRange,
     revision: (request) => toRevision(request.revision),
+    permissionRanges: (request) => [{ key: request.key ?? Buffer.alloc(0), rangeEnd: request.range_end ?? Buffer.alloc(0) }],
     serializable: (request) => request.serializable === true,
     // A read at a given revision never changes; a current one changes with its keys.
     validity: (request) => ({ kind: 'spans', spans: toRevision(request.revision) !== 0 ? [] : [requestSpan(request.key, request.range_end)] }),
@@ -278,6 +306,7 @@ export function mirrorTxn(
     covered: (request) => txnRanges(request).every((range) => deps.ranges.coversRequest(range.key ?? Buffer.alloc(0), range.range_end ?? Buffer.alloc(0))),
     refusal: (request) => validateTxn(request),
     revision: () => 0,
+    permissionRanges: txnPermissionRanges,
     serializable: isSerializableTxn,
     // Its nested answers name the revision themselves.
     validity: () => ({ kind: 'revision-exact' }),

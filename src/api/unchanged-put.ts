@@ -34,7 +34,7 @@ export function acknowledgeUnchangedPut(
   forward: UnaryHandler,
 ): UnaryHandler {
   return (call, callback) => {
-    if (mode() !== 'readwrite' || !deps.liveness.isLost() || deps.mirror.authRequired()) {
+    if (mode() !== 'readwrite' || !deps.liveness.isLost() || deps.mirror.authEnabled()) {
       forward(call, callback);
       return;
     }

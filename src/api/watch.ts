@@ -54,6 +54,7 @@ export function createWatchService(ctx: ApiContext): CoreService {
       relay,
       upstreamSilent: () => reads.liveness.isSilent(),
       mayBeCompacted: (revision) => reads.compaction.mayBeCompacted(revision),
+      permission: (metadata, range) => reads.directory.decide(metadata, [range]),
       bufferBytes: hub.bufferBytes,
       upstreamMetadata,
       metrics: {

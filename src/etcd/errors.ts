@@ -14,6 +14,8 @@ export const ETCD_ERRORS = {
   invalidSortOption: { code: status.INVALID_ARGUMENT, details: 'etcdserver: invalid sort option' },
   tooManyOps: { code: status.INVALID_ARGUMENT, details: 'etcdserver: too many operations in txn request' },
   invalidAuthToken: { code: status.UNAUTHENTICATED, details: 'etcdserver: invalid auth token' },
+  userEmpty: { code: status.INVALID_ARGUMENT, details: 'etcdserver: user name is empty' },
+  permissionDenied: { code: status.PERMISSION_DENIED, details: 'etcdserver: permission denied' },
   unsupported: { code: status.UNAVAILABLE, details: 'etcd-cache-proxy: upstream cluster unreachable and the mirror cannot answer this request' },
   readOnly: { code: status.UNIMPLEMENTED, details: 'etcd-cache-proxy: read-only proxy rejects writes' },
   upstreamLost: { code: status.UNAVAILABLE, details: 'etcd-cache-proxy: upstream cluster unreachable, writes rejected' },
@@ -64,4 +66,27 @@ export function toStatus(error: unknown): StatusObject {
 /** "NOT_FOUND" for status.NOT_FOUND: the label metrics use. */
 export function statusName(code: status): string {
   return status[code] ?? String(code);
+}
+
+/** grpc-go's names of the codes etcd puts in a watch's cancel_reason. */
+const GO_CODE_NAMES: Partial<Record<status, string>> = {
+  [status.INVALID_ARGUMENT]: 'InvalidArgument',
+  [status.PERMISSION_DENIED]: 'PermissionDenied',
+  [status.UNAUTHENTICATED]: 'Unauthenticated',
+};
+
+/**
+ * How etcd words an error in a watch's cancel_reason: the text of grpc-go's
+ * status error ("rpc error: code = PermissionDenied desc = etcdserver:
+ * permission denied"), not the bare message.
+ */
+export function cancelReasonOf(name: EtcdErrorName): string {
+  const { code, details } = ETCD_ERRORS[name];
+  return `rpc error: code = ${GO_CODE_NAMES[code] ?? statusName(code)} desc = ${details}`;
+}
+
+/** The message inside a cancel_reason in grpc-go's status form, or the reason as it is. */
+export function cancelReasonMessage(reason: string): string {
+  const match = /^rpc error: code = \w+ desc = (.*)$/s.exec(reason);
+  return match?.[1] ?? reason;
 }

@@ -1,5 +1,5 @@
 import { status, type Client } from '@grpc/grpc-js';
-import { isServiceError } from '../etcd/errors';
+import { cancelReasonMessage, isServiceError } from '../etcd/errors';
 import type { Logger } from '../log';
 import { callUpstream } from '../upstream/unary';
 
@@ -22,14 +22,19 @@ export function isAuthRefusal(error: unknown): boolean {
 export class AuthRefused extends Error {
   constructor(
     /** etcd's cancel_reason. */
-    readonly details: string,
+    readonly reason: string,
   ) {
-    super(`upstream refused the mirror watch: ${details}`);
+    super(`upstream refused the mirror watch: ${reason}`);
+  }
+
+  /** The error's message, as a gRPC error would carry it. */
+  get details(): string {
+    return cancelReasonMessage(this.reason);
   }
 }
 
 export function isAuthCancelReason(reason: string): boolean {
-  return REFUSAL_MESSAGES.has(reason);
+  return REFUSAL_MESSAGES.has(cancelReasonMessage(reason));
 }
 
 /** After an upstream answered AuthStatus with UNIMPLEMENTED (etcd before 3.5), ask it again only after this long (it may be upgraded). */

@@ -34,11 +34,13 @@ export interface Mirror extends EventEmitter<MirrorEvents> {
   /** True once the mirror holds a complete copy at some revision. */
   hasData(): boolean;
   /**
-   * True while the upstream refuses the mirror for want of credentials (auth
-   * enabled): until per-user permissions are built, nothing may be served
-   * from the mirror then (contract section 8), so every read is forwarded.
+   * True while the mirror may serve nobody: etcd has auth on and the mirror
+   * has no user of its own (--user) that etcd lets read the mirrored keys.
+   * Every request is then forwarded with the client's own token.
    */
   authRequired(): boolean;
+  /** True while etcd has auth on: whatever the mirror serves needs a permission decision for the client (auth/). */
+  authEnabled(): boolean;
   /** Resolves true once M >= revision, false after timeoutMs. */
   waitForRevision(revision: number, timeoutMs: number): Promise<boolean>;
   /** Lists the upstream keyspace again (after a failed consistency check), keeping the old content until done. */
@@ -259,6 +261,7 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, identity
     revision: () => store.meta().revision,
     hasData: () => store.meta().revision > 0,
     authRequired: () => auth.isRequired(),
+    authEnabled: () => auth.isEnabled(),
     waitForRevision: (revision: number, timeoutMs: number) => waiters.wait(revision, timeoutMs),
     requestRelist(reason: string) {
       relistReason = reason;

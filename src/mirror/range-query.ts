@@ -39,10 +39,13 @@ export interface RangeResult {
 }
 
 /** Why a request cannot be answered from the mirror as etcd would; the caller forwards or errors. */
-export type RangeRefusal = 'emptyKey' | 'invalidSortOption';
+export type RangeRefusal = 'emptyKey' | 'invalidSortOption' | 'unsupported';
 
 export function validateRange(request: WireRangeRequest): RangeRefusal | null {
   if (request.key === undefined || request.key.length === 0) return 'emptyKey';
+  // A range_end sent as an empty field (not left out) is read by etcd as "every key from key on", and its
+  // auth checks it as the single key: a quirk the mirror leaves to etcd rather than copy.
+  if (request.range_end !== undefined && request.range_end.length === 0) return 'unsupported';
   const order = request.sort_order ?? 'NONE';
   const target = request.sort_target ?? 'KEY';
   if (typeof order !== 'string' || !SORT_ORDERS.includes(order)) return 'invalidSortOption';

@@ -46,6 +46,21 @@ export function txnRanges(txn: WireTxnRequest): { key?: Buffer; range_end?: Buff
   ];
 }
 
+/**
+ * The key ranges etcd 3.4 checks read permission on for a Txn: its compares
+ * and the Ranges of both branches, not those of nested Txns (etcd 3.4 does
+ * not look inside them). Null for a Txn with nested ones: the mirror then
+ * leaves the decision to etcd rather than copy that gap or answer otherwise.
+ */
+export function txnPermissionRanges(txn: WireTxnRequest): { key: Buffer; rangeEnd: Buffer }[] | null {
+  const ops = branches(txn);
+  if (ops.some((op) => op.request_txn !== undefined)) return null;
+  return [...(txn.compare ?? []), ...ops.flatMap((op) => (op.request_range !== undefined ? [op.request_range] : []))].map((range) => ({
+    key: range.key ?? Buffer.alloc(0),
+    rangeEnd: range.range_end ?? Buffer.alloc(0),
+  }));
+}
+
 /** etcd serves a Txn locally only when every Range in it is serializable. */
 export function isSerializableTxn(txn: WireTxnRequest): boolean {
   return branches(txn).every((op) =>
@@ -66,6 +81,7 @@ export function validateTxn(txn: WireTxnRequest, opBudget = MAX_TXN_OPS): TxnRef
   if (ops > opBudget) return 'tooManyOps';
   for (const compare of txn.compare ?? []) {
     if (compare.key === undefined || compare.key.length === 0) return 'emptyKey';
+    if (compare.range_end !== undefined && compare.range_end.length === 0) return 'unsupported';
     if (typeof compare.result === 'number' || typeof compare.target === 'number') return 'unsupported';
   }
   for (const op of branches(txn)) {

@@ -1,4 +1,6 @@
 import type { Metadata } from '@grpc/grpc-js';
+import type { KeyRangeAsked, ReadDecision } from '../auth/directory';
+import { cancelReasonOf } from '../etcd/errors';
 import { mirrorHeader, mirrorHeaderBytes } from '../mirror/response-header';
 import { etcdMethod } from '../etcd/proto';
 import type { WireWatchResponse } from '../etcd/wire';
@@ -63,6 +65,8 @@ export interface WatchSessionDeps {
   readonly upstreamSilent: () => boolean;
   /** Whether etcd may have compacted past `revision` (true), holds it (false), or did not say (undefined). */
   readonly mayBeCompacted: (revision: number) => Promise<boolean | undefined>;
+  /** With auth on: whether the caller (by its stream's metadata) may watch a key range, as etcd decides it. */
+  readonly permission: (metadata: Metadata, range: KeyRangeAsked) => Promise<ReadDecision>;
   /** Bytes a stream may have waiting for its client before its watchers are cancelled as too slow. */
   readonly bufferBytes: number;
   readonly upstreamMetadata: (downstream: Metadata) => Metadata;
@@ -171,21 +175,54 @@ export class WatchSession {
       this.relayUpstream(id, spec, request);
       return;
     }
-    if (silent || spec.startRevision === 0 || spec.startRevision > meta.revision) {
+    // With auth on, etcd first decides whether the stream's user may watch the range.
+    const needsPermission = this.deps.mirror.authEnabled();
+    // A replay from the log, unless etcd has compacted past its start since the proxy last heard
+    // (a compaction made elsewhere reaches no watch): then etcd answers it, with its compact revision.
+    const needsHistory = !silent && spec.startRevision !== 0 && spec.startRevision <= meta.revision;
+    if (!needsPermission && !needsHistory) {
       this.serveFromHub(id, spec);
       return;
     }
-    // A replay from the log, unless etcd has compacted past its start since the proxy last heard
-    // (a compaction made elsewhere reaches no watch): then etcd answers it, with its compact revision.
     const checking: Entry = { kind: 'checking' };
     this.entries.set(id, checking);
     this.outbox.push({ bytes: null, createdFor: id });
-    void this.deps.mayBeCompacted(spec.startRevision).then((mayBeCompacted) => {
-      if (this.closed || this.entries.get(id) !== checking) return;
-      this.entries.delete(id);
-      if (mayBeCompacted === true) this.relayUpstream(id, spec, request, true);
-      else this.serveFromHub(id, spec, true);
-    });
+    const autoAssigned = requested === 0;
+    void this.checkThenServe(id, spec, request, checking, needsPermission, needsHistory, autoAssigned);
+  }
+
+  /** The checks a watch waits for before the hub serves it; either may hand it to etcd or refuse it instead. */
+  private async checkThenServe(
+    id: number,
+    spec: WatchSpec,
+    request: WireWatchCreateRequest,
+    checking: Entry,
+    needsPermission: boolean,
+    needsHistory: boolean,
+    autoAssigned: boolean,
+  ): Promise<void> {
+    const stillWaiting = (): boolean => !this.closed && this.entries.get(id) === checking;
+    if (needsPermission) {
+      const permission = await this.deps.permission(this.call.metadata, { key: request.key ?? Buffer.alloc(0), rangeEnd: request.range_end ?? Buffer.alloc(0) });
+      if (!stillWaiting()) return;
+      if (permission.kind === 'forward') {
+        this.entries.delete(id);
+        this.relayUpstream(id, spec, request, true);
+        return;
+      }
+      if (permission.kind === 'refuse') {
+        this.entries.delete(id);
+        // etcd refuses before it assigns an ID: the next automatic one is this one again.
+        if (autoAssigned && this.nextAutoId === id + 1) this.nextAutoId = id;
+        this.answerCreate(id, { header: this.header(), watch_id: '-1', created: true, canceled: true, cancel_reason: cancelReasonOf(permission.error) });
+        return;
+      }
+    }
+    const mayBeCompacted = needsHistory ? await this.deps.mayBeCompacted(spec.startRevision) : false;
+    if (!stillWaiting()) return;
+    this.entries.delete(id);
+    if (mayBeCompacted === true) this.relayUpstream(id, spec, request, true);
+    else this.serveFromHub(id, spec, true);
   }
 
   /**
@@ -376,7 +413,9 @@ export class WatchSession {
   /** A relayed watch's response, given this stream's ID for it; a cancel ends the entry here too. */
   private relay(id: number, entry: Entry, upstream: WireWatchResponse): void {
     if (this.entries.get(id) !== entry) return; // cancelled here meanwhile (and its ID perhaps taken again)
-    const response = { ...upstream, watch_id: String(id) };
+    // etcd refused the create (auth): its answer names no watch (-1), and no ID was taken.
+    const refused = upstream.created === true && upstream.canceled === true && upstream.watch_id === '-1';
+    const response = refused ? upstream : { ...upstream, watch_id: String(id) };
     if (response.canceled === true) {
       this.entries.delete(id);
       this.release(entry);

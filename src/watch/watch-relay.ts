@@ -7,20 +7,31 @@ import type { WatchSpec, WireWatchCreateRequest } from './watch-spec';
 /**
  * Which upstream stream a relayed watch may ride: etcd ends a require-leader
  * (`hasleader`) stream when its member loses the leader, and must not end
- * plain watches with it. Auth tokens never get here (such streams are
- * relayed whole), and no other request metadata changes what etcd does with
- * a watch, so a stream shared by many clients carries none of theirs (trace
- * IDs and the like are one client's, not the stream's).
+ * plain watches with it; and with auth on, etcd decides what a watch may see
+ * by the token of its stream, so a client's token rides only with its own
+ * watches (never shared with another client's). No other request metadata
+ * changes what etcd does with a watch, so a stream shared by many clients
+ * carries none of theirs (trace IDs and the like are one client's).
  */
-export type RelayKind = 'plain' | 'require-leader';
+export interface RelayKind {
+  readonly requireLeader: boolean;
+  /** The client's auth token, if it sent one. */
+  readonly token: string | undefined;
+  /** Both, as one map key. */
+  readonly key: string;
+}
 
 export function relayKind(upstreamMetadata: Metadata): RelayKind {
-  return upstreamMetadata.get('hasleader')[0] === 'true' ? 'require-leader' : 'plain';
+  const requireLeader = upstreamMetadata.get('hasleader')[0] === 'true';
+  const sent = upstreamMetadata.get('token')[0] ?? upstreamMetadata.get('authorization')[0];
+  const token = sent === undefined ? undefined : String(sent);
+  return { requireLeader, token, key: `${requireLeader ? 'require-leader' : 'plain'}${token === undefined ? '' : `/${token}`}` };
 }
 
 function metadataOf(kind: RelayKind): Metadata {
   const metadata = new Metadata();
-  if (kind === 'require-leader') metadata.set('hasleader', 'true');
+  if (kind.requireLeader) metadata.set('hasleader', 'true');
+  if (kind.token !== undefined) metadata.set('token', kind.token);
   return metadata;
 }
 
@@ -28,7 +39,7 @@ function metadataOf(kind: RelayKind): Metadata {
 function identityOf(kind: RelayKind, spec: WatchSpec): string {
   const range = spec.single ? '=' : spec.end === null ? '+' : spec.end.toString('hex');
   const flags = [spec.noPut, spec.noDelete, spec.prevKv, spec.progressNotify, spec.fragment].map((flag) => (flag ? '1' : '0')).join('');
-  return `${kind}/${spec.key.toString('hex')}/${range}/${flags}`;
+  return `${kind.key}/${spec.key.toString('hex')}/${range}/${flags}`;
 }
 
 export interface RelayMetrics {
@@ -53,7 +64,7 @@ const DETACHED: RelayHandle = { cancel: () => undefined };
  * anyway.
  */
 export class WatchRelay {
-  private readonly streams = new Map<RelayKind, RelayStream>();
+  private readonly streams = new Map<string, RelayStream>();
   private readonly shared = new Map<string, Set<SharedWatch>>();
   /** The highest revision seen in any upstream watch response (or the mirror): one the cluster has reached. */
   private latest = 0;
@@ -111,7 +122,7 @@ export class WatchRelay {
   }
 
   private stream(kind: RelayKind): RelayStream | null {
-    const open = this.streams.get(kind);
+    const open = this.streams.get(kind.key);
     if (open !== undefined) return open;
     const upstream = this.pool.candidates()[0];
     if (upstream === undefined) return null;
@@ -120,11 +131,11 @@ export class WatchRelay {
         this.latest = Math.max(this.latest, revision);
       },
       closed: () => {
-        if (this.streams.get(kind) === stream) this.streams.delete(kind);
+        if (this.streams.get(kind.key) === stream) this.streams.delete(kind.key);
       },
       count: (delta) => this.metrics.streams(delta),
     });
-    this.streams.set(kind, stream);
+    this.streams.set(kind.key, stream);
     return stream;
   }
 }

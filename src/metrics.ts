@@ -62,6 +62,14 @@ export interface Metrics {
   readonly snapshots: Counter<'result'>;
   /** The mirror revision of the last snapshot written to --snapshot-dir. */
   readonly snapshotRevision: Gauge;
+  /** Logins that passed through the proxy and succeeded upstream. */
+  readonly authLogins: Counter<'source'>;
+  /** With auth on: decisions on what the mirror may serve a client (permit, refuse, forward). */
+  readonly authDecisions: Counter<'result'>;
+  /** Users whose permissions the proxy holds. */
+  readonly authUsers: Gauge;
+  /** Reads of a user's roles and permissions from etcd, by result. */
+  readonly authPermissionReads: Counter<'result'>;
 }
 
 /** One RPC as metrics name it. */
@@ -194,6 +202,29 @@ export function createMetrics(registry: Registry = new Registry()): Metrics {
     upstreamAuthRequired: new Gauge({
       name: `${METRIC_PREFIX}upstream_auth_required`,
       help: '1 while the upstream refuses anonymous reads (auth enabled): the mirror serves nothing and every request is forwarded',
+      registers: [registry],
+    }),
+    authLogins: new Counter({
+      name: `${METRIC_PREFIX}auth_logins_total`,
+      help: 'Logins that passed through the proxy and succeeded, by who answered them (upstream)',
+      labelNames: ['source'] as const,
+      registers: [registry],
+    }),
+    authDecisions: new Counter({
+      name: `${METRIC_PREFIX}auth_decisions_total`,
+      help: 'With auth on: decisions on what the mirror may serve a client, by result (permit, refuse, forward: a token the proxy did not see issued)',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    authUsers: new Gauge({
+      name: `${METRIC_PREFIX}auth_users`,
+      help: 'Users whose roles and permissions the proxy holds',
+      registers: [registry],
+    }),
+    authPermissionReads: new Counter({
+      name: `${METRIC_PREFIX}auth_permission_reads_total`,
+      help: "Reads of a user's roles and permissions from etcd (UserGet and RoleGet with the user's token), by result",
+      labelNames: ['result'] as const,
       registers: [registry],
     }),
     readBarrierCalls: new Counter({

@@ -116,7 +116,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   const isCompacted = (revision: number): Promise<boolean | undefined> => isCompactedUpstream(pool, revision, ranges.probeKey(), identity);
   const maintenance = startStoreMaintenance(store, config.history, metrics, mirrorLog, isCompacted);
   // Once etcd is found compacted past what the log holds, maintenance learns where and prunes the log to match.
-  const directory = new AuthDirectory(pool, config.authRefreshIntervalMs, mirrorLog, () => liveness.isLost());
+  const directory = new AuthDirectory(pool, config.authRefreshIntervalMs, mirrorLog, () => liveness.isLost(), metrics);
   const compaction = new CompactionCheck(isCompacted, () => void maintenance.runOnce());
   const snapshots =
     config.snapshotDir === null

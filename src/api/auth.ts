@@ -25,6 +25,7 @@ export function createAuthService(ctx: ApiContext): CoreService {
         const { token } = method.responseDeserialize(response) as { token?: string };
         if (name !== undefined && token !== undefined && token !== '') {
           reads.directory.learn(name, token);
+          ctx.metrics.authLogins.inc({ source: 'upstream' });
           reads.auth.loginSeen();
         }
       }

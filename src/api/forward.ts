@@ -13,6 +13,7 @@ import type { ApiContext } from './context';
 import { ProxyError, toStatus } from '../etcd/errors';
 import type { Source } from '../metrics';
 import type { UpstreamMember } from '../upstream/pool';
+import { tokenOf } from '../auth/directory';
 
 /** Names one RPC for routing, metrics and logs. */
 export interface RpcRef {
@@ -35,6 +36,14 @@ export function upstreamMetadata(incoming: Metadata): Metadata {
     for (const value of incoming.get(key)) outgoing.add(key, value);
   }
   return outgoing;
+}
+
+/** etcd's answers to a token it no longer takes. */
+const STALE_TOKEN_ERRORS = new Set(['etcdserver: invalid auth token', 'etcdserver: revision of auth store is old']);
+
+function forgetToken(ctx: ApiContext, metadata: Metadata): void {
+  const token = tokenOf(metadata);
+  if (token !== undefined) ctx.mirrorReads?.directory.forget(token);
 }
 
 export function observeCall(ctx: ApiContext, rpc: RpcRef, code: status, startedMs: number | null, source: Source = 'upstream'): void {
@@ -94,6 +103,8 @@ export function forwardUnary(ctx: ApiContext, rpc: RpcRef, options: UnaryForward
     const finish = (error: unknown, response?: Buffer): void => {
       if (error !== null) {
         const result = toStatus(error);
+        // etcd no longer takes the client's token: whatever the proxy knew by it goes at once.
+        if (STALE_TOKEN_ERRORS.has(result.details)) forgetToken(ctx, call.metadata);
         observeCall(ctx, rpc, cancelled ? status.CANCELLED : result.code, started);
         callback(result);
         return;

@@ -1,6 +1,7 @@
 import { Metadata } from '@grpc/grpc-js';
 import { isServiceError, type EtcdErrorName } from '../etcd/errors';
 import type { Logger } from '../log';
+import type { Metrics } from '../metrics';
 import type { UpstreamPool } from '../upstream/pool';
 import { callUpstream } from '../upstream/unary';
 import { ReadPermissions, ROOT_ROLE, type KeyPermission, type PermissionType } from './permissions';
@@ -59,6 +60,7 @@ export class AuthDirectory {
     private readonly log: Logger,
     /** While true, etcd cannot be asked: what is known serves as it is. */
     private readonly upstreamLost: () => boolean,
+    private readonly metrics: Pick<Metrics, 'authDecisions' | 'authUsers' | 'authPermissionReads'>,
   ) {}
 
   /** A login passed through: `token` is `user`'s. */
@@ -78,6 +80,12 @@ export class AuthDirectory {
 
   /** Decides a read of `ranges` by the caller whose metadata is given, as etcd's auth store would. */
   async decide(metadata: Metadata, ranges: readonly KeyRangeAsked[]): Promise<ReadDecision> {
+    const decision = await this.decideOnce(metadata, ranges);
+    this.metrics.authDecisions.inc({ result: decision.kind });
+    return decision;
+  }
+
+  private async decideOnce(metadata: Metadata, ranges: readonly KeyRangeAsked[]): Promise<ReadDecision> {
     const token = tokenOf(metadata);
     if (token === undefined || token === '') return { kind: 'refuse', error: 'userEmpty' };
     const user = this.userOfToken.get(token);
@@ -92,6 +100,7 @@ export class AuthDirectory {
     if (entry === undefined) {
       entry = { permissions: null, fetchedAt: 0, fetching: null };
       this.users.set(user, entry);
+      this.metrics.authUsers.set(this.users.size);
     }
     const fresh = entry.permissions !== null && Date.now() - entry.fetchedAt < this.refreshIntervalMs;
     if (fresh || (entry.permissions !== null && this.upstreamLost())) return entry.permissions;
@@ -131,8 +140,10 @@ export class AuthDirectory {
             permissions.push({ key: perm.key ?? Buffer.alloc(0), rangeEnd: perm.range_end ?? Buffer.alloc(0), type: perm.permType ?? 'READ' });
           }
         }
+        this.metrics.authPermissionReads.inc({ result: 'ok' });
         return new ReadPermissions(permissions, roles.includes(ROOT_ROLE));
       } catch (error) {
+        this.metrics.authPermissionReads.inc({ result: 'error' });
         // Simple tokens are good only at the member that issued them: another member may know it.
         if (isServiceError(error) && error.details === INVALID_TOKEN) {
           refusals += 1;

@@ -14,6 +14,7 @@ import { authClient, authenticate, enableAuth, ROOT_PASSWORD, withToken } from '
 import { startEtcd, type EtcdServer } from '../support/etcd';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
+import { until } from '../support/until';
 import { WatchClient } from '../support/watch-client';
 
 const b = (s: string): Buffer => Buffer.from(s);
@@ -160,5 +161,96 @@ describe('a proxy with its own user, in front of etcd with auth on', () => {
     const [fromEtcd, fromProxy] = [await rangeSeen(direct, { key: b('a/1'), serializable: true }, null), await rangeSeen(proxied, { key: b('a/1'), serializable: true }, null)];
     assert.deepEqual(fromEtcd, { code: status.INVALID_ARGUMENT, details: 'etcdserver: user name is empty', values: [] });
     assert.deepEqual(fromProxy, fromEtcd);
+  });
+});
+
+describe('permissions that change, and an outage, under auth', () => {
+  let etcd: EtcdServer;
+  let proxy: TestProxy;
+  let direct: RawClients;
+  let proxied: RawClients;
+  const tokens = new Map<string, string>();
+  const read = { key: b('r/1'), serializable: true };
+
+  before(async () => {
+    etcd = await startEtcd();
+    direct = rawClients(etcd.clientAddress);
+    assert.equal((await call(direct.kv, 'Put', { key: b('r/1'), value: b('one') })).error, null);
+    const plan = ['u-revoked', 'u-deleted', 'u-moved', 'u-outage', 'u-denied'];
+    await enableAuth(
+      etcd.clientAddress,
+      [
+        { name: 'reader', permissions: [{ key: 'r/', rangeEnd: 'r0', type: 'READ' }] },
+        { name: 'revocable', permissions: [{ key: 'r/', rangeEnd: 'r0', type: 'READ' }] },
+        { name: 'mirror-reader', permissions: [{ key: '\0', rangeEnd: '\0', type: 'READ' }] },
+      ],
+      [
+        ...plan.map((name) => ({ name, password: `${name}-pw`, roles: name === 'u-revoked' ? ['revocable'] : name === 'u-denied' ? [] : ['reader'] })),
+        { ...MIRROR_USER, roles: ['mirror-reader'] },
+      ],
+    );
+    proxy = await startTestProxy([etcd.clientUrl], ['--user', `${MIRROR_USER.name}:${MIRROR_USER.password}`, '--auth-refresh-interval', '1s', '--upstream-timeout', '1s']);
+    await proxy.mirrored(2);
+    proxied = rawClients(proxy.address);
+    const auth = authClient(proxy.address);
+    try {
+      for (const name of plan) tokens.set(name, await authenticate(auth, name, `${name}-pw`));
+    } finally {
+      auth.close();
+    }
+  });
+  after(async () => {
+    direct?.close();
+    proxied?.close();
+    await proxy?.stop();
+    await etcd?.stop();
+  });
+
+  /** Waits until the proxy answers `user`'s read as etcd now does, within the refresh interval and some slack. */
+  async function followsEtcd(user: string, what: string): Promise<Seen> {
+    const token = tokens.get(user) ?? '';
+    let last: [Seen, Seen] | null = null;
+    await until(
+      () => `${user}: the proxy to answer as etcd after ${what}: ${JSON.stringify(last)}`,
+      async () => {
+        last = [await rangeSeen(direct, read, token), await rangeSeen(proxied, read, token)];
+        return JSON.stringify(last[0]) === JSON.stringify(last[1]);
+      },
+      5_000,
+      100,
+    );
+    return (last as unknown as [Seen, Seen])[0];
+  }
+
+  it('takes a revoked permission, a deleted user and a changed password into account within the refresh interval', async () => {
+    for (const user of ['u-revoked', 'u-deleted', 'u-moved']) {
+      assert.deepEqual(await rangeSeen(proxied, read, tokens.get(user) ?? ''), { code: null, details: null, values: ['one'] }, user);
+    }
+    const root = authClient(etcd.clientAddress);
+    try {
+      const asRoot = { metadata: withToken(await authenticate(root, 'root', ROOT_PASSWORD)) };
+      assert.equal((await call(root, 'RoleRevokePermission', { role: 'revocable', key: b('r/'), range_end: b('r0') }, asRoot)).error, null);
+      assert.equal((await call(root, 'UserDelete', { name: 'u-deleted' }, asRoot)).error, null);
+      assert.equal((await call(root, 'UserChangePassword', { name: 'u-moved', password: 'another' }, asRoot)).error, null);
+    } finally {
+      root.close();
+    }
+    assert.equal((await followsEtcd('u-revoked', 'a revoked permission')).details, 'etcdserver: permission denied');
+    assert.equal((await followsEtcd('u-deleted', 'the user was deleted')).details, 'etcdserver: invalid auth token');
+    assert.equal((await followsEtcd('u-moved', 'a changed password')).details, 'etcdserver: invalid auth token');
+  });
+
+  it('while etcd is down: serves a known user what it may read, refuses the others as etcd would have', async () => {
+    assert.deepEqual(await rangeSeen(proxied, read, tokens.get('u-outage') ?? ''), { code: null, details: null, values: ['one'] });
+    assert.equal((await rangeSeen(proxied, read, tokens.get('u-denied') ?? '')).details, 'etcdserver: permission denied');
+    etcd.signal('SIGKILL');
+    await until('the proxy to call the upstream lost', async () => (await proxy.metrics.upstreamUp.get()).values[0]?.value === 0, 10_000);
+    const served = await call<{ kvs?: { value: Buffer }[] }>(proxied.kv, 'Range', read, { metadata: withToken(tokens.get('u-outage') ?? '') });
+    assert.equal(served.error, null);
+    assert.equal(served.response?.kvs?.[0]?.value.toString(), 'one');
+    assert.equal(served.headers?.get('x-etcd-cache-proxy-stale')[0], 'true');
+    assert.deepEqual(await rangeSeen(proxied, read, tokens.get('u-denied') ?? ''), { code: status.PERMISSION_DENIED, details: 'etcdserver: permission denied', values: [] });
+    assert.deepEqual(await rangeSeen(proxied, read, 'never-issued.7'), { code: status.UNAUTHENTICATED, details: 'etcdserver: invalid auth token', values: [] });
+    assert.deepEqual(await rangeSeen(proxied, read, null), { code: status.INVALID_ARGUMENT, details: 'etcdserver: user name is empty', values: [] });
   });
 });

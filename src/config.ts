@@ -64,6 +64,9 @@ export interface ProxyConfig {
   readonly upstreamUser: UpstreamUser | null;
   /** How often what a user may read is asked of etcd again while the user is active. */
   readonly authRefreshIntervalMs: number;
+  /** While etcd is down, answer logins that succeeded upstream within `authOfflineMaxAgeMs`. */
+  readonly authOfflineLogin: boolean;
+  readonly authOfflineMaxAgeMs: number;
   /** TLS for clients on the client port; null: plaintext. */
   readonly serverTls: ServerTlsConfig | null;
   /** The YAML file the values were read from, if any. */
@@ -154,6 +157,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'insecure-skip-tls-verify', description: 'accept any upstream certificate (testing only)', boolean: true },
   { name: 'user', description: "name:password the mirror logs in with when etcd has auth on (etcdctl's flag); it needs read permission on the mirrored keys, never root" },
   { name: 'auth-refresh-interval', description: 'with auth on: how often what each active user may read is asked of etcd again', defaultValue: '60s' },
+  { name: 'auth-offline-login', description: 'while etcd is down, answer logins whose name and password succeeded upstream recently (a salted scrypt hash is kept in the data dir)', boolean: true },
+  { name: 'auth-offline-max-age', description: 'with --auth-offline-login: how recent that upstream login must be', defaultValue: '24h' },
   { name: 'cert-file', description: 'certificate for clients: the client port then speaks TLS only (gRPC and HTTP)' },
   { name: 'key-file', description: 'key of --cert-file' },
   { name: 'trusted-ca-file', description: 'CA bundle for client certificates: clients must present one it signed' },
@@ -372,6 +377,12 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     if (ms < 100) throw new Error('must be at least 100ms');
     return ms;
   });
+  const authOfflineLogin = attempt('auth-offline-login', false, parseBoolean);
+  const authOfflineMaxAgeMs = attempt('auth-offline-max-age', 24 * 3_600_000, (value) => {
+    const ms = parseDurationMs(value);
+    if (ms < 1_000) throw new Error('must be at least 1s');
+    return ms;
+  });
   const serverCert = attempt('cert-file', null as string | null, readable);
   const serverKey = attempt('key-file', null as string | null, readable);
   const trustedCa = attempt('trusted-ca-file', null as string | null, readable);
@@ -382,6 +393,8 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     upstreamTls,
     upstreamUser,
     authRefreshIntervalMs,
+    authOfflineLogin,
+    authOfflineMaxAgeMs,
     serverTls,
     snapshotDir,
     snapshotIntervalMs,

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import type { Server as HttpServer } from 'node:http';
 import { Metadata, type Server as GrpcServer } from '@grpc/grpc-js';
@@ -22,6 +23,7 @@ import { observePool } from './upstream/pool-metrics';
 import { startMirror } from './mirror/mirror';
 import { MirroredRanges } from './mirror/mirrored-ranges';
 import { AuthDirectory } from './auth/directory';
+import { OFFLINE_LOGINS_FILE, OfflineLogins } from './auth/offline-logins';
 import { CompactionCheck } from './mirror/compaction-check';
 import { LeaderSentinel } from './upstream/leader-sentinel';
 import { UpstreamIdentity } from './upstream/identity';
@@ -116,7 +118,8 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   const isCompacted = (revision: number): Promise<boolean | undefined> => isCompactedUpstream(pool, revision, ranges.probeKey(), identity);
   const maintenance = startStoreMaintenance(store, config.history, metrics, mirrorLog, isCompacted);
   // Once etcd is found compacted past what the log holds, maintenance learns where and prunes the log to match.
-  const directory = new AuthDirectory(pool, config.authRefreshIntervalMs, mirrorLog, () => liveness.isLost(), metrics);
+  const offlineLogins = config.authOfflineLogin ? await OfflineLogins.open(join(config.dataDir, OFFLINE_LOGINS_FILE), config.authOfflineMaxAgeMs, mirrorLog) : null;
+  const directory = new AuthDirectory(pool, config.authRefreshIntervalMs, mirrorLog, () => liveness.isLost(), metrics, offlineLogins);
   const compaction = new CompactionCheck(isCompacted, () => void maintenance.runOnce());
   const snapshots =
     config.snapshotDir === null
@@ -146,7 +149,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     writes: createWritePolicy({ mode: () => running.mode, liveness, mirror, ranges, metrics }),
     mode: () => running.mode,
     watchHub: { hub: watchHub, progressNotifyIntervalMs: config.watchProgressNotifyIntervalMs, bufferBytes: config.watchBufferBytes },
-    mirrorReads: { store, mirror, ranges, liveness, barrier, compaction, directory, auth, staleReads: config.staleReads, cache: responseCache, metrics, log: mirrorLog },
+    mirrorReads: { store, mirror, ranges, liveness, barrier, compaction, directory, offlineLogins, auth, staleReads: config.staleReads, cache: responseCache, metrics, log: mirrorLog },
   }, { instanceId });
   const grpc = createGrpcServer(core, log.child({ component: 'grpc' }));
   const gateway = createHttpGateway({

@@ -1,35 +1,88 @@
+import { status } from '@grpc/grpc-js';
 import type { ApiContext } from './context';
-import type { CoreService, UnaryHandler } from './call';
-import { forwardUnary } from './forward';
+import type { CoreService, UnaryCall, UnaryCallback, UnaryHandler } from './call';
+import { forwardUnary, observeCall } from './forward';
 import { forwardingService, forwardOptions, rpcRef } from './forwarding-service';
+import { ProxyError, toStatus } from '../etcd/errors';
 import { etcdMethod } from '../etcd/proto';
+import { mirrorHeader } from '../mirror/response-header';
+import type { MirrorReadDeps } from './mirror-reads';
 
 const SERVICE = 'etcdserverpb.Auth';
 const READS = new Set(['AuthStatus', 'UserGet', 'UserList', 'RoleGet', 'RoleList']);
+const authenticateMethod = etcdMethod(SERVICE, 'Authenticate');
+
+interface LoginRequest {
+  name?: string;
+  password?: string;
+}
 
 /**
  * Auth: forwarded, so tokens are issued and checked by the upstream itself.
  * A login that succeeds teaches the proxy whose token it is (and that auth
- * is on), for deciding what the mirror may serve that client.
+ * is on), for deciding what the mirror may serve that client; with
+ * --auth-offline-login it is also remembered (a slow hash), so that while etcd
+ * is down the proxy can answer the same login itself, with a token of its own.
  */
 export function createAuthService(ctx: ApiContext): CoreService {
   const options = { reads: READS };
   const reads = ctx.mirrorReads;
   if (reads === null) return forwardingService(ctx, SERVICE, options);
-  const method = etcdMethod(SERVICE, 'Authenticate');
-  const forward = forwardUnary(ctx, rpcRef(SERVICE, 'Authenticate'), forwardOptions(ctx, 'Authenticate', options));
-  const authenticate: UnaryHandler = (call, callback) =>
+  const rpc = rpcRef(SERVICE, 'Authenticate');
+  const forward = forwardUnary(ctx, rpc, forwardOptions(ctx, 'Authenticate', options));
+  const online: UnaryHandler = (call, callback) =>
     forward(call, (error, response) => {
       if (error === null && response !== undefined && response !== null) {
-        const { name } = method.requestDeserialize(call.request) as { name?: string };
-        const { token } = method.responseDeserialize(response) as { token?: string };
+        const { name, password } = authenticateMethod.requestDeserialize(call.request) as LoginRequest;
+        const { token } = authenticateMethod.responseDeserialize(response) as { token?: string };
         if (name !== undefined && token !== undefined && token !== '') {
           reads.directory.learn(name, token);
-          ctx.metrics.authLogins.inc({ source: 'upstream' });
           reads.auth.loginSeen();
+          ctx.metrics.authLogins.inc({ source: 'upstream' });
+          if (password !== undefined) void reads.offlineLogins?.remember(name, password);
         }
       }
       callback(error, response);
     });
+  const authenticate: UnaryHandler = (call, callback) => {
+    if (reads.offlineLogins !== null && reads.liveness.isLost() && reads.auth.isEnabled()) offline(ctx, reads, call, callback);
+    else online(call, callback);
+  };
   return forwardingService(ctx, SERVICE, { ...options, overrides: { Authenticate: authenticate } });
+}
+
+/** While etcd is down: the login is checked against the last one that succeeded upstream. */
+function offline(ctx: ApiContext, reads: MirrorReadDeps, call: UnaryCall, callback: UnaryCallback): void {
+  const rpc = rpcRef(SERVICE, 'Authenticate');
+  const started = performance.now();
+  const refuse = (error: ProxyError): void => {
+    observeCall(ctx, rpc, error.code, started, 'proxy');
+    callback(toStatus(error));
+  };
+  const logins = reads.offlineLogins;
+  if (logins === null) {
+    refuse(new ProxyError('upstreamLost'));
+    return;
+  }
+  let request: LoginRequest;
+  try {
+    request = authenticateMethod.requestDeserialize(call.request) as LoginRequest;
+  } catch {
+    refuse(new ProxyError('authFailed'));
+    return;
+  }
+  const name = request.name ?? '';
+  logins.verify(name, request.password ?? '').then(
+    (verdict) => {
+      if (verdict !== 'ok') {
+        refuse(new ProxyError('authFailed'));
+        return;
+      }
+      const token = reads.directory.issueProxyToken(name);
+      ctx.metrics.authLogins.inc({ source: 'proxy' });
+      observeCall(ctx, rpc, status.OK, started, 'proxy');
+      callback(null, authenticateMethod.responseSerialize({ header: mirrorHeader(reads.store.meta()), token }));
+    },
+    (error: unknown) => refuse(new ProxyError('internal', { cause: error })),
+  );
 }

@@ -13,7 +13,7 @@ import type { ApiContext } from './context';
 import { ProxyError, toStatus } from '../etcd/errors';
 import type { Source } from '../metrics';
 import type { UpstreamMember } from '../upstream/pool';
-import { tokenOf } from '../auth/directory';
+import { isProxyIssuedToken, tokenOf } from '../auth/directory';
 
 /** Names one RPC for routing, metrics and logs. */
 export interface RpcRef {
@@ -33,7 +33,11 @@ export function upstreamMetadata(incoming: Metadata): Metadata {
   const outgoing = new Metadata();
   for (const key of Object.keys(incoming.getMap())) {
     if (key.startsWith(':') || key.startsWith('grpc-') || HOP_BY_HOP.has(key)) continue;
-    for (const value of incoming.get(key)) outgoing.add(key, value);
+    for (const value of incoming.get(key)) {
+      // A token the proxy issued during an outage is good only here: it never goes upstream.
+      if ((key === 'token' || key === 'authorization') && isProxyIssuedToken(String(value))) continue;
+      outgoing.add(key, value);
+    }
   }
   return outgoing;
 }

@@ -10,6 +10,7 @@ import { isRetained, keyspaceAt } from '../mirror/history-view';
 import { evaluateRange, isAllAbove, validateRange, type WireRangeRequest } from '../mirror/range-query';
 import { isAuthRefusal, type AuthGate } from '../mirror/auth-gate';
 import type { AuthDirectory, KeyRangeAsked } from '../auth/directory';
+import type { OfflineLogins } from '../auth/offline-logins';
 import type { CompactionCheck } from '../mirror/compaction-check';
 import { READ_BARRIER_TIMEOUT_MS, type ReadBarrier } from '../mirror/read-barrier';
 import type { MirroredRanges } from '../mirror/mirrored-ranges';
@@ -37,6 +38,8 @@ export interface MirrorReadDeps {
   readonly compaction: CompactionCheck;
   /** With auth on: who is asking, and what they may read. */
   readonly directory: AuthDirectory;
+  /** Logins the proxy may answer while etcd is down (--auth-offline-login); null: none. */
+  readonly offlineLogins: OfflineLogins | null;
   /** Told when the barrier's anonymous read is refused: auth went on upstream. */
   readonly auth: AuthGate;
   readonly staleReads: StaleReads;

@@ -1,9 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import { Metadata } from '@grpc/grpc-js';
 import { isServiceError, type EtcdErrorName } from '../etcd/errors';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { UpstreamPool } from '../upstream/pool';
 import { callUpstream } from '../upstream/unary';
+import type { OfflineLogins } from './offline-logins';
 import { ReadPermissions, ROOT_ROLE, type KeyPermission, type PermissionType } from './permissions';
 
 /** Tokens remembered at most; the oldest go first (a client logging in again gets a new one). */
@@ -36,6 +38,15 @@ interface WireRole {
   perm?: { permType?: PermissionType; key?: Buffer; range_end?: Buffer }[];
 }
 
+/** Tokens the proxy issues itself during an outage (--auth-offline-login) start so: never sent upstream. */
+const PROXY_TOKEN_PREFIX = 'etcd-cache-proxy.';
+/** A proxy-issued token unused this long is gone, as etcd's simple tokens go after 5 min. */
+const PROXY_TOKEN_IDLE_MS = 5 * 60_000;
+
+export function isProxyIssuedToken(token: string): boolean {
+  return token.startsWith(PROXY_TOKEN_PREFIX);
+}
+
 /** The token a call carries, where etcd looks for it: gRPC's `token`, or the JSON gateway's `Authorization`. */
 export function tokenOf(metadata: Metadata): string | undefined {
   const value = metadata.get('token')[0] ?? metadata.get('authorization')[0];
@@ -53,6 +64,8 @@ export function tokenOf(metadata: Metadata): string | undefined {
 export class AuthDirectory {
   private readonly userOfToken = new Map<string, string>();
   private readonly users = new Map<string, UserEntry>();
+  /** Tokens this proxy issued during an outage: their user, and when they were last used. */
+  private readonly proxyTokens = new Map<string, { user: string; usedAt: number }>();
 
   constructor(
     private readonly pool: UpstreamPool,
@@ -61,7 +74,20 @@ export class AuthDirectory {
     /** While true, etcd cannot be asked: what is known serves as it is. */
     private readonly upstreamLost: () => boolean,
     private readonly metrics: Pick<Metrics, 'authDecisions' | 'authUsers' | 'authPermissionReads'>,
+    /** Where logins answered during an outage are checked, and permissions kept for them; null: none. */
+    private readonly offline: OfflineLogins | null = null,
   ) {}
+
+  /** A token of the proxy's own for `user`, after an offline login: good only here, for mirror reads and watches. */
+  issueProxyToken(user: string): string {
+    const token = `${PROXY_TOKEN_PREFIX}${randomBytes(24).toString('base64url')}`;
+    this.proxyTokens.set(token, { user, usedAt: Date.now() });
+    if (this.proxyTokens.size > MAX_TOKENS) {
+      const oldest = this.proxyTokens.keys().next();
+      if (oldest.done !== true) this.proxyTokens.delete(oldest.value);
+    }
+    return token;
+  }
 
   /** A login passed through: `token` is `user`'s. */
   learn(user: string, token: string): void {
@@ -88,11 +114,30 @@ export class AuthDirectory {
   private async decideOnce(metadata: Metadata, ranges: readonly KeyRangeAsked[]): Promise<ReadDecision> {
     const token = tokenOf(metadata);
     if (token === undefined || token === '') return { kind: 'refuse', error: 'userEmpty' };
+    if (isProxyIssuedToken(token)) return this.decideForProxyToken(token, ranges);
     const user = this.userOfToken.get(token);
     if (user === undefined) return this.upstreamLost() ? { kind: 'refuse', error: 'invalidAuthToken' } : { kind: 'forward' };
     const permissions = await this.permissionsOf(user, token);
     if (permissions === null) return this.upstreamLost() ? { kind: 'refuse', error: 'invalidAuthToken' } : { kind: 'forward' };
     return ranges.every((range) => permissions.permits(range.key, range.rangeEnd)) ? { kind: 'permit' } : { kind: 'refuse', error: 'permissionDenied' };
+  }
+
+  /** A token this proxy issued: the user's permissions as last known, never asked of etcd with it. */
+  private decideForProxyToken(token: string, ranges: readonly KeyRangeAsked[]): ReadDecision {
+    const issued = this.proxyTokens.get(token);
+    if (issued === undefined || Date.now() - issued.usedAt > PROXY_TOKEN_IDLE_MS) {
+      this.proxyTokens.delete(token);
+      return { kind: 'refuse', error: 'invalidAuthToken' };
+    }
+    issued.usedAt = Date.now();
+    const known = this.users.get(issued.user)?.permissions ?? this.storedPermissions(issued.user);
+    if (known === null) return { kind: 'refuse', error: 'permissionDenied' };
+    return ranges.every((range) => known.permits(range.key, range.rangeEnd)) ? { kind: 'permit' } : { kind: 'refuse', error: 'permissionDenied' };
+  }
+
+  private storedPermissions(user: string): ReadPermissions | null {
+    const stored = this.offline?.permissionsOf(user) ?? null;
+    return stored === null ? null : new ReadPermissions(stored.permissions, stored.root);
   }
 
   private async permissionsOf(user: string, token: string): Promise<ReadPermissions | null> {
@@ -104,6 +149,7 @@ export class AuthDirectory {
     }
     const fresh = entry.permissions !== null && Date.now() - entry.fetchedAt < this.refreshIntervalMs;
     if (fresh || (entry.permissions !== null && this.upstreamLost())) return entry.permissions;
+    if (this.upstreamLost()) return this.storedPermissions(user);
     const current = entry;
     current.fetching ??= this.fetch(user, token)
       .then((permissions) => {
@@ -141,6 +187,7 @@ export class AuthDirectory {
           }
         }
         this.metrics.authPermissionReads.inc({ result: 'ok' });
+        void this.offline?.rememberPermissions(user, permissions, roles.includes(ROOT_ROLE));
         return new ReadPermissions(permissions, roles.includes(ROOT_ROLE));
       } catch (error) {
         this.metrics.authPermissionReads.inc({ result: 'error' });

@@ -16,6 +16,7 @@ export const ETCD_ERRORS = {
   invalidAuthToken: { code: status.UNAUTHENTICATED, details: 'etcdserver: invalid auth token' },
   userEmpty: { code: status.INVALID_ARGUMENT, details: 'etcdserver: user name is empty' },
   permissionDenied: { code: status.PERMISSION_DENIED, details: 'etcdserver: permission denied' },
+  authFailed: { code: status.INVALID_ARGUMENT, details: 'etcdserver: authentication failed, invalid user ID or password' },
   unsupported: { code: status.UNAVAILABLE, details: 'etcd-cache-proxy: upstream cluster unreachable and the mirror cannot answer this request' },
   readOnly: { code: status.UNIMPLEMENTED, details: 'etcd-cache-proxy: read-only proxy rejects writes' },
   upstreamLost: { code: status.UNAVAILABLE, details: 'etcd-cache-proxy: upstream cluster unreachable, writes rejected' },

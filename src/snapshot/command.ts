@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { parseEndpoint } from '../etcd/endpoint';
 import { openStore } from '../store/store';
 import { toApisixYaml } from './apisix';
-import { writeAtomically } from './atomic-file';
+import { writeAtomically } from '../files/atomic-file';
 import { SnapshotError, openSnapshot } from './format';
 import { restoreSnapshot } from './restore';
 import { saveFromCluster, saveFromStore } from './save';

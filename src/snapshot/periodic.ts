@@ -2,7 +2,7 @@ import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../log';
 import type { MirrorStore } from '../store/store';
-import { isLeftoverOf, writeAtomically } from './atomic-file';
+import { isLeftoverOf, writeAtomically } from '../files/atomic-file';
 import { toApisixYaml } from './apisix';
 import { saveFromStore } from './save';
 

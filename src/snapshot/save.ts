@@ -6,7 +6,7 @@ import { rangePages } from '../mirror/paged-range';
 import type { KeyValueFields } from '../etcd/records';
 import type { MirrorStore } from '../store/store';
 import type { UpstreamEndpoint } from '../etcd/endpoint';
-import { writeAtomically } from './atomic-file';
+import { writeAtomically } from '../files/atomic-file';
 import { SNAPSHOT_FORMAT, SNAPSHOT_VERSION, headerLine, keyLine, trailerLine, type SnapshotHeader } from './format';
 
 const EVERYTHING = MirroredRanges.fromPrefixes([]);

@@ -101,7 +101,13 @@ describe('a proxy with its own user, in front of etcd with auth on', () => {
     const request = { key: b('c/'), range_end: b('c0'), serializable: true };
     const allowed = await rangeSeen(proxied, request, tokens.get('u-prefix') ?? '');
     assert.deepEqual(allowed.values, ['v-c/x']);
-    for (const [who, token] of [['u-key', tokens.get('u-key') ?? ''], ['no token', null], ['a forged token', 'forged.1']] as const) {
+    const malformed: [string, string | null][] = [
+      ['a forged token', 'forged.1'],
+      ['a token of odd characters', '!! $$ %% ~'],
+      ['a 6 KB token', 'x'.repeat(6_000)],
+      ['a JWT with alg none', `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from('{"username":"root","revision":1}').toString('base64url')}.`],
+    ];
+    for (const [who, token] of [['u-key', tokens.get('u-key') ?? ''], ['no token', null], ...malformed] as const) {
       const [fromEtcd, fromProxy] = [await rangeSeen(direct, request, token), await rangeSeen(proxied, request, token)];
       assert.notEqual(fromEtcd.code, null, who);
       assert.deepEqual(fromProxy, fromEtcd, who);

@@ -16,6 +16,7 @@ const LAYERS: Readonly<Record<string, number>> = {
   log: 0,
   metrics: 0,
   version: 0,
+  files: 0,
   store: 1,
   tls: 1,
   upstream: 2,

@@ -15,9 +15,9 @@ export interface AtomicWriter {
  * rename survives a power cut. A crash at any moment leaves the previous
  * file whole (and, at worst, a stray temporary file).
  */
-export async function writeAtomically(file: string, fill: (out: AtomicWriter) => Promise<void>): Promise<void> {
+export async function writeAtomically(file: string, fill: (out: AtomicWriter) => Promise<void>, mode = 0o640): Promise<void> {
   const temporary = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
-  const handle = await open(temporary, 'w', 0o640);
+  const handle = await open(temporary, 'w', mode);
   let renamed = false;
   try {
     let pending: string[] = [];

@@ -67,6 +67,8 @@ export interface ProxyConfig {
   /** While etcd is down, answer logins that succeeded upstream within `authOfflineMaxAgeMs`. */
   readonly authOfflineLogin: boolean;
   readonly authOfflineMaxAgeMs: number;
+  /** etcd's public key for its JWT tokens (PEM), so the proxy checks them itself; null: none. */
+  readonly authJwtPubKey: string | null;
   /** TLS for clients on the client port; null: plaintext. */
   readonly serverTls: ServerTlsConfig | null;
   /** The YAML file the values were read from, if any. */
@@ -159,6 +161,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'auth-refresh-interval', description: 'with auth on: how often what each active user may read is asked of etcd again', defaultValue: '60s' },
   { name: 'auth-offline-login', description: 'while etcd is down, answer logins whose name and password succeeded upstream recently (a salted scrypt hash is kept in the data dir)', boolean: true },
   { name: 'auth-offline-max-age', description: 'with --auth-offline-login: how recent that upstream login must be', defaultValue: '24h' },
+  { name: 'auth-jwt-pub-key', description: "etcd's public key (PEM) for its JWT tokens (RS*, PS*, ES*, EdDSA): the proxy then checks them itself" },
   { name: 'cert-file', description: 'certificate for clients: the client port then speaks TLS only (gRPC and HTTP)' },
   { name: 'key-file', description: 'key of --cert-file' },
   { name: 'trusted-ca-file', description: 'CA bundle for client certificates: clients must present one it signed' },
@@ -383,6 +386,7 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     if (ms < 1_000) throw new Error('must be at least 1s');
     return ms;
   });
+  const authJwtPubKey = attempt('auth-jwt-pub-key', null as string | null, readable);
   const serverCert = attempt('cert-file', null as string | null, readable);
   const serverKey = attempt('key-file', null as string | null, readable);
   const trustedCa = attempt('trusted-ca-file', null as string | null, readable);
@@ -395,6 +399,7 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     authRefreshIntervalMs,
     authOfflineLogin,
     authOfflineMaxAgeMs,
+    authJwtPubKey,
     serverTls,
     snapshotDir,
     snapshotIntervalMs,

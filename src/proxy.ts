@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import type { Server as HttpServer } from 'node:http';
@@ -8,7 +9,7 @@ import { followMirror } from './api/mirror-reads';
 import { ResponseCache } from './api/response-cache';
 import { createGrpcServer, grpcConnections } from './grpc/server';
 import { createStreamTracker } from './api/stream-tracker';
-import { advertisedUrlFor, formatHostPort, type ProxyConfig } from './config';
+import { advertisedUrlFor, ConfigError, formatHostPort, type ProxyConfig } from './config';
 import { createHttpGateway, createMetricsServer } from './gateway/http-gateway';
 import { listenForBoth } from './listener/protocol-listener';
 import { trackHttpConnections, type HttpConnections } from './listener/http-connections';
@@ -24,6 +25,7 @@ import { startMirror } from './mirror/mirror';
 import { MirroredRanges } from './mirror/mirrored-ranges';
 import { AuthDirectory } from './auth/directory';
 import { OFFLINE_LOGINS_FILE, OfflineLogins } from './auth/offline-logins';
+import { JwtVerifier } from './auth/jwt';
 import { CompactionCheck } from './mirror/compaction-check';
 import { LeaderSentinel } from './upstream/leader-sentinel';
 import { UpstreamIdentity } from './upstream/identity';
@@ -101,8 +103,8 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   liveness.on('back', () => metrics.upstreamUp.set(1));
   const mirrorLog = log.child({ component: 'mirror' });
   const ranges = MirroredRanges.fromPrefixes(config.mirrorPrefixes.map((prefix) => Buffer.from(prefix)));
-  const identity = new UpstreamIdentity(config.upstreamUser, mirrorLog);
-  const auth = new AuthGate(mirrorLog, (required) => metrics.upstreamAuthRequired.set(required ? 1 : 0), identity.configured);
+  const auth = new AuthGate(mirrorLog, (required) => metrics.upstreamAuthRequired.set(required ? 1 : 0), config.upstreamUser !== null);
+  const identity = new UpstreamIdentity(config.upstreamUser, mirrorLog, (enabled) => (enabled ? auth.loginSeen() : auth.loginRefusedAsDisabled()));
   auth.startProbing(() => pool.candidates()[0]?.client);
   const mirror = startMirror({ store, pool, liveness, log: mirrorLog, ranges, auth, identity, onRevision: (revision) => metrics.mirrorRevision.set(revision),
     onWatchStream: (delta) => metrics.upstreamWatchStreams.inc(delta),
@@ -119,7 +121,8 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   const maintenance = startStoreMaintenance(store, config.history, metrics, mirrorLog, isCompacted);
   // Once etcd is found compacted past what the log holds, maintenance learns where and prunes the log to match.
   const offlineLogins = config.authOfflineLogin ? await OfflineLogins.open(join(config.dataDir, OFFLINE_LOGINS_FILE), config.authOfflineMaxAgeMs, mirrorLog) : null;
-  const directory = new AuthDirectory(pool, config.authRefreshIntervalMs, mirrorLog, () => liveness.isLost(), metrics, offlineLogins);
+  const jwt = config.authJwtPubKey === null ? null : jwtVerifier(config.authJwtPubKey);
+  const directory = new AuthDirectory(pool, config.authRefreshIntervalMs, mirrorLog, () => liveness.isLost(), metrics, offlineLogins, jwt);
   const compaction = new CompactionCheck(isCompacted, () => void maintenance.runOnce());
   const snapshots =
     config.snapshotDir === null
@@ -287,4 +290,13 @@ async function closeHttp(server: HttpServer, connections: HttpConnections, grace
   // The client port's server never listened itself (the protocol listener owns the port): nothing to close there.
   if (server.listening) server.close();
   await connections.drain(graceMs);
+}
+
+/** etcd's JWT public key, or a start-up error that names the file. */
+function jwtVerifier(file: string): JwtVerifier {
+  try {
+    return new JwtVerifier(readFileSync(file));
+  } catch (error) {
+    throw new ConfigError([`--auth-jwt-pub-key ${file}: ${error instanceof Error ? error.message : String(error)}`]);
+  }
 }

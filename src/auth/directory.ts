@@ -5,6 +5,7 @@ import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { UpstreamPool } from '../upstream/pool';
 import { callUpstream } from '../upstream/unary';
+import type { JwtVerifier } from './jwt';
 import type { OfflineLogins } from './offline-logins';
 import { ReadPermissions, ROOT_ROLE, type KeyPermission, type PermissionType } from './permissions';
 
@@ -76,6 +77,8 @@ export class AuthDirectory {
     private readonly metrics: Pick<Metrics, 'authDecisions' | 'authUsers' | 'authPermissionReads'>,
     /** Where logins answered during an outage are checked, and permissions kept for them; null: none. */
     private readonly offline: OfflineLogins | null = null,
+    /** etcd's JWT tokens, checked with its public key (--auth-jwt-pub-key); null: only logins seen tell. */
+    private readonly jwt: JwtVerifier | null = null,
   ) {}
 
   /** A token of the proxy's own for `user`, after an offline login: good only here, for mirror reads and watches. */
@@ -116,10 +119,45 @@ export class AuthDirectory {
     if (token === undefined || token === '') return { kind: 'refuse', error: 'userEmpty' };
     if (isProxyIssuedToken(token)) return this.decideForProxyToken(token, ranges);
     const user = this.userOfToken.get(token);
-    if (user === undefined) return this.upstreamLost() ? { kind: 'refuse', error: 'invalidAuthToken' } : { kind: 'forward' };
+    if (user === undefined) return this.decideForUnseenToken(token, ranges);
     const permissions = await this.permissionsOf(user, token);
     if (permissions === null) return this.upstreamLost() ? { kind: 'refuse', error: 'invalidAuthToken' } : { kind: 'forward' };
     return ranges.every((range) => permissions.permits(range.key, range.rangeEnd)) ? { kind: 'permit' } : { kind: 'refuse', error: 'permissionDenied' };
+  }
+
+  /**
+   * A token whose login the proxy did not see: etcd decides, unless it is a
+   * JWT signed with etcd's key. Then, while etcd answers, the token is tried
+   * once by reading the user's permissions with it (which also has etcd say
+   * whether its auth revision is still current); while etcd is down, the
+   * user's last known permissions decide.
+   */
+  private async decideForUnseenToken(token: string, ranges: readonly KeyRangeAsked[]): Promise<ReadDecision> {
+    const claims = this.jwt?.verify(token) ?? null;
+    if (claims === null) return this.upstreamLost() ? { kind: 'refuse', error: 'invalidAuthToken' } : { kind: 'forward' };
+    let permissions: ReadPermissions | null;
+    if (this.upstreamLost()) {
+      permissions = this.users.get(claims.user)?.permissions ?? this.storedPermissions(claims.user);
+      if (permissions === null) return { kind: 'refuse', error: 'invalidAuthToken' };
+    } else {
+      const fetched = await this.fetch(claims.user, token);
+      if (fetched === null) return { kind: 'forward' };
+      this.learn(claims.user, token);
+      this.remember(claims.user, fetched);
+      permissions = fetched;
+    }
+    return ranges.every((range) => permissions.permits(range.key, range.rangeEnd)) ? { kind: 'permit' } : { kind: 'refuse', error: 'permissionDenied' };
+  }
+
+  private remember(user: string, permissions: ReadPermissions): void {
+    let entry = this.users.get(user);
+    if (entry === undefined) {
+      entry = { permissions: null, fetchedAt: 0, fetching: null };
+      this.users.set(user, entry);
+      this.metrics.authUsers.set(this.users.size);
+    }
+    entry.permissions = permissions;
+    entry.fetchedAt = Date.now();
   }
 
   /** A token this proxy issued: the user's permissions as last known, never asked of etcd with it. */

@@ -57,8 +57,8 @@ export type ProbeTarget = () => Client | undefined;
  * answer changes the state; an unreachable upstream leaves it as it was.
  */
 export class AuthGate {
-  /** Auth is on upstream. */
-  private enabled = false;
+  /** Auth is on upstream; with an identity, assumed until a login or a probe says otherwise. */
+  private enabled: boolean;
   /** With an identity: the mirror's own calls, made as that user, are let through. */
   private mirrorAllowed = true;
   /** What AuthStatus last said, when the upstream has it: then it alone can say auth is off. */
@@ -73,7 +73,11 @@ export class AuthGate {
     private readonly onChange: (required: boolean) => void = () => undefined,
     /** The mirror's own calls are made as a user of their own (`--user`). */
     private readonly hasIdentity = false,
-  ) {}
+  ) {
+    // Its calls go through either way, so nothing the mirror does tells auth is on: until a login or a
+    // probe answers, every read from the mirror gets a permission decision rather than none.
+    this.enabled = hasIdentity;
+  }
 
   /** The mirror cannot serve anyone: auth is on, and the mirror has no identity etcd lets read. */
   isRequired(): boolean {
@@ -106,11 +110,16 @@ export class AuthGate {
     });
   }
 
-  /** A client logged in through the proxy: auth is on. */
+  /** A login succeeded (a client's through the proxy, or the mirror's own): auth is on. */
   loginSeen(): void {
     this.change(() => {
       this.enabled = true;
     });
+  }
+
+  /** etcd refused the mirror's own login because auth is not enabled. */
+  loginRefusedAsDisabled(): void {
+    if (this.statusSaysEnabled !== true) this.setEnabled(false);
   }
 
   /** Called when the mirror may serve again (a refused mirror watch may retry at once). */

@@ -25,6 +25,8 @@ export class UpstreamIdentity {
   constructor(
     private readonly user: UpstreamUser | null,
     private readonly log: Logger,
+    /** Told what a login found: auth on (the login succeeded) or off (etcd refused it as not enabled). */
+    private readonly onAuthState: (enabled: boolean) => void = () => undefined,
   ) {}
 
   get configured(): boolean {
@@ -68,10 +70,12 @@ export class UpstreamIdentity {
       if (answer.token === undefined || answer.token === '') throw new Error('etcd answered the login without a token');
       this.tokens.set(member, answer.token);
       this.log.info({ member: member.endpoint.url, user: user.name }, 'logged in upstream');
+      this.onAuthState(true);
     } catch (error) {
       // etcd with auth off refuses a login: calls go without a token until one is refused for want of it.
       if (isServiceError(error) && error.details === 'etcdserver: authentication is not enabled') {
         this.tokens.set(member, '');
+        this.onAuthState(false);
         return;
       }
       throw error;

@@ -260,3 +260,32 @@ describe('permissions that change, and an outage, under auth', () => {
     assert.deepEqual(await rangeSeen(proxied, read, null), { code: status.INVALID_ARGUMENT, details: 'etcdserver: user name is empty', values: [] });
   });
 });
+
+describe('a proxy with its own user, in front of etcd without auth', () => {
+  let etcd: EtcdServer;
+  let proxy: TestProxy;
+  let proxied: RawClients;
+
+  before(async () => {
+    etcd = await startEtcd();
+    const direct = rawClients(etcd.clientAddress);
+    assert.equal((await call(direct.kv, 'Put', { key: b('open/1'), value: b('v') })).error, null);
+    direct.close();
+    proxy = await startTestProxy([etcd.clientUrl], ['--user', `${MIRROR_USER.name}:${MIRROR_USER.password}`]);
+    await proxy.mirrored(2);
+    proxied = rawClients(proxy.address);
+  });
+  after(async () => {
+    proxied?.close();
+    await proxy?.stop();
+    await etcd?.stop();
+  });
+
+  it('serves clients without a token from the mirror: its login told it auth is off', async () => {
+    const mirrorAnswers = async (): Promise<number> =>
+      (await proxy.metrics.grpcRequests.get()).values.filter((v) => v.labels.source === 'mirror' && v.labels.method === 'Range').reduce((sum, v) => sum + v.value, 0);
+    const before = await mirrorAnswers();
+    assert.deepEqual(await rangeSeen(proxied, { key: b('open/1'), serializable: true }, null), { code: null, details: null, values: ['v'] });
+    assert.equal((await mirrorAnswers()) - before, 1);
+  });
+});

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { READS, ROLES, USERS } from '../support/auth-plan';
-import { authClient, authenticate, enableAuth, ROOT_PASSWORD, withToken } from '../support/etcd-auth';
+import { authClient, authenticate, enableAuth, logInAll, ROOT_PASSWORD, withToken } from '../support/etcd-auth';
 import { startEtcd, type EtcdServer } from '../support/etcd';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
@@ -52,12 +52,7 @@ describe('a proxy with its own user, in front of etcd with auth on', () => {
     proxy = await startTestProxy([etcd.clientUrl], ['--user', `${MIRROR_USER.name}:${MIRROR_USER.password}`]);
     await proxy.mirrored(KEYS.length + 1);
     proxied = rawClients(proxy.address);
-    const auth = authClient(proxy.address);
-    try {
-      for (const user of USERS) tokens.set(user.name, await authenticate(auth, user.name, user.password));
-    } finally {
-      auth.close();
-    }
+    for (const [name, token] of await logInAll(proxy.address, USERS)) tokens.set(name, token);
   });
   after(async () => {
     direct?.close();
@@ -198,12 +193,7 @@ describe('permissions that change, and an outage, under auth', () => {
     proxy = await startTestProxy([etcd.clientUrl], ['--user', `${MIRROR_USER.name}:${MIRROR_USER.password}`, '--auth-refresh-interval', '1s', '--upstream-timeout', '1s']);
     await proxy.mirrored(2);
     proxied = rawClients(proxy.address);
-    const auth = authClient(proxy.address);
-    try {
-      for (const name of plan) tokens.set(name, await authenticate(auth, name, `${name}-pw`));
-    } finally {
-      auth.close();
-    }
+    for (const [name, token] of await logInAll(proxy.address, plan.map((name) => ({ name, password: `${name}-pw` })))) tokens.set(name, token);
   });
   after(async () => {
     direct?.close();

@@ -46,6 +46,18 @@ export async function authenticate(client: Client, name: string, password: strin
   return outcome.response?.token ?? '';
 }
 
+/** Logs each user in at `address` (etcd, or a proxy, which then knows the tokens): their tokens by name. */
+export async function logInAll(address: string, users: readonly { readonly name: string; readonly password: string }[]): Promise<Map<string, string>> {
+  const client = authClient(address);
+  try {
+    const tokens = new Map<string, string>();
+    for (const user of users) tokens.set(user.name, await authenticate(client, user.name, user.password));
+    return tokens;
+  } finally {
+    client.close();
+  }
+}
+
 /**
  * Adds the roles and users (and root, with the root role), then enables auth.
  * Returns each user's token, root's included.
@@ -69,9 +81,7 @@ export async function enableAuth(address: string, roles: readonly RolePlan[], us
       for (const role of user.roles) await ok(client, 'UserGrantRole', { user: user.name, role });
     }
     await ok(client, 'AuthEnable', {});
-    const tokens = new Map<string, string>([['root', await authenticate(client, 'root', ROOT_PASSWORD)]]);
-    for (const user of users) tokens.set(user.name, await authenticate(client, user.name, user.password));
-    return tokens;
+    return await logInAll(address, [{ name: 'root', password: ROOT_PASSWORD }, ...users]);
   } finally {
     client.close();
   }

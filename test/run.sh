@@ -5,14 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# openssl makes the TLS tests' certificates.
-if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
+# openssl makes the TLS tests' certificates and JWT keys; curl drives the JSON gateway over HTTP/2.
+if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "test/run.sh: etcd or openssl not found; installing Debian's etcd-server, etcd-client and openssl" >&2
+    echo "test/run.sh: etcd, openssl or curl not found; installing Debian's etcd-server, etcd-client, openssl and curl" >&2
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client openssl >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client openssl curl >/dev/null
   else
-    echo "test/run.sh: etcd, etcdctl or openssl is missing: run 'sudo apt-get install -y etcd-server etcd-client openssl' (or put etcd 3.4+ on PATH), then npm test again" >&2
+    echo "test/run.sh: etcd, etcdctl, openssl or curl is missing: run 'sudo apt-get install -y etcd-server etcd-client openssl curl' (or put etcd 3.4+ on PATH), then npm test again" >&2
     exit 1
   fi
 fi

@@ -51,8 +51,10 @@ export interface ProxyConfig {
   readonly watchBufferBytes: number;
   /** Memory for encoded answers of repeated mirror reads (0: none kept). */
   readonly responseCacheBytes: number;
-  /** How often the mirror is compared with the upstream; 0 turns the check off. */
+  /** The least time between two steps of the rolling consistency check; 0 turns the check off. */
   readonly consistencyCheckIntervalMs: number;
+  /** What the consistency check may read from the upstream, averaged. */
+  readonly consistencyCheckBytesPerSecond: number;
   /** Where periodic snapshots (and the APISIX export) are written; null: none. */
   readonly snapshotDir: string | null;
   readonly snapshotIntervalMs: number;
@@ -149,7 +151,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'watch-progress-notify-interval', description: "progress notifications for watches that asked for them (etcd's default)", defaultValue: '10m' },
   { name: 'watch-buffer-bytes', description: 'bytes a watch stream may have waiting for a slow client before its watches are cancelled', defaultValue: '33554432' },
   { name: 'response-cache-bytes', description: 'memory for encoded answers of repeated mirror reads, reused while their keys are unchanged (0: off)', defaultValue: '134217728' },
-  { name: 'consistency-check-interval', description: 'how often the mirror is compared with the upstream (0: never)', defaultValue: '5m' },
+  { name: 'consistency-check-interval', description: 'the least time between two pages of the rolling comparison of the mirror with the upstream (0: never)', defaultValue: '20s' },
+  { name: 'consistency-check-bytes-per-second', description: 'what the consistency check may read from the upstream, averaged', defaultValue: '1024' },
   { name: 'snapshot-dir', description: 'directory for periodic snapshots of the mirror and an APISIX apisix.yaml export (default: none)' },
   { name: 'snapshot-interval', description: 'how often a snapshot is written to --snapshot-dir', defaultValue: '5m' },
   { name: 'apisix-prefix', description: 'etcd prefix of the APISIX configuration exported to apisix.yaml', defaultValue: '/apisix' },
@@ -316,7 +319,12 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     if (!/^\d{3}$/.test(value) || code < 400 || code > 599) throw new Error('must be an HTTP error status, 400 to 599');
     return code;
   });
-  const consistencyCheckIntervalMs = attempt('consistency-check-interval', 300_000, (value) => (value === '0' ? 0 : parseDurationMs(value)));
+  const consistencyCheckIntervalMs = attempt('consistency-check-interval', 20_000, (value) => (value === '0' ? 0 : parseDurationMs(value)));
+  const consistencyCheckBytesPerSecond = attempt('consistency-check-bytes-per-second', 1024, (value) => {
+    const bytes = Number(value);
+    if (!Number.isSafeInteger(bytes) || bytes < 1) throw new Error('must be a whole number of bytes per second, at least 1');
+    return bytes;
+  });
   const watchProgressNotifyIntervalMs = attempt('watch-progress-notify-interval', 600_000, (value) => {
     const ms = parseDurationMs(value);
     if (ms < 10) throw new Error('must be at least 10ms');
@@ -419,6 +427,7 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     writeRejectHttpStatus,
     mirrorPrefixes,
     history,
+    consistencyCheckBytesPerSecond,
     consistencyCheckIntervalMs,
     watchProgressNotifyIntervalMs,
     watchBufferBytes,

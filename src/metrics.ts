@@ -33,6 +33,7 @@ export interface Metrics {
   readonly cacheResults: ResultCounts<'hit' | 'miss'>;
   readonly responseCacheBytes: Gauge;
   readonly consistencyChecks: Counter<'result'>;
+  readonly consistencyCheckBytes: Counter;
   readonly storeKeys: Gauge;
   readonly storeLogRevisions: Gauge;
   readonly storeBytes: Gauge;
@@ -230,6 +231,11 @@ export function createMetrics(registry: Registry = new Registry()): Metrics {
     readBarrierCalls: new Counter({
       name: `${METRIC_PREFIX}read_barrier_upstream_calls_total`,
       help: 'Linearizable upstream calls made to serve linearizable reads from the mirror',
+      registers: [registry],
+    }),
+    consistencyCheckBytes: new Counter({
+      name: `${METRIC_PREFIX}consistency_check_bytes_total`,
+      help: 'Key bytes the rolling consistency check has read from the upstream',
       registers: [registry],
     }),
     consistencyChecks: new Counter({

@@ -116,7 +116,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   mirror.on('relisted', () => metrics.mirrorRelists.inc());
   const watchHub = new WatchHub(store, mirror, (events) => metrics.watchEventsReplayed.inc(events));
   const barrier = new ReadBarrier(pool, ranges.probeKey(), identity, () => metrics.readBarrierCalls.inc());
-  const consistency = startConsistencyChecks({ store, pool, mirror, ranges, metrics, log: mirrorLog, intervalMs: config.consistencyCheckIntervalMs, identity });
+  const consistency = startConsistencyChecks({ store, pool, mirror, ranges, metrics, log: mirrorLog, intervalMs: config.consistencyCheckIntervalMs, bytesPerSecond: config.consistencyCheckBytesPerSecond, identity });
   const isCompacted = (revision: number): Promise<boolean | undefined> => isCompactedUpstream(pool, revision, ranges.probeKey(), identity);
   const maintenance = startStoreMaintenance(store, config.history, metrics, mirrorLog, isCompacted);
   // Once etcd is found compacted past what the log holds, maintenance learns where and prunes the log to match.

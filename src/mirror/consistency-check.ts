@@ -5,12 +5,21 @@ import type { EncodedKeyValue } from '../etcd/kv-bytes';
 import type { MirrorStore } from '../store/store';
 import type { UpstreamIdentity } from '../upstream/identity';
 import type { UpstreamPool } from '../upstream/pool';
+import { callUpstream } from '../upstream/unary';
 import { isRetained, keyspaceAt } from './history-view';
 import type { Mirror } from './mirror';
-import { MirroredRanges } from './mirrored-ranges';
-import { rangePages } from './paged-range';
+import { MirroredRanges, type KeyRange } from './mirrored-ranges';
+import { LIST_PAGE_KEYS, rangePages } from './paged-range';
 
-export type CheckResult = { kind: 'match'; revision: number; keys: number } | { kind: 'mismatch'; revision: number; key: Buffer; detail: string } | { kind: 'skipped'; reason: string };
+/** Assumed size of a key before the mirror holds any. */
+const DEFAULT_RECORD_BYTES = 1024;
+
+export type StepResult =
+  | { kind: 'page'; keys: number; bytes: number }
+  /** The page that ended a round: `bytes` its own, `roundBytes` the whole round's. */
+  | { kind: 'round'; keys: number; bytes: number; roundBytes: number }
+  | { kind: 'mismatch'; revision: number; key: Buffer; detail: string }
+  | { kind: 'skipped'; reason: string };
 
 function describe(record: EncodedKeyValue | undefined): string {
   if (record === undefined) return 'absent';
@@ -22,56 +31,36 @@ function sameRecord(a: EncodedKeyValue, b: EncodedKeyValue): boolean {
   return a.bytes.equals(b.bytes);
 }
 
-/**
- * Compares the mirror with the upstream at one revision R (the mirror's
- * revision when the check starts), page by page over every mirrored range:
- * each upstream page, read at R, against the mirror's keys of the same key
- * range as they were at R (the log undoes what arrived since), so writes
- * during the check do not matter.
- */
-export async function checkConsistency(
-  store: MirrorStore,
-  pool: UpstreamPool,
-  ranges: MirroredRanges,
-  stopped: () => boolean = () => false,
-  identity?: UpstreamIdentity,
-): Promise<CheckResult> {
-  const member = pool.candidates()[0];
-  const revision = store.meta().revision;
-  if (member === undefined || revision === 0) return { kind: 'skipped', reason: 'nothing to compare' };
-  await identity?.readyAt(member);
-  let keys = 0;
-  for (const range of ranges.ranges) {
-    let from = MirroredRanges.toRequest(range).key;
-    for await (const page of rangePages(member.client, range, revision, () => identity?.metadataFor(member) ?? new Metadata())) {
-      // A re-list (or a stop) during the check leaves nothing comparable at R.
-      if (stopped()) return { kind: 'skipped', reason: 'stopped' };
-      if (!isRetained(store, revision)) return { kind: 'skipped', reason: 'the mirror moved past the checked revision' };
-      const upstream = page.records;
-      const mirrored = [...keyspaceAt(store, revision, from, page.end, false).scan(from, page.end)];
-      for (let i = 0; i < Math.max(mirrored.length, upstream.length); i += 1) {
-        const ours = mirrored[i];
-        const theirs = upstream[i];
-        if (ours === undefined || theirs === undefined || !sameRecord(ours, theirs)) {
-          const key = (ours === undefined ? theirs?.key : theirs === undefined ? ours.key : Buffer.compare(ours.key, theirs.key) <= 0 ? ours.key : theirs.key) ?? Buffer.alloc(0);
-          return { kind: 'mismatch', revision, key, detail: `mirror ${describe(ours)}, upstream ${describe(theirs)}` };
-        }
-      }
-      keys += upstream.length;
-      if (page.end !== null) from = page.end;
+/** The first difference between the mirror's records and etcd's for one key span, or null. */
+function firstDifference(mirrored: readonly EncodedKeyValue[], upstream: readonly EncodedKeyValue[]): { key: Buffer; detail: string } | null {
+  for (let i = 0; i < Math.max(mirrored.length, upstream.length); i += 1) {
+    const ours = mirrored[i];
+    const theirs = upstream[i];
+    if (ours === undefined || theirs === undefined || !sameRecord(ours, theirs)) {
+      const key = (ours === undefined ? theirs?.key : theirs === undefined ? ours.key : Buffer.compare(ours.key, theirs.key) <= 0 ? ours.key : theirs.key) ?? Buffer.alloc(0);
+      return { key, detail: `mirror ${describe(ours)}, upstream ${describe(theirs)}` };
     }
   }
-  return { kind: 'match', revision, keys };
+  return null;
 }
 
 export interface ConsistencyChecker {
-  runOnce(): Promise<CheckResult>;
+  /** Takes the next step now (tests). */
+  step(): Promise<StepResult>;
   close(): void;
 }
 
 /**
- * Runs the check every `intervalMs` in the background (contract section 7): a
- * mismatch is logged, counted and repaired by a fresh list.
+ * Compares the mirror with etcd round the mirrored key ranges, one page at a
+ * time, within a byte budget (contract section 7, and what a fleet of
+ * proxies may cost etcd): each step reads one page of keys at the mirror's
+ * revision R and compares it with the mirror's keys of the same span as they
+ * were at R (the log undoes what arrived since, so writes meanwhile do not
+ * matter); a page holds about as many keys as the budget allows for the step
+ * interval, and the next step waits as long as the bytes read take to fit the
+ * budget. Each round begins with cheap evidence for the whole keyspace: the
+ * count of every mirrored range at R, one count-only read each. A difference
+ * is logged, counted and repaired by a fresh list.
  */
 export function startConsistencyChecks(deps: {
   readonly store: MirrorStore;
@@ -80,44 +69,142 @@ export function startConsistencyChecks(deps: {
   readonly ranges: MirroredRanges;
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** The least time between two steps; 0 turns the check off. */
   readonly intervalMs: number;
+  /** What the check may read from etcd, averaged. */
+  readonly bytesPerSecond: number;
   readonly identity?: UpstreamIdentity;
 }): ConsistencyChecker {
-  let running: Promise<CheckResult> | null = null;
+  const { store, pool, ranges, metrics, log } = deps;
   let stopped = false;
-  const round = async (): Promise<CheckResult> => {
-    let result: CheckResult;
-    try {
-      result = await checkConsistency(deps.store, deps.pool, deps.ranges, () => stopped, deps.identity);
-    } catch (error) {
-      deps.metrics.consistencyChecks.inc({ result: 'error' });
-      deps.log.debug({ err: error instanceof Error ? error.message : String(error) }, 'consistency check could not run');
-      return { kind: 'skipped', reason: error instanceof Error ? error.message : String(error) };
-    }
-    if (result.kind === 'mismatch') {
-      deps.metrics.consistencyChecks.inc({ result: 'mismatch' });
-      deps.log.error({ revision: result.revision, key: result.key.toString('base64'), detail: result.detail }, 'mirror differs from the upstream: re-listing');
-      deps.mirror.requestRelist('consistency check found a difference');
-    } else if (result.kind === 'match') {
-      deps.metrics.consistencyChecks.inc({ result: 'match' });
-    }
-    return result;
+  /** Where the next page starts: a mirrored range, and a key in it (null: its start, and a new round when it is the first). */
+  let rangeIndex = 0;
+  let from: Buffer | null = null;
+  let roundKeys = 0;
+  let roundBytes = 0;
+
+  const pageKeys = (): number => {
+    const stats = store.stats();
+    const recordBytes = stats.keys > 0 ? Math.max(1, Math.round(stats.bytes / stats.keys)) : DEFAULT_RECORD_BYTES;
+    return Math.max(1, Math.min(LIST_PAGE_KEYS, Math.floor((deps.bytesPerSecond * Math.max(deps.intervalMs, 1000)) / 1000 / recordBytes)));
   };
-  const runOnce = (): Promise<CheckResult> => {
-    running ??= round().finally(() => {
-      running = null;
-    });
-    return running;
+
+  const restart = (): void => {
+    rangeIndex = 0;
+    from = null;
+    roundKeys = 0;
+    roundBytes = 0;
   };
-  const timer = deps.intervalMs > 0 ? setInterval(() => void runOnce(), deps.intervalMs) : null;
-  timer?.unref();
+
+  /** The whole keyspace's cheap evidence: every mirrored range's count at R, where the mirror is at R still. */
+  const countsAgree = async (member: NonNullable<ReturnType<UpstreamPool['candidates']>[0]>, revision: number): Promise<StepResult | null> => {
+    for (const range of ranges.ranges) {
+      const request = MirroredRanges.toRequest(range);
+      const answer = await callUpstream<{ count?: string }>(
+        member.client,
+        'etcdserverpb.KV',
+        'Range',
+        { ...request, revision: String(revision), count_only: true, serializable: true },
+        { deadlineMs: 10_000, metadata: deps.identity?.metadataFor(member) ?? new Metadata() },
+      );
+      if (store.meta().revision !== revision) return null; // moved meanwhile: nothing to compare at R cheaply
+      const mirrored = store.count(range.start, range.end);
+      const upstream = Number(answer.count ?? '0');
+      if (mirrored !== upstream) return { kind: 'mismatch', revision, key: range.start, detail: `mirror holds ${mirrored} keys in the range, upstream ${upstream}` };
+    }
+    return null;
+  };
+
+  const step = async (): Promise<StepResult> => {
+    const member = pool.candidates()[0];
+    const revision = store.meta().revision;
+    if (member === undefined || revision === 0 || !deps.mirror.hasData()) return { kind: 'skipped', reason: 'nothing to compare' };
+    await deps.identity?.readyAt(member);
+    const range: KeyRange | undefined = ranges.ranges[rangeIndex];
+    if (range === undefined) {
+      restart();
+      return { kind: 'skipped', reason: 'no mirrored range' };
+    }
+    if (rangeIndex === 0 && from === null) {
+      const counts = await countsAgree(member, revision);
+      if (counts !== null) return counts;
+    }
+    const start = from ?? MirroredRanges.toRequest(range).key;
+    const pages = rangePages(member.client, { start, end: range.end }, revision, () => deps.identity?.metadataFor(member) ?? new Metadata(), pageKeys());
+    const first = await pages.next();
+    await pages.return(undefined);
+    if (first.done === true) return { kind: 'skipped', reason: 'no page' };
+    const page = first.value;
+    if (stopped) return { kind: 'skipped', reason: 'stopped' };
+    if (!isRetained(store, revision)) return { kind: 'skipped', reason: 'the mirror moved past the checked revision' };
+    const mirrored = [...keyspaceAt(store, revision, start, page.end, false).scan(start, page.end)];
+    const difference = firstDifference(mirrored, page.records);
+    if (difference !== null) return { kind: 'mismatch', revision, ...difference };
+    const bytes = page.records.reduce((sum, record) => sum + record.bytes.length, 0);
+    roundKeys += page.records.length;
+    roundBytes += bytes;
+    const rangeEnd = range.end;
+    const endOfRange = page.end === null || (rangeEnd !== null && Buffer.compare(page.end, rangeEnd) >= 0);
+    if (!endOfRange) {
+      from = page.end;
+      return { kind: 'page', keys: page.records.length, bytes };
+    }
+    rangeIndex += 1;
+    from = null;
+    if (rangeIndex < ranges.ranges.length) return { kind: 'page', keys: page.records.length, bytes };
+    const round = { kind: 'round' as const, keys: roundKeys, bytes, roundBytes };
+    restart();
+    return round;
+  };
+
+  const record = (result: StepResult): number => {
+    switch (result.kind) {
+      case 'mismatch':
+        metrics.consistencyChecks.inc({ result: 'mismatch' });
+        log.error({ revision: result.revision, key: result.key.toString('base64'), detail: result.detail }, 'mirror differs from the upstream: re-listing');
+        deps.mirror.requestRelist('consistency check found a difference');
+        restart();
+        return 0;
+      case 'round':
+        metrics.consistencyChecks.inc({ result: 'match' });
+        metrics.consistencyCheckBytes.inc(result.bytes);
+        log.debug({ keys: result.keys, bytes: result.roundBytes }, 'consistency check round complete');
+        return result.bytes;
+      case 'page':
+        metrics.consistencyCheckBytes.inc(result.bytes);
+        return result.bytes;
+      case 'skipped':
+        return 0;
+    }
+  };
+
+  let timer: NodeJS.Timeout | null = null;
+  const schedule = (delayMs: number): void => {
+    if (stopped || deps.intervalMs <= 0) return;
+    timer = setTimeout(() => {
+      step().then(
+        (result) => schedule(Math.max(deps.intervalMs, (record(result) / deps.bytesPerSecond) * 1000)),
+        (error: unknown) => {
+          metrics.consistencyChecks.inc({ result: 'error' });
+          log.debug({ err: error instanceof Error ? error.message : String(error) }, 'consistency check step could not run');
+          schedule(deps.intervalMs);
+        },
+      );
+    }, delayMs);
+    timer.unref();
+  };
+  schedule(deps.intervalMs);
   return {
-    runOnce,
-    // A check in flight may be waiting on the upstream; it touches the store
+    step: async () => {
+      const result = await step();
+      record(result);
+      return result;
+    },
+    // A step in flight may be waiting on the upstream; it touches the store
     // no more once stopped, so a stop need not wait for it.
     close() {
       stopped = true;
-      if (timer !== null) clearInterval(timer);
+      if (timer !== null) clearTimeout(timer);
     },
   };
 }

@@ -23,7 +23,13 @@ export interface RangePage {
  * Reads a key range from the upstream in pages, every page at one revision:
  * the one given, or (0) the revision of the first page.
  */
-export async function* rangePages(client: Client, range: KeyRange, revision: number, metadata: () => Metadata = () => new Metadata()): AsyncGenerator<RangePage> {
+export async function* rangePages(
+  client: Client,
+  range: KeyRange,
+  revision: number,
+  metadata: () => Metadata = () => new Metadata(),
+  pageKeys = LIST_PAGE_KEYS,
+): AsyncGenerator<RangePage> {
   const request = MirroredRanges.toRequest(range);
   let next = request.key;
   let at = revision;
@@ -32,7 +38,7 @@ export async function* rangePages(client: Client, range: KeyRange, revision: num
       client,
       'etcdserverpb.KV',
       'Range',
-      { key: next, range_end: request.range_end, limit: String(LIST_PAGE_KEYS), revision: String(at) },
+      { key: next, range_end: request.range_end, limit: String(pageKeys), revision: String(at) },
       { deadlineMs: PAGE_TIMEOUT_MS, metadata: metadata() },
     );
     const { response: page, kvs: records } = readRangeResponse(answer);

@@ -181,7 +181,10 @@ describe('mirror recovery', () => {
     table.putSync(b('check/a'), encodeKeyValue({ key, create_revision, mod_revision, version, lease, value: b('wrong') }).bytes);
     await env.close();
 
-    proxy = await startTestProxy([etcd.clientUrl], ['--consistency-check-interval', '500ms'], { dataDir });
+    // A budget of 4 KiB/s: the check reads a page at a time, each step waiting until its bytes fit.
+    const budget = 4096;
+    const started = Date.now();
+    proxy = await startTestProxy([etcd.clientUrl], ['--consistency-check-interval', '200ms', '--consistency-check-bytes-per-second', String(budget)], { dataDir });
     const clients = rawClients(proxy.address);
     try {
       await until('the check to repair the mirror', async () => {
@@ -191,7 +194,11 @@ describe('mirror recovery', () => {
       assert.deepEqual(await keyspace(clients, true), await keyspace(direct, false));
       const checks = await proxy.metrics.consistencyChecks.get();
       assert.ok((checks.values.find((v) => v.labels.result === 'mismatch')?.value ?? 0) >= 1);
-      await until('a clean check after the repair', async () => ((await proxy.metrics.consistencyChecks.get()).values.find((v) => v.labels.result === 'match')?.value ?? 0) >= 1);
+      await until('a clean check after the repair', async () => ((await proxy.metrics.consistencyChecks.get()).values.find((v) => v.labels.result === 'match')?.value ?? 0) >= 1, 60_000);
+      // Within the budget: what it read is at most what the elapsed time allows, plus the page in hand.
+      const read = (await proxy.metrics.consistencyCheckBytes.get()).values[0]?.value ?? 0;
+      const allowed = (budget * (Date.now() - started)) / 1000 + budget;
+      assert.ok(read > 0 && read <= allowed, `${read} bytes read, ${allowed.toFixed(0)} allowed`);
     } finally {
       clients.close();
       await proxy.stop();

@@ -27,6 +27,8 @@ export interface Metrics {
   readonly upstreamAuthRequired: Gauge;
   readonly readBarrierCalls: Counter;
   readonly mirrorRelists: Counter;
+  /** Waits before the mirror tries etcd again (after a failure, or when etcd is back), jittered. */
+  readonly mirrorReconnectDelay: Histogram;
   readonly unchangedPutsAcknowledged: Counter;
   /** Mirror reads answered with a kept encoded answer (hit) or made anew (miss); count them with `cacheResults`. */
   readonly responseCacheRequests: Counter<'result'>;
@@ -226,6 +228,12 @@ export function createMetrics(registry: Registry = new Registry()): Metrics {
       name: `${METRIC_PREFIX}auth_permission_reads_total`,
       help: "Reads of a user's roles and permissions from etcd (UserGet and RoleGet with the user's token), by result",
       labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    mirrorReconnectDelay: new Histogram({
+      name: `${METRIC_PREFIX}mirror_reconnect_delay_seconds`,
+      help: 'Waits before the mirror tries etcd again, after a failure or when etcd is back: random, growing, capped (full jitter)',
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5],
       registers: [registry],
     }),
     readBarrierCalls: new Counter({

@@ -109,6 +109,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   const mirror = startMirror({ store, pool, liveness, log: mirrorLog, ranges, auth, identity, onRevision: (revision) => metrics.mirrorRevision.set(revision),
     onWatchStream: (delta) => metrics.upstreamWatchStreams.inc(delta),
     onFailover: () => metrics.upstreamFailovers.inc({ kind: 'mirror_watch' }),
+    onReconnectDelay: (ms) => metrics.mirrorReconnectDelay.observe(ms / 1000),
   });
   // After startMirror: it may have discarded what the data dir held.
   metrics.mirrorRevision.set(store.meta().revision);

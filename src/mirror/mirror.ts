@@ -11,6 +11,7 @@ import { toIdentity, toRevision, type WireHeader, type WireWatchResponse } from 
 import { readWatchResponse } from '../etcd/watch-bytes';
 import { AuthRefused, isAuthCancelReason, type AuthGate } from './auth-gate';
 import type { UpstreamIdentity } from '../upstream/identity';
+import { fullJitterDelayMs } from './reconnect-delay';
 import { listInto } from './lister';
 import { MirroredRanges } from './mirrored-ranges';
 import { RevisionWaiters } from './revision-waiters';
@@ -18,6 +19,8 @@ import { RevisionWaiters } from './revision-waiters';
 const STATUS_TIMEOUT_MS = 3_000;
 const INITIAL_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 5_000;
+/** When etcd answers again, each proxy resumes within this long, at a random moment. */
+const BACK_JITTER_MS = 2_000;
 
 export interface MirrorEvents {
   /** One upstream watch response, committed: the new mirror revision and its events. */
@@ -65,6 +68,8 @@ export interface MirrorDeps {
   readonly onWatchStream?: (delta: number) => void;
   /** Called when the watch resumes on another member than the one it ran on (metrics). */
   readonly onFailover?: () => void;
+  /** Called with each wait before the mirror tries etcd again, ms (metrics). */
+  readonly onReconnectDelay?: (ms: number) => void;
 }
 
 /** The watch's member stopped answering: resume elsewhere at once, without the error backoff. */
@@ -87,7 +92,7 @@ class RelistNeeded extends Error {
  * Reconnects resume at M+1; a compaction past M means a fresh list; another
  * cluster, or one whose revision is behind M, means the store is wiped first.
  */
-export function startMirror({ store, pool, liveness, log, ranges, auth, identity, onRevision, onWatchStream, onFailover }: MirrorDeps): Mirror {
+export function startMirror({ store, pool, liveness, log, ranges, auth, identity, onRevision, onWatchStream, onFailover, onReconnectDelay }: MirrorDeps): Mirror {
   const held = store.meta();
   if (held.revision > 0 && held.scope !== ranges.describe()) {
     log.warn({ held: held.scope, configured: ranges.describe() }, 'the mirror on disk holds other keys than --mirror-prefix asks for: discarded, rebuilding');
@@ -199,7 +204,7 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, identity
     });
 
   const run = async (): Promise<void> => {
-    let backoff = INITIAL_BACKOFF_MS;
+    let failures = 0;
     let lastError = '';
     while (!closed) {
       const member = pool.candidates()[0];
@@ -209,7 +214,7 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, identity
         await checkIdentity(member);
         if (store.meta().revision === 0) await relist(member, 0);
         if (relistReason !== null) throw new Error(relistReason);
-        backoff = INITIAL_BACKOFF_MS;
+        failures = 0;
         // close() may have come while the identity check or the list was in flight,
         // when there was no stream yet for it to cancel.
         if (closed) return;
@@ -237,23 +242,29 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, identity
           continue;
         }
         const message = error instanceof Error ? error.message : String(error);
-        if (message !== lastError) log.warn({ err: message, retryInMs: backoff }, 'mirror sync interrupted');
+        const delay = fullJitterDelayMs(failures, INITIAL_BACKOFF_MS, MAX_BACKOFF_MS);
+        failures += 1;
+        if (message !== lastError) log.warn({ err: message, retryInMs: delay }, 'mirror sync interrupted');
         lastError = message;
+        onReconnectDelay?.(delay);
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, backoff);
+          const timer = setTimeout(resolve, delay);
           wakeUp = () => {
             clearTimeout(timer);
             resolve();
           };
         });
         wakeUp = null;
-        backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
       }
     }
   };
   const running = run();
-  // A returning upstream should not wait out a long backoff.
-  liveness.on('back', () => wakeUp?.());
+  // A returning upstream should not wait out a long backoff; nor should a fleet all come back in the same instant.
+  liveness.on('back', () => {
+    const delay = fullJitterDelayMs(0, BACK_JITTER_MS, BACK_JITTER_MS);
+    onReconnectDelay?.(delay);
+    setTimeout(() => wakeUp?.(), delay).unref();
+  });
   auth.onAccepted(() => wakeUp?.());
   pool.on('unhealthy', (member) => leaveMember?.(member));
 

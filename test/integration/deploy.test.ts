@@ -5,10 +5,10 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { parseAllDocuments } from 'yaml';
-import { startEtcd, type EtcdServer } from '../support/etcd';
-import { REPO_ROOT, startTestProxy, type TestProxy } from '../support/proxy';
+import { etcdAndProxy } from '../support/fixture';
+import { REPO_ROOT } from '../support/proxy';
 
 const DEPLOY = join(REPO_ROOT, 'deploy');
 const METRIC = /\b((?:etcd_cache_proxy|process|nodejs)_[a-z0-9_]+)\b/g;
@@ -35,17 +35,7 @@ function namedMetrics(): Set<string> {
 }
 
 describe('deploy/', () => {
-  let etcd: EtcdServer;
-  let proxy: TestProxy;
-  before(async () => {
-    etcd = await startEtcd();
-    proxy = await startTestProxy([etcd.clientUrl]);
-    await proxy.mirrored();
-  });
-  after(async () => {
-    await proxy?.stop();
-    await etcd?.stop();
-  });
+  const both = etcdAndProxy();
 
   it('holds only files that parse (YAML, JSON)', () => {
     const all = files(DEPLOY);
@@ -58,7 +48,7 @@ describe('deploy/', () => {
   });
 
   it('names only metrics the proxy exports in its alert rules and dashboard', async () => {
-    const text = await (await fetch(`${proxy.url}/metrics`)).text();
+    const text = await (await fetch(`${both.proxy.url}/metrics`)).text();
     const exported = new Set<string>();
     for (const line of text.split('\n')) {
       const match = /^# TYPE (\S+) (\S+)/.exec(line);

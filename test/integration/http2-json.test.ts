@@ -12,8 +12,9 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { createTestCa, type TestCa } from '../support/certs';
 import { startTlsPair } from '../support/tls-pair';
-import { startEtcd, type EtcdServer } from '../support/etcd';
-import { startTestProxy, type TestProxy } from '../support/proxy';
+import { etcdAndProxy } from '../support/fixture';
+import type { EtcdServer } from '../support/etcd';
+import type { TestProxy } from '../support/proxy';
 
 const run = promisify(execFile);
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
@@ -93,20 +94,8 @@ function compareOverHttp2(target: () => { etcd: string; proxy: string; curlArgs:
 }
 
 describe('the JSON gateway over HTTP/2 with prior knowledge (plain text)', () => {
-  let etcd: EtcdServer;
-  let proxy: TestProxy;
-
-  before(async () => {
-    etcd = await startEtcd();
-    proxy = await startTestProxy([etcd.clientUrl]);
-    await proxy.mirrored();
-  });
-  after(async () => {
-    await proxy?.stop();
-    await etcd?.stop();
-  });
-
-  compareOverHttp2(() => ({ etcd: etcd.clientUrl, proxy: proxy.url, curlArgs: ['--http2-prior-knowledge'], etcdArgs: ['--http1.1'] }));
+  const both = etcdAndProxy();
+  compareOverHttp2(() => ({ etcd: both.etcd.clientUrl, proxy: both.proxy.url, curlArgs: ['--http2-prior-knowledge'], etcdArgs: ['--http1.1'] }));
 });
 
 describe('the JSON gateway over HTTP/2 chosen by ALPN (TLS)', () => {

@@ -14,7 +14,7 @@
 // STREAM_RESET_SOAK_SECONDS (default 30) runs the soak longer.
 import assert from 'node:assert/strict';
 import { constants as h2 } from 'node:http2';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import {
   Client,
   connectivityState,
@@ -27,8 +27,8 @@ import {
 } from '@grpc/grpc-js';
 import { NODE_HONOURS_STREAM_RESET_LIMITS, STREAM_RESET_BURST, STREAM_RESET_RATE_PER_S } from '../../src/grpc/http2-limits';
 import { serviceMethods, type AnyMethodDefinition } from '../../src/etcd/proto';
-import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
-import { startTestProxy, type TestProxy } from '../support/proxy';
+import { sleep } from '../support/etcd';
+import { etcdAndProxy } from '../support/fixture';
 import { floodResets } from '../support/reset-flood';
 import { until } from '../support/until';
 
@@ -191,23 +191,11 @@ class SoakClient {
   }
 }
 
-let etcd: EtcdServer;
-let proxy: TestProxy;
-
-before(async () => {
-  etcd = await startEtcd();
-  proxy = await startTestProxy([etcd.clientUrl]);
-  await proxy.mirrored();
-});
-
-after(async () => {
-  await proxy?.stop();
-  await etcd?.stop();
-});
+const both = etcdAndProxy();
 
 describe('stream resets through the proxy, one client', () => {
   it(`survives ${SOAK_MS / 1000} s of calls and streams cancelled mid-flight, mixed with ordinary ones`, { timeout: SOAK_MS + 120_000 }, async (t) => {
-    const soak = new SoakClient(proxy.address);
+    const soak = new SoakClient(both.proxy.address);
     try {
       await soak.connect();
       const leases: string[] = [];
@@ -261,7 +249,7 @@ describe('stream resets through the proxy, one client', () => {
         assert.deepEqual(soak.transitions, [], 'the one connection was never closed (a GOAWAY turns READY into IDLE)');
       } else {
         // Older Node: the proxy moved the connection before nghttp2 would have ended it, and no call noticed.
-        const moved = (await proxy.metrics.grpcConnectionsMoved.get()).values[0]?.value ?? 0;
+        const moved = (await both.proxy.metrics.grpcConnectionsMoved.get()).values[0]?.value ?? 0;
         assert.ok(moved >= 1, 'the connection was never moved, so nghttp2 would have ended it');
         t.diagnostic(`connection moved ${moved} times`);
       }
@@ -276,7 +264,7 @@ describe('stream resets through the proxy, one client', () => {
   });
 
   it(`keeps the connection when a client drops ${DROPPED_AT_ONCE} watch streams at once`, { timeout: 120_000, skip: BURST_SKIP }, async () => {
-    const soak = new SoakClient(proxy.address);
+    const soak = new SoakClient(both.proxy.address);
     try {
       await soak.connect();
       const watches = Array.from({ length: DROPPED_AT_ONCE }, (_, i) =>
@@ -301,10 +289,10 @@ describe('stream resets through the proxy, one client', () => {
 
 describe('a rapid-reset flood (CVE-2023-44487) on one connection', () => {
   it(`is cut off with GOAWAY(INTERNAL_ERROR) once past ${BURST} resets and ${RATE_PER_S}/s, another client's connection untouched`, { timeout: FLOOD_GIVES_UP_MS + 60_000 }, async (t) => {
-    const bystander = new SoakClient(proxy.address);
+    const bystander = new SoakClient(both.proxy.address);
     try {
       await bystander.connect();
-      const flood = await floodResets(proxy.address, { path: KV_RANGE.path, maxStreams: BURST + (FLOOD_GIVES_UP_MS / 1000) * RATE_PER_S, maxMs: FLOOD_GIVES_UP_MS });
+      const flood = await floodResets(both.proxy.address, { path: KV_RANGE.path, maxStreams: BURST + (FLOOD_GIVES_UP_MS / 1000) * RATE_PER_S, maxMs: FLOOD_GIVES_UP_MS });
       t.diagnostic(`flood: ${flood.streams} streams sent, ${flood.processed} taken by the proxy, GOAWAY code ${flood.goawayCode} after ${flood.ms} ms`);
       await bystander.unary('Range after the flood', KV_RANGE, { key: Buffer.from('burst/0') });
 

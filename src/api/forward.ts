@@ -123,6 +123,8 @@ export function forwardUnary(ctx: ApiContext, rpc: RpcRef, options: UnaryForward
         finish(new ProxyError('noUpstream'));
         return;
       }
+      // A member the proxy sends work to is watched more closely (liveness.ts).
+      ctx.mirrorReads?.liveness.used(member);
       pending = member.client.makeUnaryRequest(
         rpc.path,
         passBytes,

@@ -216,6 +216,7 @@ function mirrorRead<Req>(
       markStale(call);
       deps.metrics.staleReads.inc();
     }
+    deps.auth.noteServed();
     observeCall(ctx, rpc, status.OK, started, 'mirror');
     callback(null, response);
   };

@@ -58,7 +58,10 @@ export function createWatchService(ctx: ApiContext): CoreService {
       bufferBytes: hub.bufferBytes,
       upstreamMetadata,
       metrics: {
-        eventsSent: (count) => ctx.metrics.watchEventsSent.inc(count),
+        eventsSent: (count) => {
+          ctx.metrics.watchEventsSent.inc(count);
+          reads.auth.noteServed();
+        },
         slowCancelled: (count) => ctx.metrics.slowWatchersCancelled.inc(count),
         watchers: (source, delta) => ctx.metrics.watchers.inc({ source }, delta),
       },

@@ -83,8 +83,11 @@ function handle(deps: HttpGatewayDeps, ctx: GatewayContext, version: VersionSour
     if (!response.headersSent) goError(response, 500, 'Internal Server Error');
     else response.destroy();
   };
+  const route = path.startsWith('/v3/') ? findRoute(path) : undefined;
+  // Only the JSON calls read their body. Any other is read and dropped, as Node's HTTP/1 server does by
+  // itself: over HTTP/2 an unread body is left in flight, and clients (curl) then see the stream reset.
+  if (route === undefined || request.method !== 'POST') request.resume();
   if (path.startsWith('/v3/')) {
-    const route = findRoute(path);
     if (route === undefined) {
       goError(response, 404, 'Not Found');
       return 'other';

@@ -3,8 +3,10 @@ import { cancelReasonMessage, isServiceError } from '../etcd/errors';
 import type { Logger } from '../log';
 import { callUpstream } from '../upstream/unary';
 
-/** How often the upstream is asked whether it still lets an anonymous client read. */
+/** How often, at most, the upstream is asked whether it still lets an anonymous client read. */
 export const AUTH_PROBE_INTERVAL_MS = 5_000;
+/** With auth on, how often it is asked whether auth is still on (learning it late costs nothing). */
+const AUTH_ON_PROBE_INTERVAL_MS = 60_000;
 const PROBE_TIMEOUT_MS = 2_000;
 /** Any key: with auth on, etcd refuses an anonymous read of any key before it looks. Serializable: no raft round. */
 const PROBE_REQUEST = { key: Buffer.from('etcd-cache-proxy/auth-probe'), count_only: true, serializable: true };
@@ -66,6 +68,9 @@ export class AuthGate {
   private authStatusUnsupportedUntil = 0;
   private timer: NodeJS.Timeout | null = null;
   private readonly listeners = new Set<() => void>();
+  /** The mirror served something (a read, a watch event) since the last probe; true at first, to probe at once. */
+  private served = true;
+  private lastProbeAt = 0;
 
   constructor(
     private readonly log: Logger,
@@ -87,6 +92,11 @@ export class AuthGate {
   /** Auth is on upstream: whatever the mirror serves needs a permission decision for the client. */
   isEnabled(): boolean {
     return this.enabled;
+  }
+
+  /** The mirror served a client: the next probe is due (auth turned on meanwhile must not go unnoticed for long). */
+  noteServed(): void {
+    this.served = true;
   }
 
   /** Learns from a failed call of the proxy's own; failures for other reasons say nothing. */
@@ -177,12 +187,22 @@ export class AuthGate {
     }
   }
 
-  /** Probes every `intervalMs` until close(). */
+  /**
+   * Probes until close(), when there is a reason, every `intervalMs` at most:
+   * while auth is believed off and the mirror has served anyone since the
+   * last probe (auth turned on meanwhile would have it serve what etcd now
+   * refuses); while auth is believed on, once a minute, to learn it went
+   * off. An idle proxy asks nothing.
+   */
   startProbing(target: ProbeTarget, intervalMs = AUTH_PROBE_INTERVAL_MS): void {
     let inFlight = false;
     this.timer = setInterval(() => {
       const client = target();
       if (inFlight || client === undefined) return;
+      const due = this.enabled ? Date.now() - this.lastProbeAt >= AUTH_ON_PROBE_INTERVAL_MS : this.served;
+      if (!due) return;
+      this.served = false;
+      this.lastProbeAt = Date.now();
       inFlight = true;
       void this.probe(client).finally(() => {
         inFlight = false;

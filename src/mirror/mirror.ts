@@ -144,13 +144,27 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, identity
     new Promise<void>((resolve, reject) => {
       const watch = etcdMethod('etcdserverpb.Watch', 'Watch');
       // Responses stay etcd's bytes: each event is stored as etcd encoded it, never decoded and encoded again.
-      const call = member.client.makeBidiStreamRequest(watch.path, watch.requestSerialize, passBytes, identity.metadataFor(member), {}) as ClientDuplexStream<object, Buffer>;
+      // Require-leader: etcd ends this watch when its member has had no leader for a few election
+      // timeouts, and refuses it while it has none, so the mirror never follows a member cut off.
+      const metadata = identity.metadataFor(member);
+      metadata.set('hasleader', 'true');
+      const call = member.client.makeBidiStreamRequest(watch.path, watch.requestSerialize, passBytes, metadata, {}) as ClientDuplexStream<object, Buffer>;
       stream = call;
       onWatchStream?.(1);
+      liveness.used(member);
       let settled = false;
+      // A quiet stream is asked for its progress each second: etcd answers on the stream (no RPC, a few
+      // bytes), which tells the member is there and has a leader, so liveness need not probe it.
+      let heardAt = Date.now();
+      const every = liveness.evidenceIntervalMs;
+      const progress = setInterval(() => {
+        if (Date.now() - heardAt >= every / 2) call.write({ progress_request: {} });
+      }, every);
+      progress.unref();
       const finish = (error: Error | null): void => {
         if (settled) return;
         settled = true;
+        clearInterval(progress);
         onWatchStream?.(-1);
         stream = null;
         leaveMember = null;
@@ -159,7 +173,8 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, identity
         else reject(error);
       };
       call.on('data', (bytes: Buffer) => {
-        liveness.heard();
+        heardAt = Date.now();
+        liveness.heard(member);
         let response: WireWatchResponse;
         let received: EncodedEvent[];
         try {

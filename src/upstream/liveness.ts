@@ -6,8 +6,12 @@ import type { UpstreamMember, UpstreamPool } from './pool';
 import { callUpstream } from './unary';
 import { isServiceError } from '../etcd/errors';
 
-/** How often every member is asked whether it has a leader. */
+/** How often a member in use that has shown no sign of a leader lately is asked whether it has one. */
 export const PROBE_INTERVAL_MS = 1_000;
+/** How often a member not in use is asked, so a failover knows where to go. */
+export const IDLE_PROBE_INTERVAL_MS = 30_000;
+/** A member the proxy sent work to within this long is in use. */
+const IN_USE_MS = 30_000;
 /** A probe that takes longer than this counts as a failure (a paused member never answers). */
 const PROBE_TIMEOUT_MS = 2 * PROBE_INTERVAL_MS;
 
@@ -28,8 +32,16 @@ export interface Liveness extends EventEmitter<LivenessEvents> {
    * what its store holds, and holds what needs a leader.
    */
   isSilent(): boolean;
-  /** Any successful exchange with the upstream (a probe, a watch response) counts as an answer. */
-  heard(): void;
+  /**
+   * An answer that needs a leader (a probe, a response on the mirror's
+   * require-leader watch, a linearizable read) counts as an answer; from
+   * `member`, it also spares that member its next probe.
+   */
+  heard(member?: UpstreamMember): void;
+  /** Work was sent to `member`: while it shows no sign of a leader, it is probed each second. */
+  used(member: UpstreamMember): void;
+  /** How often a sign of life is wanted from the member in use: well inside the upstream timeout. */
+  readonly evidenceIntervalMs: number;
   close(): void;
 }
 
@@ -52,12 +64,19 @@ const NO_LEADER = 'etcdserver: no leader';
  */
 export function createLiveness(pool: UpstreamPool, timeoutMs: number, log: Logger, options: LivenessOptions = {}): Liveness {
   const emitter = new EventEmitter<LivenessEvents>();
+  // Signs of life must come several times within the timeout, or a short timeout (tests use 300 ms)
+  // would call the upstream lost between two of them.
+  const interval = Math.max(50, Math.min(PROBE_INTERVAL_MS, Math.floor(timeoutMs / 3)));
   let lastAnswer = Date.now();
   let lastAnyAnswer = lastAnswer;
   let lost = false;
   let silent = false;
   let closed = false;
   const probing = new Set<UpstreamMember>();
+  /** Per member: the last answer that needed a leader, the last work sent, the last probe. */
+  const heardAt = new WeakMap<UpstreamMember, number>();
+  const usedAt = new WeakMap<UpstreamMember, number>();
+  const probedAt = new WeakMap<UpstreamMember, number>();
 
   const update = (): void => {
     const silentFor = Date.now() - lastAnswer;
@@ -80,7 +99,8 @@ export function createLiveness(pool: UpstreamPool, timeoutMs: number, log: Logge
       log.info('upstream answering again, without a leader');
     }
   };
-  const heard = (): void => {
+  const heard = (member?: UpstreamMember): void => {
+    if (member !== undefined) heardAt.set(member, Date.now());
     heardLeaderless();
     lastAnswer = Date.now();
     if (lost) {
@@ -97,7 +117,7 @@ export function createLiveness(pool: UpstreamPool, timeoutMs: number, log: Logge
       await callUpstream(member.client, 'etcdserverpb.Maintenance', 'Status', {}, { deadlineMs: Math.min(timeoutMs, PROBE_TIMEOUT_MS), metadata });
       if (closed) return;
       pool.report(member, 'healthy');
-      heard();
+      heard(member);
     } catch (error) {
       if (closed) return;
       if (isLoopError(error)) options.selfDetected?.(member);
@@ -109,22 +129,41 @@ export function createLiveness(pool: UpstreamPool, timeoutMs: number, log: Logge
       }
     }
   };
-  const probeAll = (): void => {
+  /**
+   * An RPC costs etcd, and a fleet multiplies it: a member is asked only when
+   * there is a reason. It is new (its health unknown); or nothing has shown
+   * a leader anywhere within the last interval (an outage, or the member in
+   * use went quiet: everyone is asked, to find where to go); or it is in use
+   * and has shown no leader itself lately; or it was last asked long ago.
+   * The member holding the mirror's require-leader watch answers its
+   * progress requests every second, so while all is well it is never asked.
+   */
+  const dueForProbe = (member: UpstreamMember, now: number, quietEverywhere: boolean): boolean => {
+    if (pool.health(member) === 'unknown' || !probedAt.has(member) || quietEverywhere) return true;
+    const recentlyHeard = now - (heardAt.get(member) ?? 0) < 2 * interval;
+    const inUse = now - (usedAt.get(member) ?? 0) < IN_USE_MS;
+    if (inUse && !recentlyHeard) return true;
+    return !recentlyHeard && now - (probedAt.get(member) ?? 0) >= IDLE_PROBE_INTERVAL_MS;
+  };
+  const probeDue = (force: boolean): void => {
+    const now = Date.now();
+    const quietEverywhere = now - lastAnswer >= 2 * interval;
     for (const member of pool.members()) {
       // A member still owing its last answer is not asked again meanwhile.
-      if (probing.has(member)) continue;
+      if (probing.has(member) || (!force && !dueForProbe(member, now, quietEverywhere))) continue;
       probing.add(member);
+      probedAt.set(member, now);
       void probe(member).finally(() => probing.delete(member));
     }
   };
   const timer = setInterval(() => {
     update();
-    if (!closed) probeAll();
-  }, PROBE_INTERVAL_MS);
+    if (!closed) probeDue(false);
+  }, interval);
   timer.unref();
-  probeAll();
+  probeDue(true);
   // New members are probed at once, not a second later.
-  const onChanged = (): void => probeAll();
+  const onChanged = (): void => probeDue(false);
   pool.on('changed', onChanged);
 
   return Object.assign(emitter, {
@@ -137,6 +176,10 @@ export function createLiveness(pool: UpstreamPool, timeoutMs: number, log: Logge
       return silent;
     },
     heard,
+    evidenceIntervalMs: interval,
+    used(member: UpstreamMember) {
+      usedAt.set(member, Date.now());
+    },
     close() {
       closed = true;
       clearInterval(timer);

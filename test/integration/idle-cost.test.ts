@@ -1,0 +1,50 @@
+// Integration (real etcd, its own metrics): an idle proxy costs etcd almost
+// nothing (a fleet multiplies it): no per-second probes while the mirror's
+// watch answers its progress requests; and a frozen etcd is still noticed
+// within the upstream timeout.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { EtcdServer } from '../support/etcd';
+import { etcdAndProxy } from '../support/fixture';
+import { call, rawClients } from '../support/raw-client';
+import { until } from '../support/until';
+
+/** RPCs etcd has started, by method, from its own grpc-prometheus counters. */
+async function rpcsStarted(etcd: EtcdServer): Promise<Map<string, number>> {
+  const text = await (await fetch(`${etcd.clientUrl}/metrics`)).text();
+  const counts = new Map<string, number>();
+  for (const match of text.matchAll(/^grpc_server_started_total\{grpc_method="(\w+)",grpc_service="[\w.]+",grpc_type="\w+"\} (\S+)$/gm)) {
+    counts.set(match[1] ?? '', (counts.get(match[1] ?? '') ?? 0) + Number(match[2]));
+  }
+  return counts;
+}
+
+describe('an idle proxy', () => {
+  const both = etcdAndProxy(['--upstream-timeout', '3s']);
+
+  it('makes next to no RPCs while idle, and still notices a frozen etcd within the upstream timeout', async () => {
+    await new Promise((resolve) => setTimeout(resolve, 2_000)); // past start-up: member list, first probe
+    const before = await rpcsStarted(both.etcd);
+    await new Promise((resolve) => setTimeout(resolve, 10_000));
+    const after = await rpcsStarted(both.etcd);
+    const made = [...after].map(([method, count]) => [method, count - (before.get(method) ?? 0)] as const).filter(([, n]) => n > 0);
+    const total = made.reduce((sum, [, n]) => sum + n, 0);
+    // Per-second probes alone made 10 in this window; what is left is a consistency page and a member-list refresh.
+    assert.ok(total <= 3, `RPCs in 10 idle seconds: ${JSON.stringify(made)}`);
+
+    const clients = rawClients(both.proxy.address);
+    try {
+      await both.etcd.freeze();
+      const frozenAt = Date.now();
+      await until('the proxy to call the upstream lost', async () => (await both.proxy.metrics.upstreamUp.get()).values[0]?.value === 0, 10_000);
+      const lostAfter = Date.now() - frozenAt;
+      // The timeout, plus a tick of the liveness check and slack for a loaded machine.
+      assert.ok(lostAfter < 3_000 + 3_000, `lost after ${lostAfter} ms`);
+      const refused = await call(clients.kv, 'Put', { key: Buffer.from('k'), value: Buffer.from('v') }, { deadlineMs: 5_000 });
+      assert.match(refused.error?.details ?? '', /upstream cluster unreachable/);
+    } finally {
+      both.etcd.signal('SIGCONT');
+      clients.close();
+    }
+  });
+});

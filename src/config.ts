@@ -151,7 +151,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'watch-progress-notify-interval', description: "progress notifications for watches that asked for them (etcd's default)", defaultValue: '10m' },
   { name: 'watch-buffer-bytes', description: 'bytes a watch stream may have waiting for a slow client before its watches are cancelled', defaultValue: '33554432' },
   { name: 'response-cache-bytes', description: 'memory for encoded answers of repeated mirror reads, reused while their keys are unchanged (0: off)', defaultValue: '134217728' },
-  { name: 'consistency-check-interval', description: 'the least time between two pages of the rolling comparison of the mirror with the upstream (0: never)', defaultValue: '20s' },
+  { name: 'consistency-check-interval', description: 'the least time between two pages of the rolling comparison of the mirror with the upstream (0: never)', defaultValue: '60s' },
   { name: 'consistency-check-bytes-per-second', description: 'what the consistency check may read from the upstream, averaged', defaultValue: '1024' },
   { name: 'snapshot-dir', description: 'directory for periodic snapshots of the mirror and an APISIX apisix.yaml export (default: none)' },
   { name: 'snapshot-interval', description: 'how often a snapshot is written to --snapshot-dir', defaultValue: '5m' },
@@ -319,7 +319,7 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     if (!/^\d{3}$/.test(value) || code < 400 || code > 599) throw new Error('must be an HTTP error status, 400 to 599');
     return code;
   });
-  const consistencyCheckIntervalMs = attempt('consistency-check-interval', 20_000, (value) => (value === '0' ? 0 : parseDurationMs(value)));
+  const consistencyCheckIntervalMs = attempt('consistency-check-interval', 60_000, (value) => (value === '0' ? 0 : parseDurationMs(value)));
   const consistencyCheckBytesPerSecond = attempt('consistency-check-bytes-per-second', 1024, (value) => {
     const bytes = Number(value);
     if (!Number.isSafeInteger(bytes) || bytes < 1) throw new Error('must be a whole number of bytes per second, at least 1');

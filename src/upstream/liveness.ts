@@ -9,7 +9,7 @@ import { isServiceError } from '../etcd/errors';
 /** How often a member in use that has shown no sign of a leader lately is asked whether it has one. */
 export const PROBE_INTERVAL_MS = 1_000;
 /** How often a member not in use is asked, so a failover knows where to go. */
-export const IDLE_PROBE_INTERVAL_MS = 30_000;
+export const IDLE_PROBE_INTERVAL_MS = 60_000;
 /** A member the proxy sent work to within this long is in use. */
 const IN_USE_MS = 30_000;
 /** A probe that takes longer than this counts as a failure (a paused member never answers). */

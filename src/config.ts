@@ -55,6 +55,8 @@ export interface ProxyConfig {
   readonly consistencyCheckIntervalMs: number;
   /** What the consistency check may read from the upstream, averaged. */
   readonly consistencyCheckBytesPerSecond: number;
+  /** The fastest a list of the keyspace (first sync, after a compaction) reads from the upstream; 0: no limit. */
+  readonly listBytesPerSecond: number;
   /** Where periodic snapshots (and the APISIX export) are written; null: none. */
   readonly snapshotDir: string | null;
   readonly snapshotIntervalMs: number;
@@ -153,6 +155,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'response-cache-bytes', description: 'memory for encoded answers of repeated mirror reads, reused while their keys are unchanged (0: off)', defaultValue: '134217728' },
   { name: 'consistency-check-interval', description: 'the least time between two pages of the rolling comparison of the mirror with the upstream (0: never)', defaultValue: '60s' },
   { name: 'consistency-check-bytes-per-second', description: 'what the consistency check may read from the upstream, averaged', defaultValue: '1024' },
+  { name: 'list-bytes-per-second', description: 'the fastest a list of the keyspace (first sync, or after a compaction) reads from the upstream (0: no limit)', defaultValue: '8388608' },
   { name: 'snapshot-dir', description: 'directory for periodic snapshots of the mirror and an APISIX apisix.yaml export (default: none)' },
   { name: 'snapshot-interval', description: 'how often a snapshot is written to --snapshot-dir', defaultValue: '5m' },
   { name: 'apisix-prefix', description: 'etcd prefix of the APISIX configuration exported to apisix.yaml', defaultValue: '/apisix' },
@@ -320,6 +323,11 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     return code;
   });
   const consistencyCheckIntervalMs = attempt('consistency-check-interval', 60_000, (value) => (value === '0' ? 0 : parseDurationMs(value)));
+  const listBytesPerSecond = attempt('list-bytes-per-second', 8 * 1024 * 1024, (value) => {
+    const bytes = Number(value);
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw new Error('must be a whole number of bytes per second (0: no limit)');
+    return bytes;
+  });
   const consistencyCheckBytesPerSecond = attempt('consistency-check-bytes-per-second', 1024, (value) => {
     const bytes = Number(value);
     if (!Number.isSafeInteger(bytes) || bytes < 1) throw new Error('must be a whole number of bytes per second, at least 1');
@@ -427,6 +435,7 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     writeRejectHttpStatus,
     mirrorPrefixes,
     history,
+    listBytesPerSecond,
     consistencyCheckBytesPerSecond,
     consistencyCheckIntervalMs,
     watchProgressNotifyIntervalMs,

@@ -110,6 +110,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     onWatchStream: (delta) => metrics.upstreamWatchStreams.inc(delta),
     onFailover: () => metrics.upstreamFailovers.inc({ kind: 'mirror_watch' }),
     onReconnectDelay: (ms) => metrics.mirrorReconnectDelay.observe(ms / 1000),
+    listBytesPerSecond: config.listBytesPerSecond,
   });
   // After startMirror: it may have discarded what the data dir held.
   metrics.mirrorRevision.set(store.meta().revision);

@@ -70,6 +70,8 @@ export interface MirrorDeps {
   readonly onFailover?: () => void;
   /** Called with each wait before the mirror tries etcd again, ms (metrics). */
   readonly onReconnectDelay?: (ms: number) => void;
+  /** The fastest a list of the keyspace reads from etcd; 0: as fast as it answers. */
+  readonly listBytesPerSecond?: number;
 }
 
 /** The watch's member stopped answering: resume elsewhere at once, without the error backoff. */
@@ -92,7 +94,7 @@ class RelistNeeded extends Error {
  * Reconnects resume at M+1; a compaction past M means a fresh list; another
  * cluster, or one whose revision is behind M, means the store is wiped first.
  */
-export function startMirror({ store, pool, liveness, log, ranges, auth, identity, onRevision, onWatchStream, onFailover, onReconnectDelay }: MirrorDeps): Mirror {
+export function startMirror({ store, pool, liveness, log, ranges, auth, identity, onRevision, onWatchStream, onFailover, onReconnectDelay, listBytesPerSecond = 0 }: MirrorDeps): Mirror {
   const held = store.meta();
   if (held.revision > 0 && held.scope !== ranges.describe()) {
     log.warn({ held: held.scope, configured: ranges.describe() }, 'the mirror on disk holds other keys than --mirror-prefix asks for: discarded, rebuilding');
@@ -132,7 +134,7 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, identity
   const relist = async (member: UpstreamMember, compactRevision: number): Promise<void> => {
     const started = Date.now();
     const previous = store.meta().revision;
-    const result = await listInto(store, member.client, ranges, compactRevision, () => identity.metadataFor(member));
+    const result = await listInto(store, member.client, ranges, compactRevision, () => identity.metadataFor(member), listBytesPerSecond);
     log.info({ revision: result.revision, keys: result.keys, ms: Date.now() - started }, 'mirror listed the upstream keyspace');
     // A list is an anonymous read of everything mirrored: the upstream lets anyone read.
     auth.accepted();

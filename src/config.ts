@@ -300,22 +300,14 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
   };
   const endpoints = attempt('endpoints', parseEndpointList(DEFAULT_ENDPOINTS), parseEndpointList);
   const discovery = buildDiscovery(raw, attempt, problems);
-  const syncIntervalMs = attempt('sync-interval', 30_000, (value) => {
-    const ms = parseDurationMs(value);
-    if (ms < 100) throw new Error('must be at least 100ms');
-    return ms;
-  });
+  const syncIntervalMs = attempt('sync-interval', 30_000, durationOfAtLeast(100, '100ms'));
   const listenAddr = attempt('listen-addr', { host: '127.0.0.1', port: 23790 }, parseHostPort);
   const advertiseClientUrl = attempt('advertise-client-url', null as string | null, parseClientUrl);
   const metricsAddr = attempt('metrics-addr', null as HostPort | null, parseMetricsAddr);
   const logLevel = attempt('log-level', 'info' as LogLevel, parseLogLevel);
   const shutdownGraceMs = attempt('shutdown-grace', 5000, parseDurationMs);
   const mode = attempt('mode', 'readwrite' as ProxyMode, (value) => oneOf(PROXY_MODES, value));
-  const upstreamTimeoutMs = attempt('upstream-timeout', 3000, (value) => {
-    const ms = parseDurationMs(value);
-    if (ms < 100) throw new Error('must be at least 100ms');
-    return ms;
-  });
+  const upstreamTimeoutMs = attempt('upstream-timeout', 3000, durationOfAtLeast(100, '100ms'));
   const staleReads = attempt('stale-reads', 'allow' as StaleReads, (value) => oneOf(STALE_READS, value));
   const writeRejectHttpStatus = attempt('write-reject-http-status', 501, (value) => {
     const code = Number(value);
@@ -323,36 +315,12 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     return code;
   });
   const consistencyCheckIntervalMs = attempt('consistency-check-interval', 60_000, (value) => (value === '0' ? 0 : parseDurationMs(value)));
-  const listBytesPerSecond = attempt('list-bytes-per-second', 8 * 1024 * 1024, (value) => {
-    const bytes = Number(value);
-    if (!Number.isSafeInteger(bytes) || bytes < 0) throw new Error('must be a whole number of bytes per second (0: no limit)');
-    return bytes;
-  });
-  const consistencyCheckBytesPerSecond = attempt('consistency-check-bytes-per-second', 1024, (value) => {
-    const bytes = Number(value);
-    if (!Number.isSafeInteger(bytes) || bytes < 1) throw new Error('must be a whole number of bytes per second, at least 1');
-    return bytes;
-  });
-  const watchProgressNotifyIntervalMs = attempt('watch-progress-notify-interval', 600_000, (value) => {
-    const ms = parseDurationMs(value);
-    if (ms < 10) throw new Error('must be at least 10ms');
-    return ms;
-  });
-  const watchBufferBytes = attempt('watch-buffer-bytes', 32 * 1024 * 1024, (value) => {
-    const bytes = Number(value);
-    if (!Number.isSafeInteger(bytes) || bytes < 65_536) throw new Error('must be a whole number of bytes, at least 65536');
-    return bytes;
-  });
-  const responseCacheBytes = attempt('response-cache-bytes', 128 * 1024 * 1024, (value) => {
-    const bytes = Number(value);
-    if (!Number.isSafeInteger(bytes) || bytes < 0) throw new Error('must be a whole number of bytes (0 turns the cache off)');
-    return bytes;
-  });
-  const history = attempt('history', 100_000, (value) => {
-    const count = Number(value);
-    if (!Number.isSafeInteger(count) || count < 1) throw new Error('must be a whole number of revisions, at least 1');
-    return count;
-  });
+  const listBytesPerSecond = attempt('list-bytes-per-second', 8 * 1024 * 1024, wholeNumberOfAtLeast(0, 'must be a whole number of bytes per second (0: no limit)'));
+  const consistencyCheckBytesPerSecond = attempt('consistency-check-bytes-per-second', 1024, wholeNumberOfAtLeast(1, 'must be a whole number of bytes per second, at least 1'));
+  const watchProgressNotifyIntervalMs = attempt('watch-progress-notify-interval', 600_000, durationOfAtLeast(10, '10ms'));
+  const watchBufferBytes = attempt('watch-buffer-bytes', 32 * 1024 * 1024, wholeNumberOfAtLeast(65_536, 'must be a whole number of bytes, at least 65536'));
+  const responseCacheBytes = attempt('response-cache-bytes', 128 * 1024 * 1024, wholeNumberOfAtLeast(0, 'must be a whole number of bytes (0 turns the cache off)'));
+  const history = attempt('history', 100_000, wholeNumberOfAtLeast(1, 'must be a whole number of revisions, at least 1'));
   const mirrorPrefixes = attempt('mirror-prefix', [] as string[], parsePrefixList);
   const dataDir = attempt('data-dir', DEFAULT_DATA_DIR, (value) => {
     if (value.trim() === '') throw new Error('must not be empty');
@@ -362,11 +330,7 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     if (value.trim() === '') throw new Error('must not be empty');
     return value;
   });
-  const snapshotIntervalMs = attempt('snapshot-interval', 300_000, (value) => {
-    const ms = parseDurationMs(value);
-    if (ms < 100) throw new Error('must be at least 100ms');
-    return ms;
-  });
+  const snapshotIntervalMs = attempt('snapshot-interval', 300_000, durationOfAtLeast(100, '100ms'));
   const apisixPrefix = attempt('apisix-prefix', '/apisix', (value) => {
     if (value === '') throw new Error('must not be empty');
     return value;
@@ -391,17 +355,9 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     if (colon <= 0) throw new Error('must be name:password');
     return { name: value.slice(0, colon), password: value.slice(colon + 1) };
   });
-  const authRefreshIntervalMs = attempt('auth-refresh-interval', 60_000, (value) => {
-    const ms = parseDurationMs(value);
-    if (ms < 100) throw new Error('must be at least 100ms');
-    return ms;
-  });
+  const authRefreshIntervalMs = attempt('auth-refresh-interval', 60_000, durationOfAtLeast(100, '100ms'));
   const authOfflineLogin = attempt('auth-offline-login', false, parseBoolean);
-  const authOfflineMaxAgeMs = attempt('auth-offline-max-age', 24 * 3_600_000, (value) => {
-    const ms = parseDurationMs(value);
-    if (ms < 1_000) throw new Error('must be at least 1s');
-    return ms;
-  });
+  const authOfflineMaxAgeMs = attempt('auth-offline-max-age', 24 * 3_600_000, durationOfAtLeast(1_000, '1s'));
   const authJwtPubKey = attempt('auth-jwt-pub-key', null as string | null, readable);
   const serverCert = attempt('cert-file', null as string | null, readable);
   const serverKey = attempt('key-file', null as string | null, readable);
@@ -535,6 +491,24 @@ function oneOf<T extends string>(allowed: readonly T[], value: string): T {
 }
 
 const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** A parser for a duration of at least `minMs` (`minText` says it as the flag would). */
+function durationOfAtLeast(minMs: number, minText: string): (value: string) => number {
+  return (value) => {
+    const ms = parseDurationMs(value);
+    if (ms < minMs) throw new Error(`must be at least ${minText}`);
+    return ms;
+  };
+}
+
+/** A parser for a whole number (bytes, mostly) of at least `min`; `problem` is the message otherwise. */
+function wholeNumberOfAtLeast(min: number, problem: string): (value: string) => number {
+  return (value) => {
+    const number = Number(value);
+    if (!Number.isSafeInteger(number) || number < min) throw new Error(problem);
+    return number;
+  };
+}
 
 /** Go-style durations, as etcd's flags take them: "500ms", "3s", "1m30s". */
 export function parseDurationMs(value: string): number {

@@ -48,6 +48,11 @@ export function isProxyIssuedToken(token: string): boolean {
   return token.startsWith(PROXY_TOKEN_PREFIX);
 }
 
+/** Every range permitted, or etcd's refusal. */
+function decisionBy(permissions: ReadPermissions, ranges: readonly KeyRangeAsked[]): ReadDecision {
+  return ranges.every((range) => permissions.permits(range.key, range.rangeEnd)) ? { kind: 'permit' } : { kind: 'refuse', error: 'permissionDenied' };
+}
+
 /** The token a call carries, where etcd looks for it: gRPC's `token`, or the JSON gateway's `Authorization`. */
 export function tokenOf(metadata: Metadata): string | undefined {
   const value = metadata.get('token')[0] ?? metadata.get('authorization')[0];
@@ -122,7 +127,7 @@ export class AuthDirectory {
     if (user === undefined) return this.decideForUnseenToken(token, ranges);
     const permissions = await this.permissionsOf(user, token);
     if (permissions === null) return this.upstreamLost() ? { kind: 'refuse', error: 'invalidAuthToken' } : { kind: 'forward' };
-    return ranges.every((range) => permissions.permits(range.key, range.rangeEnd)) ? { kind: 'permit' } : { kind: 'refuse', error: 'permissionDenied' };
+    return decisionBy(permissions, ranges);
   }
 
   /**
@@ -137,7 +142,7 @@ export class AuthDirectory {
     if (claims === null) return this.upstreamLost() ? { kind: 'refuse', error: 'invalidAuthToken' } : { kind: 'forward' };
     let permissions: ReadPermissions | null;
     if (this.upstreamLost()) {
-      permissions = this.users.get(claims.user)?.permissions ?? this.storedPermissions(claims.user);
+      permissions = this.lastKnownPermissions(claims.user);
       if (permissions === null) return { kind: 'refuse', error: 'invalidAuthToken' };
     } else {
       const fetched = await this.fetch(claims.user, token);
@@ -146,16 +151,21 @@ export class AuthDirectory {
       this.remember(claims.user, fetched);
       permissions = fetched;
     }
-    return ranges.every((range) => permissions.permits(range.key, range.rangeEnd)) ? { kind: 'permit' } : { kind: 'refuse', error: 'permissionDenied' };
+    return decisionBy(permissions, ranges);
   }
 
-  private remember(user: string, permissions: ReadPermissions): void {
+  private entryOf(user: string): UserEntry {
     let entry = this.users.get(user);
     if (entry === undefined) {
       entry = { permissions: null, fetchedAt: 0, fetching: null };
       this.users.set(user, entry);
       this.metrics.authUsers.set(this.users.size);
     }
+    return entry;
+  }
+
+  private remember(user: string, permissions: ReadPermissions): void {
+    const entry = this.entryOf(user);
     entry.permissions = permissions;
     entry.fetchedAt = Date.now();
   }
@@ -168,9 +178,14 @@ export class AuthDirectory {
       return { kind: 'refuse', error: 'invalidAuthToken' };
     }
     issued.usedAt = Date.now();
-    const known = this.users.get(issued.user)?.permissions ?? this.storedPermissions(issued.user);
+    const known = this.lastKnownPermissions(issued.user);
     if (known === null) return { kind: 'refuse', error: 'permissionDenied' };
-    return ranges.every((range) => known.permits(range.key, range.rangeEnd)) ? { kind: 'permit' } : { kind: 'refuse', error: 'permissionDenied' };
+    return decisionBy(known, ranges);
+  }
+
+  /** What the user could read when last asked: in memory, or kept with its offline login. */
+  private lastKnownPermissions(user: string): ReadPermissions | null {
+    return this.users.get(user)?.permissions ?? this.storedPermissions(user);
   }
 
   private storedPermissions(user: string): ReadPermissions | null {
@@ -179,28 +194,20 @@ export class AuthDirectory {
   }
 
   private async permissionsOf(user: string, token: string): Promise<ReadPermissions | null> {
-    let entry = this.users.get(user);
-    if (entry === undefined) {
-      entry = { permissions: null, fetchedAt: 0, fetching: null };
-      this.users.set(user, entry);
-      this.metrics.authUsers.set(this.users.size);
-    }
-    const fresh = entry.permissions !== null && Date.now() - entry.fetchedAt < this.refreshIntervalMs;
-    if (fresh || (entry.permissions !== null && this.upstreamLost())) return entry.permissions;
-    if (this.upstreamLost()) return this.storedPermissions(user);
-    const current = entry;
-    current.fetching ??= this.fetch(user, token)
+    const entry = this.entryOf(user);
+    const lost = this.upstreamLost();
+    // While etcd is down, what is known serves as it is.
+    if (entry.permissions !== null && (lost || Date.now() - entry.fetchedAt < this.refreshIntervalMs)) return entry.permissions;
+    if (lost) return this.storedPermissions(user);
+    entry.fetching ??= this.fetch(user, token)
       .then((permissions) => {
-        if (permissions !== null) {
-          current.permissions = permissions;
-          current.fetchedAt = Date.now();
-        }
-        return permissions ?? current.permissions;
+        if (permissions !== null) this.remember(user, permissions);
+        return permissions ?? entry.permissions;
       })
       .finally(() => {
-        current.fetching = null;
+        entry.fetching = null;
       });
-    return current.fetching;
+    return entry.fetching;
   }
 
   /** The user's roles and their key permissions, read with the user's own token; null when etcd cannot say. */

@@ -4,7 +4,7 @@ import type { Metrics } from '../metrics';
 import type { EncodedKeyValue } from '../etcd/kv-bytes';
 import type { MirrorStore } from '../store/store';
 import type { UpstreamIdentity } from '../upstream/identity';
-import type { UpstreamPool } from '../upstream/pool';
+import type { UpstreamMember, UpstreamPool } from '../upstream/pool';
 import { callUpstream } from '../upstream/unary';
 import { isRetained, keyspaceAt } from './history-view';
 import type { Mirror } from './mirror';
@@ -97,7 +97,7 @@ export function startConsistencyChecks(deps: {
   };
 
   /** The whole keyspace's cheap evidence: every mirrored range's count at R, where the mirror is at R still. */
-  const countsAgree = async (member: NonNullable<ReturnType<UpstreamPool['candidates']>[0]>, revision: number): Promise<StepResult | null> => {
+  const countsAgree = async (member: UpstreamMember, revision: number): Promise<StepResult | null> => {
     for (const range of ranges.ranges) {
       const request = MirroredRanges.toRequest(range);
       const answer = await callUpstream<{ count?: string }>(

@@ -48,6 +48,8 @@ export function createWritePolicy(deps: {
       const written = writtenRanges(definition.requestDeserialize(request) as WireWrite);
       if (written.length === 0 || (!deps.ranges.whole && !written.some((r) => deps.ranges.touchesWatch(r.key, r.rangeEnd)))) return;
       const decoded = definition.responseDeserialize(response) as { header?: WireHeader };
+      // etcd took the write, so it answers: a mirror still waiting out its reconnect delay goes now.
+      deps.mirror.hurry();
       await deps.mirror.waitForRevision(toRevision(decoded.header?.revision), READ_YOUR_WRITES_TIMEOUT_MS);
     },
   };

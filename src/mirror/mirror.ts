@@ -46,6 +46,11 @@ export interface Mirror extends EventEmitter<MirrorEvents> {
   authEnabled(): boolean;
   /** Resolves true once M >= revision, false after timeoutMs. */
   waitForRevision(revision: number, timeoutMs: number): Promise<boolean>;
+  /**
+   * A client waits for the mirror (read your writes): if it is waiting to
+   * reconnect, it reconnects now rather than at its jittered moment.
+   */
+  hurry(): void;
   /** Lists the upstream keyspace again (after a failed consistency check), keeping the old content until done. */
   requestRelist(reason: string): void;
   close(): Promise<void>;
@@ -291,6 +296,7 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, identity
     authRequired: () => auth.isRequired(),
     authEnabled: () => auth.isEnabled(),
     waitForRevision: (revision: number, timeoutMs: number) => waiters.wait(revision, timeoutMs),
+    hurry: () => wakeUp?.(),
     requestRelist(reason: string) {
       relistReason = reason;
       stream?.cancel();

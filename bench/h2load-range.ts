@@ -6,7 +6,10 @@
 //
 // Each path runs `--rounds` times, the paths taking turns, and the median
 // rate is reported: on a shared 2-core machine one run of each, back to back,
-// moves the ratios by 20% from one run to the next.
+// moves the ratios by 20% from one run to the next. The CPU each request cost
+// the serving process, and etcd behind it, is read from /proc over all rounds:
+// on this machine etcd, the load generator and the server share two cores, so
+// what one of them burns slows the others.
 //
 //   node --import tsx bench/h2load-range.ts [--requests 100000] [--clients 8] [--streams 16] [--rounds 3]
 import { spawn } from 'node:child_process';
@@ -15,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { serviceMethods } from '../src/etcd/proto';
+import { cpuSeconds } from './support/cpu';
 import { freePort, sleep, startEtcd, stopChild } from '../test/support/etcd';
 import { trackProcess } from '../test/support/processes';
 import { startProxyProcess } from '../test/support/proxy';
@@ -35,6 +39,19 @@ interface Row {
   readonly path: string;
   readonly requestsPerSecond: number;
   readonly failed: number;
+  /** CPU the serving process spent per request, µs. */
+  readonly serverMicros: number;
+  /** CPU etcd spent per request while a proxy served it, µs. */
+  readonly etcdMicros: number;
+}
+
+/** Where a path's requests go, and which processes' CPU they cost. */
+interface Path {
+  readonly path: string;
+  readonly address: string;
+  readonly body: string;
+  readonly serverPid: number;
+  readonly etcdPid: number | null;
 }
 
 async function h2load(address: string, bodyFile: string, requests = values.requests ?? '100000'): Promise<{ requestsPerSecond: number; failed: number }> {
@@ -78,22 +95,30 @@ async function main(): Promise<void> {
   const proxy = await startProxyProcess([etcd.clientUrl], ['--log-level', 'warn']);
   await sleep(1000);
 
-  const paths: { path: string; address: string; body: string }[] = [];
+  const pidOf = (child: { pid?: number | undefined }): number => child.pid ?? -1;
+  const paths: Path[] = [];
   for (const [kind, body] of Object.entries(bodies)) {
-    for (const [path, address] of [
-      ['etcd direct', etcd.clientAddress],
-      ['etcd grpc-proxy', `127.0.0.1:${grpcProxyPort}`],
-      ['etcd-cache-proxy', proxy.address],
+    for (const [path, address, serverPid, etcdPid] of [
+      ['etcd direct', etcd.clientAddress, etcd.pid, null],
+      ['etcd grpc-proxy', `127.0.0.1:${grpcProxyPort}`, pidOf(grpcProxy), etcd.pid],
+      ['etcd-cache-proxy', proxy.address, pidOf(proxy.child), etcd.pid],
     ] as const) {
-      paths.push({ path: `${path}, ${kind}`, address, body });
+      paths.push({ path: `${path}, ${kind}`, address, body, serverPid, etcdPid });
     }
   }
-  paths.push({ path: 'bare grpc-js server (floor)', address: `127.0.0.1:${floorPort}`, body: bodies.serializable });
-  const runs = new Map<string, { requestsPerSecond: number; failed: number }[]>();
+  paths.push({ path: 'bare grpc-js server (floor)', address: `127.0.0.1:${floorPort}`, body: bodies.serializable, serverPid: pidOf(floor), etcdPid: null });
+  const runs = new Map<string, { requestsPerSecond: number; failed: number; serverSeconds: number; etcdSeconds: number }[]>();
   try {
     for (const { address, body } of paths) await h2load(address, body, '5000'); // warm-up: JIT, connections, caches
     for (let round = 0; round < Number(values.rounds ?? '3'); round += 1) {
-      for (const { path, address, body } of paths) runs.set(path, [...(runs.get(path) ?? []), await h2load(address, body)]);
+      for (const { path, address, body, serverPid, etcdPid } of paths) {
+        const serverBefore = cpuSeconds(serverPid);
+        const etcdBefore = etcdPid === null ? 0 : cpuSeconds(etcdPid);
+        const result = await h2load(address, body);
+        const serverSeconds = cpuSeconds(serverPid) - serverBefore;
+        const etcdSeconds = etcdPid === null ? 0 : cpuSeconds(etcdPid) - etcdBefore;
+        runs.set(path, [...(runs.get(path) ?? []), { ...result, serverSeconds, etcdSeconds }]);
+      }
     }
   } finally {
     await proxy.stop();
@@ -105,16 +130,25 @@ async function main(): Promise<void> {
   const rows: Row[] = paths.map(({ path }) => {
     const results = runs.get(path) ?? [];
     const rates = results.map((r) => r.requestsPerSecond).sort((a, b) => a - b);
-    return { path, requestsPerSecond: rates[Math.floor(rates.length / 2)] ?? NaN, failed: results.reduce((sum, r) => sum + r.failed, 0) };
+    const requests = results.length * Number(values.requests);
+    const behindEtcd = paths.find((p) => p.path === path)?.etcdPid !== null;
+    const micros = (seconds: number): number => (seconds / requests) * 1e6;
+    return {
+      path,
+      requestsPerSecond: rates[Math.floor(rates.length / 2)] ?? NaN,
+      failed: results.reduce((sum, r) => sum + r.failed, 0),
+      serverMicros: micros(results.reduce((sum, r) => sum + r.serverSeconds, 0)),
+      etcdMicros: behindEtcd ? micros(results.reduce((sum, r) => sum + r.etcdSeconds, 0)) : NaN,
+    };
   });
   const direct = (kind: string): number => rows.find((r) => r.path === `etcd direct, ${kind}`)?.requestsPerSecond ?? NaN;
   const floorRate = rows[rows.length - 1]?.requestsPerSecond ?? NaN;
   console.log(`h2load -n ${values.requests} -c ${values.clients} -m ${values.streams}, Range of 10 keys x 256 B, one etcd 3.4 on loopback; median of ${values.rounds} rounds\n`);
-  console.log('path                                   req/s   vs direct   vs floor   failed');
+  console.log('path                                   req/s   vs direct   vs floor   CPU µs/req   + etcd µs/req   failed');
   for (const row of rows) {
     const kind = row.path.endsWith('linearizable') ? 'linearizable' : 'serializable';
     console.log(
-      `${row.path.padEnd(36)} ${row.requestsPerSecond.toFixed(0).padStart(8)}   ${(row.requestsPerSecond / direct(kind)).toFixed(2).padStart(9)}   ${(row.requestsPerSecond / floorRate).toFixed(2).padStart(8)}   ${String(row.failed).padStart(6)}`,
+      `${row.path.padEnd(36)} ${row.requestsPerSecond.toFixed(0).padStart(8)}   ${(row.requestsPerSecond / direct(kind)).toFixed(2).padStart(9)}   ${(row.requestsPerSecond / floorRate).toFixed(2).padStart(8)}   ${row.serverMicros.toFixed(1).padStart(10)}   ${(Number.isNaN(row.etcdMicros) ? '-' : row.etcdMicros.toFixed(1)).padStart(13)}   ${String(row.failed).padStart(6)}`,
     );
   }
 }

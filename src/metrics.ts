@@ -26,6 +26,8 @@ export interface Metrics {
   readonly upstreamUp: Gauge;
   readonly upstreamAuthRequired: Gauge;
   readonly readBarrierCalls: Counter;
+  /** Every call the proxy starts upstream, streams once when opened: what it costs etcd, and why. */
+  readonly upstreamCalls: Counter<'method' | 'reason'>;
   readonly mirrorRelists: Counter;
   /** Waits before the mirror tries etcd again (after a failure, or when etcd is back), jittered. */
   readonly mirrorReconnectDelay: Histogram;
@@ -234,6 +236,12 @@ export function createMetrics(registry: Registry = new Registry()): Metrics {
       name: `${METRIC_PREFIX}mirror_reconnect_delay_seconds`,
       help: 'Waits before the mirror tries etcd again, after a failure or when etcd is back: random, growing, capped (full jitter)',
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5],
+      registers: [registry],
+    }),
+    upstreamCalls: new Counter({
+      name: `${METRIC_PREFIX}upstream_calls_total`,
+      help: 'Calls the proxy started upstream, by method (KV/Range) and reason (client, read-barrier, mirror-watch, liveness...); a stream counts once, when opened',
+      labelNames: ['method', 'reason'] as const,
       registers: [registry],
     }),
     readBarrierCalls: new Counter({

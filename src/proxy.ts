@@ -20,7 +20,7 @@ import { createUpstreamPool } from './upstream/pool';
 import { createLiveness } from './upstream/liveness';
 import { createInstanceId, viaInterceptor } from './upstream/loop-guard';
 import { createMembership, initialEndpoints } from './upstream/membership';
-import { observePool } from './upstream/pool-metrics';
+import { observePool, upstreamCallCounter } from './upstream/pool-metrics';
 import { startMirror } from './mirror/mirror';
 import { MirroredRanges } from './mirror/mirrored-ranges';
 import { AuthDirectory } from './auth/directory';
@@ -43,6 +43,7 @@ import { WatchHub } from './watch/hub';
 import { createWritePolicy } from './api/write-policy';
 import { readiness } from './mirror/readiness';
 import { AuthGate } from './mirror/auth-gate';
+import { countingInterceptor } from './upstream/call-reason';
 
 export interface RunningProxy {
   /** The client port actually bound (port 0 in the config picks a free one). */
@@ -80,7 +81,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   const upstreamLog = log.child({ component: 'upstream' });
   const upstreamCredentials = watchUpstreamCredentials(config.upstreamTls, upstreamLog);
   const pool = createUpstreamPool(initialEndpoints(config.discovery, config.endpoints, store), upstreamLog, {
-    interceptors: [viaInterceptor(instanceId)],
+    interceptors: [countingInterceptor(upstreamCallCounter(metrics)), viaInterceptor(instanceId)],
     tls: upstreamCredentials,
   });
   observePool(pool, metrics);

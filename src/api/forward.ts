@@ -14,6 +14,7 @@ import { ProxyError, toStatus } from '../etcd/errors';
 import type { Source } from '../metrics';
 import type { UpstreamMember } from '../upstream/pool';
 import { isProxyIssuedToken, tokenOf } from '../auth/directory';
+import { reasonedCall } from '../upstream/call-reason';
 
 /** Names one RPC for routing, metrics and logs. */
 export interface RpcRef {
@@ -131,7 +132,7 @@ export function forwardUnary(ctx: ApiContext, rpc: RpcRef, options: UnaryForward
         passBytes,
         call.request,
         metadata,
-        { deadline: call.getDeadline() },
+        reasonedCall('client', call.getDeadline()),
         (error: ServiceError | null, response?: Buffer) => {
           pending = undefined;
           if (error !== null) {
@@ -241,9 +242,7 @@ export function forwardBidi(ctx: ApiContext, rpc: RpcRef, isWrite = false): Dupl
     }
     const member = streamMember(ctx, call);
     if (member === undefined) return;
-    const upstream = member.client.makeBidiStreamRequest(rpc.path, passBytes, passBytes, upstreamMetadata(call.metadata), {
-      deadline: call.getDeadline(),
-    });
+    const upstream = member.client.makeBidiStreamRequest(rpc.path, passBytes, passBytes, upstreamMetadata(call.metadata), reasonedCall('client', call.getDeadline()));
     relayStream(ctx, rpc, call, upstream);
     call.on('data', (message: Buffer) => {
       if (!upstream.write(message)) {
@@ -266,7 +265,7 @@ export function forwardServerStream(ctx: ApiContext, rpc: RpcRef): ServerStreamH
       passBytes,
       call.request,
       upstreamMetadata(call.metadata),
-      { deadline: call.getDeadline() },
+      reasonedCall('client', call.getDeadline()),
     );
     relayStream(ctx, rpc, call, upstream);
   };

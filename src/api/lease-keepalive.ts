@@ -12,6 +12,7 @@ import { ProxyError, statusName, toStatus } from '../etcd/errors';
 import { forwardBidi, observeCall, type RpcRef } from './forward';
 import { rpcRef } from './forwarding-service';
 import { etcdMethod, passBytes } from '../etcd/proto';
+import { reasonedCall } from '../upstream/call-reason';
 
 const SERVICE = 'etcdserverpb.Lease';
 const METHOD = 'LeaseKeepAlive';
@@ -258,7 +259,7 @@ export class SharedKeepAlive {
     if (member === undefined) return null;
     let call: ClientDuplexStream<Buffer, Buffer>;
     try {
-      call = member.client.makeBidiStreamRequest(this.rpc.path, passBytes, passBytes, requireLeader());
+      call = member.client.makeBidiStreamRequest(this.rpc.path, passBytes, passBytes, requireLeader(), reasonedCall('client'));
     } catch (error) {
       // grpc-js throws on a closed channel: only while the proxy stops.
       this.ctx.log.warn({ member: member.endpoint.url, err: error }, 'upstream keep-alive stream could not be opened');

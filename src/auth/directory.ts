@@ -221,12 +221,12 @@ export class AuthDirectory {
     const members = this.pool.candidates();
     for (const member of members) {
       try {
-        const got = await callUpstream<{ roles?: string[] }>(member.client, 'etcdserverpb.Auth', 'UserGet', { name: user }, { deadlineMs: FETCH_TIMEOUT_MS, metadata: metadata() });
+        const got = await callUpstream<{ roles?: string[] }>(member.client, 'etcdserverpb.Auth', 'UserGet', { name: user }, { deadlineMs: FETCH_TIMEOUT_MS, metadata: metadata(), reason: 'auth-directory' });
         const roles = got.roles ?? [];
         const permissions: KeyPermission[] = [];
         for (const role of roles) {
           if (role === ROOT_ROLE) continue;
-          const answer = await callUpstream<WireRole>(member.client, 'etcdserverpb.Auth', 'RoleGet', { role }, { deadlineMs: FETCH_TIMEOUT_MS, metadata: metadata() });
+          const answer = await callUpstream<WireRole>(member.client, 'etcdserverpb.Auth', 'RoleGet', { role }, { deadlineMs: FETCH_TIMEOUT_MS, metadata: metadata(), reason: 'auth-directory' });
           for (const perm of answer.perm ?? []) {
             permissions.push({ key: perm.key ?? Buffer.alloc(0), rangeEnd: perm.range_end ?? Buffer.alloc(0), type: perm.permType ?? 'READ' });
           }

@@ -166,7 +166,7 @@ export class AuthGate {
   async probe(client: Client): Promise<void> {
     if (Date.now() >= this.authStatusUnsupportedUntil) {
       try {
-        const answer = await callUpstream<{ enabled?: boolean }>(client, 'etcdserverpb.Auth', 'AuthStatus', {}, { deadlineMs: PROBE_TIMEOUT_MS });
+        const answer = await callUpstream<{ enabled?: boolean }>(client, 'etcdserverpb.Auth', 'AuthStatus', {}, { deadlineMs: PROBE_TIMEOUT_MS, reason: 'auth-status' });
         this.statusSaysEnabled = answer.enabled === true;
         this.setEnabled(this.statusSaysEnabled);
         return;
@@ -180,7 +180,7 @@ export class AuthGate {
       }
     }
     try {
-      await callUpstream(client, 'etcdserverpb.KV', 'Range', PROBE_REQUEST, { deadlineMs: PROBE_TIMEOUT_MS });
+      await callUpstream(client, 'etcdserverpb.KV', 'Range', PROBE_REQUEST, { deadlineMs: PROBE_TIMEOUT_MS, reason: 'auth-status' });
       this.setEnabled(false);
     } catch (error) {
       if (isAuthRefusal(error)) this.setEnabled(true);

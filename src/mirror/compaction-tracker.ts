@@ -22,7 +22,7 @@ export async function isCompactedUpstream(pool: UpstreamPool, revision: number, 
         'etcdserverpb.KV',
         'Range',
         { key: probeKey, revision: String(revision), count_only: true, serializable: true },
-        { deadlineMs: PROBE_TIMEOUT_MS, ...(identity === undefined ? {} : { metadata: identity.metadataFor(member) }) },
+        { deadlineMs: PROBE_TIMEOUT_MS, reason: 'compaction-check', ...(identity === undefined ? {} : { metadata: identity.metadataFor(member) }) },
       );
       return false;
     } catch (error) {

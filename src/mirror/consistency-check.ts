@@ -105,7 +105,7 @@ export function startConsistencyChecks(deps: {
         'etcdserverpb.KV',
         'Range',
         { ...request, revision: String(revision), count_only: true, serializable: true },
-        { deadlineMs: 10_000, metadata: deps.identity?.metadataFor(member) ?? new Metadata() },
+        { deadlineMs: 10_000, metadata: deps.identity?.metadataFor(member) ?? new Metadata(), reason: 'consistency-check' },
       );
       if (store.meta().revision !== revision) return null; // moved meanwhile: nothing to compare at R cheaply
       const mirrored = store.count(range.start, range.end);
@@ -130,7 +130,7 @@ export function startConsistencyChecks(deps: {
       if (counts !== null) return counts;
     }
     const start = from ?? MirroredRanges.toRequest(range).key;
-    const pages = rangePages(member.client, { start, end: range.end }, revision, () => deps.identity?.metadataFor(member) ?? new Metadata(), pageKeys());
+    const pages = rangePages(member.client, 'consistency-check', { start, end: range.end }, revision, () => deps.identity?.metadataFor(member) ?? new Metadata(), pageKeys());
     const first = await pages.next();
     await pages.return(undefined);
     if (first.done === true) return { kind: 'skipped', reason: 'no page' };

@@ -31,7 +31,7 @@ export async function listInto(
   let total = 0;
   let header: WireHeader | undefined;
   for (const [index, range] of ranges.ranges.entries()) {
-    for await (const page of rangePages(client, range, revision, metadata)) {
+    for await (const page of rangePages(client, 'mirror-list', range, revision, metadata)) {
       header ??= page.header;
       revision = page.revision;
       writer.putPage(page.records);

@@ -15,6 +15,7 @@ import { fullJitterDelayMs } from './reconnect-delay';
 import { listInto } from './lister';
 import { MirroredRanges } from './mirrored-ranges';
 import { RevisionWaiters } from './revision-waiters';
+import { reasonedCall } from '../upstream/call-reason';
 
 const STATUS_TIMEOUT_MS = 3_000;
 const INITIAL_BACKOFF_MS = 250;
@@ -121,7 +122,7 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, identity
   };
 
   const checkIdentity = async (member: UpstreamMember): Promise<void> => {
-    const status = await callUpstream<{ header?: WireHeader }>(member.client, 'etcdserverpb.Maintenance', 'Status', {}, { deadlineMs: STATUS_TIMEOUT_MS });
+    const status = await callUpstream<{ header?: WireHeader }>(member.client, 'etcdserverpb.Maintenance', 'Status', {}, { deadlineMs: STATUS_TIMEOUT_MS, reason: 'mirror-status' });
     const upstream = toIdentity(status.header);
     const upstreamRevision = toRevision(status.header?.revision);
     const meta = store.meta();
@@ -155,7 +156,7 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, identity
       // timeouts, and refuses it while it has none, so the mirror never follows a member cut off.
       const metadata = identity.metadataFor(member);
       metadata.set('hasleader', 'true');
-      const call = member.client.makeBidiStreamRequest(watch.path, watch.requestSerialize, passBytes, metadata, {}) as ClientDuplexStream<object, Buffer>;
+      const call = member.client.makeBidiStreamRequest(watch.path, watch.requestSerialize, passBytes, metadata, reasonedCall('mirror-watch')) as ClientDuplexStream<object, Buffer>;
       stream = call;
       onWatchStream?.(1);
       liveness.used(member);

@@ -1,6 +1,7 @@
 import { Metadata, type Client } from '@grpc/grpc-js';
 import type { EncodedKeyValue } from '../etcd/kv-bytes';
 import { readRangeResponse } from '../etcd/response-bytes';
+import type { UpstreamReason } from '../upstream/call-reason';
 import { callUpstreamForBytes } from '../upstream/unary';
 import { toRevision, type WireHeader } from '../etcd/wire';
 import { MirroredRanges, type KeyRange } from './mirrored-ranges';
@@ -25,6 +26,7 @@ export interface RangePage {
  */
 export async function* rangePages(
   client: Client,
+  reason: UpstreamReason,
   range: KeyRange,
   revision: number,
   metadata: () => Metadata = () => new Metadata(),
@@ -39,7 +41,7 @@ export async function* rangePages(
       'etcdserverpb.KV',
       'Range',
       { key: next, range_end: request.range_end, limit: String(pageKeys), revision: String(at) },
-      { deadlineMs: PAGE_TIMEOUT_MS, metadata: metadata() },
+      { deadlineMs: PAGE_TIMEOUT_MS, metadata: metadata(), reason },
     );
     const { response: page, kvs: records } = readRangeResponse(answer);
     if (at === 0) at = toRevision(page.header?.revision);

@@ -3,6 +3,7 @@ import { etcdMethod, passBytes } from '../etcd/proto';
 import { readHeaderRevision } from '../etcd/response-bytes';
 import type { UpstreamIdentity } from '../upstream/identity';
 import type { UpstreamMember, UpstreamPool } from '../upstream/pool';
+import { reasonedCall } from '../upstream/call-reason';
 
 /** The contract's bound on a barrier: past it, a linearizable read is forwarded instead. */
 export const READ_BARRIER_TIMEOUT_MS = 3_000;
@@ -104,7 +105,7 @@ function askRange(member: UpstreamMember, request: Buffer, metadata: Metadata): 
       passBytes,
       request,
       metadata,
-      { deadline: Date.now() + READ_BARRIER_TIMEOUT_MS },
+      reasonedCall('read-barrier', Date.now() + READ_BARRIER_TIMEOUT_MS),
       (error: ServiceError | null, response?: Buffer) => (error !== null ? reject(error) : resolve(response ?? Buffer.alloc(0))),
     );
   });

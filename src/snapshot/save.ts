@@ -67,7 +67,7 @@ export async function saveFromCluster(endpoints: readonly UpstreamEndpoint[], fi
   for (const endpoint of endpoints) {
     const client = new Client(endpoint.target, credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
     try {
-      const pages = rangePages(client, EVERYTHING.watchRange(), 0);
+      const pages = rangePages(client, 'snapshot', EVERYTHING.watchRange(), 0);
       const first = await pages.next();
       if (first.done === true) throw new Error('no answer');
       const header: SnapshotHeader = {

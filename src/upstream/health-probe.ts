@@ -1,6 +1,7 @@
 import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { etcdMethod, passBytes } from '../etcd/proto';
 import type { UpstreamPool } from './pool';
+import { reasonedCall } from './call-reason';
 
 export interface HealthResult {
   readonly healthy: boolean;
@@ -26,7 +27,7 @@ export async function probeUpstreamHealth(pool: UpstreamPool, timeoutMs: number)
         passBytes,
         request,
         new Metadata(),
-        { deadline: Date.now() + timeoutMs },
+        reasonedCall('health', Date.now() + timeoutMs),
         (err) => resolve(err),
       );
     });

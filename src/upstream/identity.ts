@@ -66,7 +66,7 @@ export class UpstreamIdentity {
 
   private async login(member: UpstreamMember, user: UpstreamUser): Promise<void> {
     try {
-      const answer = await callUpstream<{ token?: string }>(member.client, 'etcdserverpb.Auth', 'Authenticate', { name: user.name, password: user.password }, { deadlineMs: LOGIN_TIMEOUT_MS });
+      const answer = await callUpstream<{ token?: string }>(member.client, 'etcdserverpb.Auth', 'Authenticate', { name: user.name, password: user.password }, { deadlineMs: LOGIN_TIMEOUT_MS, reason: 'login' });
       if (answer.token === undefined || answer.token === '') throw new Error('etcd answered the login without a token');
       this.tokens.set(member, answer.token);
       this.log.info({ member: member.endpoint.url, user: user.name }, 'logged in upstream');

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { Metadata, type ClientDuplexStream, type StatusObject } from '@grpc/grpc-js';
 import { etcdMethod, passBytes } from '../etcd/proto';
 import type { UpstreamMember, UpstreamPool } from './pool';
+import { reasonedCall } from './call-reason';
 
 const NO_LEADER = 'etcdserver: no leader';
 /** How soon a sentinel that no member would hold is tried again. */
@@ -80,7 +81,7 @@ export class LeaderSentinel extends EventEmitter<{ noLeader: [] }> {
     }
     let stream: ClientDuplexStream<Buffer, Buffer>;
     try {
-      stream = member.client.makeBidiStreamRequest(WATCH.path, passBytes, passBytes, requireLeader());
+      stream = member.client.makeBidiStreamRequest(WATCH.path, passBytes, passBytes, requireLeader(), reasonedCall('leader-sentinel'));
     } catch {
       this.tryMembers(rest, sawNoLeader); // a closed channel: only while the proxy stops
       return;

@@ -114,7 +114,7 @@ export function createLiveness(pool: UpstreamPool, timeoutMs: number, log: Logge
     const metadata = new Metadata();
     metadata.set('hasleader', 'true');
     try {
-      await callUpstream(member.client, 'etcdserverpb.Maintenance', 'Status', {}, { deadlineMs: Math.min(timeoutMs, PROBE_TIMEOUT_MS), metadata });
+      await callUpstream(member.client, 'etcdserverpb.Maintenance', 'Status', {}, { deadlineMs: Math.min(timeoutMs, PROBE_TIMEOUT_MS), metadata, reason: 'liveness' });
       if (closed) return;
       pool.report(member, 'healthy');
       heard(member);

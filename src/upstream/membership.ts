@@ -125,7 +125,7 @@ export function createMembership(deps: MembershipDeps): Membership {
     const failures: string[] = [];
     for (const member of pool.candidates()) {
       try {
-        const response = await callUpstream<MemberListResponse>(member.client, 'etcdserverpb.Cluster', 'MemberList', {}, { deadlineMs: MEMBER_LIST_TIMEOUT_MS });
+        const response = await callUpstream<MemberListResponse>(member.client, 'etcdserverpb.Cluster', 'MemberList', {}, { deadlineMs: MEMBER_LIST_TIMEOUT_MS, reason: 'member-refresh' });
         const found = toEndpoints((response.members ?? []).flatMap((m) => firstUsable(m.clientURLs ?? [])));
         for (const { url, reason } of found.skipped) log.warn({ url, reason }, 'member client URL left out');
         if (found.endpoints.length > 0) return found.endpoints;

@@ -1,3 +1,4 @@
+import type { Counter } from 'prom-client';
 import type { Metrics } from '../metrics';
 import type { UpstreamPool } from './pool';
 
@@ -16,4 +17,18 @@ export function observePool(pool: UpstreamPool, metrics: Metrics): void {
   pool.on('healthy', update);
   pool.on('unhealthy', update);
   update();
+}
+
+/** Counts an upstream call into upstream_calls_total, keeping one series handle per method and reason (each call counts). */
+export function upstreamCallCounter(metrics: Metrics): (method: string, reason: string) => void {
+  const series = new Map<string, Counter.Internal>();
+  return (method, reason) => {
+    const key = `${method} ${reason}`;
+    let counter = series.get(key);
+    if (counter === undefined) {
+      counter = metrics.upstreamCalls.labels({ method, reason });
+      series.set(key, counter);
+    }
+    counter.inc();
+  };
 }

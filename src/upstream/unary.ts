@@ -1,8 +1,10 @@
 import { Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
 import { etcdMethod, passBytes, type EtcdServiceName } from '../etcd/proto';
+import { reasonedCall, type UpstreamReason } from './call-reason';
 
 export interface UnaryOptions {
   readonly deadlineMs: number;
+  readonly reason: UpstreamReason;
   readonly metadata?: Metadata;
 }
 
@@ -22,7 +24,7 @@ function call<Res>(
       deserialize,
       request,
       options.metadata ?? new Metadata(),
-      { deadline: Date.now() + options.deadlineMs },
+      reasonedCall(options.reason, Date.now() + options.deadlineMs),
       (error: ServiceError | null, response?: Res) => {
         if (error !== null) reject(error);
         else resolve(response as Res);

@@ -3,6 +3,7 @@ import { etcdMethod } from '../etcd/proto';
 import type { WireWatchResponse } from '../etcd/wire';
 import type { UpstreamMember } from '../upstream/pool';
 import type { WireWatchCreateRequest } from './watch-spec';
+import { reasonedCall } from '../upstream/call-reason';
 
 /** What one upstream watch on a relay stream reports to. */
 export interface UpstreamWatchListener {
@@ -52,7 +53,7 @@ export class RelayStream {
 
   static open(member: UpstreamMember, metadata: Metadata, hooks: RelayStreamHooks): RelayStream {
     const watch = etcdMethod('etcdserverpb.Watch', 'Watch');
-    const stream = member.client.makeBidiStreamRequest(watch.path, watch.requestSerialize, watch.responseDeserialize, metadata, {}) as ClientDuplexStream<
+    const stream = member.client.makeBidiStreamRequest(watch.path, watch.requestSerialize, watch.responseDeserialize, metadata, reasonedCall('client')) as ClientDuplexStream<
       object,
       WireWatchResponse
     >;

@@ -1,34 +1,52 @@
-// Benchmark: what a fleet of proxies costs etcd. N proxies (each its own
-// process and data dir, as on N gateway machines) in front of a 3-member
-// etcd on loopback. Read from etcd's own /metrics, summed over its members:
+// Benchmark: what a fleet of proxies costs etcd, next to etcd's own
+// grpc-proxy measured the same way. N machines, each a proxy process with its
+// own data dir and one gateway holding a watch on /apisix/ through it (as
+// APISIX does), in front of a 3-member etcd on loopback. Read from etcd's own
+// /metrics, summed over its members:
 //
-// * idle: RPCs and bytes per second per proxy over a measured window, by
+// * idle: RPCs and bytes per second per machine over a measured window, by
 //   method (grpc_server_started_total, etcd_network_client_grpc_*_bytes_total);
-// * an outage: every member killed and restarted; the time until every proxy
-//   serves a write made after the restart, the RPCs and bytes that took, and
-//   how many proxies listed the keyspace again;
-// * a write: the p99 time until all N proxies serve it.
+// * writes: for each of --writes writes, the time until every gateway has it
+//   (p50, p99, max over the writes);
+// * an outage: every member killed and restarted; the time until every
+//   gateway has a write made after the restart, the RPCs and bytes that took,
+//   and how many proxies listed the keyspace again.
 //
-// Extrapolated linearly to 10 000 proxies in the report.
+// Each target gets a fresh cluster holding the same keys. Extrapolated
+// linearly to 10 000 machines in the report.
 //
-//   node --import tsx bench/fleet.ts [--proxies 20] [--window-s 60] [--keys 1000]
+//   node --import tsx bench/fleet.ts [--proxies 50] [--window-s 60] [--keys 1000] [--writes 20] [--targets etcd-cache-proxy,grpc-proxy]
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
+import { freePort, stopChild } from '../test/support/etcd';
 import { startEtcdCluster, type EtcdCluster } from '../test/support/etcd-cluster';
-import { startProxyProcess, type ProxyProcess } from '../test/support/proxy';
+import { trackProcess } from '../test/support/processes';
+import { startProxyProcess } from '../test/support/proxy';
 import { call, rawClients } from '../test/support/raw-client';
+import { GatewayWatch } from './support/gateway-watch';
 
 const { values } = parseArgs({
   options: {
-    proxies: { type: 'string', default: '20' },
+    proxies: { type: 'string', default: '50' },
     'window-s': { type: 'string', default: '60' },
     keys: { type: 'string', default: '1000' },
+    writes: { type: 'string', default: '20' },
+    targets: { type: 'string', default: 'etcd-cache-proxy,grpc-proxy' },
   },
 });
 const PROXIES = Number(values.proxies);
 const WINDOW_S = Number(values['window-s']);
 const KEYS = Number(values.keys);
+const WRITES = Number(values.writes);
 const FLEET = 10_000;
+const PREFIX = '/apisix/';
+const WRITE_KEY = '/apisix/routes/fleet-write';
+
+type Target = 'etcd-cache-proxy' | 'grpc-proxy';
 
 interface EtcdCounters {
   /** RPCs started, by "Service/Method". */
@@ -64,36 +82,6 @@ function difference(after: EtcdCounters, before: EtcdCounters): EtcdCounters {
 
 const total = (counters: EtcdCounters): number => [...counters.rpcs.values()].reduce((sum, n) => sum + n, 0);
 
-/** Whether the proxy's mirror answers `key` with `value` (a serializable read: the mirror, no barrier). */
-async function serves(proxy: ProxyProcess, key: string, value: string): Promise<boolean> {
-  const clients = rawClients(proxy.address);
-  try {
-    const got = await call<{ kvs?: { value: Buffer }[] }>(clients.kv, 'Range', { key: Buffer.from(key), serializable: true }, { deadlineMs: 2_000 });
-    return got.response?.kvs?.[0]?.value.toString() === value;
-  } finally {
-    clients.close();
-  }
-}
-
-/** Milliseconds until every proxy serves the value, each measured on its own. */
-async function untilAllServe(proxies: readonly ProxyProcess[], key: string, value: string, since: number, timeoutMs: number): Promise<number[]> {
-  return Promise.all(
-    proxies.map(async (proxy) => {
-      while (Date.now() - since < timeoutMs) {
-        if (await serves(proxy, key, value)) return Date.now() - since;
-        await sleep(20);
-      }
-      return Number.POSITIVE_INFINITY;
-    }),
-  );
-}
-
-async function metricOf(proxy: ProxyProcess, name: string): Promise<number> {
-  const text = await (await fetch(`http://${proxy.address}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return Number(line?.split(' ')[1] ?? 0);
-}
-
 function perSecondRows(counters: EtcdCounters, seconds: number, proxies: number): string[] {
   return [...counters.rpcs]
     .sort((a, b) => b[1] - a[1])
@@ -102,58 +90,178 @@ function perSecondRows(counters: EtcdCounters, seconds: number, proxies: number)
 
 const percentile = (values: readonly number[], p: number): number => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.ceil((p / 100) * values.length) - 1)] ?? NaN;
 
-async function main(): Promise<void> {
+/** One gateway machine: the proxy process and the gateway watching through it. */
+interface Machine {
+  readonly gateway: GatewayWatch;
+  /** Times this proxy listed the keyspace again (null: the target does not say). */
+  relists(): Promise<number | null>;
+  stop(): Promise<void>;
+}
+
+async function metricOf(address: string, name: string): Promise<number> {
+  const text = await (await fetch(`http://${address}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return Number(line?.split(' ')[1] ?? 0);
+}
+
+/** Until a serializable Range through `address` answers: the process is listening and reaches etcd. */
+async function untilAnswers(address: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const clients = rawClients(address);
+    const outcome = await call(clients.kv, 'Range', { key: Buffer.from(PREFIX), serializable: true }, { deadlineMs: 1_000 });
+    clients.close();
+    if (outcome.error === null) return;
+    if (Date.now() > deadline) throw new Error(`${address} did not answer: ${outcome.error.details}`);
+    await sleep(200);
+  }
+}
+
+async function startMachine(target: Target, cluster: EtcdCluster): Promise<Machine> {
+  if (target === 'etcd-cache-proxy') {
+    const proxy = await startProxyProcess([], ['--initial-cluster', cluster.initialCluster(), '--log-level', 'warn']);
+    const gateway = new GatewayWatch(proxy.address, Buffer.from(PREFIX), WRITE_KEY);
+    return {
+      gateway,
+      relists: () => metricOf(proxy.address, 'etcd_cache_proxy_mirror_relists_total'),
+      async stop() {
+        gateway.close();
+        await proxy.stop();
+      },
+    };
+  }
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'ecp-fleet-gp-'));
+  const endpoints = cluster.members.map((m) => m.clientUrl).join(',');
+  const child = spawn('etcd', ['grpc-proxy', 'start', `--endpoints=${endpoints}`, `--listen-addr=127.0.0.1:${port}`, `--data-dir=${dir}`], { stdio: 'ignore' });
+  trackProcess(child);
+  const address = `127.0.0.1:${port}`;
+  await untilAnswers(address, 30_000);
+  const gateway = new GatewayWatch(address, Buffer.from(PREFIX), WRITE_KEY);
+  return {
+    gateway,
+    relists: () => Promise.resolve(null),
+    async stop() {
+      gateway.close();
+      await stopChild(child);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Milliseconds from `sent` until each gateway had the value (Infinity where it never came). */
+async function arrivals(machines: readonly Machine[], value: string, sent: number, timeoutMs: number): Promise<number[]> {
+  return Promise.all(machines.map(async (m) => (await m.gateway.whenSeen(value, timeoutMs)) - sent));
+}
+
+/** A write to etcd, retried until a member takes it (right after a restart, none may yet). */
+async function writeToEtcd(cluster: EtcdCluster, value: string): Promise<number> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    for (const member of cluster.members) {
+      const clients = rawClients(member.clientAddress);
+      const sent = performance.now();
+      const outcome = await call(clients.kv, 'Put', { key: Buffer.from(WRITE_KEY), value: Buffer.from(value) }, { deadlineMs: 3_000 });
+      clients.close();
+      if (outcome.error === null) return sent;
+    }
+    if (Date.now() > deadline) throw new Error('no member took the write');
+    await sleep(200);
+  }
+}
+
+interface Report {
+  readonly target: Target;
+  readonly idle: EtcdCounters;
+  readonly rpcPerMachine: number;
+  readonly bytesPerMachine: number;
+  /** Per write, ms until the last gateway had it. */
+  readonly writeTimes: number[];
+  /** ms after the restart until the last gateway had the new write, and the median gateway. */
+  readonly recoveryAll: number;
+  readonly recoveryMedian: number;
+  readonly recovered: EtcdCounters;
+  readonly relists: number | null;
+}
+
+async function runFleet(target: Target): Promise<Report> {
   const cluster = await startEtcdCluster(3);
   const first = cluster.members[0];
   if (first === undefined) throw new Error('no member');
   const seed = rawClients(first.clientAddress);
   const value = Buffer.alloc(900, 'x');
   for (let i = 0; i < KEYS; i += 1) await call(seed.kv, 'Put', { key: Buffer.from(`/apisix/routes/${String(i).padStart(6, '0')}`), value });
-  const proxies: ProxyProcess[] = [];
+  seed.close();
+  const machines: Machine[] = [];
   try {
-    for (let i = 0; i < PROXIES; i += 1) proxies.push(await startProxyProcess([], ['--initial-cluster', cluster.initialCluster(), '--log-level', 'warn']));
-    await untilAllServe(proxies, `/apisix/routes/${String(KEYS - 1).padStart(6, '0')}`, value.toString(), Date.now(), 120_000);
+    for (let i = 0; i < PROXIES; i += 1) machines.push(await startMachine(target, cluster));
+    // Every gateway's watch is in place once each has a first write.
+    const ready = await arrivals(machines, 'ready', await writeToEtcd(cluster, 'ready'), 120_000);
+    if (ready.some((ms) => !Number.isFinite(ms))) throw new Error(`${target}: not every gateway saw the first write`);
     await sleep(5_000); // past start-up: members discovered, first checks done
 
     const idleBefore = await countersOf(cluster);
     await sleep(WINDOW_S * 1000);
     const idle = difference(await countersOf(cluster), idleBefore);
-    const rpcPerProxy = total(idle) / WINDOW_S / PROXIES;
-    const bytesPerProxy = (idle.sentBytes + idle.receivedBytes) / WINDOW_S / PROXIES;
 
-    const writeKey = '/apisix/routes/fleet-write';
     const writeTimes: number[] = [];
-    for (let i = 0; i < 5; i += 1) {
-      const sent = Date.now();
-      await call(seed.kv, 'Put', { key: Buffer.from(writeKey), value: Buffer.from(`w${i}`) });
-      writeTimes.push(Math.max(...(await untilAllServe(proxies, writeKey, `w${i}`, sent, 30_000))));
+    for (let i = 0; i < WRITES; i += 1) {
+      const times = await arrivals(machines, `w${i}`, await writeToEtcd(cluster, `w${i}`), 30_000);
+      writeTimes.push(Math.max(...times));
+      await sleep(100);
     }
 
-    const relistsBefore = (await Promise.all(proxies.map((p) => metricOf(p, 'etcd_cache_proxy_mirror_relists_total')))).reduce((a, b) => a + b, 0);
+    const relistsBefore = await Promise.all(machines.map((m) => m.relists()));
     for (const member of cluster.members) member.signal('SIGKILL');
     await sleep(5_000); // every proxy notices the outage
     await Promise.all(cluster.members.map((member) => member.restart()));
-    const restarted = Date.now();
+    const restarted = performance.now();
     const afterRestart = await countersOf(cluster);
-    const after = rawClients(first.clientAddress);
-    await call(after.kv, 'Put', { key: Buffer.from(writeKey), value: Buffer.from('after-outage') }, { deadlineMs: 10_000 });
-    after.close();
-    const recovery = await untilAllServe(proxies, writeKey, 'after-outage', restarted, 120_000);
+    await writeToEtcd(cluster, 'after-outage');
+    const recovery = await arrivals(machines, 'after-outage', restarted, 120_000);
     const recovered = difference(await countersOf(cluster), afterRestart);
-    const relists = (await Promise.all(proxies.map((p) => metricOf(p, 'etcd_cache_proxy_mirror_relists_total')))).reduce((a, b) => a + b, 0) - relistsBefore;
-
-    console.log(`${PROXIES} proxies, 3-member etcd 3.4 on loopback, ${KEYS} keys of 900 B mirrored by each\n`);
-    console.log(`idle, ${WINDOW_S} s: ${rpcPerProxy.toFixed(3)} RPC/s and ${(bytesPerProxy / 1024).toFixed(2)} KiB/s per proxy; for ${FLEET} proxies ${(rpcPerProxy * FLEET).toFixed(0)} RPC/s and ${((bytesPerProxy * FLEET) / 1024 / 1024).toFixed(1)} MiB/s`);
-    for (const row of perSecondRows(idle, WINDOW_S, PROXIES)) console.log(row);
-    console.log(`\na write until all ${PROXIES} proxies serve it: p50 ${percentile(writeTimes, 50)} ms, max ${Math.max(...writeTimes)} ms (5 writes)`);
-    console.log(
-      `\nafter every member was killed and restarted: all ${PROXIES} serve a new write ${Math.max(...recovery)} ms after the restart (p50 ${percentile(recovery, 50)} ms); ${total(recovered)} RPCs and ${((recovered.sentBytes + recovered.receivedBytes) / 1024).toFixed(0)} KiB meanwhile (${(total(recovered) / PROXIES).toFixed(1)} RPCs per proxy; ${((total(recovered) / PROXIES) * FLEET).toFixed(0)} for ${FLEET}); ${relists} proxies listed again`,
-    );
+    const relistsAfter = await Promise.all(machines.map((m) => m.relists()));
+    const relists = relistsAfter.every((n) => n === null)
+      ? null
+      : relistsAfter.reduce<number>((sum, n, i) => sum + ((n ?? 0) - (relistsBefore[i] ?? 0) > 0 ? 1 : 0), 0);
+    return {
+      target,
+      idle,
+      rpcPerMachine: total(idle) / WINDOW_S / PROXIES,
+      bytesPerMachine: (idle.sentBytes + idle.receivedBytes) / WINDOW_S / PROXIES,
+      writeTimes,
+      recoveryAll: Math.max(...recovery),
+      recoveryMedian: percentile(recovery, 50),
+      recovered,
+      relists,
+    };
   } finally {
-    await Promise.all(proxies.map((proxy) => proxy.stop()));
-    seed.close();
+    await Promise.all(machines.map((m) => m.stop()));
     await cluster.stop();
   }
+}
+
+const ms = (value: number): string => (Number.isFinite(value) ? `${value.toFixed(0)} ms` : 'never');
+
+function print(report: Report): void {
+  const { rpcPerMachine, bytesPerMachine, writeTimes, recovered } = report;
+  console.log(`\n## ${report.target}`);
+  console.log(
+    `idle, ${WINDOW_S} s: ${rpcPerMachine.toFixed(3)} RPC/s and ${(bytesPerMachine / 1024).toFixed(2)} KiB/s per machine; for ${FLEET} machines ${(rpcPerMachine * FLEET).toFixed(0)} RPC/s and ${((bytesPerMachine * FLEET) / 1024 / 1024).toFixed(1)} MiB/s`,
+  );
+  for (const row of perSecondRows(report.idle, WINDOW_S, PROXIES)) console.log(row);
+  console.log(
+    `a write until all ${PROXIES} gateways have it (${writeTimes.length} writes): p50 ${ms(percentile(writeTimes, 50))}, p99 ${ms(percentile(writeTimes, 99))}, max ${ms(Math.max(...writeTimes))}`,
+  );
+  console.log(
+    `after every member was killed and restarted: all ${PROXIES} gateways have a new write ${ms(report.recoveryAll)} after the restart (median gateway ${ms(report.recoveryMedian)}); ${total(recovered)} RPCs and ${((recovered.sentBytes + recovered.receivedBytes) / 1024).toFixed(0)} KiB meanwhile (${(total(recovered) / PROXIES).toFixed(1)} RPCs per machine; ${((total(recovered) / PROXIES) * FLEET).toFixed(0)} for ${FLEET})${report.relists === null ? '' : `; ${report.relists} proxies listed again`}`,
+  );
+}
+
+async function main(): Promise<void> {
+  const targets = (values.targets ?? '').split(',').filter((t): t is Target => t === 'etcd-cache-proxy' || t === 'grpc-proxy');
+  console.log(`${PROXIES} machines (a proxy and a gateway watching /apisix/ through it), 3-member etcd 3.4 on loopback, ${KEYS} keys of 900 B`);
+  for (const target of targets) print(await runFleet(target));
 }
 
 main().then(

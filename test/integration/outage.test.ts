@@ -13,6 +13,8 @@ import { call, rawClients, type RawClients, type UnaryOutcome } from '../support
 import { untilValue as until } from '../support/until';
 
 const UPSTREAM_TIMEOUT = ['--upstream-timeout', '1s'];
+/** The mirror's longest wait between attempts to reach etcd, as the histogram's bucket label says it. */
+const MAX_RECONNECT_DELAY_S = '5';
 const key = (s: string): Buffer => Buffer.from(s);
 
 interface RangeReply {
@@ -129,8 +131,28 @@ describe('reads survive etcd being killed, and a proxy restart during the outage
     assert.equal(Object.keys(values(linearizable)).length, 3);
   });
 
-  it('catches up when etcd returns: writes work and changes made meanwhile arrive', async () => {
+  it('reconnects by itself within its capped, jittered delay when etcd returns, resuming without a list', async () => {
+    // While etcd was down the proxy waited between attempts: random, growing, and never past the cap.
+    const waits = async (): Promise<{ attempts: number; withinCap: number }> => {
+      const delays = (await proxy.metrics.mirrorReconnectDelay.get()).values;
+      return {
+        attempts: delays.find((v) => v.metricName?.endsWith('_count'))?.value ?? 0,
+        withinCap: delays.find((v) => v.metricName?.endsWith('_bucket') && String(v.labels.le) === MAX_RECONNECT_DELAY_S)?.value ?? -1,
+      };
+    };
+    // Seven waits: past the point where the growing bound (250 ms doubling) would pass the cap.
+    const { attempts, withinCap } = await until(
+      'seven attempts to reach etcd while it is down',
+      async () => {
+        const seen = await waits();
+        return seen.attempts >= 7 ? seen : undefined;
+      },
+      30_000,
+    );
+    assert.equal(withinCap, attempts, `every wait within ${MAX_RECONNECT_DELAY_S} s`);
+
     await etcd.restart();
+    const back = Date.now();
     const direct = rawClients(etcd.clientAddress);
     try {
       await call(direct.kv, 'Put', { key: key('/apisix/routes/2'), value: key('r2-changed-directly') });
@@ -138,6 +160,18 @@ describe('reads survive etcd being killed, and a proxy restart during the outage
     } finally {
       direct.close();
     }
+    // Nothing goes through the proxy meanwhile (a write would make it reconnect at once): it comes back on its own.
+    await until('the mirror to take the changes made on etcd', async () => {
+      const reply = await call<RangeReply>(clients.kv, 'Range', { key: key('/apisix/'), range_end: key('/apisix0'), serializable: true });
+      return values(reply)['/apisix/routes/2'] === 'r2-changed-directly' && !isStale(reply) ? true : undefined;
+    });
+    const tookMs = Date.now() - back;
+    // The cap, the jitter on the way back and noticing etcd is back, with room for a loaded machine.
+    assert.ok(tookMs < (Number(MAX_RECONNECT_DELAY_S) + 2 + 1 + 5) * 1000, `mirror back ${tookMs} ms after etcd`);
+    assert.equal((await proxy.metrics.mirrorRelists.get()).values[0]?.value ?? 0, 0, 'resumed at its revision + 1, no list');
+  });
+
+  it('catches up when etcd returns: writes work and changes made meanwhile arrive', async () => {
     const put = await until('writes to be accepted again', async () => {
       const outcome = await call(clients.kv, 'Put', { key: key('/apisix/routes/3'), value: key('r3') });
       return outcome.error === null ? outcome : undefined;

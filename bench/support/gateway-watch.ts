@@ -14,6 +14,7 @@ export class GatewayWatch {
   private reopenTimer: NodeJS.Timeout | null = null;
   private readonly endCheck: NodeJS.Timeout;
   private closed = false;
+  private watching = false;
 
   constructor(
     private readonly address: string,
@@ -25,6 +26,13 @@ export class GatewayWatch {
     this.endCheck = setInterval(() => {
       if (this.client?.ended !== null && this.client?.ended !== undefined) this.reopenLater();
     }, 200);
+  }
+
+  /** Resolves once the server has confirmed the watch (from then on, every write reaches it). */
+  async created(timeoutMs: number): Promise<boolean> {
+    const deadline = performance.now() + timeoutMs;
+    while (!this.watching && performance.now() < deadline) await this.nextResponse(deadline - performance.now());
+    return this.watching;
   }
 
   /** performance.now() when `value` of the watched key first arrived, or undefined. */
@@ -40,16 +48,20 @@ export class GatewayWatch {
       if (at !== undefined) return at;
       const left = deadline - performance.now();
       if (left <= 0) return Number.POSITIVE_INFINITY;
-      await new Promise<void>((resolve) => {
-        const wake = (): void => {
-          clearTimeout(timer);
-          this.waiters.delete(wake);
-          resolve();
-        };
-        const timer = setTimeout(wake, left);
-        this.waiters.add(wake);
-      });
+      await this.nextResponse(left);
     }
+  }
+
+  private nextResponse(timeoutMs: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        this.waiters.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, Math.max(0, timeoutMs));
+      this.waiters.add(wake);
+    });
   }
 
   close(): void {
@@ -65,6 +77,7 @@ export class GatewayWatch {
       ownConnection: true,
       onResponse: (response, at) => {
         if (this.client !== client) return;
+        if (response.created === true) this.watching = true;
         if (response.canceled === true) {
           this.reopenLater();
           return;

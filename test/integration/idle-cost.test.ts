@@ -1,7 +1,7 @@
 // Integration (real etcd, its own metrics): an idle proxy costs etcd almost
 // nothing (a fleet multiplies it): no per-second probes while the mirror's
-// watch answers its progress requests; and a frozen etcd is still noticed
-// within the upstream timeout.
+// watch answers its progress requests; and a frozen etcd, or a killed one, is
+// still noticed within the upstream timeout.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { EtcdServer } from '../support/etcd';
@@ -22,7 +22,7 @@ async function rpcsStarted(etcd: EtcdServer): Promise<Map<string, number>> {
 describe('an idle proxy', () => {
   const both = etcdAndProxy(['--upstream-timeout', '3s']);
 
-  it('makes next to no RPCs while idle, and still notices a frozen etcd within the upstream timeout', async () => {
+  it('makes next to no RPCs while idle, and still notices a frozen or killed etcd within the upstream timeout', async () => {
     await new Promise((resolve) => setTimeout(resolve, 2_000)); // past start-up: member list, first probe
     const before = await rpcsStarted(both.etcd);
     await new Promise((resolve) => setTimeout(resolve, 10_000));
@@ -42,6 +42,15 @@ describe('an idle proxy', () => {
       assert.ok(lostAfter < 3_000 + 3_000, `lost after ${lostAfter} ms`);
       const refused = await call(clients.kv, 'Put', { key: Buffer.from('k'), value: Buffer.from('v') }, { deadlineMs: 5_000 });
       assert.match(refused.error?.details ?? '', /upstream cluster unreachable/);
+      both.etcd.signal('SIGCONT');
+      await until('the proxy to call the upstream back', async () => (await both.proxy.metrics.upstreamUp.get()).values[0]?.value === 1, 10_000);
+
+      // A killed etcd: its connections close, which the mirror's watch hears at once.
+      both.etcd.signal('SIGKILL');
+      const killedAt = Date.now();
+      await until('the proxy to call the killed upstream lost', async () => (await both.proxy.metrics.upstreamUp.get()).values[0]?.value === 0, 10_000);
+      const killedLostAfter = Date.now() - killedAt;
+      assert.ok(killedLostAfter < 3_000 + 3_000, `lost after ${killedLostAfter} ms`);
     } finally {
       both.etcd.signal('SIGCONT');
       clients.close();

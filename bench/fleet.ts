@@ -95,7 +95,29 @@ interface Machine {
   readonly gateway: GatewayWatch;
   /** Times this proxy listed the keyspace again (null: the target does not say). */
   relists(): Promise<number | null>;
+  /** The calls this proxy started upstream so far, by "method reason" (null: the target does not say). */
+  upstreamCalls(): Promise<Map<string, number> | null>;
   stop(): Promise<void>;
+}
+
+async function upstreamCallsOf(address: string): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://${address}/metrics`)).text();
+  const calls = new Map<string, number>();
+  for (const match of text.matchAll(/^etcd_cache_proxy_upstream_calls_total\{method="([^"]+)",reason="([^"]+)"\} (\S+)$/gm)) {
+    calls.set(`${match[1]} ${match[2]}`, Number(match[3]));
+  }
+  return calls;
+}
+
+/** Every machine's upstream calls summed by "method reason", or null when the target does not count them. */
+async function fleetUpstreamCalls(machines: readonly Machine[]): Promise<Map<string, number> | null> {
+  const sum = new Map<string, number>();
+  for (const machine of machines) {
+    const calls = await machine.upstreamCalls();
+    if (calls === null) return null;
+    for (const [series, count] of calls) sum.set(series, (sum.get(series) ?? 0) + count);
+  }
+  return sum;
 }
 
 async function metricOf(address: string, name: string): Promise<number> {
@@ -124,6 +146,7 @@ async function startMachine(target: Target, cluster: EtcdCluster): Promise<Machi
     return {
       gateway,
       relists: () => metricOf(proxy.address, 'etcd_cache_proxy_mirror_relists_total'),
+      upstreamCalls: () => upstreamCallsOf(proxy.address),
       async stop() {
         gateway.close();
         await proxy.stop();
@@ -141,6 +164,7 @@ async function startMachine(target: Target, cluster: EtcdCluster): Promise<Machi
   return {
     gateway,
     relists: () => Promise.resolve(null),
+    upstreamCalls: () => Promise.resolve(null),
     async stop() {
       gateway.close();
       await stopChild(child);
@@ -173,6 +197,8 @@ async function writeToEtcd(cluster: EtcdCluster, value: string): Promise<number>
 interface Report {
   readonly target: Target;
   readonly idle: EtcdCounters;
+  /** What the proxies say they started upstream in the idle window, by "method reason" (null: not counted). */
+  readonly idleByReason: Map<string, number> | null;
   readonly rpcPerMachine: number;
   readonly bytesPerMachine: number;
   /** Per write, ms until the last gateway had it. */
@@ -202,8 +228,14 @@ async function runFleet(target: Target): Promise<Report> {
     await sleep(5_000); // past start-up: members discovered, first checks done
 
     const idleBefore = await countersOf(cluster);
+    const callsBefore = await fleetUpstreamCalls(machines);
     await sleep(WINDOW_S * 1000);
     const idle = difference(await countersOf(cluster), idleBefore);
+    const callsAfter = await fleetUpstreamCalls(machines);
+    const idleByReason =
+      callsBefore === null || callsAfter === null
+        ? null
+        : new Map([...callsAfter].map(([series, n]) => [series, n - (callsBefore.get(series) ?? 0)] as const).filter(([, n]) => n > 0));
 
     const writeTimes: number[] = [];
     for (let i = 0; i < WRITES; i += 1) {
@@ -228,6 +260,7 @@ async function runFleet(target: Target): Promise<Report> {
     return {
       target,
       idle,
+      idleByReason,
       rpcPerMachine: total(idle) / WINDOW_S / PROXIES,
       bytesPerMachine: (idle.sentBytes + idle.receivedBytes) / WINDOW_S / PROXIES,
       writeTimes,
@@ -251,6 +284,12 @@ function print(report: Report): void {
     `idle, ${WINDOW_S} s: ${rpcPerMachine.toFixed(3)} RPC/s and ${(bytesPerMachine / 1024).toFixed(2)} KiB/s per machine; for ${FLEET} machines ${(rpcPerMachine * FLEET).toFixed(0)} RPC/s and ${((bytesPerMachine * FLEET) / 1024 / 1024).toFixed(1)} MiB/s`,
   );
   for (const row of perSecondRows(report.idle, WINDOW_S, PROXIES)) console.log(row);
+  if (report.idleByReason !== null) {
+    console.log('  as the proxies count them (upstream_calls_total), by method and reason:');
+    for (const [series, count] of [...report.idleByReason].sort((a, b) => b[1] - a[1])) {
+      console.log(`    ${series.padEnd(44)} ${(count / WINDOW_S / PROXIES).toFixed(3).padStart(8)} /s per proxy`);
+    }
+  }
   console.log(
     `a write until all ${PROXIES} gateways have it (${writeTimes.length} writes): p50 ${ms(percentile(writeTimes, 50))}, p99 ${ms(percentile(writeTimes, 99))}, max ${ms(Math.max(...writeTimes))}`,
   );

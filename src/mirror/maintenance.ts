@@ -5,6 +5,13 @@ import { findCompactRevision } from './compaction-tracker';
 
 /** How often the log is pruned and the store gauges refreshed. */
 export const MAINTENANCE_INTERVAL_MS = 10_000;
+/**
+ * How often etcd is asked whether it compacted past the log. A read of a past
+ * revision, or a watch replaying the log, asks etcd itself while a member
+ * answers, so this only prunes the log and bounds what an outage serves from
+ * it: once a minute is enough, and a fleet of idle proxies multiplies it.
+ */
+export const FOLLOW_COMPACTION_INTERVAL_MS = 60_000;
 
 export interface StoreMaintenance {
   /** Runs one round now (tests, shutdown). */
@@ -25,13 +32,15 @@ export function startStoreMaintenance(
   isCompacted?: (revision: number) => Promise<boolean | undefined>,
 ): StoreMaintenance {
   let running: Promise<void> | null = null;
+  let followedAt = Number.NEGATIVE_INFINITY;
   /**
    * A compaction made on etcd directly (or by its auto-compaction) reaches
    * no watch; a probe of the oldest revision the log could answer finds it,
    * so reads below etcd's compaction point get etcd's compacted error.
    */
   const followCompaction = async (): Promise<void> => {
-    if (isCompacted === undefined) return;
+    if (isCompacted === undefined || Date.now() - followedAt < FOLLOW_COMPACTION_INTERVAL_MS) return;
+    followedAt = Date.now();
     const { revision, logStart, compactRevision } = store.meta();
     const oldest = Math.max(compactRevision, logStart - 1);
     if (logStart === 0 || oldest >= revision || (await isCompacted(oldest)) !== true) return;

@@ -9,9 +9,9 @@ export const MAINTENANCE_INTERVAL_MS = 10_000;
  * How often etcd is asked whether it compacted past the log. A read of a past
  * revision, or a watch replaying the log, asks etcd itself while a member
  * answers, so this only prunes the log and bounds what an outage serves from
- * it: once a minute is enough, and a fleet of idle proxies multiplies it.
+ * it: every 5 minutes is enough, and a fleet of idle proxies multiplies it.
  */
-export const FOLLOW_COMPACTION_INTERVAL_MS = 60_000;
+export const FOLLOW_COMPACTION_INTERVAL_MS = 300_000;
 
 export interface StoreMaintenance {
   /** Runs one round now (tests, shutdown). */

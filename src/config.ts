@@ -62,6 +62,13 @@ export interface ProxyConfig {
   readonly snapshotIntervalMs: number;
   /** The etcd prefix APISIX keeps its configuration under, for the apisix.yaml export. */
   readonly apisixPrefix: string;
+  /** Published snapshots in object storage (s3://bucket/prefix); null: none. */
+  readonly snapshotUrl: SnapshotLocation | null;
+  readonly objectStore: ObjectStoreOptions;
+  /** Publish this proxy's snapshot to --snapshot-url every --snapshot-interval while the mirror moves. */
+  readonly snapshotPublish: boolean;
+  /** How many published snapshots the bucket keeps. */
+  readonly snapshotKeep: number;
   /** TLS to https upstream members. */
   readonly upstreamTls: UpstreamTlsConfig;
   /** The user the mirror logs in as when etcd has auth on (read permission on the mirrored keys); null: none. */
@@ -159,6 +166,13 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'snapshot-dir', description: 'directory for periodic snapshots of the mirror and an APISIX apisix.yaml export (default: none)' },
   { name: 'snapshot-interval', description: 'how often a snapshot is written to --snapshot-dir', defaultValue: '5m' },
   { name: 'apisix-prefix', description: 'etcd prefix of the APISIX configuration exported to apisix.yaml', defaultValue: '/apisix' },
+  { name: 'snapshot-url', description: 'object storage for published snapshots, s3://bucket/prefix: served from when etcd is unreachable and the mirror is empty or older (default: none)' },
+  { name: 'snapshot-publish', description: 'publish the mirror\'s snapshot and apisix.yaml to --snapshot-url every --snapshot-interval while it moves', boolean: true },
+  { name: 'snapshot-keep', description: 'published snapshots kept in --snapshot-url; older ones are deleted', defaultValue: '10' },
+  { name: 's3-endpoint', description: 'an S3-compatible endpoint URL (default: AWS S3 for --s3-region)' },
+  { name: 's3-region', description: 'region of the bucket', defaultValue: 'us-east-1' },
+  { name: 's3-force-path-style', description: 'address the bucket as endpoint/bucket, as most S3-compatible stores want', boolean: true },
+  { name: 's3-request-checksum', description: 'when-supported or when-required: some S3-compatible stores take request checksums only where S3 requires them', defaultValue: 'when-supported' },
   { name: 'cacert', description: 'CA bundle that signs the upstream members\' certificates (https endpoints; default: the system CAs)' },
   { name: 'cert', description: 'client certificate the proxy presents to https upstream members' },
   { name: 'key', description: 'key of --cert' },
@@ -331,6 +345,21 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     return value;
   });
   const snapshotIntervalMs = attempt('snapshot-interval', 300_000, durationOfAtLeast(100, '100ms'));
+  const snapshotUrl = attempt('snapshot-url', null as SnapshotLocation | null, parseSnapshotUrl);
+  const snapshotPublish = attempt('snapshot-publish', false, parseBoolean);
+  const snapshotKeep = attempt('snapshot-keep', 10, wholeNumberOfAtLeast(1, 'must be a whole number of snapshots, at least 1'));
+  const s3Endpoint = attempt('s3-endpoint', null as string | null, (value) => {
+    const url = new URL(value);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('must be an http:// or https:// URL');
+    return value;
+  });
+  const s3Region = attempt('s3-region', 'us-east-1', (value) => {
+    if (value.trim() === '') throw new Error('must not be empty');
+    return value;
+  });
+  const s3ForcePathStyle = attempt('s3-force-path-style', false, parseBoolean);
+  const s3RequestChecksum = attempt('s3-request-checksum', 'when-supported' as ObjectStoreOptions['requestChecksum'], (value) => oneOf(['when-supported', 'when-required'] as const, value));
+  if (snapshotPublish && snapshotUrl === null) problems.push('--snapshot-publish needs --snapshot-url');
   const apisixPrefix = attempt('apisix-prefix', '/apisix', (value) => {
     if (value === '') throw new Error('must not be empty');
     return value;
@@ -376,6 +405,10 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     snapshotDir,
     snapshotIntervalMs,
     apisixPrefix,
+    snapshotUrl,
+    objectStore: { endpoint: s3Endpoint, region: s3Region, forcePathStyle: s3ForcePathStyle, requestChecksum: s3RequestChecksum },
+    snapshotPublish,
+    snapshotKeep,
     endpoints,
     discovery,
     syncIntervalMs,
@@ -442,6 +475,33 @@ function parseInitialCluster(value: string): { name: string; peerUrl: string }[]
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`'${peerUrl}': scheme must be http or https`);
     return { name: item.slice(0, at), peerUrl: `${url.protocol}//${url.host}` };
   });
+}
+
+/** Where snapshots are published: a bucket and a key prefix inside it (no leading or trailing slash; may be empty). */
+export interface SnapshotLocation {
+  readonly bucket: string;
+  readonly prefix: string;
+}
+
+/** How the proxy reaches the object store; credentials come from the AWS SDK's own chain, never from configuration. */
+export interface ObjectStoreOptions {
+  /** Any S3-compatible endpoint; null: AWS's own for the region. */
+  readonly endpoint: string | null;
+  readonly region: string;
+  readonly forcePathStyle: boolean;
+  /** Some S3-compatible stores take request checksums only where S3 requires them. */
+  readonly requestChecksum: 'when-supported' | 'when-required';
+}
+
+/** `s3://bucket/some/prefix` as --snapshot-url takes it; an error names what is wrong. */
+export function parseSnapshotUrl(url: string): SnapshotLocation {
+  const match = /^s3:\/\/([^/]+)(\/.*)?$/.exec(url.trim());
+  if (match === null) throw new Error(`not an s3://bucket/prefix URL: ${url}`);
+  const bucket = match[1] ?? '';
+  // S3's own rules for bucket names, so a typo fails at start, not at the first upload.
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) throw new Error(`not a valid S3 bucket name: ${bucket}`);
+  const prefix = (match[2] ?? '').replace(/^\/+|\/+$/g, '');
+  return { bucket, prefix };
 }
 
 function parseBoolean(value: string): boolean {

@@ -67,6 +67,15 @@ export interface Metrics {
   readonly snapshots: Counter<'result'>;
   /** The mirror revision of the last snapshot written to --snapshot-dir. */
   readonly snapshotRevision: Gauge;
+  /** Snapshots published to --snapshot-url, by result (published, skipped: not newer than latest, or a failure). */
+  readonly snapshotUploads: Counter<'result'>;
+  readonly snapshotUploadBytes: Counter;
+  /** Fetches of the published snapshot while etcd is lost, by result. */
+  readonly snapshotFetches: Counter<'result'>;
+  readonly snapshotFetchBytes: Counter;
+  /** The revision `latest` named after this proxy's last publish, and when that was (for the age alert). */
+  readonly snapshotPublishedRevision: Gauge;
+  readonly snapshotPublishedTimestamp: Gauge;
   /** Logins that passed through the proxy and succeeded upstream. */
   readonly authLogins: Counter<'source'>;
   /** With auth on: decisions on what the mirror may serve a client (permit, refuse, forward). */
@@ -377,6 +386,38 @@ export function createMetrics(registry: Registry = new Registry()): Metrics {
     snapshotRevision: new Gauge({
       name: `${METRIC_PREFIX}snapshot_revision`,
       help: 'Mirror revision of the last snapshot written to --snapshot-dir',
+      registers: [registry],
+    }),
+    snapshotUploads: new Counter({
+      name: `${METRIC_PREFIX}snapshot_uploads_total`,
+      help: 'Publishes to --snapshot-url, by result: published, skipped (latest is as new), unreachable, denied, missing, failed',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    snapshotUploadBytes: new Counter({
+      name: `${METRIC_PREFIX}snapshot_upload_bytes_total`,
+      help: 'Bytes of snapshots and apisix.yaml uploaded to --snapshot-url',
+      registers: [registry],
+    }),
+    snapshotFetches: new Counter({
+      name: `${METRIC_PREFIX}snapshot_fetches_total`,
+      help: 'Fetches of the published snapshot while etcd is unreachable, by result: adopted, none-newer, refused (damaged, truncated, another cluster), unreachable, denied, missing, failed',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    snapshotFetchBytes: new Counter({
+      name: `${METRIC_PREFIX}snapshot_fetch_bytes_total`,
+      help: 'Bytes of published snapshots downloaded',
+      registers: [registry],
+    }),
+    snapshotPublishedRevision: new Gauge({
+      name: `${METRIC_PREFIX}snapshot_published_revision`,
+      help: 'The revision latest named after this proxy last published (or found it as new)',
+      registers: [registry],
+    }),
+    snapshotPublishedTimestamp: new Gauge({
+      name: `${METRIC_PREFIX}snapshot_published_timestamp_seconds`,
+      help: 'When this proxy last published, or found latest as new as its mirror (Unix time): time() minus this is the age of what it publishes',
       registers: [registry],
     }),
     mirrorRelists: new Counter({

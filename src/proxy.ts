@@ -35,6 +35,9 @@ import { isCompactedUpstream } from './mirror/compaction-tracker';
 import { startConsistencyChecks } from './mirror/consistency-check';
 import { openStore } from './store/store';
 import { startPeriodicSnapshots } from './snapshot/periodic';
+import { openSnapshotBucket } from './objectstore/bucket';
+import { startSnapshotFallback } from './objectstore/fallback';
+import { startSnapshotPublisher } from './objectstore/publisher';
 import { upstreamCredentialsBuilder, upstreamTlsFiles, watchUpstreamCredentials } from './tls/upstream';
 import { serverOptionsBuilder, serverTlsFiles, watchServerContext } from './tls/server';
 import { diffConfig, type ConfigChanges, type LiveSetting } from './config-diff';
@@ -126,7 +129,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   const offlineLogins = config.authOfflineLogin ? await OfflineLogins.open(join(config.dataDir, OFFLINE_LOGINS_FILE), config.authOfflineMaxAgeMs, mirrorLog) : null;
   const jwt = config.authJwtPubKey === null ? null : jwtVerifier(config.authJwtPubKey);
   const directory = new AuthDirectory(pool, config.authRefreshIntervalMs, mirrorLog, () => liveness.isLost(), metrics, offlineLogins, jwt);
-  const compaction = new CompactionCheck(isCompacted, () => void maintenance.runOnce());
+  const compaction = new CompactionCheck(isCompacted, () => void maintenance.followCompactionNow());
   const snapshots =
     config.snapshotDir === null
       ? null
@@ -141,6 +144,14 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
             if (revision !== undefined) metrics.snapshotRevision.set(revision);
           },
         });
+  // Published snapshots: fetched only while etcd is lost and the mirror is empty or older; published while it moves.
+  const bucket = config.snapshotUrl === null ? null : openSnapshotBucket(config.snapshotUrl, config.objectStore);
+  const objectStoreLog = log.child({ component: 'objectstore' });
+  const fallback = bucket === null ? null : startSnapshotFallback({ bucket, store, mirror, liveness, scope: ranges.describe(), metrics, log: objectStoreLog });
+  const publisher =
+    bucket === null || !config.snapshotPublish
+      ? null
+      : startSnapshotPublisher({ bucket, store, intervalMs: config.snapshotIntervalMs, keep: config.snapshotKeep, apisixPrefix: config.apisixPrefix, metrics, log: objectStoreLog });
   const streams = createStreamTracker();
   const responseCache = new ResponseCache(config.responseCacheBytes);
   followMirror(responseCache, mirror, metrics);
@@ -219,6 +230,9 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     maintenance.close();
     consistency.close();
     await snapshots?.close();
+    fallback?.close();
+    await publisher?.close();
+    bucket?.close();
     auth.close();
     await mirror.close();
     await maintenance.runOnce();

@@ -339,6 +339,10 @@ export function followMirror(cache: ResponseCache, mirror: Mirror, metrics: Metr
     cache.clear();
     changed();
   });
+  mirror.on('adopted', () => {
+    cache.clear();
+    changed();
+  });
   mirror.on('discarded', () => {
     cache.clear();
     changed();

@@ -16,6 +16,8 @@ export const FOLLOW_COMPACTION_INTERVAL_MS = 300_000;
 export interface StoreMaintenance {
   /** Runs one round now (tests, shutdown). */
   runOnce(): Promise<void>;
+  /** A read found etcd compacted past the log: learn the compaction point now, not at the next turn of the schedule. */
+  followCompactionNow(): Promise<void>;
   close(): void;
 }
 
@@ -70,5 +72,12 @@ export function startStoreMaintenance(
   const timer = setInterval(() => void runOnce(), MAINTENANCE_INTERVAL_MS);
   timer.unref();
   void runOnce();
-  return { runOnce, close: () => clearInterval(timer) };
+  return {
+    runOnce,
+    followCompactionNow: () => {
+      followedAt = Number.NEGATIVE_INFINITY;
+      return runOnce();
+    },
+    close: () => clearInterval(timer),
+  };
 }

@@ -28,6 +28,8 @@ export interface MirrorEvents {
   applied: [revision: number, events: readonly EncodedEvent[]];
   /** The content was replaced by a fresh list at `revision` (after compaction or a new cluster); M was `previous`. */
   relisted: [revision: number, previous: number];
+  /** The content was replaced from a published snapshot at `revision` while no member answered; M was `previous`. */
+  adopted: [revision: number, previous: number];
   /** The content was thrown away: another cluster, or one restored from a backup; M was `previous`. */
   discarded: [previous: number];
 }
@@ -54,6 +56,14 @@ export interface Mirror extends EventEmitter<MirrorEvents> {
   hurry(): void;
   /** Lists the upstream keyspace again (after a failed consistency check), keeping the old content until done. */
   requestRelist(reason: string): void;
+  /**
+   * Replaces the mirror's content from elsewhere (a published snapshot) while
+   * no member answers: `restore` runs while the mirror waits to try etcd
+   * again, and the mirror's next attempt waits for it. Watchers behind the
+   * new content are cancelled as after a list. Refused while the mirror is
+   * talking to etcd: etcd's own data is better than any snapshot.
+   */
+  adopt<T extends { revision: number }>(restore: () => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -115,6 +125,10 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, identity
   let watchedMember: UpstreamMember | null = null;
   let wakeUp: (() => void) | null = null;
   let relistReason: string | null = null;
+  /** True while the loop waits out its delay before trying etcd again: the only time content may be adopted. */
+  let waiting = false;
+  /** Content being adopted (never rejects): the loop's next attempt waits for it. */
+  let adoption: Promise<void> | null = null;
 
   const advanced = (revision: number): void => {
     waiters.release(revision);
@@ -230,6 +244,7 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, identity
     let failures = 0;
     let lastError = '';
     while (!closed) {
+      if (adoption !== null) await adoption;
       const member = pool.candidates()[0];
       try {
         if (member === undefined) throw new Error('no upstream member');
@@ -270,6 +285,7 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, identity
         if (message !== lastError) log.warn({ err: message, retryInMs: delay }, 'mirror sync interrupted');
         lastError = message;
         onReconnectDelay?.(delay);
+        waiting = true;
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, delay);
           wakeUp = () => {
@@ -277,6 +293,7 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, identity
             resolve();
           };
         });
+        waiting = false;
         wakeUp = null;
       }
     }
@@ -298,6 +315,24 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, identity
     authEnabled: () => auth.isEnabled(),
     waitForRevision: (revision: number, timeoutMs: number) => waiters.wait(revision, timeoutMs),
     hurry: () => wakeUp?.(),
+    async adopt<T extends { revision: number }>(restore: () => Promise<T>): Promise<T> {
+      if (closed || !waiting || adoption !== null) throw new Error('the mirror is syncing with etcd: nothing to adopt');
+      const previous = store.meta().revision;
+      const running = restore();
+      adoption = running.then(
+        () => undefined,
+        () => undefined,
+      );
+      try {
+        const result = await running;
+        log.info({ revision: result.revision, previous }, 'mirror content adopted from a snapshot');
+        advanced(result.revision);
+        emitter.emit('adopted', result.revision, previous);
+        return result;
+      } finally {
+        adoption = null;
+      }
+    },
     requestRelist(reason: string) {
       relistReason = reason;
       stream?.cancel();

@@ -1,7 +1,7 @@
 import { toRevision } from '../etcd/wire';
 import type { EncodedKeyValue } from '../etcd/kv-bytes';
-import { openStore } from '../store/store';
-import { identityOf, openSnapshot } from './format';
+import { openStore, type MirrorStore } from '../store/store';
+import { identityOf, openSnapshot, type SnapshotReader } from './format';
 
 const PAGE_KEYS = 1_000;
 
@@ -11,11 +11,34 @@ export interface RestoredSnapshot {
 }
 
 /**
+ * Replaces the mirror in an open store with a snapshot's keys. They go into
+ * the store's inactive table and become the mirror in one commit only after
+ * the whole snapshot checked out: a truncated or damaged one leaves the store
+ * as it was, and readers (the proxy may be serving) never see half of it.
+ */
+export async function restoreInto(store: MirrorStore, reader: SnapshotReader): Promise<RestoredSnapshot> {
+  // The commit swaps the key tables and empties the log in one transaction: until then the old mirror is intact.
+  const writer = store.beginSnapshot();
+  let page: EncodedKeyValue[] = [];
+  let keys = 0;
+  for await (const record of reader.records()) {
+    page.push(record);
+    keys += 1;
+    if (page.length >= PAGE_KEYS) {
+      writer.putPage(page);
+      page = [];
+    }
+  }
+  writer.putPage(page);
+  const revision = toRevision(reader.header.revision);
+  writer.commit(revision, identityOf(reader.header), toRevision(reader.header.compact_revision), reader.header.scope);
+  return { revision, keys };
+}
+
+/**
  * Seeds the mirror in `dataDir` from a snapshot file, so a proxy can serve
- * before it ever reached etcd. The keys go into the store's inactive table
- * and become the mirror in one commit only after the whole file checked out:
- * a truncated or damaged file leaves the data dir as it was. A data dir that
- * already holds a mirror is refused unless `force` (its content is replaced).
+ * before it ever reached etcd. A data dir that already holds a mirror is
+ * refused unless `force` (its content is replaced).
  */
 export async function restoreSnapshot(file: string, dataDir: string, options: { force?: boolean } = {}): Promise<RestoredSnapshot> {
   const reader = await openSnapshot(file);
@@ -25,22 +48,7 @@ export async function restoreSnapshot(file: string, dataDir: string, options: { 
     if (held.revision > 0 && options.force !== true) {
       throw new Error(`etcd-cache-proxy: ${dataDir} already holds a mirror at revision ${held.revision}; restore into an empty data dir (or pass --force to replace it)`);
     }
-    // The commit swaps the key tables and empties the log in one transaction: until then the old mirror is intact.
-    const writer = store.beginSnapshot();
-    let page: EncodedKeyValue[] = [];
-    let keys = 0;
-    for await (const record of reader.records()) {
-      page.push(record);
-      keys += 1;
-      if (page.length >= PAGE_KEYS) {
-        writer.putPage(page);
-        page = [];
-      }
-    }
-    writer.putPage(page);
-    const revision = toRevision(reader.header.revision);
-    writer.commit(revision, identityOf(reader.header), toRevision(reader.header.compact_revision), reader.header.scope);
-    return { revision, keys };
+    return await restoreInto(store, reader);
   } finally {
     await store.close();
   }

@@ -68,6 +68,7 @@ export class WatchHub {
   ) {
     mirror.on('applied', (revision, events) => this.fanOut(revision, events));
     mirror.on('relisted', (revision, previous) => this.afterRelist(revision, previous));
+    mirror.on('adopted', (revision, previous) => this.afterRelist(revision, previous));
     mirror.on('discarded', (previous) => this.cancelAll(previous + 1));
   }
 

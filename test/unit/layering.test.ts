@@ -29,6 +29,7 @@ const LAYERS: Readonly<Record<string, number>> = {
   listener: 6,
   auth: 3,
   proxy: 7,
+  objectstore: 5,
   cli: 8,
 };
 

@@ -1,0 +1,127 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from '../log';
+import type { Metrics } from '../metrics';
+import type { Mirror } from '../mirror/mirror';
+import { fullJitterDelayMs } from '../mirror/reconnect-delay';
+import { restoreInto } from '../snapshot/restore';
+import type { MirrorStore } from '../store/store';
+import type { Liveness } from '../upstream/liveness';
+import { ObjectStoreError, type SnapshotBucket } from './bucket';
+import { SnapshotRefused, fetchPublishedSnapshot } from './fetch';
+
+export interface SnapshotFallbackDeps {
+  readonly bucket: SnapshotBucket;
+  readonly store: MirrorStore;
+  readonly mirror: Mirror;
+  readonly liveness: Liveness;
+  /** The mirrored ranges (MirroredRanges.describe()): a snapshot of other keys is refused. */
+  readonly scope: string;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+}
+
+export interface SnapshotFallback {
+  close(): void;
+}
+
+const FIRST_RETRY_MS = 1_000;
+const MAX_RETRY_MS = 60_000;
+
+/** What one attempt came to, as counted in snapshot_fetches_total. */
+type Outcome = 'adopted' | 'none-newer' | 'refused' | ObjectStoreError['failure'];
+
+/**
+ * Serves from the published snapshot when etcd cannot be reached and the
+ * mirror is empty or older than what was published: once the upstream is
+ * declared lost (no member within --upstream-timeout), `latest` is fetched,
+ * checked, and its keys become the mirror (marked stale, as every read while
+ * the upstream is lost). A failed fetch is retried with growing, jittered
+ * delays while etcd stays lost; a refused snapshot leaves the mirror as it
+ * was. While etcd answers nothing is fetched; when it answers again the
+ * mirror resumes at the snapshot's revision + 1 if it is the same cluster and
+ * not compacted past it, and lists otherwise.
+ */
+export function startSnapshotFallback({ bucket, store, mirror, liveness, scope, metrics, log }: SnapshotFallbackDeps): SnapshotFallback {
+  let timer: NodeJS.Timeout | null = null;
+  let failures = 0;
+  let running = false;
+  let closed = false;
+  /** The revision of a snapshot refused last: the same one is not fetched again. */
+  let refusedRevision = 0;
+
+  const attempt = async (): Promise<Outcome> => {
+    const dir = await mkdtemp(join(tmpdir(), 'etcd-cache-proxy-fetch-'));
+    try {
+      const meta = store.meta();
+      const fetched = await fetchPublishedSnapshot(bucket, join(dir, 'snapshot.jsonl'), {
+        clusterId: meta.identity?.cluster_id ?? null,
+        scope,
+        newerThan: Math.max(meta.revision, refusedRevision),
+      });
+      if (fetched === null) return 'none-newer';
+      metrics.snapshotFetchBytes.inc(fetched.bytes);
+      try {
+        const restored = await mirror.adopt(() => restoreInto(store, fetched.reader));
+        log.warn({ revision: restored.revision, keys: restored.keys, publishedAt: fetched.manifest.published_at, publisher: fetched.manifest.publisher }, 'etcd unreachable: serving the published snapshot');
+        return 'adopted';
+      } catch (error) {
+        if (error instanceof Error && error.name === 'SnapshotError') {
+          refusedRevision = Number(fetched.manifest.revision);
+          throw new SnapshotRefused(error.message);
+        }
+        throw error;
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  };
+
+  const run = async (): Promise<void> => {
+    if (running || closed || !liveness.isLost()) return;
+    running = true;
+    let outcome: Outcome;
+    try {
+      outcome = await attempt();
+    } catch (error) {
+      if (error instanceof SnapshotRefused) outcome = 'refused';
+      else if (error instanceof ObjectStoreError) outcome = error.failure;
+      else outcome = 'failed';
+      log.error({ err: error instanceof Error ? error.message : String(error) }, `published snapshot not used (${outcome})`);
+    } finally {
+      running = false;
+    }
+    metrics.snapshotFetches.inc({ result: outcome });
+    if (outcome === 'adopted' || outcome === 'none-newer' || outcome === 'refused' || closed) {
+      failures = 0;
+      return;
+    }
+    // The store was unreachable or refused us: try again while etcd stays lost.
+    const delay = Math.max(FIRST_RETRY_MS / 4, fullJitterDelayMs(failures, FIRST_RETRY_MS, MAX_RETRY_MS));
+    failures += 1;
+    timer = setTimeout(() => {
+      timer = null;
+      void run();
+    }, delay);
+    timer.unref();
+  };
+
+  const onLost = (): void => void run();
+  const onBack = (): void => {
+    if (timer !== null) clearTimeout(timer);
+    timer = null;
+    failures = 0;
+  };
+  liveness.on('lost', onLost);
+  liveness.on('back', onBack);
+  if (liveness.isLost()) onLost();
+  return {
+    close() {
+      closed = true;
+      liveness.off('lost', onLost);
+      liveness.off('back', onBack);
+      if (timer !== null) clearTimeout(timer);
+    },
+  };
+}

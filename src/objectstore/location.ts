@@ -1,0 +1,12 @@
+import type { SnapshotLocation } from '../config';
+
+export type { SnapshotLocation } from '../config';
+
+/** The object key of `name` under the location's prefix. */
+export function keyOf(location: SnapshotLocation, name: string): string {
+  return location.prefix === '' ? name : `${location.prefix}/${name}`;
+}
+
+export function describeLocation(location: SnapshotLocation): string {
+  return `s3://${location.bucket}/${location.prefix}`;
+}

@@ -1,0 +1,144 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import type { SnapshotHeader } from '../snapshot/format';
+import type { SnapshotBucket } from './bucket';
+import {
+  LATEST,
+  MANIFEST_FORMAT,
+  MANIFEST_VERSION,
+  SNAPSHOTS,
+  apisixName,
+  baseName,
+  manifestName,
+  parseManifest,
+  parseName,
+  snapshotName,
+  type Manifest,
+  type ParsedName,
+  type PublishedObject,
+} from './manifest';
+
+export interface Publication {
+  /** A snapshot file, already written and checked (snapshot/save.ts). */
+  readonly file: string;
+  readonly header: SnapshotHeader;
+  /** APISIX's apisix.yaml for the same revision, or null. */
+  readonly apisixYaml: string | null;
+  /** Who publishes: part of every object name, so publishers never overwrite each other. */
+  readonly publisher: string;
+  /** How many published snapshots to keep; older ones are deleted. */
+  readonly keep: number;
+}
+
+export type PublishResult = { readonly kind: 'published'; readonly bytes: number; readonly latest: Manifest } | { readonly kind: 'skipped'; readonly latest: Manifest };
+
+async function sha256OfFile(file: string): Promise<{ sha256: string; bytes: number }> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return { sha256: hash.digest('hex'), bytes: (await stat(file)).size };
+}
+
+/** `latest` as it stands, or null when there is none or it cannot be read as a manifest (a new one replaces it). */
+export async function readLatest(bucket: SnapshotBucket): Promise<Manifest | null> {
+  const bytes = await bucket.get(LATEST);
+  if (bytes === null) return null;
+  try {
+    return parseManifest(bytes);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Publishes one snapshot: its objects, its manifest, then `latest`. A
+ * snapshot of the cluster `latest` names that is not newer than it is not
+ * uploaded at all, so any number of publishers is harmless. `latest` is set to
+ * the newest manifest of this cluster found in the bucket (not merely this
+ * one), and checked once more after it is written: two publishers that
+ * cross end with `latest` at the newer of their revisions.
+ */
+export async function publishSnapshot(bucket: SnapshotBucket, publication: Publication): Promise<PublishResult> {
+  const { header } = publication;
+  const revision = Number(header.revision);
+  const before = await readLatest(bucket);
+  if (before !== null && before.cluster_id === header.cluster_id && Number(before.revision) >= revision) return { kind: 'skipped', latest: before };
+
+  const base = baseName(revision, header.cluster_id, publication.publisher);
+  const snapshotFile = await sha256OfFile(publication.file);
+  const snapshot: PublishedObject = { name: snapshotName(base), ...snapshotFile };
+  await bucket.putFile(snapshot.name, publication.file);
+  let apisix: PublishedObject | null = null;
+  let bytes = snapshot.bytes;
+  if (publication.apisixYaml !== null) {
+    const body = Buffer.from(publication.apisixYaml);
+    apisix = { name: apisixName(base), sha256: createHash('sha256').update(body).digest('hex'), bytes: body.length };
+    await bucket.put(apisix.name, body);
+    bytes += body.length;
+  }
+  const manifest: Manifest = {
+    format: MANIFEST_FORMAT,
+    version: MANIFEST_VERSION,
+    revision: header.revision,
+    cluster_id: header.cluster_id,
+    scope: header.scope,
+    snapshot,
+    apisix,
+    published_at: new Date().toISOString(),
+    publisher: publication.publisher,
+  };
+  await bucket.put(manifestName(base), Buffer.from(JSON.stringify(manifest)));
+  let latest = await pointLatestAtNewest(bucket, header.cluster_id, manifest);
+  // Another publisher may have set `latest` to an older manifest between our listing and our write.
+  latest = await pointLatestAtNewest(bucket, header.cluster_id, latest, true);
+  await prune(bucket, publication.keep, latest);
+  return { kind: 'published', bytes, latest };
+}
+
+/** The manifests under snapshots/, newest first. */
+async function listManifests(bucket: SnapshotBucket): Promise<ParsedName[]> {
+  const names = (await bucket.list(SNAPSHOTS)).map((object) => parseName(object.name)).filter((name): name is ParsedName => name !== null && name.isManifest);
+  return names.sort((a, b) => b.revision - a.revision || (a.base < b.base ? 1 : -1));
+}
+
+/** Sets `latest` to the newest manifest of the cluster (at least `fallback`); with `onlyIfNewer`, writes only when that is not already `fallback`. */
+async function pointLatestAtNewest(bucket: SnapshotBucket, clusterId: string, fallback: Manifest, onlyIfNewer = false): Promise<Manifest> {
+  let newest = fallback;
+  for (const name of await listManifests(bucket)) {
+    if (name.clusterId !== clusterId || name.revision <= Number(newest.revision)) continue;
+    const bytes = await bucket.get(manifestName(name.base));
+    if (bytes === null) continue;
+    try {
+      newest = parseManifest(bytes);
+      break;
+    } catch {
+      continue; // a damaged manifest is never pointed at
+    }
+  }
+  if (onlyIfNewer && newest === fallback) {
+    const current = await readLatest(bucket);
+    if (current !== null && current.cluster_id === clusterId && Number(current.revision) >= Number(fallback.revision)) return current;
+  }
+  await bucket.put(LATEST, Buffer.from(JSON.stringify(newest)));
+  return newest;
+}
+
+/**
+ * Keeps the newest `keep` manifests and their objects, and what `latest`
+ * names. Objects without a manifest are an upload cut short (or one in
+ * progress): they go once they are older than every manifest kept.
+ */
+async function prune(bucket: SnapshotBucket, keep: number, latest: Manifest): Promise<void> {
+  const objects = (await bucket.list(SNAPSHOTS)).map((object) => parseName(object.name)).filter((name): name is ParsedName => name !== null);
+  const manifests = objects.filter((name) => name.isManifest).sort((a, b) => b.revision - a.revision || (a.base < b.base ? 1 : -1));
+  const kept = new Set(manifests.slice(0, keep).map((name) => name.base));
+  kept.add(latest.snapshot.name.replace(/\.snapshot\.jsonl$/, ''));
+  const oldestKept = Math.min(...manifests.filter((name) => kept.has(name.base)).map((name) => name.revision));
+  const withManifest = new Set(manifests.map((name) => name.base));
+  const doomed = objects.filter((name) => !kept.has(name.base) && (withManifest.has(name.base) || name.revision < oldestKept));
+  // Manifests first: a manifest never names an object that is gone.
+  const manifestsGone = doomed.filter((name) => name.isManifest).map((name) => name.name);
+  const objectsGone = doomed.filter((name) => !name.isManifest).map((name) => name.name);
+  if (manifestsGone.length > 0) await bucket.delete(manifestsGone);
+  if (objectsGone.length > 0) await bucket.delete(objectsGone);
+}

@@ -1,0 +1,253 @@
+// Integration (real etcd, a real S3-compatible server: s3rver on loopback):
+// a proxy publishes its snapshot to object storage; another one, with an
+// empty data dir and no etcd, serves it; when etcd is back it follows etcd
+// from the snapshot's revision. Damaged, truncated and foreign snapshots,
+// a store that is down and wrong credentials are refused or retried, and
+// never served or written over what the data dir holds.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { openSnapshotBucket, type SnapshotBucket } from '../../src/objectstore/bucket';
+import { readLatest } from '../../src/objectstore/publish';
+import { startEtcd, type EtcdServer } from '../support/etcd';
+import { startTestProxy, type TestProxy } from '../support/proxy';
+import { call, rawClients, type RawClients } from '../support/raw-client';
+import { S3_CREDENTIALS, startS3Server, type S3Server } from '../support/s3';
+import { until, untilValue } from '../support/until';
+import { WatchClient } from '../support/watch-client';
+
+const b = (s: string): Buffer => Buffer.from(s);
+const FAST = ['--upstream-timeout', '1s'];
+const PUBLISH = ['--snapshot-publish', '--snapshot-interval', '200ms'];
+// APISIX-like values, so apisix.yaml holds them.
+const R1 = '{"id":"1","uri":"/one"}';
+const R2 = '{"id":"2","uri":"/two"}';
+const U1 = '{"id":"1","type":"roundrobin"}';
+
+interface RangeReply {
+  header: { revision: string };
+  kvs?: { key: Buffer; value: Buffer }[];
+}
+
+async function values(clients: RawClients, prefix = '/apisix/'): Promise<Record<string, string> | string> {
+  const reply = await call<RangeReply>(clients.kv, 'Range', { key: b(prefix), range_end: b(`${prefix.slice(0, -1)}0`), serializable: true }, { deadlineMs: 2_000 });
+  if (reply.error !== null) return reply.error.details;
+  return Object.fromEntries((reply.response?.kvs ?? []).map((kv) => [kv.key.toString(), kv.value.toString()]));
+}
+
+const fetches = async (proxy: TestProxy, result: string): Promise<number> =>
+  (await proxy.metrics.snapshotFetches.get()).values.find((v) => v.labels.result === result)?.value ?? 0;
+
+describe('snapshots in object storage', () => {
+  let s3: S3Server;
+  let etcd: EtcdServer;
+  let direct: RawClients;
+  let bucket: SnapshotBucket;
+  const saved: Record<string, string | undefined> = {};
+
+  before(async () => {
+    for (const [name, value] of Object.entries(S3_CREDENTIALS)) {
+      saved[name] = process.env[name];
+      process.env[name] = value;
+    }
+    s3 = await startS3Server();
+    bucket = openSnapshotBucket({ bucket: s3.bucket, prefix: 'proxy' }, { endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, requestChecksum: 'when-required' });
+    etcd = await startEtcd();
+    direct = rawClients(etcd.clientAddress);
+  });
+  after(async () => {
+    direct?.close();
+    bucket?.close();
+    await etcd?.stop();
+    await s3?.close();
+    for (const [name, value] of Object.entries(saved)) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  });
+
+  let published = 0;
+
+  it('publishes the mirror; a proxy with an empty data dir and no etcd serves it, then follows etcd from its revision', async () => {
+    for (const [k, v] of [['/apisix/routes/1', R1], ['/apisix/routes/2', R2], ['/apisix/upstreams/1', U1]] as const) {
+      assert.equal((await call(direct.kv, 'Put', { key: b(k), value: b(v) })).error, null);
+    }
+    const publisher = await startTestProxy([etcd.clientUrl], [...s3.flags(), ...PUBLISH]);
+    try {
+      await publisher.mirrored(4);
+      const latest = await untilValue('latest to name revision 4', async () => {
+        const manifest = await readLatest(bucket);
+        return manifest !== null && Number(manifest.revision) >= 4 ? manifest : undefined;
+      });
+      published = Number(latest.revision);
+      assert.ok(latest.apisix !== null, 'apisix.yaml is published with it');
+      assert.match((await bucket.get(latest.apisix.name))?.toString() ?? '', /routes:[\s\S]*\/one[\s\S]*upstreams:/);
+      assert.equal(await fetches(publisher, 'adopted'), 0, 'a proxy that reaches etcd never fetches');
+    } finally {
+      await publisher.stop();
+    }
+    // Changed after the snapshot, while nobody publishes: it must arrive once etcd is back.
+    assert.equal((await call(direct.kv, 'Put', { key: b('/apisix/routes/2'), value: b('r2-meanwhile') })).error, null);
+    etcd.signal('SIGKILL');
+
+    const follower = await startTestProxy([etcd.clientUrl], [...s3.flags(), ...FAST]);
+    const clients = rawClients(follower.address);
+    const watch = new WatchClient(follower.address);
+    try {
+      await until('the follower to serve the published snapshot', async () => typeof (await values(clients)) === 'object');
+      assert.deepEqual(await values(clients), { '/apisix/routes/1': R1, '/apisix/routes/2': R2, '/apisix/upstreams/1': U1 });
+      const stale = await call<RangeReply>(clients.kv, 'Range', { key: b('/apisix/routes/1') });
+      assert.equal(stale.headers?.get('x-etcd-cache-proxy-stale')[0], 'true', 'marked stale');
+      assert.equal(stale.response?.header.revision, String(published));
+      assert.equal(await fetches(follower, 'adopted'), 1);
+      // A watch from the snapshot's next revision, as a gateway makes after its read.
+      await watch.createAll([{ key: b('/apisix/'), range_end: b('/apisix0'), start_revision: published + 1 }]);
+
+      await etcd.restart();
+      const event = await watch.next('the change made while the follower served the snapshot', (r) => (r.events ?? []).some((e) => e.kv?.value?.toString() === 'r2-meanwhile'));
+      assert.equal(event.events?.length, 1);
+      await until('the follower to be fresh again', async () => (await call(clients.kv, 'Range', { key: b('/apisix/routes/1') })).headers?.get('x-etcd-cache-proxy-stale')[0] === undefined);
+      const deliveries = watch.responses.flatMap((r) => r.events ?? []).filter((e) => e.kv?.value?.toString() === 'r2-meanwhile');
+      assert.equal(deliveries.length, 1, 'delivered once');
+      assert.equal((await follower.metrics.mirrorRelists.get()).values[0]?.value ?? 0, 0, 'resumed at the snapshot revision + 1, no list');
+    } finally {
+      watch.close();
+      clients.close();
+      await follower.stop();
+    }
+  });
+
+  it('two publishers leave one latest, never older than what either published', async () => {
+    const first = await startTestProxy([etcd.clientUrl], [...s3.flags(), ...PUBLISH]);
+    const second = await startTestProxy([etcd.clientUrl], [...s3.flags(), ...PUBLISH]);
+    try {
+      let last = 0;
+      for (let i = 0; i < 20; i += 1) {
+        const put = await call<{ header: { revision: string } }>(direct.kv, 'Put', { key: b('/apisix/routes/many'), value: b(String(i)) });
+        last = Number(put.response?.header.revision);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      await until('latest to reach the last write', async () => Number((await readLatest(bucket))?.revision ?? 0) === last);
+      const seen: number[] = [];
+      for (let i = 0; i < 10; i += 1) {
+        seen.push(Number((await readLatest(bucket))?.revision ?? 0));
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.deepEqual([...new Set(seen)], [last], 'latest never went back');
+      const publishedByEither = Math.max(
+        ...(await Promise.all([first, second].map(async (p) => (await p.metrics.snapshotPublishedRevision.get()).values[0]?.value ?? 0))),
+      );
+      assert.ok(publishedByEither <= last);
+      const uploads = async (p: TestProxy): Promise<number> => (await p.metrics.snapshotUploads.get()).values.find((v) => v.labels.result === 'published')?.value ?? 0;
+      assert.ok((await uploads(first)) + (await uploads(second)) >= 2);
+      const manifests = (await bucket.list('snapshots/')).filter((o) => o.name.endsWith('.json'));
+      assert.ok(manifests.length <= 10, `${manifests.length} manifests kept (--snapshot-keep 10)`);
+    } finally {
+      await first.stop();
+      await second.stop();
+    }
+  });
+
+  describe('what is refused, and what is retried', () => {
+    /** The proxy with an empty data dir and etcd down, for one test. */
+    const stranded = async (): Promise<{ proxy: TestProxy; clients: RawClients; stop: () => Promise<void> }> => {
+      const proxy = await startTestProxy([etcd.clientUrl], [...s3.flags(), ...FAST]);
+      const clients = rawClients(proxy.address);
+      return {
+        proxy,
+        clients,
+        async stop() {
+          clients.close();
+          await proxy.stop();
+        },
+      };
+    };
+    let good: Buffer;
+    let snapshotName: string;
+
+    before(async () => {
+      const latest = await readLatest(bucket);
+      assert.ok(latest !== null);
+      snapshotName = latest.snapshot.name;
+      good = (await bucket.get(snapshotName)) ?? Buffer.alloc(0);
+      etcd.signal('SIGKILL');
+    });
+    after(async () => {
+      await bucket.put(snapshotName, good);
+      await etcd.restart();
+    });
+
+    for (const [what, damage] of [
+      ['a damaged snapshot', (bytes: Buffer): Buffer => Buffer.from(bytes.toString().replace('"kv"', '"kV"'))],
+      ['a truncated snapshot', (bytes: Buffer): Buffer => bytes.subarray(0, Math.floor(bytes.length / 2))],
+    ] as const) {
+      it(`refuses ${what}, serves nothing from it`, async () => {
+        await bucket.put(snapshotName, damage(good));
+        const { proxy, clients, stop } = await stranded();
+        try {
+          await until('the fetch to be refused', async () => (await fetches(proxy, 'refused')) >= 1);
+          assert.match(String(await values(clients)), /never synced/, 'reads are refused, as with no snapshot');
+          assert.equal(await fetches(proxy, 'adopted'), 0);
+        } finally {
+          await stop();
+          await bucket.put(snapshotName, good);
+        }
+      });
+    }
+
+    it("refuses another cluster's snapshot into a data dir that knows its cluster, and keeps serving its own", async () => {
+      const other = await startEtcd();
+      const dataDir = mkdtempSync(join(tmpdir(), 'ecp-own-cluster-'));
+      try {
+        const otherClients = rawClients(other.clientAddress);
+        await call(otherClients.kv, 'Put', { key: b('/apisix/routes/1'), value: b('own') });
+        otherClients.close();
+        const own = await startTestProxy([other.clientUrl], [...s3.flags('other-cluster-never-published')], { dataDir });
+        await own.mirrored(2);
+        await own.stop();
+        other.signal('SIGKILL');
+        // The bucket's latest is the first cluster's (published above).
+        const proxy = await startTestProxy([other.clientUrl], [...s3.flags(), ...FAST], { dataDir });
+        const clients = rawClients(proxy.address);
+        try {
+          await until('the foreign snapshot to be refused', async () => (await fetches(proxy, 'refused')) >= 1);
+          assert.deepEqual(await values(clients), { '/apisix/routes/1': 'own' });
+        } finally {
+          clients.close();
+          await proxy.stop();
+        }
+      } finally {
+        await other.stop();
+        rmSync(dataDir, { recursive: true, force: true });
+      }
+    });
+
+    it('retries while the store is down, and serves the snapshot once it is back', async () => {
+      await s3.stop();
+      const { proxy, clients, stop } = await stranded();
+      try {
+        await until('two failed fetches', async () => (await fetches(proxy, 'unreachable')) >= 2, 20_000);
+        assert.match(String(await values(clients)), /never synced/);
+        await s3.start();
+        await until('the snapshot to be served once the store is back', async () => typeof (await values(clients)) === 'object', 30_000);
+      } finally {
+        await s3.start();
+        await stop();
+      }
+    });
+
+    it('counts wrong credentials as denied, and serves nothing', async () => {
+      process.env.AWS_ACCESS_KEY_ID = 'WRONG';
+      const { proxy, clients, stop } = await stranded();
+      try {
+        await until('a denied fetch', async () => (await fetches(proxy, 'denied')) >= 1);
+        assert.match(String(await values(clients)), /never synced/);
+      } finally {
+        await stop();
+        process.env.AWS_ACCESS_KEY_ID = S3_CREDENTIALS.AWS_ACCESS_KEY_ID;
+      }
+    });
+  });
+});

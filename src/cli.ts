@@ -4,6 +4,7 @@ import { createLogger } from './log';
 import { createMetrics } from './metrics';
 import { startProxy } from './proxy';
 import { snapshotCommand } from './snapshot/command';
+import { objectStoreCommand } from './objectstore/command';
 import { quietIpServerNameWarning } from './tls/upstream';
 import { proxyVersion } from './version';
 
@@ -27,8 +28,13 @@ async function main(argv: readonly string[]): Promise<number> {
   switch (command) {
     case 'start':
       return start(rest);
-    case 'snapshot':
-      return snapshotCommand(rest, { out: (text) => process.stdout.write(text), err: (text) => process.stderr.write(text) });
+    case 'snapshot': {
+      const io = { out: (text: string) => process.stdout.write(text), err: (text: string) => process.stderr.write(text) };
+      const [action, ...args] = rest;
+      // Object storage sits above the snapshot files it moves: its commands are its own.
+      if (action === 'push' || action === 'pull') return objectStoreCommand(action, args, io);
+      return snapshotCommand(rest, io);
+    }
     case 'version':
     case '--version':
       process.stdout.write(`etcd-cache-proxy ${proxyVersion()}\nnode ${process.version}\n`);

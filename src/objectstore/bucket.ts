@@ -63,8 +63,12 @@ function classify(error: unknown, what: string): ObjectStoreError {
   return new ObjectStoreError('failed', `${what}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
 }
 
-/** Calls made on a schedule retry on their own; one SDK attempt each keeps a store that is down from holding them up. */
-const SDK_ATTEMPTS = 2;
+/**
+ * The SDK's own retries cover a kept-alive connection the store closed just
+ * as it was reused (ECONNRESET, on more than one pooled socket at once);
+ * anything longer is the caller's schedule, with its own growing delays.
+ */
+const SDK_ATTEMPTS = 3;
 const REQUEST_TIMEOUT_MS = 30_000;
 
 export function openSnapshotBucket(location: SnapshotLocation, options: ObjectStoreOptions): SnapshotBucket {

@@ -16,8 +16,8 @@ export class SnapshotRefused extends Error {
 export interface Expectation {
   /** The cluster the data dir already knows (null: an empty data dir takes any). */
   readonly clusterId: string | null;
-  /** The mirrored ranges this proxy serves (MirroredRanges.describe()). */
-  readonly scope: string;
+  /** The mirrored ranges this proxy serves (MirroredRanges.describe()); null: any. */
+  readonly scope: string | null;
   /** Only a snapshot newer than this is worth fetching (0: any). */
   readonly newerThan: number;
 }
@@ -52,7 +52,7 @@ export async function fetchPublishedSnapshot(bucket: SnapshotBucket, file: strin
   if (expect.clusterId !== null && manifest.cluster_id !== expect.clusterId) {
     throw new SnapshotRefused(`latest is a snapshot of cluster ${manifest.cluster_id}; this data dir holds cluster ${expect.clusterId}`);
   }
-  if (manifest.scope !== expect.scope) throw new SnapshotRefused(`latest holds ${manifest.scope}; this proxy mirrors ${expect.scope}`);
+  if (expect.scope !== null && manifest.scope !== expect.scope) throw new SnapshotRefused(`latest holds ${manifest.scope}; this proxy mirrors ${expect.scope}`);
   const body = await bucket.get(manifest.snapshot.name);
   if (body === null) throw new SnapshotRefused(`${manifest.snapshot.name}, named by latest, is missing`);
   if (body.length !== manifest.snapshot.bytes) throw new SnapshotRefused(`${manifest.snapshot.name}: ${body.length} bytes, its manifest says ${manifest.snapshot.bytes} (truncated?)`);

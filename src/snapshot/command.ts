@@ -15,6 +15,7 @@ export const SNAPSHOT_USAGE = `Usage:
                                                              seed a mirror: a proxy on DIR serves it before it reaches etcd
   etcd-cache-proxy snapshot apisix FILE [--apisix-prefix /apisix] [--out apisix.yaml]
                                                              APISIX's standalone apisix.yaml from a snapshot (stdout without --out)
+  etcd-cache-proxy snapshot push | pull ...                  to and from object storage (--snapshot-url s3://...; 'snapshot push --help')
 `;
 
 type Output = { out: (text: string) => void; err: (text: string) => void };

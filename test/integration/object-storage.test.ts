@@ -10,9 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { openSnapshotBucket, type SnapshotBucket } from '../../src/objectstore/bucket';
+import { fetchPublishedSnapshot } from '../../src/objectstore/fetch';
 import { readLatest } from '../../src/objectstore/publish';
 import { startEtcd, type EtcdServer } from '../support/etcd';
-import { startTestProxy, type TestProxy } from '../support/proxy';
+import { runCliToExit, startProxyProcess, startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
 import { S3_CREDENTIALS, startS3Server, type S3Server } from '../support/s3';
 import { until, untilValue } from '../support/until';
@@ -148,6 +149,75 @@ describe('snapshots in object storage', () => {
       await first.stop();
       await second.stop();
     }
+  });
+
+  it('snapshot push publishes a data dir as the proxies do; snapshot pull restores latest into an empty data dir', async () => {
+    const source = mkdtempSync(join(tmpdir(), 'ecp-push-'));
+    const target = mkdtempSync(join(tmpdir(), 'ecp-pull-'));
+    try {
+      const proxy = await startTestProxy([etcd.clientUrl], [], { dataDir: source });
+      const put = await call<{ header: { revision: string } }>(direct.kv, 'Put', { key: b('/apisix/routes/pushed'), value: b(R1) });
+      await proxy.mirrored(Number(put.response?.header.revision));
+      await proxy.stop();
+      const s3Flags = s3.flags('cli');
+      const pushed = await runCliToExit(['snapshot', 'push', '--data-dir', source, ...s3Flags]);
+      assert.equal(pushed.code, 0, pushed.stderr);
+      assert.match(pushed.stdout, new RegExp(`published revision ${put.response?.header.revision} `));
+      const again = await runCliToExit(['snapshot', 'push', '--data-dir', source, ...s3Flags]);
+      assert.equal(again.code, 0, again.stderr);
+      assert.match(again.stdout, /not published: latest .* is already revision/);
+      const pulled = await runCliToExit(['snapshot', 'pull', '--data-dir', target, ...s3Flags]);
+      assert.equal(pulled.code, 0, pulled.stderr);
+      assert.match(pulled.stdout, new RegExp(`at revision ${put.response?.header.revision} `));
+      const refused = await runCliToExit(['snapshot', 'pull', '--data-dir', target, ...s3Flags]);
+      assert.equal(refused.code, 1, 'a data dir that holds a mirror is not overwritten without --force');
+      const served = await startTestProxy(['http://127.0.0.1:1'], FAST, { dataDir: target });
+      const clients = rawClients(served.address);
+      try {
+        const got = await values(clients);
+        assert.ok(typeof got === 'object', String(got));
+        assert.equal(got['/apisix/routes/pushed'], R1);
+      } finally {
+        clients.close();
+        await served.stop();
+      }
+    } finally {
+      rmSync(source, { recursive: true, force: true });
+      rmSync(target, { recursive: true, force: true });
+    }
+  });
+
+  it('a publisher killed mid-upload leaves latest naming a whole snapshot', async () => {
+    // Big enough that an upload takes a while: 2000 keys of 2 KiB.
+    const value = b('x'.repeat(2048));
+    for (let i = 0; i < 2000; i += 1) await call(direct.kv, 'Put', { key: b(`/apisix/bulk/${i}`), value });
+    let checked = 0;
+    for (let round = 0; round < 3; round += 1) {
+      const publisher = await startProxyProcess([etcd.clientUrl], [...s3.flags('killed'), '--snapshot-publish', '--snapshot-interval', '100ms', '--log-level', 'warn']);
+      // Keep the mirror moving so the publisher uploads again and again, then kill it at some point of that.
+      const writes = (async () => {
+        for (let i = 0; i < 20; i += 1) await call(direct.kv, 'Put', { key: b('/apisix/bulk/moving'), value: b(String(i)) });
+      })();
+      await new Promise((resolve) => setTimeout(resolve, 1_500 + round * 300));
+      publisher.child.kill('SIGKILL');
+      await publisher.exited;
+      await writes;
+      await publisher.stop();
+      const killed = openSnapshotBucket({ bucket: s3.bucket, prefix: 'killed' }, { endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, requestChecksum: 'when-required' });
+      const dir = mkdtempSync(join(tmpdir(), 'ecp-killed-'));
+      try {
+        const fetched = await fetchPublishedSnapshot(killed, join(dir, 'snapshot.jsonl'), { clusterId: null, scope: null, newerThan: 0 });
+        if (fetched === null) continue; // killed before its first publish
+        let keys = 0;
+        for await (const record of fetched.reader.records()) keys += record.key.length > 0 ? 1 : 0;
+        assert.ok(keys >= 2000, `latest names a whole snapshot (${keys} keys)`);
+        checked += 1;
+      } finally {
+        killed.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+    assert.ok(checked >= 1, 'the publisher published before it was killed at least once');
   });
 
   describe('what is refused, and what is retried', () => {

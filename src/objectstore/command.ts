@@ -1,0 +1,127 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { parseSnapshotUrl, type ObjectStoreOptions } from '../config';
+import type { KeyValueFields } from '../etcd/records';
+import { toApisixYaml } from '../snapshot/apisix';
+import { SnapshotError, openSnapshot } from '../snapshot/format';
+import { restoreSnapshot } from '../snapshot/restore';
+import { saveFromStore } from '../snapshot/save';
+import { openStore } from '../store/store';
+import { ObjectStoreError, openSnapshotBucket, type SnapshotBucket } from './bucket';
+import { SnapshotRefused, fetchPublishedSnapshot } from './fetch';
+import { describeLocation } from './location';
+import { publishSnapshot } from './publish';
+import { newPublisherId } from './publisher';
+
+export const OBJECT_STORE_USAGE = `  etcd-cache-proxy snapshot push [FILE | --data-dir DIR] --snapshot-url s3://BUCKET/PREFIX [--snapshot-keep 10] [--apisix-prefix /apisix]
+                                                             publish a snapshot file (or a data dir's mirror) as the proxies publish theirs
+  etcd-cache-proxy snapshot pull --snapshot-url s3://BUCKET/PREFIX --data-dir DIR [--force]
+                                                             the published latest into a data dir, checked as a proxy checks it
+    with either: [--s3-endpoint URL] [--s3-region us-east-1] [--s3-force-path-style] [--s3-request-checksum when-supported|when-required];
+    credentials from the AWS SDK's chain (AWS_* environment, shared files, instance or pod roles)
+`;
+
+type Output = { out: (text: string) => void; err: (text: string) => void };
+
+const OPTIONS = {
+  'data-dir': { type: 'string' },
+  force: { type: 'boolean' },
+  'apisix-prefix': { type: 'string', default: '/apisix' },
+  'snapshot-url': { type: 'string' },
+  'snapshot-keep': { type: 'string', default: '10' },
+  's3-endpoint': { type: 'string' },
+  's3-region': { type: 'string', default: 'us-east-1' },
+  's3-force-path-style': { type: 'boolean' },
+  's3-request-checksum': { type: 'string', default: 'when-supported' },
+} as const;
+
+/** `etcd-cache-proxy snapshot push|pull ...`; returns the exit code. */
+export async function objectStoreCommand(action: 'push' | 'pull', args: readonly string[], io: Output): Promise<number> {
+  if (args.includes('--help') || args.includes('-h')) {
+    io.out(`Usage:\n${OBJECT_STORE_USAGE}`);
+    return 0;
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...args], options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (error) {
+    io.err(`etcd-cache-proxy snapshot ${action}: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}\n${OBJECT_STORE_USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  const usage = (problem: string): number => {
+    io.err(`etcd-cache-proxy snapshot ${action}: ${problem}\n${OBJECT_STORE_USAGE}`);
+    return 2;
+  };
+  if (values['snapshot-url'] === undefined) return usage('--snapshot-url is required');
+  const checksum = values['s3-request-checksum'];
+  if (checksum !== 'when-supported' && checksum !== 'when-required') return usage('--s3-request-checksum is when-supported or when-required');
+  const keep = Number(values['snapshot-keep']);
+  if (!Number.isSafeInteger(keep) || keep < 1) return usage('--snapshot-keep is a whole number, at least 1');
+  let bucket: SnapshotBucket;
+  try {
+    const options: ObjectStoreOptions = {
+      endpoint: values['s3-endpoint'] ?? null,
+      region: values['s3-region'],
+      forcePathStyle: values['s3-force-path-style'] === true,
+      requestChecksum: checksum,
+    };
+    bucket = openSnapshotBucket(parseSnapshotUrl(values['snapshot-url']), options);
+  } catch (error) {
+    return usage(error instanceof Error ? error.message : String(error));
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'etcd-cache-proxy-'));
+  try {
+    if (action === 'push') {
+      const dataDir = values['data-dir'];
+      if ((positionals.length === 1) === (dataDir !== undefined) || positionals.length > 1) return usage('give exactly one of FILE and --data-dir');
+      let file = positionals[0] ?? '';
+      if (dataDir !== undefined) {
+        file = join(dir, 'snapshot.jsonl');
+        const store = openStore(dataDir, { readOnly: true });
+        try {
+          await saveFromStore(store, file, dataDir);
+        } finally {
+          await store.close();
+        }
+      }
+      // The whole file is read, and so checked, before anything is uploaded.
+      const reader = await openSnapshot(file);
+      const records: KeyValueFields[] = [];
+      for await (const record of reader.records()) records.push(record);
+      const result = await publishSnapshot(bucket, {
+        file,
+        header: reader.header,
+        apisixYaml: toApisixYaml(records, values['apisix-prefix']).yaml,
+        publisher: newPublisherId(),
+        keep,
+      });
+      io.out(
+        result.kind === 'published'
+          ? `published revision ${reader.header.revision} (${records.length} keys) to ${describeLocation(bucket.location)}; latest is revision ${result.latest.revision}\n`
+          : `not published: latest in ${describeLocation(bucket.location)} is already revision ${result.latest.revision}\n`,
+      );
+      return 0;
+    }
+    const dataDir = values['data-dir'];
+    if (dataDir === undefined || positionals.length > 0) return usage('--data-dir is required, and no FILE');
+    const fetched = await fetchPublishedSnapshot(bucket, join(dir, 'snapshot.jsonl'), { clusterId: null, scope: null, newerThan: 0 });
+    if (fetched === null) {
+      io.err(`etcd-cache-proxy snapshot pull: nothing is published in ${describeLocation(bucket.location)}\n`);
+      return 1;
+    }
+    const restored = await restoreSnapshot(join(dir, 'snapshot.jsonl'), dataDir, { force: values.force === true });
+    io.out(`restored ${restored.keys} keys at revision ${restored.revision} (published ${fetched.manifest.published_at}) into ${dataDir}\n`);
+    return 0;
+  } catch (error) {
+    const refused = error instanceof SnapshotRefused || error instanceof SnapshotError;
+    const message = error instanceof ObjectStoreError ? `${error.failure}: ${error.message}` : error instanceof Error ? error.message : String(error);
+    io.err(`etcd-cache-proxy snapshot ${action}: ${refused ? 'refused: ' : ''}${message}\n`);
+    return 1;
+  } finally {
+    bucket.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}

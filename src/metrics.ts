@@ -417,7 +417,7 @@ export function createMetrics(registry: Registry = new Registry()): Metrics {
     }),
     snapshotPublishedTimestamp: new Gauge({
       name: `${METRIC_PREFIX}snapshot_published_timestamp_seconds`,
-      help: 'When this proxy last published, or found latest as new as its mirror (Unix time): time() minus this is the age of what it publishes',
+      help: 'When this proxy last found latest as new as its mirror, by publishing or because its mirror had not moved (Unix time): an age past a few --snapshot-interval means its publishing stopped',
       registers: [registry],
     }),
     mirrorRelists: new Counter({

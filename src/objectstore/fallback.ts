@@ -67,10 +67,7 @@ export function startSnapshotFallback({ bucket, store, mirror, liveness, scope, 
         log.warn({ revision: restored.revision, keys: restored.keys, publishedAt: fetched.manifest.published_at, publisher: fetched.manifest.publisher }, 'etcd unreachable: serving the published snapshot');
         return 'adopted';
       } catch (error) {
-        if (error instanceof Error && error.name === 'SnapshotError') {
-          refusedRevision = Number(fetched.manifest.revision);
-          throw new SnapshotRefused(error.message);
-        }
+        if (error instanceof Error && error.name === 'SnapshotError') throw new SnapshotRefused(error.message, Number(fetched.manifest.revision));
         throw error;
       }
     } finally {
@@ -85,7 +82,10 @@ export function startSnapshotFallback({ bucket, store, mirror, liveness, scope, 
     try {
       outcome = await attempt();
     } catch (error) {
-      if (error instanceof SnapshotRefused) outcome = 'refused';
+      if (error instanceof SnapshotRefused) {
+        outcome = 'refused';
+        refusedRevision = Math.max(refusedRevision, error.revision);
+      }
       else if (error instanceof ObjectStoreError) outcome = error.failure;
       else outcome = 'failed';
       log.error({ err: error instanceof Error ? error.message : String(error) }, `published snapshot not used (${outcome})`);
@@ -93,13 +93,17 @@ export function startSnapshotFallback({ bucket, store, mirror, liveness, scope, 
       running = false;
     }
     metrics.snapshotFetches.inc({ result: outcome });
-    if (outcome === 'adopted' || outcome === 'none-newer' || outcome === 'refused' || closed) {
+    if (closed) return;
+    let delay: number;
+    if (outcome === 'adopted' || outcome === 'none-newer' || outcome === 'refused') {
+      // Nothing to retry; a newer snapshot may still be published while etcd stays lost (it may be lost only from here).
       failures = 0;
-      return;
+      delay = MAX_RETRY_MS;
+    } else {
+      // The store was unreachable or refused us: try again, later each time.
+      delay = Math.max(FIRST_RETRY_MS / 4, fullJitterDelayMs(failures, FIRST_RETRY_MS, MAX_RETRY_MS));
+      failures += 1;
     }
-    // The store was unreachable or refused us: try again while etcd stays lost.
-    const delay = Math.max(FIRST_RETRY_MS / 4, fullJitterDelayMs(failures, FIRST_RETRY_MS, MAX_RETRY_MS));
-    failures += 1;
     timer = setTimeout(() => {
       timer = null;
       void run();

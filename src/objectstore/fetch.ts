@@ -6,7 +6,11 @@ import { LATEST, parseManifest, type Manifest } from './manifest';
 
 /** A published snapshot that must not be used: damaged, truncated, another cluster's or other keys. Never retried as is. */
 export class SnapshotRefused extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    /** The revision of the refused snapshot, when it got as far as its manifest: that one is not worth fetching again. */
+    readonly revision = 0,
+  ) {
     super(message);
     this.name = 'SnapshotRefused';
   }
@@ -49,23 +53,24 @@ export async function fetchLatestManifest(bucket: SnapshotBucket): Promise<Manif
 export async function fetchPublishedSnapshot(bucket: SnapshotBucket, file: string, expect: Expectation): Promise<FetchedSnapshot | null> {
   const manifest = await fetchLatestManifest(bucket);
   if (manifest === null || Number(manifest.revision) <= expect.newerThan) return null;
+  const revision = Number(manifest.revision);
   if (expect.clusterId !== null && manifest.cluster_id !== expect.clusterId) {
-    throw new SnapshotRefused(`latest is a snapshot of cluster ${manifest.cluster_id}; this data dir holds cluster ${expect.clusterId}`);
+    throw new SnapshotRefused(`latest is a snapshot of cluster ${manifest.cluster_id}; this data dir holds cluster ${expect.clusterId}`, revision);
   }
-  if (expect.scope !== null && manifest.scope !== expect.scope) throw new SnapshotRefused(`latest holds ${manifest.scope}; this proxy mirrors ${expect.scope}`);
+  if (expect.scope !== null && manifest.scope !== expect.scope) throw new SnapshotRefused(`latest holds ${manifest.scope}; this proxy mirrors ${expect.scope}`, revision);
   const body = await bucket.get(manifest.snapshot.name);
-  if (body === null) throw new SnapshotRefused(`${manifest.snapshot.name}, named by latest, is missing`);
-  if (body.length !== manifest.snapshot.bytes) throw new SnapshotRefused(`${manifest.snapshot.name}: ${body.length} bytes, its manifest says ${manifest.snapshot.bytes} (truncated?)`);
-  if (createHash('sha256').update(body).digest('hex') !== manifest.snapshot.sha256) throw new SnapshotRefused(`${manifest.snapshot.name}: SHA-256 differs from its manifest (damaged)`);
+  if (body === null) throw new SnapshotRefused(`${manifest.snapshot.name}, named by latest, is missing`, revision);
+  if (body.length !== manifest.snapshot.bytes) throw new SnapshotRefused(`${manifest.snapshot.name}: ${body.length} bytes, its manifest says ${manifest.snapshot.bytes} (truncated?)`, revision);
+  if (createHash('sha256').update(body).digest('hex') !== manifest.snapshot.sha256) throw new SnapshotRefused(`${manifest.snapshot.name}: SHA-256 differs from its manifest (damaged)`, revision);
   await writeFile(file, body, { mode: 0o600 });
   let reader: SnapshotReader;
   try {
     reader = await openSnapshot(file);
   } catch (error) {
-    throw new SnapshotRefused(error instanceof SnapshotError ? error.message : String(error));
+    throw new SnapshotRefused(error instanceof SnapshotError ? error.message : String(error), revision);
   }
   if (reader.header.cluster_id !== manifest.cluster_id || reader.header.revision !== manifest.revision || reader.header.scope !== manifest.scope) {
-    throw new SnapshotRefused(`${manifest.snapshot.name}: its header does not match its manifest`);
+    throw new SnapshotRefused(`${manifest.snapshot.name}: its header does not match its manifest`, revision);
   }
   return { manifest, reader, bytes: body.length };
 }

@@ -65,7 +65,12 @@ export function startSnapshotPublisher({ bucket, store, intervalMs, keep, apisix
 
   const publishOnce = async (): Promise<boolean> => {
     const revision = store.meta().revision;
-    if (revision === 0 || revision === publishedRevision) return true;
+    if (revision === 0) return true;
+    if (revision === publishedRevision) {
+      // Nothing new to publish: what is published is still as new as this mirror.
+      metrics.snapshotPublishedTimestamp.set(Date.now() / 1000);
+      return true;
+    }
     const dir = await mkdtemp(join(tmpdir(), 'etcd-cache-proxy-publish-'));
     try {
       const prepared = await prepare(store, dir);

@@ -1,7 +1,7 @@
 import type { ProxyConfig } from './config';
 
 /** Settings a running proxy takes over on a reload (SIGHUP, or its config file changed). */
-const LIVE = ['endpoints', 'discovery', 'syncIntervalMs', 'mode', 'writeRejectHttpStatus', 'logLevel', 'upstreamTls', 'serverTls'] as const;
+const LIVE = ['endpoints', 'discovery', 'syncIntervalMs', 'mode', 'writeRejectHttpStatus', 'logLevel', 'upstreamTls', 'serverTls', 'grayscale'] as const;
 
 export type LiveSetting = (typeof LIVE)[number];
 

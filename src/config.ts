@@ -1,5 +1,6 @@
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { parseEndpoint, parseHostPort, type HostPort, type UpstreamEndpoint } from './etcd/endpoint';
@@ -51,6 +52,8 @@ export interface ProxyConfig {
   readonly watchBufferBytes: number;
   /** Memory for encoded answers of repeated mirror reads (0: none kept). */
   readonly responseCacheBytes: number;
+  /** Configuration grayscale: under these prefixes, versions marked for other machines are not shown here. */
+  readonly grayscale: GrayscaleSettings;
   /** The least time between two steps of the rolling consistency check; 0 turns the check off. */
   readonly consistencyCheckIntervalMs: number;
   /** What the consistency check may read from the upstream, averaged. */
@@ -84,6 +87,14 @@ export interface ProxyConfig {
   readonly serverTls: ServerTlsConfig | null;
   /** The YAML file the values were read from, if any. */
   readonly configFile: string | null;
+}
+
+/** Where grayscale marks are honoured (grayscale/), and who this proxy is to them. */
+export interface GrayscaleSettings {
+  /** Key prefixes whose values may carry a mark; none: grayscale is off. */
+  readonly prefixes: readonly string[];
+  readonly hostname: string;
+  readonly labels: Readonly<Record<string, string>>;
 }
 
 export interface UpstreamTlsConfig {
@@ -156,6 +167,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'stale-reads', description: 'while the upstream is lost: allow (serve the mirror, marked stale) or deny', defaultValue: 'allow' },
   { name: 'write-reject-http-status', description: 'HTTP status of a write refused on the JSON gateway (read-only mode, upstream lost), 400-599', defaultValue: '501' },
   { name: 'mirror-prefix', description: 'key prefix to mirror, comma-separated or repeated (default: the whole keyspace)' },
+  { name: 'grayscale-prefix', description: 'key prefix whose JSON values may carry annotations.grayscale, applied only on the machines it names; comma-separated or repeated (default: none, off)' },
+  { name: 'grayscale-hostname', description: "this machine's name in grayscale marks' hostname lists (default: the machine's hostname)" },
+  { name: 'grayscale-label', description: "key=value this machine matches in grayscale marks' labels; comma-separated or repeated" },
   { name: 'history', description: 'revisions of events the mirror keeps for replay and old reads', defaultValue: '100000' },
   { name: 'watch-progress-notify-interval', description: "progress notifications for watches that asked for them (etcd's default)", defaultValue: '10m' },
   { name: 'watch-buffer-bytes', description: 'bytes a watch stream may have waiting for a slow client before its watches are cancelled', defaultValue: '33554432' },
@@ -191,7 +205,7 @@ export const OPTIONS: readonly OptionSpec[] = [
 
 const OPTION_NAMES = new Set(OPTIONS.map((o) => o.name));
 /** Options whose value is a comma-separated list, which a repeated flag extends. */
-const LIST_OPTIONS = new Set(['endpoints', 'mirror-prefix', 'initial-cluster']);
+const LIST_OPTIONS = new Set(['endpoints', 'mirror-prefix', 'initial-cluster', 'grayscale-prefix', 'grayscale-label']);
 
 export function envName(option: string): string {
   return ENV_PREFIX + option.toUpperCase().replace(/-/g, '_');
@@ -336,6 +350,23 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
   const responseCacheBytes = attempt('response-cache-bytes', 128 * 1024 * 1024, wholeNumberOfAtLeast(0, 'must be a whole number of bytes (0 turns the cache off)'));
   const history = attempt('history', 100_000, wholeNumberOfAtLeast(1, 'must be a whole number of revisions, at least 1'));
   const mirrorPrefixes = attempt('mirror-prefix', [] as string[], parsePrefixList);
+  const grayscale: GrayscaleSettings = {
+    prefixes: attempt('grayscale-prefix', [] as string[], (value) => {
+      const prefixes = value.split(',').filter((prefix) => prefix !== '');
+      if (prefixes.length === 0) throw new Error('at least one non-empty prefix is required (leave the option out to turn grayscale off)');
+      return prefixes;
+    }),
+    hostname: attempt('grayscale-hostname', hostname(), (value) => {
+      if (value.trim() === '') throw new Error('must not be empty');
+      return value;
+    }),
+    labels: attempt('grayscale-label', {} as Record<string, string>, parseLabels),
+  };
+  if (mirrorPrefixes.length > 0 && !mirrorPrefixes.includes('')) {
+    for (const prefix of grayscale.prefixes) {
+      if (!mirrorPrefixes.some((mirrored) => prefix.startsWith(mirrored))) problems.push(`--grayscale-prefix=${prefix}: not under any --mirror-prefix (only the mirror can withhold a version)`);
+    }
+  }
   const dataDir = attempt('data-dir', DEFAULT_DATA_DIR, (value) => {
     if (value.trim() === '') throw new Error('must not be empty');
     return value;
@@ -430,6 +461,7 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     watchProgressNotifyIntervalMs,
     watchBufferBytes,
     responseCacheBytes,
+    grayscale,
     configFile,
   };
 }
@@ -517,6 +549,19 @@ function parseEndpointList(value: string): UpstreamEndpoint[] {
     .filter((s) => s !== '');
   if (items.length === 0) throw new Error('at least one endpoint is required');
   return items.map(parseEndpoint);
+}
+
+/** key=value pairs, comma-separated; a key given twice is a mistake, not an override. */
+function parseLabels(value: string): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const pair of value.split(',').filter((item) => item !== '')) {
+    const equals = pair.indexOf('=');
+    if (equals <= 0) throw new Error(`${pair}: expected key=value`);
+    const key = pair.slice(0, equals);
+    if (Object.hasOwn(labels, key)) throw new Error(`label ${key} is given twice`);
+    labels[key] = pair.slice(equals + 1);
+  }
+  return labels;
 }
 
 function parsePrefixList(value: string): string[] {

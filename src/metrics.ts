@@ -76,6 +76,10 @@ export interface Metrics {
   /** The revision `latest` named after this proxy's last publish, and when that was (for the age alert). */
   readonly snapshotPublishedRevision: Gauge;
   readonly snapshotPublishedTimestamp: Gauge;
+  /** Keys under grayscale prefixes whose newest version this machine does not show. */
+  readonly grayscaleWithheldKeys: Gauge;
+  /** Versions whose grayscale mark could not be read (they apply nowhere). */
+  readonly grayscaleMalformedMarks: Counter;
   /** Logins that passed through the proxy and succeeded upstream. */
   readonly authLogins: Counter<'source'>;
   /** With auth on: decisions on what the mirror may serve a client (permit, refuse, forward). */
@@ -413,6 +417,16 @@ export function createMetrics(registry: Registry = new Registry()): Metrics {
     snapshotPublishedRevision: new Gauge({
       name: `${METRIC_PREFIX}snapshot_published_revision`,
       help: 'The revision latest named after this proxy last published (or found it as new)',
+      registers: [registry],
+    }),
+    grayscaleWithheldKeys: new Gauge({
+      name: `${METRIC_PREFIX}grayscale_withheld_keys`,
+      help: 'Keys under --grayscale-prefix whose newest version is marked for other machines and not shown here (GET /grayscale lists them)',
+      registers: [registry],
+    }),
+    grayscaleMalformedMarks: new Counter({
+      name: `${METRIC_PREFIX}grayscale_malformed_marks_total`,
+      help: 'Versions under --grayscale-prefix whose annotations.grayscale could not be read: they apply on no machine',
       registers: [registry],
     }),
     snapshotPublishedTimestamp: new Gauge({

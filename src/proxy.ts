@@ -47,6 +47,9 @@ import { createWritePolicy } from './api/write-policy';
 import { readiness } from './mirror/readiness';
 import { AuthGate } from './mirror/auth-gate';
 import { countingInterceptor } from './upstream/call-reason';
+import { GrayscaleView } from './grayscale/view';
+import { applyGrayscaleSettings } from './grayscale/settings-change';
+import { grayscaleReport } from './grayscale/report';
 
 export interface RunningProxy {
   /** The client port actually bound (port 0 in the config picks a free one). */
@@ -110,7 +113,14 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   const auth = new AuthGate(mirrorLog, (required) => metrics.upstreamAuthRequired.set(required ? 1 : 0), config.upstreamUser !== null);
   const identity = new UpstreamIdentity(config.upstreamUser, mirrorLog, (enabled) => (enabled ? auth.loginSeen() : auth.loginRefusedAsDisabled()));
   auth.startProbing(() => pool.candidates()[0]?.client);
+  const grayscaleLog = log.child({ component: 'grayscale' });
+  const grayscale = new GrayscaleView(config.grayscale, grayscaleLog, () => metrics.grayscaleMalformedMarks.inc());
+  applyGrayscaleSettings(store, grayscale, config.grayscale, grayscaleLog);
+  const countWithheld = (): void => metrics.grayscaleWithheldKeys.set(store.withheldCount());
+  countWithheld();
   const mirror = startMirror({ store, pool, liveness, log: mirrorLog, ranges, auth, identity, onRevision: (revision) => metrics.mirrorRevision.set(revision),
+    grayscale,
+    onWithheld: countWithheld,
     onWatchStream: (delta) => metrics.upstreamWatchStreams.inc(delta),
     onFailover: () => metrics.upstreamFailovers.inc({ kind: 'mirror_watch' }),
     onReconnectDelay: (ms) => metrics.mirrorReconnectDelay.observe(ms / 1000),
@@ -120,9 +130,12 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   metrics.mirrorRevision.set(store.meta().revision);
   if (store.meta().revision > 0) mirrorLog.info({ revision: store.meta().revision }, 'mirror opened: serving from disk');
   mirror.on('relisted', () => metrics.mirrorRelists.inc());
+  mirror.on('adopted', countWithheld);
+  mirror.on('discarded', countWithheld);
+  mirror.on('rederived', countWithheld);
   const watchHub = new WatchHub(store, mirror, (events) => metrics.watchEventsReplayed.inc(events));
   const barrier = new ReadBarrier(pool, ranges.probeKey(), identity, () => metrics.readBarrierCalls.inc());
-  const consistency = startConsistencyChecks({ store, pool, mirror, ranges, metrics, log: mirrorLog, intervalMs: config.consistencyCheckIntervalMs, bytesPerSecond: config.consistencyCheckBytesPerSecond, identity });
+  const consistency = startConsistencyChecks({ store, pool, mirror, ranges, metrics, log: mirrorLog, intervalMs: config.consistencyCheckIntervalMs, bytesPerSecond: config.consistencyCheckBytesPerSecond, identity, grayscale });
   const isCompacted = (revision: number): Promise<boolean | undefined> => isCompactedUpstream(pool, revision, ranges.probeKey(), identity);
   const maintenance = startStoreMaintenance(store, config.history, metrics, mirrorLog, isCompacted);
   // Once etcd is found compacted past what the log holds, maintenance learns where and prunes the log to match.
@@ -166,10 +179,11 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     writes: createWritePolicy({ mode: () => running.mode, liveness, mirror, ranges, metrics }),
     mode: () => running.mode,
     watchHub: { hub: watchHub, progressNotifyIntervalMs: config.watchProgressNotifyIntervalMs, bufferBytes: config.watchBufferBytes },
-    mirrorReads: { store, mirror, ranges, liveness, barrier, compaction, directory, offlineLogins, auth, staleReads: config.staleReads, cache: responseCache, metrics, log: mirrorLog },
+    mirrorReads: { store, mirror, ranges, liveness, barrier, compaction, directory, offlineLogins, auth, staleReads: config.staleReads, cache: responseCache, grayscale, metrics, log: mirrorLog },
   }, { instanceId });
   const grpc = createGrpcServer(core, log.child({ component: 'grpc' }));
   const gateway = createHttpGateway({
+    grayscale: () => grayscaleReport(grayscale, store),
     metrics,
     pool,
     log: log.child({ component: 'gateway' }),
@@ -253,6 +267,10 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
         else if (setting === 'logLevel') setLogLevel(log, next.logLevel);
         else if (setting === 'upstreamTls') upstreamCredentials.retarget(upstreamTlsFiles(next.upstreamTls), upstreamCredentialsBuilder(next.upstreamTls));
         else if (setting === 'serverTls' && next.serverTls !== null) serverTls?.retarget(serverTlsFiles(next.serverTls), serverOptionsBuilder(next.serverTls));
+        else if (setting === 'grayscale') {
+          const before = new GrayscaleView(running.config.grayscale, grayscaleLog);
+          applyGrayscaleSettings(store, grayscale, next.grayscale, grayscaleLog, { mirror, before });
+        }
         applied.push(setting);
       } catch (error) {
         refused.push(setting);

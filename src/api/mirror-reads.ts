@@ -26,6 +26,7 @@ import { mirrorHeaderBytes } from '../mirror/response-header';
 import { RequestMemo, type DecodedRead } from './request-memo';
 import type { KeySpan, ResponseCache, Validity } from './response-cache';
 import type { AnyMethodDefinition } from '../etcd/proto';
+import type { GrayscaleView } from '../grayscale/view';
 
 
 export interface MirrorReadDeps {
@@ -45,6 +46,8 @@ export interface MirrorReadDeps {
   readonly staleReads: StaleReads;
   /** Encoded answers of repeated reads, shared by every read kind. */
   readonly cache: ResponseCache;
+  /** This machine's view under grayscale prefixes: reads there are never sent to etcd (null: off). */
+  readonly grayscale: GrayscaleView;
   readonly metrics: Metrics;
   readonly log: Logger;
 }
@@ -63,6 +66,8 @@ interface ReadSpec<Req> {
   isRead(request: Req): boolean;
   /** True when every key the read may name is mirrored. */
   covered(request: Req): boolean;
+  /** True when the read may name a key under a grayscale prefix. */
+  grayscale(request: Req): boolean;
   /** What etcd would refuse, or what the mirror cannot answer itself. */
   refusal(request: Req): EtcdErrorName | null;
   /** A revision other than 0: a read of the keyspace as it was then. */
@@ -107,13 +112,32 @@ function mirrorRead<Req>(
   const staleRoute = (): Route =>
     deps.staleReads === 'deny' ? { kind: 'refuse', error: new ProxyError('staleDenied') } : { kind: 'mirror', stale: true };
 
+  /**
+   * What a read under a grayscale prefix gets where others go to etcd: etcd
+   * holds versions this machine withholds, so the mirror answers (marked stale
+   * when it cannot vouch for being current), or etcd's error for what the
+   * view cannot tell.
+   */
+  const keptLocal = (decoded: DecodedRead<Req>, stale: boolean): Route => {
+    if (!deps.mirror.hasData()) return { kind: 'refuse', error: new ProxyError('grayscaleUnsynced') };
+    const revision = decoded.revision;
+    if (revision !== 0 && !isRetained(deps.store, revision)) {
+      return { kind: 'refuse', error: new ProxyError(revision > deps.mirror.revision() ? 'futureRevision' : 'compacted') };
+    }
+    return stale ? staleRoute() : FRESH;
+  };
+  /** May name a key under a grayscale prefix (settings change on reload: not kept with the decoded request). */
+  const isGrayscale = (decoded: DecodedRead<Req>): boolean => deps.grayscale.enabled && spec.grayscale(decoded.request);
+  const upstream = (decoded: DecodedRead<Req>, stale = false): Route => (isGrayscale(decoded) ? keptLocal(decoded, stale) : FORWARD);
+
   /** The route decided from the request and the proxy's state alone, or what it must wait for first. */
   const routeNow = (decoded: DecodedRead<Req>): Route | Wait => {
+    // Auth that the mirror cannot serve leaves every decision, and every answer, to etcd.
     if (!decoded.read || !decoded.covered || deps.mirror.authRequired()) return FORWARD;
     const lost = deps.liveness.isLost();
     const refusal = decoded.refusal;
     if (refusal !== null) return lost ? { kind: 'refuse', error: new ProxyError(refusal) } : FORWARD;
-    if (!deps.mirror.hasData()) return lost ? { kind: 'refuse', error: new ProxyError('neverSynced') } : FORWARD;
+    if (!deps.mirror.hasData()) return lost ? { kind: 'refuse', error: new ProxyError('neverSynced') } : upstream(decoded);
     const revision = decoded.revision;
     if (revision !== 0) {
       // The keyspace at a past revision never changes: the log answers it without a barrier.
@@ -122,14 +146,15 @@ function mirrorRead<Req>(
         // etcd may have compacted past it since the proxy last heard; the current revision it cannot have.
         return revision < deps.store.meta().revision ? 'history' : FRESH;
       }
-      if (!lost) return FORWARD;
+      if (!lost) return upstream(decoded);
       return { kind: 'refuse', error: new ProxyError(revision > deps.mirror.revision() ? 'futureRevision' : 'compacted') };
     }
     if (lost) return staleRoute();
     if (decoded.serializable) return FRESH;
     // A prefix mirror's revision moves only with its own keys' events, so it may never reach
     // the upstream's; without progress responses it can trust, such reads go upstream.
-    if (!deps.ranges.whole) return FORWARD;
+    // This machine's view has no upstream to be linearizable with: it answers as it stands.
+    if (!deps.ranges.whole) return upstream(decoded);
     return 'barrier';
   };
 
@@ -141,7 +166,7 @@ function mirrorRead<Req>(
   };
 
   /** A linearizable read: the mirror answers once it holds what the upstream holds now. */
-  const afterBarrier = async (barrier: Promise<number>): Promise<Route> => {
+  const afterBarrier = async (barrier: Promise<number>, decoded: DecodedRead<Req>): Promise<Route> => {
     let upstreamRevision: number;
     try {
       upstreamRevision = await barrier;
@@ -155,16 +180,17 @@ function mirrorRead<Req>(
       return staleRoute();
     }
     const reached = await deps.mirror.waitForRevision(upstreamRevision, READ_BARRIER_TIMEOUT_MS);
-    return reached ? FRESH : FORWARD;
+    return reached ? FRESH : upstream(decoded, true);
   };
-  /** Every read waiting on one barrier call gets one route, worked out once. */
-  const routesByBarrier = new WeakMap<Promise<number>, Promise<Route>>();
-  const routeAfterBarrier = (): Promise<Route> => {
+  /** Every read waiting on one barrier call gets one route, worked out once (grayscale reads apart: theirs differs). */
+  const routesByBarrier = [new WeakMap<Promise<number>, Promise<Route>>(), new WeakMap<Promise<number>, Promise<Route>>()] as const;
+  const routeAfterBarrier = (decoded: DecodedRead<Req>): Promise<Route> => {
     const barrier = deps.barrier.upstreamRevision();
-    let route = routesByBarrier.get(barrier);
+    const routes = routesByBarrier[isGrayscale(decoded) ? 1 : 0];
+    let route = routes.get(barrier);
     if (route === undefined) {
-      route = afterBarrier(barrier);
-      routesByBarrier.set(barrier, route);
+      route = afterBarrier(barrier, decoded);
+      routes.set(barrier, route);
     }
     return route;
   };
@@ -177,7 +203,7 @@ function mirrorRead<Req>(
     if (permission.kind === 'forward') return FORWARD;
     if (permission.kind === 'refuse') return { kind: 'refuse', error: new ProxyError(permission.error) };
     if (typeof next === 'object') return next;
-    return next === 'barrier' ? routeAfterBarrier() : routeAfterCompactionCheck(decoded.revision);
+    return next === 'barrier' ? routeAfterBarrier(decoded) : routeAfterCompactionCheck(decoded.revision);
   };
 
   /** Requests as decoded, by their bytes: gateways send the same few reads over and over. */
@@ -255,7 +281,7 @@ function mirrorRead<Req>(
       dispatch(call, callback, decoded, decision, started);
       return;
     }
-    (decision === 'barrier' ? routeAfterBarrier() : routeAfterCompactionCheck(decoded.revision)).then(
+    (decision === 'barrier' ? routeAfterBarrier(decoded) : routeAfterCompactionCheck(decoded.revision)).then(
       (later) => dispatch(call, callback, decoded, later, started),
       (error: unknown) => {
         deps.log.error({ err: error }, 'mirror read failed');
@@ -276,6 +302,7 @@ export function mirrorRange(
   return mirrorRead<WireRangeRequest>(ctx, deps, rpc, method, forward, {
     isRead: () => true,
     covered: (request) => deps.ranges.coversRequest(request.key ?? Buffer.alloc(0), request.range_end ?? Buffer.alloc(0)),
+    grayscale: (request) => deps.grayscale.touches(request.key ?? Buffer.alloc(0), request.range_end ?? Buffer.alloc(0)),
     refusal: validateRange,
     revision: (request) => toRevision(request.revision),
     permissionRanges: (request) => [{ key: request.key ?? Buffer.alloc(0), rangeEnd: request.range_end ?? Buffer.alloc(0) }],
@@ -308,6 +335,7 @@ export function mirrorTxn(
   return mirrorRead<WireTxnRequest>(ctx, deps, rpc, method, forward, {
     isRead: isReadOnlyTxn,
     covered: (request) => txnRanges(request).every((range) => deps.ranges.coversRequest(range.key ?? Buffer.alloc(0), range.range_end ?? Buffer.alloc(0))),
+    grayscale: (request) => txnRanges(request).some((range) => deps.grayscale.touches(range.key ?? Buffer.alloc(0), range.range_end ?? Buffer.alloc(0))),
     refusal: (request) => validateTxn(request),
     revision: () => 0,
     permissionRanges: txnPermissionRanges,
@@ -344,6 +372,10 @@ export function followMirror(cache: ResponseCache, mirror: Mirror, metrics: Metr
     changed();
   });
   mirror.on('discarded', () => {
+    cache.clear();
+    changed();
+  });
+  mirror.on('rederived', () => {
     cache.clear();
     changed();
   });

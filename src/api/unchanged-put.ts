@@ -47,7 +47,9 @@ export function acknowledgeUnchangedPut(
     }
     const held = request.key === undefined ? undefined : deps.store.get(request.key);
     const plain = (request.lease ?? '0') === '0' && request.ignore_value !== true && request.ignore_lease !== true;
-    const unchanged = held !== undefined && held.lease === '0' && held.value.equals(request.value ?? Buffer.alloc(0));
+    // A key whose newest version this machine withholds (grayscale/) holds something else in etcd.
+    const unchanged =
+      held !== undefined && held.lease === '0' && held.value.equals(request.value ?? Buffer.alloc(0)) && deps.store.withheld(held.key) === undefined;
     if (!plain || !unchanged) {
       forward(call, callback);
       return;

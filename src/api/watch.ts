@@ -51,6 +51,7 @@ export function createWatchService(ctx: ApiContext): CoreService {
       store: reads.store,
       mirror: reads.mirror,
       ranges: reads.ranges,
+      grayscale: reads.grayscale,
       relay,
       upstreamSilent: () => reads.liveness.isSilent(),
       mayBeCompacted: (revision) => reads.compaction.mayBeCompacted(revision),

@@ -21,6 +21,7 @@ export const ETCD_ERRORS = {
   readOnly: { code: status.UNIMPLEMENTED, details: 'etcd-cache-proxy: read-only proxy rejects writes' },
   upstreamLost: { code: status.UNAVAILABLE, details: 'etcd-cache-proxy: upstream cluster unreachable, writes rejected' },
   staleDenied: { code: status.UNAVAILABLE, details: 'etcd-cache-proxy: upstream cluster unreachable, stale reads denied (--stale-reads=deny)' },
+  grayscaleUnsynced: { code: status.UNAVAILABLE, details: 'etcd-cache-proxy: the mirror has not synced yet, and keys under --grayscale-prefix are answered only from it' },
   neverSynced: { code: status.UNAVAILABLE, details: 'etcd-cache-proxy: upstream cluster unreachable and the mirror has never synced' },
   shuttingDown: { code: status.UNAVAILABLE, details: 'etcd-cache-proxy: shutting down' },
   noUpstream: { code: status.UNAVAILABLE, details: 'etcd-cache-proxy: no upstream member reachable' },

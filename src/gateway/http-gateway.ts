@@ -26,6 +26,8 @@ export interface HttpGatewayDeps {
   readonly errorPolicy: HttpErrorPolicy;
   readonly upstreamLost: () => boolean;
   readonly readiness: () => Readiness;
+  /** GET /grayscale: what this machine withholds (grayscale/report.ts). */
+  readonly grayscale: () => object;
 }
 
 export interface HttpGateway {
@@ -113,6 +115,9 @@ function handle(deps: HttpGatewayDeps, ctx: GatewayContext, version: VersionSour
       return path;
     case '/readyz':
       if (allowGet(request, response)) sendReadiness(deps.readiness(), response);
+      return path;
+    case '/grayscale':
+      if (allowGet(request, response)) sendComplete(response, 200, { 'Content-Type': 'application/json' }, JSON.stringify(deps.grayscale()));
       return path;
     case '/version':
       if (allowGet(request, response)) {

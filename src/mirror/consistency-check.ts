@@ -10,6 +10,10 @@ import { isRetained, keyspaceAt } from './history-view';
 import type { Mirror } from './mirror';
 import { MirroredRanges, type KeyRange } from './mirrored-ranges';
 import { LIST_PAGE_KEYS, rangePages } from './paged-range';
+import type { GrayscaleView } from '../grayscale/view';
+
+/** etcd's range_end for "every key from the start on". */
+const ALL_ABOVE = Buffer.from([0]);
 
 /** Assumed size of a key before the mirror holds any. */
 const DEFAULT_RECORD_BYTES = 1024;
@@ -44,6 +48,30 @@ function firstDifference(mirrored: readonly EncodedKeyValue[], upstream: readonl
   return null;
 }
 
+const inSpan = (key: Buffer, start: Buffer, end: Buffer | null): boolean => Buffer.compare(key, start) >= 0 && (end === null || Buffer.compare(key, end) < 0);
+
+/**
+ * The mirror's side as etcd held it, where this machine withholds versions
+ * (grayscale/): each key's withheld version stands in for the one shown.
+ * True only while no key under the grayscale prefixes changed after the
+ * compared revision (the caller skips the page otherwise): the withheld
+ * versions are kept for now, not for the past.
+ */
+function withWithheld(store: MirrorStore, start: Buffer, end: Buffer | null, mirrored: EncodedKeyValue[]): readonly EncodedKeyValue[] {
+  const withheld = [...store.allWithheld()].filter((record) => inSpan(record.key, start, end));
+  if (withheld.length === 0) return mirrored;
+  const byKey = new Map(mirrored.map((record) => [record.key.toString('latin1'), record]));
+  for (const record of withheld) byKey.set(record.key.toString('latin1'), record);
+  return [...byKey.values()].sort((a, b) => Buffer.compare(a.key, b.key));
+}
+
+/** Keys withheld here (grayscale/) in [start, end) that show no version at all: etcd counts them, the mirror does not. */
+function withheldUnshown(store: MirrorStore, start: Buffer, end: Buffer | null): number {
+  let count = 0;
+  for (const record of store.allWithheld()) if (inSpan(record.key, start, end) && store.get(record.key) === undefined) count += 1;
+  return count;
+}
+
 export interface ConsistencyChecker {
   /** Takes the next step now (tests). */
   step(): Promise<StepResult>;
@@ -74,6 +102,8 @@ export function startConsistencyChecks(deps: {
   /** What the check may read from etcd, averaged. */
   readonly bytesPerSecond: number;
   readonly identity?: UpstreamIdentity;
+  /** This machine's view under grayscale prefixes: what it withholds is compared as etcd holds it. */
+  readonly grayscale?: GrayscaleView;
 }): ConsistencyChecker {
   const { store, pool, ranges, metrics, log } = deps;
   let stopped = false;
@@ -108,7 +138,7 @@ export function startConsistencyChecks(deps: {
         { deadlineMs: 10_000, metadata: deps.identity?.metadataFor(member) ?? new Metadata(), reason: 'consistency-check' },
       );
       if (store.meta().revision !== revision) return null; // moved meanwhile: nothing to compare at R cheaply
-      const mirrored = store.count(range.start, range.end);
+      const mirrored = store.count(range.start, range.end) + withheldUnshown(store, range.start, range.end);
       const upstream = Number(answer.count ?? '0');
       if (mirrored !== upstream) return { kind: 'mismatch', revision, key: range.start, detail: `mirror holds ${mirrored} keys in the range, upstream ${upstream}` };
     }
@@ -137,7 +167,10 @@ export function startConsistencyChecks(deps: {
     const page = first.value;
     if (stopped) return { kind: 'skipped', reason: 'stopped' };
     if (!isRetained(store, revision)) return { kind: 'skipped', reason: 'the mirror moved past the checked revision' };
-    const mirrored = [...keyspaceAt(store, revision, start, page.end, false).scan(start, page.end)];
+    if (deps.grayscale !== undefined && deps.grayscale.lastChange > revision && deps.grayscale.touches(start, page.end ?? ALL_ABOVE)) {
+      return { kind: 'skipped', reason: 'grayscale keys changed after the checked revision' };
+    }
+    const mirrored = withWithheld(store, start, page.end, [...keyspaceAt(store, revision, start, page.end, false).scan(start, page.end)]);
     const difference = firstDifference(mirrored, page.records);
     if (difference !== null) return { kind: 'mismatch', revision, ...difference };
     const bytes = page.records.reduce((sum, record) => sum + record.bytes.length, 0);

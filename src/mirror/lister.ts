@@ -4,6 +4,7 @@ import { toIdentity, type WireHeader } from '../etcd/wire';
 import type { MirroredRanges } from './mirrored-ranges';
 import { rangePages } from './paged-range';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { GrayscaleView } from '../grayscale/view';
 
 export interface ListResult {
   readonly revision: number;
@@ -16,7 +17,8 @@ export interface ListResult {
  * that revision. Until the commit, readers keep seeing the previous content.
  * With `bytesPerSecond`, each page is followed by the pause its bytes take at
  * that rate: a fleet listing again after a compaction must not read etcd's
- * whole keyspace all at once.
+ * whole keyspace all at once. Under grayscale prefixes, what this machine
+ * withholds is kept apart and the version it showed stays.
  */
 export async function listInto(
   store: MirrorStore,
@@ -25,6 +27,7 @@ export async function listInto(
   compactRevision: number,
   metadata?: () => Metadata,
   bytesPerSecond = 0,
+  grayscale: GrayscaleView | null = null,
 ): Promise<ListResult> {
   const writer = store.beginSnapshot();
   let revision = 0;
@@ -34,7 +37,13 @@ export async function listInto(
     for await (const page of rangePages(client, 'mirror-list', range, revision, metadata)) {
       header ??= page.header;
       revision = page.revision;
-      writer.putPage(page.records);
+      if (grayscale === null) writer.putPage(page.records);
+      else {
+        // Until the commit, the store's current content is what this machine showed before the list.
+        const view = grayscale.viewListed(page.records, (key) => store.get(key));
+        writer.putPage(view.visible);
+        writer.putWithheld(view.withheld);
+      }
       total += page.records.length;
       // The pause keeps the next page back; after the very last one there is nothing to keep back.
       const last = page.end === range.end && index === ranges.ranges.length - 1;

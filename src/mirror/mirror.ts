@@ -16,6 +16,7 @@ import { listInto } from './lister';
 import { MirroredRanges } from './mirrored-ranges';
 import { RevisionWaiters } from './revision-waiters';
 import { reasonedCall } from '../upstream/call-reason';
+import type { GrayscaleView } from '../grayscale/view';
 
 const STATUS_TIMEOUT_MS = 3_000;
 const INITIAL_BACKOFF_MS = 250;
@@ -32,6 +33,12 @@ export interface MirrorEvents {
   adopted: [revision: number, previous: number];
   /** The content was thrown away: another cluster, or one restored from a backup; M was `previous`. */
   discarded: [previous: number];
+  /**
+   * This machine's view of some keys was derived again at `revision` (the
+   * grayscale settings changed): the log starts after it, and watchers of
+   * keys for which `touches` holds cannot be told what changed.
+   */
+  rederived: [revision: number, touches: (key: Buffer, rangeEnd: Buffer) => boolean];
 }
 
 export interface Mirror extends EventEmitter<MirrorEvents> {
@@ -54,6 +61,12 @@ export interface Mirror extends EventEmitter<MirrorEvents> {
    * reconnect, it reconnects now rather than at its jittered moment.
    */
   hurry(): void;
+  /**
+   * Changes what this machine shows of some keys, in place (`change` writes
+   * the store synchronously, between two commits of the watch), and tells
+   * everyone that follows the mirror.
+   */
+  rederive(change: () => void, touches: (key: Buffer, rangeEnd: Buffer) => boolean): void;
   /** Lists the upstream keyspace again (after a failed consistency check), keeping the old content until done. */
   requestRelist(reason: string): void;
   /**
@@ -88,6 +101,10 @@ export interface MirrorDeps {
   readonly onReconnectDelay?: (ms: number) => void;
   /** The fastest a list of the keyspace reads from etcd; 0: as fast as it answers. */
   readonly listBytesPerSecond?: number;
+  /** This machine's view under the grayscale prefixes: what it stores and tells watchers (null: off). */
+  readonly grayscale?: GrayscaleView | null;
+  /** Called after every commit that may change what is withheld (metrics). */
+  readonly onWithheld?: () => void;
 }
 
 /** The watch's member stopped answering: resume elsewhere at once, without the error backoff. */
@@ -110,7 +127,7 @@ class RelistNeeded extends Error {
  * Reconnects resume at M+1; a compaction past M means a fresh list; another
  * cluster, or one whose revision is behind M, means the store is wiped first.
  */
-export function startMirror({ store, pool, liveness, log, ranges, auth, identity, onRevision, onWatchStream, onFailover, onReconnectDelay, listBytesPerSecond = 0 }: MirrorDeps): Mirror {
+export function startMirror({ store, pool, liveness, log, ranges, auth, identity, onRevision, onWatchStream, onFailover, onReconnectDelay, listBytesPerSecond = 0, grayscale = null, onWithheld }: MirrorDeps): Mirror {
   const held = store.meta();
   if (held.revision > 0 && held.scope !== ranges.describe()) {
     log.warn({ held: held.scope, configured: ranges.describe() }, 'the mirror on disk holds other keys than --mirror-prefix asks for: discarded, rebuilding');
@@ -154,7 +171,8 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, identity
   const relist = async (member: UpstreamMember, compactRevision: number): Promise<void> => {
     const started = Date.now();
     const previous = store.meta().revision;
-    const result = await listInto(store, member.client, ranges, compactRevision, () => identity.metadataFor(member), listBytesPerSecond);
+    const result = await listInto(store, member.client, ranges, compactRevision, () => identity.metadataFor(member), listBytesPerSecond, grayscale);
+    onWithheld?.();
     log.info({ revision: result.revision, keys: result.keys, ms: Date.now() - started }, 'mirror listed the upstream keyspace');
     // A list is an anonymous read of everything mirrored: the upstream lets anyone read.
     auth.accepted();
@@ -219,9 +237,14 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, identity
         // The watch spans the gaps between mirrored prefixes too: their events are dropped,
         // but their revisions still prove the mirrored keys unchanged up to there.
         const through = received.reduce((highest, event) => Math.max(highest, event.kv.mod_revision), 0);
-        const events = ranges.whole ? received : received.filter((event) => ranges.contains(event.kv.key));
+        const mirrored = ranges.whole ? received : received.filter((event) => ranges.contains(event.kv.key));
         try {
-          const revision = store.applyEvents(events, toIdentity(response.header), through);
+          // A resumed watch may repeat the seam: events the store holds already are not seen again.
+          const fresh = mirrored.filter((event) => event.kv.mod_revision > store.meta().revision);
+          const view = grayscale === null ? { events: fresh, withheld: [] } : grayscale.viewEvents(fresh, (key) => store.get(key));
+          const events = view.events;
+          const revision = store.applyEvents(events, toIdentity(response.header), through, view.withheld);
+          if (view.withheld.length > 0) onWithheld?.();
           advanced(revision);
           if (events.length > 0) emitter.emit('applied', revision, events);
         } catch (error) {
@@ -332,6 +355,10 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, identity
       } finally {
         adoption = null;
       }
+    },
+    rederive(change: () => void, touches: (key: Buffer, rangeEnd: Buffer) => boolean) {
+      change();
+      emitter.emit('rederived', store.meta().revision, touches);
     },
     requestRelist(reason: string) {
       relistReason = reason;

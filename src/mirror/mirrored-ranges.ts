@@ -74,6 +74,13 @@ export class MirroredRanges {
     return this.ranges.some((r) => Buffer.compare(key, r.start) >= 0 && (r.end === null || (end !== null && Buffer.compare(end, r.end) <= 0)));
   }
 
+  /** True when a request's (key, range_end), with etcd's meaning of range_end, may name a key in these ranges. */
+  touches(key: Buffer, rangeEnd: Buffer): boolean {
+    if (rangeEnd.length === 0) return this.contains(key);
+    const end = rangeEnd.equals(ZERO_BYTE) ? null : rangeEnd;
+    return this.ranges.some((r) => before(key, r.end) && before(r.start, end));
+  }
+
   /** True when a request's (key, range_end) names at least one key the mirror watches (its watch range, gaps included). */
   touchesWatch(key: Buffer, rangeEnd: Buffer): boolean {
     if (this.whole) return true;

@@ -34,9 +34,17 @@ const EMPTY_META: PersistedMeta = {
   activeKv: 'kv-a',
 };
 
+/** A key's newest version that this machine withholds (grayscale/), or none any more (null). */
+export interface WithheldChange {
+  readonly key: Buffer;
+  readonly record: EncodedKeyValue | null;
+}
+
 /** Fills the inactive key table page by page; nothing is visible until commit. */
 export interface SnapshotWriter {
   putPage(records: readonly EncodedKeyValue[]): void;
+  /** Versions the list found that this machine withholds (grayscale/); they replace the old ones at commit. */
+  putWithheld(records: readonly EncodedKeyValue[]): void;
   /** Makes the snapshot the mirror's content at `revision`, in one transaction. */
   commit(revision: number, identity: UpstreamIdentity, compactRevision: number, scope: string): void;
 }
@@ -75,7 +83,20 @@ export interface MirrorStore {
    * the watch vouches for without mirrored events), in one LMDB transaction.
    * Returns the new M.
    */
-  applyEvents(events: readonly EncodedEvent[], identity: UpstreamIdentity, through?: number): number;
+  applyEvents(events: readonly EncodedEvent[], identity: UpstreamIdentity, through?: number, withheld?: readonly WithheldChange[]): number;
+  /** The newest version of a key that this machine withholds (grayscale/), if any. */
+  withheld(key: Buffer): EncodedKeyValue | undefined;
+  /** Every withheld version, in key order. */
+  allWithheld(): IterableIterator<EncodedKeyValue>;
+  withheldCount(): number;
+  /**
+   * Replaces the visible versions and withheld ones of some keys at the
+   * current revision (grayscale settings changed): the log starts afresh, as
+   * after a list, since its events were of the old view.
+   */
+  rederive(visible: readonly { key: Buffer; record: EncodedKeyValue | null }[], withheld: readonly WithheldChange[], settings: string): void;
+  /** The grayscale settings (grayscale/describeSettings) the stored view was derived under; '' for none. */
+  grayscaleSettings(): string;
   /** Records what the upstream said about itself (term changes, compaction) without events. */
   updateMeta(update: { identity?: UpstreamIdentity; compactRevision?: number }): void;
   beginSnapshot(): SnapshotWriter;
@@ -126,6 +147,18 @@ export function openStore(dataDir: string, options: StoreOptions = {}): MirrorSt
     'kv-b': root.openDB<Buffer, Buffer>({ name: 'kv-b', keyEncoding: 'binary', encoding: 'binary' }),
   };
   const logDb = root.openDB<Buffer, number>({ name: 'log', keyEncoding: 'ordered-binary', encoding: 'binary' });
+  // Each key's newest version this machine does not show (grayscale/): what etcd holds, for checks and reloads.
+  // A read-only open of a store written before these tables existed finds none (lmdb hands back undefined).
+  const withheldDb = root.openDB<Buffer, Buffer>({ name: 'withheld', keyEncoding: 'binary', encoding: 'binary' }) as Database<Buffer, Buffer> | undefined;
+  // Kept apart from the meta: a wipe or a list keeps deriving under the same settings.
+  const grayscaleDb = root.openDB<string, string>({ name: 'grayscale', encoding: 'string' }) as Database<string, string> | undefined;
+  const applyWithheld = (changes: readonly WithheldChange[]): void => {
+    if (withheldDb === undefined) throw new Error('etcd-cache-proxy: the store is open read-only');
+    for (const change of changes) {
+      if (change.record === null) withheldDb.removeSync(toStoreKey(change.key));
+      else withheldDb.putSync(toStoreKey(change.key), change.record.bytes);
+    }
+  };
 
   /** Schema 1 to 2 in one write transaction: a crash midway leaves schema 1 as it was, converted again at the next open. */
   const upgrade = (old: PersistedMeta): PersistedMeta => {
@@ -190,8 +223,8 @@ export function openStore(dataDir: string, options: StoreOptions = {}): MirrorSt
       }
       return total;
     },
-    applyEvents(events, identity, through = 0) {
-      if (events.length === 0 && through <= meta.revision) return meta.revision;
+    applyEvents(events, identity, through = 0, withheld = []) {
+      if (events.length === 0 && withheld.length === 0 && through <= meta.revision) return meta.revision;
       meta = root.transactionSync(() => {
         const kv = active();
         const byRevision = new Map<number, EncodedEvent[]>();
@@ -205,6 +238,7 @@ export function openStore(dataDir: string, options: StoreOptions = {}): MirrorSt
           byRevision.set(revision, group);
         }
         for (const [revision, group] of byRevision) logDb.putSync(revision, encodeLogEntry(group));
+        applyWithheld(withheld);
         const revision = Math.max(meta.revision, through, ...byRevision.keys());
         const logStart = meta.logStart === 0 && byRevision.size > 0 ? Math.min(...byRevision.keys()) : meta.logStart;
         const next = { ...meta, identity, revision, logStart };
@@ -226,17 +260,23 @@ export function openStore(dataDir: string, options: StoreOptions = {}): MirrorSt
       const slot: KvSlot = meta.activeKv === 'kv-a' ? 'kv-b' : 'kv-a';
       const target = kvDbs[slot];
       target.clearSync();
+      const withheld: EncodedKeyValue[] = [];
       return {
         putPage(records) {
           root.transactionSync(() => {
             for (const record of records) target.putSync(toStoreKey(record.key), record.bytes);
           });
         },
+        putWithheld(records) {
+          withheld.push(...records);
+        },
         commit(revision, identity, compactRevision, scope) {
           // The log, empty from here, holds every event after `revision`: the keyspace at `revision` itself stays answerable.
           const next: PersistedMeta = { ...meta, activeKv: slot, identity, revision, compactRevision, logStart: revision + 1, scope };
           root.transactionSync(() => {
             logDb.clearSync();
+            withheldDb?.clearSync();
+            applyWithheld(withheld.map((record) => ({ key: record.key, record })));
             writeMeta(next);
           });
           meta = next;
@@ -261,9 +301,37 @@ export function openStore(dataDir: string, options: StoreOptions = {}): MirrorSt
         kvDbs['kv-a'].clearSync();
         kvDbs['kv-b'].clearSync();
         logDb.clearSync();
+        withheldDb?.clearSync();
         writeMeta(EMPTY_META);
       });
       meta = EMPTY_META;
+    },
+    withheld(key) {
+      const bytes = withheldDb?.get(toStoreKey(key));
+      const record = bytes === undefined ? undefined : new EncodedKeyValue(bytes);
+      return record !== undefined && record.key.equals(key) ? record : undefined;
+    },
+    allWithheld() {
+      return orderedScan(viewsOf(withheldDb?.getRange({}) ?? []), Buffer.alloc(0), null);
+    },
+    withheldCount: () => (withheldDb === undefined ? 0 : (withheldDb.getStats() as { entryCount: number }).entryCount),
+    grayscaleSettings: () => grayscaleDb?.get('settings') ?? '',
+    rederive(visible, withheld, settings) {
+      root.transactionSync(() => {
+        if (grayscaleDb === undefined) throw new Error('etcd-cache-proxy: the store is open read-only');
+        grayscaleDb.putSync('settings', settings);
+        if (visible.length === 0 && withheld.length === 0) return;
+        const kv = active();
+        for (const { key, record } of visible) {
+          if (record === null) kv.removeSync(toStoreKey(key));
+          else kv.putSync(toStoreKey(key), record.bytes);
+        }
+        applyWithheld(withheld);
+        logDb.clearSync();
+        const next = { ...meta, logStart: meta.revision + 1 };
+        writeMeta(next);
+        meta = next;
+      });
     },
     stats() {
       const env = root.getStats() as { pageSize: number; lastPageNumber: number };

@@ -2,7 +2,7 @@ import type { Mirror } from '../mirror/mirror';
 import type { EncodedEvent } from '../etcd/event-bytes';
 import type { StoreMeta } from '../store/meta';
 import type { MirrorStore } from '../store/store';
-import { selectEvents, type WatchSpec } from './watch-spec';
+import { selectEvents, specRange, type WatchSpec } from './watch-spec';
 
 /** Revisions one catch-up step reads from the log before giving other work a turn. */
 const CATCH_UP_REVISIONS = 1_000;
@@ -70,6 +70,10 @@ export class WatchHub {
     mirror.on('relisted', (revision, previous) => this.afterRelist(revision, previous));
     mirror.on('adopted', (revision, previous) => this.afterRelist(revision, previous));
     mirror.on('discarded', (previous) => this.cancelAll(previous + 1));
+    mirror.on('rederived', (_revision, touches) => this.cancelAll(oldestWatchable(this.store.meta()), (spec) => {
+      const { key, rangeEnd } = specRange(spec);
+      return touches(key, rangeEnd);
+    }));
   }
 
   /** Watchers registered now (for metrics). */
@@ -183,8 +187,9 @@ export class WatchHub {
   }
 
   /** The mirror held another cluster's data (or a restored one's): nobody's position means anything now. */
-  private cancelAll(compactRevision: number): void {
+  private cancelAll(compactRevision: number, which: (spec: WatchSpec) => boolean = () => true): void {
     for (const watcher of [...this.synced, ...this.unsynced]) {
+      if (!which(watcher.spec)) continue;
       this.remove(watcher);
       watcher.sink.compacted(watcher, compactRevision);
     }

@@ -1,6 +1,7 @@
 import type { Metadata } from '@grpc/grpc-js';
 import type { KeyRangeAsked, ReadDecision } from '../auth/directory';
-import { cancelReasonOf } from '../etcd/errors';
+import { ETCD_ERRORS, cancelReasonOf } from '../etcd/errors';
+import type { GrayscaleView } from '../grayscale/view';
 import { mirrorHeader, mirrorHeaderBytes } from '../mirror/response-header';
 import { etcdMethod } from '../etcd/proto';
 import type { WireWatchResponse } from '../etcd/wire';
@@ -59,6 +60,8 @@ export interface WatchSessionDeps {
   readonly store: MirrorStore;
   readonly mirror: Mirror;
   readonly ranges: MirroredRanges;
+  /** This machine's view under grayscale prefixes: watches there are never relayed to etcd (null: off). */
+  readonly grayscale: GrayscaleView;
   /** The process-wide relay for watches the mirror cannot serve. */
   readonly relay: WatchRelay;
   /** No member answers at all: history older than the log has nobody to replay it. */
@@ -169,9 +172,16 @@ export class WatchSession {
     // History older than the log is etcd's to replay (or to refuse as compacted) while a member answers,
     // with a leader or without (etcd serves a watch from the member's own store).
     const tooOld = spec.startRevision > 0 && spec.startRevision < oldestWatchable(meta) && !silent;
-    const servable =
-      !tooOld && !this.deps.mirror.authRequired() && meta.revision > 0 && this.deps.ranges.coversRequest(specRange(spec).key, specRange(spec).rangeEnd);
+    const { key, rangeEnd } = specRange(spec);
+    const covered = !this.deps.mirror.authRequired() && this.deps.ranges.coversRequest(key, rangeEnd);
+    const servable = !tooOld && meta.revision > 0 && covered;
     if (!servable) {
+      // etcd would send versions this machine withholds: such a watch is this machine's or nobody's.
+      if (covered && this.deps.grayscale.touches(key, rangeEnd)) {
+        if (meta.revision === 0) this.send({ header: this.header(), watch_id: '-1', created: true, canceled: true, cancel_reason: ETCD_ERRORS.grayscaleUnsynced.details });
+        else this.serveFromHub(id, spec); // older than the log: cancelled as compacted at the log's start
+        return;
+      }
       this.relayUpstream(id, spec, request);
       return;
     }

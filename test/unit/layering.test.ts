@@ -30,6 +30,7 @@ const LAYERS: Readonly<Record<string, number>> = {
   auth: 3,
   proxy: 7,
   objectstore: 5,
+  grayscale: 3,
   cli: 8,
 };
 

@@ -4,7 +4,7 @@
 // replays, across a restart and an outage, and after a reload that changes
 // who the machine is. Writes and other keys are untouched.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -27,6 +27,15 @@ const argsFor = (hostname: string, zone: string): string[] => [
   // The rolling comparison with etcd runs all along: what a machine withholds is no difference.
   '--consistency-check-interval', '100ms', '--consistency-check-bytes-per-second', '10000000',
 ];
+/** Each machine also exports its apisix.yaml every 100 ms, into <data dir>/export. */
+const exportArgs = (dataDir: string): string[] => ['--snapshot-dir', join(dataDir, 'export'), '--snapshot-interval', '100ms', '--apisix-prefix', '/apisix'];
+const exported = (machine: { dataDir: string }): string => {
+  try {
+    return readFileSync(join(machine.dataDir, 'export', 'apisix.yaml'), 'utf8');
+  } catch {
+    return '';
+  }
+};
 
 interface RangeReply {
   header: { revision: string };
@@ -93,7 +102,7 @@ describe('configuration grayscale', () => {
     return events(machine, from).filter((e) => e.kv?.key?.toString() !== sentinel).map(describeEvent);
   };
   const startMachine = async (name: string, zone: string, dataDir: string): Promise<Machine> => {
-    const args = argsFor(name, zone);
+    const args = [...argsFor(name, zone), ...exportArgs(dataDir)];
     const proxy = await startTestProxy([etcd.clientUrl], args, { dataDir });
     await proxy.mirrored();
     const clients = rawClients(proxy.address);
@@ -143,6 +152,11 @@ describe('configuration grayscale', () => {
     assert.deepEqual((await report(bj)).withheld, [{ key: `${PREFIX}routes/2`, visible_mod_revision: null, newest_mod_revision: revision }]);
     assert.deepEqual((await report(sh)).withheld, []);
     assert.equal(await withheldGauge(bj), 1);
+    // The apisix.yaml export is the machine's view too.
+    await until('sh to export the canary route', () => exported(sh).includes('/canary'));
+    await put(direct, `${PREFIX}upstreams/2`, JSON.stringify({ desc: 'written-after-the-canary', nodes: { '127.0.0.1:81': 1 } }));
+    await until('bj to export a key written after the canary route', () => exported(bj).includes('written-after-the-canary'));
+    assert.equal(exported(bj).includes('/canary'), false, exported(bj));
     // Outside the grayscale prefixes a mark means nothing.
     assert.equal(await valueAt(bj, '/other/x'), route('/o', { hostname: ['nobody'] }));
   });
@@ -295,7 +309,7 @@ describe('configuration grayscale', () => {
     assert.equal(await valueAt(bj, `${PREFIX}routes/6`), null);
     const from = bj.watch.responses.length;
     const next = loadConfig({
-      argv: ['--endpoints', etcd.clientUrl, '--listen-addr', '127.0.0.1:0', '--data-dir', bj.dataDir, '--shutdown-grace', '2s', ...argsFor('gw-bj-1', 'sh')],
+      argv: ['--endpoints', etcd.clientUrl, '--listen-addr', '127.0.0.1:0', '--data-dir', bj.dataDir, '--shutdown-grace', '2s', ...argsFor('gw-bj-1', 'sh'), ...exportArgs(bj.dataDir)],
       env: {},
     });
     const changes = bj.proxy.proxy.reconfigure(next);

@@ -1,13 +1,15 @@
 // Benchmark: Range throughput with a load generator that is not the
 // bottleneck (h2load, from Debian's nghttp2-client, in C), side by side in
-// one run: etcd direct, `etcd grpc-proxy`, etcd-cache-proxy (serializable
-// and linearizable, from its mirror), and the floor of the stack, a bare
-// grpc-js server answering etcd's own encoded answer to the same read from memory.
+// one run: etcd direct, `etcd grpc-proxy`, etcd-cache-proxy with --workers 1
+// and with --workers 2 (serializable and linearizable, from its mirror), and
+// the floor of the stack, a bare grpc-js server answering etcd's own encoded
+// answer to the same read from memory, as one process and as two (Node's
+// cluster, as --workers shares its port).
 //
 // Each path runs `--rounds` times, the paths taking turns, and the median
 // rate is reported: on a shared 2-core machine one run of each, back to back,
 // moves the ratios by 20% from one run to the next. The CPU each request cost
-// the serving process, and etcd behind it, is read from /proc over all rounds:
+// the serving processes (a process and its children), and etcd behind it, is read from /proc over all rounds:
 // on this machine etcd, the load generator and the server share two cores, so
 // what one of them burns slows the others.
 //
@@ -18,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { serviceMethods } from '../src/etcd/proto';
-import { cpuSeconds } from './support/cpu';
+import { cpuSeconds, treeCpuSeconds } from './support/cpu';
 import { freePort, sleep, startEtcd, stopChild } from '../test/support/etcd';
 import { trackProcess } from '../test/support/processes';
 import { startProxyProcess } from '../test/support/proxy';
@@ -88,11 +90,15 @@ async function main(): Promise<void> {
   const grpcProxyPort = await freePort();
   const grpcProxy = spawn('etcd', ['grpc-proxy', 'start', `--endpoints=${etcd.clientUrl}`, `--listen-addr=127.0.0.1:${grpcProxyPort}`, `--data-dir=${join(dir, 'gp')}`], { stdio: 'ignore' });
   trackProcess(grpcProxy);
-  const floorPort = await freePort();
-  const floor = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'support', 'floor-server.ts'), String(floorPort), answerFile], { stdio: ['ignore', 'pipe', 'inherit'] });
-  trackProcess(floor);
-  await new Promise<void>((resolve) => floor.stdout?.once('data', () => resolve()));
-  const proxy = await startProxyProcess([etcd.clientUrl], ['--log-level', 'warn']);
+  const startFloor = async (processes: number): Promise<{ child: ReturnType<typeof spawn>; port: number }> => {
+    const port = await freePort();
+    const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'support', 'floor-server.ts'), String(port), answerFile, String(processes)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    trackProcess(child);
+    await new Promise<void>((resolve) => child.stdout?.once('data', () => resolve()));
+    return { child, port };
+  };
+  const floors = [await startFloor(1), await startFloor(2)];
+  const proxies = [await startProxyProcess([etcd.clientUrl], ['--log-level', 'warn']), await startProxyProcess([etcd.clientUrl], ['--log-level', 'warn', '--workers', '2'])];
   await sleep(1000);
 
   const pidOf = (child: { pid?: number | undefined }): number => child.pid ?? -1;
@@ -101,29 +107,32 @@ async function main(): Promise<void> {
     for (const [path, address, serverPid, etcdPid] of [
       ['etcd direct', etcd.clientAddress, etcd.pid, null],
       ['etcd grpc-proxy', `127.0.0.1:${grpcProxyPort}`, pidOf(grpcProxy), etcd.pid],
-      ['etcd-cache-proxy', proxy.address, pidOf(proxy.child), etcd.pid],
+      ['etcd-cache-proxy', proxies[0]?.address ?? '', pidOf(proxies[0]?.child ?? {}), etcd.pid],
+      ['etcd-cache-proxy --workers 2', proxies[1]?.address ?? '', pidOf(proxies[1]?.child ?? {}), etcd.pid],
     ] as const) {
       paths.push({ path: `${path}, ${kind}`, address, body, serverPid, etcdPid });
     }
   }
-  paths.push({ path: 'bare grpc-js server (floor)', address: `127.0.0.1:${floorPort}`, body: bodies.serializable, serverPid: pidOf(floor), etcdPid: null });
+  floors.forEach(({ child, port }, i) =>
+    paths.push({ path: `bare grpc-js server x${i + 1} (floor)`, address: `127.0.0.1:${port}`, body: bodies.serializable, serverPid: pidOf(child), etcdPid: null }),
+  );
   const runs = new Map<string, { requestsPerSecond: number; failed: number; serverSeconds: number; etcdSeconds: number }[]>();
   try {
     for (const { address, body } of paths) await h2load(address, body, '5000'); // warm-up: JIT, connections, caches
     for (let round = 0; round < Number(values.rounds ?? '3'); round += 1) {
       for (const { path, address, body, serverPid, etcdPid } of paths) {
-        const serverBefore = cpuSeconds(serverPid);
+        const serverBefore = treeCpuSeconds(serverPid);
         const etcdBefore = etcdPid === null ? 0 : cpuSeconds(etcdPid);
         const result = await h2load(address, body);
-        const serverSeconds = cpuSeconds(serverPid) - serverBefore;
+        const serverSeconds = treeCpuSeconds(serverPid) - serverBefore;
         const etcdSeconds = etcdPid === null ? 0 : cpuSeconds(etcdPid) - etcdBefore;
         runs.set(path, [...(runs.get(path) ?? []), { ...result, serverSeconds, etcdSeconds }]);
       }
     }
   } finally {
-    await proxy.stop();
+    for (const proxy of proxies) await proxy.stop();
     await stopChild(grpcProxy);
-    await stopChild(floor);
+    for (const { child } of floors) await stopChild(child);
     await etcd.stop();
     rmSync(dir, { recursive: true, force: true });
   }
@@ -142,15 +151,19 @@ async function main(): Promise<void> {
     };
   });
   const direct = (kind: string): number => rows.find((r) => r.path === `etcd direct, ${kind}`)?.requestsPerSecond ?? NaN;
-  const floorRate = rows[rows.length - 1]?.requestsPerSecond ?? NaN;
+  const floorRate = rows.find((r) => r.path.startsWith('bare grpc-js server x1'))?.requestsPerSecond ?? NaN;
   console.log(`h2load -n ${values.requests} -c ${values.clients} -m ${values.streams}, Range of 10 keys x 256 B, one etcd 3.4 on loopback; median of ${values.rounds} rounds\n`);
-  console.log('path                                   req/s   vs direct   vs floor   CPU µs/req   + etcd µs/req   failed');
+  console.log('path                                               req/s   vs direct   vs floor x1   CPU µs/req   + etcd µs/req   failed');
   for (const row of rows) {
     const kind = row.path.endsWith('linearizable') ? 'linearizable' : 'serializable';
     console.log(
-      `${row.path.padEnd(36)} ${row.requestsPerSecond.toFixed(0).padStart(8)}   ${(row.requestsPerSecond / direct(kind)).toFixed(2).padStart(9)}   ${(row.requestsPerSecond / floorRate).toFixed(2).padStart(8)}   ${row.serverMicros.toFixed(1).padStart(10)}   ${(Number.isNaN(row.etcdMicros) ? '-' : row.etcdMicros.toFixed(1)).padStart(13)}   ${String(row.failed).padStart(6)}`,
+      `${row.path.padEnd(48)} ${row.requestsPerSecond.toFixed(0).padStart(8)}   ${(row.requestsPerSecond / direct(kind)).toFixed(2).padStart(9)}   ${(row.requestsPerSecond / floorRate).toFixed(2).padStart(11)}   ${row.serverMicros.toFixed(1).padStart(10)}   ${(Number.isNaN(row.etcdMicros) ? '-' : row.etcdMicros.toFixed(1)).padStart(13)}   ${String(row.failed).padStart(6)}`,
     );
   }
+  const rate = (path: string): number => rows.find((r) => r.path === path)?.requestsPerSecond ?? NaN;
+  const ratio = (a: number, b: number): string => (a / b).toFixed(2);
+  console.log(`\n--workers 2, serializable: ${ratio(rate('etcd-cache-proxy --workers 2, serializable'), rate('bare grpc-js server x2 (floor)'))}x the floor as 2 processes, ${ratio(rate('etcd-cache-proxy --workers 2, serializable'), rate('etcd-cache-proxy, serializable'))}x --workers 1`);
+  console.log(`--workers 2, linearizable: ${ratio(rate('etcd-cache-proxy --workers 2, linearizable'), direct('linearizable'))}x etcd direct, ${ratio(rate('etcd-cache-proxy --workers 2, linearizable'), rate('etcd-cache-proxy, linearizable'))}x --workers 1`);
 }
 
 main().then(

@@ -3,7 +3,8 @@
 // them), then a series of writes made straight to etcd. For each write, the
 // time until the LAST of the N watchers has the event; p50/p99 over the
 // writes. Side by side in one run: etcd direct, `etcd grpc-proxy` and
-// etcd-cache-proxy (its CLI in its own process, watches from its mirror).
+// etcd-cache-proxy (its CLI in its own process, watches from its mirror),
+// with one serving process and with --workers 2.
 // Also: the serving process's RSS growth per watcher, and how many watchers
 // etcd itself holds for the N (its own /metrics).
 //
@@ -21,6 +22,7 @@ import { trackProcess } from '../test/support/processes';
 import { startProxyProcess } from '../test/support/proxy';
 import { call, rawClients, type RawClients } from '../test/support/raw-client';
 import { WatchClient } from '../test/support/watch-client';
+import { processTree } from './support/cpu';
 
 const { values } = parseArgs({
   options: {
@@ -59,7 +61,12 @@ interface Row {
   readonly etcdWatchStreams: number;
 }
 
+/** Resident memory of a process and its descendants (a proxy with --workers). */
 function rssBytes(pid: number): number {
+  return processTree(pid).reduce((sum, one) => sum + processRssBytes(one), 0);
+}
+
+function processRssBytes(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kib = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
   if (kib === undefined) throw new Error(`no VmRSS for pid ${pid}`);
@@ -169,6 +176,7 @@ async function main(): Promise<void> {
   const etcd = await startEtcd();
   const grpcProxy = await startGrpcProxy(etcd.clientUrl);
   const proxy = await startProxyProcess([etcd.clientUrl], ['--log-level', 'warn']);
+  const proxy2 = await startProxyProcess([etcd.clientUrl], ['--log-level', 'warn', '--workers', '2']);
   const writer = rawClients(etcd.clientAddress);
   const rows: Row[] = [];
   try {
@@ -176,11 +184,13 @@ async function main(): Promise<void> {
       { name: 'etcd direct', address: etcd.clientAddress, pid: etcd.pid },
       { name: 'etcd grpc-proxy', address: grpcProxy.address, pid: grpcProxy.pid },
       { name: 'etcd-cache-proxy', address: proxy.address, pid: proxy.child.pid ?? -1 },
+      { name: 'ecp --workers 2', address: proxy2.address, pid: proxy2.child.pid ?? -1 },
     ];
     for (const path of paths) rows.push(await measure(path, etcd, writer));
   } finally {
     writer.close();
     await proxy.stop();
+    await proxy2.stop();
     await grpcProxy.stop();
     await etcd.stop();
   }

@@ -1,8 +1,11 @@
+import cluster from 'node:cluster';
 import { unwatchFile, watchFile } from 'node:fs';
-import { ConfigError, describeOptions, loadConfig } from './config';
-import { createLogger } from './log';
-import { createMetrics } from './metrics';
-import { startProxy } from './proxy';
+import { ConfigError, describeOptions, loadConfig, type ProxyConfig } from './config';
+import { createLogger, type Logger } from './log';
+import { createMetrics, type Metrics } from './metrics';
+import { startProxy, type RunningProxy } from './proxy';
+import { startPrimary, type RunningPrimary } from './workers/primary';
+import { startWorker, type RunningWorker } from './workers/worker';
 import { snapshotCommand } from './snapshot/command';
 import { objectStoreCommand } from './objectstore/command';
 import { quietIpServerNameWarning } from './tls/upstream';
@@ -65,9 +68,11 @@ async function start(args: readonly string[]): Promise<number> {
   }
   const log = createLogger(config.logLevel);
   const metrics = createMetrics();
-  let proxy;
+  // A serving process of --workers N: the primary reloads and stops it.
+  if (cluster.isWorker) return serveAsWorker(args, config, log, metrics);
+  let proxy: RunningProxy | RunningPrimary;
   try {
-    proxy = await startProxy({ config, log, metrics });
+    proxy = config.workers > 1 ? await startPrimary({ config, log, metrics }, config.workers) : await startProxy({ config, log, metrics });
   } catch (error) {
     log.fatal({ err: error }, 'could not start');
     process.stderr.write(`etcd-cache-proxy: could not start: ${error instanceof Error ? error.message : String(error)}\n`);
@@ -99,6 +104,45 @@ async function start(args: readonly string[]): Promise<number> {
       process.off('SIGHUP', onHangup);
       if (configFile !== null) unwatchFile(configFile, onFileChange);
       running.close().then(
+        () => resolve(0),
+        (error: unknown) => {
+          log.error({ err: error }, 'unclean stop');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}
+
+/**
+ * One of the --workers serving processes. SIGTERM and SIGINT drain it as a
+ * single process drains; a reload comes from the primary (a SIGHUP sent to
+ * the whole process group, as a terminal's hangup is, must not reload twice).
+ * When the primary is gone, Node's cluster ends the worker.
+ */
+async function serveAsWorker(args: readonly string[], config: ProxyConfig, log: Logger, metrics: Metrics): Promise<number> {
+  let worker: RunningWorker;
+  try {
+    worker = await startWorker({ config, log, metrics }, args);
+  } catch (error) {
+    log.fatal({ err: error }, 'serving process could not start');
+    return 1;
+  }
+  const ignoreHangup = (): void => undefined;
+  process.on('SIGHUP', ignoreHangup);
+  return new Promise<number>((resolve) => {
+    const stop = (signal: NodeJS.Signals): void => {
+      log.info({ signal }, 'signal received');
+      // The same signal comes again from the primary (a service manager or a terminal signals every process
+      // of the group): the drain has begun, so it is ignored rather than left to end the process.
+      const again = (): void => undefined;
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      process.on('SIGTERM', again);
+      process.on('SIGINT', again);
+      worker.close().then(
         () => resolve(0),
         (error: unknown) => {
           log.error({ err: error }, 'unclean stop');

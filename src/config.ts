@@ -1,6 +1,6 @@
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { parseEndpoint, parseHostPort, type HostPort, type UpstreamEndpoint } from './etcd/endpoint';
@@ -52,6 +52,8 @@ export interface ProxyConfig {
   readonly watchBufferBytes: number;
   /** Memory for encoded answers of repeated mirror reads (0: none kept). */
   readonly responseCacheBytes: number;
+  /** Serving processes sharing the client port; 1: this process serves (no workers). */
+  readonly workers: number;
   /** Configuration grayscale: under these prefixes, versions marked for other machines are not shown here. */
   readonly grayscale: GrayscaleSettings;
   /** The least time between two steps of the rolling consistency check; 0 turns the check off. */
@@ -199,6 +201,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'cert-file', description: 'certificate for clients: the client port then speaks TLS only (gRPC and HTTP)' },
   { name: 'key-file', description: 'key of --cert-file' },
   { name: 'trusted-ca-file', description: 'CA bundle for client certificates: clients must present one it signed' },
+  { name: 'workers', description: "serving processes sharing the client port, each using a core (auto: one per CPU this process may use); the mirror is kept by one more", defaultValue: '1' },
   { name: 'shutdown-grace', description: 'how long a stop waits for in-flight calls (e.g. 5s, 500ms)', defaultValue: '5s' },
   { name: 'config-file', description: 'YAML file whose keys are these flag names' },
 ];
@@ -350,6 +353,11 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
   const responseCacheBytes = attempt('response-cache-bytes', 128 * 1024 * 1024, wholeNumberOfAtLeast(0, 'must be a whole number of bytes (0 turns the cache off)'));
   const history = attempt('history', 100_000, wholeNumberOfAtLeast(1, 'must be a whole number of revisions, at least 1'));
   const mirrorPrefixes = attempt('mirror-prefix', [] as string[], parsePrefixList);
+  const workers = attempt('workers', 1, (value) => {
+    if (value === 'auto') return availableParallelism();
+    if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 1024) throw new Error('must be auto or a whole number of processes, 1 to 1024');
+    return Number(value);
+  });
   const grayscale: GrayscaleSettings = {
     prefixes: attempt('grayscale-prefix', [] as string[], (value) => {
       const prefixes = value.split(',').filter((prefix) => prefix !== '');
@@ -462,6 +470,7 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     watchBufferBytes,
     responseCacheBytes,
     grayscale,
+    workers,
     configFile,
   };
 }

@@ -29,6 +29,10 @@ export interface Metrics {
   /** Every call the proxy starts upstream, streams once when opened: what it costs etcd, and why. */
   readonly upstreamCalls: Counter<'method' | 'reason'>;
   readonly mirrorRelists: Counter;
+  /** Serving processes (--workers) that exited and were started again. */
+  readonly workerRestarts: Counter;
+  /** Serving processes (--workers) bound to the client port now: below the number asked for, one is down or restarting. */
+  readonly workersServing: Gauge;
   /** Waits before the mirror tries etcd again (after a failure, or when etcd is back), jittered. */
   readonly mirrorReconnectDelay: Histogram;
   readonly unchangedPutsAcknowledged: Counter;
@@ -237,6 +241,8 @@ export function createMetrics(registry: Registry = new Registry()): Metrics {
     authUsers: new Gauge({
       name: `${METRIC_PREFIX}auth_users`,
       help: 'Users whose roles and permissions the proxy holds',
+      // Every serving process (--workers) holds the same users: summed, they would count N times.
+      aggregator: 'max',
       registers: [registry],
     }),
     authPermissionReads: new Counter({
@@ -432,6 +438,16 @@ export function createMetrics(registry: Registry = new Registry()): Metrics {
     snapshotPublishedTimestamp: new Gauge({
       name: `${METRIC_PREFIX}snapshot_published_timestamp_seconds`,
       help: 'When this proxy last found latest as new as its mirror, by publishing or because its mirror had not moved (Unix time): an age past a few --snapshot-interval means its publishing stopped',
+      registers: [registry],
+    }),
+    workerRestarts: new Counter({
+      name: `${METRIC_PREFIX}worker_restarts_total`,
+      help: 'Serving processes (--workers) that exited unasked and were started again',
+      registers: [registry],
+    }),
+    workersServing: new Gauge({
+      name: `${METRIC_PREFIX}workers_serving`,
+      help: 'Serving processes (--workers) bound to the client port now',
       registers: [registry],
     }),
     mirrorRelists: new Counter({

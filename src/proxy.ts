@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import type { Server as HttpServer } from 'node:http';
+import type { Socket } from 'node:net';
 import { Metadata, type Server as GrpcServer } from '@grpc/grpc-js';
 import { ETCD_ERRORS } from './etcd/errors';
 import { createCore } from './api/core';
@@ -10,8 +11,8 @@ import { ResponseCache } from './api/response-cache';
 import { createGrpcServer, grpcConnections } from './grpc/server';
 import { createStreamTracker } from './api/stream-tracker';
 import { advertisedUrlFor, ConfigError, formatHostPort, type ProxyConfig } from './config';
-import { createHttpGateway, createMetricsServer } from './gateway/http-gateway';
-import { listenForBoth } from './listener/protocol-listener';
+import { createHttpGateway, createMetricsServer, type Scrape } from './gateway/http-gateway';
+import { listenForBoth, serveHandedOver, type ProtocolListener } from './listener/protocol-listener';
 import { trackHttpConnections, type HttpConnections } from './listener/http-connections';
 import type { Logger } from './log';
 import type { Metrics } from './metrics';
@@ -41,6 +42,11 @@ import { startSnapshotPublisher } from './objectstore/publisher';
 import { upstreamCredentialsBuilder, upstreamTlsFiles, watchUpstreamCredentials } from './tls/upstream';
 import { serverOptionsBuilder, serverTlsFiles, watchServerContext } from './tls/server';
 import { diffConfig, type ConfigChanges, type LiveSetting } from './config-diff';
+import type { MirrorStore } from './store/store';
+import type { Liveness } from './upstream/liveness';
+import type { UpstreamPool } from './upstream/pool';
+import type { Mirror } from './mirror/mirror';
+import type { SelfAddresses } from './upstream/loop-guard';
 import { setLogLevel } from './log';
 import { WatchHub } from './watch/hub';
 import { createWritePolicy } from './api/write-policy';
@@ -74,16 +80,113 @@ export interface ProxyDeps {
   readonly config: ProxyConfig;
   readonly log: Logger;
   readonly metrics: Metrics;
+  /** What /metrics answers, when not this process's registry alone (workers/). */
+  readonly scrape?: Scrape;
 }
 
-/** Wires every part together and starts listening. */
+/**
+ * What the serving side (the client port: gRPC, the JSON gateway) needs of
+ * the side that keeps the mirror. In one process that is the mirror itself;
+ * in a worker process (workers/) the same parts follow the process that
+ * keeps it.
+ */
+export interface MirrorSide {
+  readonly store: MirrorStore;
+  /** The members forwarded calls go to. */
+  readonly pool: UpstreamPool;
+  readonly liveness: Liveness;
+  readonly mirror: Mirror;
+  readonly auth: AuthGate;
+  /** Who the proxy's own calls are made as (--user). */
+  readonly identity: UpstreamIdentity;
+  readonly grayscale: GrayscaleView;
+  /** Carried by every forwarded call: one that comes back to this proxy is refused, not forwarded again. */
+  readonly instanceId: string;
+  /** etcd was found compacted past what the log holds: the log is pruned to match. */
+  followCompaction(): void;
+  /** The client port is bound: member discovery starts (its loop guard needs the address). */
+  listening(self: SelfAddresses): void;
+}
+
+/** The side that keeps the mirror: one per data dir, whatever serves it. */
+export interface MirrorKeeper {
+  readonly side: MirrorSide;
+  /** Called with M after every commit that moved it. */
+  onRevision(listener: (revision: number) => void): void;
+  /** Takes over one live setting of a reloaded configuration; throws when it does not load. */
+  reconfigure(next: ProxyConfig, setting: LiveSetting): void;
+  close(): Promise<void>;
+}
+
+/** The client port, served from a MirrorSide. */
+export interface ServingSide {
+  readonly address: HostPort;
+  readonly metricsAddress: HostPort | null;
+  reconfigure(next: ProxyConfig, setting: LiveSetting): void;
+  close(): Promise<void>;
+}
+
+/** Wires every part together and starts listening: the mirror and the client port in this process. */
 export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<RunningProxy> {
+  const keeper = await startMirrorKeeper({ config, log, metrics });
+  let serving: ServingSide;
+  try {
+    serving = await startServing({ config, log, metrics }, keeper.side);
+  } catch (error) {
+    await keeper.close();
+    throw error;
+  }
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      await serving.close();
+      await keeper.close();
+      log.info('stopped');
+    })();
+    return closing;
+  };
+  const reconfigurable = createReconfigure(config, log, (next, setting) => {
+    keeper.reconfigure(next, setting);
+    serving.reconfigure(next, setting);
+  });
+  return { address: serving.address, metricsAddress: serving.metricsAddress, close, reconfigure: reconfigurable };
+}
+
+/**
+ * A reload, as every process applies it: each live setting that changed is
+ * handed to `apply` (which throws when it does not load); a setting that did
+ * not load keeps its old value, so a later reload compares against that.
+ */
+export function createReconfigure(config: ProxyConfig, log: Logger, apply: (next: ProxyConfig, setting: LiveSetting) => void): (next: ProxyConfig) => ConfigChanges {
+  let current = config;
+  return (next) => {
+    const changes = diffConfig(current, next);
+    const applied: LiveSetting[] = [];
+    const refused: string[] = [];
+    for (const setting of changes.live) {
+      try {
+        apply(next, setting);
+        applied.push(setting);
+      } catch (error) {
+        refused.push(setting);
+        log.error({ setting, err: error instanceof Error ? error.message : String(error) }, 'reloaded setting does not load; keeping the one in use');
+      }
+    }
+    current = {
+      ...next,
+      ...Object.fromEntries(refused.map((key) => [key, current[key as keyof ProxyConfig]])),
+      ...Object.fromEntries(changes.needRestart.map((key) => [key, current[key as keyof ProxyConfig]])),
+    };
+    log.info({ applied, needRestart: changes.needRestart, refused }, 'configuration reloaded');
+    return { live: applied, needRestart: changes.needRestart };
+  };
+}
+
+/** The mirror and everything that keeps it: the store, the members, liveness, maintenance, checks, snapshots. */
+export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, instanceId = createInstanceId()): Promise<MirrorKeeper> {
   await mkdir(config.dataDir, { recursive: true });
   const store = openStore(config.dataDir, { log: log.child({ component: 'store' }) });
-  // Marks every upstream call, so a call that comes back to this proxy is refused, not forwarded again.
-  const instanceId = createInstanceId();
-  // What a reload changes in place; everything else reads the config it started with.
-  const running = { config, mode: config.mode };
+  let current = config;
   const upstreamLog = log.child({ component: 'upstream' });
   const upstreamCredentials = watchUpstreamCredentials(config.upstreamTls, upstreamLog);
   const pool = createUpstreamPool(initialEndpoints(config.discovery, config.endpoints, store), upstreamLog, {
@@ -118,7 +221,12 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   applyGrayscaleSettings(store, grayscale, config.grayscale, grayscaleLog);
   const countWithheld = (): void => metrics.grayscaleWithheldKeys.set(store.withheldCount());
   countWithheld();
-  const mirror = startMirror({ store, pool, liveness, log: mirrorLog, ranges, auth, identity, onRevision: (revision) => metrics.mirrorRevision.set(revision),
+  const revisionListeners = new Set<(revision: number) => void>();
+  const mirror = startMirror({ store, pool, liveness, log: mirrorLog, ranges, auth, identity,
+    onRevision: (revision) => {
+      metrics.mirrorRevision.set(revision);
+      for (const listener of revisionListeners) listener(revision);
+    },
     grayscale,
     onWithheld: countWithheld,
     onWatchStream: (delta) => metrics.upstreamWatchStreams.inc(delta),
@@ -133,16 +241,10 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   mirror.on('adopted', countWithheld);
   mirror.on('discarded', countWithheld);
   mirror.on('rederived', countWithheld);
-  const watchHub = new WatchHub(store, mirror, (events) => metrics.watchEventsReplayed.inc(events));
-  const barrier = new ReadBarrier(pool, ranges.probeKey(), identity, () => metrics.readBarrierCalls.inc());
   const consistency = startConsistencyChecks({ store, pool, mirror, ranges, metrics, log: mirrorLog, intervalMs: config.consistencyCheckIntervalMs, bytesPerSecond: config.consistencyCheckBytesPerSecond, identity, grayscale });
   const isCompacted = (revision: number): Promise<boolean | undefined> => isCompactedUpstream(pool, revision, ranges.probeKey(), identity);
-  const maintenance = startStoreMaintenance(store, config.history, metrics, mirrorLog, isCompacted);
   // Once etcd is found compacted past what the log holds, maintenance learns where and prunes the log to match.
-  const offlineLogins = config.authOfflineLogin ? await OfflineLogins.open(join(config.dataDir, OFFLINE_LOGINS_FILE), config.authOfflineMaxAgeMs, mirrorLog) : null;
-  const jwt = config.authJwtPubKey === null ? null : jwtVerifier(config.authJwtPubKey);
-  const directory = new AuthDirectory(pool, config.authRefreshIntervalMs, mirrorLog, () => liveness.isLost(), metrics, offlineLogins, jwt);
-  const compaction = new CompactionCheck(isCompacted, () => void maintenance.followCompactionNow());
+  const maintenance = startStoreMaintenance(store, config.history, metrics, mirrorLog, isCompacted);
   const snapshots =
     config.snapshotDir === null
       ? null
@@ -165,6 +267,75 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     bucket === null || !config.snapshotPublish
       ? null
       : startSnapshotPublisher({ bucket, store, intervalMs: config.snapshotIntervalMs, keep: config.snapshotKeep, apisixPrefix: config.apisixPrefix, metrics, log: objectStoreLog });
+
+  return {
+    side: {
+      store,
+      pool,
+      liveness,
+      mirror,
+      auth,
+      identity,
+      grayscale,
+      instanceId,
+      followCompaction: () => void maintenance.followCompactionNow(),
+      listening: (self) => membership.start(self),
+    },
+    onRevision: (listener) => revisionListeners.add(listener),
+    reconfigure(next, setting) {
+      if (setting === 'logLevel') setLogLevel(log, next.logLevel);
+      else if (setting === 'upstreamTls') upstreamCredentials.retarget(upstreamTlsFiles(next.upstreamTls), upstreamCredentialsBuilder(next.upstreamTls));
+      else if (setting === 'grayscale') {
+        const before = new GrayscaleView(current.grayscale, grayscaleLog);
+        applyGrayscaleSettings(store, grayscale, next.grayscale, grayscaleLog, { mirror, before });
+      }
+      if (setting === 'endpoints' || setting === 'discovery' || setting === 'syncIntervalMs' || setting === 'upstreamTls') {
+        membership.reconfigure({ source: next.discovery, endpoints: next.endpoints, syncIntervalMs: next.syncIntervalMs, tls: next.upstreamTls });
+      }
+      current = { ...current, [setting]: next[setting] };
+    },
+    async close() {
+      membership.close();
+      liveness.close();
+      maintenance.close();
+      consistency.close();
+      await snapshots?.close();
+      fallback?.close();
+      await publisher?.close();
+      bucket?.close();
+      auth.close();
+      await mirror.close();
+      await maintenance.runOnce();
+      await store.close();
+      await pool.close();
+      upstreamCredentials.close();
+    },
+  };
+}
+
+/** A client port another process listens on (the primary of --workers), handing this one connections. */
+export interface HandedPort {
+  readonly address: HostPort;
+  /** Takes the function that serves each connection handed over. */
+  serve(accept: (socket: Socket) => void): void;
+}
+
+/**
+ * The client port (gRPC and the JSON gateway on one listener), and the optional metrics port, served from `side`;
+ * with `handedPort`, connections come from the process that listens instead.
+ */
+export async function startServing({ config, log, metrics, scrape }: ProxyDeps, side: MirrorSide, handedPort?: HandedPort): Promise<ServingSide> {
+  const { store, pool, liveness, mirror, auth, identity, grayscale, instanceId } = side;
+  const mirrorLog = log.child({ component: 'mirror' });
+  let current = config;
+  const ranges = MirroredRanges.fromPrefixes(config.mirrorPrefixes.map((prefix) => Buffer.from(prefix)));
+  const watchHub = new WatchHub(store, mirror, (events) => metrics.watchEventsReplayed.inc(events));
+  const barrier = new ReadBarrier(pool, ranges.probeKey(), identity, () => metrics.readBarrierCalls.inc());
+  const isCompacted = (revision: number): Promise<boolean | undefined> => isCompactedUpstream(pool, revision, ranges.probeKey(), identity);
+  const offlineLogins = config.authOfflineLogin ? await OfflineLogins.open(join(config.dataDir, OFFLINE_LOGINS_FILE), config.authOfflineMaxAgeMs, mirrorLog) : null;
+  const jwt = config.authJwtPubKey === null ? null : jwtVerifier(config.authJwtPubKey);
+  const directory = new AuthDirectory(pool, config.authRefreshIntervalMs, mirrorLog, () => liveness.isLost(), metrics, offlineLogins, jwt);
+  const compaction = new CompactionCheck(isCompacted, () => side.followCompaction());
   const streams = createStreamTracker();
   const responseCache = new ResponseCache(config.responseCacheBytes);
   followMirror(responseCache, mirror, metrics);
@@ -176,13 +347,14 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     log: log.child({ component: 'grpc' }),
     streams,
     advertiseClientUrl: () => advertiseClientUrl,
-    writes: createWritePolicy({ mode: () => running.mode, liveness, mirror, ranges, metrics }),
-    mode: () => running.mode,
+    writes: createWritePolicy({ mode: () => current.mode, liveness, mirror, ranges, metrics }),
+    mode: () => current.mode,
     watchHub: { hub: watchHub, progressNotifyIntervalMs: config.watchProgressNotifyIntervalMs, bufferBytes: config.watchBufferBytes },
     mirrorReads: { store, mirror, ranges, liveness, barrier, compaction, directory, offlineLogins, auth, staleReads: config.staleReads, cache: responseCache, grayscale, metrics, log: mirrorLog },
   }, { instanceId });
   const grpc = createGrpcServer(core, log.child({ component: 'grpc' }));
   const gateway = createHttpGateway({
+    scrape,
     grayscale: () => grayscaleReport(grayscale, store),
     metrics,
     pool,
@@ -191,7 +363,7 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     // Read on each refusal from the running configuration, which a reload replaces.
     errorPolicy: {
       get writeRejectStatus() {
-        return running.config.writeRejectHttpStatus;
+        return current.writeRejectHttpStatus;
       },
     },
     upstreamLost: () => liveness.isLost(),
@@ -200,18 +372,21 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   const http = gateway.server;
   const httpConnections = trackHttpConnections(http);
   const serverTls = config.serverTls === null ? null : watchServerContext(config.serverTls, log.child({ component: 'tls' }));
-  const listener = await listenForBoth(
-    config.listenAddr,
-    grpcConnections(grpc, gateway.http2Request, () => metrics.grpcConnectionsMoved.inc()),
-    http,
-    log,
+  const listenerTls =
     serverTls === null
       ? null
-      : { options: () => serverTls.current(), requireClientCert: config.serverTls?.trustedCaFile != null, on: (event, listener) => serverTls.on(event, listener) },
-  );
+      : { options: () => serverTls.current(), requireClientCert: config.serverTls?.trustedCaFile != null, on: (event: 'changed', listener: () => void) => serverTls.on(event, listener) };
+  const connections = grpcConnections(grpc, gateway.http2Request, () => metrics.grpcConnectionsMoved.inc());
+  let listener: ProtocolListener;
+  if (handedPort === undefined) listener = await listenForBoth(config.listenAddr, connections, http, log, listenerTls);
+  else {
+    const handed = serveHandedOver(handedPort.address, connections, http, log, listenerTls);
+    handedPort.serve((socket) => handed.accept(socket));
+    listener = handed;
+  }
   advertiseClientUrl = advertisedUrlFor(config.advertiseClientUrl, listener.address, serverTls !== null);
-  membership.start({ listen: listener.address, advertiseClientUrl });
-  const metricsHttp = config.metricsAddr === null ? null : createMetricsServer(metrics, log);
+  side.listening({ listen: listener.address, advertiseClientUrl });
+  const metricsHttp = config.metricsAddr === null ? null : createMetricsServer(metrics, log, scrape);
   const metricsConnections = metricsHttp === null ? null : trackHttpConnections(metricsHttp);
   const metricsServer = metricsHttp === null || config.metricsAddr === null ? null : await listenHttp(metricsHttp, config.metricsAddr);
   log.info(
@@ -224,74 +399,26 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
     'etcd-cache-proxy serving',
   );
 
-  let closing: Promise<void> | undefined;
-  const close = (): Promise<void> => {
-    closing ??= shutdown();
-    return closing;
+  return {
+    address: listener.address,
+    metricsAddress: metricsServer?.address ?? null,
+    reconfigure(next, setting) {
+      if (setting === 'serverTls' && next.serverTls !== null) serverTls?.retarget(serverTlsFiles(next.serverTls), serverOptionsBuilder(next.serverTls));
+      current = { ...current, [setting]: next[setting] };
+    },
+    async close() {
+      log.info({ openStreams: streams.size }, 'shutting down');
+      listener.stopAccepting();
+      listener.destroyUndecided();
+      streams.closeAll({ ...ETCD_ERRORS.shuttingDown, metadata: new Metadata() });
+      await Promise.all([
+        shutdownGrpc(grpc, config.shutdownGraceMs, log),
+        closeHttp(http, httpConnections, config.shutdownGraceMs),
+        metricsServer === null || metricsConnections === null ? Promise.resolve() : closeHttp(metricsServer.server, metricsConnections, config.shutdownGraceMs),
+      ]);
+      serverTls?.close();
+    },
   };
-  const shutdown = async (): Promise<void> => {
-    log.info({ openStreams: streams.size }, 'shutting down');
-    listener.stopAccepting();
-    listener.destroyUndecided();
-    streams.closeAll({ ...ETCD_ERRORS.shuttingDown, metadata: new Metadata() });
-    await Promise.all([
-      shutdownGrpc(grpc, config.shutdownGraceMs, log),
-      closeHttp(http, httpConnections, config.shutdownGraceMs),
-      metricsServer === null || metricsConnections === null ? Promise.resolve() : closeHttp(metricsServer.server, metricsConnections, config.shutdownGraceMs),
-    ]);
-    membership.close();
-    liveness.close();
-    maintenance.close();
-    consistency.close();
-    await snapshots?.close();
-    fallback?.close();
-    await publisher?.close();
-    bucket?.close();
-    auth.close();
-    await mirror.close();
-    await maintenance.runOnce();
-    await store.close();
-    await pool.close();
-    upstreamCredentials.close();
-    serverTls?.close();
-    log.info('stopped');
-  };
-
-  const reconfigure = (next: ProxyConfig): ConfigChanges => {
-    const changes = diffConfig(running.config, next);
-    const applied: LiveSetting[] = [];
-    const refused: string[] = [];
-    for (const setting of changes.live) {
-      try {
-        if (setting === 'mode') running.mode = next.mode;
-        else if (setting === 'logLevel') setLogLevel(log, next.logLevel);
-        else if (setting === 'upstreamTls') upstreamCredentials.retarget(upstreamTlsFiles(next.upstreamTls), upstreamCredentialsBuilder(next.upstreamTls));
-        else if (setting === 'serverTls' && next.serverTls !== null) serverTls?.retarget(serverTlsFiles(next.serverTls), serverOptionsBuilder(next.serverTls));
-        else if (setting === 'grayscale') {
-          const before = new GrayscaleView(running.config.grayscale, grayscaleLog);
-          applyGrayscaleSettings(store, grayscale, next.grayscale, grayscaleLog, { mirror, before });
-        }
-        applied.push(setting);
-      } catch (error) {
-        refused.push(setting);
-        log.error({ setting, err: error instanceof Error ? error.message : String(error) }, 'reloaded setting does not load; keeping the one in use');
-      }
-    }
-    if (changes.live.some((s) => s === 'endpoints' || s === 'discovery' || s === 'syncIntervalMs' || s === 'upstreamTls')) {
-      membership.reconfigure({ source: next.discovery, endpoints: next.endpoints, syncIntervalMs: next.syncIntervalMs, tls: next.upstreamTls });
-    }
-    // A setting that did not load keeps its old value, so a later reload compares against that.
-    running.config = {
-      ...next,
-      ...(refused.includes('upstreamTls') ? { upstreamTls: running.config.upstreamTls } : {}),
-      ...(refused.includes('serverTls') ? { serverTls: running.config.serverTls } : {}),
-      ...Object.fromEntries(changes.needRestart.map((key) => [key, running.config[key as keyof ProxyConfig]])),
-    };
-    log.info({ applied, needRestart: changes.needRestart, refused }, 'configuration reloaded');
-    return { live: applied, needRestart: changes.needRestart };
-  };
-
-  return { address: listener.address, metricsAddress: metricsServer?.address ?? null, close, reconfigure };
 }
 
 async function listenHttp(server: HttpServer, address: HostPort): Promise<{ server: HttpServer; address: HostPort }> {

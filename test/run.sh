@@ -26,4 +26,14 @@ mapfile -t files < <(find "${roots[@]}" -name '*.test.ts' | sort)
 # Integration tests each start their own etcd on free ports; two files at a
 # time keeps both cores busy without starving etcd's heartbeats.
 # A test that hangs fails after five minutes instead of holding CI to its limit.
-exec node --import tsx --test --test-concurrency=2 --test-timeout=300000 "${files[@]}"
+status=0
+node --import tsx --test --test-concurrency=2 --test-timeout=300000 "${files[@]}" || status=$?
+
+# The files marked "Workers pass" use the proxy only through its port: they run
+# a second time against the CLI with --workers 2 (several serving processes over one mirror).
+mapfile -t workerFiles < <(grep -l '^// Workers pass:' "${files[@]}" || true)
+if [ ${#workerFiles[@]} -gt 0 ]; then
+  echo "test/run.sh: ${#workerFiles[@]} files again with --workers 2" >&2
+  ECP_TEST_WORKERS=2 node --import tsx --test --test-concurrency=2 --test-timeout=300000 "${workerFiles[@]}" || status=$?
+fi
+exit "$status"

@@ -1,5 +1,5 @@
 // CPU time from /proc, to say where a benchmark's time went.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Linux's USER_HZ: /proc counts CPU time in these ticks. */
 const CLOCK_TICKS_PER_SECOND = 100;
@@ -14,6 +14,37 @@ function statFields(pid: number | 'self'): string[] {
 export function cpuSeconds(pid: number): number {
   const fields = statFields(pid);
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** A process and its live descendants, from /proc. */
+export function processTree(pid: number): number[] {
+  return [pid, ...childPids(pid).flatMap(processTree)];
+}
+
+/** The live children of a process (every thread's), from /proc. */
+function childPids(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((tid) =>
+      readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ').filter((s) => s !== '').map(Number),
+    );
+  } catch {
+    return []; // it exited meanwhile
+  }
+}
+
+/**
+ * CPU time of a process and its live descendants (a proxy with --workers, a
+ * floor of several processes), seconds. A descendant that exits between two
+ * readings takes its time with it: read around a run in which none does.
+ */
+export function treeCpuSeconds(pid: number): number {
+  let total = 0;
+  try {
+    total = cpuSeconds(pid);
+  } catch {
+    return 0;
+  }
+  return total + childPids(pid).reduce((sum, child) => sum + treeCpuSeconds(child), 0);
 }
 
 /**

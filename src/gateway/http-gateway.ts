@@ -26,6 +26,8 @@ export interface HttpGatewayDeps {
   readonly errorPolicy: HttpErrorPolicy;
   readonly upstreamLost: () => boolean;
   readonly readiness: () => Readiness;
+  /** What GET /metrics answers: this registry's exposition unless told otherwise (the sum over worker processes). */
+  readonly scrape?: Scrape;
   /** GET /grayscale: what this machine withholds (grayscale/report.ts). */
   readonly grayscale: () => object;
 }
@@ -108,7 +110,7 @@ function handle(deps: HttpGatewayDeps, ctx: GatewayContext, version: VersionSour
       response.end();
       return 'other';
     case '/metrics':
-      sendMetrics(deps.metrics, response).catch(fail);
+      sendMetrics(deps.metrics, response, deps.scrape).catch(fail);
       return path;
     case '/health':
       if (allowGet(request, response)) sendHealth(deps.pool, response).catch(fail);
@@ -156,14 +158,17 @@ function sendReadiness(state: Readiness, response: ServerResponse): void {
   sendComplete(response, state.ready ? 200 : 503, { 'Content-Type': 'application/json' }, JSON.stringify(body));
 }
 
-export async function sendMetrics(metrics: Metrics, response: ServerResponse): Promise<void> {
-  const body = await metrics.registry.metrics();
+/** The text exposition of the proxy's metrics. */
+export type Scrape = () => Promise<string>;
+
+export async function sendMetrics(metrics: Metrics, response: ServerResponse, scrape: Scrape = () => metrics.registry.metrics()): Promise<void> {
+  const body = await scrape();
   response.writeHead(200, { 'content-type': metrics.registry.contentType });
   response.end(body);
 }
 
 /** The optional second listener (--metrics-addr) that serves /metrics only. */
-export function createMetricsServer(metrics: Metrics, log: Logger): Server {
+export function createMetricsServer(metrics: Metrics, log: Logger, scrape?: Scrape): Server {
   return createServer((request, response) => {
     const path = new URL(request.url ?? '/', 'http://proxy').pathname;
     if (path !== '/metrics') {
@@ -171,7 +176,7 @@ export function createMetricsServer(metrics: Metrics, log: Logger): Server {
       response.end('404 page not found\n');
       return;
     }
-    sendMetrics(metrics, response).catch((error: unknown) => {
+    sendMetrics(metrics, response, scrape).catch((error: unknown) => {
       log.error({ err: error }, 'metrics scrape failed');
       if (!response.headersSent) response.writeHead(500);
       response.end();

@@ -34,11 +34,6 @@ export interface ProtocolListener {
   destroyUndecided(): void;
 }
 
-/**
- * One TCP port for gRPC and HTTP/1.1, as etcd serves both on its client port:
- * gRPC connections go to grpc-js through its connection injector, the rest
- * to the Node HTTP server of the gateway.
- */
 /** TLS on the client port: every connection must be TLS; ALPN chooses gRPC (h2) or HTTP/1.1. */
 export interface ListenerTls {
   options(): SecureContextOptions;
@@ -48,13 +43,13 @@ export interface ListenerTls {
   on(event: 'changed', listener: () => void): unknown;
 }
 
-export async function listenForBoth(
-  address: HostPort,
-  grpc: GrpcConnections,
-  http: HttpServer,
-  log: Logger,
-  tls: ListenerTls | null = null,
-): Promise<ProtocolListener> {
+/** Hands each accepted connection to gRPC or the HTTP server, by ALPN or by its first bytes. */
+interface ConnectionRouter {
+  route(socket: Socket): void;
+  destroyUndecided(): void;
+}
+
+function createRouter(grpc: GrpcConnections, http: HttpServer, log: Logger, tls: ListenerTls | null): ConnectionRouter {
   const undecided = new Set<Socket>();
 
   const handOver = (connection: Socket, protocol: 'grpc' | 'http1'): void => {
@@ -108,6 +103,72 @@ export async function listenForBoth(
     socket.once('close', () => undecided.delete(socket));
   };
 
+  return {
+    route,
+    destroyUndecided() {
+      for (const socket of undecided) socket.destroy();
+      undecided.clear();
+    },
+  };
+}
+
+/** The client port of a serving process (--workers) that another process listens on and hands connections to. */
+export interface HandedOverListener extends ProtocolListener {
+  /** A connection the listening process accepted (not yet read from): served as if accepted here. */
+  accept(socket: Socket): void;
+}
+
+/**
+ * The same routing for connections accepted elsewhere: `address` is where the
+ * listening process bound the port. After stopAccepting, connections still
+ * handed over are closed at once (their clients connect again, to another process).
+ */
+export function serveHandedOver(address: HostPort, grpc: GrpcConnections, http: HttpServer, log: Logger, tls: ListenerTls | null = null): HandedOverListener {
+  const { route, destroyUndecided } = createRouter(grpc, http, log, tls);
+  const open = new Set<Socket>();
+  let accepting = true;
+  let markClosed: () => void = () => undefined;
+  const closed = new Promise<void>((resolve) => (markClosed = resolve));
+  const settleIfDone = (): void => {
+    if (!accepting && open.size === 0) markClosed();
+  };
+  return {
+    address,
+    closed,
+    accept(socket) {
+      if (!accepting) {
+        socket.destroy();
+        return;
+      }
+      open.add(socket);
+      socket.once('close', () => {
+        open.delete(socket);
+        settleIfDone();
+      });
+      socket.setNoDelay(true);
+      route(socket);
+    },
+    stopAccepting() {
+      accepting = false;
+      settleIfDone();
+    },
+    destroyUndecided,
+  };
+}
+
+/**
+ * One TCP port for gRPC and HTTP/1.1, as etcd serves both on its client port:
+ * gRPC connections go to grpc-js through its connection injector, the rest
+ * to the Node HTTP server of the gateway.
+ */
+export async function listenForBoth(
+  address: HostPort,
+  grpc: GrpcConnections,
+  http: HttpServer,
+  log: Logger,
+  tls: ListenerTls | null = null,
+): Promise<ProtocolListener> {
+  const { route, destroyUndecided } = createRouter(grpc, http, log, tls);
   const server: NetServer = createServer({ noDelay: true }, route);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -127,9 +188,6 @@ export async function listenForBoth(
     stopAccepting: () => {
       if (server.listening) server.close(() => markClosed());
     },
-    destroyUndecided() {
-      for (const socket of undecided) socket.destroy();
-      undecided.clear();
-    },
+    destroyUndecided,
   };
 }

@@ -58,6 +58,15 @@ export type ProbeTarget = () => Client | undefined;
  * etcd gets an anonymous serializable read, which auth refuses. Only an
  * answer changes the state; an unreachable upstream leaves it as it was.
  */
+/** What the gate believes, as one serving process tells another (workers/). */
+export interface AuthState {
+  readonly enabled: boolean;
+  readonly mirrorAllowed: boolean;
+}
+
+/** What a serving process learns about auth from the calls it sees, for the process that keeps the mirror. */
+export type AuthSignal = 'refused' | 'loginSeen' | 'served';
+
 export class AuthGate {
   /** Auth is on upstream; with an identity, assumed until a login or a probe says otherwise. */
   private enabled: boolean;
@@ -68,6 +77,7 @@ export class AuthGate {
   private authStatusUnsupportedUntil = 0;
   private timer: NodeJS.Timeout | null = null;
   private readonly listeners = new Set<() => void>();
+  private readonly stateListeners = new Set<(state: AuthState) => void>();
   /** The mirror served something (a read, a watch event) since the last probe; true at first, to probe at once. */
   private served = true;
   private lastProbeAt = 0;
@@ -78,6 +88,8 @@ export class AuthGate {
     private readonly onChange: (required: boolean) => void = () => undefined,
     /** The mirror's own calls are made as a user of their own (`--user`). */
     private readonly hasIdentity = false,
+    /** Told of what clients' calls teach (a worker's gate tells the mirror's). */
+    private readonly onSignal: (signal: AuthSignal) => void = () => undefined,
   ) {
     // Its calls go through either way, so nothing the mirror does tells auth is on: until a login or a
     // probe answers, every read from the mirror gets a permission decision rather than none.
@@ -96,6 +108,7 @@ export class AuthGate {
 
   /** The mirror served a client: the next probe is due (auth turned on meanwhile must not go unnoticed for long). */
   noteServed(): void {
+    if (!this.served) this.onSignal('served');
     this.served = true;
   }
 
@@ -106,6 +119,7 @@ export class AuthGate {
 
   /** A call of the proxy's own was refused for want of credentials (or, made as its user, of permission). */
   refused(): void {
+    this.onSignal('refused');
     this.change(() => {
       this.enabled = true;
       if (this.hasIdentity) this.mirrorAllowed = false;
@@ -122,6 +136,7 @@ export class AuthGate {
 
   /** A login succeeded (a client's through the proxy, or the mirror's own): auth is on. */
   loginSeen(): void {
+    this.onSignal('loginSeen');
     this.change(() => {
       this.enabled = true;
     });
@@ -130,6 +145,23 @@ export class AuthGate {
   /** etcd refused the mirror's own login because auth is not enabled. */
   loginRefusedAsDisabled(): void {
     if (this.statusSaysEnabled !== true) this.setEnabled(false);
+  }
+
+  state(): AuthState {
+    return { enabled: this.enabled, mirrorAllowed: this.mirrorAllowed };
+  }
+
+  /** Takes over what the gate of the process that keeps the mirror believes. */
+  follow(state: AuthState): void {
+    this.change(() => {
+      this.enabled = state.enabled;
+      this.mirrorAllowed = state.mirrorAllowed;
+    });
+  }
+
+  /** Every change of what the gate believes (a writer tells its workers). */
+  onStateChange(listener: (state: AuthState) => void): void {
+    this.stateListeners.add(listener);
   }
 
   /** Called when the mirror may serve again (a refused mirror watch may retry at once). */
@@ -147,6 +179,7 @@ export class AuthGate {
     const [wasRequired, wasEnabled] = [this.isRequired(), this.enabled];
     update();
     const [required, enabled] = [this.isRequired(), this.enabled];
+    if (enabled !== wasEnabled || required !== wasRequired) for (const listener of this.stateListeners) listener(this.state());
     if (enabled !== wasEnabled) {
       this.log.warn(
         enabled

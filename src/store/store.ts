@@ -72,6 +72,11 @@ export interface StoreStats {
 
 export interface MirrorStore {
   meta(): StoreMeta;
+  /**
+   * Reads the meta again from the latest commit (a store open read-only in
+   * another process than its writer's: workers/), and returns it.
+   */
+  refresh(): StoreMeta;
   get(key: Buffer): EncodedKeyValue | undefined;
   /** Keys with start <= key < end (end null: no bound), in etcd's byte order. */
   scan(start: Buffer, end: Buffer | null): IterableIterator<EncodedKeyValue>;
@@ -203,6 +208,12 @@ export function openStore(dataDir: string, options: StoreOptions = {}): MirrorSt
 
   return {
     meta: () => meta,
+    refresh() {
+      root.resetReadTxn();
+      const found = metaDb.get('meta');
+      meta = found === undefined ? EMPTY_META : { ...found, scope: found.scope ?? 'all' };
+      return meta;
+    },
     get(key) {
       const bytes = active().get(toStoreKey(key));
       const record = bytes === undefined ? undefined : new EncodedKeyValue(bytes);

@@ -1,3 +1,4 @@
+// Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
 // Integration (real etcd, plain HTTP as lua-resty-etcd speaks it): what
 // Apache APISIX does against etcd's HTTP/JSON gateway, at start and in
 // steady state, pointed at the proxy instead: GET /version, the marker PUT

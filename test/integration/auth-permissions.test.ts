@@ -1,3 +1,4 @@
+// Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
 // Integration (real etcd 3.4 with auth on, differential): the proxy's model
 // of etcd's read permissions (src/auth/permissions.ts) against etcd itself.
 // Users with one key, one range, a prefix, an open "\0" range, two roles

@@ -1,3 +1,4 @@
+// Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
 // Integration (real etcd, differential): a watch that replays ten values of
 // 1 MiB (etcd's request limit at 1.5 MiB), with and without `fragment`, and
 // with a client that takes at most 1.5 MiB per message. etcd delivers the ten

@@ -1,3 +1,4 @@
+// Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
 // Integration (a real etcd and proxy): every file in deploy/ parses, and
 // every metric its alert rules and dashboard name is one the proxy exports.
 import assert from 'node:assert/strict';

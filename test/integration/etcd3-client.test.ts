@@ -1,3 +1,4 @@
+// Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
 // Integration (real etcd, the etcd3 npm client): a Node application pointed
 // at the proxy works as it does against etcd.
 import assert from 'node:assert/strict';

@@ -1,3 +1,4 @@
+// Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
 // Integration (real etcd, real etcdctl): the same etcdctl session, run against
 // one fresh etcd directly and against another fresh etcd through the proxy,
 // prints the same thing once the values that must differ are normalised.

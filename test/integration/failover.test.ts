@@ -1,3 +1,4 @@
+// Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
 // Integration (a real 3-member etcd cluster, raw grpc-js): reads the proxy
 // forwards (keys outside --mirror-prefix, so the mirror cannot answer them)
 // (Range, and Txns that only read) reach a live member even when the member they were sent to is SIGKILLed

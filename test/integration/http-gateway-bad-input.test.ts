@@ -1,3 +1,4 @@
+// Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
 // Integration (real etcd, plain HTTP): bad input to the JSON gateway gets
 // the answer etcd's own gateway gives (status, and the error body byte for
 // byte: Go's JSON, base64 and type errors), measured against etcd itself

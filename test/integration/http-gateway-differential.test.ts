@@ -1,3 +1,4 @@
+// Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
 // Integration (two real etcds, plain HTTP): one recorded list of requests to
 // etcd's HTTP/JSON gateway, sent to a fresh etcd directly (etcd's own
 // gateway) and to another fresh etcd through the proxy (the proxy's gateway

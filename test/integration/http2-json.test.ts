@@ -1,3 +1,4 @@
+// Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
 // Integration (real etcd, curl, differential): etcd serves its JSON gateway
 // over HTTP/2 too, on the same port as gRPC: a request goes to gRPC only when
 // its content type says application/grpc. curl picks HTTP/2 by ALPN over TLS

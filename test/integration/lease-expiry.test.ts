@@ -1,3 +1,4 @@
+// Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
 // Integration (real etcd, the etcd3 npm client, differential): what
 // clientv3's leasing KV and its sessions rely on. A holder keeps a lease alive
 // and owns a key under it; when its keep-alive stops (released, not revoked)

@@ -1,3 +1,4 @@
+// Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
 // Integration (real etcd): a list of the keyspace (a first sync, or one after
 // a compaction) reads no faster than --list-bytes-per-second, a page at a
 // time, so a fleet listing again at once does not read etcd's whole keyspace

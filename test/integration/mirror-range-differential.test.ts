@@ -1,3 +1,4 @@
+// Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
 // Integration (real etcd, raw grpc-js): Range answered from the proxy's
 // mirror equals etcd's own answer, field for field, for every option, over a
 // generated keyspace with binary keys, and over random histories. Every

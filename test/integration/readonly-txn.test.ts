@@ -1,3 +1,4 @@
+// Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
 // Integration (real etcd, raw grpc-js and the JSON gateway): a Txn whose
 // branches hold only Range ops is a read (contract section 3). When the
 // mirror cannot answer it (keys outside --mirror-prefix) it is forwarded like

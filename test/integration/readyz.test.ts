@@ -1,3 +1,4 @@
+// Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
 // Integration (real etcd, plain HTTP): /readyz on the client port is 200
 // while reads are answered (mirror synced, or stale while etcd is gone) and
 // 503 with the reason while they are not: before the first sync, and during

@@ -1,3 +1,4 @@
+// Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
 // Integration (two real etcds, raw grpc-js Watch streams): the same watch
 // requests and the same writes, sent to one fresh etcd directly (side A) and
 // to another fresh etcd through the proxy (side B), produce the same watch

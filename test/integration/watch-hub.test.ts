@@ -1,3 +1,4 @@
+// Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
 // Integration (real etcd, raw grpc-js and raw HTTP/2 Watch streams): what
 // serving every watch from the mirror must give that relaying each stream to
 // etcd cannot. Many watchers cost etcd one watch; every revision reaches

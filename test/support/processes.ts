@@ -13,9 +13,18 @@ export function trackProcess(child: ChildProcess): void {
   child.once('exit', () => started.delete(child));
 }
 
+/** Processes the safety net below killed (not the test that started them). */
+const killedByNet = new WeakSet<ChildProcess>();
+
+/** True when the process was SIGKILLed because the file ended with it still running. */
+export function killedBySafetyNet(child: ChildProcess): boolean {
+  return killedByNet.has(child);
+}
+
 function killAll(): void {
   for (const child of started) {
     if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+      killedByNet.add(child);
       try {
         process.kill(child.pid, 'SIGKILL');
       } catch {

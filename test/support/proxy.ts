@@ -8,7 +8,7 @@ import { loadConfig } from '../../src/config';
 import { createMetrics, type Metrics } from '../../src/metrics';
 import { startProxy, type RunningProxy } from '../../src/proxy';
 import { freePort, stopChild } from './etcd';
-import { trackProcess } from './processes';
+import { killedBySafetyNet, trackProcess } from './processes';
 import { until } from './until';
 
 export const REPO_ROOT = resolve(__dirname, '..', '..');
@@ -37,6 +37,7 @@ export async function startTestProxy(
   options: TestProxyOptions = {},
 ): Promise<TestProxy> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'ecp-proxy-'));
+  if (TEST_WORKERS !== null) return startWorkersProxy(endpoints, extraArgs, dataDir, options.dataDir === undefined);
   const config = loadConfig({
     argv: [...(endpoints.length === 0 ? [] : ['--endpoints', endpoints.join(',')]), '--listen-addr', '127.0.0.1:0', '--data-dir', dataDir, '--shutdown-grace', '2s', ...extraArgs],
     env: {},
@@ -58,6 +59,67 @@ export async function startTestProxy(
       if (options.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * `ECP_TEST_WORKERS=N`: the tests that use a proxy only through its port run
+ * it as the CLI with `--workers N` instead (test/run.sh runs those files a
+ * second time so): the same clients, the same assertions, N serving
+ * processes over one mirror.
+ */
+const TEST_WORKERS = process.env.ECP_TEST_WORKERS === undefined || process.env.ECP_TEST_WORKERS === '' ? null : process.env.ECP_TEST_WORKERS;
+
+async function startWorkersProxy(endpoints: readonly string[], extraArgs: readonly string[], dataDir: string, removeDataDir: boolean): Promise<TestProxy> {
+  // A TLS client port answers /metrics over TLS only: the tests read it from a plain metrics listener then.
+  const metricsArgs = extraArgs.includes('--cert-file') && !extraArgs.includes('--metrics-addr') ? ['--metrics-addr', `127.0.0.1:${await freePort()}`] : [];
+  const running = await startProxyProcess(endpoints, ['--shutdown-grace', '2s', '--workers', TEST_WORKERS ?? '2', ...metricsArgs, ...extraArgs], { dataDir });
+  const metricsUrl = `http://${metricsAddrIn([...metricsArgs, ...extraArgs]) ?? running.address}`;
+  const [host, port] = [running.address.split(':')[0] ?? '127.0.0.1', Number(running.address.split(':')[1])];
+  let stopped: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopped ??= (async () => {
+      await running.stop();
+      const code = await running.exited;
+      // The test run's safety net may SIGKILL what is left before a file's own cleanups run: nothing to drain then.
+      if (code !== 0 && !killedBySafetyNet(running.child)) throw new Error(`the proxy with --workers ${TEST_WORKERS ?? ''} exited with ${code}:\n${running.stderr()}`);
+      if (removeDataDir) rmSync(dataDir, { recursive: true, force: true });
+    })();
+    return stopped;
+  };
+  return {
+    proxy: {
+      address: { host, port },
+      metricsAddress: null,
+      close: stop,
+      reconfigure() {
+        throw new Error('a proxy run with ECP_TEST_WORKERS is reloaded with SIGHUP, not reconfigure()');
+      },
+    },
+    get metrics(): Metrics {
+      throw new Error('a proxy run with ECP_TEST_WORKERS is another process: read its metrics over HTTP');
+    },
+    address: running.address,
+    url: `http://${running.address}`,
+    async mirrored(revision = 1) {
+      await until(`the mirror to reach revision ${revision}`, async () => (await mirrorRevisionOver(metricsUrl)) >= revision, 20_000, 25);
+    },
+    stop,
+  };
+}
+
+function metricsAddrIn(args: readonly string[]): string | undefined {
+  const at = args.indexOf('--metrics-addr');
+  return at < 0 ? undefined : args[at + 1]?.replace(/^http:\/\//, '');
+}
+
+async function mirrorRevisionOver(url: string): Promise<number> {
+  try {
+    const text = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(2_000) })).text();
+    const line = text.split('\n').find((l) => l.startsWith('etcd_cache_proxy_mirror_revision '));
+    return line === undefined ? 0 : Number(line.split(' ')[1]);
+  } catch {
+    return 0;
+  }
 }
 
 /** The real CLI in its own process, as an operator runs it. */
@@ -125,7 +187,7 @@ export async function startProxyProcess(
     () => `the proxy on port ${port} to start:\n${err}`,
     async () => {
       if (child.exitCode !== null) throw new Error(`proxy exited early (${child.exitCode}):\n${err}`);
-      return answersHttp(`http://127.0.0.1:${port}/metrics`);
+      return answersHttp(`http://${metricsAddrIn(extraArgs) ?? `127.0.0.1:${port}`}/metrics`);
     },
     20_000,
   );

@@ -1,7 +1,7 @@
-import { credentials, loadPackageDefinition, Metadata, type ChannelCredentials, type Client, type ServiceError } from '@grpc/grpc-js';
+import { credentials, loadPackageDefinition, Metadata, type ChannelCredentials, type ChannelOptions, type Client, type ServiceError } from '@grpc/grpc-js';
 import { loadEtcdProto } from '../../src/etcd/proto';
 
-type ClientConstructor = new (address: string, creds: ChannelCredentials) => Client;
+type ClientConstructor = new (address: string, creds: ChannelCredentials, options?: ChannelOptions) => Client;
 
 /** Plain grpc-js clients for each etcd service, built from proto/: no etcd client library in between. */
 export interface RawClients {
@@ -13,12 +13,12 @@ export interface RawClients {
   close(): void;
 }
 
-export function rawClients(address: string, channelCredentials: ChannelCredentials = credentials.createInsecure()): RawClients {
+export function rawClients(address: string, channelCredentials: ChannelCredentials = credentials.createInsecure(), options: ChannelOptions = {}): RawClients {
   const root = loadPackageDefinition(loadEtcdProto()) as unknown as { etcdserverpb: Record<string, ClientConstructor> };
   const make = (service: string): Client => {
     const Ctor = root.etcdserverpb[service];
     if (Ctor === undefined) throw new Error(`no ${service} in proto/`);
-    return new Ctor(address, channelCredentials);
+    return new Ctor(address, channelCredentials, options);
   };
   const clients = {
     kv: make('KV'),

@@ -31,6 +31,7 @@ const LAYERS: Readonly<Record<string, number>> = {
   proxy: 7,
   objectstore: 5,
   grayscale: 3,
+  workers: 7,
   cli: 8,
 };
 

@@ -1,0 +1,36 @@
+import { EventEmitter } from 'node:events';
+import type { Liveness, LivenessEvents } from '../upstream/liveness';
+
+export interface FollowerLiveness extends Liveness {
+  /** The primary's verdicts, as it last told them. */
+  follow(lost: boolean, silent: boolean): void;
+}
+
+/**
+ * Whether the upstream is lost, as the primary process's probes and mirror
+ * watch decide it: a worker probes nothing itself (a fleet's cost on etcd
+ * must not grow with the workers of each machine). What a worker sees of
+ * the members in its own calls shows in its pool; the verdict is one for
+ * the whole proxy.
+ */
+export function createFollowerLiveness(evidenceIntervalMs: number): FollowerLiveness {
+  const emitter = new EventEmitter<LivenessEvents>();
+  let lost = false;
+  let silent = false;
+  return Object.assign(emitter, {
+    evidenceIntervalMs,
+    isLost: () => lost,
+    isSilent: () => silent,
+    heard: () => undefined,
+    used: () => undefined,
+    close: () => emitter.removeAllListeners(),
+    follow(nextLost: boolean, nextSilent: boolean) {
+      const [wasLost, wasSilent] = [lost, silent];
+      lost = nextLost;
+      silent = nextSilent;
+      if (lost && !wasLost) emitter.emit('lost');
+      if (silent && !wasSilent) emitter.emit('silent');
+      if (!lost && wasLost) emitter.emit('back');
+    },
+  });
+}

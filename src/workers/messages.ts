@@ -1,0 +1,71 @@
+import type { MetricObjectWithValues, MetricValue } from 'prom-client';
+import type { HostPort } from '../etcd/endpoint';
+import type { AuthSignal, AuthState } from '../mirror/auth-gate';
+
+/**
+ * The messages between the process that keeps the mirror (the primary) and
+ * the serving processes (workers), over Node's cluster IPC channel. Every
+ * type starts with `ecp:` so nothing else on the channel is taken for one.
+ */
+
+/** What changed in the mirror; a worker reads the rest from the store. */
+export type MirrorNotice =
+  /** M moved: the events up to `revision` are in the log. */
+  | { readonly kind: 'revision'; readonly revision: number }
+  | { readonly kind: 'relisted' | 'adopted'; readonly revision: number; readonly previous: number }
+  | { readonly kind: 'discarded'; readonly previous: number }
+  /** This machine's grayscale view changed in place; watchers of these prefixes (old and new settings) are cancelled. */
+  | { readonly kind: 'rederived'; readonly revision: number; readonly prefixes: readonly string[] };
+
+export type ToWorker =
+  | { readonly type: 'ecp:mirror'; readonly notice: MirrorNotice }
+  | { readonly type: 'ecp:liveness'; readonly lost: boolean; readonly silent: boolean }
+  | { readonly type: 'ecp:auth'; readonly state: AuthState }
+  /** The upstream members (client URLs) and their health as the primary's probes found it. */
+  | { readonly type: 'ecp:members'; readonly members: readonly { readonly url: string; readonly healthy: boolean | null }[] }
+  /** Read flags, environment and file again (the primary got SIGHUP or saw the file change). */
+  | { readonly type: 'ecp:reload' }
+  /** Send this process's metrics, for the sum /metrics answers. */
+  | { readonly type: 'ecp:metrics-collect'; readonly id: number }
+  /** The summed metrics a worker asked for. */
+  | { readonly type: 'ecp:metrics'; readonly id: number; readonly text: string }
+  /** A client connection (sent with the message as its handle), accepted by the primary and not yet read from. */
+  | { readonly type: 'ecp:connection'; readonly id: number };
+
+export type ToPrimary =
+  /** The worker listens to the channel now: the primary sends it the state of things. */
+  | { readonly type: 'ecp:hello' }
+  /** A client waits for the mirror (read your writes): reconnect now rather than at the jittered moment. */
+  | { readonly type: 'ecp:hurry' }
+  | { readonly type: 'ecp:relist'; readonly reason: string }
+  | { readonly type: 'ecp:compaction' }
+  /** A compaction to `revision` went through this worker: the store records it. */
+  | { readonly type: 'ecp:compacted'; readonly revision: number }
+  | { readonly type: 'ecp:auth-signal'; readonly signal: AuthSignal }
+  /** The worker bound the client port (discovery's loop guard needs the address). */
+  | { readonly type: 'ecp:listening'; readonly address: HostPort; readonly advertiseClientUrl: string }
+  /** A worker was asked GET /metrics: the sum over every process, please. */
+  | { readonly type: 'ecp:metrics-request'; readonly id: number }
+  | { readonly type: 'ecp:metrics-json'; readonly id: number; readonly metrics: MetricObjectWithValues<MetricValue<string>>[] }
+  /** The worker holds connection `id` now: the primary closes its own copy. */
+  | { readonly type: 'ecp:took'; readonly id: number }
+  /** A connection handed to this worker ended (the primary balances by connections open). */
+  | { readonly type: 'ecp:connection-closed' };
+
+/** True for this proxy's messages (the channel is Node's: it carries others too). */
+function isOurs(message: unknown): boolean {
+  return typeof message === 'object' && message !== null && typeof (message as { type?: unknown }).type === 'string' && (message as { type: string }).type.startsWith('ecp:');
+}
+
+export function isToWorker(message: unknown): message is ToWorker {
+  return isOurs(message);
+}
+
+export function isToPrimary(message: unknown): message is ToPrimary {
+  return isOurs(message);
+}
+
+/** The environment variable that hands workers the proxy's loop-guard identity (one for the whole proxy). */
+export const INSTANCE_ID_ENV = 'ETCD_CACHE_PROXY_INSTANCE_ID';
+/** The environment variable that tells workers the port the primary bound for clients (the flag may say 0). */
+export const CLIENT_PORT_ENV = 'ETCD_CACHE_PROXY_CLIENT_PORT';

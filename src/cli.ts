@@ -137,11 +137,12 @@ async function serveAsWorker(args: readonly string[], config: ProxyConfig, log: 
       log.info({ signal }, 'signal received');
       // The same signal comes again from the primary (a service manager or a terminal signals every process
       // of the group): the drain has begun, so it is ignored rather than left to end the process.
+      // (Added before `stop` goes: with no listener at all, Node gives the signal its default action, to end the process.)
       const again = (): void => undefined;
-      process.off('SIGTERM', stop);
-      process.off('SIGINT', stop);
       process.on('SIGTERM', again);
       process.on('SIGINT', again);
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
       worker.close().then(
         () => resolve(0),
         (error: unknown) => {

@@ -24,7 +24,7 @@ import { createMembership, initialEndpoints } from './upstream/membership';
 import { observePool, upstreamCallCounter } from './upstream/pool-metrics';
 import { startMirror } from './mirror/mirror';
 import { MirroredRanges } from './mirror/mirrored-ranges';
-import { AuthDirectory } from './auth/directory';
+import { AuthDirectory, type SharedToken } from './auth/directory';
 import { OFFLINE_LOGINS_FILE, OfflineLogins } from './auth/offline-logins';
 import { JwtVerifier } from './auth/jwt';
 import { CompactionCheck } from './mirror/compaction-check';
@@ -106,6 +106,13 @@ export interface MirrorSide {
   followCompaction(): void;
   /** The client port is bound: member discovery starts (its loop guard needs the address). */
   listening(self: SelfAddresses): void;
+  /** With --workers: the tokens each serving process learns, told to the others. */
+  readonly tokens?: TokenSharing;
+}
+
+export interface TokenSharing {
+  publish(token: SharedToken): void;
+  onShared(apply: (token: SharedToken) => void): void;
 }
 
 /** The side that keeps the mirror: one per data dir, whatever serves it. */
@@ -335,6 +342,10 @@ export async function startServing({ config, log, metrics, scrape }: ProxyDeps, 
   const offlineLogins = config.authOfflineLogin ? await OfflineLogins.open(join(config.dataDir, OFFLINE_LOGINS_FILE), config.authOfflineMaxAgeMs, mirrorLog) : null;
   const jwt = config.authJwtPubKey === null ? null : jwtVerifier(config.authJwtPubKey);
   const directory = new AuthDirectory(pool, config.authRefreshIntervalMs, mirrorLog, () => liveness.isLost(), metrics, offlineLogins, jwt);
+  if (side.tokens !== undefined) {
+    directory.shareWith((token) => side.tokens?.publish(token));
+    side.tokens.onShared((token) => directory.adopt(token));
+  }
   const compaction = new CompactionCheck(isCompacted, () => side.followCompaction());
   const streams = createStreamTracker();
   const responseCache = new ResponseCache(config.responseCacheBytes);

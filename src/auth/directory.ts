@@ -44,6 +44,14 @@ const PROXY_TOKEN_PREFIX = 'etcd-cache-proxy.';
 /** A proxy-issued token unused this long is gone, as etcd's simple tokens go after 5 min. */
 const PROXY_TOKEN_IDLE_MS = 5 * 60_000;
 
+/** A token whose user this process learned, told to the other serving processes (--workers). */
+export interface SharedToken {
+  /** `login`: etcd's token from a login that passed through; `proxy`: one this proxy issued during an outage. */
+  readonly kind: 'login' | 'proxy';
+  readonly user: string;
+  readonly token: string;
+}
+
 export function isProxyIssuedToken(token: string): boolean {
   return token.startsWith(PROXY_TOKEN_PREFIX);
 }
@@ -72,6 +80,7 @@ export class AuthDirectory {
   private readonly users = new Map<string, UserEntry>();
   /** Tokens this proxy issued during an outage: their user, and when they were last used. */
   private readonly proxyTokens = new Map<string, { user: string; usedAt: number }>();
+  private share: (token: SharedToken) => void = () => undefined;
 
   constructor(
     private readonly pool: UpstreamPool,
@@ -86,19 +95,48 @@ export class AuthDirectory {
     private readonly jwt: JwtVerifier | null = null,
   ) {}
 
+  /**
+   * Tokens learned here are told to `share` from now on (--workers: a client
+   * logs in on one connection and reads on another, served by another process).
+   */
+  shareWith(share: (token: SharedToken) => void): void {
+    this.share = share;
+  }
+
+  /** A token another serving process learned: known here as if learned here. */
+  adopt(shared: SharedToken): void {
+    if (shared.kind === 'proxy') {
+      this.keepProxyToken(shared.token, shared.user);
+      return;
+    }
+    this.keepLogin(shared.user, shared.token);
+    // Its permissions now, while etcd answers: an outage may begin before this process is asked to decide.
+    if (!this.upstreamLost()) this.permissionsOf(shared.user, shared.token).catch(() => undefined);
+  }
+
   /** A token of the proxy's own for `user`, after an offline login: good only here, for mirror reads and watches. */
   issueProxyToken(user: string): string {
     const token = `${PROXY_TOKEN_PREFIX}${randomBytes(24).toString('base64url')}`;
+    this.keepProxyToken(token, user);
+    this.share({ kind: 'proxy', user, token });
+    return token;
+  }
+
+  private keepProxyToken(token: string, user: string): void {
     this.proxyTokens.set(token, { user, usedAt: Date.now() });
     if (this.proxyTokens.size > MAX_TOKENS) {
       const oldest = this.proxyTokens.keys().next();
       if (oldest.done !== true) this.proxyTokens.delete(oldest.value);
     }
-    return token;
   }
 
   /** A login passed through: `token` is `user`'s. */
   learn(user: string, token: string): void {
+    this.keepLogin(user, token);
+    this.share({ kind: 'login', user, token });
+  }
+
+  private keepLogin(user: string, token: string): void {
     this.userOfToken.delete(token);
     this.userOfToken.set(token, user);
     if (this.userOfToken.size > MAX_TOKENS) {
@@ -147,7 +185,8 @@ export class AuthDirectory {
     } else {
       const fetched = await this.fetch(claims.user, token);
       if (fetched === null) return { kind: 'forward' };
-      this.learn(claims.user, token);
+      // Every process checks a JWT itself: nothing to tell the others.
+      this.keepLogin(claims.user, token);
       this.remember(claims.user, fetched);
       permissions = fetched;
     }
@@ -171,13 +210,15 @@ export class AuthDirectory {
   }
 
   /** A token this proxy issued: the user's permissions as last known, never asked of etcd with it. */
-  private decideForProxyToken(token: string, ranges: readonly KeyRangeAsked[]): ReadDecision {
+  private async decideForProxyToken(token: string, ranges: readonly KeyRangeAsked[]): Promise<ReadDecision> {
     const issued = this.proxyTokens.get(token);
     if (issued === undefined || Date.now() - issued.usedAt > PROXY_TOKEN_IDLE_MS) {
       this.proxyTokens.delete(token);
       return { kind: 'refuse', error: 'invalidAuthToken' };
     }
     issued.usedAt = Date.now();
+    // Issued by another serving process (--workers): the permissions it kept are in the shared file.
+    if (this.lastKnownPermissions(issued.user) === null) await this.offline?.reload();
     const known = this.lastKnownPermissions(issued.user);
     if (known === null) return { kind: 'refuse', error: 'permissionDenied' };
     return decisionBy(known, ranges);

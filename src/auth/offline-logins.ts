@@ -54,14 +54,7 @@ export class OfflineLogins {
   ) {}
 
   static async open(file: string, maxAgeMs: number, log: Logger): Promise<OfflineLogins> {
-    let logins = new Map<string, StoredLogin>();
-    try {
-      const parsed = JSON.parse(await readFile(file, 'utf8')) as { users?: Record<string, StoredLogin> };
-      logins = new Map(Object.entries(parsed.users ?? {}));
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ file, err: error instanceof Error ? error.message : String(error) }, 'offline logins unreadable: starting without them');
-    }
-    return new OfflineLogins(file, maxAgeMs, log, logins);
+    return new OfflineLogins(file, maxAgeMs, log, await readLogins(file, log));
   }
 
   /** A login succeeded upstream: its password's hash is kept (a new salt each time). */
@@ -101,6 +94,8 @@ export class OfflineLogins {
       this.log.warn({ user: name }, 'offline login refused: too many failed attempts');
       return 'throttled';
     }
+    // Serving processes (--workers) share the file: a login remembered by another one counts here too.
+    await this.reload();
     const login = this.logins.get(name);
     // An unknown user costs a hash too, so that timing does not tell which names are known.
     const salt = login === undefined ? randomBytes(SALT_BYTES) : Buffer.from(login.salt, 'base64');
@@ -125,11 +120,32 @@ export class OfflineLogins {
     this.allFailures.push(now);
   }
 
+  /** Takes what other processes saved since: per user, the newer login (this one's on a tie: its permissions may be newer). */
+  async reload(): Promise<void> {
+    for (const [name, saved] of await readLogins(this.file, this.log)) {
+      const mine = this.logins.get(name);
+      if (mine === undefined || saved.verifiedAt > mine.verifiedAt) this.logins.set(name, saved);
+    }
+  }
+
   private save(): Promise<void> {
-    const users = Object.fromEntries(this.logins);
     this.writing = this.writing
-      .then(() => writeAtomically(this.file, (out) => out.write(JSON.stringify({ users })), 0o600))
+      .then(async () => {
+        await this.reload();
+        const users = Object.fromEntries(this.logins);
+        await writeAtomically(this.file, (out) => out.write(JSON.stringify({ users })), 0o600);
+      })
       .catch((error: unknown) => this.log.error({ file: this.file, err: error instanceof Error ? error.message : String(error) }, 'offline logins not saved'));
     return this.writing;
+  }
+}
+
+async function readLogins(file: string, log: Logger): Promise<Map<string, StoredLogin>> {
+  try {
+    const parsed = JSON.parse(await readFile(file, 'utf8')) as { users?: Record<string, StoredLogin> };
+    return new Map(Object.entries(parsed.users ?? {}));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ file, err: error instanceof Error ? error.message : String(error) }, 'offline logins file unreadable: its logins are not used');
+    return new Map();
   }
 }

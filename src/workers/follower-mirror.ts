@@ -1,10 +1,14 @@
 import { EventEmitter } from 'node:events';
+import type { EncodedEvent } from '../etcd/event-bytes';
 import type { AuthGate } from '../mirror/auth-gate';
 import type { Mirror, MirrorEvents } from '../mirror/mirror';
 import { MirroredRanges } from '../mirror/mirrored-ranges';
 import { RevisionWaiters } from '../mirror/revision-waiters';
 import type { MirrorStore } from '../store/store';
 import type { MirrorNotice, ToPrimary } from './messages';
+
+/** How soon a worker reads the store again when a commit it was told of is not visible yet. */
+const CATCH_UP_RETRY_MS = 2;
 
 export interface FollowerMirror extends Mirror {
   /** A change the primary committed: the store is read again, and this process's followers are told. */
@@ -23,19 +27,50 @@ export function startFollowerMirror(store: MirrorStore, auth: AuthGate, send: (m
   let revision = store.refresh().revision;
   const waiters = new RevisionWaiters(() => revision);
 
-  const follow = (notice: MirrorNotice): void => {
-    const previous = revision;
-    revision = store.refresh().revision;
-    switch (notice.kind) {
-      case 'revision':
-        // Each logged revision up to the new M, in order, as the mirror emits them.
-        if (revision > previous) {
-          for (const entry of store.eventsAfter(previous)) {
-            if (entry.revision > revision) break;
-            if (entry.events.length > 0) emitter.emit('applied', entry.revision, entry.events);
-          }
-        }
+  /** The newest revision the primary told of; the store may show it a moment later than the notice comes. */
+  let told = revision;
+  let pending: (() => void) | null = null;
+  /**
+   * The next logged revision after M, emitted as the mirror emits it; then the next one in a later turn
+   * of the event loop, so that the watch streams send one revision's events before the next is queued
+   * (a worker that was busy must not queue many revisions at once: a watch stream's unread bytes are bounded).
+   */
+  const step = (): void => {
+    pending = null;
+    const visible = Math.max(revision, store.refresh().revision);
+    let next: { revision: number; events: readonly EncodedEvent[] } | null = null;
+    for (const entry of store.eventsAfter(revision)) {
+      if (entry.revision > visible) break;
+      if (entry.events.length > 0) {
+        next = entry;
         break;
+      }
+    }
+    revision = next === null ? visible : next.revision;
+    if (next !== null) emitter.emit('applied', next.revision, next.events);
+    waiters.release(revision);
+    if (revision < visible) {
+      const immediate = setImmediate(step);
+      pending = () => clearImmediate(immediate);
+    } else if (revision < told) {
+      // Not visible here yet: read again shortly rather than wait for a next commit that may never come.
+      const timer = setTimeout(step, CATCH_UP_RETRY_MS);
+      pending = () => clearTimeout(timer);
+    }
+  };
+
+  const follow = (notice: MirrorNotice): void => {
+    if (notice.kind === 'revision') {
+      told = Math.max(told, notice.revision);
+      if (pending === null) step();
+      return;
+    }
+    // Relisted, adopted, discarded, rederived: the store as it is now is the mirror (M may even go down).
+    pending?.();
+    pending = null;
+    revision = store.refresh().revision;
+    told = revision;
+    switch (notice.kind) {
       case 'relisted':
       case 'adopted':
         emitter.emit(notice.kind, notice.revision, notice.previous);
@@ -68,6 +103,7 @@ export function startFollowerMirror(store: MirrorStore, auth: AuthGate, send: (m
       return Promise.reject(new Error('only the primary process adopts snapshots'));
     },
     close: async () => {
+      pending?.();
       waiters.releaseAll();
     },
   });

@@ -1,6 +1,7 @@
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { HostPort } from '../etcd/endpoint';
 import type { AuthSignal, AuthState } from '../mirror/auth-gate';
+import type { SharedToken } from '../auth/directory';
 
 /**
  * The messages between the process that keeps the mirror (the primary) and
@@ -30,7 +31,9 @@ export type ToWorker =
   /** The summed metrics a worker asked for. */
   | { readonly type: 'ecp:metrics'; readonly id: number; readonly text: string }
   /** A client connection (sent with the message as its handle), accepted by the primary and not yet read from. */
-  | { readonly type: 'ecp:connection'; readonly id: number };
+  | { readonly type: 'ecp:connection'; readonly id: number }
+  /** A token another worker learned (its clients may read on a connection this worker holds). */
+  | { readonly type: 'ecp:token'; readonly token: SharedToken };
 
 export type ToPrimary =
   /** The worker listens to the channel now: the primary sends it the state of things. */
@@ -50,7 +53,9 @@ export type ToPrimary =
   /** The worker holds connection `id` now: the primary closes its own copy. */
   | { readonly type: 'ecp:took'; readonly id: number }
   /** A connection handed to this worker ended (the primary balances by connections open). */
-  | { readonly type: 'ecp:connection-closed' };
+  | { readonly type: 'ecp:connection-closed' }
+  /** This worker learned a token's user: the others should know it. */
+  | { readonly type: 'ecp:token'; readonly token: SharedToken };
 
 /** True for this proxy's messages (the channel is Node's: it carries others too). */
 function isOurs(message: unknown): boolean {

@@ -7,12 +7,15 @@ import { createReconfigure, startMirrorKeeper, type ProxyDeps } from '../proxy';
 import { sumMetrics, type ProcessMetrics } from './metrics-sum';
 import { CLIENT_PORT_ENV, INSTANCE_ID_ENV, isToPrimary, type MirrorNotice, type ToPrimary, type ToWorker } from './messages';
 import type { HostPort } from '../etcd/endpoint';
+import type { SharedToken } from '../auth/directory';
 
 /** A worker that dies within this long of its start is restarted after a pause, not at once (a crash loop). */
 const CRASH_LOOP_MS = 5_000;
 const RESTART_PAUSE_MS = 1_000;
 /** How long a scrape waits for the workers' metrics. */
 const COLLECT_TIMEOUT_MS = 2_000;
+/** Tokens kept to tell a worker that starts later (as many as a worker's directory keeps). */
+const MAX_SHARED_TOKENS = 10_000;
 /** Connections accepted while no worker serves (all restarting) wait for one, up to this many. */
 const MAX_WAITING_CONNECTIONS = 1_024;
 
@@ -103,9 +106,16 @@ export async function startPrimary({ config, log, metrics }: ProxyDeps, workerCo
   const handingOver = new Map<number, { readonly socket: Socket; readonly worker: Worker }>();
   const waiting: Socket[] = [];
   let nextConnection = 0;
+  let turn = 0;
+  /** The worker with the fewest connections open; among equals, each in turn (short-lived connections spread too). */
   const leastBusy = (): Worker | undefined => {
+    const candidates = [...serving];
+    turn += 1;
     let best: Worker | undefined;
-    for (const worker of serving) if (best === undefined || (openConnections.get(worker) ?? 0) < (openConnections.get(best) ?? 0)) best = worker;
+    for (let i = 0; i < candidates.length; i += 1) {
+      const worker = candidates[(turn + i) % candidates.length];
+      if (worker !== undefined && (best === undefined || (openConnections.get(worker) ?? 0) < (openConnections.get(best) ?? 0))) best = worker;
+    }
     return best;
   };
   const handOver = (socket: Socket): void => {
@@ -135,8 +145,20 @@ export async function startPrimary({ config, log, metrics }: ProxyDeps, workerCo
     openConnections.delete(worker);
   };
 
+  // Tokens learned by any worker, for every other one and for workers started later.
+  const sharedTokens = new Map<string, SharedToken>();
+
   const onMessage = (worker: Worker, message: ToPrimary): void => {
     switch (message.type) {
+      case 'ecp:token':
+        sharedTokens.delete(message.token.token);
+        sharedTokens.set(message.token.token, message.token);
+        if (sharedTokens.size > MAX_SHARED_TOKENS) {
+          const oldest = sharedTokens.keys().next();
+          if (oldest.done !== true) sharedTokens.delete(oldest.value);
+        }
+        for (const other of workers) if (other !== worker) send(other, { type: 'ecp:token', token: message.token });
+        break;
       case 'ecp:took': {
         const pending = handingOver.get(message.id);
         handingOver.delete(message.id);
@@ -152,6 +174,7 @@ export async function startPrimary({ config, log, metrics }: ProxyDeps, workerCo
         send(worker, { type: 'ecp:auth', state: side.auth.state() });
         send(worker, membersState());
         send(worker, { type: 'ecp:mirror', notice: { kind: 'revision', revision: side.mirror.revision() } });
+        for (const token of sharedTokens.values()) send(worker, { type: 'ecp:token', token });
         break;
       case 'ecp:hurry':
         side.mirror.hurry();

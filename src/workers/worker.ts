@@ -1,4 +1,5 @@
 import { Socket } from 'node:net';
+import type { SharedToken } from '../auth/directory';
 import type { ConfigChanges } from '../config-diff';
 import { loadConfig, type ProxyConfig } from '../config';
 import { parseEndpoint } from '../etcd/endpoint';
@@ -76,6 +77,9 @@ export async function startWorker({ config, log, metrics }: ProxyDeps, args: rea
 
   let reconfigure: ((next: ProxyConfig) => ConfigChanges) | null = null;
   let accept: ((socket: Socket) => void) | null = null;
+  let adoptToken: ((token: SharedToken) => void) | null = null;
+  // Tokens the primary tells before this worker's directory exists (right after hello) wait for it.
+  const earlyTokens: SharedToken[] = [];
   const onMessage = (message: unknown, handle: unknown): void => {
     if (!isToWorker(message)) return;
     if (message.type === 'ecp:connection') {
@@ -127,6 +131,10 @@ export async function startWorker({ config, log, metrics }: ProxyDeps, args: rea
         break;
       case 'ecp:connection':
         break; // taken with its handle in onMessage
+      case 'ecp:token':
+        if (adoptToken === null) earlyTokens.push(message.token);
+        else adoptToken(message.token);
+        break;
     }
   };
   process.on('message', onMessage);
@@ -146,6 +154,13 @@ export async function startWorker({ config, log, metrics }: ProxyDeps, args: rea
       instanceId,
       followCompaction: () => send({ type: 'ecp:compaction' }),
       listening: (self) => send({ type: 'ecp:listening', address: self.listen, advertiseClientUrl: self.advertiseClientUrl }),
+      tokens: {
+        publish: (token) => send({ type: 'ecp:token', token }),
+        onShared: (apply) => {
+          adoptToken = apply;
+          for (const token of earlyTokens.splice(0)) apply(token);
+        },
+      },
     },
     // The primary listens and hands each connection to the worker with the fewest (Node's cluster would
     // lose a connection handed to a worker at the moment it died: its client would wait for nothing).

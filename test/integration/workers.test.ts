@@ -16,6 +16,8 @@ import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { stringify } from 'yaml';
 import { startEtcd, type EtcdServer } from '../support/etcd';
+import { enableAuth } from '../support/etcd-auth';
+import { b64, httpCall } from '../support/http-gateway';
 import { scrape, type Sample } from '../support/metrics';
 import { startProxyProcess, type ProxyProcess } from '../support/proxy';
 import { call, rawClients, type RawClients, type UnaryOutcome } from '../support/raw-client';
@@ -34,11 +36,15 @@ interface PutReply {
   readonly header: { readonly revision: string };
 }
 
-/** The serving processes the primary started (its children), by pid. */
+/** The serving processes the primary started (its children running the CLI: tsx may have an esbuild child too), by pid. */
 async function childPids(pid: number): Promise<number[]> {
   try {
-    const { stdout } = await run('ps', ['-o', 'pid=', '--ppid', String(pid)]);
-    return stdout.split('\n').map((line) => Number(line.trim())).filter((n) => n > 0);
+    const { stdout } = await run('ps', ['-o', 'pid=,args=', '--ppid', String(pid)]);
+    return stdout
+      .split('\n')
+      .filter((line) => line.includes('cli.ts'))
+      .map((line) => Number(line.trim().split(' ')[0]))
+      .filter((n) => n > 0);
   } catch {
     return []; // ps exits 1 when there is none
   }
@@ -261,5 +267,69 @@ describe('--workers 2', () => {
     assert.equal(await proxy.exited, 0, proxy.stderr());
     assert.ok(restartedWorkers.every((pid) => !alive(pid)));
     assert.doesNotMatch(proxy.stderr(), /did not stop cleanly/);
+  });
+});
+
+/** One JSON call on a connection of its own: consecutive calls go to the workers in turn. */
+const onNewConnection = (url: string, path: string, body: object, token?: string): ReturnType<typeof httpCall> =>
+  httpCall(url, path, JSON.stringify(body), { headers: { connection: 'close', ...(token === undefined ? {} : { Authorization: token }) } });
+
+describe('--workers 2 with etcd\'s auth on', () => {
+  let etcd: EtcdServer;
+  let proxy: ProxyProcess;
+
+  before(async () => {
+    etcd = await startEtcd();
+    const seed = rawClients(etcd.clientAddress);
+    try {
+      assert.equal((await call(seed.kv, 'Put', { key: Buffer.from('/apisix/routes/1'), value: Buffer.from('{}') })).error, null);
+    } finally {
+      seed.close();
+    }
+    await enableAuth(
+      etcd.clientAddress,
+      [
+        { name: 'apisix-reader', permissions: [{ key: '/apisix/', rangeEnd: '/apisix0', type: 'READ' }] },
+        { name: 'mirror-reader', permissions: [{ key: '\0', rangeEnd: '\0', type: 'READ' }] },
+      ],
+      [
+        { name: 'apisix', password: 'apisix-pw', roles: ['apisix-reader'] },
+        { name: 'mirror', password: 'mirror-pw', roles: ['mirror-reader'] },
+      ],
+    );
+    proxy = await startProxyProcess([etcd.clientUrl], ['--workers', '2', '--user', 'mirror:mirror-pw', '--auth-offline-login', '--shutdown-grace', '2s', ...UPSTREAM_TIMEOUT]);
+  });
+  after(async () => {
+    await proxy?.stop();
+    await etcd?.stop();
+  });
+
+  it('knows a login in every worker, before and during an outage, and answers offline logins from any', async () => {
+    const url = `http://${proxy.address}`;
+    const readPrefix = (token: string): ReturnType<typeof httpCall> => onNewConnection(url, '/v3/kv/range', { key: b64('/apisix/'), range_end: b64('/apisix0') }, token);
+    await until('the mirror', async () => (value(await scrape(url), 'etcd_cache_proxy_mirror_revision') ?? 0) > 1, 10_000);
+    const online = await onNewConnection(url, '/v3/auth/authenticate', { name: 'apisix', password: 'apisix-pw' });
+    assert.equal(online.status, 200, online.text);
+    const token = (online.json as { token: string }).token;
+    for (let i = 0; i < 4; i += 1) assert.equal((await readPrefix(token)).status, 200);
+    // Each worker read the user's permissions (the one that saw the login when asked, the other when told of it).
+    const permissionReads = async (): Promise<number> => value(await scrape(url), 'etcd_cache_proxy_auth_permission_reads_total', { result: 'ok' }) ?? 0;
+    await until('both workers to know what the user may read', async () => (await permissionReads()) >= 2, 5_000);
+
+    etcd.signal('SIGKILL');
+    await until('the upstream declared lost', async () => value(await scrape(url), 'etcd_cache_proxy_upstream_up') === 0, 10_000);
+    for (let i = 0; i < 4; i += 1) {
+      const read = await readPrefix(token);
+      assert.equal(read.status, 200, `read ${i} with etcd's token during the outage: ${read.text}`);
+      assert.deepEqual((read.json as { kvs: { key: string }[] }).kvs.map((kv) => Buffer.from(kv.key, 'base64').toString()), ['/apisix/routes/1']);
+    }
+    // Offline logins, each on its own connection (so on both workers), and reads with the proxy's tokens on others.
+    for (let i = 0; i < 4; i += 1) {
+      const offline = await onNewConnection(url, '/v3/auth/authenticate', { name: 'apisix', password: 'apisix-pw' });
+      assert.equal(offline.status, 200, `offline login ${i}: ${offline.text}`);
+      const proxyToken = (offline.json as { token: string }).token;
+      assert.match(proxyToken, /^etcd-cache-proxy\./);
+      for (let j = 0; j < 2; j += 1) assert.equal((await readPrefix(proxyToken)).status, 200, `read ${j} with offline token ${i}`);
+    }
   });
 });

@@ -31,7 +31,7 @@ import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
 import { untilValue } from '../support/until';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients, type RawClients, type UnaryOutcome } from '../support/raw-client';
-import { WatchClient, type WatchCreate, type WireEvent, type WireKeyValue, type WireWatchResponse } from '../support/watch-client';
+import { eventsOf, WatchClient, type WatchCreate, type WireEvent, type WireKeyValue, type WireWatchResponse } from '../support/watch-client';
 
 const b = (s: string): Buffer => Buffer.from(s);
 const ZERO = Buffer.from([0]);
@@ -443,6 +443,11 @@ describe('Watch through the proxy matches etcd (differential)', () => {
       ]);
       return stream;
     });
+    // The last write reaches every watch that takes it (a message of several MiB may take longer than a quiet spell under load).
+    const last = revisions[revisions.length - 1] ?? 0;
+    const reached = (stream: (typeof liveStreams)[0], ids: readonly string[]): Promise<void> =>
+      stream.until(`watches ${ids.join(', ')} to have revision ${last}`, () => ids.every((id) => eventsOf(stream.responses, id).some((e) => Number(e.kv?.mod_revision) === last)), 30_000);
+    await Promise.all([...liveStreams.map((s) => reached(s, ['0', '1', '2'])), ...replayStreams.map((s) => reached(s, ['0', '1', '2']))]);
     await Promise.all([...liveStreams, ...replayStreams].map((s) => s.quiet(QUIET_MS)));
     const fragmenting = new Set(['0', '2', '3']);
     assertSameStreams('live large values', liveStreams[0].responses, liveStreams[1].responses, fragmenting);

@@ -227,6 +227,8 @@ export async function startPrimary({ config, log, metrics }: ProxyDeps, workerCo
     worker.on('message', (message: unknown) => {
       if (isToPrimary(message)) onMessage(worker, message);
     });
+    // A message sent as the worker dies fails (EPIPE); its exit follows and is handled there.
+    worker.on('error', (error) => log.debug({ worker: worker.process.pid, err: error.message }, 'a message to a serving process was not delivered'));
     worker.on('exit', (code, signal) => {
       workers.delete(worker);
       slots.delete(worker);

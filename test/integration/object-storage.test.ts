@@ -117,6 +117,8 @@ describe('snapshots in object storage', () => {
       watch.close();
       clients.close();
       await follower.stop();
+      // The later cases need etcd: a failure above must not leave them waiting for it.
+      if (!etcd.running()) await etcd.restart();
     }
   });
 

@@ -171,7 +171,19 @@ describe('--workers 2', () => {
   it('replaces a SIGKILLed worker while the other serves, and counts it', async () => {
     const [victim] = await childPids(proxy.child.pid ?? 0);
     assert.ok(victim !== undefined);
+    // Commits keep coming as the worker dies: telling a dead worker of one must not take the primary down.
+    const direct = rawClients(etcd.clientAddress);
+    let writing = true;
+    const writes = (async () => {
+      for (let i = 0; writing; i += 1) await call(direct.kv, 'Put', { key: Buffer.from('w/churn'), value: Buffer.from(String(i)) });
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 100));
     process.kill(victim, 'SIGKILL');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    writing = false;
+    await writes;
+    direct.close();
+    assert.equal(proxy.child.exitCode, null, `the primary exited:\n${proxy.stderr()}`);
     // A connection made the instant the worker died may be closed (never left waiting): the client's next attempt is answered.
     const fresh = rawClients(proxy.address, undefined, OWN_CONNECTION);
     try {

@@ -25,6 +25,8 @@ export interface EtcdServer {
   freeze(): Promise<void>;
   /** Starts this etcd again on the same ports and data dir after it exited. */
   restart(): Promise<void>;
+  /** False once its process has exited (after a SIGKILL, say). */
+  running(): boolean;
   /** Stops etcd (SIGTERM, then SIGKILL) and removes its data dir. */
   stop(): Promise<void>;
 }
@@ -146,6 +148,7 @@ async function startEtcdOnce(options: EtcdOptions): Promise<EtcdServer> {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
     freeze: () => freezeProcess(child),
+    running: () => child.exitCode === null && child.signalCode === null,
     async restart() {
       if (child.exitCode === null && child.signalCode === null) throw new Error('etcd is still running');
       await launch();

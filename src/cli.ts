@@ -96,23 +96,9 @@ async function start(args: readonly string[]): Promise<number> {
   const configFile = config.configFile;
   const onFileChange = (): void => reload('config file changed');
   if (configFile !== null) watchFile(configFile, { interval: 1_000, persistent: false }, onFileChange);
-  return new Promise<number>((resolve) => {
-    const stop = (signal: NodeJS.Signals): void => {
-      log.info({ signal }, 'signal received');
-      process.off('SIGTERM', stop);
-      process.off('SIGINT', stop);
-      process.off('SIGHUP', onHangup);
-      if (configFile !== null) unwatchFile(configFile, onFileChange);
-      running.close().then(
-        () => resolve(0),
-        (error: unknown) => {
-          log.error({ err: error }, 'unclean stop');
-          resolve(1);
-        },
-      );
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
+  return drainOnSignal(log, () => running.close(), 'default', () => {
+    process.off('SIGHUP', onHangup);
+    if (configFile !== null) unwatchFile(configFile, onFileChange);
   });
 }
 
@@ -132,18 +118,29 @@ async function serveAsWorker(args: readonly string[], config: ProxyConfig, log: 
   }
   const ignoreHangup = (): void => undefined;
   process.on('SIGHUP', ignoreHangup);
+  // The same signal comes again from the primary (a service manager or a terminal signals every process
+  // of the group): the drain has begun, so it is ignored rather than left to end the process.
+  return drainOnSignal(log, () => worker.close(), 'ignore');
+}
+
+/**
+ * SIGTERM or SIGINT: `close` drains the process; resolves with its exit code.
+ * A signal that comes again during the drain ends the process at once
+ * (`default`, as a second Ctrl-C does) or is ignored (`ignore`).
+ */
+function drainOnSignal(log: Logger, close: () => Promise<void>, repeated: 'default' | 'ignore', beforeClose: () => void = () => undefined): Promise<number> {
   return new Promise<number>((resolve) => {
     const stop = (signal: NodeJS.Signals): void => {
       log.info({ signal }, 'signal received');
-      // The same signal comes again from the primary (a service manager or a terminal signals every process
-      // of the group): the drain has begun, so it is ignored rather than left to end the process.
-      // (Added before `stop` goes: with no listener at all, Node gives the signal its default action, to end the process.)
-      const again = (): void => undefined;
-      process.on('SIGTERM', again);
-      process.on('SIGINT', again);
+      // Added before `stop` goes: with no listener at all, Node gives the signal its default action.
+      if (repeated === 'ignore') {
+        process.on('SIGTERM', ignore);
+        process.on('SIGINT', ignore);
+      }
       process.off('SIGTERM', stop);
       process.off('SIGINT', stop);
-      worker.close().then(
+      beforeClose();
+      close().then(
         () => resolve(0),
         (error: unknown) => {
           log.error({ err: error }, 'unclean stop');
@@ -151,6 +148,7 @@ async function serveAsWorker(args: readonly string[], config: ProxyConfig, log: 
         },
       );
     };
+    const ignore = (): void => undefined;
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });

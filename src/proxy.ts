@@ -12,6 +12,7 @@ import { createGrpcServer, grpcConnections } from './grpc/server';
 import { createStreamTracker } from './api/stream-tracker';
 import { advertisedUrlFor, ConfigError, formatHostPort, type ProxyConfig } from './config';
 import { createHttpGateway, createMetricsServer, type Scrape } from './gateway/http-gateway';
+import { listenOn } from './listener/listen';
 import { listenForBoth, serveHandedOver, type ProtocolListener } from './listener/protocol-listener';
 import { trackHttpConnections, type HttpConnections } from './listener/http-connections';
 import type { Logger } from './log';
@@ -433,15 +434,7 @@ export async function startServing({ config, log, metrics, scrape }: ProxyDeps, 
 }
 
 async function listenHttp(server: HttpServer, address: HostPort): Promise<{ server: HttpServer; address: HostPort }> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(address.port, address.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const bound = server.address();
-  return { server, address: { host: address.host, port: typeof bound === 'object' && bound !== null ? bound.port : address.port } };
+  return { server, address: { host: address.host, port: await listenOn(server, address) } };
 }
 
 function shutdownGrpc(server: GrpcServer, graceMs: number, log: Logger): Promise<void> {

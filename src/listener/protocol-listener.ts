@@ -4,6 +4,7 @@ import type { Server as HttpServer } from 'node:http';
 import type { HostPort } from '../etcd/endpoint';
 import type { GrpcConnections } from '../grpc/server';
 import type { Logger } from '../log';
+import { listenOn } from './listen';
 
 /** Every HTTP/2 connection (gRPC over h2c) opens with this preface (RFC 9113, 3.4). */
 const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
@@ -170,16 +171,8 @@ export async function listenForBoth(
 ): Promise<ProtocolListener> {
   const { route, destroyUndecided } = createRouter(grpc, http, log, tls);
   const server: NetServer = createServer({ noDelay: true }, route);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(address.port, address.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  const port = await listenOn(server, address);
   server.on('error', (error) => log.error({ err: error }, 'listener error'));
-  const bound = server.address();
-  const port = typeof bound === 'object' && bound !== null ? bound.port : address.port;
   let markClosed: () => void = () => undefined;
   const closed = new Promise<void>((resolve) => (markClosed = resolve));
   return {

@@ -1,12 +1,12 @@
 import cluster, { type Worker } from 'node:cluster';
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import type { ProxyConfig } from '../config';
 import type { ConfigChanges } from '../config-diff';
 import { createInstanceId } from '../upstream/loop-guard';
 import { createReconfigure, startMirrorKeeper, type ProxyDeps } from '../proxy';
 import { sumMetrics, type ProcessMetrics } from './metrics-sum';
 import { CLIENT_PORT_ENV, INSTANCE_ID_ENV, isToPrimary, type MirrorNotice, type ToPrimary, type ToWorker } from './messages';
-import type { HostPort } from '../etcd/endpoint';
+import { listenOn } from '../listener/listen';
 import type { SharedToken } from '../auth/directory';
 
 /** A worker that dies within this long of its start is restarted after a pause, not at once (a crash loop). */
@@ -36,7 +36,7 @@ export async function startPrimary({ config, log, metrics }: ProxyDeps, workerCo
   const instanceId = createInstanceId();
   // The port first: a proxy that cannot bind it stops before anything else starts.
   const clientPort = createServer({ pauseOnConnect: true, noDelay: true });
-  const boundPort = await listen(clientPort, config.listenAddr);
+  const boundPort = await listenOn(clientPort, config.listenAddr);
   const keeper = await startMirrorKeeper({ config, log, metrics }, instanceId).catch((error: unknown) => {
     clientPort.close();
     throw error;
@@ -278,16 +278,4 @@ export async function startPrimary({ config, log, metrics }: ProxyDeps, workerCo
       log.info('stopped');
     },
   };
-}
-
-async function listen(server: Server, address: HostPort): Promise<number> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(address.port, address.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const bound = server.address();
-  return typeof bound === 'object' && bound !== null ? bound.port : address.port;
 }

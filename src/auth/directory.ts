@@ -110,8 +110,12 @@ export class AuthDirectory {
       return;
     }
     this.keepLogin(shared.user, shared.token);
-    // Its permissions now, while etcd answers: an outage may begin before this process is asked to decide.
-    if (!this.upstreamLost()) this.permissionsOf(shared.user, shared.token).catch(() => undefined);
+    this.prefetch(shared.user, shared.token);
+  }
+
+  /** The user's permissions now, while etcd answers: an outage may begin before this process is asked to decide. */
+  private prefetch(user: string, token: string): void {
+    if (!this.upstreamLost()) this.permissionsOf(user, token).catch(() => undefined);
   }
 
   /** A token of the proxy's own for `user`, after an offline login: good only here, for mirror reads and watches. */
@@ -130,10 +134,11 @@ export class AuthDirectory {
     }
   }
 
-  /** A login passed through: `token` is `user`'s. */
+  /** A login passed through: `token` is `user`'s, and what the user may read is asked at once. */
   learn(user: string, token: string): void {
     this.keepLogin(user, token);
     this.share({ kind: 'login', user, token });
+    this.prefetch(user, token);
   }
 
   private keepLogin(user: string, token: string): void {

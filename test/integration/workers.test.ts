@@ -324,7 +324,7 @@ describe('--workers 2 with etcd\'s auth on', () => {
     assert.equal(online.status, 200, online.text);
     const token = (online.json as { token: string }).token;
     for (let i = 0; i < 4; i += 1) assert.equal((await readPrefix(token)).status, 200);
-    // Each worker read the user's permissions (the one that saw the login when asked, the other when told of it).
+    // Each worker read the user's permissions at once (the one that saw the login, and the other when told of it), wherever the reads went.
     const permissionReads = async (): Promise<number> => value(await scrape(url), 'etcd_cache_proxy_auth_permission_reads_total', { result: 'ok' }) ?? 0;
     await until('both workers to know what the user may read', async () => (await permissionReads()) >= 2, 5_000);
 

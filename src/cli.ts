@@ -8,6 +8,7 @@ import { startPrimary, type RunningPrimary } from './workers/primary';
 import { startWorker, type RunningWorker } from './workers/worker';
 import { snapshotCommand } from './snapshot/command';
 import { objectStoreCommand } from './objectstore/command';
+import { demoCommand } from './demo/command';
 import { quietIpServerNameWarning } from './tls/upstream';
 import { proxyVersion } from './version';
 
@@ -16,6 +17,7 @@ const USAGE = `Usage: etcd-cache-proxy <command> [flags]
 Commands:
   start      run the proxy
   snapshot   save, restore or export snapshots of the mirror (etcd-cache-proxy snapshot help)
+  demo       show a gateway's configuration surviving an etcd outage, in one command (throwaway etcd and proxy)
   version    print the version
   help       print this text
 
@@ -38,6 +40,8 @@ async function main(argv: readonly string[]): Promise<number> {
       if (action === 'push' || action === 'pull') return objectStoreCommand(action, args, io);
       return snapshotCommand(rest, io);
     }
+    case 'demo':
+      return demoCommand(rest, { out: (text) => process.stdout.write(text), err: (text) => process.stderr.write(text), tty: process.stdout.isTTY === true });
     case 'version':
     case '--version':
       process.stdout.write(`etcd-cache-proxy ${proxyVersion()}\nnode ${process.version}\n`);

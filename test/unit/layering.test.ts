@@ -32,6 +32,7 @@ const LAYERS: Readonly<Record<string, number>> = {
   objectstore: 5,
   grayscale: 3,
   workers: 7,
+  demo: 7,
   cli: 8,
 };
 

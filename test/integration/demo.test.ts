@@ -1,0 +1,97 @@
+// Integration test: `etcd-cache-proxy demo` (npm run demo) as a newcomer runs
+// it, with real etcd and the real proxy it starts; every step it prints is
+// asserted, and so is that it leaves nothing behind (processes, directories).
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { runCli, runCliToExit } from '../support/proxy';
+import { until } from '../support/until';
+
+/** The pids and the directory the demo says it started with. */
+function startedBy(output: string): { pids: number[]; dir: string } {
+  const pids = [...output.matchAll(/\(pid (\d+)\)/g)].map((match) => Number(match[1]));
+  const dir = /data, logs: (\S+)/.exec(output)?.[1] ?? '';
+  return { pids, dir };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The one line of the output that starts with a check mark or cross and contains `text`. */
+function checkLine(output: string, text: string): string {
+  const lines = output.split('\n').filter((line) => /^ {2}[✓✗] /.test(line) && line.includes(text));
+  assert.equal(lines.length, 1, `one check line with "${text}" in:\n${output}`);
+  return lines[0] ?? '';
+}
+
+describe('npm run demo', () => {
+  it('walks a gateway through an etcd outage and a restart, every step checked, and cleans up after itself', async () => {
+    const { code, stdout, stderr } = await runCliToExit(['demo', '--no-color']);
+    assert.equal(code, 0, `${stdout}\n${stderr}`);
+    assert.doesNotMatch(stdout, /\u001b\[/, 'no colour codes with --no-color (and none off a terminal)');
+    assert.doesNotMatch(stdout, /✗/);
+    for (const heading of ['1. etcd up', '2. etcd killed (SIGKILL)', '3. the proxy restarted while etcd is still down', '4. etcd back']) {
+      assert.match(stdout, new RegExp(`^${heading.replace(/[()]/g, '\\$&')}`, 'm'));
+    }
+    const loaded = Number(/11 keys under \/apisix\/ \(routes, services, upstreams\), revision (\d+)/.exec(stdout)?.[1]);
+    assert.ok(loaded > 0, stdout);
+    // 1: fresh reads over both transports, a watch.
+    assert.match(checkLine(stdout, 'gRPC Range /apisix/'), new RegExp(`✓ .*: 11 keys at revision ${loaded}  \\[`));
+    assert.match(checkLine(stdout, 'POST /v3/kv/range'), new RegExp(`11 keys at revision ${loaded}  \\[`));
+    // 2: stale-marked reads at the same revision, fast refusals with the proxy's message, the watch still open.
+    assert.match(checkLine(stdout, 'declared etcd lost'), /✓ .*\[\d[\d.]* (ms|s) after the kill; --upstream-timeout 3s\]/);
+    assert.match(checkLine(stdout, 'gRPC Range still answers'), new RegExp(`11 keys at revision ${loaded}, stale-marked`));
+    assert.match(checkLine(stdout, 'JSON range still answers'), new RegExp(`11 keys at revision ${loaded}, stale-marked`));
+    assert.match(checkLine(stdout, 'gRPC Put is refused'), /✓ .*UNAVAILABLE "etcd-cache-proxy: upstream cluster unreachable, writes rejected"  \[[\d.]+ ms\]/);
+    assert.match(checkLine(stdout, 'JSON put is refused'), /✓ .*HTTP 501 "etcd-cache-proxy: upstream cluster unreachable, writes rejected"/);
+    assert.match(checkLine(stdout, 'watch stays open'), /✓ .*\(0 events\)/);
+    // 3: a new process answers from disk at once, the watch resumes where it was.
+    assert.match(checkLine(stdout, 'first read after the restart'), new RegExp(`✓ .*11 keys at revision ${loaded}, stale-marked, with no etcd to ask`));
+    assert.match(checkLine(stdout, 'watch opened again'), new RegExp(`from revision ${loaded + 1}, where it left off`));
+    // 4: the change, exactly once, at the revision the write returned.
+    const written = Number(/\/apisix\/routes\/1 changed \(methods GET, HEAD\) at revision (\d+)/.exec(stdout)?.[1]);
+    assert.equal(written, loaded + 1, stdout);
+    assert.match(checkLine(stdout, 'the watch received'), new RegExp(`✓ the watch received 1 event: PUT /apisix/routes/1 at revision ${written};`));
+    assert.match(checkLine(stdout, 'reads are fresh again'), new RegExp(`11 keys at revision ${written}  \\[`));
+    // 5: the summary, and where to go next.
+    assert.match(stdout, /^4\. etcd back +✓ 4\/4 /m);
+    assert.match(stdout, /Every check passed/);
+    assert.match(stdout, /Next, in README\.md/);
+
+    const { pids, dir } = startedBy(stdout);
+    assert.equal(pids.length, 2, stdout);
+    for (const pid of pids) assert.equal(alive(pid), false, `pid ${pid} still running`);
+    assert.ok(dir !== '' && !existsSync(dir), `${dir} left behind`);
+  });
+
+  it('on Ctrl-C stops what it started, by pid, removes its directory, and exits 130', async () => {
+    const child = runCli(['demo', '--no-color']);
+    let out = '';
+    let err = '';
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    await until(() => `the demo's first step:\n${out}\n${err}`, () => out.includes('1. etcd up'), 60_000);
+    const { pids, dir } = startedBy(out);
+    assert.equal(pids.length, 2, out);
+    for (const pid of pids) assert.equal(alive(pid), true, `pid ${pid} should be running before Ctrl-C`);
+    child.kill('SIGINT');
+    assert.equal(await exited, 130, `${out}\n${err}`);
+    assert.match(err, /interrupted \(SIGINT\); stopped .*etcd \(pid \d+\).*and removed/);
+    for (const pid of pids) assert.equal(alive(pid), false, `pid ${pid} still running after Ctrl-C`);
+    assert.equal(existsSync(dir), false, `${dir} left behind`);
+  });
+
+  it('says the one command to run when etcd is missing and cannot be installed here', async () => {
+    // No PATH: neither etcd nor apt-get can be found.
+    const { code, stderr } = await runCliToExit(['demo'], { PATH: '/nonexistent' });
+    assert.equal(code, 1);
+    assert.match(stderr, /^etcd-cache-proxy demo: etcd not found: run 'sudo apt-get install -y etcd-server' .*then npm run demo again\n$/);
+  });
+});

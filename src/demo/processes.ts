@@ -22,6 +22,15 @@ export function freePort(): Promise<number> {
 
 const KILL_AFTER_MS = 5_000;
 
+/** Signals a pid that may have exited a moment ago (then there is nothing to do). */
+function signalPid(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+  }
+}
+
 /**
  * Everything the demo started: its processes, each stopped by its own pid,
  * and its temporary directory. Once cleaned up, a process started late (the
@@ -49,9 +58,9 @@ export class Processes {
   async kill(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
     if (exited(child) || child.pid === undefined) return;
     const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    process.kill(child.pid, signal);
+    signalPid(child.pid, signal);
     const timer = setTimeout(() => {
-      if (!exited(child) && child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
+      if (!exited(child) && child.pid !== undefined) signalPid(child.pid, 'SIGKILL');
     }, KILL_AFTER_MS);
     await gone;
     clearTimeout(timer);

@@ -175,6 +175,8 @@ async function stepThreeRestart({ report, proxy, grpc, json, keys }: Stage, watc
     `the first read after the restart: ${describeRead(first)}, with no etcd to ask`,
     `${ms(firstMs)}; ${ms(firstAfter)} after the process started, ${ms(answeredAt - spawnedAt)} of it Node loading the code`,
   );
+  const state = await readyState(proxy.address);
+  must(report, state === 'stale', `GET /readyz says "${state}" from the start: nothing has confirmed the copy since`);
   const [viaGrpc, grpcMs] = await timed(() => grpc.range(CONFIG_PREFIX));
   must(report, viaGrpc.keys === keys && viaGrpc.revision === loaded && viaGrpc.stale, `gRPC Range: ${describeRead(viaGrpc)}`, ms(grpcMs));
   const reopened = new JsonWatch(json.base, CONFIG_PREFIX, watch.nextRevision);

@@ -15,8 +15,8 @@ export interface ReadinessDeps {
 
 /**
  * Ready means reads are answered: from a mirror that has a complete copy
- * (fresh while the upstream answers, stale while it is lost and stale reads
- * are allowed), or, with the mirror off for want of credentials, by a
+ * (synced while the upstream answers, stale while it is lost, or has not
+ * answered since start, and stale reads are allowed), or, with the mirror off for want of credentials, by a
  * reachable upstream. A proxy still making its first copy is not ready even
  * though it forwards meanwhile: an orchestrator should not count on it before
  * it can survive an outage.
@@ -27,7 +27,9 @@ export function readiness({ mirror, liveness, staleReads }: ReadinessDeps): Read
     return lost ? { ready: false, reason: 'upstream lost and the mirror is off (the upstream requires authentication)' } : { ready: true, state: 'forwarding', revision: 0 };
   }
   if (!mirror.hasData()) return { ready: false, reason: lost ? 'upstream lost before the mirror ever synced' : 'mirror not synced yet' };
-  if (!lost) return { ready: true, state: 'synced', revision: mirror.revision() };
-  if (staleReads === 'deny') return { ready: false, reason: 'upstream lost and --stale-reads=deny' };
+  // Synced needs an answer since this process started: a proxy started during an outage serves its copy
+  // stale-marked before the upstream timeout has passed, and says so here too.
+  if (!lost && liveness.hasAnswered()) return { ready: true, state: 'synced', revision: mirror.revision() };
+  if (staleReads === 'deny') return { ready: false, reason: lost ? 'upstream lost and --stale-reads=deny' : 'no member has answered since start, and --stale-reads=deny' };
   return { ready: true, state: 'stale', revision: mirror.revision() };
 }

@@ -21,6 +21,8 @@ export interface LivenessEvents {
   back: [];
   /** No member has answered at all for the upstream timeout (lost, and not merely leaderless). */
   silent: [];
+  /** The first answer with a leader since this process started. */
+  answered: [];
 }
 
 export interface Liveness extends EventEmitter<LivenessEvents> {
@@ -32,6 +34,12 @@ export interface Liveness extends EventEmitter<LivenessEvents> {
    * what its store holds, and holds what needs a leader.
    */
   isSilent(): boolean;
+  /**
+   * True once a member with a leader has answered since this process
+   * started. Until then nothing confirms what the mirror holds, even before
+   * the upstream timeout has passed (a proxy started during an outage).
+   */
+  hasAnswered(): boolean;
   /**
    * An answer that needs a leader (a probe, a response on the mirror's
    * require-leader watch, a linearizable read) counts as an answer; from
@@ -71,6 +79,7 @@ export function createLiveness(pool: UpstreamPool, timeoutMs: number, log: Logge
   let lastAnyAnswer = lastAnswer;
   let lost = false;
   let silent = false;
+  let answered = false;
   let closed = false;
   const probing = new Set<UpstreamMember>();
   /** Per member: the last answer that needed a leader, the last work sent, the last probe. */
@@ -103,6 +112,10 @@ export function createLiveness(pool: UpstreamPool, timeoutMs: number, log: Logge
     if (member !== undefined) heardAt.set(member, Date.now());
     heardLeaderless();
     lastAnswer = Date.now();
+    if (!answered) {
+      answered = true;
+      emitter.emit('answered');
+    }
     if (lost) {
       lost = false;
       log.info('upstream back');
@@ -175,6 +188,7 @@ export function createLiveness(pool: UpstreamPool, timeoutMs: number, log: Logge
       update();
       return silent;
     },
+    hasAnswered: () => answered,
     heard,
     evidenceIntervalMs: interval,
     used(member: UpstreamMember) {

@@ -3,7 +3,7 @@ import type { Liveness, LivenessEvents } from '../upstream/liveness';
 
 export interface FollowerLiveness extends Liveness {
   /** The primary's verdicts, as it last told them. */
-  follow(lost: boolean, silent: boolean): void;
+  follow(lost: boolean, silent: boolean, answered: boolean): void;
 }
 
 /**
@@ -17,17 +17,21 @@ export function createFollowerLiveness(evidenceIntervalMs: number): FollowerLive
   const emitter = new EventEmitter<LivenessEvents>();
   let lost = false;
   let silent = false;
+  let answered = false;
   return Object.assign(emitter, {
     evidenceIntervalMs,
     isLost: () => lost,
     isSilent: () => silent,
+    hasAnswered: () => answered,
     heard: () => undefined,
     used: () => undefined,
     close: () => emitter.removeAllListeners(),
-    follow(nextLost: boolean, nextSilent: boolean) {
-      const [wasLost, wasSilent] = [lost, silent];
+    follow(nextLost: boolean, nextSilent: boolean, nextAnswered: boolean) {
+      const [wasLost, wasSilent, hadAnswered] = [lost, silent, answered];
       lost = nextLost;
       silent = nextSilent;
+      answered = nextAnswered;
+      if (answered && !hadAnswered) emitter.emit('answered');
       if (lost && !wasLost) emitter.emit('lost');
       if (silent && !wasSilent) emitter.emit('silent');
       if (!lost && wasLost) emitter.emit('back');

@@ -20,7 +20,7 @@ export type MirrorNotice =
 
 export type ToWorker =
   | { readonly type: 'ecp:mirror'; readonly notice: MirrorNotice }
-  | { readonly type: 'ecp:liveness'; readonly lost: boolean; readonly silent: boolean }
+  | { readonly type: 'ecp:liveness'; readonly lost: boolean; readonly silent: boolean; readonly answered: boolean }
   | { readonly type: 'ecp:auth'; readonly state: AuthState }
   /** The upstream members (client URLs) and their health as the primary's probes found it. */
   | { readonly type: 'ecp:members'; readonly members: readonly { readonly url: string; readonly healthy: boolean | null }[] }

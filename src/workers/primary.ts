@@ -57,7 +57,7 @@ export async function startPrimary({ config, log, metrics }: ProxyDeps, workerCo
     for (const worker of workers) send(worker, message);
   };
 
-  const livenessState = (): ToWorker => ({ type: 'ecp:liveness', lost: side.liveness.isLost(), silent: side.liveness.isSilent() });
+  const livenessState = (): ToWorker => ({ type: 'ecp:liveness', lost: side.liveness.isLost(), silent: side.liveness.isSilent(), answered: side.liveness.hasAnswered() });
   const membersState = (): ToWorker => ({
     type: 'ecp:members',
     members: side.pool.members().map((member) => {
@@ -72,7 +72,7 @@ export async function startPrimary({ config, log, metrics }: ProxyDeps, workerCo
   side.mirror.on('adopted', (revision, previous) => notice({ kind: 'adopted', revision, previous }));
   side.mirror.on('discarded', (previous) => notice({ kind: 'discarded', previous }));
   side.mirror.on('rederived', (revision) => notice({ kind: 'rederived', revision, prefixes: [...grayscalePrefixes, ...side.grayscale.settings.prefixes] }));
-  for (const event of ['lost', 'back', 'silent'] as const) side.liveness.on(event, () => broadcast(livenessState()));
+  for (const event of ['lost', 'back', 'silent', 'answered'] as const) side.liveness.on(event, () => broadcast(livenessState()));
   side.auth.onStateChange((state) => broadcast({ type: 'ecp:auth', state }));
   for (const event of ['changed', 'healthy', 'unhealthy'] as const) side.pool.on(event, () => broadcast(membersState()));
 

@@ -100,7 +100,7 @@ export async function startWorker({ config, log, metrics }: ProxyDeps, args: rea
         mirror.follow(message.notice);
         break;
       case 'ecp:liveness':
-        liveness.follow(message.lost, message.silent);
+        liveness.follow(message.lost, message.silent, message.answered);
         break;
       case 'ecp:auth':
         auth.follow(message.state);

@@ -53,6 +53,7 @@ describe('npm run demo', () => {
     assert.match(checkLine(stdout, 'watch stays open'), /✓ .*\(0 events\)/);
     // 3: a new process answers from disk at once, the watch resumes where it was.
     assert.match(checkLine(stdout, 'first read after the restart'), new RegExp(`✓ .*11 keys at revision ${loaded}, stale-marked, with no etcd to ask`));
+    assert.match(checkLine(stdout, 'GET /readyz says'), /✓ GET \/readyz says "stale" from the start/);
     assert.match(checkLine(stdout, 'watch opened again'), new RegExp(`from revision ${loaded + 1}, where it left off`));
     // 4: the change, exactly once, at the revision the write returned.
     const written = Number(/\/apisix\/routes\/1 changed \(methods GET, HEAD\) at revision (\d+)/.exec(stdout)?.[1]);

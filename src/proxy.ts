@@ -40,6 +40,7 @@ import { startPeriodicSnapshots } from './snapshot/periodic';
 import { openSnapshotBucket } from './objectstore/bucket';
 import { startSnapshotFallback } from './objectstore/fallback';
 import { startSnapshotPublisher } from './objectstore/publisher';
+import { objectStoreScratch } from './objectstore/scratch';
 import { upstreamCredentialsBuilder, upstreamTlsFiles, watchUpstreamCredentials } from './tls/upstream';
 import { serverOptionsBuilder, serverTlsFiles, watchServerContext } from './tls/server';
 import { diffConfig, type ConfigChanges, type LiveSetting } from './config-diff';
@@ -270,11 +271,12 @@ export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, ins
   // Published snapshots: fetched only while etcd is lost and the mirror is empty or older; published while it moves.
   const bucket = config.snapshotUrl === null ? null : openSnapshotBucket(config.snapshotUrl, config.objectStore);
   const objectStoreLog = log.child({ component: 'objectstore' });
-  const fallback = bucket === null ? null : startSnapshotFallback({ bucket, store, mirror, liveness, scope: ranges.describe(), metrics, log: objectStoreLog });
+  const scratchDir = bucket === null ? '' : await objectStoreScratch(config.dataDir);
+  const fallback = bucket === null ? null : startSnapshotFallback({ bucket, store, scratchDir, mirror, liveness, scope: ranges.describe(), metrics, log: objectStoreLog });
   const publisher =
     bucket === null || !config.snapshotPublish
       ? null
-      : startSnapshotPublisher({ bucket, store, intervalMs: config.snapshotIntervalMs, keep: config.snapshotKeep, apisixPrefix: config.apisixPrefix, metrics, log: objectStoreLog });
+      : startSnapshotPublisher({ bucket, store, scratchDir, intervalMs: config.snapshotIntervalMs, keep: config.snapshotKeep, apisixPrefix: config.apisixPrefix, metrics, log: objectStoreLog });
 
   return {
     side: {

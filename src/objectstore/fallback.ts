@@ -1,5 +1,4 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
@@ -14,6 +13,8 @@ import { SnapshotRefused, fetchPublishedSnapshot } from './fetch';
 export interface SnapshotFallbackDeps {
   readonly bucket: SnapshotBucket;
   readonly store: MirrorStore;
+  /** Where a fetched snapshot is written before it is verified and restored (objectStoreScratch). */
+  readonly scratchDir: string;
   readonly mirror: Mirror;
   readonly liveness: Liveness;
   /** The mirrored ranges (MirroredRanges.describe()): a snapshot of other keys is refused. */
@@ -43,7 +44,7 @@ type Outcome = 'adopted' | 'none-newer' | 'refused' | ObjectStoreError['failure'
  * mirror resumes at the snapshot's revision + 1 if it is the same cluster and
  * not compacted past it, and lists otherwise.
  */
-export function startSnapshotFallback({ bucket, store, mirror, liveness, scope, metrics, log }: SnapshotFallbackDeps): SnapshotFallback {
+export function startSnapshotFallback({ bucket, store, scratchDir, mirror, liveness, scope, metrics, log }: SnapshotFallbackDeps): SnapshotFallback {
   let timer: NodeJS.Timeout | null = null;
   let failures = 0;
   let running = false;
@@ -52,7 +53,7 @@ export function startSnapshotFallback({ bucket, store, mirror, liveness, scope, 
   let refusedRevision = 0;
 
   const attempt = async (): Promise<Outcome> => {
-    const dir = await mkdtemp(join(tmpdir(), 'etcd-cache-proxy-fetch-'));
+    const dir = await mkdtemp(join(scratchDir, 'fetch-'));
     try {
       const meta = store.meta();
       const fetched = await fetchPublishedSnapshot(bucket, join(dir, 'snapshot.jsonl'), {

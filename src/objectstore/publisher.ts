@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { KeyValueFields } from '../etcd/records';
 import type { Logger } from '../log';
@@ -16,6 +15,8 @@ import { publishSnapshot, type PublishResult } from './publish';
 export interface SnapshotPublisherDeps {
   readonly bucket: SnapshotBucket;
   readonly store: MirrorStore;
+  /** Where the snapshot is written before upload (objectStoreScratch). */
+  readonly scratchDir: string;
   readonly intervalMs: number;
   readonly keep: number;
   /** Where APISIX's configuration lives in the keyspace, for apisix.yaml. */
@@ -55,7 +56,7 @@ async function prepare(store: MirrorStore, dir: string): Promise<{ file: string;
  * and counted and never touches serving; it is tried again after a growing,
  * jittered delay, at most the interval.
  */
-export function startSnapshotPublisher({ bucket, store, intervalMs, keep, apisixPrefix, metrics, log }: SnapshotPublisherDeps): SnapshotPublisher {
+export function startSnapshotPublisher({ bucket, store, scratchDir, intervalMs, keep, apisixPrefix, metrics, log }: SnapshotPublisherDeps): SnapshotPublisher {
   const publisher = newPublisherId();
   let publishedRevision = 0;
   let failures = 0;
@@ -71,7 +72,7 @@ export function startSnapshotPublisher({ bucket, store, intervalMs, keep, apisix
       metrics.snapshotPublishedTimestamp.set(Date.now() / 1000);
       return true;
     }
-    const dir = await mkdtemp(join(tmpdir(), 'etcd-cache-proxy-publish-'));
+    const dir = await mkdtemp(join(scratchDir, 'publish-'));
     try {
       const prepared = await prepare(store, dir);
       const reader = await openSnapshot(prepared.file);

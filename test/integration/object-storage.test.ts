@@ -5,7 +5,7 @@
 // a store that is down and wrong credentials are refused or retried, and
 // never served or written over what the data dir holds.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -189,13 +189,22 @@ describe('snapshots in object storage', () => {
     }
   });
 
-  it('a publisher killed mid-upload leaves latest naming a whole snapshot', async () => {
+  it('a publisher killed mid-upload leaves latest naming a whole snapshot, and its next start clears what the kill left in the data dir', async (t) => {
     // Big enough that an upload takes a while: 2000 keys of 2 KiB.
     const value = b('x'.repeat(2048));
     for (let i = 0; i < 2000; i += 1) await call(direct.kv, 'Put', { key: b(`/apisix/bulk/${i}`), value });
     let checked = 0;
+    const dataDir = mkdtempSync(join(tmpdir(), 'ecp-publisher-'));
+    const scratch = join(dataDir, 'objectstore-tmp');
+    const startedAt = Date.now();
+    t.after(() => rmSync(dataDir, { recursive: true, force: true }));
     for (let round = 0; round < 3; round += 1) {
-      const publisher = await startProxyProcess([etcd.clientUrl], [...s3.flags('killed'), '--snapshot-publish', '--snapshot-interval', '100ms', '--log-level', 'warn']);
+      // What a kill during an upload leaves (the kill below may land between two uploads): planted, to be sure it is there.
+      mkdirSync(join(scratch, 'publish-killed'), { recursive: true });
+      writeFileSync(join(scratch, 'publish-killed', 'snapshot.jsonl'), 'half a snapshot');
+      const previous = readdirSync(scratch);
+      const publisher = await startProxyProcess([etcd.clientUrl], [...s3.flags('killed'), '--snapshot-publish', '--snapshot-interval', '100ms', '--log-level', 'warn'], { dataDir });
+      for (const name of previous) assert.equal(existsSync(join(scratch, name)), false, `${name}, left by a killed publisher, is still in ${scratch}`);
       // Keep the mirror moving so the publisher uploads again and again, then kill it at some point of that.
       const writes = (async () => {
         for (let i = 0; i < 20; i += 1) await call(direct.kv, 'Put', { key: b('/apisix/bulk/moving'), value: b(String(i)) });
@@ -220,6 +229,8 @@ describe('snapshots in object storage', () => {
       }
     }
     assert.ok(checked >= 1, 'the publisher published before it was killed at least once');
+    const inSystemTmp = readdirSync(tmpdir()).filter((name) => name.startsWith('etcd-cache-proxy-publish-') && statSync(join(tmpdir(), name)).mtimeMs >= startedAt);
+    assert.deepEqual(inSystemTmp, [], 'nothing of the publisher in the system temporary directory');
   });
 
   describe('what is refused, and what is retried', () => {

@@ -43,6 +43,12 @@ interface WireRole {
 const PROXY_TOKEN_PREFIX = 'etcd-cache-proxy.';
 /** A proxy-issued token unused this long is gone, as etcd's simple tokens go after 5 min. */
 const PROXY_TOKEN_IDLE_MS = 5 * 60_000;
+/**
+ * Each serving process (--workers) keeps its own idle clock for the proxy's
+ * tokens: one in use here is told to the others this often, so a client
+ * whose next connection lands on another process is not refused as idle.
+ */
+const PROXY_TOKEN_TELL_MS = 60_000;
 
 /** A token whose user this process learned, told to the other serving processes (--workers). */
 export interface SharedToken {
@@ -79,7 +85,7 @@ export class AuthDirectory {
   private readonly userOfToken = new Map<string, string>();
   private readonly users = new Map<string, UserEntry>();
   /** Tokens this proxy issued during an outage: their user, and when they were last used. */
-  private readonly proxyTokens = new Map<string, { user: string; usedAt: number }>();
+  private readonly proxyTokens = new Map<string, { user: string; usedAt: number; toldAt: number }>();
   private share: (token: SharedToken) => void = () => undefined;
 
   constructor(
@@ -127,7 +133,8 @@ export class AuthDirectory {
   }
 
   private keepProxyToken(token: string, user: string): void {
-    this.proxyTokens.set(token, { user, usedAt: Date.now() });
+    this.proxyTokens.delete(token);
+    this.proxyTokens.set(token, { user, usedAt: Date.now(), toldAt: Date.now() });
     if (this.proxyTokens.size > MAX_TOKENS) {
       const oldest = this.proxyTokens.keys().next();
       if (oldest.done !== true) this.proxyTokens.delete(oldest.value);
@@ -222,6 +229,10 @@ export class AuthDirectory {
       return { kind: 'refuse', error: 'invalidAuthToken' };
     }
     issued.usedAt = Date.now();
+    if (issued.usedAt - issued.toldAt >= PROXY_TOKEN_TELL_MS) {
+      issued.toldAt = issued.usedAt;
+      this.share({ kind: 'proxy', user: issued.user, token });
+    }
     // Issued by another serving process (--workers): the permissions it kept are in the shared file.
     if (this.lastKnownPermissions(issued.user) === null) await this.offline?.reload();
     const known = this.lastKnownPermissions(issued.user);

@@ -52,27 +52,22 @@ export function startSnapshotFallback({ bucket, store, scratchDir, mirror, liven
   /** The revision of a snapshot refused last: the same one is not fetched again. */
   let refusedRevision = 0;
 
-  const attempt = async (): Promise<Outcome> => {
-    const dir = await mkdtemp(join(scratchDir, 'fetch-'));
+  const attempt = async (dir: string): Promise<Outcome> => {
+    const meta = store.meta();
+    const fetched = await fetchPublishedSnapshot(bucket, join(dir, 'snapshot.jsonl'), {
+      clusterId: meta.identity?.cluster_id ?? null,
+      scope,
+      newerThan: Math.max(meta.revision, refusedRevision),
+    });
+    if (fetched === null) return 'none-newer';
+    metrics.snapshotFetchBytes.inc(fetched.bytes);
     try {
-      const meta = store.meta();
-      const fetched = await fetchPublishedSnapshot(bucket, join(dir, 'snapshot.jsonl'), {
-        clusterId: meta.identity?.cluster_id ?? null,
-        scope,
-        newerThan: Math.max(meta.revision, refusedRevision),
-      });
-      if (fetched === null) return 'none-newer';
-      metrics.snapshotFetchBytes.inc(fetched.bytes);
-      try {
-        const restored = await mirror.adopt(() => restoreInto(store, fetched.reader));
-        log.warn({ revision: restored.revision, keys: restored.keys, publishedAt: fetched.manifest.published_at, publisher: fetched.manifest.publisher }, 'etcd unreachable: serving the published snapshot');
-        return 'adopted';
-      } catch (error) {
-        if (error instanceof Error && error.name === 'SnapshotError') throw new SnapshotRefused(error.message, Number(fetched.manifest.revision));
-        throw error;
-      }
-    } finally {
-      await rm(dir, { recursive: true, force: true });
+      const restored = await mirror.adopt(() => restoreInto(store, fetched.reader));
+      log.warn({ revision: restored.revision, keys: restored.keys, publishedAt: fetched.manifest.published_at, publisher: fetched.manifest.publisher }, 'etcd unreachable: serving the published snapshot');
+      return 'adopted';
+    } catch (error) {
+      if (error instanceof Error && error.name === 'SnapshotError') throw new SnapshotRefused(error.message, Number(fetched.manifest.revision));
+      throw error;
     }
   };
 
@@ -80,8 +75,10 @@ export function startSnapshotFallback({ bucket, store, scratchDir, mirror, liven
     if (running || closed || !liveness.isLost()) return;
     running = true;
     let outcome: Outcome;
+    let dir: string | null = null;
     try {
-      outcome = await attempt();
+      dir = await mkdtemp(join(scratchDir, 'fetch-'));
+      outcome = await attempt(dir);
     } catch (error) {
       if (error instanceof SnapshotRefused) {
         outcome = 'refused';
@@ -93,7 +90,9 @@ export function startSnapshotFallback({ bucket, store, scratchDir, mirror, liven
     } finally {
       running = false;
     }
+    // Counted as soon as it is known (the snapshot may be served already), the file removed after.
     metrics.snapshotFetches.inc({ result: outcome });
+    if (dir !== null) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
     if (closed) return;
     let delay: number;
     if (outcome === 'adopted' || outcome === 'none-newer' || outcome === 'refused') {

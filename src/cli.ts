@@ -41,7 +41,12 @@ async function main(argv: readonly string[]): Promise<number> {
       return snapshotCommand(rest, io);
     }
     case 'demo':
-      return demoCommand(rest, { out: (text) => process.stdout.write(text), err: (text) => process.stderr.write(text), tty: process.stdout.isTTY === true });
+      return demoCommand(rest, {
+        out: (text) => process.stdout.write(text),
+        err: (text) => process.stderr.write(text),
+        tty: process.stdout.isTTY === true,
+        onOutputError: (listener) => process.stdout.on('error', listener),
+      });
     case 'version':
     case '--version':
       process.stdout.write(`etcd-cache-proxy ${proxyVersion()}\nnode ${process.version}\n`);

@@ -18,6 +18,8 @@ export interface DemoIo {
   readonly err: (text: string) => void;
   /** Standard output is a terminal: colour is on unless turned off. */
   readonly tty: boolean;
+  /** Calls `listener` if standard output fails (its reader went away: `npm run demo | head`). */
+  readonly onOutputError: (listener: () => void) => void;
 }
 
 /** `etcd-cache-proxy demo` (npm run demo): the exit code. */
@@ -41,10 +43,12 @@ export async function demoCommand(args: readonly string[], io: DemoIo): Promise<
   }
   const dir = demoDirectory();
   const processes = new Processes(dir);
-  let interrupted: (signal: NodeJS.Signals) => void = () => undefined;
-  const interruption = new Promise<NodeJS.Signals>((resolve) => (interrupted = resolve));
+  let interrupted: (cause: string) => void = () => undefined;
+  const interruption = new Promise<string>((resolve) => (interrupted = resolve));
   process.once('SIGINT', interrupted);
   process.once('SIGTERM', interrupted);
+  // Nobody reads any more: stop as on Ctrl-C rather than die with etcd and the proxy left running.
+  io.onOutputError(() => interrupted('output closed'));
   try {
     const outcome = await Promise.race([runWalkthrough(report, processes, dir, etcd.version), interruption]);
     if (typeof outcome === 'number') return outcome;

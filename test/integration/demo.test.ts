@@ -89,6 +89,22 @@ describe('npm run demo', () => {
     assert.equal(existsSync(dir), false, `${dir} left behind`);
   });
 
+  it('stops the same way when nobody reads its output any more (npm run demo | head)', async () => {
+    const child = runCli(['demo', '--no-color']);
+    let out = '';
+    let err = '';
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    await until(() => `the demo's setup lines:\n${out}\n${err}`, () => /data, logs: \S+/.test(out), 60_000);
+    const { pids, dir } = startedBy(out);
+    child.stdout?.destroy();
+    assert.equal(await exited, 130, err);
+    assert.match(err, /interrupted \(output closed\); stopped etcd \(pid \d+\), proxy \(pid \d+\) and removed/);
+    for (const pid of pids) assert.equal(alive(pid), false, `pid ${pid} still running`);
+    assert.equal(existsSync(dir), false, `${dir} left behind`);
+  });
+
   it('says the one command to run when etcd is missing and cannot be installed here', async () => {
     // No PATH: neither etcd nor apt-get can be found.
     const { code, stderr } = await runCliToExit(['demo'], { PATH: '/nonexistent' });

@@ -10,7 +10,7 @@ import { followMirror } from './api/mirror-reads';
 import { ResponseCache } from './api/response-cache';
 import { createGrpcServer, grpcConnections } from './grpc/server';
 import { createStreamTracker } from './api/stream-tracker';
-import { advertisedUrlFor, ConfigError, formatHostPort, type ProxyConfig } from './config';
+import { advertisedUrlFor, ConfigError, DEFAULT_ENDPOINTS, formatHostPort, type ProxyConfig } from './config';
 import { createHttpGateway, createMetricsServer, type Scrape } from './gateway/http-gateway';
 import { listenOn } from './listener/listen';
 import { listenForBoth, serveHandedOver, type ProtocolListener } from './listener/protocol-listener';
@@ -246,6 +246,21 @@ export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, ins
   // After startMirror: it may have discarded what the data dir held.
   metrics.mirrorRevision.set(store.meta().revision);
   if (store.meta().revision > 0) mirrorLog.info({ revision: store.meta().revision }, 'mirror opened: serving from disk');
+  // A first start with nowhere to copy from serves nothing at all: said once, with what to change.
+  liveness.once('lost', () => {
+    if (mirror.hasData()) return;
+    const urls = config.endpoints.map((endpoint) => endpoint.url);
+    const defaulted = config.discovery.kind === 'endpoints' && urls.length === 1 && urls[0] === DEFAULT_ENDPOINTS;
+    mirrorLog.warn(
+      {
+        endpoints: urls,
+        hint: defaulted
+          ? `--endpoints is its default (${DEFAULT_ENDPOINTS}), where no etcd answers: set --endpoints (or ETCD_CACHE_PROXY_ENDPOINTS) to your cluster's client URLs; 'npm run demo' shows the proxy at work with a throwaway etcd`
+          : 'check that these endpoints are etcd client URLs this machine can reach',
+      },
+      'nothing to serve yet: no etcd member has answered and the mirror holds no copy',
+    );
+  });
   mirror.on('relisted', () => metrics.mirrorRelists.inc());
   mirror.on('adopted', countWithheld);
   mirror.on('discarded', countWithheld);

@@ -10,6 +10,7 @@ import { freePort, startEtcd, type EtcdServer } from '../support/etcd';
 import { etcdctl } from '../support/etcdctl';
 import { runCliToExit, startProxyProcess, type ProxyProcess } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
+import { untilValue } from '../support/until';
 
 const runToExit = runCliToExit;
 
@@ -92,6 +93,30 @@ describe('a running proxy process', () => {
     const missing = await fetch(`http://${proxy.address}/no/such/path`);
     assert.equal(missing.status, 404);
     assert.equal(await missing.text(), '404 page not found\n');
+  });
+
+  it('says once, with what to change, when it starts with no copy and no etcd member answers', async (t) => {
+    const answers = async (url: string): Promise<boolean> => fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) }).then(() => true, () => false);
+    const cases: { args: string[]; endpoints: string[]; hint: RegExp }[] = [
+      { args: ['--endpoints', `http://127.0.0.1:${await freePort()}`], endpoints: [], hint: /^check that these endpoints are etcd client URLs/ },
+    ];
+    if (await answers('http://127.0.0.1:2379')) t.diagnostic('something answers on 127.0.0.1:2379: the case of the default endpoint is not run');
+    else cases.push({ args: [], endpoints: ['http://127.0.0.1:2379'], hint: /^--endpoints is its default \(http:\/\/127\.0\.0\.1:2379\), where no etcd answers: set --endpoints .*'npm run demo'/ });
+    for (const { args, endpoints, hint } of cases) {
+      const lonely = await startProxyProcess([], [...args, '--upstream-timeout', '300ms']);
+      try {
+        const line = await untilValue(() => `the warning in:\n${lonely.stderr()}`, async () => lonely.stderr().split('\n').find((l) => l.includes('nothing to serve yet')), 10_000);
+        const logged = JSON.parse(line) as { level: string; endpoints: string[]; hint: string; msg: string };
+        assert.equal(logged.level, 'warn');
+        assert.equal(logged.msg, 'nothing to serve yet: no etcd member has answered and the mirror holds no copy');
+        assert.deepEqual(logged.endpoints, endpoints.length > 0 ? endpoints : [args[1]]);
+        assert.match(logged.hint, hint);
+        await new Promise((resolve) => setTimeout(resolve, 700));
+        assert.equal(lonely.stderr().split('\n').filter((l) => l.includes('nothing to serve yet')).length, 1, 'said once');
+      } finally {
+        await lonely.stop();
+      }
+    }
   });
 
   it('reports unhealthy while etcd cannot answer', async () => {

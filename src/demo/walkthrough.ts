@@ -45,7 +45,7 @@ async function readyState(address: string): Promise<string> {
   }
 }
 
-/** A check failed: the steps after it depend on it, so the walkthrough stops there. */
+/** A check failed (and was printed as such): the steps after it depend on it, so the walkthrough stops there. */
 class StepFailed extends Error {}
 
 interface Stage {
@@ -84,12 +84,12 @@ export async function runWalkthrough(report: Report, processes: Processes, dir: 
     await proxy.start();
     report.note(`etcd ${etcdVersion} at ${etcd.clientUrl} (pid ${etcd.pid()}); the proxy at ${proxy.address} (pid ${proxy.pid()}), the way a gateway would reach it`);
     report.note(`data, logs: ${dir} (removed at the end)`);
-    if (!(await waitFor(async () => (await readyState(proxy.address)) === 'synced'))) throw new StepFailed('the proxy did not sync with etcd');
+    if (!(await waitFor(async () => (await readyState(proxy.address)) === 'synced'))) throw new Error(`the proxy did not sync with etcd within ${PATIENCE_MS / 1000} s`);
     const [loaded, loadMs] = await timed(async () => {
       let revision = 0;
       for (const entry of config) {
         const put = await grpc.put(entry.key, entry.value);
-        if (!put.ok) throw new StepFailed(`loading ${entry.key}: ${put.code} ${put.message}`);
+        if (!put.ok) throw new Error(`loading ${entry.key}: ${put.code} ${put.message}`);
         revision = put.revision;
       }
       return revision;

@@ -30,6 +30,7 @@ import { status } from '@grpc/grpc-js';
 import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
 import { untilValue } from '../support/until';
 import { startTestProxy, type TestProxy } from '../support/proxy';
+import { FRAGMENT_LIMIT_BYTES } from '../../src/watch/fragment';
 import { call, rawClients, type RawClients, type UnaryOutcome } from '../support/raw-client';
 import { eventsOf, WatchClient, type WatchCreate, type WireEvent, type WireKeyValue, type WireWatchResponse } from '../support/watch-client';
 
@@ -159,6 +160,9 @@ function normalised(response: WireWatchResponse): object {
   };
 }
 
+/** What a response's keys and values weigh, near enough to tell whether etcd had to fragment it. */
+const responseBytes = (r: WireWatchResponse): number =>
+  (r.events ?? []).reduce((sum, e) => sum + (e.kv?.key?.length ?? 0) + (e.kv?.value?.length ?? 0) + (e.prev_kv?.key?.length ?? 0) + (e.prev_kv?.value?.length ?? 0), 0);
 const isEventResponse = (r: WireWatchResponse): boolean => (r.events?.length ?? 0) > 0 && r.created !== true && r.canceled !== true;
 
 /** Per watch ID, what the watch received, with the grouping rules of the file comment applied. */
@@ -410,7 +414,7 @@ describe('Watch through the proxy matches etcd (differential)', () => {
     assert.equal(replayed.length, 18, 'the replay from revision 2 holds every prefix event and the two live ones');
   });
 
-  it('fragments large responses exactly as etcd, and only for watches that asked', async () => {
+  it('fragments large responses exactly as etcd, and only for watches that asked', async (t) => {
     const big = (fill: number): Buffer => Buffer.alloc(LARGE, fill);
     const liveStreams = await both(sides, async (side) => {
       const stream = side.open();
@@ -451,14 +455,20 @@ describe('Watch through the proxy matches etcd (differential)', () => {
     await Promise.all([...liveStreams, ...replayStreams].map((s) => s.quiet(QUIET_MS)));
     const fragmenting = new Set(['0', '2', '3']);
     assertSameStreams('live large values', liveStreams[0].responses, liveStreams[1].responses, fragmenting);
-    assertSameStreams('replayed large values', replayStreams[0].responses, replayStreams[1].responses, fragmenting);
+    // etcd holds back events that reach its send loop before it has sent the watch's created answer, and then sends
+    // them whole, fragment asked or not (its flush of pending responses does not fragment): a race of etcd's, seen
+    // once in CI. A replay etcd answered so is compared by its events; the proxy's grouping is asserted below.
+    const racedInEtcd = [...fragmenting].filter((id) => replayStreams[0].responses.some((r) => (r.watch_id ?? '0') === id && isEventResponse(r) && r.fragment !== true && (r.events?.length ?? 0) > 1 && responseBytes(r) >= FRAGMENT_LIMIT_BYTES));
+    if (racedInEtcd.length > 0) t.diagnostic(`etcd sent the replay of watches ${racedInEtcd.join(', ')} unfragmented (its pending-response race): compared by events`);
+    assertSameStreams('replayed large values', replayStreams[0].responses, replayStreams[1].responses, new Set([...fragmenting].filter((id) => !racedInEtcd.includes(id))));
 
     // etcd's own answers, recorded: fragments hold as many events as fit under 2 MiB, all but the last flagged.
     const shape = (responses: readonly WireWatchResponse[], id: string): string[] =>
       responses
         .filter((r) => (r.watch_id ?? '0') === id && isEventResponse(r))
         .map((r) => `${(r.events ?? []).map((e) => `${e.type === 'DELETE' ? '-' : ''}${e.kv?.key?.toString()}`).join(',')}${r.fragment === true ? '+' : ''}`);
-    assert.deepEqual(shape(replayStreams[0].responses, '0'), ['big/0,big/s0+', 'big/1,big/s1+', 'big/2,big/s2,-big/0,-big/1,-big/2,-big/s0,-big/s1,-big/s2+', 'big/0']);
+    // The proxy's replay, as etcd fragments it when it does not race.
+    assert.deepEqual(shape(replayStreams[1].responses, '0'), ['big/0,big/s0+', 'big/1,big/s1+', 'big/2,big/s2,-big/0,-big/1,-big/2,-big/s0,-big/s1,-big/s2+', 'big/0']);
     assert.equal(shape(replayStreams[0].responses, '1').length, 1, 'without fragment, one message however large');
     assert.deepEqual(shape(liveStreams[0].responses, '0'), ['big/0', 'big/s0', 'big/1', 'big/s1', 'big/2', 'big/s2', '-big/0+', '-big/1+', '-big/2,-big/s0,-big/s1,-big/s2', 'big/0']);
   });

@@ -1,7 +1,6 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { exited, sleep, type Processes } from './processes';
+import type { Processes } from './processes';
 
 /** Where the demo's etcd comes from: on PATH, installed now, or the one line to run. */
 export type EtcdBinary = { readonly found: true; readonly version: string; readonly installed: boolean } | { readonly found: false; readonly instruction: string };
@@ -65,19 +64,7 @@ export function demoEtcd(processes: Processes, dir: string, clientPort: number, 
       await processes.kill(running, 'SIGKILL');
     },
     async start() {
-      const log = openSync(join(dir, 'etcd.log'), 'a');
-      try {
-        child = processes.spawn('etcd', spawn('etcd', args, { stdio: ['ignore', log, log] }));
-      } finally {
-        closeSync(log);
-      }
-      const started = child;
-      const deadline = Date.now() + 20_000;
-      while (!(await healthy(clientUrl))) {
-        if (exited(started)) throw new Error(`etcd exited at start (${started.exitCode ?? started.signalCode}); see ${join(dir, 'etcd.log')}`);
-        if (Date.now() > deadline) throw new Error(`etcd not healthy within 20 s; see ${join(dir, 'etcd.log')}`);
-        await sleep(50);
-      }
+      child = await processes.launch('etcd', 'etcd', args, join(dir, 'etcd.log'), () => healthy(clientUrl), 20_000);
     },
   };
 }

@@ -1,10 +1,9 @@
-import type { ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 
-export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-export function exited(child: ChildProcess): boolean {
+function exited(child: ChildProcess): boolean {
   return child.exitCode !== null || child.signalCode !== null;
 }
 
@@ -33,8 +32,8 @@ function signalPid(pid: number, signal: NodeJS.Signals): void {
 
 /**
  * Everything the demo started: its processes, each stopped by its own pid,
- * and its temporary directory. Once cleaned up, a process started late (the
- * walkthrough still running when Ctrl-C came) is killed at once.
+ * and its temporary directory. Once cleaned up, nothing more is started (the
+ * walkthrough may still be running when Ctrl-C comes).
  */
 export class Processes {
   private readonly running = new Map<ChildProcess, string>();
@@ -42,15 +41,34 @@ export class Processes {
 
   constructor(private readonly dir: string) {}
 
-  spawn(name: string, child: ChildProcess): ChildProcess {
-    if (this.closed) {
-      child.kill('SIGKILL');
-      throw new Error('the demo is stopping');
+  /**
+   * Starts `command` with its output appended to `logFile`, and resolves once
+   * `ready` says so; rejects if it exits first or is not ready in time.
+   */
+  async launch(name: string, command: string, args: readonly string[], logFile: string, ready: () => Promise<boolean>, timeoutMs: number): Promise<ChildProcess> {
+    if (this.closed) throw new Error('the demo is stopping');
+    const log = openSync(logFile, 'a');
+    let child: ChildProcess;
+    try {
+      child = spawn(command, args, { stdio: ['ignore', log, log] });
+    } finally {
+      closeSync(log);
     }
     this.running.set(child, name);
     child.once('exit', () => this.running.delete(child));
     // A process that could not start at all (ENOENT) reports it here, not by throwing.
-    child.once('error', () => this.running.delete(child));
+    let failed: Error | null = null;
+    child.once('error', (error) => {
+      failed = error;
+      this.running.delete(child);
+    });
+    const deadline = Date.now() + timeoutMs;
+    while (!(await ready())) {
+      if (failed !== null) throw new Error(`${name} could not start: ${(failed as Error).message}`);
+      if (exited(child)) throw new Error(`${name} exited at start (${child.exitCode ?? child.signalCode}); see ${logFile}`);
+      if (Date.now() > deadline) throw new Error(`${name} not ready within ${timeoutMs / 1000} s; see ${logFile}`);
+      await sleep(20);
+    }
     return child;
   }
 

@@ -1,7 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { exited, sleep, type Processes } from './processes';
+import type { Processes } from './processes';
 
 /** The proxy under demonstration: this very CLI's `start`, as its own process, so a restart is a real one. */
 export interface DemoProxy {
@@ -24,21 +23,9 @@ export function demoProxy(processes: Processes, dir: string, port: number, etcdU
     logFile,
     pid: () => child?.pid ?? -1,
     async start() {
-      const log = openSync(logFile, 'a');
       const spawnedAt = performance.now();
-      try {
-        // The same entry point and loader flags this process runs with (tsx, or dist/ after a build).
-        child = processes.spawn('proxy', spawn(process.execPath, [...process.execArgv, cliEntry(), ...args], { stdio: ['ignore', log, log] }));
-      } finally {
-        closeSync(log);
-      }
-      const started = child;
-      const deadline = Date.now() + 30_000;
-      while (!(await answers(`http://${address}/readyz`))) {
-        if (exited(started)) throw new Error(`the proxy exited at start (${started.exitCode ?? started.signalCode}); see ${logFile}`);
-        if (Date.now() > deadline) throw new Error(`the proxy did not answer within 30 s; see ${logFile}`);
-        await sleep(20);
-      }
+      // The same entry point and loader flags this process runs with (tsx, or dist/ after a build).
+      child = await processes.launch('proxy', process.execPath, [...process.execArgv, cliEntry(), ...args], logFile, () => answers(`http://${address}/readyz`), 30_000);
       return { spawnedAt, answeredAt: performance.now() };
     },
     async stop() {

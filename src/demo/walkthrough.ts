@@ -1,10 +1,11 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ETCD_ERRORS } from '../etcd/errors';
 import { GrpcKv, JsonKv, JsonWatch, type RangeAnswer } from './clients';
 import { demoEtcd, type DemoEtcd } from './etcd-server';
-import { freePort, Processes, sleep } from './processes';
+import { freePort, type Processes } from './processes';
 import { demoProxy, type DemoProxy } from './proxy-process';
 import type { Report } from './report';
 import { changedRoute, CONFIG_PREFIX, sampleConfig } from './sample-config';

@@ -15,9 +15,9 @@ export interface ReadinessDeps {
 
 /**
  * Ready means reads are answered: from a mirror that has a complete copy
- * (synced while the upstream answers, stale while it is lost, or has not
- * answered since start, and stale reads are allowed), or, with the mirror off for want of credentials, by a
- * reachable upstream. A proxy still making its first copy is not ready even
+ * (synced while the upstream answers; stale while it is lost, or has not
+ * answered since start, and stale reads are allowed), or, with the mirror
+ * off for want of credentials, by a reachable upstream. A proxy still making its first copy is not ready even
  * though it forwards meanwhile: an orchestrator should not count on it before
  * it can survive an outage.
  */

@@ -2,6 +2,7 @@
 // it, with real etcd and the real proxy it starts; every step it prints is
 // asserted, and so is that it leaves nothing behind (processes, directories).
 import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { runCli, runCliToExit } from '../support/proxy';
@@ -28,6 +29,34 @@ function checkLine(output: string, text: string): string {
   const lines = output.split('\n').filter((line) => /^ {2}[✓✗] /.test(line) && line.includes(text));
   assert.equal(lines.length, 1, `one check line with "${text}" in:\n${output}`);
   return lines[0] ?? '';
+}
+
+interface RunningDemo {
+  readonly child: ChildProcess;
+  readonly exited: Promise<number | null>;
+  readonly pids: number[];
+  readonly dir: string;
+  out(): string;
+  err(): string;
+}
+
+/** The demo as its own process, once its output shows `reached`; the pids and directory it printed by then. */
+async function runningDemo(what: string, reached: (out: string) => boolean): Promise<RunningDemo> {
+  const child = runCli(['demo', '--no-color']);
+  let out = '';
+  let err = '';
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  await until(() => `the demo's ${what}:\n${out}\n${err}`, () => reached(out), 60_000);
+  const { pids, dir } = startedBy(out);
+  assert.equal(pids.length, 2, out);
+  return { child, exited, pids, dir, out: () => out, err: () => err };
+}
+
+function assertNothingLeft({ pids, dir }: { readonly pids: readonly number[]; readonly dir: string }): void {
+  for (const pid of pids) assert.equal(alive(pid), false, `pid ${pid} still running`);
+  assert.ok(dir !== '' && !existsSync(dir), `${dir} left behind`);
 }
 
 describe('npm run demo', () => {
@@ -65,44 +94,26 @@ describe('npm run demo', () => {
     assert.match(stdout, /Every check passed/);
     assert.match(stdout, /Next, in README\.md/);
 
-    const { pids, dir } = startedBy(stdout);
-    assert.equal(pids.length, 2, stdout);
-    for (const pid of pids) assert.equal(alive(pid), false, `pid ${pid} still running`);
-    assert.ok(dir !== '' && !existsSync(dir), `${dir} left behind`);
+    const started = startedBy(stdout);
+    assert.equal(started.pids.length, 2, stdout);
+    assertNothingLeft(started);
   });
 
   it('on Ctrl-C stops what it started, by pid, removes its directory, and exits 130', async () => {
-    const child = runCli(['demo', '--no-color']);
-    let out = '';
-    let err = '';
-    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    await until(() => `the demo's first step:\n${out}\n${err}`, () => out.includes('1. etcd up'), 60_000);
-    const { pids, dir } = startedBy(out);
-    assert.equal(pids.length, 2, out);
-    for (const pid of pids) assert.equal(alive(pid), true, `pid ${pid} should be running before Ctrl-C`);
-    child.kill('SIGINT');
-    assert.equal(await exited, 130, `${out}\n${err}`);
-    assert.match(err, /interrupted \(SIGINT\); stopped .*etcd \(pid \d+\).*and removed/);
-    for (const pid of pids) assert.equal(alive(pid), false, `pid ${pid} still running after Ctrl-C`);
-    assert.equal(existsSync(dir), false, `${dir} left behind`);
+    const demo = await runningDemo('its first step', (out) => out.includes('1. etcd up'));
+    for (const pid of demo.pids) assert.equal(alive(pid), true, `pid ${pid} should be running before Ctrl-C`);
+    demo.child.kill('SIGINT');
+    assert.equal(await demo.exited, 130, `${demo.out()}\n${demo.err()}`);
+    assert.match(demo.err(), /interrupted \(SIGINT\); stopped .*etcd \(pid \d+\).*and removed/);
+    assertNothingLeft(demo);
   });
 
   it('stops the same way when nobody reads its output any more (npm run demo | head)', async () => {
-    const child = runCli(['demo', '--no-color']);
-    let out = '';
-    let err = '';
-    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    await until(() => `the demo's setup lines:\n${out}\n${err}`, () => /data, logs: \S+/.test(out), 60_000);
-    const { pids, dir } = startedBy(out);
-    child.stdout?.destroy();
-    assert.equal(await exited, 130, err);
-    assert.match(err, /interrupted \(output closed\); stopped etcd \(pid \d+\), proxy \(pid \d+\) and removed/);
-    for (const pid of pids) assert.equal(alive(pid), false, `pid ${pid} still running`);
-    assert.equal(existsSync(dir), false, `${dir} left behind`);
+    const demo = await runningDemo('its setup lines', (out) => /data, logs: \S+/.test(out));
+    demo.child.stdout?.destroy();
+    assert.equal(await demo.exited, 130, demo.err());
+    assert.match(demo.err(), /interrupted \(output closed\); stopped etcd \(pid \d+\), proxy \(pid \d+\) and removed/);
+    assertNothingLeft(demo);
   });
 
   it('says the one command to run when etcd is missing and cannot be installed here', async () => {

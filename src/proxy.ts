@@ -25,7 +25,8 @@ import { createMembership, initialEndpoints } from './upstream/membership';
 import { observePool, upstreamCallCounter } from './upstream/pool-metrics';
 import { startMirror } from './mirror/mirror';
 import { MirroredRanges } from './mirror/mirrored-ranges';
-import { AuthDirectory, type SharedToken } from './auth/directory';
+import { AuthDirectory, type TokenTeller } from './auth/directory';
+import { LoginLimiter, type LoginBudget } from './auth/login-limits';
 import { OFFLINE_LOGINS_FILE, OfflineLogins } from './auth/offline-logins';
 import { JwtVerifier } from './auth/jwt';
 import { CompactionCheck } from './mirror/compaction-check';
@@ -113,8 +114,12 @@ export interface MirrorSide {
 }
 
 export interface TokenSharing {
-  publish(token: SharedToken): void;
-  onShared(apply: (token: SharedToken) => void): void;
+  /** What this process learned or found out, for the others. */
+  readonly tell: TokenTeller;
+  /** Takes what the other processes learned or found out. */
+  onShared(directory: Pick<AuthDirectory, 'adopt' | 'adoptForget' | 'adoptAuthRevision'>): void;
+  /** Offline login attempts are reserved here: the counts are shared by every process. */
+  readonly loginBudget: LoginBudget;
 }
 
 /** The side that keeps the mirror: one per data dir, whatever serves it. */
@@ -357,12 +362,16 @@ export async function startServing({ config, log, metrics, scrape }: ProxyDeps, 
   const watchHub = new WatchHub(store, mirror, (events) => metrics.watchEventsReplayed.inc(events));
   const barrier = new ReadBarrier(pool, ranges.probeKey(), identity, () => metrics.readBarrierCalls.inc());
   const isCompacted = (revision: number): Promise<boolean | undefined> => isCompactedUpstream(pool, revision, ranges.probeKey(), identity);
-  const offlineLogins = config.authOfflineLogin ? await OfflineLogins.open(join(config.dataDir, OFFLINE_LOGINS_FILE), config.authOfflineMaxAgeMs, mirrorLog) : null;
+  // One process: the counts of offline login attempts are its own; with --workers, the primary's.
+  const loginBudget = side.tokens?.loginBudget ?? new LoginLimiter();
+  const offlineLogins = config.authOfflineLogin ? await OfflineLogins.open(join(config.dataDir, OFFLINE_LOGINS_FILE), config.authOfflineMaxAgeMs, mirrorLog, loginBudget) : null;
   const jwt = config.authJwtPubKey === null ? null : jwtVerifier(config.authJwtPubKey);
   const directory = new AuthDirectory(pool, config.authRefreshIntervalMs, mirrorLog, () => liveness.isLost(), metrics, offlineLogins, jwt);
+  // The tokens the proxy issued during an outage end the moment etcd answers again.
+  liveness.on('back', () => directory.upstreamBack());
   if (side.tokens !== undefined) {
-    directory.shareWith((token) => side.tokens?.publish(token));
-    side.tokens.onShared((token) => directory.adopt(token));
+    directory.tellTo(side.tokens.tell);
+    side.tokens.onShared(directory);
   }
   const compaction = new CompactionCheck(isCompacted, () => side.followCompaction());
   const streams = createStreamTracker();

@@ -3,7 +3,7 @@ import type { ApiContext } from './context';
 import type { CoreService, UnaryCall, UnaryCallback, UnaryHandler } from './call';
 import { forwardUnary, observeCall } from './forward';
 import { forwardingService, forwardOptions, rpcRef } from './forwarding-service';
-import { ProxyError, toStatus } from '../etcd/errors';
+import { ETCD_ERRORS, ProxyError, toStatus } from '../etcd/errors';
 import { etcdMethod } from '../etcd/proto';
 import { mirrorHeader } from '../mirror/response-header';
 import type { MirrorReadDeps } from './mirror-reads';
@@ -41,6 +41,10 @@ export function createAuthService(ctx: ApiContext): CoreService {
           ctx.metrics.authLogins.inc({ source: 'upstream' });
           if (password !== undefined) void reads.offlineLogins?.remember(name, password);
         }
+      } else if (error !== null && reads.offlineLogins !== null && (error as { details?: unknown }).details === ETCD_ERRORS.authFailed.details) {
+        // etcd refused it: if it is the password kept for offline logins, that one no longer works (changed, or the user is gone).
+        const { name, password } = authenticateMethod.requestDeserialize(call.request) as LoginRequest;
+        if (name !== undefined && password !== undefined) reads.offlineLogins.upstreamRefused(name, password).catch(() => undefined);
       }
       callback(error, response);
     });
@@ -51,7 +55,12 @@ export function createAuthService(ctx: ApiContext): CoreService {
   return forwardingService(ctx, SERVICE, { ...options, overrides: { Authenticate: authenticate } });
 }
 
-/** While etcd is down: the login is checked against the last one that succeeded upstream. */
+/**
+ * While etcd is down: the login is checked against the last one that
+ * succeeded upstream, and answered with a token of the proxy's that ends
+ * when etcd answers again, or when that upstream login is
+ * --auth-offline-max-age old, whichever comes first.
+ */
 function offline(ctx: ApiContext, reads: MirrorReadDeps, call: UnaryCall, callback: UnaryCallback): void {
   const rpc = rpcRef(SERVICE, 'Authenticate');
   const started = performance.now();
@@ -72,13 +81,13 @@ function offline(ctx: ApiContext, reads: MirrorReadDeps, call: UnaryCall, callba
     return;
   }
   const name = request.name ?? '';
-  logins.verify(name, request.password ?? '').then(
+  logins.verify(name, request.password ?? '', call.getPeer?.()).then(
     (verdict) => {
-      if (verdict !== 'ok') {
+      if (verdict.kind !== 'ok') {
         refuse(new ProxyError('authFailed'));
         return;
       }
-      const token = reads.directory.issueProxyToken(name);
+      const token = reads.directory.issueProxyToken(name, verdict.expiresAt);
       ctx.metrics.authLogins.inc({ source: 'proxy' });
       observeCall(ctx, rpc, status.OK, started, 'proxy');
       callback(null, authenticateMethod.responseSerialize({ header: mirrorHeader(reads.store.meta()), token }));

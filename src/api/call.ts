@@ -19,6 +19,8 @@ interface CallBase {
 /** A unary call: one request, one answer or error, through the callback. */
 export interface UnaryCall extends CallBase {
   readonly request: Buffer;
+  /** The client's address ("host:port"), where the transport knows it: offline logins are limited per source. */
+  getPeer?(): string;
   /** 'cancelled': the client went away or the deadline passed; the answer is no longer wanted. */
   on(event: 'cancelled', listener: () => void): this;
 }

@@ -43,6 +43,16 @@ export function upstreamMetadata(incoming: Metadata): Metadata {
   return outgoing;
 }
 
+/**
+ * A token the proxy issued during an outage is never sent upstream; etcd,
+ * which never issued it, would answer "invalid auth token", and so does the
+ * proxy (the client then logs in with etcd, as clientv3 and APISIX do).
+ */
+function carriesProxyToken(metadata: Metadata): ProxyError | null {
+  const token = tokenOf(metadata);
+  return token !== undefined && isProxyIssuedToken(token) ? new ProxyError('invalidAuthToken') : null;
+}
+
 /** etcd's answers to a token it no longer takes. */
 const STALE_TOKEN_ERRORS = new Set(['etcdserver: invalid auth token', 'etcdserver: revision of auth store is old']);
 
@@ -90,7 +100,7 @@ export interface UnaryForwardOptions {
 export function forwardUnary(ctx: ApiContext, rpc: RpcRef, options: UnaryForwardOptions): UnaryHandler {
   return (call, callback) => {
     const started = performance.now();
-    const refusal = options.admit?.(call.request) ?? null;
+    const refusal = options.admit?.(call.request) ?? carriesProxyToken(call.metadata);
     if (refusal !== null) {
       observeCall(ctx, rpc, refusal.code, started, 'proxy');
       callback(toStatus(refusal));

@@ -1,25 +1,25 @@
 import { randomBytes } from 'node:crypto';
 import { Metadata } from '@grpc/grpc-js';
-import { isServiceError, type EtcdErrorName } from '../etcd/errors';
+import type { EtcdErrorName } from '../etcd/errors';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { UpstreamPool } from '../upstream/pool';
-import { callUpstream } from '../upstream/unary';
-import type { JwtVerifier } from './jwt';
+import { isStorableName, isStorableToken, nameForLog } from './input-limits';
+import { isCurrent, type JwtVerifier, type TokenClaims } from './jwt';
 import type { OfflineLogins } from './offline-logins';
-import { ReadPermissions, ROOT_ROLE, type KeyPermission, type PermissionType } from './permissions';
+import { ReadPermissions, type KeyPermission } from './permissions';
+import { checkToken, readPermissions, type TokenVerdict } from './token-check';
+import { ForgottenTokens, TokenBook } from './token-book';
 
-/** Tokens remembered at most; the oldest go first (a client logging in again gets a new one). */
-const MAX_TOKENS = 10_000;
-const FETCH_TIMEOUT_MS = 5_000;
-const INVALID_TOKEN = 'etcdserver: invalid auth token';
+/** Users whose permissions are kept at most; the least recently used goes first. */
+const MAX_USERS = 10_000;
 
 /** How one read (every key range it names) is answered when etcd has auth on. */
 export type ReadDecision =
   | { readonly kind: 'permit' }
   /** etcd would refuse it: with etcd's own error. */
   | { readonly kind: 'refuse'; readonly error: EtcdErrorName }
-  /** The proxy cannot tell who is asking (a token it did not see issued): etcd decides. */
+  /** The proxy cannot tell who is asking (a token it did not see issued), or etcd could not confirm it lately: etcd decides. */
   | { readonly kind: 'forward' };
 
 export interface KeyRangeAsked {
@@ -30,13 +30,30 @@ export interface KeyRangeAsked {
 
 interface UserEntry {
   permissions: ReadPermissions | null;
+  /** A key the user may read (or any key): the one a token of the user is checked with. */
+  probeKey: Buffer;
   fetchedAt: number;
-  /** A fetch under way, which every read of the user waits for. */
+  /** A read under way, which every decision for the user waits for. */
   fetching: Promise<ReadPermissions | null> | null;
 }
 
-interface WireRole {
-  perm?: { permType?: PermissionType; key?: Buffer; range_end?: Buffer }[];
+/** What the proxy knows of a token etcd issued: whose it is, and when etcd last took it. */
+interface TokenRecord {
+  readonly user: string;
+  /** A JWT's claims (checked on every use), or null for a simple token. */
+  readonly claims: TokenClaims | null;
+  /** When etcd last took the token (its login's answer, or a check made with it); 0: never yet. */
+  confirmedAt: number;
+  /** A check under way, which every decision for the token waits for. */
+  confirming: Promise<boolean> | null;
+}
+
+interface ProxyToken {
+  readonly user: string;
+  /** When the upstream login it rests on is too old (--auth-offline-max-age): the token ends then, used or not. */
+  readonly expiresAt: number;
+  usedAt: number;
+  toldAt: number;
 }
 
 /** Tokens the proxy issues itself during an outage (--auth-offline-login) start so: never sent upstream. */
@@ -51,12 +68,22 @@ const PROXY_TOKEN_IDLE_MS = 5 * 60_000;
 const PROXY_TOKEN_TELL_MS = 60_000;
 
 /** A token whose user this process learned, told to the other serving processes (--workers). */
-export interface SharedToken {
-  /** `login`: etcd's token from a login that passed through; `proxy`: one this proxy issued during an outage. */
-  readonly kind: 'login' | 'proxy';
-  readonly user: string;
-  readonly token: string;
+export type SharedToken =
+  /** etcd's token from a login that passed through, issued at `learnedAt` (ms since the epoch). */
+  | { readonly kind: 'login'; readonly user: string; readonly token: string; readonly learnedAt: number }
+  /** One this proxy issued during an outage, good until `expiresAt` at most. */
+  | { readonly kind: 'proxy'; readonly user: string; readonly token: string; readonly expiresAt: number };
+
+/** Where a serving process tells the others what it learned (--workers); nothing in a single process. */
+export interface TokenTeller {
+  share(token: SharedToken): void;
+  /** etcd no longer takes `token`: every process forgets it. */
+  forget(token: string): void;
+  /** etcd's auth store has reached at least this revision (JWTs issued before it are refused). */
+  authRevision(atLeast: number): void;
 }
+
+const NO_TELLER: TokenTeller = { share: () => undefined, forget: () => undefined, authRevision: () => undefined };
 
 export function isProxyIssuedToken(token: string): boolean {
   return token.startsWith(PROXY_TOKEN_PREFIX);
@@ -73,20 +100,36 @@ export function tokenOf(metadata: Metadata): string | undefined {
   return value === undefined ? undefined : String(value);
 }
 
+/** A key the permissions let the user read, for checking its tokens with a read etcd answers; any key when none. */
+function probeKeyOf(permissions: readonly KeyPermission[]): Buffer {
+  const readable = permissions.find((p) => p.type !== 'WRITE' && p.key.length > 0);
+  return readable?.key ?? Buffer.from('\0');
+}
+
 /**
- * Who is asking, and what they may read. The proxy learns a token's user only
- * from the logins that pass through it; what the user may read it asks etcd
- * with that user's own token (etcd lets users read themselves and their
- * roles), and asks again once `refreshIntervalMs` has passed since, so that
- * a revoked permission, a deleted user or a changed password takes effect
- * within it, at a cost to etcd of a few calls per active user per interval.
+ * Who is asking, and what they may read. The proxy learns a token's user
+ * only from a login that passes through it, or from a JWT it verifies with
+ * etcd's public key. While etcd answers, a token is served from its user's
+ * permissions only while etcd took that very token within the refresh
+ * interval: each token in use is checked again with a read made with it
+ * (in the background from half the interval on, so reads rarely wait), and
+ * its user's permissions are read again as often; a check or read that fails
+ * leaves the decision to etcd (forward), never to what was known before.
+ * A token etcd calls invalid or old is forgotten in every serving process.
+ * The cost to etcd is a call per token in use and a few per user in use per
+ * interval, whatever the number of requests. While etcd is down, what was
+ * last known decides, and JWTs issued before the auth store's last known
+ * revision are refused as etcd refuses them.
  */
 export class AuthDirectory {
-  private readonly userOfToken = new Map<string, string>();
+  private readonly tokens = new TokenBook<TokenRecord>();
+  private readonly forgotten = new ForgottenTokens();
   private readonly users = new Map<string, UserEntry>();
-  /** Tokens this proxy issued during an outage: their user, and when they were last used. */
-  private readonly proxyTokens = new Map<string, { user: string; usedAt: number; toldAt: number }>();
-  private share: (token: SharedToken) => void = () => undefined;
+  /** Tokens this proxy issued during an outage: their user, when they end, and when they were last used. */
+  private readonly proxyTokens = new TokenBook<ProxyToken>();
+  /** The auth store's revision is at least this: learned from JWTs etcd took or refused as old. */
+  private authRevisionAtLeast = 0;
+  private teller: TokenTeller = NO_TELLER;
 
   constructor(
     private readonly pool: UpstreamPool,
@@ -102,21 +145,42 @@ export class AuthDirectory {
   ) {}
 
   /**
-   * Tokens learned here are told to `share` from now on (--workers: a client
-   * logs in on one connection and reads on another, served by another process).
+   * What this process learns is told to `teller` from now on (--workers: a
+   * client logs in on one connection and reads on another, served by
+   * another process).
    */
-  shareWith(share: (token: SharedToken) => void): void {
-    this.share = share;
+  tellTo(teller: TokenTeller): void {
+    this.teller = teller;
   }
 
-  /** A token another serving process learned: known here as if learned here. */
+  /** A token another serving process learned: known here as if learned here, unless etcd refused it here since. */
   adopt(shared: SharedToken): void {
+    if (!isStorableName(shared.user) || !isStorableToken(shared.token)) return;
     if (shared.kind === 'proxy') {
-      this.keepProxyToken(shared.token, shared.user);
+      // Issued during an outage that is over: it ended then.
+      if (!this.upstreamLost() || this.forgotten.since(shared.token) !== undefined) return;
+      this.keepProxyToken(shared.token, shared.user, shared.expiresAt);
       return;
     }
-    this.keepLogin(shared.user, shared.token);
+    if ((this.forgotten.since(shared.token) ?? -1) >= shared.learnedAt) return;
+    this.keepLogin(shared.user, shared.token, shared.learnedAt);
     this.prefetch(shared.user, shared.token);
+  }
+
+  /** Another serving process found `token` over. */
+  adoptForget(token: string): void {
+    this.forgetHere(token);
+  }
+
+  /** Another serving process learned that the auth store reached `atLeast`. */
+  adoptAuthRevision(atLeast: number): void {
+    this.authRevisionAtLeast = Math.max(this.authRevisionAtLeast, atLeast);
+  }
+
+  /** etcd answers again: every token the proxy issued during the outage ends (its client logs in with etcd). */
+  upstreamBack(): void {
+    for (const [token] of this.proxyTokens.entriesNow()) this.forgotten.add(token);
+    this.proxyTokens.clear();
   }
 
   /** The user's permissions now, while etcd answers: an outage may begin before this process is asked to decide. */
@@ -124,42 +188,57 @@ export class AuthDirectory {
     if (!this.upstreamLost()) this.permissionsOf(user, token).catch(() => undefined);
   }
 
-  /** A token of the proxy's own for `user`, after an offline login: good only here, for mirror reads and watches. */
-  issueProxyToken(user: string): string {
+  /** A token of the proxy's own for `user`, after an offline login: good only here, for mirror reads and watches, until `expiresAt` at most. */
+  issueProxyToken(user: string, expiresAt: number): string {
     const token = `${PROXY_TOKEN_PREFIX}${randomBytes(24).toString('base64url')}`;
-    this.keepProxyToken(token, user);
-    this.share({ kind: 'proxy', user, token });
+    this.keepProxyToken(token, user, expiresAt);
+    this.teller.share({ kind: 'proxy', user, token, expiresAt });
     return token;
   }
 
-  private keepProxyToken(token: string, user: string): void {
-    this.proxyTokens.delete(token);
-    this.proxyTokens.set(token, { user, usedAt: Date.now(), toldAt: Date.now() });
-    if (this.proxyTokens.size > MAX_TOKENS) {
-      const oldest = this.proxyTokens.keys().next();
-      if (oldest.done !== true) this.proxyTokens.delete(oldest.value);
-    }
+  private keepProxyToken(token: string, user: string, expiresAt: number): void {
+    const now = Date.now();
+    this.proxyTokens.set(token, { user, expiresAt, usedAt: now, toldAt: now });
   }
 
-  /** A login passed through: `token` is `user`'s, and what the user may read is asked at once. */
+  /** A login passed through: `token` is `user`'s, etcd issued it just now, and what the user may read is asked at once. */
   learn(user: string, token: string): void {
-    this.keepLogin(user, token);
-    this.share({ kind: 'login', user, token });
+    // Longer than any name or token the proxy keeps: etcd decides each call that carries it.
+    if (!isStorableName(user) || !isStorableToken(token)) return;
+    const learnedAt = Date.now();
+    this.keepLogin(user, token, learnedAt);
+    this.teller.share({ kind: 'login', user, token, learnedAt });
     this.prefetch(user, token);
   }
 
-  private keepLogin(user: string, token: string): void {
-    this.userOfToken.delete(token);
-    this.userOfToken.set(token, user);
-    if (this.userOfToken.size > MAX_TOKENS) {
-      const oldest = this.userOfToken.keys().next();
-      if (oldest.done !== true) this.userOfToken.delete(oldest.value);
-    }
+  private keepLogin(user: string, token: string, confirmedAt: number): void {
+    const claims = this.jwt?.verify(token) ?? null;
+    // A JWT names its user: one that names another is no token of this login's.
+    if (claims !== null && claims.user !== user) return;
+    this.forgotten.delete(token);
+    this.tokens.set(token, { user, claims, confirmedAt, confirming: null });
+    if (claims !== null) this.raiseAuthRevision(claims.revision, false);
   }
 
-  /** etcd no longer takes `token` (expired, or its user changed): the proxy forgets it too. */
+  /** etcd no longer takes `token` (expired, its user changed, or issued before an auth change): every process forgets it. */
   forget(token: string): void {
-    this.userOfToken.delete(token);
+    if (!isStorableToken(token)) return;
+    const known = this.tokens.get(token);
+    this.forgetHere(token);
+    // Only tokens some process knew are told: a stranger's junk costs the others nothing.
+    if (known !== undefined) this.teller.forget(token);
+  }
+
+  private forgetHere(token: string): void {
+    this.tokens.delete(token);
+    this.proxyTokens.delete(token);
+    this.forgotten.add(token);
+  }
+
+  private raiseAuthRevision(atLeast: number, tell: boolean): void {
+    if (atLeast <= this.authRevisionAtLeast) return;
+    this.authRevisionAtLeast = atLeast;
+    if (tell) this.teller.authRevision(atLeast);
   }
 
   /** Decides a read of `ranges` by the caller whose metadata is given, as etcd's auth store would. */
@@ -172,66 +251,124 @@ export class AuthDirectory {
   private async decideOnce(metadata: Metadata, ranges: readonly KeyRangeAsked[]): Promise<ReadDecision> {
     const token = tokenOf(metadata);
     if (token === undefined || token === '') return { kind: 'refuse', error: 'userEmpty' };
+    const lost = this.upstreamLost();
+    // Nothing this long was ever kept: etcd decides, or, while it is down, it is no token.
+    if (!isStorableToken(token)) return lost ? { kind: 'refuse', error: 'invalidAuthToken' } : { kind: 'forward' };
     if (isProxyIssuedToken(token)) return this.decideForProxyToken(token, ranges);
-    const user = this.userOfToken.get(token);
-    if (user === undefined) return this.decideForUnseenToken(token, ranges);
-    const permissions = await this.permissionsOf(user, token);
-    if (permissions === null) return this.upstreamLost() ? { kind: 'refuse', error: 'invalidAuthToken' } : { kind: 'forward' };
+    let record = this.tokens.get(token);
+    if (record === undefined) {
+      const adopted = this.adoptJwt(token);
+      if (adopted === null) return lost ? { kind: 'refuse', error: 'invalidAuthToken' } : { kind: 'forward' };
+      record = adopted;
+    }
+    // A JWT's own times, on every use: one that ran out is over whatever else is known.
+    if (record.claims !== null && !isCurrent(record.claims)) {
+      this.forgetHere(token);
+      return lost ? { kind: 'refuse', error: 'invalidAuthToken' } : { kind: 'forward' };
+    }
+    if (lost) return this.decideDuringOutage(record, ranges);
+    if (!(await this.confirmed(token, record))) return { kind: 'forward' };
+    const permissions = await this.permissionsOf(record.user, token);
+    if (permissions === null) return { kind: 'forward' };
     return decisionBy(permissions, ranges);
   }
 
   /**
-   * A token whose login the proxy did not see: etcd decides, unless it is a
-   * JWT signed with etcd's key. Then, while etcd answers, the token is tried
-   * once by reading the user's permissions with it (which also has etcd say
-   * whether its auth revision is still current); while etcd is down, the
-   * user's last known permissions decide.
+   * A token whose login the proxy did not see, if it is a JWT signed with
+   * etcd's key, unexpired, not forgotten and not issued before the auth
+   * store's last known revision: kept as its user's, to be checked with etcd
+   * like any other (while etcd answers) before it is served.
    */
-  private async decideForUnseenToken(token: string, ranges: readonly KeyRangeAsked[]): Promise<ReadDecision> {
+  private adoptJwt(token: string): TokenRecord | null {
     const claims = this.jwt?.verify(token) ?? null;
-    if (claims === null) return this.upstreamLost() ? { kind: 'refuse', error: 'invalidAuthToken' } : { kind: 'forward' };
-    let permissions: ReadPermissions | null;
-    if (this.upstreamLost()) {
-      permissions = this.lastKnownPermissions(claims.user);
-      if (permissions === null) return { kind: 'refuse', error: 'invalidAuthToken' };
-    } else {
-      const fetched = await this.fetch(claims.user, token);
-      if (fetched === null) return { kind: 'forward' };
-      // Every process checks a JWT itself: nothing to tell the others.
-      this.keepLogin(claims.user, token);
-      this.remember(claims.user, fetched);
-      permissions = fetched;
-    }
+    if (claims === null || this.forgotten.since(token) !== undefined || !isStorableName(claims.user)) return null;
+    const record: TokenRecord = { user: claims.user, claims, confirmedAt: 0, confirming: null };
+    // Every process checks a JWT itself: nothing to tell the others.
+    this.tokens.set(token, record);
+    return record;
+  }
+
+  /** While etcd is down: what was last known of the user, for a token not known to be over. */
+  private decideDuringOutage(record: TokenRecord, ranges: readonly KeyRangeAsked[]): ReadDecision {
+    if (record.claims !== null && record.claims.revision < this.authRevisionAtLeast) return { kind: 'refuse', error: 'authOldRevision' };
+    const permissions = this.lastKnownPermissions(record.user);
+    if (permissions === null) return { kind: 'refuse', error: 'invalidAuthToken' };
     return decisionBy(permissions, ranges);
+  }
+
+  /**
+   * Whether etcd took `token` within the refresh interval, checking it again
+   * when not (waited for) or when half the interval has passed (in the
+   * background: the answer at hand still holds).
+   */
+  private async confirmed(token: string, record: TokenRecord): Promise<boolean> {
+    const age = Date.now() - record.confirmedAt;
+    if (age < this.refreshIntervalMs) {
+      if (age >= this.refreshIntervalMs / 2) this.confirm(token, record).catch(() => undefined);
+      return true;
+    }
+    return this.confirm(token, record);
+  }
+
+  private confirm(token: string, record: TokenRecord): Promise<boolean> {
+    record.confirming ??= (async () => {
+      const startedAt = Date.now();
+      const verdict = await checkToken(this.pool, token, this.entryOf(record.user).probeKey, this.log);
+      this.metrics.authPermissionReads.inc({ result: verdict === 'valid' ? 'ok' : 'error' });
+      this.settle(token, record, verdict, startedAt);
+      return verdict === 'valid';
+    })().finally(() => {
+      record.confirming = null;
+    });
+    return record.confirming;
+  }
+
+  /** What etcd said of the token: it holds as of when it was asked, or the token is over (everywhere). */
+  private settle(token: string, record: TokenRecord, verdict: TokenVerdict, askedAt: number): void {
+    if (verdict === 'valid') {
+      record.confirmedAt = Math.max(record.confirmedAt, askedAt);
+      // etcd takes a JWT only while its revision is the auth store's.
+      if (record.claims !== null) this.raiseAuthRevision(record.claims.revision, true);
+      return;
+    }
+    if (verdict === 'unknown') return;
+    // Refused as old: the auth store has moved past the token's revision.
+    if (verdict === 'old' && record.claims !== null) this.raiseAuthRevision(record.claims.revision + 1, true);
+    this.log.debug({ user: nameForLog(record.user), verdict }, 'etcd no longer takes a token: forgotten');
+    this.forget(token);
   }
 
   private entryOf(user: string): UserEntry {
     let entry = this.users.get(user);
     if (entry === undefined) {
-      entry = { permissions: null, fetchedAt: 0, fetching: null };
+      entry = { permissions: null, probeKey: Buffer.from('\0'), fetchedAt: 0, fetching: null };
       this.users.set(user, entry);
+      if (this.users.size > MAX_USERS) {
+        const oldest = this.users.keys().next();
+        if (oldest.done !== true) this.users.delete(oldest.value);
+      }
       this.metrics.authUsers.set(this.users.size);
     }
     return entry;
   }
 
-  private remember(user: string, permissions: ReadPermissions): void {
-    const entry = this.entryOf(user);
-    entry.permissions = permissions;
-    entry.fetchedAt = Date.now();
-  }
-
-  /** A token this proxy issued: the user's permissions as last known, never asked of etcd with it. */
+  /** A token this proxy issued: good only while etcd is down, until it ends, for the user's permissions as last known. */
   private async decideForProxyToken(token: string, ranges: readonly KeyRangeAsked[]): Promise<ReadDecision> {
+    // etcd answers again: the client gets etcd's answer to a token it never issued, and logs in with etcd.
+    if (!this.upstreamLost()) {
+      this.upstreamBack();
+      return { kind: 'refuse', error: 'invalidAuthToken' };
+    }
     const issued = this.proxyTokens.get(token);
-    if (issued === undefined || Date.now() - issued.usedAt > PROXY_TOKEN_IDLE_MS) {
+    const now = Date.now();
+    if (issued === undefined || now - issued.usedAt > PROXY_TOKEN_IDLE_MS || now >= issued.expiresAt) {
       this.proxyTokens.delete(token);
       return { kind: 'refuse', error: 'invalidAuthToken' };
     }
-    issued.usedAt = Date.now();
+    issued.usedAt = now;
     if (issued.usedAt - issued.toldAt >= PROXY_TOKEN_TELL_MS) {
       issued.toldAt = issued.usedAt;
-      this.share({ kind: 'proxy', user: issued.user, token });
+      this.teller.share({ kind: 'proxy', user: issued.user, token, expiresAt: issued.expiresAt });
     }
     // Issued by another serving process (--workers): the permissions it kept are in the shared file.
     if (this.lastKnownPermissions(issued.user) === null) await this.offline?.reload();
@@ -250,59 +387,48 @@ export class AuthDirectory {
     return stored === null ? null : new ReadPermissions(stored.permissions, stored.root);
   }
 
+  /**
+   * The user's permissions as etcd gave them within the refresh interval,
+   * read again (with `token`) when older; null when that read failed: what
+   * was known before does not outlive the interval while etcd answers.
+   */
   private async permissionsOf(user: string, token: string): Promise<ReadPermissions | null> {
     const entry = this.entryOf(user);
-    const lost = this.upstreamLost();
-    // While etcd is down, what is known serves as it is.
-    if (entry.permissions !== null && (lost || Date.now() - entry.fetchedAt < this.refreshIntervalMs)) return entry.permissions;
-    if (lost) return this.storedPermissions(user);
-    entry.fetching ??= this.fetch(user, token)
-      .then((permissions) => {
-        if (permissions !== null) this.remember(user, permissions);
-        return permissions ?? entry.permissions;
-      })
-      .finally(() => {
-        entry.fetching = null;
-      });
+    const age = Date.now() - entry.fetchedAt;
+    if (entry.permissions !== null && age < this.refreshIntervalMs) {
+      if (age >= this.refreshIntervalMs / 2) this.refreshPermissions(user, token, entry).catch(() => undefined);
+      return entry.permissions;
+    }
+    return this.refreshPermissions(user, token, entry);
+  }
+
+  private refreshPermissions(user: string, token: string, entry: UserEntry): Promise<ReadPermissions | null> {
+    entry.fetching ??= (async () => {
+      const startedAt = Date.now();
+      const read = await readPermissions(this.pool, user, token, this.log);
+      this.metrics.authPermissionReads.inc({ result: read.kind === 'ok' ? 'ok' : 'error' });
+      if (read.kind === 'ok') {
+        const permissions = new ReadPermissions(read.permissions, read.root);
+        entry.permissions = permissions;
+        entry.probeKey = probeKeyOf(read.permissions);
+        entry.fetchedAt = startedAt;
+        void this.offline?.rememberPermissions(user, read.permissions, read.root);
+        return permissions;
+      }
+      if (read.kind === 'invalid') this.forget(token);
+      if (read.kind === 'userGone') this.userGone(user);
+      return null;
+    })().finally(() => {
+      entry.fetching = null;
+    });
     return entry.fetching;
   }
 
-  /** The user's roles and their key permissions, read with the user's own token; null when etcd cannot say. */
-  private async fetch(user: string, token: string): Promise<ReadPermissions | null> {
-    const metadata = (): Metadata => {
-      const m = new Metadata();
-      m.set('token', token);
-      return m;
-    };
-    let refusals = 0;
-    const members = this.pool.candidates();
-    for (const member of members) {
-      try {
-        const got = await callUpstream<{ roles?: string[] }>(member.client, 'etcdserverpb.Auth', 'UserGet', { name: user }, { deadlineMs: FETCH_TIMEOUT_MS, metadata: metadata(), reason: 'auth-directory' });
-        const roles = got.roles ?? [];
-        const permissions: KeyPermission[] = [];
-        for (const role of roles) {
-          if (role === ROOT_ROLE) continue;
-          const answer = await callUpstream<WireRole>(member.client, 'etcdserverpb.Auth', 'RoleGet', { role }, { deadlineMs: FETCH_TIMEOUT_MS, metadata: metadata(), reason: 'auth-directory' });
-          for (const perm of answer.perm ?? []) {
-            permissions.push({ key: perm.key ?? Buffer.alloc(0), rangeEnd: perm.range_end ?? Buffer.alloc(0), type: perm.permType ?? 'READ' });
-          }
-        }
-        this.metrics.authPermissionReads.inc({ result: 'ok' });
-        void this.offline?.rememberPermissions(user, permissions, roles.includes(ROOT_ROLE));
-        return new ReadPermissions(permissions, roles.includes(ROOT_ROLE));
-      } catch (error) {
-        this.metrics.authPermissionReads.inc({ result: 'error' });
-        // Simple tokens are good only at the member that issued them: another member may know it.
-        if (isServiceError(error) && error.details === INVALID_TOKEN) {
-          refusals += 1;
-          continue;
-        }
-        this.log.debug({ user, member: member.endpoint.url, err: error instanceof Error ? error.message : String(error) }, "could not read a user's permissions");
-      }
-    }
-    // No member takes the token any more: its user's next login teaches the proxy the new one.
-    if (refusals > 0 && refusals === members.length) this.forget(token);
-    return null;
+  /** etcd says the user does not exist: its tokens, permissions and offline login go. */
+  private userGone(user: string): void {
+    for (const token of this.tokens.tokensOf(user)) this.forget(token);
+    this.users.delete(user);
+    this.metrics.authUsers.set(this.users.size);
+    void this.offline?.drop(user, 'etcd says the user does not exist');
   }
 }

@@ -3,8 +3,17 @@ import { constants, createPublicKey, verify, type KeyObject, type VerifyKeyObjec
 /** The claims of etcd's JWT tokens the proxy uses. */
 export interface TokenClaims {
   readonly user: string;
-  /** The auth store revision the token was issued at. */
+  /** The auth store revision the token was issued at: etcd refuses it once its auth store has moved past. */
   readonly revision: number;
+  /** When it expires (ms since the epoch): etcd always sets `exp`, and a token without one is refused. */
+  readonly expiresAt: number;
+  /** Not good before (ms since the epoch); 0 when the token does not say. */
+  readonly notBefore: number;
+}
+
+/** Whether the token's own times allow it at `now`: asked on every use, not only when first seen. */
+export function isCurrent(claims: TokenClaims, now = Date.now()): boolean {
+  return now < claims.expiresAt && now >= claims.notBefore;
 }
 
 interface Algorithm {
@@ -54,8 +63,9 @@ function decodePart(part: string): unknown {
 /**
  * Checks etcd's JWT tokens (`--auth-token jwt,...`) with etcd's public key
  * (--auth-jwt-pub-key): the signature, by an algorithm the key can have made
- * (the header's `alg` is only believed within those), the expiry, and the
- * user and revision claims. A token that fails any check is not the user's.
+ * (the header's `alg` is only believed within those), the expiry (`exp`,
+ * required: etcd always sets it) and `nbf`, and the user and revision
+ * claims. A token that fails any check is not the user's.
  */
 export class JwtVerifier {
   private readonly key: KeyObject;
@@ -79,11 +89,13 @@ export class JwtVerifier {
       if (algorithm === undefined) return null;
       const signed = Buffer.from(`${head}.${body}`);
       if (!verify(algorithm.hash, signed, { key: this.key, ...algorithm.options }, Buffer.from(signature, 'base64url'))) return null;
-      const claims = decodePart(body) as { username?: unknown; revision?: unknown; exp?: unknown };
+      const claims = decodePart(body) as { username?: unknown; revision?: unknown; exp?: unknown; nbf?: unknown };
       if (typeof claims.username !== 'string' || claims.username === '') return null;
       if (typeof claims.revision !== 'number' || !Number.isSafeInteger(claims.revision)) return null;
-      if (claims.exp !== undefined && (typeof claims.exp !== 'number' || claims.exp * 1000 <= now)) return null;
-      return { user: claims.username, revision: claims.revision };
+      if (typeof claims.exp !== 'number' || !Number.isFinite(claims.exp)) return null;
+      if (claims.nbf !== undefined && (typeof claims.nbf !== 'number' || !Number.isFinite(claims.nbf))) return null;
+      const verified: TokenClaims = { user: claims.username, revision: claims.revision, expiresAt: claims.exp * 1000, notBefore: typeof claims.nbf === 'number' ? claims.nbf * 1000 : 0 };
+      return isCurrent(verified, now) ? verified : null;
     } catch {
       return null;
     }

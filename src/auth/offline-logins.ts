@@ -2,16 +2,18 @@ import { randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOpti
 import { readFile } from 'node:fs/promises';
 import { writeAtomically } from '../files/atomic-file';
 import type { Logger } from '../log';
+import { isAcceptablePassword, isStorableName, nameForLog } from './input-limits';
+import { sourceOf, type LoginAttempt, type LoginBudget } from './login-limits';
 import type { KeyPermission, PermissionType } from './permissions';
 
 /** scrypt's cost: about 50 ms of one thread-pool thread per hash, 16 MiB of memory. */
 const SCRYPT: ScryptOptions = { N: 16_384, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
 const KEY_BYTES = 32;
 const SALT_BYTES = 16;
-/** Failed offline logins allowed per user per minute, and for all users together. */
-const FAILURES_PER_USER_PER_MINUTE = 5;
-const FAILURES_PER_MINUTE = 50;
-const MINUTE_MS = 60_000;
+/** Refusals logged at warn at most this often; the others are counted in the next line. */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
+/** Users whose offline login was dropped, remembered so that another process's copy is not written back. */
+const MAX_DROPPED = 10_000;
 
 function scrypt(password: string, salt: Buffer): Promise<Buffer> {
   return new Promise((resolve, reject) => scryptCallback(password, salt, KEY_BYTES, SCRYPT, (error, key) => (error === null ? resolve(key) : reject(error))));
@@ -28,7 +30,17 @@ interface StoredLogin {
   root?: boolean;
 }
 
-export type OfflineVerdict = 'ok' | 'refused' | 'throttled';
+export type OfflineVerdict =
+  /** The password is the one last used upstream, recently enough: a proxy token may be issued, good until `expiresAt`. */
+  | { readonly kind: 'ok'; readonly expiresAt: number }
+  | { readonly kind: 'refused' }
+  | { readonly kind: 'throttled' };
+
+interface SavedFile {
+  users?: Record<string, StoredLogin>;
+  /** Users whose offline login was dropped (etcd said the user is gone or the password changed), with when. */
+  dropped?: Record<string, number>;
+}
 
 /** The file in the data dir. */
 export const OFFLINE_LOGINS_FILE = 'offline-logins.json';
@@ -38,27 +50,38 @@ export const OFFLINE_LOGINS_FILE = 'offline-logins.json';
  * a name and password that succeeded upstream within `maxAgeMs`. Kept in the
  * data dir (mode 0600) as a salted, slow hash, with the user's last known read
  * permissions, so that a gateway restarted during an outage (or a proxy
- * restarted during one) can log in and read what it could before. Failed
- * attempts are limited per user and overall.
+ * restarted during one) can log in and read what it could before. Attempts
+ * are reserved in `budget` (per source, per user, overall; shared by every
+ * serving process) before the password is hashed. A user's entry is dropped
+ * when etcd says the user is gone or the password it rests on no longer works.
  */
 export class OfflineLogins {
-  private readonly failures = new Map<string, number[]>();
-  private allFailures: number[] = [];
   private writing: Promise<void> = Promise.resolve();
+  /** Users dropped, and when: a copy of theirs verified before that is not taken back from another process. */
+  private readonly dropped: Map<string, number>;
+  /** Users whose stored password is being compared with one etcd just refused (one comparison each at a time). */
+  private readonly comparing = new Set<string>();
+  private refusalsLogged = { at: 0, since: 0 };
 
   private constructor(
     private readonly file: string,
     private readonly maxAgeMs: number,
     private readonly log: Logger,
+    private readonly budget: LoginBudget,
     private readonly logins: Map<string, StoredLogin>,
-  ) {}
+    dropped: Map<string, number>,
+  ) {
+    this.dropped = dropped;
+  }
 
-  static async open(file: string, maxAgeMs: number, log: Logger): Promise<OfflineLogins> {
-    return new OfflineLogins(file, maxAgeMs, log, await readLogins(file, log));
+  static async open(file: string, maxAgeMs: number, log: Logger, budget: LoginBudget): Promise<OfflineLogins> {
+    const saved = await readLogins(file, log);
+    return new OfflineLogins(file, maxAgeMs, log, budget, saved.logins, saved.dropped);
   }
 
   /** A login succeeded upstream: its password's hash is kept (a new salt each time). */
   async remember(name: string, password: string): Promise<void> {
+    if (!isStorableName(name) || !isAcceptablePassword(password)) return;
     const salt = randomBytes(SALT_BYTES);
     const hash = await scrypt(password, salt);
     const previous = this.logins.get(name);
@@ -87,65 +110,121 @@ export class OfflineLogins {
     };
   }
 
-  /** During an outage: whether `password` is the one `name` last logged in with upstream, recently enough. */
-  async verify(name: string, password: string): Promise<OfflineVerdict> {
-    const now = Date.now();
-    if (this.throttled(name, now)) {
-      this.log.warn({ user: name }, 'offline login refused: too many failed attempts');
-      return 'throttled';
+  /**
+   * During an outage: whether `password` is the one `name` last logged in
+   * with upstream, recently enough. `peer` is the client's address: its
+   * attempts share one budget. The attempt is reserved before anything is
+   * hashed; a name or password longer than any the proxy keeps is refused
+   * before that, and never logged whole.
+   */
+  async verify(name: string, password: string, peer: string | undefined): Promise<OfflineVerdict> {
+    if (!isStorableName(name) || !isAcceptablePassword(password)) {
+      this.refusal({ user: nameForLog(name), reason: 'name or password longer than the proxy keeps' });
+      return { kind: 'refused' };
     }
     // Serving processes (--workers) share the file: a login remembered by another one counts here too.
     await this.reload();
+    const attempt: LoginAttempt = { user: name, source: sourceOf(peer), known: this.logins.has(name) };
+    const reserved = await this.budget.reserve(attempt);
+    if (reserved === null) {
+      this.refusal({ user: nameForLog(name), source: attempt.source, reason: 'too many attempts' });
+      return { kind: 'throttled' };
+    }
     const login = this.logins.get(name);
     // An unknown user costs a hash too, so that timing does not tell which names are known.
     const salt = login === undefined ? randomBytes(SALT_BYTES) : Buffer.from(login.salt, 'base64');
     const hash = await scrypt(password, salt);
     const matches = login !== undefined && timingSafeEqual(hash, Buffer.from(login.hash, 'base64'));
-    if (matches && login !== undefined && now - login.verifiedAt <= this.maxAgeMs) return 'ok';
-    this.recordFailure(name, now);
-    this.log.warn({ user: name, reason: login === undefined ? 'unknown user' : matches ? 'last upstream login too old' : 'wrong password' }, 'offline login refused');
-    return 'refused';
-  }
-
-  private throttled(name: string, now: number): boolean {
-    const recent = (times: number[]): number[] => times.filter((t) => now - t < MINUTE_MS);
-    this.allFailures = recent(this.allFailures);
-    const mine = recent(this.failures.get(name) ?? []);
-    this.failures.set(name, mine);
-    return mine.length >= FAILURES_PER_USER_PER_MINUTE || this.allFailures.length >= FAILURES_PER_MINUTE;
-  }
-
-  private recordFailure(name: string, now: number): void {
-    this.failures.set(name, [...(this.failures.get(name) ?? []), now]);
-    this.allFailures.push(now);
-  }
-
-  /** Takes what other processes saved since: per user, the newer login (this one's on a tie: its permissions may be newer). */
-  async reload(): Promise<void> {
-    for (const [name, saved] of await readLogins(this.file, this.log)) {
-      const mine = this.logins.get(name);
-      if (mine === undefined || saved.verifiedAt > mine.verifiedAt) this.logins.set(name, saved);
+    // Dropped while this attempt was hashing (etcd said the user is gone): not any more.
+    const current = this.logins.get(name) === login;
+    const expiresAt = login === undefined ? 0 : login.verifiedAt + this.maxAgeMs;
+    if (matches && current && Date.now() < expiresAt) {
+      this.budget.giveBack(attempt, reserved);
+      return { kind: 'ok', expiresAt };
     }
+    this.refusal({ user: nameForLog(name), source: attempt.source, reason: login === undefined || !current ? 'unknown user' : matches ? 'last upstream login too old' : 'wrong password' });
+    return { kind: 'refused' };
+  }
+
+  /** One warn line per interval at most (a burst of junk must not flood the log), counting the ones left out. */
+  private refusal(details: Record<string, string>): void {
+    const now = Date.now();
+    if (now - this.refusalsLogged.at < REFUSAL_LOG_INTERVAL_MS) {
+      this.refusalsLogged.since += 1;
+      this.log.debug(details, 'offline login refused');
+      return;
+    }
+    this.log.warn({ ...details, refusedSinceLastLine: this.refusalsLogged.since }, 'offline login refused');
+    this.refusalsLogged = { at: now, since: 0 };
+  }
+
+  /**
+   * etcd refused a login for `name` while it answered. If `password` is the
+   * one kept for the user, that password no longer works upstream (changed,
+   * or the user deleted): the offline login goes. Another password proves
+   * nothing (anyone may try one), so nothing changes then.
+   */
+  async upstreamRefused(name: string, password: string): Promise<void> {
+    if (!isStorableName(name) || !isAcceptablePassword(password) || this.comparing.has(name)) return;
+    const login = this.logins.get(name);
+    if (login === undefined) return;
+    this.comparing.add(name);
+    try {
+      const hash = await scrypt(password, Buffer.from(login.salt, 'base64'));
+      if (timingSafeEqual(hash, Buffer.from(login.hash, 'base64'))) await this.drop(name, 'its password no longer works upstream');
+    } finally {
+      this.comparing.delete(name);
+    }
+  }
+
+  /** etcd said the user is gone (or its password changed): its offline login and permissions go, in every process. */
+  async drop(name: string, why: string): Promise<void> {
+    if (!this.logins.has(name)) return;
+    this.logins.delete(name);
+    this.dropped.delete(name);
+    this.dropped.set(name, Date.now());
+    while (this.dropped.size > MAX_DROPPED) {
+      const oldest = this.dropped.keys().next();
+      if (oldest.done === true) break;
+      this.dropped.delete(oldest.value);
+    }
+    this.log.info({ user: nameForLog(name), why }, 'offline login dropped');
+    await this.save();
+  }
+
+  /** Takes what other processes saved since: per user, the newer login (this one's on a tie: its permissions may be newer), and their drops. */
+  async reload(): Promise<void> {
+    const saved = await readLogins(this.file, this.log);
+    for (const [name, at] of saved.dropped) if (at > (this.dropped.get(name) ?? 0)) this.dropped.set(name, at);
+    for (const [name, login] of saved.logins) {
+      const mine = this.logins.get(name);
+      if (mine === undefined || login.verifiedAt > mine.verifiedAt) this.logins.set(name, login);
+    }
+    // A login verified upstream before it was dropped stays dropped; a later one (a new password) is kept.
+    for (const [name, login] of this.logins) if (login.verifiedAt <= (this.dropped.get(name) ?? -1)) this.logins.delete(name);
   }
 
   private save(): Promise<void> {
     this.writing = this.writing
       .then(async () => {
         await this.reload();
-        const users = Object.fromEntries(this.logins);
-        await writeAtomically(this.file, (out) => out.write(JSON.stringify({ users })), 0o600);
+        const now = Date.now();
+        // A drop older than the longest a login is good for can no longer be undone by an old copy.
+        for (const [name, at] of this.dropped) if (now - at > this.maxAgeMs) this.dropped.delete(name);
+        const saved: SavedFile = { users: Object.fromEntries(this.logins), dropped: Object.fromEntries(this.dropped) };
+        await writeAtomically(this.file, (out) => out.write(JSON.stringify(saved)), 0o600);
       })
       .catch((error: unknown) => this.log.error({ file: this.file, err: error instanceof Error ? error.message : String(error) }, 'offline logins not saved'));
     return this.writing;
   }
 }
 
-async function readLogins(file: string, log: Logger): Promise<Map<string, StoredLogin>> {
+async function readLogins(file: string, log: Logger): Promise<{ logins: Map<string, StoredLogin>; dropped: Map<string, number> }> {
   try {
-    const parsed = JSON.parse(await readFile(file, 'utf8')) as { users?: Record<string, StoredLogin> };
-    return new Map(Object.entries(parsed.users ?? {}));
+    const parsed = JSON.parse(await readFile(file, 'utf8')) as SavedFile;
+    return { logins: new Map(Object.entries(parsed.users ?? {})), dropped: new Map(Object.entries(parsed.dropped ?? {})) };
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ file, err: error instanceof Error ? error.message : String(error) }, 'offline logins file unreadable: its logins are not used');
-    return new Map();
+    return { logins: new Map(), dropped: new Map() };
   }
 }

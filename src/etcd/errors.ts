@@ -17,6 +17,7 @@ export const ETCD_ERRORS = {
   userEmpty: { code: status.INVALID_ARGUMENT, details: 'etcdserver: user name is empty' },
   permissionDenied: { code: status.PERMISSION_DENIED, details: 'etcdserver: permission denied' },
   authFailed: { code: status.INVALID_ARGUMENT, details: 'etcdserver: authentication failed, invalid user ID or password' },
+  authOldRevision: { code: status.INVALID_ARGUMENT, details: 'etcdserver: revision of auth store is old' },
   unsupported: { code: status.UNAVAILABLE, details: 'etcd-cache-proxy: upstream cluster unreachable and the mirror cannot answer this request' },
   readOnly: { code: status.UNIMPLEMENTED, details: 'etcd-cache-proxy: read-only proxy rejects writes' },
   upstreamLost: { code: status.UNAVAILABLE, details: 'etcd-cache-proxy: upstream cluster unreachable, writes rejected' },

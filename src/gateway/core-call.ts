@@ -14,6 +14,8 @@ export interface CoreCallOptions {
   readonly metadata: ReadonlyArray<readonly [string, string]>;
   /** Milliseconds the call may take (Grpc-Timeout), negative when already past, null for no deadline. */
   readonly timeoutMs: number | null;
+  /** The HTTP client's address ("host:port"), as a gRPC call's getPeer() gives it. */
+  readonly peer?: string;
 }
 
 /** How a call ended, as the gateway reports it. */
@@ -68,6 +70,7 @@ export interface UnaryOutcome {
 
 class GatewayUnaryCall extends EventEmitter implements UnaryCall {
   readonly metadata: Metadata;
+  private readonly peer: string;
   headers: Metadata | null = null;
 
   constructor(
@@ -77,6 +80,11 @@ class GatewayUnaryCall extends EventEmitter implements UnaryCall {
   ) {
     super();
     this.metadata = requestMetadata(options);
+    this.peer = options.peer ?? '';
+  }
+
+  getPeer(): string {
+    return this.peer;
   }
 
   getDeadline(): Deadline {

@@ -19,7 +19,9 @@ export async function serveUnary(ctx: GatewayContext, route: GatewayRoute, reque
   if (options === null) return;
   const message = await readRequestMessage(route, request, response);
   if (message === null) return;
-  const call = callUnary(method.handler, message, options);
+  const address = request.socket.remoteAddress;
+  const peer = address === undefined ? undefined : address.includes(':') ? `[${address}]:${request.socket.remotePort ?? 0}` : `${address}:${request.socket.remotePort ?? 0}`;
+  const call = callUnary(method.handler, message, { ...options, peer });
   const onClose = (): void => call.abandon();
   response.once('close', onClose);
   const outcome = await call.outcome;

@@ -2,6 +2,7 @@ import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { HostPort } from '../etcd/endpoint';
 import type { AuthSignal, AuthState } from '../mirror/auth-gate';
 import type { SharedToken } from '../auth/directory';
+import type { LoginAttempt } from '../auth/login-limits';
 
 /**
  * The messages between the process that keeps the mirror (the primary) and
@@ -33,7 +34,13 @@ export type ToWorker =
   /** A client connection (sent with the message as its handle), accepted by the primary and not yet read from. */
   | { readonly type: 'ecp:connection'; readonly id: number }
   /** A token another worker learned (its clients may read on a connection this worker holds). */
-  | { readonly type: 'ecp:token'; readonly token: SharedToken };
+  | { readonly type: 'ecp:token'; readonly token: SharedToken }
+  /** etcd no longer takes this token (another worker found out): forget it. */
+  | { readonly type: 'ecp:token-forget'; readonly token: string }
+  /** etcd's auth store has reached at least this revision: JWTs issued before it are refused. */
+  | { readonly type: 'ecp:auth-revision'; readonly atLeast: number }
+  /** The answer to a worker's `ecp:login-reserve`: the reservation's instant, or null when a budget is spent. */
+  | { readonly type: 'ecp:login-reserved'; readonly id: number; readonly at: number | null };
 
 export type ToPrimary =
   /** The worker listens to the channel now: the primary sends it the state of things. */
@@ -55,7 +62,14 @@ export type ToPrimary =
   /** A connection handed to this worker ended (the primary balances by connections open). */
   | { readonly type: 'ecp:connection-closed' }
   /** This worker learned a token's user: the others should know it. */
-  | { readonly type: 'ecp:token'; readonly token: SharedToken };
+  | { readonly type: 'ecp:token'; readonly token: SharedToken }
+  /** etcd no longer takes this token: every worker forgets it, and a worker started later never hears of it. */
+  | { readonly type: 'ecp:token-forget'; readonly token: string }
+  | { readonly type: 'ecp:auth-revision'; readonly atLeast: number }
+  /** An offline login is about to be checked: reserve it in the budgets every worker shares (the answer: `ecp:login-reserved`). */
+  | { readonly type: 'ecp:login-reserve'; readonly id: number; readonly attempt: LoginAttempt }
+  /** That login succeeded: its reservation goes back. */
+  | { readonly type: 'ecp:login-give-back'; readonly attempt: LoginAttempt; readonly at: number };
 
 /** True for this proxy's messages (the channel is Node's: it carries others too). */
 function isOurs(message: unknown): boolean {

@@ -8,14 +8,14 @@ import { sumMetrics, type ProcessMetrics } from './metrics-sum';
 import { CLIENT_PORT_ENV, INSTANCE_ID_ENV, isToPrimary, type MirrorNotice, type ToPrimary, type ToWorker } from './messages';
 import { listenOn } from '../listener/listen';
 import type { SharedToken } from '../auth/directory';
+import { LoginLimiter } from '../auth/login-limits';
+import { ForgottenTokens, TokenBook } from '../auth/token-book';
 
 /** A worker that dies within this long of its start is restarted after a pause, not at once (a crash loop). */
 const CRASH_LOOP_MS = 5_000;
 const RESTART_PAUSE_MS = 1_000;
 /** How long a scrape waits for the workers' metrics. */
 const COLLECT_TIMEOUT_MS = 2_000;
-/** Tokens kept to tell a worker that starts later (as many as a worker's directory keeps). */
-const MAX_SHARED_TOKENS = 10_000;
 /** Connections accepted while no worker serves (all restarting) wait for one, up to this many. */
 const MAX_WAITING_CONNECTIONS = 1_024;
 
@@ -145,19 +145,50 @@ export async function startPrimary({ config, log, metrics }: ProxyDeps, workerCo
     openConnections.delete(worker);
   };
 
-  // Tokens learned by any worker, for every other one and for workers started later.
-  const sharedTokens = new Map<string, SharedToken>();
+  // Tokens learned by any worker, for every other one and for workers started later: bounded per user as a
+  // worker's directory is, so one user's many logins never push out another's. Forgotten ones are never told again.
+  const sharedTokens = new TokenBook<SharedToken>();
+  const forgottenTokens = new ForgottenTokens();
+  let authRevisionAtLeast = 0;
+  // The offline login budgets of every worker together (attempts are reserved here before a worker hashes).
+  const loginLimiter = new LoginLimiter();
+  // The proxy's own tokens end when etcd answers again: a worker started later must not take them up.
+  side.liveness.on('back', () => {
+    for (const [token, shared] of sharedTokens.entriesNow()) {
+      if (shared.kind !== 'proxy') continue;
+      sharedTokens.delete(token);
+      forgottenTokens.add(token);
+    }
+  });
 
   const onMessage = (worker: Worker, message: ToPrimary): void => {
     switch (message.type) {
-      case 'ecp:token':
-        sharedTokens.delete(message.token.token);
-        sharedTokens.set(message.token.token, message.token);
-        if (sharedTokens.size > MAX_SHARED_TOKENS) {
-          const oldest = sharedTokens.keys().next();
-          if (oldest.done !== true) sharedTokens.delete(oldest.value);
-        }
-        for (const other of workers) if (other !== worker) send(other, { type: 'ecp:token', token: message.token });
+      case 'ecp:token': {
+        const shared = message.token;
+        const forgottenAt = forgottenTokens.since(shared.token);
+        // A proxy token told again after it ended, or a login older than etcd's refusal of it: not taken back.
+        if (forgottenAt !== undefined && (shared.kind === 'proxy' || shared.learnedAt <= forgottenAt)) break;
+        if (shared.kind === 'proxy' && !side.liveness.isLost()) break;
+        forgottenTokens.delete(shared.token);
+        sharedTokens.set(shared.token, shared);
+        for (const other of workers) if (other !== worker) send(other, { type: 'ecp:token', token: shared });
+        break;
+      }
+      case 'ecp:token-forget':
+        sharedTokens.delete(message.token);
+        forgottenTokens.add(message.token);
+        for (const other of workers) if (other !== worker) send(other, { type: 'ecp:token-forget', token: message.token });
+        break;
+      case 'ecp:auth-revision':
+        if (message.atLeast <= authRevisionAtLeast) break;
+        authRevisionAtLeast = message.atLeast;
+        for (const other of workers) if (other !== worker) send(other, { type: 'ecp:auth-revision', atLeast: authRevisionAtLeast });
+        break;
+      case 'ecp:login-reserve':
+        send(worker, { type: 'ecp:login-reserved', id: message.id, at: loginLimiter.reserveNow(message.attempt)?.at ?? null });
+        break;
+      case 'ecp:login-give-back':
+        loginLimiter.giveBack(message.attempt, { at: message.at });
         break;
       case 'ecp:took': {
         const pending = handingOver.get(message.id);
@@ -174,6 +205,7 @@ export async function startPrimary({ config, log, metrics }: ProxyDeps, workerCo
         send(worker, { type: 'ecp:auth', state: side.auth.state() });
         send(worker, membersState());
         send(worker, { type: 'ecp:mirror', notice: { kind: 'revision', revision: side.mirror.revision() } });
+        if (authRevisionAtLeast > 0) send(worker, { type: 'ecp:auth-revision', atLeast: authRevisionAtLeast });
         for (const token of sharedTokens.values()) send(worker, { type: 'ecp:token', token });
         break;
       case 'ecp:hurry':

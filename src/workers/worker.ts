@@ -1,5 +1,5 @@
 import { Socket } from 'node:net';
-import type { SharedToken } from '../auth/directory';
+import type { AuthDirectory } from '../auth/directory';
 import type { ConfigChanges } from '../config-diff';
 import { loadConfig, type ProxyConfig } from '../config';
 import { parseEndpoint } from '../etcd/endpoint';
@@ -18,6 +18,7 @@ import { upstreamCallCounter } from '../upstream/pool-metrics';
 import { createFollowerLiveness } from './follower-liveness';
 import { startFollowerMirror } from './follower-mirror';
 import { followerStore } from './follower-store';
+import { LoginBudgetClient } from './login-budget-client';
 import { CLIENT_PORT_ENV, INSTANCE_ID_ENV, isToWorker, type ToPrimary, type ToWorker } from './messages';
 
 export interface RunningWorker {
@@ -77,9 +78,15 @@ export async function startWorker({ config, log, metrics }: ProxyDeps, args: rea
 
   let reconfigure: ((next: ProxyConfig) => ConfigChanges) | null = null;
   let accept: ((socket: Socket) => void) | null = null;
-  let adoptToken: ((token: SharedToken) => void) | null = null;
-  // Tokens the primary tells before this worker's directory exists (right after hello) wait for it.
-  const earlyTokens: SharedToken[] = [];
+  type Adopting = Pick<AuthDirectory, 'adopt' | 'adoptForget' | 'adoptAuthRevision'>;
+  let directory: Adopting | null = null;
+  // What the primary tells of tokens before this worker's directory exists (right after hello) waits for it, in order.
+  const early: ((target: Adopting) => void)[] = [];
+  const toDirectory = (apply: (target: Adopting) => void): void => {
+    if (directory === null) early.push(apply);
+    else apply(directory);
+  };
+  const loginBudget = new LoginBudgetClient(send);
   const onMessage = (message: unknown, handle: unknown): void => {
     if (!isToWorker(message)) return;
     if (message.type === 'ecp:connection') {
@@ -132,8 +139,16 @@ export async function startWorker({ config, log, metrics }: ProxyDeps, args: rea
       case 'ecp:connection':
         break; // taken with its handle in onMessage
       case 'ecp:token':
-        if (adoptToken === null) earlyTokens.push(message.token);
-        else adoptToken(message.token);
+        toDirectory((target) => target.adopt(message.token));
+        break;
+      case 'ecp:token-forget':
+        toDirectory((target) => target.adoptForget(message.token));
+        break;
+      case 'ecp:auth-revision':
+        toDirectory((target) => target.adoptAuthRevision(message.atLeast));
+        break;
+      case 'ecp:login-reserved':
+        loginBudget.answer(message.id, message.at);
         break;
     }
   };
@@ -155,11 +170,16 @@ export async function startWorker({ config, log, metrics }: ProxyDeps, args: rea
       followCompaction: () => send({ type: 'ecp:compaction' }),
       listening: (self) => send({ type: 'ecp:listening', address: self.listen, advertiseClientUrl: self.advertiseClientUrl }),
       tokens: {
-        publish: (token) => send({ type: 'ecp:token', token }),
-        onShared: (apply) => {
-          adoptToken = apply;
-          for (const token of earlyTokens.splice(0)) apply(token);
+        tell: {
+          share: (token) => send({ type: 'ecp:token', token }),
+          forget: (token) => send({ type: 'ecp:token-forget', token }),
+          authRevision: (atLeast) => send({ type: 'ecp:auth-revision', atLeast }),
         },
+        onShared: (target) => {
+          directory = target;
+          for (const apply of early.splice(0)) apply(target);
+        },
+        loginBudget,
       },
     },
     // The primary listens and hands each connection to the worker with the fewest (Node's cluster would

@@ -1,13 +1,13 @@
 // Unit (no etcd: tokens signed here, as etcd signs them): the JWT check
 // believes a token only when its signature verifies with the configured
 // public key under an algorithm that key can sign with, it has not expired,
-// and it names a user and an auth revision. The classic forgeries fail:
+// and it names a user, an auth revision and an expiry. The classic forgeries fail:
 // `alg: none`, HS256 "signed" with the public key as the secret, a tampered
 // payload, another key.
 import assert from 'node:assert/strict';
 import { createHmac, generateKeyPairSync, sign, constants, type KeyObject } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { JwtVerifier } from '../../src/auth/jwt';
+import { isCurrent, JwtVerifier } from '../../src/auth/jwt';
 
 const part = (value: object): string => Buffer.from(JSON.stringify(value)).toString('base64url');
 const NOW = 1_800_000_000_000;
@@ -33,7 +33,7 @@ describe('JWT tokens checked with etcd\'s public key', () => {
   it('accepts what the key signed, with each algorithm family etcd signs with', () => {
     for (const [alg, pair] of [['RS256', rsa], ['RS512', rsa], ['PS256', rsa], ['ES256', ec], ['EdDSA', ed]] as const) {
       const verifier = new JwtVerifier(pem(pair.publicKey));
-      assert.deepEqual(verifier.verify(signed(alg, pair.privateKey), NOW), { user: 'apisix', revision: 7 }, alg);
+      assert.deepEqual(verifier.verify(signed(alg, pair.privateKey), NOW), { user: 'apisix', revision: 7, expiresAt: NOW + 300_000, notBefore: 0 }, alg);
     }
   });
 
@@ -56,6 +56,18 @@ describe('JWT tokens checked with etcd\'s public key', () => {
     assert.equal(verifier.verify(signed('RS256', other.privateKey), NOW), null);
     assert.equal(verifier.verify(signed('RS256', rsa.privateKey, { revision: 7 }), NOW), null);
     assert.equal(verifier.verify(signed('RS256', rsa.privateKey, { username: 'apisix' }), NOW), null);
+  });
+
+  it('refuses a token without exp (etcd always sets one), or not yet good (nbf); its times are checked again on every use', () => {
+    const verifier = new JwtVerifier(pem(rsa.publicKey));
+    assert.equal(verifier.verify(signed('RS256', rsa.privateKey, { username: 'apisix', revision: 7 }), NOW), null, 'no exp');
+    assert.equal(verifier.verify(signed('RS256', rsa.privateKey, { ...CLAIMS, exp: 'later' }), NOW), null, 'exp not a number');
+    assert.equal(verifier.verify(signed('RS256', rsa.privateKey, { ...CLAIMS, nbf: NOW / 1000 + 60 }), NOW), null, 'nbf in the future');
+    const claims = verifier.verify(signed('RS256', rsa.privateKey, { ...CLAIMS, nbf: NOW / 1000 - 60 }), NOW);
+    assert.notEqual(claims, null);
+    if (claims === null) return;
+    assert.equal(isCurrent(claims, NOW + 299_000), true);
+    assert.equal(isCurrent(claims, NOW + 300_000), false, 'past exp: a token seen before is refused on its next use');
   });
 
   it('refuses malformed and huge tokens without throwing', () => {

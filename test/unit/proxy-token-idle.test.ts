@@ -10,7 +10,8 @@ import { Metadata } from '@grpc/grpc-js';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { after, before, mock, test } from 'node:test';
-import { AuthDirectory, type KeyRangeAsked } from '../../src/auth/directory';
+import { AuthDirectory, type KeyRangeAsked, type SharedToken } from '../../src/auth/directory';
+import { LoginLimiter } from '../../src/auth/login-limits';
 import { OfflineLogins, OFFLINE_LOGINS_FILE } from '../../src/auth/offline-logins';
 import { createMetrics } from '../../src/metrics';
 import type { UpstreamPool } from '../../src/upstream/pool';
@@ -39,20 +40,21 @@ after(() => {
 
 async function servingProcess(): Promise<AuthDirectory> {
   // Every serving process opens the one file of offline logins and permissions, as workers do.
-  const offline = await OfflineLogins.open(join(dir, OFFLINE_LOGINS_FILE), 24 * 60 * MINUTE, log);
+  const offline = await OfflineLogins.open(join(dir, OFFLINE_LOGINS_FILE), 24 * 60 * MINUTE, log, new LoginLimiter());
   return new AuthDirectory(noPool, 5 * MINUTE, log, () => true, createMetrics(new Registry()), offline, null);
 }
 
 test('a proxy token used in one serving process stays good in another; unused everywhere, it goes after 5 minutes', async () => {
-  const writer = await OfflineLogins.open(join(dir, OFFLINE_LOGINS_FILE), 24 * 60 * MINUTE, log);
+  const writer = await OfflineLogins.open(join(dir, OFFLINE_LOGINS_FILE), 24 * 60 * MINUTE, log, new LoginLimiter());
   await writer.remember('apisix', 'apisix-pw');
   await writer.rememberPermissions('apisix', [{ key: Buffer.from('/apisix/'), rangeEnd: Buffer.from('/apisix0'), type: 'READ' }], false);
   const [first, second] = [await servingProcess(), await servingProcess()];
   // What the primary does: whatever one process learns, it tells the other.
-  first.shareWith((token) => second.adopt(token));
-  second.shareWith((token) => first.adopt(token));
+  const tellTo = (other: AuthDirectory) => ({ share: (token: SharedToken) => other.adopt(token), forget: (token: string) => other.adoptForget(token), authRevision: () => undefined });
+  first.tellTo(tellTo(second));
+  second.tellTo(tellTo(first));
 
-  const token = first.issueProxyToken('apisix');
+  const token = first.issueProxyToken('apisix', Date.now() + 60 * MINUTE);
   assert.deepEqual(await second.decide(withToken(token), routes), { kind: 'permit' }, 'known in the other process at once');
   // The client's connection stays on the first process and reads every minute for six minutes.
   for (let minute = 1; minute <= 6; minute += 1) {

@@ -4,18 +4,23 @@
 // login itself (the same name and password succeeded upstream before), with
 // a token of its own that is good only at this proxy, for what the user could
 // read; a wrong password, an unknown user and a user without permission are
-// refused; the proxy's token never reaches etcd once it is back. Without the
-// option, a login fails as it does with etcd down.
+// refused, and a concurrent burst of wrong passwords with the right one last
+// gets no token (also with --workers 2, whose budgets the primary holds);
+// once etcd is back the proxy's tokens end with etcd's "invalid auth token"
+// and never reach etcd. Without the option, a login fails as it does with
+// etcd down.
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { enableAuth } from '../support/etcd-auth';
 import { startEtcd, type EtcdServer } from '../support/etcd';
 import { b64, httpCall, HttpStream } from '../support/http-gateway';
-import { startTestProxy, type TestProxy } from '../support/proxy';
+import type { Client } from '@grpc/grpc-js';
+import { authClient } from '../support/etcd-auth';
+import { startProxyProcess, startTestProxy, type ProxyProcess, type TestProxy } from '../support/proxy';
+import { call } from '../support/raw-client';
 import { until } from '../support/until';
 
 const MIRROR_USER = 'mirror:mirror-pw';
@@ -126,15 +131,79 @@ describe('logins while etcd is down', () => {
     assert.match(denied.text, /permission denied/);
   });
 
-  it('never sends its own token upstream once etcd is back', async () => {
-    const granted = await login(offline.url, 'apisix', 'apisix-pw');
+  it('gives no token to a concurrent burst of wrong passwords with the right one last, on two connections', async () => {
+    const verdicts = await offlineBurst(offline.address);
+    assert.deepEqual(verdicts.filter((v) => v.token !== ''), [], JSON.stringify(verdicts.slice(-3)));
+    assert.ok(verdicts.every((v) => /authentication failed/.test(v.details)), JSON.stringify(verdicts.find((v) => !/authentication failed/.test(v.details))));
+  });
+
+  it("ends its own tokens once etcd answers again: the client gets etcd's invalid auth token and logs in with etcd", async () => {
+    const granted = await login(offline.url, 'nobody', 'nobody-pw');
     assert.equal(granted.status, 200, granted.text);
     await etcd.restart();
     await until('the proxy to see etcd again', async () => (await offline.metrics.upstreamUp.get()).values[0]?.value === 1, 20_000);
-    // Reads the mirror serves still take it (good at this proxy); a write, which only etcd answers, goes without it.
-    assert.equal((await readPrefix(offline.url, granted.token)).status, 200);
+    const read = await readPrefix(offline.url, granted.token);
+    assert.equal(read.status, 401, read.text);
+    assert.match(read.text, /invalid auth token/);
+    // A write, which only etcd answers, is refused the same way: the proxy's token never goes upstream.
     const write = await httpCall(offline.url, '/v3/kv/put', JSON.stringify({ key: b64('/apisix/routes/2'), value: b64('{}') }), { headers: { Authorization: granted.token } });
-    assert.notEqual(write.status, 200, write.text);
-    assert.match(write.text, /user name is empty/, 'etcd saw no token at all');
+    assert.equal(write.status, 401, write.text);
+    assert.match(write.text, /invalid auth token/);
+    const again = await login(offline.url, 'apisix', 'apisix-pw');
+    assert.equal(again.status, 200, again.text);
+    assert.doesNotMatch(again.token, /^etcd-cache-proxy\./, 'issued by etcd');
+    assert.equal((await readPrefix(offline.url, again.token)).status, 200);
+  });
+});
+
+/** 39 wrong passwords for apisix, then the right one, sent at once over two gRPC connections (with --workers, two processes). */
+async function offlineBurst(address: string): Promise<{ token: string; details: string }[]> {
+  const clients = [authClient(address), authClient(address)];
+  try {
+    const passwords = [...Array.from({ length: 39 }, (_, i) => `wrong-${i}`), 'apisix-pw'];
+    const answers = await Promise.all(
+      passwords.map((password, i) => call<{ token?: string }>(clients[i < 20 ? 0 : 1] as Client, 'Authenticate', { name: 'apisix', password })),
+    );
+    return answers.map((a) => ({ token: a.response?.token ?? '', details: a.error?.details ?? '' }));
+  } finally {
+    for (const client of clients) client.close();
+  }
+}
+
+describe('offline logins with --workers 2: the budget is the primary\'s, shared by both', () => {
+  let etcd: EtcdServer;
+  let proxy: ProxyProcess;
+  let dataDir: string;
+
+  before(async () => {
+    etcd = await startEtcd();
+    dataDir = mkdtempSync(join(tmpdir(), 'ecp-offline-workers-'));
+    await enableAuth(
+      etcd.clientAddress,
+      [
+        { name: 'apisix-reader', permissions: [{ key: '/apisix/', rangeEnd: '/apisix0', type: 'READ' }] },
+        { name: 'mirror-reader', permissions: [{ key: '\0', rangeEnd: '\0', type: 'READ' }] },
+      ],
+      [
+        { name: 'apisix', password: 'apisix-pw', roles: ['apisix-reader'] },
+        { name: 'mirror', password: 'mirror-pw', roles: ['mirror-reader'] },
+      ],
+    );
+    proxy = await startProxyProcess([etcd.clientUrl], ['--workers', '2', '--user', MIRROR_USER, '--auth-offline-login', '--upstream-timeout', '1s'], { dataDir });
+    assert.equal((await login(`http://${proxy.address}`, 'apisix', 'apisix-pw')).status, 200);
+    // Every worker reads the one file of offline logins.
+    await until('the login to be remembered', () => existsSync(join(dataDir, 'offline-logins.json')) && readFileSync(join(dataDir, 'offline-logins.json'), 'utf8').includes('"apisix"'));
+  });
+  after(async () => {
+    await proxy?.stop();
+    await etcd?.stop();
+    if (dataDir !== undefined) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('gives no token to the burst', async () => {
+    etcd.signal('SIGKILL');
+    await until('the proxy to call the upstream lost', async () => /^etcd_cache_proxy_upstream_up 0$/m.test(await (await fetch(`http://${proxy.address}/metrics`)).text()), 15_000, 100);
+    const verdicts = await offlineBurst(proxy.address);
+    assert.deepEqual(verdicts.filter((v) => v.token !== ''), [], JSON.stringify(verdicts.slice(-3)));
   });
 });

@@ -1,17 +1,21 @@
 // Integration (real etcd 3.4 issuing JWT tokens, RS256): with
 // --auth-jwt-pub-key the proxy recognises a token whose login it never saw
 // (the client logged in at etcd itself) and serves that user from the mirror
-// what etcd would serve it; forged tokens get etcd's answer.
+// what etcd would serve it; forged tokens get etcd's answer. During an
+// outage, a JWT issued before an auth change the proxy saw (a newer JWT etcd
+// took) is refused as etcd refuses it, and a JWT without exp is refused.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { sign } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { enableAuth, withToken } from '../support/etcd-auth';
+import { authClient, enableAuth, logInAll, withToken } from '../support/etcd-auth';
 import { startEtcd, type EtcdServer } from '../support/etcd';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
+import { until } from '../support/until';
 
 const b = (s: string): Buffer => Buffer.from(s);
 const part = (value: object): string => Buffer.from(JSON.stringify(value)).toString('base64url');
@@ -91,5 +95,38 @@ describe("etcd's JWT tokens, checked by the proxy", () => {
       assert.match(fromEtcd, /invalid auth token/);
       assert.equal(fromProxy, fromEtcd, token.slice(0, 60));
     }
+  });
+
+  it('refuses during an outage a JWT issued before an auth change, as etcd does, and a JWT without exp', async () => {
+    const stale = tokens.get('app') ?? '';
+    const root = authClient(etcd.clientAddress);
+    try {
+      // A role added: the auth store's revision moves past every JWT issued before.
+      assert.equal((await call(root, 'RoleAdd', { name: 'bump' }, { metadata: withToken(tokens.get('root') ?? '') })).error, null);
+    } finally {
+      root.close();
+    }
+    const fresh = (await logInAll(etcd.clientAddress, [{ name: 'app', password: 'app-pw' }])).get('app') ?? '';
+    const request = { key: b('app/1'), serializable: true };
+    const [staleAtEtcd] = await both(request, stale);
+    assert.match(staleAtEtcd, /revision of auth store is old/);
+    // A client reads with its new token through the proxy: etcd takes it, which tells the proxy the auth revision.
+    const [freshAtEtcd, freshAtProxy] = await both(request, fresh);
+    assert.equal(freshAtProxy, freshAtEtcd);
+    assert.match(freshAtProxy, /v-app\/1/);
+    const [head, body] = fresh.split('.');
+    const claims = JSON.parse(Buffer.from(body ?? '', 'base64url').toString()) as { username: string; revision: number };
+    const input = `${head}.${part({ username: claims.username, revision: claims.revision })}`;
+    const noExp = `${input}.${sign('sha256', Buffer.from(input), readFileSync(join(keys, 'priv.pem'))).toString('base64url')}`;
+
+    etcd.signal('SIGKILL');
+    await until('the proxy to call the upstream lost', async () => (await proxy.metrics.upstreamUp.get()).values[0]?.value === 0, 10_000);
+    const outage = async (token: string): Promise<string> => {
+      const outcome = await call<{ kvs?: { value: Buffer }[] }>(proxied.kv, 'Range', request, { metadata: withToken(token) });
+      return JSON.stringify({ code: outcome.error?.code, details: outcome.error?.details, values: (outcome.response?.kvs ?? []).map((kv) => kv.value.toString()) });
+    };
+    assert.equal(await outage(stale), staleAtEtcd, 'the stale JWT: refused as etcd refused it');
+    assert.match(await outage(fresh), /v-app\/1/, 'the fresh one: served');
+    assert.match(await outage(noExp), /invalid auth token/, 'a JWT without exp: refused');
   });
 });

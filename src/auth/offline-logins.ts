@@ -1,4 +1,4 @@
-import { randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { createHmac, randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { writeAtomically } from '../files/atomic-file';
 import type { Logger } from '../log';
@@ -12,6 +12,8 @@ const KEY_BYTES = 32;
 const SALT_BYTES = 16;
 /** Refusals logged at warn at most this often; the others are counted in the next line. */
 const REFUSAL_LOG_INTERVAL_MS = 10_000;
+/** A login repeated with the password last hashed only moves its time; that is saved at most this often (older is the safe side). */
+const VERIFIED_SAVE_INTERVAL_MS = 60_000;
 /** Users whose offline login was dropped, remembered so that another process's copy is not written back. */
 const MAX_DROPPED = 10_000;
 
@@ -62,6 +64,17 @@ export class OfflineLogins {
   /** Users whose stored password is being compared with one etcd just refused (one comparison each at a time). */
   private readonly comparing = new Set<string>();
   private refusalsLogged = { at: 0, since: 0 };
+  /**
+   * Per user, a keyed digest of the password this process last hashed, and
+   * the hash it stored: the same login again (a gateway logs in often) costs
+   * no scrypt, so logins cannot queue the thread pool that offline logins
+   * need. The key is random per process; nothing of it is ever written.
+   */
+  private readonly macKey = randomBytes(32);
+  private readonly lastHashed = new Map<string, { mac: Buffer; hash: string }>();
+  /** Users whose password is being hashed now, with the newest password that came meanwhile (hashed next). */
+  private readonly hashing = new Map<string, string | null>();
+  private saveQueued = false;
 
   private constructor(
     private readonly file: string,
@@ -79,14 +92,46 @@ export class OfflineLogins {
     return new OfflineLogins(file, maxAgeMs, log, budget, saved.logins, saved.dropped);
   }
 
-  /** A login succeeded upstream: its password's hash is kept (a new salt each time). */
+  /**
+   * A login succeeded upstream: its password's hash is kept (a new salt each
+   * time the password differs from the one last hashed here). One hash at a
+   * time per user; a password that arrives meanwhile is hashed next.
+   */
   async remember(name: string, password: string): Promise<void> {
     if (!isStorableName(name) || !isAcceptablePassword(password)) return;
-    const salt = randomBytes(SALT_BYTES);
-    const hash = await scrypt(password, salt);
-    const previous = this.logins.get(name);
-    this.logins.set(name, { ...previous, salt: salt.toString('base64'), hash: hash.toString('base64'), verifiedAt: Date.now() });
+    const mac = this.macOf(password);
+    const login = this.logins.get(name);
+    const last = this.lastHashed.get(name);
+    if (login !== undefined && last !== undefined && last.hash === login.hash && timingSafeEqual(last.mac, mac)) {
+      const now = Date.now();
+      const saveDue = now - login.verifiedAt >= VERIFIED_SAVE_INTERVAL_MS;
+      login.verifiedAt = now;
+      if (saveDue) await this.save();
+      return;
+    }
+    if (this.hashing.has(name)) {
+      this.hashing.set(name, password);
+      return;
+    }
+    try {
+      let next: string | null = password;
+      while (next !== null) {
+        const current: string = next;
+        this.hashing.set(name, null);
+        const salt = randomBytes(SALT_BYTES);
+        const hash = (await scrypt(current, salt)).toString('base64');
+        this.logins.set(name, { ...this.logins.get(name), salt: salt.toString('base64'), hash, verifiedAt: Date.now() });
+        this.lastHashed.set(name, { mac: this.macOf(current), hash });
+        next = this.hashing.get(name) ?? null;
+      }
+    } finally {
+      this.hashing.delete(name);
+    }
     await this.save();
+  }
+
+  private macOf(password: string): Buffer {
+    return createHmac('sha256', this.macKey).update(password).digest();
   }
 
   /** The user's read permissions as etcd last gave them. */
@@ -181,6 +226,7 @@ export class OfflineLogins {
   async drop(name: string, why: string): Promise<void> {
     if (!this.logins.has(name)) return;
     this.logins.delete(name);
+    this.lastHashed.delete(name);
     this.dropped.delete(name);
     this.dropped.set(name, Date.now());
     while (this.dropped.size > MAX_DROPPED) {
@@ -204,9 +250,13 @@ export class OfflineLogins {
     for (const [name, login] of this.logins) if (login.verifiedAt <= (this.dropped.get(name) ?? -1)) this.logins.delete(name);
   }
 
+  /** Writes the file after what is being written; saves asked for meanwhile become one. */
   private save(): Promise<void> {
+    if (this.saveQueued) return this.writing;
+    this.saveQueued = true;
     this.writing = this.writing
       .then(async () => {
+        this.saveQueued = false;
         await this.reload();
         const now = Date.now();
         // A drop older than the longest a login is good for can no longer be undone by an old copy.

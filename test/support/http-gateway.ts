@@ -16,14 +16,20 @@ export async function httpCall(
   baseUrl: string,
   path: string,
   body: string | Buffer | null,
-  options: { method?: string; headers?: Record<string, string>; timeoutMs?: number } = {},
+  options: { method?: string; headers?: Record<string, string>; timeoutMs?: number; localAddress?: string } = {},
 ): Promise<HttpAnswer> {
   const started = Date.now();
   const url = new URL(path, baseUrl);
   return new Promise((resolve, reject) => {
     const request = httpRequest(
       url,
-      { method: options.method ?? (body === null ? 'GET' : 'POST'), headers: { ...(body === null ? {} : { 'content-length': String(Buffer.byteLength(body)) }), ...options.headers }, timeout: options.timeoutMs ?? 10_000 },
+      {
+        method: options.method ?? (body === null ? 'GET' : 'POST'),
+        headers: { ...(body === null ? {} : { 'content-length': String(Buffer.byteLength(body)) }), ...options.headers },
+        timeout: options.timeoutMs ?? 10_000,
+        // Another loopback address (127.0.0.2) is another client source to the proxy.
+        ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
+      },
       (response) => {
         let text = '';
         response.setEncoding('utf8');

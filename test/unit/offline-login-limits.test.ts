@@ -80,6 +80,17 @@ describe('offline login limits', () => {
     assert.match(capture.text(), /52428800 characters/);
   });
 
+  it('hashes a password logged in with again and again once (logins cannot queue the hashing offline logins need)', async () => {
+    const { logins } = await loginsWith([['apisix', 'right']]);
+    const started = Date.now();
+    await Promise.all(Array.from({ length: 1_000 }, () => logins.remember('apisix', 'right')));
+    // 1 000 scrypt hashes take over 10 s on four threads; one, about 50 ms.
+    assert.ok(Date.now() - started < 3_000, `${Date.now() - started} ms`);
+    assert.equal((await logins.verify('apisix', 'right', '10.0.0.1:1')).kind, 'ok');
+    await logins.remember('apisix', 'changed');
+    assert.equal((await logins.verify('apisix', 'changed', '10.0.0.1:1')).kind, 'ok', 'another password is hashed');
+  });
+
   it('drops the kept password once etcd refuses it (changed, or the user deleted); another password changes nothing', async () => {
     const { logins, file } = await loginsWith([['apisix', 'right']]);
     // Another serving process, which has the login in memory.

@@ -5,7 +5,7 @@
  * An attempt is reserved before its password is hashed, in three budgets at
  * once, each a sliding minute:
  *
- * * per source (the client's IP address): 20. One client, however many
+ * * per source (the client's IP address; an IPv6 one by its /64): 20. One client, however many
  *   names it tries, spends only its own budget.
  * * per user, for names that have an offline login to guess: 5. A password
  *   can be guessed at 5 tries a minute whoever tries; only such a user's own
@@ -132,14 +132,30 @@ export class LoginLimiter implements LoginBudget {
   }
 }
 
-/** The client's address from a peer string ("1.2.3.4:5678", "[::1]:5678", "ipv4:…"), without the port. */
+/**
+ * The budget key of a client from its peer string ("1.2.3.4:5678",
+ * "[::1]:5678", grpc-js's "::1:5678"): the IPv4 address, or the /64 network
+ * of an IPv6 one (a single host usually holds a whole /64, so counting each
+ * address apart would give it billions of budgets). The port never counts.
+ */
 export function sourceOf(peer: string | undefined): string {
   if (peer === undefined || peer === '') return 'unknown';
   const bare = peer.replace(/^ipv[46]:/, '');
   const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(bare);
-  if (bracketed !== null) return bracketed[1] ?? bare;
-  const parts = bare.split(':');
-  // One colon: host:port. More: an IPv6 address without brackets (no port to strip).
-  const host = parts.length === 2 ? (parts[0] ?? bare) : bare;
-  return host.replace(/^::ffff:/, '').slice(0, 64);
+  // Both transports always name the port: the last ":digits" is it.
+  const host = bracketed !== null ? (bracketed[1] ?? bare) : bare.replace(/:\d+$/, '');
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(host);
+  if (mapped !== null) return mapped[1] ?? host;
+  if (!host.includes(':')) return host.slice(0, 64);
+  return `${ipv6Groups(host).slice(0, 4).join(':')}::/64`;
+}
+
+/** The eight groups of an IPv6 address, "::" expanded (a zone or embedded IPv4 is cut off). */
+function ipv6Groups(address: string): string[] {
+  const plain = address.split('%')[0] ?? address;
+  const [head = '', tail] = plain.split('::');
+  const front = head === '' ? [] : head.split(':');
+  const back = tail === undefined || tail === '' ? [] : tail.split(':');
+  const zeros = tail === undefined ? [] : Array.from({ length: Math.max(0, 8 - front.length - back.length) }, () => '0');
+  return [...front, ...zeros, ...back].map((group) => (/^[0-9a-f]{1,4}$/i.test(group) ? group.toLowerCase().replace(/^0+(?=.)/, '') : '0')).slice(0, 8);
 }

@@ -64,8 +64,13 @@ describe('offline login limits', () => {
     assert.equal(tracked.users, 0);
     assert.ok(tracked.sources <= 4_096, `${tracked.sources} sources`);
     assert.equal(sourceOf('ipv4:127.0.0.2:4000'), '127.0.0.2');
-    assert.equal(sourceOf('[::1]:4000'), '::1');
-    assert.equal(sourceOf('[::ffff:127.0.0.1]:4000'), '::ffff:127.0.0.1');
+    assert.equal(sourceOf('127.0.0.2:4000'), '127.0.0.2');
+    assert.equal(sourceOf('[::ffff:127.0.0.1]:4000'), '127.0.0.1');
+    assert.equal(sourceOf('::ffff:127.0.0.1:4000'), '127.0.0.1', "grpc-js's form");
+    // IPv6: the /64, whatever the port or the host part.
+    assert.equal(sourceOf('[::1]:4000'), '0:0:0:0::/64');
+    assert.equal(sourceOf('2001:db8:1:2:aaaa::1:4000'), '2001:db8:1:2::/64');
+    assert.equal(sourceOf('[2001:db8:1:2:bbbb:cccc:dddd:eeee]:5'), '2001:db8:1:2::/64');
   });
 
   it('refuses a 50 MB name before storing, hashing or logging it whole', async () => {

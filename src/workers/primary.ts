@@ -7,9 +7,8 @@ import { createReconfigure, startMirrorKeeper, type ProxyDeps } from '../proxy';
 import { sumMetrics, type ProcessMetrics } from './metrics-sum';
 import { CLIENT_PORT_ENV, INSTANCE_ID_ENV, isToPrimary, type MirrorNotice, type ToPrimary, type ToWorker } from './messages';
 import { listenOn } from '../listener/listen';
-import type { SharedToken } from '../auth/directory';
 import { LoginLimiter } from '../auth/login-limits';
-import { ForgottenTokens, TokenBook } from '../auth/token-book';
+import { SharedTokens } from './shared-tokens';
 
 /** A worker that dies within this long of its start is restarted after a pause, not at once (a crash loop). */
 const CRASH_LOOP_MS = 5_000;
@@ -145,44 +144,23 @@ export async function startPrimary({ config, log, metrics }: ProxyDeps, workerCo
     openConnections.delete(worker);
   };
 
-  // Tokens learned by any worker, for every other one and for workers started later: bounded per user as a
-  // worker's directory is, so one user's many logins never push out another's. Forgotten ones are never told again.
-  const sharedTokens = new TokenBook<SharedToken>();
-  const forgottenTokens = new ForgottenTokens();
-  let authRevisionAtLeast = 0;
+  // Tokens learned by any worker, for every other one and for workers started later.
+  const sharedTokens = new SharedTokens();
   // The offline login budgets of every worker together (attempts are reserved here before a worker hashes).
   const loginLimiter = new LoginLimiter();
-  // The proxy's own tokens end when etcd answers again: a worker started later must not take them up.
-  side.liveness.on('back', () => {
-    for (const [token, shared] of sharedTokens.entriesNow()) {
-      if (shared.kind !== 'proxy') continue;
-      sharedTokens.delete(token);
-      forgottenTokens.add(token);
-    }
-  });
+  side.liveness.on('back', () => sharedTokens.upstreamBack());
 
   const onMessage = (worker: Worker, message: ToPrimary): void => {
     switch (message.type) {
-      case 'ecp:token': {
-        const shared = message.token;
-        const forgottenAt = forgottenTokens.since(shared.token);
-        // A proxy token told again after it ended, or a login older than etcd's refusal of it: not taken back.
-        if (forgottenAt !== undefined && (shared.kind === 'proxy' || shared.learnedAt <= forgottenAt)) break;
-        if (shared.kind === 'proxy' && !side.liveness.isLost()) break;
-        forgottenTokens.delete(shared.token);
-        sharedTokens.set(shared.token, shared);
-        for (const other of workers) if (other !== worker) send(other, { type: 'ecp:token', token: shared });
+      case 'ecp:token':
+        if (sharedTokens.told(message.token, side.liveness.isLost())) for (const other of workers) if (other !== worker) send(other, message);
         break;
-      }
       case 'ecp:token-forget':
-        sharedTokens.delete(message.token);
-        forgottenTokens.add(message.token);
-        for (const other of workers) if (other !== worker) send(other, { type: 'ecp:token-forget', token: message.token });
+        sharedTokens.forget(message.token);
+        for (const other of workers) if (other !== worker) send(other, message);
         break;
       case 'ecp:auth-revision':
-        if (message.atLeast <= authRevisionAtLeast) break;
-        authRevisionAtLeast = message.atLeast;
-        for (const other of workers) if (other !== worker) send(other, { type: 'ecp:auth-revision', atLeast: authRevisionAtLeast });
+        if (sharedTokens.authRevision(message.atLeast)) for (const other of workers) if (other !== worker) send(other, message);
         break;
       case 'ecp:login-reserve':
         send(worker, { type: 'ecp:login-reserved', id: message.id, at: loginLimiter.reserveNow(message.attempt)?.at ?? null });
@@ -199,15 +177,18 @@ export async function startPrimary({ config, log, metrics }: ProxyDeps, workerCo
       case 'ecp:connection-closed':
         openConnections.set(worker, Math.max(0, (openConnections.get(worker) ?? 0) - 1));
         break;
-      case 'ecp:hello':
+      case 'ecp:hello': {
         // Whatever it missed before it listened: the state of things now, and the mirror's revision.
         send(worker, livenessState());
         send(worker, { type: 'ecp:auth', state: side.auth.state() });
         send(worker, membersState());
         send(worker, { type: 'ecp:mirror', notice: { kind: 'revision', revision: side.mirror.revision() } });
-        if (authRevisionAtLeast > 0) send(worker, { type: 'ecp:auth-revision', atLeast: authRevisionAtLeast });
-        for (const token of sharedTokens.values()) send(worker, { type: 'ecp:token', token });
+        // Then the tokens (what etcd no longer takes is not among them), after the liveness they depend on.
+        const replay = sharedTokens.replay();
+        if (replay.authRevisionAtLeast > 0) send(worker, { type: 'ecp:auth-revision', atLeast: replay.authRevisionAtLeast });
+        for (const token of replay.tokens) send(worker, { type: 'ecp:token', token });
         break;
+      }
       case 'ecp:hurry':
         side.mirror.hurry();
         break;

@@ -23,6 +23,7 @@ export class LoginBudgetClient implements LoginBudget {
     const id = (this.nextId += 1);
     return new Promise((resolve) => {
       const timer = setTimeout(() => this.answer(id, null), RESERVE_TIMEOUT_MS);
+      timer.unref();
       this.pending.set(id, (at) => {
         clearTimeout(timer);
         resolve(at === null ? null : { at });

@@ -25,6 +25,7 @@ import { createMembership, initialEndpoints } from './upstream/membership';
 import { observePool, upstreamCallCounter } from './upstream/pool-metrics';
 import { startMirror } from './mirror/mirror';
 import { MirroredRanges } from './mirror/mirrored-ranges';
+import { MirrorScope } from './mirror/mirror-scope';
 import { AuthDirectory, type SharedToken } from './auth/directory';
 import { OFFLINE_LOGINS_FILE, OfflineLogins } from './auth/offline-logins';
 import { JwtVerifier } from './auth/jwt';
@@ -102,6 +103,8 @@ export interface MirrorSide {
   /** Who the proxy's own calls are made as (--user). */
   readonly identity: UpstreamIdentity;
   readonly grayscale: GrayscaleView;
+  /** The ranges the mirror holds now (what is configured, narrowed to what its user may read). */
+  readonly scope: MirrorScope;
   /** Carried by every forwarded call: one that comes back to this proxy is refused, not forwarded again. */
   readonly instanceId: string;
   /** etcd was found compacted past what the log holds: the log is pruned to match. */
@@ -221,7 +224,7 @@ export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, ins
   liveness.on('lost', () => metrics.upstreamUp.set(0));
   liveness.on('back', () => metrics.upstreamUp.set(1));
   const mirrorLog = log.child({ component: 'mirror' });
-  const ranges = MirroredRanges.fromPrefixes(config.mirrorPrefixes.map((prefix) => Buffer.from(prefix)));
+  const ranges = new MirrorScope(MirroredRanges.fromPrefixes(config.mirrorPrefixes.map((prefix) => Buffer.from(prefix))));
   const auth = new AuthGate(mirrorLog, (required) => metrics.upstreamAuthRequired.set(required ? 1 : 0), config.upstreamUser !== null);
   const identity = new UpstreamIdentity(config.upstreamUser, mirrorLog, (enabled) => (enabled ? auth.loginSeen() : auth.loginRefusedAsDisabled()));
   auth.startProbing(() => pool.candidates()[0]?.client);
@@ -231,7 +234,7 @@ export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, ins
   const countWithheld = (): void => metrics.grayscaleWithheldKeys.set(store.withheldCount());
   countWithheld();
   const revisionListeners = new Set<(revision: number) => void>();
-  const mirror = startMirror({ store, pool, liveness, log: mirrorLog, ranges, auth, identity,
+  const mirror = startMirror({ store, pool, liveness, log: mirrorLog, scope: ranges, scopeRefreshMs: config.authRefreshIntervalMs, auth, identity,
     onRevision: (revision) => {
       metrics.mirrorRevision.set(revision);
       for (const listener of revisionListeners) listener(revision);
@@ -302,6 +305,7 @@ export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, ins
       auth,
       identity,
       grayscale,
+      scope: ranges,
       instanceId,
       followCompaction: () => void maintenance.followCompactionNow(),
       listening: (self) => membership.start(self),
@@ -350,12 +354,11 @@ export interface HandedPort {
  * with `handedPort`, connections come from the process that listens instead.
  */
 export async function startServing({ config, log, metrics, scrape }: ProxyDeps, side: MirrorSide, handedPort?: HandedPort): Promise<ServingSide> {
-  const { store, pool, liveness, mirror, auth, identity, grayscale, instanceId } = side;
+  const { store, pool, liveness, mirror, auth, identity, grayscale, instanceId, scope: ranges } = side;
   const mirrorLog = log.child({ component: 'mirror' });
   let current = config;
-  const ranges = MirroredRanges.fromPrefixes(config.mirrorPrefixes.map((prefix) => Buffer.from(prefix)));
   const watchHub = new WatchHub(store, mirror, (events) => metrics.watchEventsReplayed.inc(events));
-  const barrier = new ReadBarrier(pool, ranges.probeKey(), identity, () => metrics.readBarrierCalls.inc());
+  const barrier = new ReadBarrier(pool, () => ranges.probeKey(), identity, () => metrics.readBarrierCalls.inc());
   const isCompacted = (revision: number): Promise<boolean | undefined> => isCompactedUpstream(pool, revision, ranges.probeKey(), identity);
   const offlineLogins = config.authOfflineLogin ? await OfflineLogins.open(join(config.dataDir, OFFLINE_LOGINS_FILE), config.authOfflineMaxAgeMs, mirrorLog) : null;
   const jwt = config.authJwtPubKey === null ? null : jwtVerifier(config.authJwtPubKey);
@@ -396,7 +399,7 @@ export async function startServing({ config, log, metrics, scrape }: ProxyDeps, 
       },
     },
     upstreamLost: () => liveness.isLost(),
-    readiness: () => readiness({ mirror, liveness, staleReads: config.staleReads }),
+    readiness: () => readiness({ mirror, liveness, staleReads: config.staleReads, unmirrored: () => ranges.unmirrored }),
   });
   const http = gateway.server;
   const httpConnections = trackHttpConnections(http);

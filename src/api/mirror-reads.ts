@@ -13,7 +13,7 @@ import type { AuthDirectory, KeyRangeAsked } from '../auth/directory';
 import type { OfflineLogins } from '../auth/offline-logins';
 import type { CompactionCheck } from '../mirror/compaction-check';
 import { READ_BARRIER_TIMEOUT_MS, type ReadBarrier } from '../mirror/read-barrier';
-import type { MirroredRanges } from '../mirror/mirrored-ranges';
+import type { RangeQueries } from '../mirror/mirror-scope';
 import { evaluateTxn, isReadOnlyTxn, isSerializableTxn, txnPermissionRanges, txnRanges, validateTxn, type WireTxnRequest } from '../mirror/txn-query';
 import type { StoreMeta } from '../store/meta';
 import type { MirrorStore } from '../store/store';
@@ -32,7 +32,7 @@ import type { GrayscaleView } from '../grayscale/view';
 export interface MirrorReadDeps {
   readonly store: MirrorStore;
   readonly mirror: Mirror;
-  readonly ranges: MirroredRanges;
+  readonly ranges: RangeQueries;
   readonly liveness: Liveness;
   readonly barrier: ReadBarrier;
   /** Asks etcd whether a past revision the log holds is still etcd's (a compaction made elsewhere). */

@@ -154,7 +154,10 @@ async function sendHealth(pool: UpstreamPool, response: ServerResponse): Promise
 
 /** For orchestrators (Kubernetes readiness): 200 while reads are answered, fresh or stale; 503 with the reason otherwise. */
 function sendReadiness(state: Readiness, response: ServerResponse): void {
-  const body = state.ready ? { ready: true, state: state.state, revision: state.revision } : { ready: false, reason: state.reason };
+  const body = {
+    ...(state.ready ? { ready: true, state: state.state, revision: state.revision } : { ready: false, reason: state.reason }),
+    ...(state.notMirrored === undefined ? {} : { notMirrored: state.notMirrored }),
+  };
   sendComplete(response, state.ready ? 200 : 503, { 'Content-Type': 'application/json' }, JSON.stringify(body));
 }
 

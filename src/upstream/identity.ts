@@ -33,6 +33,17 @@ export class UpstreamIdentity {
     return this.user !== null;
   }
 
+  /** The user's name (--user), or null. */
+  get userName(): string | null {
+    return this.user?.name ?? null;
+  }
+
+  /** Logged in at `member` with auth on there: the proxy's calls carry a token. */
+  hasTokenAt(member: UpstreamMember): boolean {
+    const token = this.tokens.get(member);
+    return token !== undefined && token !== '';
+  }
+
   /** Metadata for a call of the proxy's own to `member`: its token there, once logged in. */
   metadataFor(member: UpstreamMember): Metadata {
     const metadata = new Metadata();

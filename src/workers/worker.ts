@@ -1,3 +1,5 @@
+import { followStoredScope, MirrorScope } from '../mirror/mirror-scope';
+import { MirroredRanges } from '../mirror/mirrored-ranges';
 import { Socket } from 'node:net';
 import type { SharedToken } from '../auth/directory';
 import type { ConfigChanges } from '../config-diff';
@@ -57,6 +59,10 @@ export async function startWorker({ config, log, metrics }: ProxyDeps, args: rea
   const identity = new UpstreamIdentity(config.upstreamUser, mirrorLog, (enabled) => (enabled ? auth.loginSeen() : auth.loginRefusedAsDisabled()));
   const grayscale = new GrayscaleView(config.grayscale, log.child({ component: 'grayscale' }));
   const mirror = startFollowerMirror(store, auth, send);
+  const scope = new MirrorScope(MirroredRanges.fromPrefixes(config.mirrorPrefixes.map((prefix) => Buffer.from(prefix))));
+  const followScope = (): void => followStoredScope(scope, () => store.meta().scope);
+  followScope();
+  for (const event of ['relisted', 'adopted', 'discarded'] as const) mirror.on(event, followScope);
 
   // Metrics the primary collects for the sum, and the sums it sends back, by request.
   let nextScrape = 0;
@@ -151,6 +157,7 @@ export async function startWorker({ config, log, metrics }: ProxyDeps, args: rea
       auth,
       identity,
       grayscale,
+      scope,
       instanceId,
       followCompaction: () => send({ type: 'ecp:compaction' }),
       listening: (self) => send({ type: 'ecp:listening', address: self.listen, advertiseClientUrl: self.advertiseClientUrl }),

@@ -54,6 +54,7 @@ export type RangeQueries = Pick<MirroredRanges, 'whole' | 'ranges' | 'contains' 
 export class MirrorScope implements RangeQueries {
   private now: MirroredRanges;
   private unmirroredNow: readonly UnmirroredRange[] = [];
+  private readonly listeners = new Set<(unmirrored: readonly UnmirroredRange[]) => void>();
 
   constructor(readonly configured: MirroredRanges) {
     this.now = configured;
@@ -101,9 +102,17 @@ export class MirrorScope implements RangeQueries {
     return this.unmirroredNow;
   }
 
+  /** Told of every change of what is left to etcd (the process that keeps the mirror tells its workers). */
+  onUnmirrored(listener: (unmirrored: readonly UnmirroredRange[]) => void): void {
+    this.listeners.add(listener);
+  }
+
   /** Takes a decision (or what the store holds, at start); true when the ranges changed. */
   set(ranges: MirroredRanges, unmirrored: readonly UnmirroredRange[] = this.unmirroredNow): boolean {
-    this.unmirroredNow = unmirrored;
+    if (JSON.stringify(unmirrored) !== JSON.stringify(this.unmirroredNow)) {
+      this.unmirroredNow = unmirrored;
+      for (const listener of this.listeners) listener(unmirrored);
+    }
     if (ranges.describe() === this.now.describe()) return false;
     this.now = ranges;
     return true;

@@ -214,7 +214,7 @@ export function startMirror({ store, pool, liveness, log, scope, scopeRefreshMs 
       member,
       ranges,
       // One watch over the gaps between ranges needs the right to read them; the mirror's user may lack it.
-      separate: identity.configured && ranges.ranges.length > 1,
+      separate: identity.hasTokenAt(member) && ranges.ranges.length > 1,
       trust,
       startRevision,
       identity,

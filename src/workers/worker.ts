@@ -111,6 +111,9 @@ export async function startWorker({ config, log, metrics }: ProxyDeps, args: rea
       case 'ecp:auth':
         auth.follow(message.state);
         break;
+      case 'ecp:scope':
+        scope.set(scope.current, message.unmirrored);
+        break;
       case 'ecp:members': {
         const endpoints = message.members.map((member) => parseEndpoint(member.url));
         pool.replace(endpoints);

@@ -225,7 +225,11 @@ export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, ins
   liveness.on('back', () => metrics.upstreamUp.set(1));
   const mirrorLog = log.child({ component: 'mirror' });
   const ranges = new MirrorScope(MirroredRanges.fromPrefixes(config.mirrorPrefixes.map((prefix) => Buffer.from(prefix))));
-  const auth = new AuthGate(mirrorLog, (required) => metrics.upstreamAuthRequired.set(required ? 1 : 0), config.upstreamUser !== null);
+  const auth = new AuthGate(mirrorLog, (required) => metrics.upstreamAuthRequired.set(required ? 1 : 0), config.upstreamUser !== null, undefined, {
+    load: () => store.authState(),
+    save: (state) => store.saveAuthState(state),
+  });
+  metrics.upstreamAuthRequired.set(auth.isRequired() ? 1 : 0);
   const identity = new UpstreamIdentity(config.upstreamUser, mirrorLog, (enabled) => (enabled ? auth.loginSeen() : auth.loginRefusedAsDisabled()));
   auth.startProbing(() => pool.candidates()[0]?.client);
   const grayscaleLog = log.child({ component: 'grayscale' });

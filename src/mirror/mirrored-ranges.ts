@@ -55,9 +55,11 @@ export class MirroredRanges {
     return new MirroredRanges(merge(prefixes.map((start) => ({ start, end: prefixEnd(start) }))));
   }
 
-  /** Exactly these ranges (joined where they touch); none, or one without bounds, is the whole keyspace. */
+  /** Exactly these ranges (joined where they touch); none, or one holding every key, is the whole keyspace. */
   static fromRanges(ranges: readonly KeyRange[]): MirroredRanges {
-    if (ranges.length === 0 || ranges.some((r) => r.start.length === 0 && r.end === null)) return new MirroredRanges([{ start: Buffer.alloc(0), end: null }]);
+    // etcd has no empty key: from "\0" on, without an end, is every key there is.
+    const everything = (r: KeyRange): boolean => r.end === null && (r.start.length === 0 || r.start.equals(ZERO_BYTE));
+    if (ranges.length === 0 || ranges.some(everything)) return new MirroredRanges([{ start: Buffer.alloc(0), end: null }]);
     return new MirroredRanges(merge(ranges));
   }
 

@@ -37,7 +37,10 @@ export function readiness(deps: ReadinessDeps): Readiness {
 function readinessState({ mirror, liveness, staleReads }: ReadinessDeps): Readiness {
   const lost = liveness.isLost();
   if (mirror.authRequired()) {
-    return lost ? { ready: false, reason: 'upstream lost and the mirror is off (the upstream requires authentication)' } : { ready: true, state: 'forwarding', revision: 0 };
+    if (lost) return { ready: false, reason: 'upstream lost and the mirror is off (the upstream requires authentication)' };
+    // Forwarding needs an upstream that answers: a proxy started during an outage has none yet.
+    if (!liveness.hasAnswered()) return { ready: false, reason: 'no member has answered since start, and the mirror is off (the upstream requires authentication)' };
+    return { ready: true, state: 'forwarding', revision: 0 };
   }
   if (!mirror.hasData()) return { ready: false, reason: lost ? 'upstream lost before the mirror ever synced' : 'mirror not synced yet' };
   // Synced needs an answer since this process started: a proxy started during an outage serves its copy

@@ -64,6 +64,14 @@ export interface PersistedMembers {
   readonly clientUrls: readonly string[];
 }
 
+/** What etcd last said of its auth: kept so that a restart during an outage refuses what was refused before. */
+export interface PersistedAuthState {
+  /** Auth was on upstream. */
+  readonly enabled: boolean;
+  /** etcd's auth revision when last told (AuthStatus, etcd 3.5+); 0 when not known. */
+  readonly authRevision: number;
+}
+
 export interface StoreStats {
   readonly keys: number;
   readonly logRevisions: number;
@@ -118,6 +126,9 @@ export interface MirrorStore {
   /** The member list saved last, for a restart while the upstream is unreachable. */
   members(): PersistedMembers | null;
   saveMembers(members: PersistedMembers): void;
+  /** What etcd last said of its auth, or null when it never said (a store of an older version). */
+  authState(): PersistedAuthState | null;
+  saveAuthState(state: PersistedAuthState): void;
   close(): Promise<void>;
 }
 
@@ -143,9 +154,12 @@ export function openStore(dataDir: string, options: StoreOptions = {}): MirrorSt
   } else {
     mkdirSync(path, { recursive: true });
   }
-  const root: RootDatabase = open({ path, overlappingSync: true, maxDbs: 8, readOnly: options.readOnly === true });
+  const root: RootDatabase = open({ path, overlappingSync: true, maxDbs: 16, readOnly: options.readOnly === true });
   const metaDb = root.openDB<PersistedMeta, string>({ name: 'meta', encoding: 'msgpack' });
   const membersDb = root.openDB<PersistedMembers, string>({ name: 'members', encoding: 'msgpack' });
+  // Kept apart from the content: a wipe (another cluster, a restore) must not forget that auth was on.
+  // A read-only open of a store written before this table existed finds none.
+  const authDb = root.openDB<PersistedAuthState, string>({ name: 'upstream-auth', encoding: 'msgpack' }) as Database<PersistedAuthState, string> | undefined;
   // Values are etcd's encodings as they are: a key's KeyValue, a revision's events (log-entry.ts).
   const kvDbs: Record<KvSlot, Database<Buffer, Buffer>> = {
     'kv-a': root.openDB<Buffer, Buffer>({ name: 'kv-a', keyEncoding: 'binary', encoding: 'binary' }),
@@ -361,6 +375,11 @@ export function openStore(dataDir: string, options: StoreOptions = {}): MirrorSt
       };
     },
     members: () => membersDb.get('members') ?? null,
+    authState: () => authDb?.get('auth') ?? null,
+    saveAuthState(state) {
+      const held = authDb?.get('auth');
+      if (held?.enabled !== state.enabled || held.authRevision !== state.authRevision) authDb?.putSync('auth', state);
+    },
     saveMembers(members) {
       membersDb.putSync('members', members);
     },

@@ -55,7 +55,11 @@ export async function startWorker({ config, log, metrics }: ProxyDeps, args: rea
   const liveness = createFollowerLiveness(evidenceIntervalFor(config.upstreamTimeoutMs));
   const mirrorLog = log.child({ component: 'mirror' });
   // Its gate follows the primary's; what clients' calls teach it goes to the primary, which tells everyone.
-  const auth = new AuthGate(mirrorLog, () => undefined, config.upstreamUser !== null, (signal) => send({ type: 'ecp:auth-signal', signal }));
+  // Until the primary tells its state, what etcd said last (the primary keeps it in the store).
+  const auth = new AuthGate(mirrorLog, () => undefined, config.upstreamUser !== null, (signal) => send({ type: 'ecp:auth-signal', signal }), {
+    load: () => store.authState(),
+    save: () => undefined,
+  });
   const identity = new UpstreamIdentity(config.upstreamUser, mirrorLog, (enabled) => (enabled ? auth.loginSeen() : auth.loginRefusedAsDisabled()));
   const grayscale = new GrayscaleView(config.grayscale, log.child({ component: 'grayscale' }));
   const mirror = startFollowerMirror(store, auth, send);

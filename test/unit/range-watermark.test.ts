@@ -109,6 +109,11 @@ describe('the ranges a non-root mirror user lets it hold (unit)', () => {
     assert.deepEqual(decision.unmirrored.map((u) => u.range), ['/secret/*']);
   });
 
+  it('a user that reads every key ("\\0" with no end) is the whole keyspace', () => {
+    const everything = new ReadPermissions([read('\0', '\0')], false);
+    assert.equal(decideScope(MirroredRanges.fromPrefixes([]), everything).ranges.whole, true);
+  });
+
   it('root, or a user that reads nothing', () => {
     const configured = MirroredRanges.fromPrefixes([]);
     assert.equal(decideScope(configured, new ReadPermissions([], true)).ranges.whole, true);

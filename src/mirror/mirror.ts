@@ -273,8 +273,9 @@ export function startMirror({ store, pool, liveness, log, scope, scopeRefreshMs 
         await watchFrom(member, store.meta().revision + 1);
       } catch (error) {
         if (closed) return;
-        if (member !== undefined) identity.observe(member, error);
-        auth.observe(error);
+        // A stale token of the mirror's own means a new login, not that its user may not read.
+        const staleToken = member !== undefined && identity.observe(member, error);
+        if (!staleToken) auth.observe(error);
         const requested = relistReason;
         if ((error instanceof RelistNeeded || requested !== null) && member !== undefined) {
           const compactRevision = error instanceof RelistNeeded ? error.compactRevision : store.meta().compactRevision;

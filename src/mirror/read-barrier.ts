@@ -91,12 +91,15 @@ export class ReadBarrier {
     this.onCall();
     let lastError: unknown = new Error('no upstream member');
     for (const member of this.pool.candidates()) {
-      try {
-        await this.identity.readyAt(member);
-        return readHeaderRevision(await askRange(member, this.requestBytes(), this.identity.metadataFor(member)));
-      } catch (error) {
-        this.identity.observe(member, error);
-        lastError = error;
+      // A token etcd no longer takes (it restarted) is replaced, and the read asked once more.
+      for (let attempt = 0; attempt < 2; attempt += 1) {
+        try {
+          await this.identity.readyAt(member);
+          return readHeaderRevision(await askRange(member, this.requestBytes(), this.identity.metadataFor(member)));
+        } catch (error) {
+          lastError = error;
+          if (!this.identity.observe(member, error)) break;
+        }
       }
     }
     throw lastError;

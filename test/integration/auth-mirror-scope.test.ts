@@ -8,10 +8,13 @@
 // watch over both would span /b/, which etcd refuses). Then etcd is killed:
 // what was served is still served (stale-marked), what was refused is still
 // refused, and an open watch receives what changed once etcd is back, once.
+// Last, the user is granted /b/ too: the mirror follows within the refresh
+// interval, and /b/ is then served through the next outage.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startEtcd, type EtcdServer } from '../support/etcd';
-import { enableAuth } from '../support/etcd-auth';
+import { authClient, enableAuth, withToken } from '../support/etcd-auth';
+import { call } from '../support/raw-client';
 import { b64, httpCall, type HttpAnswer } from '../support/http-gateway';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { until } from '../support/until';
@@ -53,7 +56,7 @@ describe("a mirror whose user may read some prefixes only (etcd auth on)", () =>
       [MIRROR_USER, GATEWAY],
     );
     const common = ['--user', `${MIRROR_USER.name}:${MIRROR_USER.password}`, '--upstream-timeout', '1s'];
-    wholeProxy = await startTestProxy([etcd.clientUrl], common);
+    wholeProxy = await startTestProxy([etcd.clientUrl], [...common, '--auth-refresh-interval', '1s']);
     prefixProxy = await startTestProxy([etcd.clientUrl], [...common, '--mirror-prefix', '/apisix/,/other/,/secret/']);
     for (const proxy of [wholeProxy, prefixProxy]) {
       // A login through the proxy teaches it the gateway's token (and, at once, what the gateway may read).
@@ -128,5 +131,38 @@ describe("a mirror whose user may read some prefixes only (etcd auth on)", () =>
     } finally {
       watch.close();
     }
+  });
+
+  it('follows a new permission of its user: the new range is mirrored and served through the next outage', async () => {
+    // etcd's simple tokens did not survive its restart: the gateway logs in again, through the proxy.
+    const login = await httpCall(wholeProxy.url, '/v3/auth/authenticate', JSON.stringify({ name: GATEWAY.name, password: GATEWAY.password }));
+    assert.equal(login.status, 200, login.text);
+    tokens.set(wholeProxy, (login.json as { token: string }).token);
+    const rootLogin = await httpCall(etcd.clientUrl, '/v3/auth/authenticate', '{"name":"root","password":"root-pw"}');
+    const rootToken = (rootLogin.json as { token: string }).token;
+    const relists = await metricValue(wholeProxy, 'etcd_cache_proxy_mirror_relists_total');
+    const auth = authClient(etcd.clientAddress);
+    try {
+      const granted = await call(auth, 'RoleGrantPermission', { name: 'apisix-and-other', perm: { permType: 'READ', key: Buffer.from('/b/'), range_end: Buffer.from('/b0') } }, { metadata: withToken(rootToken) });
+      assert.equal(granted.error, null, granted.error?.details);
+    } finally {
+      auth.close();
+    }
+    await until('the mirror to list its new scope', async () => (await metricValue(wholeProxy, 'etcd_cache_proxy_mirror_relists_total')) > relists, 20_000);
+    const put = await httpCall(etcd.clientUrl, '/v3/kv/put', `{"key":"${b64(KEYS.between)}","value":"${b64('between-2')}"}`, { headers: { Authorization: rootToken } });
+    assert.equal(put.status, 200, put.text);
+    await wholeProxy.mirrored(Number((put.json as { header: { revision: string } }).header.revision));
+    // The gateway, reading on from the mirror (serializable: linearizable reads of a mirror of some ranges
+    // go to etcd while it answers), is let read /b/ once its own permissions are read again (within the interval).
+    const serializable = `${prefixRange('/b/').slice(0, -1)},"serializable":true}`;
+    await until('the gateway to read /b/ from the mirror', async () => values(await read(wholeProxy, serializable)).includes('between-2'), 10_000, 200);
+
+    etcd.signal('SIGKILL');
+    await until('etcd lost', async () => (await readyz(wholeProxy)).state === 'stale', 15_000);
+    const between = await read(wholeProxy, prefixRange('/b/'));
+    assert.equal(between.status, 200, between.text);
+    assert.deepEqual(values(between), ['between-2']);
+    assert.deepEqual(values(await read(wholeProxy, prefixRange('/apisix/'))), ['apisix-2'], 'the other ranges are still held');
+    await etcd.restart();
   });
 });

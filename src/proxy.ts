@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { mkdir } from 'node:fs/promises';
 import type { Server as HttpServer } from 'node:http';
 import type { Socket } from 'node:net';
 import { Metadata, type Server as GrpcServer } from '@grpc/grpc-js';
@@ -193,7 +192,6 @@ export function createReconfigure(config: ProxyConfig, log: Logger, apply: (next
 
 /** The mirror and everything that keeps it: the store, the members, liveness, maintenance, checks, snapshots. */
 export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, instanceId = createInstanceId()): Promise<MirrorKeeper> {
-  await mkdir(config.dataDir, { recursive: true });
   const store = openStore(config.dataDir, { log: log.child({ component: 'store' }) });
   let current = config;
   const upstreamLog = log.child({ component: 'upstream' });

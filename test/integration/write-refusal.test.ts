@@ -1,3 +1,4 @@
+// Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
 // Integration (real etcd 3.4, raw grpc-js and the JSON gateway): read-only
 // mode and a lost upstream refuse every mutating call of every service
 // (KV, Lease, Cluster, Maintenance, Auth, admin calls included), each with

@@ -382,7 +382,11 @@ export async function startServing({ config, log, metrics, scrape }: ProxyDeps, 
   const grpc = createGrpcServer(core, log.child({ component: 'grpc' }));
   const gateway = createHttpGateway({
     scrape,
-    grayscale: () => grayscaleReport(grayscale, store),
+    grayscale: {
+      report: () => grayscaleReport(grayscale, store),
+      authEnabled: () => auth.isEnabled(),
+      decide: (metadata, ranges) => directory.decide(metadata, ranges),
+    },
     metrics,
     pool,
     log: log.child({ component: 'gateway' }),

@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { mkdir } from 'node:fs/promises';
 import type { Server as HttpServer } from 'node:http';
 import type { Socket } from 'node:net';
 import { Metadata, type Server as GrpcServer } from '@grpc/grpc-js';
@@ -196,7 +195,6 @@ export function createReconfigure(config: ProxyConfig, log: Logger, apply: (next
 
 /** The mirror and everything that keeps it: the store, the members, liveness, maintenance, checks, snapshots. */
 export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, instanceId = createInstanceId()): Promise<MirrorKeeper> {
-  await mkdir(config.dataDir, { recursive: true });
   const store = openStore(config.dataDir, { log: log.child({ component: 'store' }) });
   let current = config;
   const upstreamLog = log.child({ component: 'upstream' });
@@ -391,7 +389,11 @@ export async function startServing({ config, log, metrics, scrape }: ProxyDeps, 
   const grpc = createGrpcServer(core, log.child({ component: 'grpc' }));
   const gateway = createHttpGateway({
     scrape,
-    grayscale: () => grayscaleReport(grayscale, store),
+    grayscale: {
+      report: () => grayscaleReport(grayscale, store),
+      authEnabled: () => auth.isEnabled(),
+      decide: (metadata, ranges) => directory.decide(metadata, ranges),
+    },
     metrics,
     pool,
     log: log.child({ component: 'gateway' }),

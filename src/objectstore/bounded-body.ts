@@ -13,6 +13,8 @@ export class ObjectTooLarge extends Error {
     readonly maxBytes: number,
     /** What the store said or sent, as far as it was counted. */
     readonly bytes: number,
+    /** What had reached the disk when it was stopped (0: refused before its body was read). */
+    readonly written = 0,
   ) {
     super(`${object}: ${bytes} bytes${bytes > maxBytes ? '' : ' or more'}, more than the ${maxBytes} bytes allowed`);
     this.name = 'ObjectTooLarge';
@@ -47,7 +49,7 @@ export async function writeBounded(body: AsyncIterable<Uint8Array>, file: string
   const handle = await open(file, 'w', 0o600).catch((error: unknown) => Promise.reject(localFailure(file, error)));
   try {
     for await (const chunk of body) {
-      if (bytes + chunk.length > maxBytes) throw new ObjectTooLarge(object, maxBytes, bytes + chunk.length);
+      if (bytes + chunk.length > maxBytes) throw new ObjectTooLarge(object, maxBytes, bytes + chunk.length, bytes);
       bytes += chunk.length;
       hash.update(chunk);
       await handle.write(chunk).catch((error: unknown) => Promise.reject(localFailure(file, error)));

@@ -96,8 +96,10 @@ export async function fetchPublishedSnapshot(bucket: SnapshotBucket, file: strin
   try {
     written = await bucket.download(name, file, expect.maxBytes);
   } catch (error) {
-    if (error instanceof ObjectTooLarge) throw new SnapshotRefused(`${error.message} (--snapshot-max-bytes); its manifest says ${manifest.snapshot.bytes}`, revision, 'too-large');
-    throw error;
+    if (!(error instanceof ObjectTooLarge)) throw error;
+    // The store sent more than it said it would: stopped at the bound, and what reached the disk is told.
+    if (error.written > 0) expect.onDownloaded?.(error.written);
+    throw new SnapshotRefused(`${error.message} (--snapshot-max-bytes); its manifest says ${manifest.snapshot.bytes}`, revision, 'too-large');
   }
   if (written === null) throw new SnapshotRefused(`${name}, named by latest, is missing`, revision);
   expect.onDownloaded?.(written.bytes);

@@ -257,6 +257,16 @@ describe('signed manifests', async () => {
       assert.equal(downloaded, -1, 'nothing reached the disk');
     });
 
+    it('stops, at the bound, an object whose store says less than it sends', async () => {
+      const big = Buffer.alloc(64 * 1024, 'x');
+      const lying = { ...manifestOf(5, file), snapshot: { ...manifestOf(5, file).snapshot, bytes: 100 } };
+      let downloaded = -1;
+      const bucket = memoryBucket(new Map([[LATEST, Buffer.from(JSON.stringify(lying))], [lying.snapshot.name, big]]), new Map([[lying.snapshot.name, 100]]));
+      const outcome = await fetchOutcome(bucket, { maxBytes: 4096, onDownloaded: (bytes) => (downloaded = bytes) });
+      assert.equal(outcome.kind, 'too-large');
+      assert.ok(downloaded >= 0 && downloaded <= 4096, `${downloaded} bytes reached the disk`);
+    });
+
     it('stops a body that runs past the bound, with no more than the bound on disk, and keeps latest small', async () => {
       async function* endless(): AsyncGenerator<Uint8Array> {
         for (;;) yield Buffer.alloc(1000, 'y');

@@ -245,6 +245,29 @@ describe('signed snapshots in object storage', () => {
     });
   });
 
+  it('a planted latest, newer and unsigned, neither stops a signing publisher nor is pointed at by it', async () => {
+    const revision = Number(good.revision) + 1000;
+    const file = forgedSnapshot(good, revision, { '/apisix/routes/1': EVIL });
+    const base = baseName(revision, good.cluster_id, 'planted');
+    const { signature: _unsigned, ...fields } = good;
+    const planted: Manifest = { ...fields, revision: String(revision), snapshot: { name: snapshotName(base), sha256: sha256(file), bytes: file.length }, apisix: null, publisher: 'planted' };
+    await bucket.put(planted.snapshot.name, file);
+    await bucket.put(manifestName(base), b(JSON.stringify(planted)));
+    await bucket.put(LATEST, b(JSON.stringify(planted)));
+    const put = await call<{ header: { revision: string } }>(direct.kv, 'Put', { key: b('/apisix/routes/3'), value: b(R1) });
+    const publisher = await startTestProxy([etcd.clientUrl], [...flags(), '--snapshot-publish', '--snapshot-interval', '200ms', '--snapshot-sign-key', trusted.signFile]);
+    try {
+      const latest = await untilValue('latest to be the signing publisher\'s', async () => {
+        const manifest = await readLatest(bucket);
+        return manifest?.signature?.key_id === trusted.keyId ? manifest : undefined;
+      });
+      assert.ok(Number(latest.revision) >= Number(put.response?.header.revision), `latest is revision ${latest.revision}`);
+      assert.ok(Number(latest.revision) < revision, 'not the planted revision');
+    } finally {
+      await publisher.stop();
+    }
+  });
+
   describe('size bound', () => {
     before(async () => {
       await bucket.put(LATEST, b(JSON.stringify(good)));

@@ -133,7 +133,8 @@ export async function objectStoreCommand(action: 'push' | 'pull', args: readonly
       return 1;
     }
     const restored = await restoreSnapshot(join(dir, 'snapshot.jsonl'), dataDir, { force: values.force === true });
-    io.out(`restored ${restored.keys} keys at revision ${restored.revision} (published ${fetched.manifest.published_at}) into ${dataDir}\n`);
+    const verified = keys.trusted === null ? 'signature not checked' : `signed by key ${fetched.manifest.signature?.key_id ?? '?'}`;
+    io.out(`restored ${restored.keys} keys at revision ${restored.revision} (published ${fetched.manifest.published_at}, ${verified}) into ${dataDir}\n`);
     return 0;
   } catch (error) {
     const refused = error instanceof SnapshotRefused || error instanceof SnapshotError;

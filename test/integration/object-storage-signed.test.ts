@@ -239,6 +239,7 @@ describe('signed snapshots in object storage', () => {
         assert.match(refused.stderr, new RegExp(`refused: latest .*signed by key ${other.keyId}, which is not one of the verify keys \\(${trusted.keyId}\\)`));
         const taken = await runCliToExit(['snapshot', 'pull', '--data-dir', target, ...s3.flags('signed')]);
         assert.equal(taken.code, 0, taken.stderr);
+        assert.match(taken.stdout, /signature not checked/);
       } finally {
         rmSync(target, { recursive: true, force: true });
       }
@@ -265,6 +266,20 @@ describe('signed snapshots in object storage', () => {
       assert.ok(Number(latest.revision) < revision, 'not the planted revision');
     } finally {
       await publisher.stop();
+    }
+  });
+
+  it('snapshot push signs with --snapshot-sign-key, and snapshot pull checks with --snapshot-verify-key', async () => {
+    const target = mkdtempSync(join(tmpdir(), 'ecp-pull-signed-'));
+    try {
+      const pushed = await runCliToExit(['snapshot', 'push', '--data-dir', adoptedDir, ...s3.flags('pushed'), '--snapshot-sign-key', trusted.signFile]);
+      assert.equal(pushed.code, 0, pushed.stderr);
+      assert.match(pushed.stdout, new RegExp(`signed by key ${trusted.keyId}\\)`));
+      const pulled = await runCliToExit(['snapshot', 'pull', '--data-dir', target, ...s3.flags('pushed'), '--snapshot-verify-key', trusted.verifyFile]);
+      assert.equal(pulled.code, 0, pulled.stderr);
+      assert.match(pulled.stdout, new RegExp(`at revision ${good.revision} .*signed by key ${trusted.keyId}\\)`));
+    } finally {
+      rmSync(target, { recursive: true, force: true });
     }
   });
 

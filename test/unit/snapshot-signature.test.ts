@@ -8,8 +8,16 @@ import { createHash, generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { EventEmitter } from 'node:events';
 import { after, describe, it } from 'node:test';
+import { Registry } from 'prom-client';
 import { ConfigError, loadConfig } from '../../src/config';
+import { createLogger } from '../../src/log';
+import { createMetrics } from '../../src/metrics';
+import type { Mirror } from '../../src/mirror/mirror';
+import { startSnapshotFallback } from '../../src/objectstore/fallback';
+import type { MirrorStore } from '../../src/store/store';
+import type { Liveness } from '../../src/upstream/liveness';
 import { diffConfig } from '../../src/config-diff';
 import { keyIdOf } from '../../src/files/ed25519-key-file';
 import { ObjectTooLarge, readBounded, writeBounded } from '../../src/objectstore/bounded-body';
@@ -19,6 +27,7 @@ import { keygenCommand } from '../../src/objectstore/keygen-command';
 import { LATEST, MANIFEST_FORMAT, MANIFEST_VERSION, parseManifest, type Manifest } from '../../src/objectstore/manifest';
 import { checkSignature, signManifest, type TrustedKeys } from '../../src/objectstore/manifest-signature';
 import { loadSnapshotSigner, loadTrustedKeys } from '../../src/objectstore/snapshot-keys';
+import { until } from '../support/until';
 import { SNAPSHOT_FORMAT, SNAPSHOT_VERSION, headerLine, keyLine, trailerLine, type SnapshotHeader } from '../../src/snapshot/format';
 
 const dir = mkdtempSync(join(tmpdir(), 'ecp-snapsign-'));
@@ -237,6 +246,42 @@ describe('signed manifests', async () => {
       assert.equal(outcome.kind, 'bad-signature');
       assert.match(outcome.message, /not the file that was signed/);
     });
+  });
+
+  it('a fallback logs a refusal once (and the missing verify key at start, once), and counts each', async () => {
+    const tampered = snapshotFile(9, { '/apisix/routes/1': '{"uri":"/evil"}' });
+    const { signature: _dropped, ...unsigned } = manifestOf(9, tampered);
+    const bucket = memoryBucket(new Map([[LATEST, Buffer.from(JSON.stringify(unsigned))], [unsigned.snapshot.name, tampered]]));
+    const lines: { level: string; msg: string }[] = [];
+    const log = createLogger('info', { write: (line: string) => void lines.push(JSON.parse(line) as { level: string; msg: string }) });
+    const metrics = createMetrics(new Registry());
+    const refusals = async (): Promise<number> => (await metrics.snapshotFetches.get()).values.find((v) => v.labels.result === 'bad-signature')?.value ?? 0;
+    // Etcd lost from the start; each 'lost' is one more look at latest, as the fallback's timer would make every 60 s.
+    const liveness = Object.assign(new EventEmitter(), { isLost: () => true }) as unknown as Liveness;
+    const store = { meta: () => ({ identity: null, revision: 0 }) } as unknown as MirrorStore;
+    const mirror = { adopt: () => assert.fail('a refused snapshot is never adopted') } as unknown as Mirror;
+    const scratchDir = mkdtempSync(join(dir, 'scratch-'));
+    for (const trustedKeys of [trusted, null]) {
+      lines.length = 0;
+      // Without keys, an empty bucket: only the warning at start is looked at.
+      const fallback = startSnapshotFallback({ bucket: trustedKeys === null ? memoryBucket(new Map()) : bucket, store, scratchDir, mirror, liveness, scope: 'all', trustedKeys, maxBytes: 1 << 20, metrics, log });
+      try {
+        if (trustedKeys === null) {
+          assert.equal(lines.filter((line) => line.msg.startsWith('no --snapshot-verify-key')).length, 1);
+          continue;
+        }
+        assert.equal(lines.filter((line) => line.msg.startsWith('no --snapshot-verify-key')).length, 0);
+        for (let attempt = 1; attempt <= 3; attempt += 1) {
+          if (attempt > 1) (liveness as unknown as EventEmitter).emit('lost');
+          await until(`refusal ${attempt}`, async () => (await refusals()) === attempt);
+        }
+        const logged = lines.filter((line) => line.level === 'error');
+        assert.equal(logged.length, 1, JSON.stringify(lines));
+        assert.match(logged[0]?.msg ?? '', /not used \(bad-signature\)/);
+      } finally {
+        fallback.close();
+      }
+    }
   });
 
   describe('size bounds', () => {

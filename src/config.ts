@@ -141,7 +141,7 @@ const ENV_PREFIX = 'ETCD_CACHE_PROXY_';
  * orders of magnitude of room while a planted object cannot fill the disk
  * or hold a proxy downloading for long during an outage.
  */
-const DEFAULT_SNAPSHOT_MAX_BYTES = 256 * 1024 * 1024;
+export const DEFAULT_SNAPSHOT_MAX_BYTES = 256 * 1024 * 1024;
 
 /** Raised with every problem found, so an operator fixes them in one go. */
 export class ConfigError extends Error {

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { parseSnapshotUrl, type ObjectStoreOptions } from '../config';
+import { DEFAULT_SNAPSHOT_MAX_BYTES, parseSnapshotUrl, type ObjectStoreOptions } from '../config';
 import type { KeyValueFields } from '../etcd/records';
 import { toApisixYaml } from '../snapshot/apisix';
 import { SnapshotError, openSnapshot } from '../snapshot/format';
@@ -20,7 +20,7 @@ export const OBJECT_STORE_USAGE = `  etcd-cache-proxy snapshot push [FILE | --da
                                  [--snapshot-sign-key FILE]
                                                              publish a snapshot file (or a data dir's mirror) as the proxies publish theirs
   etcd-cache-proxy snapshot pull --snapshot-url s3://BUCKET/PREFIX --data-dir DIR [--force]
-                                 [--snapshot-verify-key FILE[,FILE]] [--snapshot-max-bytes 268435456]
+                                 [--snapshot-verify-key FILE[,FILE]] [--snapshot-max-bytes ${DEFAULT_SNAPSHOT_MAX_BYTES}]
                                                              the published latest into a data dir, checked as a proxy checks it
     with either: [--s3-endpoint URL] [--s3-region us-east-1] [--s3-force-path-style] [--s3-request-checksum when-supported|when-required];
     credentials from the AWS SDK's chain (AWS_* environment, shared files, instance or pod roles)
@@ -36,7 +36,7 @@ const OPTIONS = {
   'snapshot-keep': { type: 'string', default: '10' },
   'snapshot-sign-key': { type: 'string' },
   'snapshot-verify-key': { type: 'string', multiple: true },
-  'snapshot-max-bytes': { type: 'string', default: String(256 * 1024 * 1024) },
+  'snapshot-max-bytes': { type: 'string', default: String(DEFAULT_SNAPSHOT_MAX_BYTES) },
   's3-endpoint': { type: 'string' },
   's3-region': { type: 'string', default: 'us-east-1' },
   's3-force-path-style': { type: 'boolean' },

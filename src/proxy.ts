@@ -41,6 +41,7 @@ import { openSnapshotBucket } from './objectstore/bucket';
 import { startSnapshotFallback } from './objectstore/fallback';
 import { startSnapshotPublisher } from './objectstore/publisher';
 import { objectStoreScratch } from './objectstore/scratch';
+import { loadSnapshotSigner, loadTrustedKeys, publisherTrust } from './objectstore/snapshot-keys';
 import { upstreamCredentialsBuilder, upstreamTlsFiles, watchUpstreamCredentials } from './tls/upstream';
 import { serverOptionsBuilder, serverTlsFiles, watchServerContext } from './tls/server';
 import { diffConfig, type ConfigChanges, type LiveSetting } from './config-diff';
@@ -292,11 +293,28 @@ export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, ins
   const bucket = config.snapshotUrl === null ? null : openSnapshotBucket(config.snapshotUrl, config.objectStore);
   const objectStoreLog = log.child({ component: 'objectstore' });
   const scratchDir = bucket === null ? '' : await objectStoreScratch(config.dataDir);
-  const fallback = bucket === null ? null : startSnapshotFallback({ bucket, store, scratchDir, mirror, liveness, scope: ranges.describe(), metrics, log: objectStoreLog });
+  // The key files were checked with the configuration; read once here (a new key takes a restart).
+  const trustedKeys = loadTrustedKeys(config.snapshotVerifyKeys);
+  const signer = config.snapshotSignKey === null ? null : loadSnapshotSigner(config.snapshotSignKey);
+  const fallback =
+    bucket === null
+      ? null
+      : startSnapshotFallback({ bucket, store, scratchDir, mirror, liveness, scope: ranges.describe(), trustedKeys, maxBytes: config.snapshotMaxBytes, metrics, log: objectStoreLog });
   const publisher =
     bucket === null || !config.snapshotPublish
       ? null
-      : startSnapshotPublisher({ bucket, store, scratchDir, intervalMs: config.snapshotIntervalMs, keep: config.snapshotKeep, apisixPrefix: config.apisixPrefix, metrics, log: objectStoreLog });
+      : startSnapshotPublisher({
+          bucket,
+          store,
+          scratchDir,
+          intervalMs: config.snapshotIntervalMs,
+          keep: config.snapshotKeep,
+          apisixPrefix: config.apisixPrefix,
+          signer,
+          trust: publisherTrust(signer, trustedKeys),
+          metrics,
+          log: objectStoreLog,
+        });
 
   return {
     side: {

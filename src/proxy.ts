@@ -260,7 +260,11 @@ export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, ins
     mirrorLog.warn(
       {
         endpoints: urls,
-        hint: defaulted
+        hint: auth.isRequired()
+          ? config.upstreamUser === null
+            ? 'etcd has auth on and the mirror has no user of its own: give --user (a user that may read the mirrored keys) to mirror what it may read'
+            : "etcd has auth on and the mirror's user (--user) may read none of the mirrored keys: grant it read permission on them (see notMirrored in /readyz)"
+          : defaulted
           ? `--endpoints is its default (${DEFAULT_ENDPOINTS}), where no etcd answers: set --endpoints (or ETCD_CACHE_PROXY_ENDPOINTS) to your cluster's client URLs; 'npm run demo' shows the proxy at work with a throwaway etcd`
           : 'check that these endpoints are etcd client URLs this machine can reach',
       },

@@ -8,6 +8,7 @@ import { startPrimary, type RunningPrimary } from './workers/primary';
 import { startWorker, type RunningWorker } from './workers/worker';
 import { snapshotCommand } from './snapshot/command';
 import { objectStoreCommand } from './objectstore/command';
+import { keygenCommand } from './objectstore/keygen-command';
 import { demoCommand } from './demo/command';
 import { quietIpServerNameWarning } from './tls/upstream';
 import { proxyVersion } from './version';
@@ -38,6 +39,7 @@ async function main(argv: readonly string[]): Promise<number> {
       const [action, ...args] = rest;
       // Object storage sits above the snapshot files it moves: its commands are its own.
       if (action === 'push' || action === 'pull') return objectStoreCommand(action, args, io);
+      if (action === 'keygen') return keygenCommand(args, io);
       return snapshotCommand(rest, io);
     }
     case 'demo':

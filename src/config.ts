@@ -4,6 +4,7 @@ import { availableParallelism, hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { parseEndpoint, parseHostPort, type HostPort, type UpstreamEndpoint } from './etcd/endpoint';
+import { readEd25519PrivateKey, readEd25519PublicKey } from './files/ed25519-key-file';
 
 /** Log levels pino understands, in etcd's spelling where the two agree. */
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
@@ -74,6 +75,12 @@ export interface ProxyConfig {
   readonly snapshotPublish: boolean;
   /** How many published snapshots the bucket keeps. */
   readonly snapshotKeep: number;
+  /** Ed25519 private key (PEM, PKCS#8) a publisher signs its manifests with; null: unsigned. Read at start only. */
+  readonly snapshotSignKey: string | null;
+  /** Ed25519 public keys (PEM, SPKI; one per file): a fetched snapshot must be signed by one of them; empty: unsigned ones are taken. Read at start only. */
+  readonly snapshotVerifyKeys: readonly string[];
+  /** The largest published snapshot fetched; a bigger one is refused before it is downloaded. */
+  readonly snapshotMaxBytes: number;
   /** TLS to https upstream members. */
   readonly upstreamTls: UpstreamTlsConfig;
   /** The user the mirror logs in as when etcd has auth on (read permission on the mirrored keys); null: none. */
@@ -128,6 +135,13 @@ export const DEFAULT_LISTEN_ADDR = '127.0.0.1:23790';
 export const DEFAULT_ENDPOINTS = 'http://127.0.0.1:2379';
 export const DEFAULT_DATA_DIR = 'etcd-cache-proxy.data';
 const ENV_PREFIX = 'ETCD_CACHE_PROXY_';
+/**
+ * 256 MiB: a gateway's whole configuration is kilobytes to a few megabytes
+ * (and etcd's own request limit is 1.5 MiB per value), so this leaves two
+ * orders of magnitude of room while a planted object cannot fill the disk
+ * or hold a proxy downloading for long during an outage.
+ */
+export const DEFAULT_SNAPSHOT_MAX_BYTES = 256 * 1024 * 1024;
 
 /** Raised with every problem found, so an operator fixes them in one go. */
 export class ConfigError extends Error {
@@ -185,6 +199,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'snapshot-url', description: 'object storage for published snapshots, s3://bucket/prefix: served from when etcd is unreachable and the mirror is empty or older (default: none)' },
   { name: 'snapshot-publish', description: 'publish the mirror\'s snapshot and apisix.yaml to --snapshot-url every --snapshot-interval while it moves', boolean: true },
   { name: 'snapshot-keep', description: 'published snapshots kept in --snapshot-url; older ones are deleted', defaultValue: '10' },
+  { name: 'snapshot-sign-key', description: "with --snapshot-publish: Ed25519 private key (PEM) that signs what is published ('etcd-cache-proxy snapshot keygen' makes one)" },
+  { name: 'snapshot-verify-key', description: 'Ed25519 public key files (PEM, one key each), comma-separated or repeated: a published snapshot is served only if one of them signed it (default: none, unsigned snapshots are taken)' },
+  { name: 'snapshot-max-bytes', description: 'the largest published snapshot fetched; a bigger one is refused before it is downloaded', defaultValue: String(DEFAULT_SNAPSHOT_MAX_BYTES) },
   { name: 's3-endpoint', description: 'an S3-compatible endpoint URL (default: AWS S3 for --s3-region)' },
   { name: 's3-region', description: 'region of the bucket', defaultValue: 'us-east-1' },
   { name: 's3-force-path-style', description: 'address the bucket as endpoint/bucket, as most S3-compatible stores want', boolean: true },
@@ -208,7 +225,7 @@ export const OPTIONS: readonly OptionSpec[] = [
 
 const OPTION_NAMES = new Set(OPTIONS.map((o) => o.name));
 /** Options whose value is a comma-separated list, which a repeated flag extends. */
-const LIST_OPTIONS = new Set(['endpoints', 'mirror-prefix', 'initial-cluster', 'grayscale-prefix', 'grayscale-label']);
+const LIST_OPTIONS = new Set(['endpoints', 'mirror-prefix', 'initial-cluster', 'grayscale-prefix', 'grayscale-label', 'snapshot-verify-key']);
 
 export function envName(option: string): string {
   return ENV_PREFIX + option.toUpperCase().replace(/-/g, '_');
@@ -399,6 +416,14 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
   const s3ForcePathStyle = attempt('s3-force-path-style', false, parseBoolean);
   const s3RequestChecksum = attempt('s3-request-checksum', 'when-supported' as ObjectStoreOptions['requestChecksum'], (value) => oneOf(['when-supported', 'when-required'] as const, value));
   if (snapshotPublish && snapshotUrl === null) problems.push('--snapshot-publish needs --snapshot-url');
+  const snapshotSignKey = attempt('snapshot-sign-key', null as string | null, (value) => {
+    readEd25519PrivateKey(value);
+    return value;
+  });
+  if (snapshotSignKey !== null && !snapshotPublish) problems.push('--snapshot-sign-key has no effect without --snapshot-publish');
+  const snapshotVerifyKeys = attempt('snapshot-verify-key', [] as string[], parseVerifyKeyFiles);
+  if (snapshotVerifyKeys.length > 0 && snapshotUrl === null) problems.push('--snapshot-verify-key has no effect without --snapshot-url');
+  const snapshotMaxBytes = attempt('snapshot-max-bytes', DEFAULT_SNAPSHOT_MAX_BYTES, wholeNumberOfAtLeast(1024, 'must be a whole number of bytes, at least 1024'));
   const apisixPrefix = attempt('apisix-prefix', '/apisix', (value) => {
     if (value === '') throw new Error('must not be empty');
     return value;
@@ -448,6 +473,9 @@ function buildConfig(raw: Map<string, Raw>, configFile: string | null, problems:
     objectStore: { endpoint: s3Endpoint, region: s3Region, forcePathStyle: s3ForcePathStyle, requestChecksum: s3RequestChecksum },
     snapshotPublish,
     snapshotKeep,
+    snapshotSignKey,
+    snapshotVerifyKeys,
+    snapshotMaxBytes,
     endpoints,
     discovery,
     syncIntervalMs,
@@ -571,6 +599,26 @@ function parseLabels(value: string): Record<string, string> {
     labels[key] = pair.slice(equals + 1);
   }
   return labels;
+}
+
+/** At most this many verify keys: a few publishers' keys, with room for a rotation. */
+const MAX_VERIFY_KEYS = 32;
+
+/** --snapshot-verify-key: public key files, each checked to hold one Ed25519 public key. */
+function parseVerifyKeyFiles(value: string): string[] {
+  const files = [...new Set(value.split(',').map((file) => file.trim()).filter((file) => file !== ''))];
+  if (files.length === 0) throw new Error('at least one key file is required (leave the option out to take unsigned snapshots)');
+  if (files.length > MAX_VERIFY_KEYS) throw new Error(`at most ${MAX_VERIFY_KEYS} key files`);
+  const problems: string[] = [];
+  for (const file of files) {
+    try {
+      readEd25519PublicKey(file);
+    } catch (error) {
+      problems.push(`${file}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+  if (problems.length > 0) throw new Error(problems.join('; '));
+  return files;
 }
 
 function parsePrefixList(value: string): string[] {

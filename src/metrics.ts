@@ -411,13 +411,13 @@ export function createMetrics(registry: Registry = new Registry()): Metrics {
     }),
     snapshotFetches: new Counter({
       name: `${METRIC_PREFIX}snapshot_fetches_total`,
-      help: 'Fetches of the published snapshot while etcd is unreachable, by result: adopted, none-newer, refused (damaged, truncated, another cluster), unreachable, denied, missing, failed',
+      help: 'Fetches of the published snapshot while etcd is unreachable, by result: adopted, none-newer, refused (damaged, truncated, another cluster), bad-signature (with --snapshot-verify-key: unsigned, unknown key, not verifying, or not the file signed), too-large (past --snapshot-max-bytes, not downloaded), unreachable, denied, missing, failed',
       labelNames: ['result'] as const,
       registers: [registry],
     }),
     snapshotFetchBytes: new Counter({
       name: `${METRIC_PREFIX}snapshot_fetch_bytes_total`,
-      help: 'Bytes of published snapshots downloaded',
+      help: 'Bytes of published snapshots downloaded to disk, also of those refused after download',
       registers: [registry],
     }),
     snapshotPublishedRevision: new Gauge({

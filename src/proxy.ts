@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { mkdir } from 'node:fs/promises';
 import type { Server as HttpServer } from 'node:http';
 import type { Socket } from 'node:net';
 import { Metadata, type Server as GrpcServer } from '@grpc/grpc-js';
@@ -25,6 +24,7 @@ import { createMembership, initialEndpoints } from './upstream/membership';
 import { observePool, upstreamCallCounter } from './upstream/pool-metrics';
 import { startMirror } from './mirror/mirror';
 import { MirroredRanges } from './mirror/mirrored-ranges';
+import { MirrorScope } from './mirror/mirror-scope';
 import { AuthDirectory, type TokenTeller } from './auth/directory';
 import { LoginLimiter, type LoginBudget } from './auth/login-limits';
 import { OFFLINE_LOGINS_FILE, OfflineLogins } from './auth/offline-logins';
@@ -42,6 +42,7 @@ import { openSnapshotBucket } from './objectstore/bucket';
 import { startSnapshotFallback } from './objectstore/fallback';
 import { startSnapshotPublisher } from './objectstore/publisher';
 import { objectStoreScratch } from './objectstore/scratch';
+import { loadSnapshotSigner, loadTrustedKeys, publisherTrust } from './objectstore/snapshot-keys';
 import { upstreamCredentialsBuilder, upstreamTlsFiles, watchUpstreamCredentials } from './tls/upstream';
 import { serverOptionsBuilder, serverTlsFiles, watchServerContext } from './tls/server';
 import { diffConfig, type ConfigChanges, type LiveSetting } from './config-diff';
@@ -103,6 +104,8 @@ export interface MirrorSide {
   /** Who the proxy's own calls are made as (--user). */
   readonly identity: UpstreamIdentity;
   readonly grayscale: GrayscaleView;
+  /** The ranges the mirror holds now (what is configured, narrowed to what its user may read). */
+  readonly scope: MirrorScope;
   /** Carried by every forwarded call: one that comes back to this proxy is refused, not forwarded again. */
   readonly instanceId: string;
   /** etcd was found compacted past what the log holds: the log is pruned to match. */
@@ -198,7 +201,6 @@ export function createReconfigure(config: ProxyConfig, log: Logger, apply: (next
 
 /** The mirror and everything that keeps it: the store, the members, liveness, maintenance, checks, snapshots. */
 export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, instanceId = createInstanceId()): Promise<MirrorKeeper> {
-  await mkdir(config.dataDir, { recursive: true });
   const store = openStore(config.dataDir, { log: log.child({ component: 'store' }) });
   let current = config;
   const upstreamLog = log.child({ component: 'upstream' });
@@ -226,8 +228,12 @@ export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, ins
   liveness.on('lost', () => metrics.upstreamUp.set(0));
   liveness.on('back', () => metrics.upstreamUp.set(1));
   const mirrorLog = log.child({ component: 'mirror' });
-  const ranges = MirroredRanges.fromPrefixes(config.mirrorPrefixes.map((prefix) => Buffer.from(prefix)));
-  const auth = new AuthGate(mirrorLog, (required) => metrics.upstreamAuthRequired.set(required ? 1 : 0), config.upstreamUser !== null);
+  const ranges = new MirrorScope(MirroredRanges.fromPrefixes(config.mirrorPrefixes.map((prefix) => Buffer.from(prefix))));
+  const auth = new AuthGate(mirrorLog, (required) => metrics.upstreamAuthRequired.set(required ? 1 : 0), config.upstreamUser !== null, undefined, {
+    load: () => store.authState(),
+    save: (state) => store.saveAuthState(state),
+  });
+  metrics.upstreamAuthRequired.set(auth.isRequired() ? 1 : 0);
   const identity = new UpstreamIdentity(config.upstreamUser, mirrorLog, (enabled) => (enabled ? auth.loginSeen() : auth.loginRefusedAsDisabled()));
   auth.startProbing(() => pool.candidates()[0]?.client);
   const grayscaleLog = log.child({ component: 'grayscale' });
@@ -236,7 +242,7 @@ export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, ins
   const countWithheld = (): void => metrics.grayscaleWithheldKeys.set(store.withheldCount());
   countWithheld();
   const revisionListeners = new Set<(revision: number) => void>();
-  const mirror = startMirror({ store, pool, liveness, log: mirrorLog, ranges, auth, identity,
+  const mirror = startMirror({ store, pool, liveness, log: mirrorLog, scope: ranges, scopeRefreshMs: config.authRefreshIntervalMs, auth, identity,
     onRevision: (revision) => {
       metrics.mirrorRevision.set(revision);
       for (const listener of revisionListeners) listener(revision);
@@ -259,7 +265,11 @@ export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, ins
     mirrorLog.warn(
       {
         endpoints: urls,
-        hint: defaulted
+        hint: auth.isRequired()
+          ? config.upstreamUser === null
+            ? 'etcd has auth on and the mirror has no user of its own: give --user (a user that may read the mirrored keys) to mirror what it may read'
+            : "etcd has auth on and the mirror's user (--user) may read none of the mirrored keys: grant it read permission on them (see notMirrored in /readyz)"
+          : defaulted
           ? `--endpoints is its default (${DEFAULT_ENDPOINTS}), where no etcd answers: set --endpoints (or ETCD_CACHE_PROXY_ENDPOINTS) to your cluster's client URLs; 'npm run demo' shows the proxy at work with a throwaway etcd`
           : 'check that these endpoints are etcd client URLs this machine can reach',
       },
@@ -292,11 +302,28 @@ export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, ins
   const bucket = config.snapshotUrl === null ? null : openSnapshotBucket(config.snapshotUrl, config.objectStore);
   const objectStoreLog = log.child({ component: 'objectstore' });
   const scratchDir = bucket === null ? '' : await objectStoreScratch(config.dataDir);
-  const fallback = bucket === null ? null : startSnapshotFallback({ bucket, store, scratchDir, mirror, liveness, scope: ranges.describe(), metrics, log: objectStoreLog });
+  // The key files were checked with the configuration; read once here (a new key takes a restart).
+  const trustedKeys = loadTrustedKeys(config.snapshotVerifyKeys);
+  const signer = config.snapshotSignKey === null ? null : loadSnapshotSigner(config.snapshotSignKey);
+  const fallback =
+    bucket === null
+      ? null
+      : startSnapshotFallback({ bucket, store, scratchDir, mirror, liveness, scope: ranges.describe(), trustedKeys, maxBytes: config.snapshotMaxBytes, metrics, log: objectStoreLog });
   const publisher =
     bucket === null || !config.snapshotPublish
       ? null
-      : startSnapshotPublisher({ bucket, store, scratchDir, intervalMs: config.snapshotIntervalMs, keep: config.snapshotKeep, apisixPrefix: config.apisixPrefix, metrics, log: objectStoreLog });
+      : startSnapshotPublisher({
+          bucket,
+          store,
+          scratchDir,
+          intervalMs: config.snapshotIntervalMs,
+          keep: config.snapshotKeep,
+          apisixPrefix: config.apisixPrefix,
+          signer,
+          trust: publisherTrust(signer, trustedKeys),
+          metrics,
+          log: objectStoreLog,
+        });
 
   return {
     side: {
@@ -307,6 +334,7 @@ export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, ins
       auth,
       identity,
       grayscale,
+      scope: ranges,
       instanceId,
       followCompaction: () => void maintenance.followCompactionNow(),
       listening: (self) => membership.start(self),
@@ -355,12 +383,11 @@ export interface HandedPort {
  * with `handedPort`, connections come from the process that listens instead.
  */
 export async function startServing({ config, log, metrics, scrape }: ProxyDeps, side: MirrorSide, handedPort?: HandedPort): Promise<ServingSide> {
-  const { store, pool, liveness, mirror, auth, identity, grayscale, instanceId } = side;
+  const { store, pool, liveness, mirror, auth, identity, grayscale, instanceId, scope: ranges } = side;
   const mirrorLog = log.child({ component: 'mirror' });
   let current = config;
-  const ranges = MirroredRanges.fromPrefixes(config.mirrorPrefixes.map((prefix) => Buffer.from(prefix)));
   const watchHub = new WatchHub(store, mirror, (events) => metrics.watchEventsReplayed.inc(events));
-  const barrier = new ReadBarrier(pool, ranges.probeKey(), identity, () => metrics.readBarrierCalls.inc());
+  const barrier = new ReadBarrier(pool, () => ranges.probeKey(), identity, () => metrics.readBarrierCalls.inc());
   const isCompacted = (revision: number): Promise<boolean | undefined> => isCompactedUpstream(pool, revision, ranges.probeKey(), identity);
   // One process: the counts of offline login attempts are its own; with --workers, the primary's.
   const loginBudget = side.tokens?.loginBudget ?? new LoginLimiter();
@@ -393,7 +420,11 @@ export async function startServing({ config, log, metrics, scrape }: ProxyDeps, 
   const grpc = createGrpcServer(core, log.child({ component: 'grpc' }));
   const gateway = createHttpGateway({
     scrape,
-    grayscale: () => grayscaleReport(grayscale, store),
+    grayscale: {
+      report: () => grayscaleReport(grayscale, store),
+      authEnabled: () => auth.isEnabled(),
+      decide: (metadata, ranges) => directory.decide(metadata, ranges),
+    },
     metrics,
     pool,
     log: log.child({ component: 'gateway' }),
@@ -405,7 +436,7 @@ export async function startServing({ config, log, metrics, scrape }: ProxyDeps, 
       },
     },
     upstreamLost: () => liveness.isLost(),
-    readiness: () => readiness({ mirror, liveness, staleReads: config.staleReads }),
+    readiness: () => readiness({ mirror, liveness, staleReads: config.staleReads, unmirrored: () => ranges.unmirrored }),
   });
   const http = gateway.server;
   const httpConnections = trackHttpConnections(http);

@@ -2,14 +2,13 @@ import { status } from '@grpc/grpc-js';
 import type { ApiContext } from './context';
 import type { CoreService, UnaryCall, UnaryCallback, UnaryHandler } from './call';
 import { forwardUnary, observeCall } from './forward';
-import { forwardingService, forwardOptions, rpcRef } from './forwarding-service';
+import { forwardingService, rpcRef } from './forwarding-service';
 import { ETCD_ERRORS, ProxyError, toStatus } from '../etcd/errors';
 import { etcdMethod } from '../etcd/proto';
 import { mirrorHeader } from '../mirror/response-header';
 import type { MirrorReadDeps } from './mirror-reads';
 
 const SERVICE = 'etcdserverpb.Auth';
-const READS = new Set(['AuthStatus', 'UserGet', 'UserList', 'RoleGet', 'RoleList']);
 const authenticateMethod = etcdMethod(SERVICE, 'Authenticate');
 
 interface LoginRequest {
@@ -25,11 +24,10 @@ interface LoginRequest {
  * is down the proxy can answer the same login itself, with a token of its own.
  */
 export function createAuthService(ctx: ApiContext): CoreService {
-  const options = { reads: READS };
   const reads = ctx.mirrorReads;
-  if (reads === null) return forwardingService(ctx, SERVICE, options);
+  if (reads === null) return forwardingService(ctx, SERVICE);
   const rpc = rpcRef(SERVICE, 'Authenticate');
-  const forward = forwardUnary(ctx, rpc, forwardOptions(ctx, 'Authenticate', options));
+  const forward = forwardUnary(ctx, rpc);
   const online: UnaryHandler = (call, callback) =>
     forward(call, (error, response) => {
       if (error === null && response !== undefined && response !== null) {
@@ -52,7 +50,7 @@ export function createAuthService(ctx: ApiContext): CoreService {
     if (reads.offlineLogins !== null && reads.liveness.isLost() && reads.auth.isEnabled()) offline(ctx, reads, call, callback);
     else online(call, callback);
   };
-  return forwardingService(ctx, SERVICE, { ...options, overrides: { Authenticate: authenticate } });
+  return forwardingService(ctx, SERVICE, { overrides: { Authenticate: authenticate } });
 }
 
 /**

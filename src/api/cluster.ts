@@ -42,8 +42,8 @@ export function createClusterService(ctx: ApiContext): CoreService {
         const decoded = method.responseDeserialize(raw) as MembersResponse;
         return method.responseSerialize(rewriteClientUrls(decoded, ctx.advertiseClientUrl()));
       };
-      return [name, forwardUnary(ctx, rpcRef(SERVICE, name), { idempotent: name === 'MemberList', transformResponse })];
+      return [name, forwardUnary(ctx, rpcRef(SERVICE, name), { transformResponse })];
     }),
   );
-  return forwardingService(ctx, SERVICE, { reads: new Set(['MemberList']), overrides });
+  return forwardingService(ctx, SERVICE, { overrides });
 }

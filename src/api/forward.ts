@@ -15,13 +15,18 @@ import type { Source } from '../metrics';
 import type { UpstreamMember } from '../upstream/pool';
 import { isProxyIssuedToken, tokenOf } from '../auth/directory';
 import { reasonedCall } from '../upstream/call-reason';
+import type { MethodKind } from '../etcd/method-kinds';
 
-/** Names one RPC for routing, metrics and logs. */
+/** Names one RPC for routing, metrics and logs, and says what its calls do (etcd/method-kinds.ts). */
 export interface RpcRef {
   readonly service: string;
   readonly method: string;
   /** "/etcdserverpb.KV/Range" */
   readonly path: string;
+  /** Read, write or login, per request: a write is refused in read-only mode and while the upstream is lost. */
+  readonly kind: (request: Buffer) => MethodKind;
+  /** The same for a stream, which has no one request to judge by. */
+  readonly streamKind: MethodKind;
 }
 
 /**
@@ -81,26 +86,33 @@ function durationLabels(rpc: RpcRef): { service: string; method: string } {
 }
 
 export interface UnaryForwardOptions {
-  /** Safe to send again to another member when one is unreachable (reads); asked per request where the method may do either (Txn). */
-  readonly idempotent: boolean | ((request: Buffer) => boolean);
   /** Rewrites a successful upstream answer before it reaches the client. */
   readonly transformResponse?: (response: Buffer) => Buffer;
-  /** Asked before forwarding, with the request: an error to answer with instead (read-only mode, upstream lost). */
-  readonly admit?: (request: Buffer) => ProxyError | null;
   /** Awaited after a successful answer, before the client sees it (read your writes). */
   readonly beforeReply?: (response: Buffer, request: Buffer) => Promise<void>;
 }
 
 /**
- * Forwards one unary call. The client's deadline and cancellation go with it;
- * the upstream's answer or error comes back unchanged. A read that finds a
- * member unreachable is tried on the next one; a write only when it never
- * left the proxy, since its outcome is unknown once sent.
+ * The refusal a call of this kind gets instead of going upstream, if any.
+ * Every forwarding path asks it, so no service file can forget to: what a
+ * method does is decided by the one table, not by whoever wires it.
  */
-export function forwardUnary(ctx: ApiContext, rpc: RpcRef, options: UnaryForwardOptions): UnaryHandler {
+function refusalFor(ctx: ApiContext, kind: MethodKind): ProxyError | null {
+  return kind === 'write' ? ctx.writes.admit() : null;
+}
+
+/**
+ * Forwards one unary call. The client's deadline and cancellation go with it;
+ * the upstream's answer or error comes back unchanged. A write is refused
+ * first in read-only mode or while the upstream is lost. A read that finds a
+ * member unreachable is tried on the next one; a write or login only when it
+ * never left the proxy, since its outcome is unknown once sent.
+ */
+export function forwardUnary(ctx: ApiContext, rpc: RpcRef, options: UnaryForwardOptions = {}): UnaryHandler {
   return (call, callback) => {
     const started = performance.now();
-    const refusal = options.admit?.(call.request) ?? carriesProxyToken(call.metadata);
+    const kind = rpc.kind(call.request);
+    const refusal = refusalFor(ctx, kind) ?? carriesProxyToken(call.metadata);
     if (refusal !== null) {
       observeCall(ctx, rpc, refusal.code, started, 'proxy');
       callback(toStatus(refusal));
@@ -146,7 +158,7 @@ export function forwardUnary(ctx: ApiContext, rpc: RpcRef, options: UnaryForward
         (error: ServiceError | null, response?: Buffer) => {
           pending = undefined;
           if (error !== null) {
-            const idempotent = typeof options.idempotent === 'function' ? options.idempotent(call.request) : options.idempotent;
+            const idempotent = kind === 'read';
             const retry = (idempotent || neverSent(error)) && !cancelled && error.code === status.UNAVAILABLE && index + 1 < members.length;
             if (retry) {
               ctx.log.debug({ rpc: rpc.path, member: member.endpoint.url, err: error.details }, 'retried on another member');
@@ -241,15 +253,19 @@ function streamMember(ctx: ApiContext, call: ServerStream): UpstreamMember | und
   return member;
 }
 
+/** A stream of a writing method is refused when it opens, as a unary write is. */
+function refuseStream(ctx: ApiContext, rpc: RpcRef, call: ServerStream): boolean {
+  const refusal = refusalFor(ctx, rpc.streamKind);
+  if (refusal === null) return false;
+  observeCall(ctx, rpc, refusal.code, null, 'proxy');
+  call.emit('error', toStatus(refusal));
+  return true;
+}
+
 /** Forwards a bidirectional stream (Watch, LeaseKeepAlive) to one member. */
-export function forwardBidi(ctx: ApiContext, rpc: RpcRef, isWrite = false): DuplexHandler {
+export function forwardBidi(ctx: ApiContext, rpc: RpcRef): DuplexHandler {
   return (call) => {
-    const refusal = isWrite ? ctx.writes.admit() : null;
-    if (refusal !== null) {
-      observeCall(ctx, rpc, refusal.code, null, 'proxy');
-      call.emit('error', toStatus(refusal));
-      return;
-    }
+    if (refuseStream(ctx, rpc, call)) return;
     const member = streamMember(ctx, call);
     if (member === undefined) return;
     const upstream = member.client.makeBidiStreamRequest(rpc.path, passBytes, passBytes, upstreamMetadata(call.metadata), reasonedCall('client', call.getDeadline()));
@@ -267,6 +283,7 @@ export function forwardBidi(ctx: ApiContext, rpc: RpcRef, isWrite = false): Dupl
 /** Forwards a server-streaming call (Maintenance.Snapshot) to one member. */
 export function forwardServerStream(ctx: ApiContext, rpc: RpcRef): ServerStreamHandler {
   return (call) => {
+    if (refuseStream(ctx, rpc, call)) return;
     const member = streamMember(ctx, call);
     if (member === undefined) return;
     const upstream = member.client.makeServerStreamRequest(

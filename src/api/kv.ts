@@ -1,18 +1,13 @@
 import { toRevision } from '../etcd/wire';
-import { isReadOnlyTxn, type WireTxnRequest } from '../mirror/txn-query';
 import type { ApiContext } from './context';
-import type { ProxyError } from '../etcd/errors';
 import { forwardUnary } from './forward';
 import type { CoreService, UnaryHandler } from './call';
-import { forwardingService, forwardOptions, rpcRef } from './forwarding-service';
+import { forwardingService, rpcRef } from './forwarding-service';
 import { mirrorRange, mirrorTxn } from './mirror-reads';
-import { serviceMethods, type AnyMethodDefinition } from '../etcd/proto';
+import { serviceMethods } from '../etcd/proto';
 import { acknowledgeUnchangedPut } from './unchanged-put';
 
 const SERVICE = 'etcdserverpb.KV';
-const READS = new Set(['Range']);
-/** A Txn is admitted as a write unless its branches only read (see txnAdmission). */
-const WRITES = new Set(['Put', 'DeleteRange', 'Txn', 'Compact']);
 /** Writes whose answer carries the revision the mirror must reach before the client hears back. */
 const READ_YOUR_WRITES = ['Put', 'DeleteRange', 'Txn'] as const;
 
@@ -20,17 +15,16 @@ const READ_YOUR_WRITES = ['Put', 'DeleteRange', 'Txn'] as const;
  * KV: Range from the mirror when there is one (see mirror-reads.ts), else
  * forwarded and retried on another member; writes forwarded once, refused in
  * read-only mode or while the upstream is lost, and answered only once the
- * mirror holds their revision.
+ * mirror holds their revision. A Txn whose branches only read is a read (the
+ * method table decides per request): when the mirror cannot answer it (keys
+ * outside the mirrored prefixes, auth on) it is forwarded even in read-only
+ * mode or while the upstream is lost, and meets what a forwarded Range meets.
  */
 export function createKvService(ctx: ApiContext): CoreService {
   const methods = serviceMethods(SERVICE);
-  const options = { reads: READS, writes: WRITES };
   const overrides: Record<string, UnaryHandler> = {};
   for (const name of READ_YOUR_WRITES) {
     overrides[name] = forwardUnary(ctx, rpcRef(SERVICE, name), {
-      ...forwardOptions(ctx, name, options),
-      // A Txn that only reads is a read: admitted during an outage and in read-only mode, and retried on another member.
-      ...(name === 'Txn' ? { admit: txnAdmission(ctx, readsOnly(methods.Txn)), idempotent: readsOnly(methods.Txn) } : {}),
       beforeReply: (response, request) => ctx.writes.awaitMirror(name, response, request),
     });
   }
@@ -40,7 +34,7 @@ export function createKvService(ctx: ApiContext): CoreService {
   }
   const compact = methods.Compact;
   if (ctx.mirrorReads !== null && compact !== undefined) {
-    const forward = forwardUnary(ctx, rpcRef(SERVICE, 'Compact'), forwardOptions(ctx, 'Compact', options));
+    const forward = forwardUnary(ctx, rpcRef(SERVICE, 'Compact'));
     const store = ctx.mirrorReads.store;
     // A compaction through the proxy is known at once: older reads get etcd's compacted error from then on.
     overrides.Compact = (call, callback) =>
@@ -54,33 +48,12 @@ export function createKvService(ctx: ApiContext): CoreService {
   }
   const range = methods.Range;
   if (ctx.mirrorReads !== null && range !== undefined) {
-    const forward = forwardUnary(ctx, rpcRef(SERVICE, 'Range'), forwardOptions(ctx, 'Range', options));
+    const forward = forwardUnary(ctx, rpcRef(SERVICE, 'Range'));
     overrides.Range = mirrorRange(ctx, ctx.mirrorReads, rpcRef(SERVICE, 'Range'), range, forward);
   }
   const txn = methods.Txn;
   if (ctx.mirrorReads !== null && txn !== undefined && overrides.Txn !== undefined) {
     overrides.Txn = mirrorTxn(ctx, ctx.mirrorReads, rpcRef(SERVICE, 'Txn'), txn, overrides.Txn);
   }
-  return forwardingService(ctx, SERVICE, { ...options, overrides });
-}
-
-/**
- * A Txn whose branches only read is a read (contract section 3): when the
- * mirror cannot answer it (keys outside the mirrored prefixes, auth on) it is
- * forwarded even in read-only mode or while the upstream is lost, and meets
- * what a forwarded Range meets. Any other Txn is admitted as a write.
- */
-function txnAdmission(ctx: ApiContext, readOnly: (request: Buffer) => boolean): (request: Buffer) => ProxyError | null {
-  return (request) => (readOnly(request) ? null : ctx.writes.admit());
-}
-
-/** Whether a Txn request's branches hold only Range ops; bytes that are no Txn count as a write (etcd answers them). */
-function readsOnly(method: AnyMethodDefinition | undefined): (request: Buffer) => boolean {
-  return (request) => {
-    try {
-      return method !== undefined && isReadOnlyTxn(method.requestDeserialize(request) as WireTxnRequest);
-    } catch {
-      return false;
-    }
-  };
+  return forwardingService(ctx, SERVICE, { overrides });
 }

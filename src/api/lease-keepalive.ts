@@ -466,7 +466,7 @@ export class SharedKeepAlive {
  */
 export function leaseKeepAliveHandler(ctx: ApiContext): DuplexHandler {
   const rpc = rpcRef(SERVICE, METHOD);
-  const relayed = forwardBidi(ctx, rpc, true);
+  const relayed = forwardBidi(ctx, rpc);
   const shared = new SharedKeepAlive(ctx, rpc);
   return (call) => {
     if (ctx.mirrorReads?.mirror.authEnabled() === true) relayed(call);

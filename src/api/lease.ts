@@ -6,15 +6,11 @@ import { leaseKeepAliveHandler } from './lease-keepalive';
 /**
  * Lease: forwarded, except that every LeaseKeepAlive stream shares one
  * upstream stream (see lease-keepalive.ts). Grant, Revoke and KeepAlive are
- * writes: refused while the upstream is lost, so that a lock holder or
- * leader sees the outage and steps down instead of believing a false
- * keep-alive. TimeToLive and Leases only read, so they may be retried on
- * another member.
+ * writes in the method table: refused while the upstream is lost, so that a
+ * lock holder or leader sees the outage and steps down instead of believing
+ * a false keep-alive. TimeToLive and Leases only read, so they may be retried
+ * on another member.
  */
 export function createLeaseService(ctx: ApiContext): CoreService {
-  return forwardingService(ctx, 'etcdserverpb.Lease', {
-    reads: new Set(['LeaseTimeToLive', 'LeaseLeases']),
-    writes: new Set(['LeaseGrant', 'LeaseRevoke', 'LeaseKeepAlive']),
-    overrides: { LeaseKeepAlive: leaseKeepAliveHandler(ctx) },
-  });
+  return forwardingService(ctx, 'etcdserverpb.Lease', { overrides: { LeaseKeepAlive: leaseKeepAliveHandler(ctx) } });
 }

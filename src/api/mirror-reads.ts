@@ -13,7 +13,7 @@ import type { AuthDirectory, KeyRangeAsked } from '../auth/directory';
 import type { OfflineLogins } from '../auth/offline-logins';
 import type { CompactionCheck } from '../mirror/compaction-check';
 import { READ_BARRIER_TIMEOUT_MS, type ReadBarrier } from '../mirror/read-barrier';
-import type { MirroredRanges } from '../mirror/mirrored-ranges';
+import type { RangeQueries } from '../mirror/mirror-scope';
 import { evaluateTxn, isReadOnlyTxn, isSerializableTxn, txnPermissionRanges, txnRanges, validateTxn, type WireTxnRequest } from '../mirror/txn-query';
 import type { StoreMeta } from '../store/meta';
 import type { MirrorStore } from '../store/store';
@@ -32,7 +32,7 @@ import type { GrayscaleView } from '../grayscale/view';
 export interface MirrorReadDeps {
   readonly store: MirrorStore;
   readonly mirror: Mirror;
-  readonly ranges: MirroredRanges;
+  readonly ranges: RangeQueries;
   readonly liveness: Liveness;
   readonly barrier: ReadBarrier;
   /** Asks etcd whether a past revision the log holds is still etcd's (a compaction made elsewhere). */
@@ -133,7 +133,8 @@ function mirrorRead<Req>(
   /** The route decided from the request and the proxy's state alone, or what it must wait for first. */
   const routeNow = (decoded: DecodedRead<Req>): Route | Wait => {
     // Auth that the mirror cannot serve leaves every decision, and every answer, to etcd.
-    if (!decoded.read || !decoded.covered || deps.mirror.authRequired()) return FORWARD;
+    // Whether the mirror holds the keys is asked each time: what it holds follows its user's permissions.
+    if (!decoded.read || !spec.covered(decoded.request) || deps.mirror.authRequired()) return FORWARD;
     const lost = deps.liveness.isLost();
     const refusal = decoded.refusal;
     if (refusal !== null) return lost ? { kind: 'refuse', error: new ProxyError(refusal) } : FORWARD;
@@ -214,7 +215,6 @@ function mirrorRead<Req>(
       request,
       id,
       read,
-      covered: read && spec.covered(request),
       refusal: read ? spec.refusal(request) : null,
       revision: read ? spec.revision(request) : 0,
       serializable: read && spec.serializable(request),

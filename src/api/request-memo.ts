@@ -4,13 +4,12 @@ import type { EtcdErrorName } from '../etcd/errors';
 const MEMO_MAX_REQUEST_BYTES = 1_024;
 const MEMO_MAX_ENTRIES = 4_096;
 
-/** A request as decoded, with what routing needs to know of it: none of it changes while the proxy runs. */
+/** A request as decoded, with what routing needs to know of it: none of it changes while the proxy runs (whether the mirror holds its keys may, and is asked apart). */
 export interface DecodedRead<Req> {
   readonly request: Req;
   /** The request's bytes as a string: the answer cache's key. */
   readonly id: string;
   readonly read: boolean;
-  readonly covered: boolean;
   readonly refusal: EtcdErrorName | null;
   readonly revision: number;
   readonly serializable: boolean;

@@ -19,7 +19,7 @@ const NO_LEADER = 'etcdserver: no leader';
 export function createWatchService(ctx: ApiContext): CoreService {
   const hub = ctx.watchHub;
   const reads = ctx.mirrorReads;
-  if (hub === null || reads === null) return forwardingService(ctx, SERVICE, { reads: new Set() });
+  if (hub === null || reads === null) return forwardingService(ctx, SERVICE);
   const rpc = rpcRef(SERVICE, 'Watch');
   const relayed = forwardBidi(ctx, rpc);
   const sessions = new Set<WatchSession>();
@@ -101,5 +101,5 @@ export function createWatchService(ctx: ApiContext): CoreService {
     call.on('cancelled', () => finish(status.CANCELLED));
     call.on('error', () => finish(status.CANCELLED));
   };
-  return forwardingService(ctx, SERVICE, { reads: new Set(), overrides: { Watch: watch } });
+  return forwardingService(ctx, SERVICE, { overrides: { Watch: watch } });
 }

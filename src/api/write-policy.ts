@@ -1,7 +1,7 @@
 import type { ProxyMode } from '../config';
 import type { Metrics } from '../metrics';
 import type { Mirror } from '../mirror/mirror';
-import type { MirroredRanges } from '../mirror/mirrored-ranges';
+import type { RangeQueries } from '../mirror/mirror-scope';
 import { toRevision, type WireHeader } from '../etcd/wire';
 import type { Liveness } from '../upstream/liveness';
 import { ProxyError } from '../etcd/errors';
@@ -27,7 +27,7 @@ export function createWritePolicy(deps: {
   readonly mode: () => ProxyMode;
   readonly liveness: Liveness;
   readonly mirror: Mirror;
-  readonly ranges: MirroredRanges;
+  readonly ranges: RangeQueries;
   readonly metrics: Metrics;
 }): WritePolicy {
   return {

@@ -83,6 +83,25 @@ export class ReadPermissions {
     return this.covers({ begin: key, end: isNul(rangeEnd) ? Buffer.alloc(0) : rangeEnd });
   }
 
+  /**
+   * What the user may read, as the fewest contiguous key ranges (end null:
+   * no end): each one etcd lets the user list and watch whole. Null for
+   * root, which reads everything.
+   */
+  readableRuns(): { start: Buffer; end: Buffer | null }[] | null {
+    if (this.root) return null;
+    const runs: { start: Buffer; end: Buffer }[] = [];
+    for (const interval of this.intervals) {
+      const last = runs[runs.length - 1];
+      if (last !== undefined && compareAffine(interval.begin, last.end) <= 0) {
+        if (compareAffine(interval.end, last.end) > 0) last.end = interval.end;
+      } else {
+        runs.push({ start: interval.begin, end: interval.end });
+      }
+    }
+    return runs.map((run) => ({ start: run.start, end: run.end.length === 0 ? null : run.end }));
+  }
+
   /** etcd's IntervalTree.Contains: the overlapping intervals leave no gap and span all of `wanted`. */
   private covers(wanted: Interval): boolean {
     let first: Interval | null = null;

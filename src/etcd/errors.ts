@@ -26,6 +26,7 @@ export const ETCD_ERRORS = {
   neverSynced: { code: status.UNAVAILABLE, details: 'etcd-cache-proxy: upstream cluster unreachable and the mirror has never synced' },
   shuttingDown: { code: status.UNAVAILABLE, details: 'etcd-cache-proxy: shutting down' },
   noUpstream: { code: status.UNAVAILABLE, details: 'etcd-cache-proxy: no upstream member reachable' },
+  grayscaleUnknownToken: { code: status.PERMISSION_DENIED, details: 'etcd-cache-proxy: GET /grayscale needs a token from a login through this proxy' },
   internal: { code: status.INTERNAL, details: 'etcd-cache-proxy: internal error' },
 } as const satisfies Record<string, { code: status; details: string }>;
 

@@ -1,5 +1,6 @@
 import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { PRIVATE_FILE_MODE } from './private-dir';
 
 /** Bytes gathered before one write call: few syscalls, bounded memory. */
 const CHUNK_BYTES = 1024 * 1024;
@@ -13,13 +14,17 @@ export interface AtomicWriter {
  * content goes to a temporary file in the same directory, is flushed to disk,
  * and is renamed over the old one; the directory is flushed too, so the
  * rename survives a power cut. A crash at any moment leaves the previous
- * file whole (and, at worst, a stray temporary file).
+ * file whole (and, at worst, a stray temporary file). The file is the
+ * proxy user's alone (0600) unless asked otherwise: snapshots and the
+ * APISIX export hold the whole configuration, secrets included.
  */
-export async function writeAtomically(file: string, fill: (out: AtomicWriter) => Promise<void>, mode = 0o640): Promise<void> {
+export async function writeAtomically(file: string, fill: (out: AtomicWriter) => Promise<void>, mode = PRIVATE_FILE_MODE): Promise<void> {
   const temporary = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
   const handle = await open(temporary, 'w', mode);
   let renamed = false;
   try {
+    // A leftover temporary file of the same name keeps its old mode through open(): set it.
+    await handle.chmod(mode);
     let pending: string[] = [];
     let pendingBytes = 0;
     const flush = async (): Promise<void> => {

@@ -12,6 +12,7 @@ import { setCorsHeaders } from './http-headers';
 import { serveStream } from './json-stream';
 import { serveUnary } from './json-unary';
 import { findRoute } from './routes';
+import { answerGrayscale, type GrayscaleAccess } from './grayscale-endpoint';
 import { createVersionSource, type VersionSource } from './version';
 
 const HEALTH_PROBE_TIMEOUT_MS = 1_000;
@@ -28,8 +29,8 @@ export interface HttpGatewayDeps {
   readonly readiness: () => Readiness;
   /** What GET /metrics answers: this registry's exposition unless told otherwise (the sum over worker processes). */
   readonly scrape?: Scrape;
-  /** GET /grayscale: what this machine withholds (grayscale/report.ts). */
-  readonly grayscale: () => object;
+  /** GET /grayscale: what this machine withholds, and who may see it. */
+  readonly grayscale: GrayscaleAccess;
 }
 
 export interface HttpGateway {
@@ -77,10 +78,14 @@ function handle(deps: HttpGatewayDeps, ctx: GatewayContext, version: VersionSour
   let path = new URL(request.url ?? '/', 'http://proxy').pathname;
   // etcd reads its older API prefix as the current one.
   if (path.startsWith('/v3beta/')) path = `/v3/${path.slice('/v3beta/'.length)}`;
-  setCorsHeaders(response);
-  if (request.method === 'OPTIONS') {
-    response.end();
-    return 'other';
+  // etcd's client port allows every origin (its default --cors), on every path it has; the proxy's own
+  // paths are not etcd's, and /grayscale names keys that not every page in a browser may see.
+  if (!PROXY_OWN_PATHS.has(path)) {
+    setCorsHeaders(response);
+    if (request.method === 'OPTIONS') {
+      response.end();
+      return 'other';
+    }
   }
   const fail = (error: unknown): void => {
     deps.log.error({ err: error, path }, 'http request failed');
@@ -119,7 +124,9 @@ function handle(deps: HttpGatewayDeps, ctx: GatewayContext, version: VersionSour
       if (allowGet(request, response)) sendReadiness(deps.readiness(), response);
       return path;
     case '/grayscale':
-      if (allowGet(request, response)) sendComplete(response, 200, { 'Content-Type': 'application/json' }, JSON.stringify(deps.grayscale()));
+      if (allowGet(request, response)) {
+        answerGrayscale(deps.grayscale, request.headers).then((answer) => sendComplete(response, answer.status, { 'Content-Type': 'application/json' }, answer.body), fail);
+      }
       return path;
     case '/version':
       if (allowGet(request, response)) {
@@ -131,6 +138,9 @@ function handle(deps: HttpGatewayDeps, ctx: GatewayContext, version: VersionSour
       return 'other';
   }
 }
+
+/** Paths etcd does not have: answered without etcd's CORS headers. */
+const PROXY_OWN_PATHS: ReadonlySet<string> = new Set(['/readyz', '/grayscale']);
 
 /** etcd's own handlers answer GET only, with 405 and an Allow header otherwise. */
 function allowGet(request: IncomingMessage, response: ServerResponse): boolean {
@@ -154,7 +164,10 @@ async function sendHealth(pool: UpstreamPool, response: ServerResponse): Promise
 
 /** For orchestrators (Kubernetes readiness): 200 while reads are answered, fresh or stale; 503 with the reason otherwise. */
 function sendReadiness(state: Readiness, response: ServerResponse): void {
-  const body = state.ready ? { ready: true, state: state.state, revision: state.revision } : { ready: false, reason: state.reason };
+  const body = {
+    ...(state.ready ? { ready: true, state: state.state, revision: state.revision } : { ready: false, reason: state.reason }),
+    ...(state.notMirrored === undefined ? {} : { notMirrored: state.notMirrored }),
+  };
   sendComplete(response, state.ready ? 200 : 503, { 'Content-Type': 'application/json' }, JSON.stringify(body));
 }
 

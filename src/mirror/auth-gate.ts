@@ -2,6 +2,7 @@ import { status, type Client } from '@grpc/grpc-js';
 import { cancelReasonMessage, isServiceError } from '../etcd/errors';
 import type { Logger } from '../log';
 import { callUpstream } from '../upstream/unary';
+import type { PersistedAuthState } from '../store/store';
 
 /** How often, at most, the upstream is asked whether it still lets an anonymous client read. */
 export const AUTH_PROBE_INTERVAL_MS = 5_000;
@@ -64,6 +65,12 @@ export interface AuthState {
   readonly mirrorAllowed: boolean;
 }
 
+/** Where the gate keeps what etcd last said of its auth (the store), so a restart during an outage starts from it. */
+export interface AuthMemory {
+  load(): PersistedAuthState | null;
+  save(state: PersistedAuthState): void;
+}
+
 /** What a serving process learns about auth from the calls it sees, for the process that keeps the mirror. */
 export type AuthSignal = 'refused' | 'loginSeen' | 'served';
 
@@ -81,6 +88,8 @@ export class AuthGate {
   /** The mirror served something (a read, a watch event) since the last probe; true at first, to probe at once. */
   private served = true;
   private lastProbeAt = 0;
+  /** etcd's auth revision as AuthStatus last told it (etcd 3.5+); 0 when not known. */
+  private authRevision = 0;
 
   constructor(
     private readonly log: Logger,
@@ -90,10 +99,19 @@ export class AuthGate {
     private readonly hasIdentity = false,
     /** Told of what clients' calls teach (a worker's gate tells the mirror's). */
     private readonly onSignal: (signal: AuthSignal) => void = () => undefined,
+    /** What etcd last said, kept across restarts; null: nothing kept (tests, tools). */
+    private readonly memory: AuthMemory | null = null,
   ) {
     // Its calls go through either way, so nothing the mirror does tells auth is on: until a login or a
-    // probe answers, every read from the mirror gets a permission decision rather than none.
-    this.enabled = hasIdentity;
+    // probe answers, every read from the mirror gets a permission decision rather than none. Without
+    // an identity, what etcd said before a restart holds until it answers again: a proxy restarted
+    // during an outage refuses (by forwarding, which fails) what etcd refused, rather than serving all.
+    const remembered = memory?.load() ?? null;
+    this.enabled = hasIdentity || remembered?.enabled === true;
+    this.authRevision = remembered?.authRevision ?? 0;
+    if (remembered?.enabled === true && !hasIdentity) {
+      log.warn('etcd had auth on when last heard, and the mirror has no user of its own (--user): every request is forwarded until etcd says otherwise');
+    }
   }
 
   /** The mirror cannot serve anyone: auth is on, and the mirror has no identity etcd lets read. */
@@ -180,6 +198,7 @@ export class AuthGate {
     update();
     const [required, enabled] = [this.isRequired(), this.enabled];
     if (enabled !== wasEnabled || required !== wasRequired) for (const listener of this.stateListeners) listener(this.state());
+    this.memory?.save({ enabled, authRevision: this.authRevision });
     if (enabled !== wasEnabled) {
       this.log.warn(
         enabled
@@ -199,8 +218,9 @@ export class AuthGate {
   async probe(client: Client): Promise<void> {
     if (Date.now() >= this.authStatusUnsupportedUntil) {
       try {
-        const answer = await callUpstream<{ enabled?: boolean }>(client, 'etcdserverpb.Auth', 'AuthStatus', {}, { deadlineMs: PROBE_TIMEOUT_MS, reason: 'auth-status' });
+        const answer = await callUpstream<{ enabled?: boolean; authRevision?: string }>(client, 'etcdserverpb.Auth', 'AuthStatus', {}, { deadlineMs: PROBE_TIMEOUT_MS, reason: 'auth-status' });
         this.statusSaysEnabled = answer.enabled === true;
+        this.authRevision = Number(answer.authRevision ?? 0);
         this.setEnabled(this.statusSaysEnabled);
         return;
       } catch (error) {

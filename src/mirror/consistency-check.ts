@@ -9,6 +9,7 @@ import { callUpstream } from '../upstream/unary';
 import { isRetained, keyspaceAt } from './history-view';
 import type { Mirror } from './mirror';
 import { MirroredRanges, type KeyRange } from './mirrored-ranges';
+import type { RangeQueries } from './mirror-scope';
 import { LIST_PAGE_KEYS, rangePages } from './paged-range';
 import type { GrayscaleView } from '../grayscale/view';
 
@@ -94,7 +95,7 @@ export function startConsistencyChecks(deps: {
   readonly store: MirrorStore;
   readonly pool: UpstreamPool;
   readonly mirror: Mirror;
-  readonly ranges: MirroredRanges;
+  readonly ranges: RangeQueries;
   readonly metrics: Metrics;
   readonly log: Logger;
   /** The least time between two steps; 0 turns the check off. */

@@ -1,22 +1,22 @@
 import { EventEmitter } from 'node:events';
-import type { ClientDuplexStream } from '@grpc/grpc-js';
-import { etcdMethod, passBytes } from '../etcd/proto';
 import type { Logger } from '../log';
 import type { MirrorStore } from '../store/store';
 import type { EncodedEvent } from '../etcd/event-bytes';
 import type { Liveness } from '../upstream/liveness';
 import type { UpstreamMember, UpstreamPool } from '../upstream/pool';
 import { callUpstream } from '../upstream/unary';
-import { toIdentity, toRevision, type WireHeader, type WireWatchResponse } from '../etcd/wire';
-import { readWatchResponse } from '../etcd/watch-bytes';
-import { AuthRefused, isAuthCancelReason, type AuthGate } from './auth-gate';
+import { toIdentity, toRevision, type WireHeader } from '../etcd/wire';
+import { AuthRefused, type AuthGate } from './auth-gate';
 import type { UpstreamIdentity } from '../upstream/identity';
 import { fullJitterDelayMs } from './reconnect-delay';
 import { listInto } from './lister';
-import { MirroredRanges } from './mirrored-ranges';
+import { MirroredRanges, rangeName } from './mirrored-ranges';
 import { RevisionWaiters } from './revision-waiters';
-import { reasonedCall } from '../upstream/call-reason';
 import type { GrayscaleView } from '../grayscale/view';
+import { decideScope, type MirrorScope } from './mirror-scope';
+import { MemberFailed, openWatchStream, progressTrustFor, RelistNeeded, type WatchDelivery, type WatchStream } from './watch-stream';
+import { readUserPermissions } from '../auth/user-permissions';
+import type { ProgressTrust } from './range-watermark';
 
 const STATUS_TIMEOUT_MS = 3_000;
 const INITIAL_BACKOFF_MS = 250;
@@ -85,8 +85,10 @@ export interface MirrorDeps {
   readonly pool: UpstreamPool;
   readonly liveness: Liveness;
   readonly log: Logger;
-  /** What to mirror: the whole keyspace or some prefixes. */
-  readonly ranges: MirroredRanges;
+  /** What to mirror: the whole keyspace or some prefixes, narrowed to what the mirror's user may read. */
+  readonly scope: MirrorScope;
+  /** How often what the mirror's user may read is asked again while auth is on (--auth-refresh-interval). */
+  readonly scopeRefreshMs?: number;
   /** Whether the upstream lets the mirror serve (auth off); the mirror's own calls feed it too. */
   readonly auth: AuthGate;
   /** Who the mirror's calls are made as when etcd has auth on (--user). */
@@ -107,19 +109,6 @@ export interface MirrorDeps {
   readonly onWithheld?: () => void;
 }
 
-/** The watch's member stopped answering: resume elsewhere at once, without the error backoff. */
-class MemberFailed extends Error {
-  constructor(readonly member: string) {
-    super(`upstream member ${member} stopped answering; moving the mirror watch`);
-  }
-}
-
-class RelistNeeded extends Error {
-  constructor(readonly compactRevision: number) {
-    super(`upstream compacted past the mirror (compact revision ${compactRevision})`);
-  }
-}
-
 /**
  * Keeps the store an exact copy of the upstream keyspace: list it at one
  * revision when the store is empty, then watch from M+1 with prev_kv; each
@@ -127,16 +116,12 @@ class RelistNeeded extends Error {
  * Reconnects resume at M+1; a compaction past M means a fresh list; another
  * cluster, or one whose revision is behind M, means the store is wiped first.
  */
-export function startMirror({ store, pool, liveness, log, ranges, auth, identity, onRevision, onWatchStream, onFailover, onReconnectDelay, listBytesPerSecond = 0, grayscale = null, onWithheld }: MirrorDeps): Mirror {
-  const held = store.meta();
-  if (held.revision > 0 && held.scope !== ranges.describe()) {
-    log.warn({ held: held.scope, configured: ranges.describe() }, 'the mirror on disk holds other keys than --mirror-prefix asks for: discarded, rebuilding');
-    store.wipe();
-  }
+export function startMirror({ store, pool, liveness, log, scope, scopeRefreshMs = 60_000, auth, identity, onRevision, onWatchStream, onFailover, onReconnectDelay, listBytesPerSecond = 0, grayscale = null, onWithheld }: MirrorDeps): Mirror {
+  adoptHeldScope(store, scope, identity.configured, log);
   const emitter = new EventEmitter<MirrorEvents>();
   const waiters = new RevisionWaiters(() => store.meta().revision);
   let closed = false;
-  let stream: ClientDuplexStream<object, Buffer> | null = null;
+  let stream: WatchStream | null = null;
   let leaveMember: ((member: UpstreamMember) => void) | null = null;
   /** The member the last watch ran on: resuming on another is a failover. */
   let watchedMember: UpstreamMember | null = null;
@@ -146,6 +131,10 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, identity
   let waiting = false;
   /** Content being adopted (never rejects): the loop's next attempt waits for it. */
   let adoption: Promise<void> | null = null;
+  /** How far the member's answers to progress requests can be believed (its version, from Status). */
+  let trust: ProgressTrust = progressTrustFor(undefined);
+  /** When what the mirror's user may read was last asked. */
+  let scopeCheckedAt = 0;
 
   const advanced = (revision: number): void => {
     waiters.release(revision);
@@ -153,7 +142,8 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, identity
   };
 
   const checkIdentity = async (member: UpstreamMember): Promise<void> => {
-    const status = await callUpstream<{ header?: WireHeader }>(member.client, 'etcdserverpb.Maintenance', 'Status', {}, { deadlineMs: STATUS_TIMEOUT_MS, reason: 'mirror-status' });
+    const status = await callUpstream<{ header?: WireHeader; version?: string }>(member.client, 'etcdserverpb.Maintenance', 'Status', {}, { deadlineMs: STATUS_TIMEOUT_MS, reason: 'mirror-status' });
+    trust = progressTrustFor(status.version);
     const upstream = toIdentity(status.header);
     const upstreamRevision = toRevision(status.header?.revision);
     const meta = store.meta();
@@ -168,100 +158,98 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, identity
     }
   };
 
+  /**
+   * With auth on and a user of its own, the mirror holds what that user may
+   * read (of what is configured): asked at every (re)connect and every
+   * `scopeRefreshMs`. A scope other than the one on disk means a list.
+   */
+  const checkScope = async (member: UpstreamMember): Promise<void> => {
+    const user = identity.userName;
+    if (user === null || !identity.hasTokenAt(member)) {
+      if (scope.set(scope.configured, [])) relistReason ??= 'the mirrored ranges changed';
+      return;
+    }
+    const permissions = await readUserPermissions(member.client, user, () => identity.metadataFor(member), STATUS_TIMEOUT_MS, 'mirror-scope');
+    scopeCheckedAt = Date.now();
+    const decision = decideScope(scope.configured, permissions);
+    const before = scope.unmirrored.map((u) => u.range).join(',');
+    if (decision.empty) {
+      scope.set(scope.current, decision.unmirrored);
+      throw new AuthRefused(`etcdserver: permission denied (the mirror's user ${user} may read none of the mirrored keys)`);
+    }
+    const changed = scope.set(decision.ranges, decision.unmirrored);
+    if (decision.unmirrored.map((u) => u.range).join(',') !== before || changed) {
+      log.warn({ user, mirrored: decision.ranges.ranges.map(rangeName), notMirrored: decision.unmirrored }, decision.unmirrored.length > 0 ? "some mirrored ranges are left to etcd: the mirror's user may not read them" : "the mirror follows what its user may read");
+    }
+    if (changed && store.meta().revision > 0) relistReason ??= "what the mirror's user may read changed";
+  };
+
   const relist = async (member: UpstreamMember, compactRevision: number): Promise<void> => {
     const started = Date.now();
     const previous = store.meta().revision;
-    const result = await listInto(store, member.client, ranges, compactRevision, () => identity.metadataFor(member), listBytesPerSecond, grayscale);
+    const result = await listInto(store, member.client, scope.current, compactRevision, () => identity.metadataFor(member), listBytesPerSecond, grayscale);
     onWithheld?.();
     log.info({ revision: result.revision, keys: result.keys, ms: Date.now() - started }, 'mirror listed the upstream keyspace');
-    // A list is an anonymous read of everything mirrored: the upstream lets anyone read.
+    // A list went through: the upstream lets the mirror read what it holds.
     auth.accepted();
     advanced(result.revision);
     emitter.emit('relisted', result.revision, previous);
   };
 
-  const watchFrom = (member: UpstreamMember, startRevision: number): Promise<void> =>
-    new Promise<void>((resolve, reject) => {
-      const watch = etcdMethod('etcdserverpb.Watch', 'Watch');
-      // Responses stay etcd's bytes: each event is stored as etcd encoded it, never decoded and encoded again.
-      // Require-leader: etcd ends this watch when its member has had no leader for a few election
-      // timeouts, and refuses it while it has none, so the mirror never follows a member cut off.
-      const metadata = identity.metadataFor(member);
-      metadata.set('hasleader', 'true');
-      const call = member.client.makeBidiStreamRequest(watch.path, watch.requestSerialize, passBytes, metadata, reasonedCall('mirror-watch')) as ClientDuplexStream<object, Buffer>;
-      stream = call;
-      onWatchStream?.(1);
-      liveness.used(member);
-      let settled = false;
-      // A quiet stream is asked for its progress each second: etcd answers on the stream (no RPC, a few
-      // bytes), which tells the member is there and has a leader, so liveness need not probe it.
-      let heardAt = Date.now();
-      const every = liveness.evidenceIntervalMs;
-      const progress = setInterval(() => {
-        if (Date.now() - heardAt >= every / 2) call.write({ progress_request: {} });
-      }, every);
-      progress.unref();
-      const finish = (error: Error | null): void => {
-        if (settled) return;
-        settled = true;
-        clearInterval(progress);
-        onWatchStream?.(-1);
-        stream = null;
-        leaveMember = null;
-        call.cancel();
-        if (error === null) resolve();
-        else reject(error);
-      };
-      call.on('data', (bytes: Buffer) => {
-        heardAt = Date.now();
-        liveness.heard(member);
-        let response: WireWatchResponse;
-        let received: EncodedEvent[];
-        try {
-          ({ response, events: received } = readWatchResponse(bytes));
-        } catch (error) {
-          log.error({ err: error }, 'mirror watch response does not parse; reconnecting');
-          finish(error instanceof Error ? error : new Error(String(error)));
-          return;
-        }
-        if (response.canceled === true) {
-          const compacted = toRevision(response.compact_revision);
-          const reason = response.cancel_reason ?? '';
-          if (compacted > 0) finish(new RelistNeeded(compacted));
-          else if (isAuthCancelReason(reason)) finish(new AuthRefused(reason));
-          else finish(new Error(`upstream cancelled the mirror watch: ${reason === '' ? 'no reason' : reason}`));
-          return;
-        }
-        if (response.created === true) auth.accepted();
-        if (received.length === 0) return;
-        // The watch spans the gaps between mirrored prefixes too: their events are dropped,
-        // but their revisions still prove the mirrored keys unchanged up to there.
-        const through = received.reduce((highest, event) => Math.max(highest, event.kv.mod_revision), 0);
-        const mirrored = ranges.whole ? received : received.filter((event) => ranges.contains(event.kv.key));
-        try {
-          // A resumed watch may repeat the seam: events the store holds already are not seen again.
-          const fresh = mirrored.filter((event) => event.kv.mod_revision > store.meta().revision);
-          const view = grayscale === null ? { events: fresh, withheld: [] } : grayscale.viewEvents(fresh, (key) => store.get(key));
-          const events = view.events;
-          const revision = store.applyEvents(events, toIdentity(response.header), through, view.withheld);
-          if (view.withheld.length > 0) onWithheld?.();
-          advanced(revision);
-          if (events.length > 0) emitter.emit('applied', revision, events);
-        } catch (error) {
-          log.error({ err: error }, 'mirror could not commit a watch response; reconnecting');
-          finish(error instanceof Error ? error : new Error(String(error)));
-        }
-      });
-      // A paused or partitioned member keeps the stream open and silent: its probes tell first.
-      leaveMember = (failed) => {
-        if (failed === member) finish(new MemberFailed(member.endpoint.url));
-      };
-      call.on('error', (error) => finish(error));
-      call.on('end', () => finish(new Error('upstream ended the mirror watch')));
-      call.write({
-        create_request: { ...MirroredRanges.toRequest(ranges.watchRange()), start_revision: String(startRevision), prev_kv: true, progress_notify: true },
-      });
+  /** Commits one delivery of the watch: one LMDB transaction, before anyone is told. */
+  const deliver = ({ events: received, through, header }: WatchDelivery): void => {
+    // A resumed watch may repeat the seam: events the store holds already are not seen again.
+    const fresh = received.filter((event) => event.kv.mod_revision > store.meta().revision);
+    const view = grayscale === null ? { events: fresh, withheld: [] } : grayscale.viewEvents(fresh, (key) => store.get(key));
+    const events = view.events;
+    const revision = store.applyEvents(events, header, through, view.withheld);
+    if (view.withheld.length > 0) onWithheld?.();
+    advanced(revision);
+    if (events.length > 0) emitter.emit('applied', revision, events);
+  };
+
+  const watchFrom = async (member: UpstreamMember, startRevision: number): Promise<void> => {
+    const ranges = scope.current;
+    const opened = openWatchStream({
+      member,
+      ranges,
+      // One watch over the gaps between ranges needs the right to read them; the mirror's user may lack it.
+      separate: identity.hasTokenAt(member) && ranges.ranges.length > 1,
+      trust,
+      startRevision,
+      identity,
+      liveness,
+      log,
+      deliver,
+      onCreated: () => auth.accepted(),
+      onStream: (delta) => onWatchStream?.(delta),
     });
+    stream = opened;
+    // A paused or partitioned member keeps the stream open and silent: its probes tell first.
+    leaveMember = (failed) => {
+      if (failed === member) opened.finish(new MemberFailed(member.endpoint.url));
+    };
+    const refresh = setInterval(() => {
+      if (Date.now() - scopeCheckedAt < scopeRefreshMs || !identity.hasTokenAt(member)) return;
+      scopeCheckedAt = Date.now();
+      checkScope(member).then(
+        () => {
+          if (relistReason !== null) opened.finish(new Error(relistReason));
+        },
+        (error: unknown) => {
+          if (error instanceof AuthRefused) opened.finish(error);
+        },
+      );
+    }, Math.min(scopeRefreshMs, 10_000));
+    refresh.unref();
+    try {
+      await opened.done;
+    } finally {
+      clearInterval(refresh);
+      stream = null;
+      leaveMember = null;
+    }
+  };
 
   const run = async (): Promise<void> => {
     let failures = 0;
@@ -273,6 +261,7 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, identity
         if (member === undefined) throw new Error('no upstream member');
         await identity.readyAt(member);
         await checkIdentity(member);
+        await checkScope(member);
         if (store.meta().revision === 0) await relist(member, 0);
         if (relistReason !== null) throw new Error(relistReason);
         failures = 0;
@@ -284,8 +273,9 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, identity
         await watchFrom(member, store.meta().revision + 1);
       } catch (error) {
         if (closed) return;
-        if (member !== undefined) identity.observe(member, error);
-        auth.observe(error);
+        // A stale token of the mirror's own means a new login, not that its user may not read.
+        const staleToken = member !== undefined && identity.observe(member, error);
+        if (!staleToken) auth.observe(error);
         const requested = relistReason;
         if ((error instanceof RelistNeeded || requested !== null) && member !== undefined) {
           const compactRevision = error instanceof RelistNeeded ? error.compactRevision : store.meta().compactRevision;
@@ -362,14 +352,31 @@ export function startMirror({ store, pool, liveness, log, ranges, auth, identity
     },
     requestRelist(reason: string) {
       relistReason = reason;
-      stream?.cancel();
+      stream?.finish(null);
     },
     async close() {
       closed = true;
       wakeUp?.();
-      stream?.cancel();
+      stream?.finish(null);
       waiters.releaseAll();
       await running;
     },
   });
+}
+
+/**
+ * At start, before any member answers: the store's content is served if it
+ * holds keys the configuration still asks for (with --user, what the user
+ * could read of them when last asked); anything else is discarded.
+ */
+function adoptHeldScope(store: MirrorStore, scope: MirrorScope, narrowed: boolean, log: Logger): void {
+  const held = store.meta();
+  if (held.revision === 0) return;
+  const heldRanges = MirroredRanges.parse(held.scope);
+  if (heldRanges !== null && (heldRanges.describe() === scope.configured.describe() || (narrowed && scope.configured.includes(heldRanges)))) {
+    scope.set(heldRanges);
+    return;
+  }
+  log.warn({ held: held.scope, configured: scope.configured.describe() }, 'the mirror on disk holds other keys than --mirror-prefix asks for: discarded, rebuilding');
+  store.wipe();
 }

@@ -55,6 +55,31 @@ export class MirroredRanges {
     return new MirroredRanges(merge(prefixes.map((start) => ({ start, end: prefixEnd(start) }))));
   }
 
+  /** Exactly these ranges (joined where they touch); none, or one holding every key, is the whole keyspace. */
+  static fromRanges(ranges: readonly KeyRange[]): MirroredRanges {
+    // etcd has no empty key: from "\0" on, without an end, is every key there is.
+    const everything = (r: KeyRange): boolean => r.end === null && (r.start.length === 0 || r.start.equals(ZERO_BYTE));
+    if (ranges.length === 0 || ranges.some(everything)) return new MirroredRanges([{ start: Buffer.alloc(0), end: null }]);
+    return new MirroredRanges(merge(ranges));
+  }
+
+  /** The ranges describe() named; null when the text is not such a description. */
+  static parse(description: string): MirroredRanges | null {
+    if (description === 'all') return MirroredRanges.fromPrefixes([]);
+    const ranges: KeyRange[] = [];
+    for (const part of description.split(',')) {
+      const match = /^([0-9a-f]*)-([0-9a-f]*)$/.exec(part);
+      if (match === null || match[1] === undefined || match[2] === undefined) return null;
+      ranges.push({ start: Buffer.from(match[1], 'hex'), end: match[2] === '' ? null : Buffer.from(match[2], 'hex') });
+    }
+    return ranges.length === 0 ? null : MirroredRanges.fromRanges(ranges);
+  }
+
+  /** True when every range of `other` lies within one of these. */
+  includes(other: MirroredRanges): boolean {
+    return other.ranges.every((range) => this.ranges.some((r) => Buffer.compare(range.start, r.start) >= 0 && !before(r.end, range.end)));
+  }
+
   /** True when the key is mirrored. */
   contains(key: Buffer): boolean {
     return this.ranges.some((r) => Buffer.compare(key, r.start) >= 0 && before(key, r.end));
@@ -102,7 +127,6 @@ export class MirroredRanges {
     return { start: first.start, end: last.end };
   }
 
-  /** A range as etcd's (key, range_end) request fields. */
   /**
    * A key inside the mirrored ranges, for the proxy's own probes (read
    * barrier, compaction check): with auth on, the mirror's user may read it.
@@ -112,6 +136,7 @@ export class MirroredRanges {
     return first === undefined ? ZERO_BYTE : MirroredRanges.toRequest(first).key;
   }
 
+  /** A range as etcd's (key, range_end) request fields. */
   static toRequest(range: KeyRange): { key: Buffer; range_end: Buffer } {
     return { key: range.start.length === 0 ? ZERO_BYTE : range.start, range_end: range.end ?? ZERO_BYTE };
   }
@@ -121,4 +146,13 @@ export class MirroredRanges {
     if (this.whole) return 'all';
     return this.ranges.map((r) => `${r.start.toString('hex')}-${r.end?.toString('hex') ?? ''}`).join(',');
   }
+}
+
+/** A range as an operator reads it: its prefix when it is one ("/apisix/"), else [start, end). */
+export function rangeName(range: KeyRange): string {
+  const text = (bytes: Buffer): string => JSON.stringify(bytes.toString('utf8')).slice(1, -1);
+  if (range.start.length === 0 && range.end === null) return 'the whole keyspace';
+  const asPrefix = prefixEnd(range.start);
+  if (range.end === null ? asPrefix === null : asPrefix !== null && asPrefix.equals(range.end)) return `${text(range.start)}*`;
+  return `[${text(range.start)}, ${range.end === null ? 'end' : text(range.end)})`;
 }

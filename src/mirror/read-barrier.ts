@@ -33,17 +33,23 @@ export class ReadBarrier {
    * on): it costs etcd a ReadIndex and no data. Encoded once, and only the header's revision is read from
    * the answer: a busy proxy makes thousands of these a second.
    */
-  private readonly request: Buffer;
+  private request: { key: Buffer; bytes: Buffer } | null = null;
 
   constructor(
     private readonly pool: UpstreamPool,
-    probeKey: Buffer,
+    /** A key the mirror holds now (its ranges may change with what the mirror's user may read). */
+    private readonly probeKey: () => Buffer,
     /** Who the barrier's reads are made as when etcd has auth on. */
     private readonly identity: UpstreamIdentity,
     /** Told of every upstream call, for the calls-per-read metric. */
     private readonly onCall: () => void = () => undefined,
   ) {
-    this.request = RANGE.requestSerialize({ key: probeKey, count_only: true });
+  }
+
+  private requestBytes(): Buffer {
+    const key = this.probeKey();
+    if (this.request === null || !this.request.key.equals(key)) this.request = { key, bytes: RANGE.requestSerialize({ key, count_only: true }) };
+    return this.request.bytes;
   }
 
   upstreamRevision(): Promise<number> {
@@ -85,12 +91,15 @@ export class ReadBarrier {
     this.onCall();
     let lastError: unknown = new Error('no upstream member');
     for (const member of this.pool.candidates()) {
-      try {
-        await this.identity.readyAt(member);
-        return readHeaderRevision(await askRange(member, this.request, this.identity.metadataFor(member)));
-      } catch (error) {
-        this.identity.observe(member, error);
-        lastError = error;
+      // A token etcd no longer takes (it restarted) is replaced, and the read asked once more.
+      for (let attempt = 0; attempt < 2; attempt += 1) {
+        try {
+          await this.identity.readyAt(member);
+          return readHeaderRevision(await askRange(member, this.requestBytes(), this.identity.metadataFor(member)));
+        } catch (error) {
+          lastError = error;
+          if (!this.identity.observe(member, error)) break;
+        }
       }
     }
     throw lastError;

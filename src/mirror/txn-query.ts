@@ -1,4 +1,5 @@
 import type { EncodedKeyValue } from '../etcd/kv-bytes';
+import { txnReadsOnly } from '../etcd/method-kinds';
 import { encodeRangeResponse, encodeResponseHeader, encodeTxnResponse, type EncodedResponseOp } from '../etcd/response-bytes';
 import type { MirrorStore } from '../store/store';
 import { evaluateRange, validateRange, type RangeRefusal, type WireRangeRequest } from './range-query';
@@ -31,11 +32,9 @@ export interface WireTxnRequest {
 
 const branches = (txn: WireTxnRequest): WireRequestOp[] => [...(txn.success ?? []), ...(txn.failure ?? [])];
 
-/** A Txn whose branches hold only Range ops (nested Txns included) is a read. */
+/** A Txn whose branches hold only Range ops (nested Txns included) is a read: the one rule that also decides write refusal. */
 export function isReadOnlyTxn(txn: WireTxnRequest): boolean {
-  return branches(txn).every((op) =>
-    op.request_range !== undefined ? true : op.request_txn !== undefined ? isReadOnlyTxn(op.request_txn) : false,
-  );
+  return txnReadsOnly(txn);
 }
 
 /** Every key range a Txn reads: its compares and the Ranges of both branches, nested Txns included. */

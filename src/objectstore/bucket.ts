@@ -10,6 +10,7 @@ import {
   type _Object,
 } from '@aws-sdk/client-s3';
 import type { ObjectStoreOptions } from '../config';
+import { ObjectTooLarge, readBounded, writeBounded, type WrittenBody } from './bounded-body';
 import { keyOf, type SnapshotLocation } from './location';
 
 export type { ObjectStoreOptions } from '../config';
@@ -38,8 +39,10 @@ export interface SnapshotBucket {
   readonly location: SnapshotLocation;
   put(name: string, body: Buffer): Promise<void>;
   putFile(name: string, file: string): Promise<void>;
-  /** The object's bytes, or null when there is no such object. */
-  get(name: string): Promise<Buffer | null>;
+  /** The object's bytes, or null when there is no such object. Throws ObjectTooLarge past `maxBytes`, before its body is read when the store says its size. */
+  get(name: string, maxBytes: number): Promise<Buffer | null>;
+  /** The object streamed into `file` (mode 0600), bounded as get() is: its size and SHA-256, or null when there is no such object. */
+  download(name: string, file: string, maxBytes: number): Promise<WrittenBody | null>;
   /** Every object whose name starts with `namePrefix`. */
   list(namePrefix: string): Promise<StoredObject[]>;
   delete(names: readonly string[]): Promise<void>;
@@ -86,6 +89,25 @@ export function openSnapshotBucket(location: SnapshotLocation, options: ObjectSt
   const keyFor = (name: string): string => keyOf(location, name);
   const namePrefixLength = location.prefix === '' ? 0 : location.prefix.length + 1;
 
+  /** Reads the object's body with `read`; null when there is no such object. */
+  const fetchBody = async <T>(name: string, maxBytes: number, read: (body: AsyncIterable<Uint8Array>) => Promise<T>): Promise<T | null> => {
+    try {
+      const answer = await client.send(new GetObjectCommand({ Bucket: bucket, Key: keyFor(name) }));
+      const body = answer.Body as (AsyncIterable<Uint8Array> & { destroy?: () => void }) | undefined;
+      // The store says how big the object is before any of it is read: too big, and the connection is dropped unread.
+      if (answer.ContentLength !== undefined && answer.ContentLength > maxBytes) {
+        body?.destroy?.();
+        throw new ObjectTooLarge(name, maxBytes, answer.ContentLength);
+      }
+      return await read(body ?? (async function* () {})());
+    } catch (error) {
+      if (error instanceof ObjectTooLarge) throw error;
+      const failure = classify(error, `download of ${name}`);
+      if (failure.failure === 'missing' && !(error instanceof S3ServiceException && error.name === 'NoSuchBucket')) return null;
+      throw failure;
+    }
+  };
+
   return {
     location,
     async put(name, body) {
@@ -103,17 +125,8 @@ export function openSnapshotBucket(location: SnapshotLocation, options: ObjectSt
         throw classify(error, `upload of ${name}`);
       }
     },
-    async get(name) {
-      try {
-        const answer = await client.send(new GetObjectCommand({ Bucket: bucket, Key: keyFor(name) }));
-        if (answer.Body === undefined) return Buffer.alloc(0);
-        return Buffer.from(await answer.Body.transformToByteArray());
-      } catch (error) {
-        const failure = classify(error, `download of ${name}`);
-        if (failure.failure === 'missing' && !(error instanceof S3ServiceException && error.name === 'NoSuchBucket')) return null;
-        throw failure;
-      }
-    },
+    get: (name, maxBytes) => fetchBody(name, maxBytes, (body) => readBounded(body, name, maxBytes)),
+    download: (name, file, maxBytes) => fetchBody(name, maxBytes, (body) => writeBounded(body, file, name, maxBytes)),
     async list(namePrefix) {
       const found: StoredObject[] = [];
       let token: string | undefined;

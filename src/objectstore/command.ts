@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { parseSnapshotUrl, type ObjectStoreOptions } from '../config';
+import { DEFAULT_SNAPSHOT_MAX_BYTES, parseSnapshotUrl, type ObjectStoreOptions } from '../config';
 import type { KeyValueFields } from '../etcd/records';
 import { toApisixYaml } from '../snapshot/apisix';
 import { SnapshotError, openSnapshot } from '../snapshot/format';
@@ -14,10 +14,13 @@ import { SnapshotRefused, fetchPublishedSnapshot } from './fetch';
 import { describeLocation } from './location';
 import { publishSnapshot } from './publish';
 import { newPublisherId } from './publisher';
+import { loadSnapshotSigner, loadTrustedKeys, publisherTrust } from './snapshot-keys';
 
 export const OBJECT_STORE_USAGE = `  etcd-cache-proxy snapshot push [FILE | --data-dir DIR] --snapshot-url s3://BUCKET/PREFIX [--snapshot-keep 10] [--apisix-prefix /apisix]
+                                 [--snapshot-sign-key FILE]
                                                              publish a snapshot file (or a data dir's mirror) as the proxies publish theirs
   etcd-cache-proxy snapshot pull --snapshot-url s3://BUCKET/PREFIX --data-dir DIR [--force]
+                                 [--snapshot-verify-key FILE[,FILE]] [--snapshot-max-bytes ${DEFAULT_SNAPSHOT_MAX_BYTES}]
                                                              the published latest into a data dir, checked as a proxy checks it
     with either: [--s3-endpoint URL] [--s3-region us-east-1] [--s3-force-path-style] [--s3-request-checksum when-supported|when-required];
     credentials from the AWS SDK's chain (AWS_* environment, shared files, instance or pod roles)
@@ -31,6 +34,9 @@ const OPTIONS = {
   'apisix-prefix': { type: 'string', default: '/apisix' },
   'snapshot-url': { type: 'string' },
   'snapshot-keep': { type: 'string', default: '10' },
+  'snapshot-sign-key': { type: 'string' },
+  'snapshot-verify-key': { type: 'string', multiple: true },
+  'snapshot-max-bytes': { type: 'string', default: String(DEFAULT_SNAPSHOT_MAX_BYTES) },
   's3-endpoint': { type: 'string' },
   's3-region': { type: 'string', default: 'us-east-1' },
   's3-force-path-style': { type: 'boolean' },
@@ -60,6 +66,18 @@ export async function objectStoreCommand(action: 'push' | 'pull', args: readonly
   if (checksum !== 'when-supported' && checksum !== 'when-required') return usage('--s3-request-checksum is when-supported or when-required');
   const keep = Number(values['snapshot-keep']);
   if (!Number.isSafeInteger(keep) || keep < 1) return usage('--snapshot-keep is a whole number, at least 1');
+  const maxBytes = Number(values['snapshot-max-bytes']);
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 1024) return usage('--snapshot-max-bytes is a whole number of bytes, at least 1024');
+  if (action === 'push' && values['snapshot-verify-key'] !== undefined) return usage('--snapshot-verify-key is for pull');
+  if (action === 'pull' && values['snapshot-sign-key'] !== undefined) return usage('--snapshot-sign-key is for push');
+  let keys;
+  try {
+    const signer = values['snapshot-sign-key'] === undefined ? null : loadSnapshotSigner(values['snapshot-sign-key']);
+    const trusted = loadTrustedKeys((values['snapshot-verify-key'] ?? []).flatMap((list) => list.split(',')).filter((file) => file !== ''));
+    keys = { signer, trusted };
+  } catch (error) {
+    return usage(error instanceof Error ? error.message : String(error));
+  }
   let bucket: SnapshotBucket;
   try {
     const options: ObjectStoreOptions = {
@@ -97,23 +115,26 @@ export async function objectStoreCommand(action: 'push' | 'pull', args: readonly
         apisixYaml: toApisixYaml(records, values['apisix-prefix']).yaml,
         publisher: newPublisherId(),
         keep,
+        signer: keys.signer,
+        trust: publisherTrust(keys.signer, null),
       });
       io.out(
         result.kind === 'published'
-          ? `published revision ${reader.header.revision} (${records.length} keys) to ${describeLocation(bucket.location)}; latest is revision ${result.latest.revision}\n`
+          ? `published revision ${reader.header.revision} (${records.length} keys${keys.signer === null ? ', unsigned' : `, signed by key ${keys.signer.keyId}`}) to ${describeLocation(bucket.location)}; latest is revision ${result.latest.revision}\n`
           : `not published: latest in ${describeLocation(bucket.location)} is already revision ${result.latest.revision}\n`,
       );
       return 0;
     }
     const dataDir = values['data-dir'];
     if (dataDir === undefined || positionals.length > 0) return usage('--data-dir is required, and no FILE');
-    const fetched = await fetchPublishedSnapshot(bucket, join(dir, 'snapshot.jsonl'), { clusterId: null, scope: null, newerThan: 0 });
+    const fetched = await fetchPublishedSnapshot(bucket, join(dir, 'snapshot.jsonl'), { clusterId: null, scope: null, newerThan: 0, trustedKeys: keys.trusted, maxBytes });
     if (fetched === null) {
       io.err(`etcd-cache-proxy snapshot pull: nothing is published in ${describeLocation(bucket.location)}\n`);
       return 1;
     }
     const restored = await restoreSnapshot(join(dir, 'snapshot.jsonl'), dataDir, { force: values.force === true });
-    io.out(`restored ${restored.keys} keys at revision ${restored.revision} (published ${fetched.manifest.published_at}) into ${dataDir}\n`);
+    const verified = keys.trusted === null ? 'signature not checked' : `signed by key ${fetched.manifest.signature?.key_id ?? '?'}`;
+    io.out(`restored ${restored.keys} keys at revision ${restored.revision} (published ${fetched.manifest.published_at}, ${verified}) into ${dataDir}\n`);
     return 0;
   } catch (error) {
     const refused = error instanceof SnapshotRefused || error instanceof SnapshotError;

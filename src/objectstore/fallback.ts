@@ -8,7 +8,8 @@ import { restoreInto } from '../snapshot/restore';
 import type { MirrorStore } from '../store/store';
 import type { Liveness } from '../upstream/liveness';
 import { ObjectStoreError, type SnapshotBucket } from './bucket';
-import { SnapshotRefused, fetchPublishedSnapshot } from './fetch';
+import { SnapshotRefused, fetchPublishedSnapshot, type RefusalKind } from './fetch';
+import type { TrustedKeys } from './manifest-signature';
 
 export interface SnapshotFallbackDeps {
   readonly bucket: SnapshotBucket;
@@ -19,6 +20,10 @@ export interface SnapshotFallbackDeps {
   readonly liveness: Liveness;
   /** The mirrored ranges (MirroredRanges.describe()): a snapshot of other keys is refused. */
   readonly scope: string;
+  /** --snapshot-verify-key: a snapshot must be signed by one of them; null: unsigned ones are taken (warned of at start). */
+  readonly trustedKeys: TrustedKeys | null;
+  /** --snapshot-max-bytes: a bigger snapshot is refused before it is downloaded. */
+  readonly maxBytes: number;
   readonly metrics: Metrics;
   readonly log: Logger;
 }
@@ -31,7 +36,7 @@ const FIRST_RETRY_MS = 1_000;
 const MAX_RETRY_MS = 60_000;
 
 /** What one attempt came to, as counted in snapshot_fetches_total. */
-type Outcome = 'adopted' | 'none-newer' | 'refused' | ObjectStoreError['failure'];
+type Outcome = 'adopted' | 'none-newer' | RefusalKind | ObjectStoreError['failure'];
 
 /**
  * Serves from the published snapshot when etcd cannot be reached and the
@@ -43,14 +48,25 @@ type Outcome = 'adopted' | 'none-newer' | 'refused' | ObjectStoreError['failure'
  * was. While etcd answers nothing is fetched; when it answers again the
  * mirror resumes at the snapshot's revision + 1 if it is the same cluster and
  * not compacted past it, and lists otherwise.
+ *
+ * The data dir's cluster is the only one the proxy knows: an empty data dir
+ * (whose member list, if any, has no cluster id) takes a snapshot of any
+ * cluster, so with verify keys the keys decide (one per cluster, or one
+ * bucket prefix per cluster).
  */
-export function startSnapshotFallback({ bucket, store, scratchDir, mirror, liveness, scope, metrics, log }: SnapshotFallbackDeps): SnapshotFallback {
+export function startSnapshotFallback({ bucket, store, scratchDir, mirror, liveness, scope, trustedKeys, maxBytes, metrics, log }: SnapshotFallbackDeps): SnapshotFallback {
   let timer: NodeJS.Timeout | null = null;
   let failures = 0;
   let running = false;
   let closed = false;
   /** The revision of a snapshot refused last: the same one is not fetched again. */
   let refusedRevision = 0;
+  /** The last refusal logged: the same one, met again at each look at `latest`, is logged once. */
+  let lastRefusal = '';
+
+  if (trustedKeys === null) {
+    log.warn('no --snapshot-verify-key: anyone who may write the bucket can make this proxy serve configuration of their choosing when it falls back to a published snapshot');
+  }
 
   const attempt = async (dir: string): Promise<Outcome> => {
     const meta = store.meta();
@@ -58,9 +74,11 @@ export function startSnapshotFallback({ bucket, store, scratchDir, mirror, liven
       clusterId: meta.identity?.cluster_id ?? null,
       scope,
       newerThan: Math.max(meta.revision, refusedRevision),
+      trustedKeys,
+      maxBytes,
+      onDownloaded: (bytes) => metrics.snapshotFetchBytes.inc(bytes),
     });
     if (fetched === null) return 'none-newer';
-    metrics.snapshotFetchBytes.inc(fetched.bytes);
     try {
       const restored = await mirror.adopt(() => restoreInto(store, fetched.reader));
       log.warn({ revision: restored.revision, keys: restored.keys, publishedAt: fetched.manifest.published_at, publisher: fetched.manifest.publisher }, 'etcd unreachable: serving the published snapshot');
@@ -80,13 +98,17 @@ export function startSnapshotFallback({ bucket, store, scratchDir, mirror, liven
       dir = await mkdtemp(join(scratchDir, 'fetch-'));
       outcome = await attempt(dir);
     } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
       if (error instanceof SnapshotRefused) {
-        outcome = 'refused';
+        outcome = error.kind;
         refusedRevision = Math.max(refusedRevision, error.revision);
+        if (message === lastRefusal) log.debug({ err: message }, `published snapshot not used (${outcome}), as before`);
+        else log.error({ err: message }, `published snapshot not used (${outcome})`);
+        lastRefusal = message;
+      } else {
+        outcome = error instanceof ObjectStoreError ? error.failure : 'failed';
+        log.error({ err: message }, `published snapshot not used (${outcome})`);
       }
-      else if (error instanceof ObjectStoreError) outcome = error.failure;
-      else outcome = 'failed';
-      log.error({ err: error instanceof Error ? error.message : String(error) }, `published snapshot not used (${outcome})`);
     } finally {
       running = false;
     }
@@ -95,7 +117,7 @@ export function startSnapshotFallback({ bucket, store, scratchDir, mirror, liven
     if (dir !== null) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
     if (closed) return;
     let delay: number;
-    if (outcome === 'adopted' || outcome === 'none-newer' || outcome === 'refused') {
+    if (outcome === 'adopted' || outcome === 'none-newer' || outcome === 'refused' || outcome === 'bad-signature' || outcome === 'too-large') {
       // Nothing to retry; a newer snapshot may still be published while etcd stays lost (it may be lost only from here).
       failures = 0;
       delay = MAX_RETRY_MS;

@@ -9,12 +9,16 @@
  *
  * and `latest` is a copy of the newest manifest, written after it. An object
  * appears whole or not at all, so a manifest only ever names objects that
- * are complete, and `latest` only names a manifest's objects.
+ * are complete, and `latest` only names a manifest's objects. A publisher
+ * with a signing key signs each manifest (manifest-signature.ts); proxies
+ * with verify keys take only what such a key signed.
  */
 export const LATEST = 'latest';
 export const SNAPSHOTS = 'snapshots/';
 export const MANIFEST_FORMAT = 'etcd-cache-proxy/published-snapshot';
 export const MANIFEST_VERSION = 1;
+/** `latest` and the manifests are well under 1 KiB; this bound keeps a planted giant out of memory. */
+export const MAX_MANIFEST_BYTES = 64 * 1024;
 
 export interface PublishedObject {
   readonly name: string;
@@ -33,6 +37,16 @@ export interface Manifest {
   readonly apisix: PublishedObject | null;
   readonly published_at: string;
   readonly publisher: string;
+  /** Set by a publisher with --snapshot-sign-key; absent on unsigned manifests. As read, not yet checked (manifest-signature.ts checks it). */
+  readonly signature?: ManifestSignature;
+}
+
+/** An Ed25519 signature of a manifest's signed form (manifest-signature.ts). */
+export interface ManifestSignature {
+  /** Which key signed: the first 16 hex digits of the SHA-256 of its public key (SPKI DER). */
+  readonly key_id: string;
+  /** The 64-byte signature, base64. */
+  readonly ed25519: string;
 }
 
 /** The common part of one published snapshot's object names. */
@@ -93,5 +107,8 @@ export function parseManifest(bytes: Buffer): Manifest {
   if (typeof manifest.scope !== 'string') throw new Error('manifest field scope is missing');
   if (!isObject(manifest.snapshot)) throw new Error('manifest names no valid snapshot object');
   if (manifest.apisix !== null && !isObject(manifest.apisix)) throw new Error('manifest names an invalid apisix.yaml object');
+  for (const field of ['published_at', 'publisher'] as const) {
+    if (typeof manifest[field] !== 'string') throw new Error(`manifest field ${field} is not a string`);
+  }
   return manifest as Manifest;
 }

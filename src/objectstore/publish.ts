@@ -2,10 +2,11 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { SnapshotHeader } from '../snapshot/format';
-import type { SnapshotBucket } from './bucket';
+import { ObjectStoreError, type SnapshotBucket } from './bucket';
 import {
   LATEST,
   MANIFEST_FORMAT,
+  MAX_MANIFEST_BYTES,
   MANIFEST_VERSION,
   SNAPSHOTS,
   apisixName,
@@ -18,6 +19,7 @@ import {
   type ParsedName,
   type PublishedObject,
 } from './manifest';
+import { checkSignature, signManifest, type SnapshotSigner, type TrustedKeys } from './manifest-signature';
 
 export interface Publication {
   /** A snapshot file, already written and checked (snapshot/save.ts). */
@@ -29,6 +31,10 @@ export interface Publication {
   readonly publisher: string;
   /** How many published snapshots to keep; older ones are deleted. */
   readonly keep: number;
+  /** --snapshot-sign-key: the manifest is signed with it; null: published unsigned. */
+  readonly signer: SnapshotSigner | null;
+  /** What `latest` may name (snapshot-keys.ts publisherTrust): manifests signed by one of these; null: any. */
+  readonly trust: TrustedKeys | null;
 }
 
 export type PublishResult = { readonly kind: 'published'; readonly bytes: number; readonly latest: Manifest } | { readonly kind: 'skipped'; readonly latest: Manifest };
@@ -39,15 +45,28 @@ async function sha256OfFile(file: string): Promise<{ sha256: string; bytes: numb
   return { sha256: hash.digest('hex'), bytes: (await stat(file)).size };
 }
 
-/** `latest` as it stands, or null when there is none or it cannot be read as a manifest (a new one replaces it). */
-export async function readLatest(bucket: SnapshotBucket): Promise<Manifest | null> {
-  const bytes = await bucket.get(LATEST);
-  if (bytes === null) return null;
+/** A manifest as read from the bucket; null when it is not one, or (with `trust`) not signed by a trusted key. */
+async function readManifest(bucket: SnapshotBucket, name: string, trust: TrustedKeys | null): Promise<Manifest | null> {
+  let manifest: Manifest;
   try {
-    return parseManifest(bytes);
-  } catch {
-    return null;
+    const bytes = await bucket.get(name, MAX_MANIFEST_BYTES);
+    if (bytes === null) return null;
+    manifest = parseManifest(bytes);
+  } catch (error) {
+    if (error instanceof ObjectStoreError) throw error;
+    return null; // damaged, or far too big to be a manifest
   }
+  return trust === null || checkSignature(manifest, trust).ok ? manifest : null;
+}
+
+/**
+ * `latest` as it stands, or null when there is none or it cannot be read as
+ * a manifest (a new one replaces it); with `trust`, also when no trusted key
+ * signed it, so a planted `latest` neither stops a signing publisher nor
+ * stays.
+ */
+export function readLatest(bucket: SnapshotBucket, trust: TrustedKeys | null = null): Promise<Manifest | null> {
+  return readManifest(bucket, LATEST, trust);
 }
 
 /**
@@ -61,7 +80,7 @@ export async function readLatest(bucket: SnapshotBucket): Promise<Manifest | nul
 export async function publishSnapshot(bucket: SnapshotBucket, publication: Publication): Promise<PublishResult> {
   const { header } = publication;
   const revision = Number(header.revision);
-  const before = await readLatest(bucket);
+  const before = await readLatest(bucket, publication.trust);
   if (before !== null && before.cluster_id === header.cluster_id && Number(before.revision) >= revision) return { kind: 'skipped', latest: before };
 
   const base = baseName(revision, header.cluster_id, publication.publisher);
@@ -76,7 +95,7 @@ export async function publishSnapshot(bucket: SnapshotBucket, publication: Publi
     await bucket.put(apisix.name, body);
     bytes += body.length;
   }
-  const manifest: Manifest = {
+  const unsigned: Manifest = {
     format: MANIFEST_FORMAT,
     version: MANIFEST_VERSION,
     revision: header.revision,
@@ -87,10 +106,11 @@ export async function publishSnapshot(bucket: SnapshotBucket, publication: Publi
     published_at: new Date().toISOString(),
     publisher: publication.publisher,
   };
+  const manifest = publication.signer === null ? unsigned : signManifest(unsigned, publication.signer);
   await bucket.put(manifestName(base), Buffer.from(JSON.stringify(manifest)));
-  let latest = await pointLatestAtNewest(bucket, header.cluster_id, manifest);
+  let latest = await pointLatestAtNewest(bucket, header.cluster_id, manifest, publication.trust);
   // Another publisher may have set `latest` to an older manifest between our listing and our write.
-  latest = await pointLatestAtNewest(bucket, header.cluster_id, latest, true);
+  latest = await pointLatestAtNewest(bucket, header.cluster_id, latest, publication.trust, true);
   await prune(bucket, publication.keep, latest);
   return { kind: 'published', bytes, latest };
 }
@@ -101,22 +121,23 @@ async function listManifests(bucket: SnapshotBucket): Promise<ParsedName[]> {
   return names.sort((a, b) => b.revision - a.revision || (a.base < b.base ? 1 : -1));
 }
 
-/** Sets `latest` to the newest manifest of the cluster (at least `fallback`); with `onlyIfNewer`, writes only when that is not already `fallback`. */
-async function pointLatestAtNewest(bucket: SnapshotBucket, clusterId: string, fallback: Manifest, onlyIfNewer = false): Promise<Manifest> {
+/**
+ * Sets `latest` to the newest manifest of the cluster (at least `fallback`)
+ * that `trust` takes; with `onlyIfNewer`, writes only when that is not
+ * already `fallback`.
+ */
+async function pointLatestAtNewest(bucket: SnapshotBucket, clusterId: string, fallback: Manifest, trust: TrustedKeys | null, onlyIfNewer = false): Promise<Manifest> {
   let newest = fallback;
   for (const name of await listManifests(bucket)) {
     if (name.clusterId !== clusterId || name.revision <= Number(newest.revision)) continue;
-    const bytes = await bucket.get(manifestName(name.base));
-    if (bytes === null) continue;
-    try {
-      newest = parseManifest(bytes);
-      break;
-    } catch {
-      continue; // a damaged manifest is never pointed at
-    }
+    // A damaged manifest, or (signing) one no trusted key signed, is never pointed at.
+    const found = await readManifest(bucket, manifestName(name.base), trust);
+    if (found === null) continue;
+    newest = found;
+    break;
   }
   if (onlyIfNewer && newest === fallback) {
-    const current = await readLatest(bucket);
+    const current = await readLatest(bucket, trust);
     if (current !== null && current.cluster_id === clusterId && Number(current.revision) >= Number(fallback.revision)) return current;
   }
   await bucket.put(LATEST, Buffer.from(JSON.stringify(newest)));

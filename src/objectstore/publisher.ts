@@ -10,6 +10,7 @@ import { openSnapshot } from '../snapshot/format';
 import { saveFromStore } from '../snapshot/save';
 import type { MirrorStore } from '../store/store';
 import { ObjectStoreError, type SnapshotBucket } from './bucket';
+import type { SnapshotSigner, TrustedKeys } from './manifest-signature';
 import { publishSnapshot, type PublishResult } from './publish';
 
 export interface SnapshotPublisherDeps {
@@ -21,6 +22,10 @@ export interface SnapshotPublisherDeps {
   readonly keep: number;
   /** Where APISIX's configuration lives in the keyspace, for apisix.yaml. */
   readonly apisixPrefix: string;
+  /** --snapshot-sign-key; null: manifests are published unsigned (warned of at start). */
+  readonly signer: SnapshotSigner | null;
+  /** What `latest` may name (snapshot-keys.ts publisherTrust). */
+  readonly trust: TrustedKeys | null;
   readonly metrics: Metrics;
   readonly log: Logger;
 }
@@ -56,8 +61,10 @@ async function prepare(store: MirrorStore, dir: string): Promise<{ file: string;
  * and counted and never touches serving; it is tried again after a growing,
  * jittered delay, at most the interval.
  */
-export function startSnapshotPublisher({ bucket, store, scratchDir, intervalMs, keep, apisixPrefix, metrics, log }: SnapshotPublisherDeps): SnapshotPublisher {
+export function startSnapshotPublisher({ bucket, store, scratchDir, intervalMs, keep, apisixPrefix, signer, trust, metrics, log }: SnapshotPublisherDeps): SnapshotPublisher {
   const publisher = newPublisherId();
+  if (signer === null) log.warn('no --snapshot-sign-key: snapshots are published unsigned, and proxies with --snapshot-verify-key refuse them');
+  else log.info({ keyId: signer.keyId }, 'published snapshots are signed');
   let publishedRevision = 0;
   let failures = 0;
   let running: Promise<void> | null = null;
@@ -82,6 +89,8 @@ export function startSnapshotPublisher({ bucket, store, scratchDir, intervalMs, 
         apisixYaml: await prepared.apisix(apisixPrefix),
         publisher,
         keep,
+        signer,
+        trust,
       });
       publishedRevision = Number(reader.header.revision);
       metrics.snapshotUploads.inc({ result: result.kind });

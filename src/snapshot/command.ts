@@ -16,6 +16,7 @@ export const SNAPSHOT_USAGE = `Usage:
   etcd-cache-proxy snapshot apisix FILE [--apisix-prefix /apisix] [--out apisix.yaml]
                                                              APISIX's standalone apisix.yaml from a snapshot (stdout without --out)
   etcd-cache-proxy snapshot push | pull ...                  to and from object storage (--snapshot-url s3://...; 'snapshot push --help')
+  etcd-cache-proxy snapshot keygen --out DIR                 a key pair for signed snapshots in object storage ('snapshot keygen --help')
 `;
 
 type Output = { out: (text: string) => void; err: (text: string) => void };

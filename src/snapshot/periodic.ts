@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Logger } from '../log';
 import type { MirrorStore } from '../store/store';
 import { isLeftoverOf, writeAtomically } from '../files/atomic-file';
+import { PRIVATE_DIR_MODE } from '../files/private-dir';
 import { toApisixYaml } from './apisix';
 import { saveFromStore } from './save';
 
@@ -62,7 +63,8 @@ export function startPeriodicSnapshots({ store, dir, intervalMs, apisixPrefix, l
   };
 
   const prepare = async (): Promise<void> => {
-    await mkdir(dir, { recursive: true });
+    // A directory made here is the proxy user's alone; one the operator made keeps its mode (its files are 0600).
+    await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
     // Temporary files of a writer killed mid-snapshot are of no use to anyone.
     const leftovers = (await readdir(dir)).filter((e) => isLeftoverOf(SNAPSHOT_FILE, e) || isLeftoverOf(APISIX_FILE, e));
     await Promise.all(leftovers.map((e) => rm(join(dir, e), { force: true })));

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { isLongStoreKey, isPastEnd, scanStart, toStoreKey } from './key-codec';
@@ -7,6 +7,7 @@ import type { EncodedEvent } from '../etcd/event-bytes';
 import { EncodedKeyValue } from '../etcd/kv-bytes';
 import type { UpstreamIdentity } from '../etcd/records';
 import type { Logger } from '../log';
+import { makePrivateDir, PRIVATE_FILE_MODE } from '../files/private-dir';
 import { decodeLogEntry, encodeLogEntry } from './log-entry';
 import { upgradeFromSchema1 } from './schema-upgrade';
 import type { StoreMeta } from './meta';
@@ -64,6 +65,14 @@ export interface PersistedMembers {
   readonly clientUrls: readonly string[];
 }
 
+/** What etcd last said of its auth: kept so that a restart during an outage refuses what was refused before. */
+export interface PersistedAuthState {
+  /** Auth was on upstream. */
+  readonly enabled: boolean;
+  /** etcd's auth revision when last told (AuthStatus, etcd 3.5+); 0 when not known. */
+  readonly authRevision: number;
+}
+
 export interface StoreStats {
   readonly keys: number;
   readonly logRevisions: number;
@@ -118,13 +127,16 @@ export interface MirrorStore {
   /** The member list saved last, for a restart while the upstream is unreachable. */
   members(): PersistedMembers | null;
   saveMembers(members: PersistedMembers): void;
+  /** What etcd last said of its auth, or null when it never said (a store of an older version). */
+  authState(): PersistedAuthState | null;
+  saveAuthState(state: PersistedAuthState): void;
   close(): Promise<void>;
 }
 
 export interface StoreOptions {
   /** Opened by a process that must not write (a snapshot of another process's mirror). */
   readonly readOnly?: boolean;
-  /** Told, once, when the store on disk was converted from an older schema. */
+  /** Told, once, when the store on disk was converted from an older schema or its files' modes were tightened. */
   readonly log?: Logger;
 }
 
@@ -134,6 +146,9 @@ export interface StoreOptions {
  * to disk in the background; an OS crash rolls back to the last flushed
  * transaction, which LMDB keeps intact, and the mirror resumes from there.
  * A store of schema 1 is converted in place before anything reads it.
+ * Opened to write, the data dir and everything in it are the proxy user's
+ * alone: 0700 directories, 0600 files (LMDB's data.mdb and lock.mdb are
+ * created so), also where a data dir existed with looser modes.
  */
 export function openStore(dataDir: string, options: StoreOptions = {}): MirrorStore {
   const path = join(dataDir, 'mirror');
@@ -141,11 +156,21 @@ export function openStore(dataDir: string, options: StoreOptions = {}): MirrorSt
   if (options.readOnly === true) {
     if (!existsSync(join(path, 'data.mdb'))) throw new Error(`etcd-cache-proxy: no mirror in ${dataDir} (expected ${join(path, 'data.mdb')})`);
   } else {
-    mkdirSync(path, { recursive: true });
+    const { tightened, truncated, shared } = makePrivateDir(dataDir);
+    if (shared) options.log?.warn({ dataDir }, 'data dir is a shared directory (sticky bit): its modes are left as they are; give the proxy a directory of its own');
+    makePrivateDir(path);
+    if (tightened.length > 0) {
+      options.log?.warn({ dataDir, tightened: tightened.slice(0, 10), count: tightened.length, truncated }, 'data dir was open to other users; its directories are now 0700 and its files 0600');
+    }
   }
-  const root: RootDatabase = open({ path, overlappingSync: true, maxDbs: 8, readOnly: options.readOnly === true });
+  // lmdb-js hands permissionsMode to mdb_env_open, the mode of data.mdb and lock.mdb when they are created (its default is 0664).
+  const lmdbOptions = { path, overlappingSync: true, maxDbs: 16, readOnly: options.readOnly === true, permissionsMode: PRIVATE_FILE_MODE };
+  const root: RootDatabase = open(lmdbOptions);
   const metaDb = root.openDB<PersistedMeta, string>({ name: 'meta', encoding: 'msgpack' });
   const membersDb = root.openDB<PersistedMembers, string>({ name: 'members', encoding: 'msgpack' });
+  // Kept apart from the content: a wipe (another cluster, a restore) must not forget that auth was on.
+  // A read-only open of a store written before this table existed finds none.
+  const authDb = root.openDB<PersistedAuthState, string>({ name: 'upstream-auth', encoding: 'msgpack' }) as Database<PersistedAuthState, string> | undefined;
   // Values are etcd's encodings as they are: a key's KeyValue, a revision's events (log-entry.ts).
   const kvDbs: Record<KvSlot, Database<Buffer, Buffer>> = {
     'kv-a': root.openDB<Buffer, Buffer>({ name: 'kv-a', keyEncoding: 'binary', encoding: 'binary' }),
@@ -361,6 +386,11 @@ export function openStore(dataDir: string, options: StoreOptions = {}): MirrorSt
       };
     },
     members: () => membersDb.get('members') ?? null,
+    authState: () => authDb?.get('auth') ?? null,
+    saveAuthState(state) {
+      const held = authDb?.get('auth');
+      if (held?.enabled !== state.enabled || held.authRevision !== state.authRevision) authDb?.putSync('auth', state);
+    },
     saveMembers(members) {
       membersDb.putSync('members', members);
     },

@@ -29,6 +29,8 @@ export type UpstreamReason =
   | 'auth-status'
   /** Users' and roles' permissions, for reads the mirror answers with auth on. */
   | 'auth-directory'
+  /** What the mirror's own user (--user) may read, which decides the ranges the mirror holds. */
+  | 'mirror-scope'
   /** The proxy's own logins with --user. */
   | 'login'
   /** The empty require-leader watch that tells when a member lost its leader. */

@@ -33,6 +33,17 @@ export class UpstreamIdentity {
     return this.user !== null;
   }
 
+  /** The user's name (--user), or null. */
+  get userName(): string | null {
+    return this.user?.name ?? null;
+  }
+
+  /** Logged in at `member` with auth on there: the proxy's calls carry a token. */
+  hasTokenAt(member: UpstreamMember): boolean {
+    const token = this.tokens.get(member);
+    return token !== undefined && token !== '';
+  }
+
   /** Metadata for a call of the proxy's own to `member`: its token there, once logged in. */
   metadataFor(member: UpstreamMember): Metadata {
     const metadata = new Metadata();
@@ -55,13 +66,17 @@ export class UpstreamIdentity {
     await login;
   }
 
-  /** A call of the proxy's own failed: if `member` no longer takes its token, the next call logs in again. */
-  observe(member: UpstreamMember, error: unknown): void {
+  /**
+   * A call of the proxy's own failed: if `member` no longer takes its token
+   * (etcd restarted, or its auth revision moved), the next call logs in
+   * again, and true says so: the refusal was of the token, not of the user.
+   */
+  observe(member: UpstreamMember, error: unknown): boolean {
     // A gRPC error, or a watch cancelled with etcd's reason: both carry etcd's words in `details`.
     const details = error instanceof Error ? (error as { details?: unknown }).details : undefined;
-    if (typeof details === 'string' && LOG_IN_AGAIN.has(details) && this.tokens.delete(member)) {
-      this.log.info({ member: member.endpoint.url }, 'upstream token refused; logging in again');
-    }
+    if (typeof details !== 'string' || !LOG_IN_AGAIN.has(details) || this.user === null) return false;
+    if (this.tokens.delete(member)) this.log.info({ member: member.endpoint.url }, 'upstream token refused; logging in again');
+    return true;
   }
 
   private async login(member: UpstreamMember, user: UpstreamUser): Promise<void> {

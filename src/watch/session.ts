@@ -9,7 +9,7 @@ import type { EncodedEvent } from '../etcd/event-bytes';
 import { batchMessages } from '../etcd/grpc-frame';
 import { encodeWatchEvents, encodeWatchResponseHead, watchEventSize } from '../etcd/watch-bytes';
 import type { Mirror } from '../mirror/mirror';
-import type { MirroredRanges } from '../mirror/mirrored-ranges';
+import type { RangeQueries } from '../mirror/mirror-scope';
 import type { MirrorStore } from '../store/store';
 import { fragmentGroups } from './fragment';
 import { oldestWatchable, type HubWatcher, type WatchHub, type WatchSink } from './hub';
@@ -59,7 +59,7 @@ export interface WatchSessionDeps {
   readonly hub: WatchHub;
   readonly store: MirrorStore;
   readonly mirror: Mirror;
-  readonly ranges: MirroredRanges;
+  readonly ranges: RangeQueries;
   /** This machine's view under grayscale prefixes: watches there are never relayed to etcd (null: off). */
   readonly grayscale: GrayscaleView;
   /** The process-wide relay for watches the mirror cannot serve. */

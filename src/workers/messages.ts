@@ -1,3 +1,4 @@
+import type { UnmirroredRange } from '../mirror/mirror-scope';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { HostPort } from '../etcd/endpoint';
 import type { AuthSignal, AuthState } from '../mirror/auth-gate';
@@ -23,6 +24,8 @@ export type ToWorker =
   | { readonly type: 'ecp:mirror'; readonly notice: MirrorNotice }
   | { readonly type: 'ecp:liveness'; readonly lost: boolean; readonly silent: boolean; readonly answered: boolean }
   | { readonly type: 'ecp:auth'; readonly state: AuthState }
+  /** Configured ranges the mirror leaves to etcd (its user may not read them), for /readyz. */
+  | { readonly type: 'ecp:scope'; readonly unmirrored: readonly UnmirroredRange[] }
   /** The upstream members (client URLs) and their health as the primary's probes found it. */
   | { readonly type: 'ecp:members'; readonly members: readonly { readonly url: string; readonly healthy: boolean | null }[] }
   /** Read flags, environment and file again (the primary got SIGHUP or saw the file change). */

@@ -73,6 +73,7 @@ export async function startPrimary({ config, log, metrics }: ProxyDeps, workerCo
   side.mirror.on('rederived', (revision) => notice({ kind: 'rederived', revision, prefixes: [...grayscalePrefixes, ...side.grayscale.settings.prefixes] }));
   for (const event of ['lost', 'back', 'silent', 'answered'] as const) side.liveness.on(event, () => broadcast(livenessState()));
   side.auth.onStateChange((state) => broadcast({ type: 'ecp:auth', state }));
+  side.scope.onUnmirrored((unmirrored) => broadcast({ type: 'ecp:scope', unmirrored }));
   for (const event of ['changed', 'healthy', 'unhealthy'] as const) side.pool.on(event, () => broadcast(membersState()));
 
   // A scrape sums every process's registry: this one's (the mirror's metrics) and each worker's.
@@ -181,6 +182,7 @@ export async function startPrimary({ config, log, metrics }: ProxyDeps, workerCo
         // Whatever it missed before it listened: the state of things now, and the mirror's revision.
         send(worker, livenessState());
         send(worker, { type: 'ecp:auth', state: side.auth.state() });
+        send(worker, { type: 'ecp:scope', unmirrored: side.scope.unmirrored });
         send(worker, membersState());
         send(worker, { type: 'ecp:mirror', notice: { kind: 'revision', revision: side.mirror.revision() } });
         // Then the tokens (what etcd no longer takes is not among them), after the liveness they depend on.

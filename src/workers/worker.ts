@@ -1,3 +1,5 @@
+import { followStoredScope, MirrorScope } from '../mirror/mirror-scope';
+import { MirroredRanges } from '../mirror/mirrored-ranges';
 import { Socket } from 'node:net';
 import type { AuthDirectory } from '../auth/directory';
 import type { ConfigChanges } from '../config-diff';
@@ -54,10 +56,18 @@ export async function startWorker({ config, log, metrics }: ProxyDeps, args: rea
   const liveness = createFollowerLiveness(evidenceIntervalFor(config.upstreamTimeoutMs));
   const mirrorLog = log.child({ component: 'mirror' });
   // Its gate follows the primary's; what clients' calls teach it goes to the primary, which tells everyone.
-  const auth = new AuthGate(mirrorLog, () => undefined, config.upstreamUser !== null, (signal) => send({ type: 'ecp:auth-signal', signal }));
+  // Until the primary tells its state, what etcd said last (the primary keeps it in the store).
+  const auth = new AuthGate(mirrorLog, () => undefined, config.upstreamUser !== null, (signal) => send({ type: 'ecp:auth-signal', signal }), {
+    load: () => store.authState(),
+    save: () => undefined,
+  });
   const identity = new UpstreamIdentity(config.upstreamUser, mirrorLog, (enabled) => (enabled ? auth.loginSeen() : auth.loginRefusedAsDisabled()));
   const grayscale = new GrayscaleView(config.grayscale, log.child({ component: 'grayscale' }));
   const mirror = startFollowerMirror(store, auth, send);
+  const scope = new MirrorScope(MirroredRanges.fromPrefixes(config.mirrorPrefixes.map((prefix) => Buffer.from(prefix))));
+  const followScope = (): void => followStoredScope(scope, () => store.meta().scope);
+  followScope();
+  for (const event of ['relisted', 'adopted', 'discarded'] as const) mirror.on(event, followScope);
 
   // Metrics the primary collects for the sum, and the sums it sends back, by request.
   let nextScrape = 0;
@@ -111,6 +121,9 @@ export async function startWorker({ config, log, metrics }: ProxyDeps, args: rea
         break;
       case 'ecp:auth':
         auth.follow(message.state);
+        break;
+      case 'ecp:scope':
+        scope.set(scope.current, message.unmirrored);
         break;
       case 'ecp:members': {
         const endpoints = message.members.map((member) => parseEndpoint(member.url));
@@ -166,6 +179,7 @@ export async function startWorker({ config, log, metrics }: ProxyDeps, args: rea
       auth,
       identity,
       grayscale,
+      scope,
       instanceId,
       followCompaction: () => send({ type: 'ecp:compaction' }),
       listening: (self) => send({ type: 'ecp:listening', address: self.listen, advertiseClientUrl: self.advertiseClientUrl }),

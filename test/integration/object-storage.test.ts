@@ -84,7 +84,7 @@ describe('snapshots in object storage', () => {
       });
       published = Number(latest.revision);
       assert.ok(latest.apisix !== null, 'apisix.yaml is published with it');
-      assert.match((await bucket.get(latest.apisix.name))?.toString() ?? '', /routes:[\s\S]*\/one[\s\S]*upstreams:/);
+      assert.match((await bucket.get(latest.apisix.name, 1 << 20))?.toString() ?? '', /routes:[\s\S]*\/one[\s\S]*upstreams:/);
       assert.equal(await fetches(publisher, 'adopted'), 0, 'a proxy that reaches etcd never fetches');
     } finally {
       await publisher.stop();
@@ -217,7 +217,7 @@ describe('snapshots in object storage', () => {
       const killed = openSnapshotBucket({ bucket: s3.bucket, prefix: 'killed' }, { endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, requestChecksum: 'when-required' });
       const dir = mkdtempSync(join(tmpdir(), 'ecp-killed-'));
       try {
-        const fetched = await fetchPublishedSnapshot(killed, join(dir, 'snapshot.jsonl'), { clusterId: null, scope: null, newerThan: 0 });
+        const fetched = await fetchPublishedSnapshot(killed, join(dir, 'snapshot.jsonl'), { clusterId: null, scope: null, newerThan: 0, trustedKeys: null, maxBytes: 1 << 30 });
         if (fetched === null) continue; // killed before its first publish
         let keys = 0;
         for await (const record of fetched.reader.records()) keys += record.key.length > 0 ? 1 : 0;
@@ -254,7 +254,7 @@ describe('snapshots in object storage', () => {
       const latest = await readLatest(bucket);
       assert.ok(latest !== null);
       snapshotName = latest.snapshot.name;
-      good = (await bucket.get(snapshotName)) ?? Buffer.alloc(0);
+      good = (await bucket.get(snapshotName, 1 << 30)) ?? Buffer.alloc(0);
       etcd.signal('SIGKILL');
     });
     after(async () => {

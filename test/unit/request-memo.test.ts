@@ -7,7 +7,7 @@ function memo(counter: { decoded: number }): RequestMemo<string> {
   return new RequestMemo<string>((bytes, id): DecodedRead<string> => {
     counter.decoded += 1;
     if (bytes[0] === 0xff) throw new Error('not a request');
-    return { request: bytes.toString(), id, read: true, covered: true, refusal: null, revision: 0, serializable: true };
+    return { request: bytes.toString(), id, read: true, refusal: null, revision: 0, serializable: true };
   });
 }
 

@@ -106,7 +106,9 @@ describe('store schema upgrade', () => {
       store.applyEvents([encodeEvent('PUT', encodeKeyValue(kv('c', 'sea', 7)))], identity);
       assert.equal(store.meta().revision, 7);
       const converted = lines.filter((line) => line.msg === 'store converted in place to etcd encodings; the mirror is kept');
-      assert.equal(lines.length, 1, 'exactly one line');
+      // Besides the one line about modes: lmdb made the schema-1 files 0664 (less the umask), which an open to write tightens.
+      const aboutModes = lines.filter((line) => String(line.msg).startsWith('data dir was open to other users'));
+      assert.equal(lines.length - aboutModes.length, 1, 'exactly one line');
       assert.deepEqual([converted[0]?.from, converted[0]?.to, converted[0]?.keys, converted[0]?.logRevisions], [1, SCHEMA_VERSION, 2, 4]);
     } finally {
       await store.close();

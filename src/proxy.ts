@@ -396,9 +396,15 @@ export async function startServing({ config, log, metrics, scrape }: ProxyDeps, 
   const directory = new AuthDirectory(pool, config.authRefreshIntervalMs, mirrorLog, () => liveness.isLost(), metrics, offlineLogins, jwt);
   // The tokens the proxy issued during an outage end the moment etcd answers again.
   liveness.on('back', () => directory.upstreamBack());
+  // etcd's auth revision, kept in the store with the rest of what etcd said of its auth: a JWT issued
+  // before it is refused during an outage after a restart too, and what this process learns is kept.
+  directory.adoptAuthRevision(auth.state().authRevision);
+  auth.onStateChange((state) => directory.adoptAuthRevision(state.authRevision));
   if (side.tokens !== undefined) {
     directory.tellTo(side.tokens.tell);
     side.tokens.onShared(directory);
+  } else {
+    directory.tellTo({ share: () => undefined, forget: () => undefined, authRevision: (atLeast) => auth.noteAuthRevision(atLeast) });
   }
   const compaction = new CompactionCheck(isCompacted, () => side.followCompaction());
   const streams = createStreamTracker();

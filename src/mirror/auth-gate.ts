@@ -63,6 +63,8 @@ export type ProbeTarget = () => Client | undefined;
 export interface AuthState {
   readonly enabled: boolean;
   readonly mirrorAllowed: boolean;
+  /** etcd's auth revision as last learned (AuthStatus, or a JWT etcd refused as old); 0 when not known. */
+  readonly authRevision: number;
 }
 
 /** Where the gate keeps what etcd last said of its auth (the store), so a restart during an outage starts from it. */
@@ -166,7 +168,15 @@ export class AuthGate {
   }
 
   state(): AuthState {
-    return { enabled: this.enabled, mirrorAllowed: this.mirrorAllowed };
+    return { enabled: this.enabled, mirrorAllowed: this.mirrorAllowed, authRevision: this.authRevision };
+  }
+
+  /** etcd's auth store has reached at least `revision` (learned elsewhere): kept, and told to whoever follows. */
+  noteAuthRevision(revision: number): void {
+    if (!(revision > this.authRevision)) return;
+    this.change(() => {
+      this.authRevision = revision;
+    });
   }
 
   /** Takes over what the gate of the process that keeps the mirror believes. */
@@ -174,6 +184,7 @@ export class AuthGate {
     this.change(() => {
       this.enabled = state.enabled;
       this.mirrorAllowed = state.mirrorAllowed;
+      this.authRevision = Math.max(this.authRevision, state.authRevision);
     });
   }
 
@@ -194,10 +205,10 @@ export class AuthGate {
   }
 
   private change(update: () => void): void {
-    const [wasRequired, wasEnabled] = [this.isRequired(), this.enabled];
+    const [wasRequired, wasEnabled, wasRevision] = [this.isRequired(), this.enabled, this.authRevision];
     update();
     const [required, enabled] = [this.isRequired(), this.enabled];
-    if (enabled !== wasEnabled || required !== wasRequired) for (const listener of this.stateListeners) listener(this.state());
+    if (enabled !== wasEnabled || required !== wasRequired || this.authRevision !== wasRevision) for (const listener of this.stateListeners) listener(this.state());
     this.memory?.save({ enabled, authRevision: this.authRevision });
     if (enabled !== wasEnabled) {
       this.log.warn(
@@ -220,8 +231,11 @@ export class AuthGate {
       try {
         const answer = await callUpstream<{ enabled?: boolean; authRevision?: string }>(client, 'etcdserverpb.Auth', 'AuthStatus', {}, { deadlineMs: PROBE_TIMEOUT_MS, reason: 'auth-status' });
         this.statusSaysEnabled = answer.enabled === true;
-        this.authRevision = Number(answer.authRevision ?? 0);
-        this.setEnabled(this.statusSaysEnabled);
+        const revision = Number(answer.authRevision ?? 0);
+        this.change(() => {
+          this.authRevision = Math.max(this.authRevision, Number.isSafeInteger(revision) ? revision : 0);
+          this.enabled = this.statusSaysEnabled === true;
+        });
         return;
       } catch (error) {
         if (!isServiceError(error) || error.code !== status.UNIMPLEMENTED) {

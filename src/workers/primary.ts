@@ -161,6 +161,7 @@ export async function startPrimary({ config, log, metrics }: ProxyDeps, workerCo
         for (const other of workers) if (other !== worker) send(other, message);
         break;
       case 'ecp:auth-revision':
+        side.auth.noteAuthRevision(message.atLeast);
         if (sharedTokens.authRevision(message.atLeast)) for (const other of workers) if (other !== worker) send(other, message);
         break;
       case 'ecp:login-reserve':

@@ -28,6 +28,8 @@ describe("etcd's JWT tokens, checked by the proxy", () => {
   let proxied: RawClients;
   let tokens: Map<string, string>;
 
+  const proxyArgs = (): string[] => ['--user', 'mirror:mirror-pw', '--auth-jwt-pub-key', join(keys, 'pub.pem'), '--upstream-timeout', '1s'];
+
   before(async () => {
     keys = mkdtempSync(join(tmpdir(), 'ecp-jwt-'));
     execFileSync('openssl', ['genrsa', '-out', join(keys, 'priv.pem'), '2048'], { stdio: 'ignore' });
@@ -47,7 +49,7 @@ describe("etcd's JWT tokens, checked by the proxy", () => {
         { name: 'mirror', password: 'mirror-pw', roles: ['mirror-reader'] },
       ],
     );
-    proxy = await startTestProxy([etcd.clientUrl], ['--user', 'mirror:mirror-pw', '--auth-jwt-pub-key', join(keys, 'pub.pem')]);
+    proxy = await startTestProxy([etcd.clientUrl], proxyArgs(), { dataDir: join(keys, 'proxy-data') });
     await proxy.mirrored(3);
     proxied = rawClients(proxy.address);
   });
@@ -128,5 +130,13 @@ describe("etcd's JWT tokens, checked by the proxy", () => {
     assert.equal(await outage(stale), staleAtEtcd, 'the stale JWT: refused as etcd refused it');
     assert.match(await outage(fresh), /v-app\/1/, 'the fresh one: served');
     assert.match(await outage(noExp), /invalid auth token/, 'a JWT without exp: refused');
+
+    // Restarted while etcd is still down: the auth revision it had learned is kept in the data dir.
+    proxied.close();
+    await proxy.stop();
+    proxy = await startTestProxy([etcd.clientUrl], proxyArgs(), { dataDir: join(keys, 'proxy-data') });
+    proxied = rawClients(proxy.address);
+    await until('the restarted proxy to call the upstream lost', async () => (await proxy.metrics.upstreamUp.get()).values[0]?.value === 0, 10_000);
+    assert.equal(await outage(stale), staleAtEtcd, 'the stale JWT, after a restart: refused as etcd refused it');
   });
 });

@@ -56,7 +56,7 @@ describe("a mirror whose user may read some prefixes only (etcd auth on)", () =>
       [MIRROR_USER, GATEWAY],
     );
     const common = ['--user', `${MIRROR_USER.name}:${MIRROR_USER.password}`, '--upstream-timeout', '1s'];
-    wholeProxy = await startTestProxy([etcd.clientUrl], [...common, '--auth-refresh-interval', '1s']);
+    wholeProxy = await startTestProxy([etcd.clientUrl], [...common, '--auth-refresh-interval', '1s', '--auth-offline-login']);
     prefixProxy = await startTestProxy([etcd.clientUrl], [...common, '--mirror-prefix', '/apisix/,/other/,/secret/']);
     for (const proxy of [wholeProxy, prefixProxy]) {
       // A login through the proxy teaches it the gateway's token (and, at once, what the gateway may read).
@@ -119,6 +119,15 @@ describe("a mirror whose user may read some prefixes only (etcd auth on)", () =>
         assert.notEqual((await read(proxy, prefixRange('/b/'))).status, 200);
       }
       assert.equal(watch.ended, null, 'the watch stays open');
+      // A login during the outage (--auth-offline-login): the gateway's last good password, and what it may read.
+      const wrong = await httpCall(wholeProxy.url, '/v3/auth/authenticate', JSON.stringify({ name: GATEWAY.name, password: 'wrong' }));
+      assert.notEqual(wrong.status, 200, 'a wrong password is refused offline too');
+      const offline = await httpCall(wholeProxy.url, '/v3/auth/authenticate', JSON.stringify({ name: GATEWAY.name, password: GATEWAY.password }));
+      assert.equal(offline.status, 200, offline.text);
+      const offlineToken = (offline.json as { token: string }).token;
+      const asOffline = (body: string): Promise<HttpAnswer> => httpCall(wholeProxy.url, '/v3/kv/range', body, { headers: { Authorization: offlineToken } });
+      assert.deepEqual(values(await asOffline(prefixRange('/apisix/'))), ['apisix-2']);
+      assert.equal((await asOffline(prefixRange('/secret/'))).status === 200, false, 'still not /secret/');
 
       await etcd.restart();
       const rootAgain = await httpCall(etcd.clientUrl, '/v3/auth/authenticate', '{"name":"root","password":"root-pw"}');

@@ -50,9 +50,10 @@ export type ProbeTarget = () => Client | undefined;
  * Whether the mirror may answer clients, and whether it must ask first who
  * is asking. etcd with auth on decides per user what each may read. Without
  * an identity of its own (`--user`) the mirror cannot follow etcd then, and
- * every request is forwarded with the client's own token (contract section
- * 8). With one, the mirror follows etcd as that user and serves each client
- * what etcd would serve it (auth/). Auth can be turned on while the proxy runs
+ * every request is forwarded with the client's own token, so that etcd
+ * decides. With one, the mirror follows etcd as that user, holds what that
+ * user may read (mirror-scope.ts) and serves each client what etcd would
+ * serve it (auth/). Auth can be turned on while the proxy runs
  * and its watch, created before, goes on delivering: so besides what the
  * mirror's own calls and the logins passing through teach, the upstream is
  * asked every few seconds, anonymously. etcd 3.5+ answers AuthStatus; older

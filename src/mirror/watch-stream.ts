@@ -128,6 +128,8 @@ export function openWatchStream(deps: WatchStreamDeps): WatchStream {
 
   const onRangeResponse = (merger: RangeWatermark, response: WireWatchResponse, received: EncodedEvent[]): void => {
     const range = rangeOfWatch.get(response.watch_id ?? '0');
+    // Events nobody can place would be lost: the stream is given up and resumed from the last commit instead.
+    if (received.length > 0 && range === undefined) throw new Error(`mirror watch: events for watch ${response.watch_id ?? '0'}, which the mirror did not create`);
     if (received.length > 0 && range !== undefined) merger.events(range, received);
     else if (received.length === 0 && response.created !== true) {
       const revision = toRevision(response.header?.revision);

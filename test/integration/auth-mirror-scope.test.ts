@@ -17,6 +17,7 @@ import { authClient, enableAuth, withToken } from '../support/etcd-auth';
 import { call } from '../support/raw-client';
 import { b64, httpCall, type HttpAnswer } from '../support/http-gateway';
 import { startTestProxy, type TestProxy } from '../support/proxy';
+import { scrape } from '../support/metrics';
 import { until } from '../support/until';
 import { WatchClient, eventsOf } from '../support/watch-client';
 
@@ -30,10 +31,9 @@ async function readyz(proxy: TestProxy): Promise<{ ready: boolean; state?: strin
   return (await fetch(`${proxy.url}/readyz`)).json() as Promise<{ ready: boolean; state?: string; notMirrored?: { range: string; reason: string }[] }>;
 }
 
+/** A gauge or counter without labels, as the proxy's /metrics says it now. */
 async function metricValue(proxy: TestProxy, name: string): Promise<number> {
-  const text = await (await fetch(`${proxy.url}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
-  return Number(line?.split(' ').pop());
+  return (await scrape(proxy.url)).find((sample) => sample.name === name)?.value ?? Number.NaN;
 }
 
 describe("a mirror whose user may read some prefixes only (etcd auth on)", () => {

@@ -12,15 +12,15 @@ import { startEtcd, type EtcdServer } from '../support/etcd';
 import { enableAuth } from '../support/etcd-auth';
 import { b64, httpCall } from '../support/http-gateway';
 import { startTestProxy, type TestProxy } from '../support/proxy';
+import { scrape } from '../support/metrics';
 import { until } from '../support/until';
 
 const KEY = '/apisix/routes/1';
 const READ = `{"key":"${b64(KEY)}","serializable":true}`;
 
+/** A gauge or counter without labels, as the proxy's /metrics says it now. */
 async function metricValue(proxy: TestProxy, name: string): Promise<number> {
-  const text = await (await fetch(`${proxy.url}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
-  return Number(line?.split(' ').pop());
+  return (await scrape(proxy.url)).find((sample) => sample.name === name)?.value ?? Number.NaN;
 }
 
 describe('a restart during an outage remembers that etcd had auth on', () => {

@@ -27,7 +27,7 @@ export class RelistNeeded extends Error {
 }
 
 /** While events wait for a range that has said nothing, its progress is asked this often. */
-const HELD_PROGRESS_MS = 100;
+const HELD_PROGRESS_MS = 50;
 
 /**
  * What a watch response delivered for the store: the mirrored events (the
@@ -191,7 +191,7 @@ export function progressTrustFor(version: string | undefined): ProgressTrust {
   const match = /^(\d+)\.(\d+)\.(\d+)/.exec(version ?? '');
   const [major, minor, patch] = match === null ? [0, 0, 0] : [Number(match[1]), Number(match[2]), Number(match[3])];
   const reliable = major > 3 || (major === 3 && (minor > 5 || (minor === 5 && patch >= 13) || (minor === 4 && patch >= 31)));
-  // Older: an answer counts once a second one, a quarter second later, came with no event between them,
+  // Older: an answer counts once a second one, a tenth of a second later, came with no event between them,
   // and the watches have had a few of etcd's 100 ms catch-up rounds.
-  return reliable ? { kind: 'reliable' } : { kind: 'quiet', quietMs: 250, catchUpMs: 500 };
+  return reliable ? { kind: 'reliable' } : { kind: 'quiet', quietMs: 100, catchUpMs: 500 };
 }

@@ -253,7 +253,12 @@ function mirrorRead<Req>(
   };
 
   const dispatch = (call: UnaryCall, callback: UnaryCallback, decoded: DecodedRead<Req>, decision: Route, started: number): void => {
-    if (decision.kind === 'forward') forward(call, callback);
+    if (decision.kind === 'forward') {
+      // A read of mirrored keys that etcd answers now is one the mirror answers during an outage:
+      // what the proxy knows of its token and user is kept as fresh as if the mirror had answered.
+      if (deps.mirror.authEnabled() && decoded.read && spec.covered(decoded.request)) deps.directory.keepFresh(call.metadata);
+      forward(call, callback);
+    }
     else if (decision.kind === 'refuse') refuse(callback, decision.error, started);
     else answer(callback, call, decoded, decision.stale, started);
   };

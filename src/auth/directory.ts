@@ -241,6 +241,23 @@ export class AuthDirectory {
     if (tell) this.teller.authRevision(atLeast);
   }
 
+  /**
+   * A known token used for a read that etcd answers itself (forwarded):
+   * etcd's word on it and its user's permissions are read again in the
+   * background when due, as for a read the mirror answers, so that the
+   * next outage decides with what etcd said within the refresh interval.
+   */
+  keepFresh(metadata: Metadata): void {
+    if (this.upstreamLost()) return;
+    const token = tokenOf(metadata);
+    if (token === undefined || !isStorableToken(token) || isProxyIssuedToken(token)) return;
+    const record = this.tokens.get(token);
+    if (record === undefined) return;
+    this.confirmed(token, record)
+      .then((valid) => (valid ? this.permissionsOf(record.user, token) : null))
+      .catch(() => undefined);
+  }
+
   /** Decides a read of `ranges` by the caller whose metadata is given, as etcd's auth store would. */
   async decide(metadata: Metadata, ranges: readonly KeyRangeAsked[]): Promise<ReadDecision> {
     const decision = await this.decideOnce(metadata, ranges);

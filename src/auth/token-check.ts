@@ -3,7 +3,8 @@ import { isServiceError } from '../etcd/errors';
 import type { Logger } from '../log';
 import type { UpstreamPool } from '../upstream/pool';
 import { callUpstream } from '../upstream/unary';
-import { ROOT_ROLE, type KeyPermission, type PermissionType } from './permissions';
+import type { KeyPermission } from './permissions';
+import { readUserGrants } from './user-permissions';
 
 const CALL_TIMEOUT_MS = 5_000;
 /** etcd's answers that say a token is over: unknown to the member (simple tokens, expired JWTs) or issued before the auth store last changed. */
@@ -60,24 +61,12 @@ export type PermissionsRead =
   | { readonly kind: 'userGone' }
   | { readonly kind: 'unknown' };
 
-interface WireRole {
-  perm?: { permType?: PermissionType; key?: Buffer; range_end?: Buffer }[];
-}
-
 /** The user's roles and their key permissions, read with the user's own token (etcd lets a user read itself and its roles). */
 export async function readPermissions(pool: UpstreamPool, user: string, token: string, log: Logger): Promise<PermissionsRead> {
   for (const member of pool.candidates()) {
     try {
-      const options = { deadlineMs: CALL_TIMEOUT_MS, metadata: withToken(token), reason: 'auth-directory' as const };
-      const got = await callUpstream<{ roles?: string[] }>(member.client, 'etcdserverpb.Auth', 'UserGet', { name: user }, options);
-      const roles = got.roles ?? [];
-      const permissions: KeyPermission[] = [];
-      for (const role of roles) {
-        if (role === ROOT_ROLE) continue;
-        const answer = await callUpstream<WireRole>(member.client, 'etcdserverpb.Auth', 'RoleGet', { role }, { ...options, metadata: withToken(token) });
-        for (const perm of answer.perm ?? []) permissions.push({ key: perm.key ?? Buffer.alloc(0), rangeEnd: perm.range_end ?? Buffer.alloc(0), type: perm.permType ?? 'READ' });
-      }
-      return { kind: 'ok', permissions, root: roles.includes(ROOT_ROLE) };
+      const grants = await readUserGrants(member.client, user, () => withToken(token), CALL_TIMEOUT_MS, 'auth-directory');
+      return { kind: 'ok', permissions: grants.permissions, root: grants.root };
     } catch (error) {
       const details = detailsOf(error);
       if (details === INVALID_TOKEN || details === OLD_AUTH_REVISION) return { kind: 'invalid' };

@@ -29,6 +29,8 @@ class FakeEtcd {
   down = false;
   calls = 0;
   readonly jwtRevision = new Map<string, number>();
+  /** What the one role may read. */
+  readable = { key: '/apisix/', rangeEnd: '/apisix0' };
 
   client(): Client {
     const fake = {
@@ -47,7 +49,7 @@ class FakeEtcd {
         const revision = this.jwtRevision.get(token);
         if (path.endsWith('/Range') && revision !== undefined && revision < this.authRevision) return fail(status.INVALID_ARGUMENT, 'etcdserver: revision of auth store is old');
         if (path.endsWith('/UserGet')) return answer({ roles: ['reader'] });
-        if (path.endsWith('/RoleGet')) return answer({ perm: [{ permType: 'READ', key: Buffer.from('/apisix/'), range_end: Buffer.from('/apisix0') }] });
+        if (path.endsWith('/RoleGet')) return answer({ perm: [{ permType: 'READ', key: Buffer.from(this.readable.key), range_end: Buffer.from(this.readable.rangeEnd) }] });
         void request;
         return answer({ count: '0' });
       },
@@ -99,6 +101,23 @@ describe('the auth directory', () => {
     lost.value = true;
     assert.deepEqual(await directory.decide(withToken('old'), routes), { kind: 'refuse', error: 'invalidAuthToken' }, 'forgotten: refused during an outage');
     assert.deepEqual(await directory.decide(withToken('new'), routes), { kind: 'permit' });
+  });
+
+  it('keeps a token fresh from the reads etcd answers itself, so an outage decides with what etcd said last', async () => {
+    const directory = directoryFor(etcd, lost);
+    etcd.tokens.set('t', 'apisix');
+    directory.learn('apisix', 't');
+    assert.deepEqual(await directory.decide(withToken('t'), routes), { kind: 'permit' });
+    // The role loses /apisix/ while the client's reads all go to etcd (linearizable reads of a mirror of some ranges).
+    etcd.readable = { key: '/other/', rangeEnd: '/other0' };
+    mock.timers.tick(INTERVAL + 1);
+    const before = etcd.calls;
+    directory.keepFresh(withToken('t'));
+    for (let i = 0; i < 20 && etcd.calls - before < 3; i += 1) await new Promise((resolve) => setImmediate(resolve));
+    for (let i = 0; i < 5; i += 1) await new Promise((resolve) => setImmediate(resolve));
+    assert.ok(etcd.calls - before >= 3, 'the token checked and the permissions read again');
+    lost.value = true;
+    assert.deepEqual(await directory.decide(withToken('t'), routes), { kind: 'refuse', error: 'permissionDenied' }, 'the revoked permission holds through the outage');
   });
 
   it('does not serve past the refresh interval what etcd could not confirm', async () => {

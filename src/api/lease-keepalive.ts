@@ -27,7 +27,7 @@ export const IDLE_CLOSE_MS = 2_000;
 /**
  * A renewal unanswered this long means the shared stream is stuck (etcd
  * answers each one in well under its own request timeout, 7 s by default).
- * Losing the upstream fails waiters sooner (contract section 4); this only
+ * Losing the upstream fails waiters sooner (docs/design.md, "Writes"); this only
  * bounds what liveness cannot see, such as a member that answers probes but
  * not renewals.
  */
@@ -462,7 +462,7 @@ export class SharedKeepAlive {
 /**
  * The LeaseKeepAlive handler: downstream streams share one upstream stream.
  * While the upstream has auth enabled every stream is relayed one-to-one
- * instead, since each carries its own client's token (contract section 8).
+ * instead, since each carries its own client's token (docs/design.md, "Authentication").
  */
 export function leaseKeepAliveHandler(ctx: ApiContext): DuplexHandler {
   const rpc = rpcRef(SERVICE, METHOD);

@@ -94,7 +94,7 @@ type Wait = 'barrier' | 'history';
 const EMPTY = Buffer.alloc(0);
 
 /**
- * Serves a read from the mirror as contract section 3 says: serializable at
+ * Serves a read from the mirror as docs/design.md ("Consistency") says: serializable at
  * once; linearizable after a shared read barrier (forwarded when it cannot be
  * met in time); from the mirror, marked stale, while the upstream is lost or
  * cannot confirm. What the mirror cannot answer as etcd would goes upstream.

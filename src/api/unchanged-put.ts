@@ -18,7 +18,7 @@ interface WirePutRequest {
 }
 
 /**
- * Contract section 4: a gateway must be able to start during an outage, and
+ * docs/design.md, "Writes": a gateway must be able to start during an outage, and
  * APISIX PUTs a fixed marker under each of its directories at start and dies
  * on an error. So while the upstream is lost, a plain Put (no lease, no
  * ignore flags) of a key the mirror already holds with exactly that value and

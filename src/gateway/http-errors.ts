@@ -55,7 +55,7 @@ export function statusText(httpStatus: number): string {
 export interface HttpErrorPolicy {
   /**
    * The HTTP status of a write the proxy refused (read-only mode, upstream
-   * lost): 501 by default, as etcd's v2 proxy answered (contract section 4).
+   * lost): 501 by default, as etcd's v2 proxy answered (docs/design.md, "Writes").
    */
   readonly writeRejectStatus: number;
 }

@@ -81,7 +81,7 @@ export interface ConsistencyChecker {
 
 /**
  * Compares the mirror with etcd round the mirrored key ranges, one page at a
- * time, within a byte budget (contract section 7, and what a fleet of
+ * time, within a byte budget (docs/design.md, "Persistence", and what a fleet of
  * proxies may cost etcd): each step reads one page of keys at the mirror's
  * revision R and compares it with the mirror's keys of the same span as they
  * were at R (the log undoes what arrived since, so writes meanwhile do not

@@ -65,7 +65,7 @@ const NO_LEADER = 'etcdserver: no leader';
  * Probes every member each second with a Status call carrying etcd's
  * require-leader metadata (a member cut off from its leader refuses it),
  * records each member's health in the pool, and decides whether the upstream
- * cluster is lost (contract section 6): no member with a leader has answered
+ * cluster is lost (docs/design.md, "Members"): no member with a leader has answered
  * for `timeoutMs`; and whether it is silent: no member answered at all. The
  * mirror's watch responses count as answers too. The verdicts change with
  * one log line each way.

@@ -8,7 +8,7 @@ import type { UpstreamMember, UpstreamPool } from './pool';
 import type { TlsFiles } from '../tls/upstream';
 import { callUpstream } from './unary';
 
-/** While no member is known, discovery is retried this often (contract section 6). */
+/** While no member is known, discovery is retried this often (docs/design.md, "Members"). */
 const RETRY_WHILE_NONE_MS = 1_000;
 const MEMBER_LIST_TIMEOUT_MS = 2_000;
 

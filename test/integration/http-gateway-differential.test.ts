@@ -12,7 +12,7 @@
 //   same writes from the same start, so revisions must match exactly.
 // * Lease IDs: etcd makes them from its member ID and the clock.
 // * Member list URLs: the proxy reports its own client URL for every member
-//   (contract section 6), checked separately; peer URLs are per cluster.
+//   (docs/design.md, "Members"), checked separately; peer URLs are per cluster.
 // * Maintenance status and hash: database sizes, raft indexes and the
 //   backend hash belong to each cluster's own disk; the version must match.
 // * Remaining lease TTLs: a second may tick between the two requests.

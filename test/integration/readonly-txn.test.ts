@@ -1,6 +1,6 @@
 // Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
 // Integration (real etcd, raw grpc-js and the JSON gateway): a Txn whose
-// branches hold only Range ops is a read (contract section 3). When the
+// branches hold only Range ops is a read (docs/design.md, "Consistency"). When the
 // mirror cannot answer it (keys outside --mirror-prefix) it is forwarded like
 // any read, in read-only mode and during an outage alike, never refused as a
 // write; a Txn with a write anywhere in it still is.

@@ -1,5 +1,5 @@
 // Unit test (no network): the source tree's import graph. Data flows down
-// (DESIGN.md section 2): a folder may import its own or a lower layer, never a
+// (docs/design.md, "The shape of it"): a folder may import its own or a lower layer, never a
 // higher one, and no module reaches itself through its imports.
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';

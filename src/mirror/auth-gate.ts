@@ -91,6 +91,8 @@ export class AuthGate {
   /** The mirror served something (a read, a watch event) since the last probe; true at first, to probe at once. */
   private served = true;
   private lastProbeAt = 0;
+  /** When 'served' was last told to the gate that probes. */
+  private servedToldAt = 0;
   /** etcd's auth revision as AuthStatus last told it (etcd 3.5+); 0 when not known. */
   private authRevision = 0;
 
@@ -129,7 +131,14 @@ export class AuthGate {
 
   /** The mirror served a client: the next probe is due (auth turned on meanwhile must not go unnoticed for long). */
   noteServed(): void {
-    if (!this.served) this.onSignal('served');
+    // A gate that does not probe (a worker's: its `served` is never reset) tells the one that does,
+    // at most once per probe interval; before, it told once in its life, and auth turned on after
+    // the first probe went unnoticed while workers served every read.
+    const now = Date.now();
+    if (!this.served || (this.timer === null && now - this.servedToldAt >= AUTH_PROBE_INTERVAL_MS)) {
+      this.servedToldAt = now;
+      this.onSignal('served');
+    }
     this.served = true;
   }
 

@@ -45,6 +45,9 @@ describe('a restart during an outage remembers that etcd had auth on', () => {
     const served = await httpCall(proxy.url, '/v3/kv/range', READ);
     assert.equal(served.status, 200, 'auth off: the mirror serves everyone');
 
+    // The proxy's first auth probe sees auth off; only a later one, made because the mirror served
+    // reads since, can learn it went on (with --workers, reads are served by the worker processes).
+    await until('the first auth probe', async () => (await scrape(proxy?.url ?? '')).some((m) => m.name === 'etcd_cache_proxy_upstream_calls_total' && m.labels.reason === 'auth-status' && m.value >= 1), 20_000, 200);
     await enableAuth(etcd.clientAddress, [], []);
     // Each read the mirror serves makes the next auth probe due; etcd refuses the anonymous probe.
     await until('the proxy to learn that auth is on', async () => {

@@ -104,7 +104,10 @@ describe('npm run demo', () => {
     for (const pid of demo.pids) assert.equal(alive(pid), true, `pid ${pid} should be running before Ctrl-C`);
     demo.child.kill('SIGINT');
     assert.equal(await demo.exited, 130, `${demo.out()}\n${demo.err()}`);
-    assert.match(demo.err(), /interrupted \(SIGINT\); stopped .*etcd \(pid \d+\).*and removed/);
+    // Every process still running is named; on a loaded machine the walkthrough may have reached step 2,
+    // which kills etcd itself, before the signal arrived: then only the proxy is left to stop.
+    const etcdKilledByStep2 = demo.out().includes('2. etcd killed');
+    assert.match(demo.err(), etcdKilledByStep2 ? /interrupted \(SIGINT\); stopped .*proxy \(pid \d+\).*and removed/ : /interrupted \(SIGINT\); stopped .*etcd \(pid \d+\).*and removed/);
     assertNothingLeft(demo);
   });
 

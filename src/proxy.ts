@@ -308,7 +308,7 @@ export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, ins
   const fallback =
     bucket === null
       ? null
-      : startSnapshotFallback({ bucket, store, scratchDir, mirror, liveness, scope: ranges.describe(), trustedKeys, maxBytes: config.snapshotMaxBytes, metrics, log: objectStoreLog });
+      : startSnapshotFallback({ bucket, store, scratchDir, mirror, liveness, scope: () => ranges.describe(), trustedKeys, maxBytes: config.snapshotMaxBytes, metrics, log: objectStoreLog });
   const publisher =
     bucket === null || !config.snapshotPublish
       ? null

@@ -18,8 +18,8 @@ export interface SnapshotFallbackDeps {
   readonly scratchDir: string;
   readonly mirror: Mirror;
   readonly liveness: Liveness;
-  /** The mirrored ranges (MirroredRanges.describe()): a snapshot of other keys is refused. */
-  readonly scope: string;
+  /** The mirrored ranges now (MirroredRanges.describe(); they follow what --user may read): a snapshot of other keys is refused. */
+  readonly scope: () => string;
   /** --snapshot-verify-key: a snapshot must be signed by one of them; null: unsigned ones are taken (warned of at start). */
   readonly trustedKeys: TrustedKeys | null;
   /** --snapshot-max-bytes: a bigger snapshot is refused before it is downloaded. */
@@ -72,7 +72,7 @@ export function startSnapshotFallback({ bucket, store, scratchDir, mirror, liven
     const meta = store.meta();
     const fetched = await fetchPublishedSnapshot(bucket, join(dir, 'snapshot.jsonl'), {
       clusterId: meta.identity?.cluster_id ?? null,
-      scope,
+      scope: scope(),
       newerThan: Math.max(meta.revision, refusedRevision),
       trustedKeys,
       maxBytes,

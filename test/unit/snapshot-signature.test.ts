@@ -264,7 +264,7 @@ describe('signed manifests', async () => {
     for (const trustedKeys of [trusted, null]) {
       lines.length = 0;
       // Without keys, an empty bucket: only the warning at start is looked at.
-      const fallback = startSnapshotFallback({ bucket: trustedKeys === null ? memoryBucket(new Map()) : bucket, store, scratchDir, mirror, liveness, scope: 'all', trustedKeys, maxBytes: 1 << 20, metrics, log });
+      const fallback = startSnapshotFallback({ bucket: trustedKeys === null ? memoryBucket(new Map()) : bucket, store, scratchDir, mirror, liveness, scope: () => 'all', trustedKeys, maxBytes: 1 << 20, metrics, log });
       try {
         if (trustedKeys === null) {
           assert.equal(lines.filter((line) => line.msg.startsWith('no --snapshot-verify-key')).length, 1);

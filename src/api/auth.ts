@@ -6,7 +6,7 @@ import { forwardingService, rpcRef } from './forwarding-service';
 import { ETCD_ERRORS, ProxyError, toStatus } from '../etcd/errors';
 import { etcdMethod } from '../etcd/proto';
 import { mirrorHeader } from '../mirror/response-header';
-import type { MirrorReadDeps } from './mirror-reads';
+import type { MirrorReadDeps } from './mirror-read-deps';
 
 const SERVICE = 'etcdserverpb.Auth';
 const authenticateMethod = etcdMethod(SERVICE, 'Authenticate');

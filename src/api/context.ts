@@ -3,7 +3,7 @@ import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { LeaderSentinel } from '../upstream/leader-sentinel';
 import type { UpstreamPool } from '../upstream/pool';
-import type { MirrorReadDeps } from './mirror-reads';
+import type { MirrorReadDeps } from './mirror-read-deps';
 import type { StreamTracker } from './stream-tracker';
 import type { WritePolicy } from './write-policy';
 import type { WatchHub } from '../watch/hub';

@@ -1,24 +1,18 @@
 import { Metadata, status } from '@grpc/grpc-js';
 import type { UnaryCall, UnaryCallback, UnaryHandler } from './call';
-import type { StaleReads } from '../config';
-import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import { toRevision } from '../etcd/wire';
 import { encodeHeaderField, encodeRangeResponse } from '../etcd/response-bytes';
 import type { Mirror } from '../mirror/mirror';
 import { isRetained, keyspaceAt } from '../mirror/history-view';
 import { evaluateRange, isAllAbove, validateRange, type WireRangeRequest } from '../mirror/range-query';
-import { isAuthRefusal, type AuthGate } from '../mirror/auth-gate';
-import type { AuthDirectory, KeyRangeAsked } from '../auth/directory';
-import type { OfflineLogins } from '../auth/offline-logins';
-import type { CompactionCheck } from '../mirror/compaction-check';
-import { READ_BARRIER_TIMEOUT_MS, type ReadBarrier } from '../mirror/read-barrier';
-import type { RangeQueries } from '../mirror/mirror-scope';
+import { isAuthRefusal } from '../mirror/auth-gate';
+import type { KeyRangeAsked } from '../auth/directory';
+import { READ_BARRIER_TIMEOUT_MS } from '../mirror/read-barrier';
 import { evaluateTxn, isReadOnlyTxn, isSerializableTxn, txnPermissionRanges, txnRanges, validateTxn, type WireTxnRequest } from '../mirror/txn-query';
 import type { StoreMeta } from '../store/meta';
-import type { MirrorStore } from '../store/store';
-import type { Liveness } from '../upstream/liveness';
 import type { ApiContext } from './context';
+import type { MirrorReadDeps } from './mirror-read-deps';
 import { ProxyError, toStatus, type EtcdErrorName } from '../etcd/errors';
 import { observeCall, type RpcRef } from './forward';
 import { STALE_HEADER } from '../etcd/metadata';
@@ -26,31 +20,8 @@ import { mirrorHeaderBytes } from '../mirror/response-header';
 import { RequestMemo, type DecodedRead } from './request-memo';
 import type { KeySpan, ResponseCache, Validity } from './response-cache';
 import type { AnyMethodDefinition } from '../etcd/proto';
-import type { GrayscaleView } from '../grayscale/view';
 
 
-export interface MirrorReadDeps {
-  readonly store: MirrorStore;
-  readonly mirror: Mirror;
-  readonly ranges: RangeQueries;
-  readonly liveness: Liveness;
-  readonly barrier: ReadBarrier;
-  /** Asks etcd whether a past revision the log holds is still etcd's (a compaction made elsewhere). */
-  readonly compaction: CompactionCheck;
-  /** With auth on: who is asking, and what they may read. */
-  readonly directory: AuthDirectory;
-  /** Logins the proxy may answer while etcd is down (--auth-offline-login); null: none. */
-  readonly offlineLogins: OfflineLogins | null;
-  /** Told when the barrier's anonymous read is refused: auth went on upstream. */
-  readonly auth: AuthGate;
-  readonly staleReads: StaleReads;
-  /** Encoded answers of repeated reads, shared by every read kind. */
-  readonly cache: ResponseCache;
-  /** This machine's view under grayscale prefixes: reads there are never sent to etcd (null: off). */
-  readonly grayscale: GrayscaleView;
-  readonly metrics: Metrics;
-  readonly log: Logger;
-}
 
 
 /** Tells the client, in response metadata, that the upstream did not confirm this answer. */

@@ -5,7 +5,8 @@ import { toWireKeyValue } from '../etcd/wire';
 import type { ApiContext } from './context';
 import { observeCall, type RpcRef } from './forward';
 import { mirrorHeader } from '../mirror/response-header';
-import { markStale, type MirrorReadDeps } from './mirror-reads';
+import { markStale } from './mirror-reads';
+import type { MirrorReadDeps } from './mirror-read-deps';
 import type { AnyMethodDefinition } from '../etcd/proto';
 
 interface WirePutRequest {

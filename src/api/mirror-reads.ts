@@ -1,6 +1,6 @@
 import { Metadata, status } from '@grpc/grpc-js';
 import type { UnaryCall, UnaryCallback, UnaryHandler } from './call';
-import type { StaleReads } from '../config';
+import type { StaleReads } from '../settings/types';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import { toRevision } from '../etcd/wire';

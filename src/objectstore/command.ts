@@ -2,7 +2,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { shownDefault, type SettingFlag } from '../settings/table';
+// The flags these commands share with the proxy take the proxy's defaults, from its settings table.
+import { defaultText } from '../settings/table';
 import type { ObjectStoreOptions } from '../settings/types';
 import { parseSnapshotUrl } from '../settings/values';
 import type { KeyValueFields } from '../etcd/records';
@@ -18,20 +19,13 @@ import { publishSnapshot } from './publish';
 import { newPublisherId } from './publisher';
 import { loadSnapshotSigner, loadTrustedKeys, publisherTrust } from './snapshot-keys';
 
-/** The proxy's own default for a flag these commands share with it, as text (one default for both). */
-function proxyDefault(flag: SettingFlag): string {
-  const shown = shownDefault(flag);
-  if (shown === null) throw new Error(`--${flag} has no default to share`);
-  return shown;
-}
-
-export const OBJECT_STORE_USAGE = `  etcd-cache-proxy snapshot push [FILE | --data-dir DIR] --snapshot-url s3://BUCKET/PREFIX [--snapshot-keep ${proxyDefault('snapshot-keep')}] [--apisix-prefix ${proxyDefault('apisix-prefix')}]
+export const OBJECT_STORE_USAGE = `  etcd-cache-proxy snapshot push [FILE | --data-dir DIR] --snapshot-url s3://BUCKET/PREFIX [--snapshot-keep ${defaultText('snapshot-keep')}] [--apisix-prefix ${defaultText('apisix-prefix')}]
                                  [--snapshot-sign-key FILE]
                                                              publish a snapshot file (or a data dir's mirror) as the proxies publish theirs
   etcd-cache-proxy snapshot pull --snapshot-url s3://BUCKET/PREFIX --data-dir DIR [--force]
-                                 [--snapshot-verify-key FILE[,FILE]] [--snapshot-max-bytes ${proxyDefault('snapshot-max-bytes')}]
+                                 [--snapshot-verify-key FILE[,FILE]] [--snapshot-max-bytes ${defaultText('snapshot-max-bytes')}]
                                                              the published latest into a data dir, checked as a proxy checks it
-    with either: [--s3-endpoint URL] [--s3-region ${proxyDefault('s3-region')}] [--s3-force-path-style] [--s3-request-checksum when-supported|when-required];
+    with either: [--s3-endpoint URL] [--s3-region ${defaultText('s3-region')}] [--s3-force-path-style] [--s3-request-checksum when-supported|when-required];
     credentials from the AWS SDK's chain (AWS_* environment, shared files, instance or pod roles)
 `;
 
@@ -40,16 +34,16 @@ type Output = { out: (text: string) => void; err: (text: string) => void };
 const OPTIONS = {
   'data-dir': { type: 'string' },
   force: { type: 'boolean' },
-  'apisix-prefix': { type: 'string', default: proxyDefault('apisix-prefix') },
+  'apisix-prefix': { type: 'string', default: defaultText('apisix-prefix') },
   'snapshot-url': { type: 'string' },
-  'snapshot-keep': { type: 'string', default: proxyDefault('snapshot-keep') },
+  'snapshot-keep': { type: 'string', default: defaultText('snapshot-keep') },
   'snapshot-sign-key': { type: 'string' },
   'snapshot-verify-key': { type: 'string', multiple: true },
-  'snapshot-max-bytes': { type: 'string', default: proxyDefault('snapshot-max-bytes') },
+  'snapshot-max-bytes': { type: 'string', default: defaultText('snapshot-max-bytes') },
   's3-endpoint': { type: 'string' },
-  's3-region': { type: 'string', default: proxyDefault('s3-region') },
+  's3-region': { type: 'string', default: defaultText('s3-region') },
   's3-force-path-style': { type: 'boolean' },
-  's3-request-checksum': { type: 'string', default: proxyDefault('s3-request-checksum') },
+  's3-request-checksum': { type: 'string', default: defaultText('s3-request-checksum') },
 } as const;
 
 /** `etcd-cache-proxy snapshot push|pull ...`; returns the exit code. */

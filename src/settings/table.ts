@@ -297,6 +297,13 @@ export function shownDefault(flag: SettingFlag): string | null {
   return String(value);
 }
 
+/** The default of a setting that has one, as text: for the subcommands that take the same flag with the proxy's default. */
+export function defaultText(flag: SettingFlag): string {
+  const shown = shownDefault(flag);
+  if (shown === null) throw new Error(`--${flag} has no default to share`);
+  return shown;
+}
+
 /** The flags part of `etcd-cache-proxy help`. */
 export function describeSettings(): string {
   return SETTING_ROWS.map((setting) => {

@@ -1,9 +1,9 @@
-import type { ProxyConfig } from './config';
+import { LIVE_FIELDS, type LiveField } from './settings/table';
+import type { ProxyConfig } from './settings/types';
 
-/** Settings a running proxy takes over on a reload (SIGHUP, or its config file changed). */
-const LIVE = ['endpoints', 'discovery', 'syncIntervalMs', 'mode', 'writeRejectHttpStatus', 'logLevel', 'upstreamTls', 'serverTls', 'grayscale'] as const;
-
-export type LiveSetting = (typeof LIVE)[number];
+/** A setting a running proxy takes over on a reload (SIGHUP, or its config file changed): its row in the settings table says live. */
+export type LiveSetting = LiveField;
+const LIVE: ReadonlySet<string> = new Set(LIVE_FIELDS);
 
 export interface ConfigChanges {
   /** Changed settings the proxy applies without closing any connection. */
@@ -25,7 +25,7 @@ export function diffConfig(current: ProxyConfig, next: ProxyConfig): ConfigChang
   for (const key of Object.keys(current) as (keyof ProxyConfig)[]) {
     if (key === 'configFile' || same(current[key], next[key])) continue;
     if (key === 'serverTls' && (current.serverTls === null) !== (next.serverTls === null)) needRestart.push(key);
-    else if ((LIVE as readonly string[]).includes(key)) live.push(key as LiveSetting);
+    else if (LIVE.has(key)) live.push(key as LiveSetting);
     else needRestart.push(key);
   }
   return { live, needRestart };

@@ -1,4 +1,4 @@
-import type { ProxyMode } from '../config';
+import type { ProxyMode } from '../settings/types';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { LeaderSentinel } from '../upstream/leader-sentinel';

@@ -1,4 +1,4 @@
-import type { StaleReads } from '../config';
+import type { StaleReads } from '../settings/types';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { Mirror } from '../mirror/mirror';

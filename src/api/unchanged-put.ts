@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import type { UnaryHandler } from './call';
-import type { ProxyMode } from '../config';
+import type { ProxyMode } from '../settings/types';
 import { toWireKeyValue } from '../etcd/wire';
 import type { ApiContext } from './context';
 import { observeCall, type RpcRef } from './forward';

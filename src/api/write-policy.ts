@@ -1,4 +1,4 @@
-import type { ProxyMode } from '../config';
+import type { ProxyMode } from '../settings/types';
 import type { Metrics } from '../metrics';
 import type { Mirror } from '../mirror/mirror';
 import type { RangeQueries } from '../mirror/mirror-scope';

@@ -1,21 +1,8 @@
 import { isIP } from 'node:net';
+import type { HostPort, UpstreamEndpoint } from '../settings/types';
 
-export interface HostPort {
-  readonly host: string;
-  readonly port: number;
-}
-
-/** One upstream etcd client URL, as given by the operator, and where gRPC dials it. */
-export interface UpstreamEndpoint {
-  /** The URL as the operator wrote it; used in logs and metrics labels. */
-  readonly url: string;
-  readonly host: string;
-  readonly port: number;
-  /** The grpc-js target string. */
-  readonly target: string;
-  /** https: dialled with the upstream TLS material (--cacert, --cert, --key). */
-  readonly tls: boolean;
-}
+// The types live with the other settings types; they are re-exported for the etcd-side callers.
+export type { HostPort, UpstreamEndpoint };
 
 /** Parses "host:port", "[v6]:port" or a bare port; throws with a message fit for a config error. */
 export function parseHostPort(value: string): HostPort {

@@ -1,4 +1,4 @@
-import type { GrayscaleSettings } from '../config';
+import type { GrayscaleSettings } from '../settings/types';
 import type { Logger } from '../log';
 import type { Mirror } from '../mirror/mirror';
 import type { MirrorStore } from '../store/store';

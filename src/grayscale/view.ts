@@ -2,7 +2,7 @@ import { encodeEvent, type EncodedEvent } from '../etcd/event-bytes';
 import type { EncodedKeyValue } from '../etcd/kv-bytes';
 import type { Logger } from '../log';
 import { MirroredRanges, prefixEnd } from '../mirror/mirrored-ranges';
-import type { GrayscaleSettings } from '../config';
+import type { GrayscaleSettings } from '../settings/types';
 import type { MirrorStore, WithheldChange } from '../store/store';
 import { judgeValue, type GrayscaleIdentity } from './mark';
 

@@ -1,4 +1,4 @@
-import type { StaleReads } from '../config';
+import type { StaleReads } from '../settings/types';
 import type { Liveness } from '../upstream/liveness';
 import type { Mirror } from './mirror';
 import type { UnmirroredRange } from './mirror-scope';

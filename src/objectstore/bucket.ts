@@ -9,11 +9,11 @@ import {
   S3ServiceException,
   type _Object,
 } from '@aws-sdk/client-s3';
-import type { ObjectStoreOptions } from '../config';
+import type { ObjectStoreOptions } from '../settings/types';
 import { ObjectTooLarge, readBounded, writeBounded, type WrittenBody } from './bounded-body';
 import { keyOf, type SnapshotLocation } from './location';
 
-export type { ObjectStoreOptions } from '../config';
+export type { ObjectStoreOptions } from '../settings/types';
 
 /** Why the store could not do what was asked: each is logged and counted by name, and retried or refused. */
 export type ObjectStoreFailure = 'unreachable' | 'denied' | 'missing' | 'failed';

@@ -2,7 +2,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEFAULT_SNAPSHOT_MAX_BYTES, parseSnapshotUrl, type ObjectStoreOptions } from '../config';
+// The flags these commands share with the proxy take the proxy's defaults, from its settings table.
+import { defaultText } from '../settings/table';
+import type { ObjectStoreOptions } from '../settings/types';
+import { parseSnapshotUrl } from '../settings/values';
 import type { KeyValueFields } from '../etcd/records';
 import { toApisixYaml } from '../snapshot/apisix';
 import { SnapshotError, openSnapshot } from '../snapshot/format';
@@ -16,13 +19,13 @@ import { publishSnapshot } from './publish';
 import { newPublisherId } from './publisher';
 import { loadSnapshotSigner, loadTrustedKeys, publisherTrust } from './snapshot-keys';
 
-export const OBJECT_STORE_USAGE = `  etcd-cache-proxy snapshot push [FILE | --data-dir DIR] --snapshot-url s3://BUCKET/PREFIX [--snapshot-keep 10] [--apisix-prefix /apisix]
+export const OBJECT_STORE_USAGE = `  etcd-cache-proxy snapshot push [FILE | --data-dir DIR] --snapshot-url s3://BUCKET/PREFIX [--snapshot-keep ${defaultText('snapshot-keep')}] [--apisix-prefix ${defaultText('apisix-prefix')}]
                                  [--snapshot-sign-key FILE]
                                                              publish a snapshot file (or a data dir's mirror) as the proxies publish theirs
   etcd-cache-proxy snapshot pull --snapshot-url s3://BUCKET/PREFIX --data-dir DIR [--force]
-                                 [--snapshot-verify-key FILE[,FILE]] [--snapshot-max-bytes ${DEFAULT_SNAPSHOT_MAX_BYTES}]
+                                 [--snapshot-verify-key FILE[,FILE]] [--snapshot-max-bytes ${defaultText('snapshot-max-bytes')}]
                                                              the published latest into a data dir, checked as a proxy checks it
-    with either: [--s3-endpoint URL] [--s3-region us-east-1] [--s3-force-path-style] [--s3-request-checksum when-supported|when-required];
+    with either: [--s3-endpoint URL] [--s3-region ${defaultText('s3-region')}] [--s3-force-path-style] [--s3-request-checksum when-supported|when-required];
     credentials from the AWS SDK's chain (AWS_* environment, shared files, instance or pod roles)
 `;
 
@@ -31,16 +34,16 @@ type Output = { out: (text: string) => void; err: (text: string) => void };
 const OPTIONS = {
   'data-dir': { type: 'string' },
   force: { type: 'boolean' },
-  'apisix-prefix': { type: 'string', default: '/apisix' },
+  'apisix-prefix': { type: 'string', default: defaultText('apisix-prefix') },
   'snapshot-url': { type: 'string' },
-  'snapshot-keep': { type: 'string', default: '10' },
+  'snapshot-keep': { type: 'string', default: defaultText('snapshot-keep') },
   'snapshot-sign-key': { type: 'string' },
   'snapshot-verify-key': { type: 'string', multiple: true },
-  'snapshot-max-bytes': { type: 'string', default: String(DEFAULT_SNAPSHOT_MAX_BYTES) },
+  'snapshot-max-bytes': { type: 'string', default: defaultText('snapshot-max-bytes') },
   's3-endpoint': { type: 'string' },
-  's3-region': { type: 'string', default: 'us-east-1' },
+  's3-region': { type: 'string', default: defaultText('s3-region') },
   's3-force-path-style': { type: 'boolean' },
-  's3-request-checksum': { type: 'string', default: 'when-supported' },
+  's3-request-checksum': { type: 'string', default: defaultText('s3-request-checksum') },
 } as const;
 
 /** `etcd-cache-proxy snapshot push|pull ...`; returns the exit code. */

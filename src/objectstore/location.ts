@@ -1,6 +1,6 @@
-import type { SnapshotLocation } from '../config';
+import type { SnapshotLocation } from '../settings/types';
 
-export type { SnapshotLocation } from '../config';
+export type { SnapshotLocation } from '../settings/types';
 
 /** The object key of `name` under the location's prefix. */
 export function keyOf(location: SnapshotLocation, name: string): string {

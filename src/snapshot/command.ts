@@ -7,13 +7,14 @@ import { SnapshotError, openSnapshot } from './format';
 import { restoreSnapshot } from './restore';
 import { saveFromCluster, saveFromStore } from './save';
 import type { KeyValueFields } from '../etcd/records';
+import { defaultText } from '../settings/table';
 
 export const SNAPSHOT_USAGE = `Usage:
   etcd-cache-proxy snapshot save FILE --data-dir DIR        the mirror of a proxy's data dir (also while it runs)
   etcd-cache-proxy snapshot save FILE --endpoints URL[,URL]  the whole keyspace of a live cluster
   etcd-cache-proxy snapshot restore FILE --data-dir DIR [--force]
                                                              seed a mirror: a proxy on DIR serves it before it reaches etcd
-  etcd-cache-proxy snapshot apisix FILE [--apisix-prefix /apisix] [--out apisix.yaml]
+  etcd-cache-proxy snapshot apisix FILE [--apisix-prefix ${defaultText('apisix-prefix')}] [--out apisix.yaml]
                                                              APISIX's standalone apisix.yaml from a snapshot (stdout without --out)
   etcd-cache-proxy snapshot push | pull ...                  to and from object storage (--snapshot-url s3://...; 'snapshot push --help')
   etcd-cache-proxy snapshot keygen --out DIR                 a key pair for signed snapshots in object storage ('snapshot keygen --help')
@@ -36,7 +37,7 @@ export async function snapshotCommand(args: readonly string[], io: Output): Prom
         'data-dir': { type: 'string' },
         endpoints: { type: 'string' },
         force: { type: 'boolean' },
-        'apisix-prefix': { type: 'string', default: '/apisix' },
+        'apisix-prefix': { type: 'string', default: defaultText('apisix-prefix') },
         out: { type: 'string' },
       },
       allowPositionals: true,

@@ -1,5 +1,5 @@
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
-import type { ServerTlsConfig } from '../config';
+import type { ServerTlsConfig } from '../settings/types';
 import type { Logger } from '../log';
 import { WatchedMaterial } from './watched-material';
 

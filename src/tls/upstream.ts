@@ -1,7 +1,7 @@
 import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
-import type { UpstreamTlsConfig } from '../config';
+import type { UpstreamTlsConfig } from '../settings/types';
 import type { Logger } from '../log';
 import { WatchedMaterial } from './watched-material';
 

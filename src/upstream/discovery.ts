@@ -2,7 +2,7 @@ import { Resolver } from 'node:dns/promises';
 import { get as httpGet, type RequestOptions } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { isIP } from 'node:net';
-import type { DiscoverySource } from '../config';
+import type { DiscoverySource } from '../settings/types';
 import { parseEndpoint, type UpstreamEndpoint } from '../etcd/endpoint';
 import { tlsOptions, type TlsFiles } from '../tls/upstream';
 

@@ -1,5 +1,5 @@
 import { Metadata } from '@grpc/grpc-js';
-import type { UpstreamUser } from '../config';
+import type { UpstreamUser } from '../settings/types';
 import { isServiceError } from '../etcd/errors';
 import type { Logger } from '../log';
 import type { UpstreamMember } from './pool';

@@ -1,4 +1,4 @@
-import type { DiscoverySource } from '../config';
+import type { DiscoverySource } from '../settings/types';
 import type { Logger } from '../log';
 import type { MirrorStore } from '../store/store';
 import { discover, firstUsable, toEndpoints } from './discovery';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { open } from 'lmdb';
 import pino from 'pino';
-import type { GrayscaleSettings } from '../../src/config';
+import type { GrayscaleSettings } from '../../src/settings/types';
 import { encodeEvent, type EncodedEvent } from '../../src/etcd/event-bytes';
 import { encodeKeyValue, type EncodedKeyValue } from '../../src/etcd/kv-bytes';
 import { judgeValue } from '../../src/grayscale/mark';

@@ -10,8 +10,9 @@ const SRC = resolve(__dirname, '..', '..', 'src');
 
 /** Lower numbers sit lower. Top-level files are named with their extension-less path. */
 const LAYERS: Readonly<Record<string, number>> = {
+  // The settings table and its types: every layer reads its settings from here.
+  settings: 0,
   etcd: 0,
-  config: 0,
   'config-diff': 0,
   log: 0,
   metrics: 0,
@@ -29,6 +30,8 @@ const LAYERS: Readonly<Record<string, number>> = {
   listener: 6,
   auth: 3,
   proxy: 7,
+  // The flag parser sits with the processes it starts: nothing below them imports it (they take settings/types).
+  config: 7,
   objectstore: 5,
   grayscale: 3,
   workers: 7,

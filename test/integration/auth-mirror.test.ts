@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startEtcd, type EtcdServer } from '../support/etcd';
 import { b64, httpCall, type HttpAnswer } from '../support/http-gateway';
+import { scrape, total } from '../support/metrics';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { until } from '../support/until';
 
@@ -51,6 +52,25 @@ describe('the mirror and etcd auth', () => {
   const matchesEtcd = async (body: string, token?: string): Promise<boolean> => {
     const [direct, proxied] = await both(body, token);
     return JSON.stringify(seen(direct)) === JSON.stringify(seen(proxied));
+  };
+  /** Ranges the proxy answered, in all and from the mirror (the JSON gateway counts with the gRPC calls). */
+  const rangesCounted = async (): Promise<{ all: number; mirror: number }> => {
+    const samples = await scrape(proxy.url);
+    const requests = 'etcd_cache_proxy_grpc_requests_total';
+    return { all: total(samples, requests, { method: 'Range' }), mirror: total(samples, requests, { method: 'Range', source: 'mirror' }) };
+  };
+  /**
+   * The same read straight to etcd and through the proxy, and the proxy's count
+   * of it: a read etcd answered (forwarded) reads the same, only the count's
+   * source tells that the mirror answered it.
+   */
+  const bothFromMirror = async (body: string): Promise<[HttpAnswer, HttpAnswer]> => {
+    const before = await rangesCounted();
+    const answers = await both(body);
+    let after = before;
+    await until('the proxy to count the read', async () => (after = await rangesCounted()).all > before.all, 5_000, 10);
+    assert.deepEqual({ all: after.all - before.all, mirror: after.mirror - before.mirror }, { all: 1, mirror: 1 }, `not answered by the mirror: ${body}`);
+    return answers;
   };
 
   before(async () => {
@@ -105,7 +125,7 @@ describe('the mirror and etcd auth', () => {
     const disabled = await httpCall(etcd.clientUrl, '/v3/auth/disable', '{}', { headers: { Authorization: rootToken } });
     assert.equal(disabled.status, 200, disabled.text);
     await until('the mirror serving again', async () => (await metric(proxy, 'etcd_cache_proxy_upstream_auth_required')) === 0);
-    const [, proxied] = await both(serializable);
+    const [, proxied] = await bothFromMirror(serializable);
     assert.equal(proxied.status, 200, proxied.text);
     assert.equal(Buffer.from((proxied.json as { kvs: { value: string }[] }).kvs[0]?.value ?? '', 'base64').toString(), '{"uri":"/a"}');
     const changed = await httpCall(etcd.clientUrl, '/v3/kv/put', `{"key":"${b64(KEY)}","value":"${b64('{"uri":"/b"}')}"}`);
@@ -114,5 +134,7 @@ describe('the mirror and etcd auth', () => {
       const [direct, read] = await both(linearizable);
       return read.status === 200 && JSON.stringify(seen(read)) === JSON.stringify(seen(direct));
     });
+    const [direct, read] = await bothFromMirror(linearizable);
+    assert.deepEqual(seen(read), seen(direct));
   });
 });

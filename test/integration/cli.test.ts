@@ -8,9 +8,10 @@ import { after, before, describe, it } from 'node:test';
 import { status, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import { freePort, startEtcd, type EtcdServer } from '../support/etcd';
 import { etcdctl } from '../support/etcdctl';
+import { metric } from '../support/metrics';
 import { runCliToExit, startProxyProcess, type ProxyProcess } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
-import { untilValue } from '../support/until';
+import { until, untilValue } from '../support/until';
 
 const runToExit = runCliToExit;
 
@@ -111,7 +112,11 @@ describe('a running proxy process', () => {
         assert.equal(logged.msg, 'nothing to serve yet: no etcd member has answered and the mirror holds no copy');
         assert.deepEqual(logged.endpoints, endpoints.length > 0 ? endpoints : [args[1]]);
         assert.match(logged.hint, hint);
-        await new Promise((resolve) => setTimeout(resolve, 700));
+        // Every liveness tick asks whether the upstream is lost, then probes it: a warning said on each would be
+        // there by the time five more probes have started.
+        const probes = (): Promise<number> => metric(`http://${lonely.address}`, 'etcd_cache_proxy_upstream_calls_total', { reason: 'liveness' });
+        const probesAtWarning = await probes();
+        await until('five more liveness probes after the warning', async () => (await probes()) >= probesAtWarning + 5, 10_000);
         assert.equal(lonely.stderr().split('\n').filter((l) => l.includes('nothing to serve yet')).length, 1, 'said once');
       } finally {
         await lonely.stop();

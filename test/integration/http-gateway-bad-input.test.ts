@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { startEtcd, type EtcdServer } from '../support/etcd';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { b64, httpCall, HttpStream, type HttpAnswer } from '../support/http-gateway';
+import { until } from '../support/until';
 
 const KEY = b64('/apisix/routes/1');
 
@@ -195,13 +196,25 @@ describe('bad input to the HTTP/JSON gateway', () => {
     const streams = [new HttpStream(etcd.clientUrl, '/v3/watch', { body }), new HttpStream(proxy.url, '/v3/watch', { body })];
     try {
       await Promise.all(streams.map((stream) => stream.waitFor(1)));
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // Two writes to the watched key, one after the other: the first watch delivers each. Had the request after
+      // the bad one been read, its watch's created answer and its event for the first write would come before the
+      // first watch's event for the second; had the answer ended, the events would not come at all.
+      for (const value of ['after-bad-1', 'after-bad-2']) {
+        assert.equal((await httpCall(etcd.clientUrl, '/v3/kv/put', `{"key":"${KEY}","value":"${b64(value)}"}`)).status, 200);
+        await Promise.all(streams.map((stream) => stream.waitUntil(`the event of ${value}`, (o) => JSON.stringify(o).includes(b64(value)))));
+      }
       const [fromEtcd, fromProxy] = streams.map((stream) => ({ status: stream.status, objects: stream.objects.length, ended: stream.ended }));
       assert.deepEqual(fromProxy, fromEtcd);
-      assert.deepEqual(fromProxy, { status: 200, objects: 1, ended: false });
+      assert.deepEqual(fromProxy, { status: 200, objects: 3, ended: false });
     } finally {
       streams.forEach((stream) => stream.close());
     }
+    // The reads compared next carry the revision: the proxy's must have the writes.
+    const range = `{"key":"${KEY}"}`;
+    await until('reads through the proxy to show the writes', async () => {
+      const [fromEtcd, fromProxy] = await Promise.all([httpCall(etcd.clientUrl, '/v3/kv/range', range), httpCall(proxy.url, '/v3/kv/range', range)]);
+      return JSON.stringify(seen(fromProxy)) === JSON.stringify(seen(fromEtcd));
+    });
   });
 
   it("passes etcd's own answer to an oversize request through", async () => {

@@ -33,9 +33,17 @@ describe('an idle proxy', () => {
   it('makes next to no RPCs while idle, and still notices a frozen or killed etcd within the upstream timeout', async () => {
     // A write first: with events in the log, whether etcd compacted past them is a question too.
     const writer = rawClients(both.proxy.address);
-    assert.equal((await call(writer.kv, 'Put', { key: Buffer.from('idle/k'), value: Buffer.from('v') })).error, null);
+    const put = await call<{ header: { revision: string } }>(writer.kv, 'Put', { key: Buffer.from('idle/k'), value: Buffer.from('v') });
+    assert.equal(put.error, null);
     writer.close();
-    await new Promise((resolve) => setTimeout(resolve, 2_000)); // past start-up: member list, first probe
+    // An idle cost is a count over a window of time. It starts once start-up is over: the proxy has made its
+    // start-up calls (the member list, the first probe, the mirror's list and watch) and the mirror's watch has
+    // delivered the write, so it answers; what the window counts is then what an idle proxy does.
+    await both.proxy.mirrored(Number(put.response?.header.revision));
+    await until('the start-up calls made', async () => {
+      const reasons = await callsByReason();
+      return ['member-refresh', 'liveness', 'mirror-list', 'mirror-watch'].every((reason) => (reasons.get(reason) ?? 0) >= 1);
+    });
     const reasonsBefore = await callsByReason();
     const before = await rpcsStarted(both.etcd);
     await new Promise((resolve) => setTimeout(resolve, 10_000));

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { openSnapshotBucket, type SnapshotBucket } from '../../src/objectstore/bucket';
 import { fetchPublishedSnapshot } from '../../src/objectstore/fetch';
+import { LATEST } from '../../src/objectstore/manifest';
 import { readLatest } from '../../src/objectstore/publish';
 import { startEtcd, type EtcdServer } from '../support/etcd';
 import { runCliToExit, startProxyProcess, startTestProxy, type TestProxy } from '../support/proxy';
@@ -122,35 +123,77 @@ describe('snapshots in object storage', () => {
     }
   });
 
-  it('two publishers leave one latest, never older than what either published', async () => {
-    const first = await startTestProxy([etcd.clientUrl], [...s3.flags(), ...PUBLISH]);
-    const second = await startTestProxy([etcd.clientUrl], [...s3.flags(), ...PUBLISH]);
+  it('two publishers: one that lands late, with an older mirror, never takes latest back from the newer one', async (t) => {
+    const put = async (value: string): Promise<number> => {
+      const answer = await call<{ header: { revision: string } }>(direct.kv, 'Put', { key: b('/apisix/routes/many'), value: b(value) });
+      assert.equal(answer.error, null);
+      return Number(answer.response?.header.revision);
+    };
+    const latestRevision = async (): Promise<number> => Number((await readLatest(bucket))?.revision ?? 0);
+    const uploads = async (p: TestProxy, result?: string): Promise<number> =>
+      (await p.metrics.snapshotUploads.get()).values.filter((v) => result === undefined || v.labels.result === result).reduce((sum, v) => sum + v.value, 0);
+    const gaugeOf = async (gauge: TestProxy['metrics']['mirrorRevision']): Promise<number> => (await gauge.get()).values[0]?.value ?? 0;
+    const lateDir = mkdtempSync(join(tmpdir(), 'ecp-late-publisher-'));
+    t.after(() => rmSync(lateDir, { recursive: true, force: true }));
+
+    // The late publisher first publishes two revisions of its own, and stops: its data dir keeps the second.
+    const early = await startTestProxy([etcd.clientUrl], [...s3.flags(), ...PUBLISH], { dataDir: lateDir });
+    let oldest: Buffer;
+    let held: number;
     try {
-      let last = 0;
+      const first = await put('late-1');
+      await until('the late publisher to publish its first revision', async () => (await latestRevision()) === first);
+      oldest = (await bucket.get(LATEST, 1 << 16)) ?? assert.fail('latest is gone');
+      held = await put('late-2');
+      await until('the late publisher to publish its second revision', async () => (await latestRevision()) === held);
+    } finally {
+      await early.stop();
+    }
+
+    // The other publisher, following etcd, takes latest past what the late one holds.
+    const current = await startTestProxy([etcd.clientUrl], [...s3.flags(), ...PUBLISH]);
+    let last = 0;
+    try {
       for (let i = 0; i < 20; i += 1) {
-        const put = await call<{ header: { revision: string } }>(direct.kv, 'Put', { key: b('/apisix/routes/many'), value: b(String(i)) });
-        last = Number(put.response?.header.revision);
+        last = await put(String(i));
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
-      await until('latest to reach the last write', async () => Number((await readLatest(bucket))?.revision ?? 0) === last);
-      const seen: number[] = [];
-      for (let i = 0; i < 10; i += 1) {
-        seen.push(Number((await readLatest(bucket))?.revision ?? 0));
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-      assert.deepEqual([...new Set(seen)], [last], 'latest never went back');
-      const publishedByEither = Math.max(
-        ...(await Promise.all([first, second].map(async (p) => (await p.metrics.snapshotPublishedRevision.get()).values[0]?.value ?? 0))),
-      );
-      assert.ok(publishedByEither <= last);
-      const uploads = async (p: TestProxy): Promise<number> => (await p.metrics.snapshotUploads.get()).values.find((v) => v.labels.result === 'published')?.value ?? 0;
-      assert.ok((await uploads(first)) + (await uploads(second)) >= 2);
+      await until('latest to reach the last write', async () => (await latestRevision()) === last);
+      assert.ok((await uploads(current, 'published')) >= 1);
       const manifests = (await bucket.list('snapshots/')).filter((o) => o.name.endsWith('.json'));
       assert.ok(manifests.length <= 10, `${manifests.length} manifests kept (--snapshot-keep 10)`);
     } finally {
-      await first.stop();
-      await second.stop();
+      await current.stop();
     }
+
+    // The late one comes back on its data dir with its etcd out of reach (and no fallback fetch for a minute):
+    // what it would publish is its mirror, older than latest. Its one attempt ends in the counts.
+    const late = async (check: (p: TestProxy) => Promise<void>): Promise<void> => {
+      const p = await startTestProxy(['http://127.0.0.1:1'], [...s3.flags(), ...PUBLISH, '--upstream-timeout', '60s'], { dataDir: lateDir });
+      try {
+        await until('the late publisher to try to publish', async () => (await uploads(p)) >= 1);
+        assert.equal(await gaugeOf(p.metrics.mirrorRevision), held, 'it published from its older mirror');
+        await check(p);
+        assert.equal(await fetches(p, 'adopted'), 0, 'nothing fetched: its mirror stayed the older one');
+      } finally {
+        await p.stop();
+      }
+    };
+    await late(async (p) => {
+      assert.deepEqual({ published: await uploads(p, 'published'), skipped: await uploads(p, 'skipped') }, { published: 0, skipped: 1 }, 'not uploaded: latest is newer');
+      assert.equal(await latestRevision(), last, 'latest never went back');
+      // Only the other publisher published `last`: the late one learned it from latest.
+      assert.equal(await gaugeOf(p.metrics.snapshotPublishedRevision), last);
+    });
+
+    // As a publisher that crossed the newer one leaves it: latest names an older manifest than the newest in the
+    // bucket, and older than the late one's mirror. The late one uploads, and points latest at the newest manifest.
+    await bucket.put(LATEST, oldest);
+    await late(async (p) => {
+      assert.equal(await uploads(p, 'published'), 1, 'uploaded: latest was older than its mirror');
+      assert.equal(await latestRevision(), last, 'latest names the newest manifest, not the one just uploaded');
+      assert.equal(await gaugeOf(p.metrics.snapshotPublishedRevision), last);
+    });
   });
 
   it('snapshot push publishes a data dir as the proxies do; snapshot pull restores latest into an empty data dir', async () => {

@@ -12,6 +12,7 @@ import { stringify } from 'yaml';
 import { sleep } from '../support/etcd';
 import { startEtcdCluster, type EtcdCluster } from '../support/etcd-cluster';
 import { startProxyProcess, type ProxyProcess } from '../support/proxy';
+import { metric } from '../support/metrics';
 import { call, rawClients, type RawClients } from '../support/raw-client';
 import { WatchClient } from '../support/watch-client';
 import { until } from '../support/until';
@@ -31,6 +32,8 @@ describe('reloading the configuration', () => {
     const text = await (await fetch(`http://${proxy.address}/metrics`)).text();
     return [...text.matchAll(/^etcd_cache_proxy_upstream_member_up\{member="([^"]+)"\}/gm)].map((m) => m[1] ?? '').sort();
   };
+  /** Member list refreshes made, whatever their result. */
+  const refreshes = (): Promise<number> => metric(`http://${proxy.address}`, 'etcd_cache_proxy_member_list_refreshes_total');
 
   before(async () => {
     cluster = await startEtcdCluster(3);
@@ -69,14 +72,22 @@ describe('reloading the configuration', () => {
     try {
       assert.deepEqual(await put('1'), { code: null, details: '' });
 
-      // A member joins; with a one-hour sync interval the proxy does not hear of it...
+      // A member joins; with a one-hour sync interval the proxy does not hear of it. A member list refresh is
+      // the only way it could, so none may be made: the absence of something is seen only over a window of
+      // time, here 2 s (four of the 500 ms interval set below) from when the proxy knew the three members,
+      // across the fourth's start (its client URL is in the cluster's member list from then on).
+      const refreshesBefore = await refreshes();
+      const windowEnd = Date.now() + 2_000;
       const added = await cluster.addMember('m4');
-      await sleep(1_500);
+      await sleep(windowEnd - Date.now());
+      assert.equal(await refreshes(), refreshesBefore, 'no member list refresh before the reload');
       assert.equal((await members()).includes(added.clientUrl), false);
       // ...until a reload names another member and a short interval: SIGHUP.
       writeConfig({ endpoints: [cluster.members[1]?.clientUrl], 'sync-interval': '500ms', mode: 'readwrite' });
       proxy.child.kill('SIGHUP');
       await until('the new member known after the reload', async () => (await members()).includes(added.clientUrl));
+      // The reload refreshes once; the 500 ms interval brings the next.
+      await until('a refresh after the one the reload made', async () => (await refreshes()) >= refreshesBefore + 2);
       assert.deepEqual(await put('2'), { code: null, details: '' });
 
       // The file alone (no signal): read-only from now on, reads and the watch unaffected.

@@ -1,6 +1,6 @@
 // Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
 // Integration (real etcd, HTTP/JSON and its Authorization header): the
-// mirror serves nobody once etcd has auth on (contract section 8), also when
+// mirror serves nobody once etcd has auth on (docs/design.md, "Authentication"), also when
 // auth is turned on while the proxy runs (its watch, created before, goes on
 // delivering) and when a proxy with a full mirror on disk starts against an
 // etcd that has auth on. Every read is then etcd's answer, token and all;

@@ -6,11 +6,11 @@ import { createMetrics, type Metrics } from './metrics';
 import { startProxy, type RunningProxy } from './proxy';
 import { startPrimary, type RunningPrimary } from './workers/primary';
 import { startWorker, type RunningWorker } from './workers/worker';
-import { snapshotCommand } from './snapshot/command';
-import { objectStoreCommand } from './objectstore/command';
+import { snapshotCommand } from './snapshot/snapshot-command';
+import { objectStoreCommand } from './objectstore/objectstore-command';
 import { keygenCommand } from './objectstore/keygen-command';
-import { demoCommand } from './demo/command';
-import { quietIpServerNameWarning } from './tls/upstream';
+import { demoCommand } from './demo/demo-command';
+import { quietIpServerNameWarning } from './tls/upstream-tls';
 import { proxyVersion } from './version';
 
 const USAGE = `Usage: etcd-cache-proxy <command> [flags]

@@ -31,9 +31,9 @@ import { OFFLINE_LOGINS_FILE, OfflineLogins } from './auth/offline-logins';
 import { JwtVerifier } from './auth/jwt';
 import { CompactionCheck } from './mirror/compaction-check';
 import { LeaderSentinel } from './upstream/leader-sentinel';
-import { UpstreamIdentity } from './upstream/identity';
+import { UpstreamLogin } from './upstream/upstream-login';
 import { ReadBarrier } from './mirror/read-barrier';
-import { startStoreMaintenance } from './mirror/maintenance';
+import { startStoreMaintenance } from './mirror/store-maintenance';
 import { isCompactedUpstream } from './mirror/compaction-tracker';
 import { startConsistencyChecks } from './mirror/consistency-check';
 import { openStore } from './store/store';
@@ -43,8 +43,8 @@ import { startSnapshotFallback } from './objectstore/fallback';
 import { startSnapshotPublisher } from './objectstore/publisher';
 import { objectStoreScratch } from './objectstore/scratch';
 import { loadSnapshotSigner, loadTrustedKeys, publisherTrust } from './objectstore/snapshot-keys';
-import { upstreamCredentialsBuilder, upstreamTlsFiles, watchUpstreamCredentials } from './tls/upstream';
-import { serverOptionsBuilder, serverTlsFiles, watchServerContext } from './tls/server';
+import { upstreamCredentialsBuilder, upstreamTlsFiles, watchUpstreamCredentials } from './tls/upstream-tls';
+import { serverOptionsBuilder, serverTlsFiles, watchServerContext } from './tls/server-tls';
 import { diffConfig, type ConfigChanges, type LiveSetting } from './config-diff';
 import type { MirrorStore } from './store/store';
 import type { Liveness } from './upstream/liveness';
@@ -59,7 +59,7 @@ import { AuthGate } from './mirror/auth-gate';
 import { countingInterceptor } from './upstream/call-reason';
 import { GrayscaleView } from './grayscale/view';
 import { applyGrayscaleSettings } from './grayscale/settings-change';
-import { grayscaleReport } from './grayscale/report';
+import { grayscaleReport } from './grayscale/grayscale-report';
 
 export interface RunningProxy {
   /** The client port actually bound (port 0 in the config picks a free one). */
@@ -102,7 +102,7 @@ export interface MirrorSide {
   readonly mirror: Mirror;
   readonly auth: AuthGate;
   /** Who the proxy's own calls are made as (--user). */
-  readonly identity: UpstreamIdentity;
+  readonly identity: UpstreamLogin;
   readonly grayscale: GrayscaleView;
   /** The ranges the mirror holds now (what is configured, narrowed to what its user may read). */
   readonly scope: MirrorScope;
@@ -234,7 +234,7 @@ export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, ins
     save: (state) => store.saveAuthState(state),
   });
   metrics.upstreamAuthRequired.set(auth.isRequired() ? 1 : 0);
-  const identity = new UpstreamIdentity(config.upstreamUser, mirrorLog, (enabled) => (enabled ? auth.loginSeen() : auth.loginRefusedAsDisabled()));
+  const identity = new UpstreamLogin(config.upstreamUser, mirrorLog, (enabled) => (enabled ? auth.loginSeen() : auth.loginRefusedAsDisabled()));
   auth.startProbing(() => pool.candidates()[0]?.client);
   const grayscaleLog = log.child({ component: 'grayscale' });
   const grayscale = new GrayscaleView(config.grayscale, grayscaleLog, () => metrics.grayscaleMalformedMarks.inc());

@@ -18,7 +18,7 @@ export interface KeyValueFields {
 export type EventType = 'PUT' | 'DELETE';
 
 /** The upstream identity that mirror answers carry in their header. */
-export interface UpstreamIdentity {
+export interface HeaderIdentity {
   /** Decimal uint64. */
   readonly cluster_id: string;
   readonly member_id: string;

@@ -1,6 +1,6 @@
 import { EncodedKeyValue } from './kv-bytes';
 import { etcdMethod } from './proto';
-import type { UpstreamIdentity } from './records';
+import type { HeaderIdentity } from './records';
 import { WIRE_LENGTH_DELIMITED, WIRE_VARINT, WireReader, bytesFieldSize, encodeBigVarint, splitRepeatedField, tag, varintSize, writeBytesField, writeVarint } from './protowire';
 import type { WireRangeResponse } from './wire';
 
@@ -16,14 +16,14 @@ const OP_RESPONSE_RANGE = 1;
 const OP_RESPONSE_TXN = 4;
 
 /** A header's identity fields, encoded once per identity (a mirror keeps one for a long time). */
-const encodedIdentities = new WeakMap<UpstreamIdentity, { beforeRevision: Buffer; afterRevision: Buffer }>();
+const encodedIdentities = new WeakMap<HeaderIdentity, { beforeRevision: Buffer; afterRevision: Buffer }>();
 
 function uint64Field(field: number, decimal: string): Buffer {
   const value = BigInt(decimal);
   return value === 0n ? Buffer.alloc(0) : Buffer.concat([Buffer.from([tag(field, WIRE_VARINT)]), encodeBigVarint(value)]);
 }
 
-function identityFields(identity: UpstreamIdentity | null): { beforeRevision: Buffer; afterRevision: Buffer } {
+function identityFields(identity: HeaderIdentity | null): { beforeRevision: Buffer; afterRevision: Buffer } {
   if (identity === null) return { beforeRevision: Buffer.alloc(0), afterRevision: Buffer.alloc(0) };
   let encoded = encodedIdentities.get(identity);
   if (encoded === undefined) {
@@ -40,7 +40,7 @@ function identityFields(identity: UpstreamIdentity | null): { beforeRevision: Bu
  * An encoded etcdserverpb.ResponseHeader (cluster_id, member_id, revision,
  * raft_term in field order, zero values left out, as etcd writes it).
  */
-export function encodeResponseHeader(identity: UpstreamIdentity | null, revision: number): Buffer {
+export function encodeResponseHeader(identity: HeaderIdentity | null, revision: number): Buffer {
   const { beforeRevision, afterRevision } = identityFields(identity);
   const revisionSize = revision === 0 ? 0 : 1 + varintSize(revision);
   const bytes = Buffer.allocUnsafe(beforeRevision.length + revisionSize + afterRevision.length);

@@ -1,4 +1,4 @@
-import type { KeyValueFields, UpstreamIdentity } from './records';
+import type { KeyValueFields, HeaderIdentity } from './records';
 
 /**
  * etcd messages as proto-loader decodes them (int64 as decimal strings, zero
@@ -48,7 +48,7 @@ export function toRevision(value: string | undefined): number {
   return revision;
 }
 
-export function toIdentity(header: WireHeader | undefined): UpstreamIdentity {
+export function toIdentity(header: WireHeader | undefined): HeaderIdentity {
   return { cluster_id: header?.cluster_id ?? '0', member_id: header?.member_id ?? '0', raft_term: header?.raft_term ?? '0' };
 }
 

@@ -2,13 +2,13 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Metadata } from '@grpc/grpc-js';
 import type { KeyRangeAsked, ReadDecision } from '../auth/directory';
 import { ETCD_ERRORS, type EtcdErrorName } from '../etcd/errors';
-import type { GrayscaleReport } from '../grayscale/report';
+import type { GrayscaleReport } from '../grayscale/grayscale-report';
 import { prefixEnd } from '../mirror/mirrored-ranges';
 import { errorBody } from './http-errors';
 
 /** What GET /grayscale is answered from. */
 export interface GrayscaleAccess {
-  /** This machine's grayscale identity and every key it withholds (grayscale/report.ts). */
+  /** This machine's grayscale identity and every key it withholds (grayscale/grayscale-report.ts). */
   report(): GrayscaleReport;
   /** Auth is on upstream: the report names keys under prefixes etcd may let only some users read. */
   authEnabled(): boolean;

@@ -13,7 +13,7 @@ import { serveStream } from './json-stream';
 import { serveUnary } from './json-unary';
 import { findRoute } from './routes';
 import { answerGrayscale, type GrayscaleAccess } from './grayscale-endpoint';
-import { createVersionSource, type VersionSource } from './version';
+import { createVersionSource, type VersionSource } from './version-endpoint';
 
 const HEALTH_PROBE_TIMEOUT_MS = 1_000;
 

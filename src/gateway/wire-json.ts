@@ -1,7 +1,7 @@
 import { Enum, Type, type Field } from 'protobufjs';
 import { goJsonString } from './go-string';
 import { JsonBytes } from './json-bytes';
-import { WIRE_FIXED32, WIRE_FIXED64, WIRE_LENGTH, WIRE_VARINT, WireError, WireReader } from './wire-reader';
+import { WIRE_FIXED32, WIRE_FIXED64, WIRE_LENGTH, WIRE_VARINT, WireError, JsonWireReader } from './json-wire-reader';
 
 /**
  * The JSON etcd's gateway writes for a protobuf answer (golang/protobuf's
@@ -30,7 +30,7 @@ export function wireToJsonBuffer(type: Type, bytes: Buffer): Buffer {
 
 function walk(type: Type, bytes: Buffer): JsonBytes {
   const plan = planFor(type);
-  const reader = new WireReader(bytes);
+  const reader = new JsonWireReader(bytes);
   const found = newFound(plan);
   gather(plan, reader, 0, bytes.length, found, 0);
   // Base64 makes a third more than the bytes it encodes, keys and quotes add a little: usually no regrowth.
@@ -193,7 +193,7 @@ function newFound(plan: MessagePlan): Found {
   };
 }
 
-function gather(plan: MessagePlan, reader: WireReader, start: number, end: number, found: Found, depth: number): void {
+function gather(plan: MessagePlan, reader: JsonWireReader, start: number, end: number, found: Found, depth: number): void {
   reader.checkDepth(depth);
   reader.pos = start;
   while (reader.pos < end) {
@@ -261,7 +261,7 @@ const EXACT_HIGH_LIMIT = 0x20_0000;
  * inside the answer), after `key` unless `key` is null. A zero value is
  * skipped, key and all, when `omitZero`; returns whether anything was written.
  */
-function writeScalar(out: JsonBytes, reader: WireReader, field: FieldPlan, at: number, key: Uint8Array | null, omitZero: boolean): boolean {
+function writeScalar(out: JsonBytes, reader: JsonWireReader, field: FieldPlan, at: number, key: Uint8Array | null, omitZero: boolean): boolean {
   const buf = reader.buf;
   const end = buf.length;
   reader.pos = at;
@@ -368,7 +368,7 @@ const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACKET = 0x5d;
 const COMMA = 0x2c;
 
-function emit(plan: MessagePlan, reader: WireReader, found: Found, out: JsonBytes, depth: number): void {
+function emit(plan: MessagePlan, reader: JsonWireReader, found: Found, out: JsonBytes, depth: number): void {
   out.byte(OPEN_BRACE);
   let written = false;
   for (const field of plan.fields) {

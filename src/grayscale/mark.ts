@@ -1,5 +1,5 @@
 /** Who this proxy is, as a grayscale mark names its targets. */
-export interface GrayscaleIdentity {
+export interface MachineTraits {
   readonly hostname: string;
   readonly labels: Readonly<Record<string, string>>;
 }
@@ -24,7 +24,7 @@ const isStringList = (value: unknown): value is string[] => Array.isArray(value)
  * list of values) must match this proxy's label of that name. A value that
  * is not a JSON object, or has no mark, applies everywhere.
  */
-export function judgeValue(value: Buffer, self: GrayscaleIdentity): MarkVerdict {
+export function judgeValue(value: Buffer, self: MachineTraits): MarkVerdict {
   // Nearly every value carries no mark: it is not parsed.
   if (value.indexOf(MARK_WORD) < 0) return APPLIES;
   let document: unknown;

@@ -4,7 +4,7 @@ import type { Logger } from '../log';
 import { MirroredRanges, prefixEnd } from '../mirror/mirrored-ranges';
 import type { GrayscaleSettings } from '../settings/types';
 import type { MirrorStore, WithheldChange } from '../store/store';
-import { judgeValue, type GrayscaleIdentity } from './mark';
+import { judgeValue, type MachineTraits } from './mark';
 
 /** Malformed marks already logged, by key and revision; forgotten in bulk past this many. */
 const LOGGED_LIMIT = 10_000;
@@ -21,7 +21,7 @@ const sameRecord = (a: EncodedKeyValue | undefined, b: EncodedKeyValue | undefin
  */
 export class GrayscaleView {
   private ranges: MirroredRanges | null = null;
-  private identity: GrayscaleIdentity = { hostname: '', labels: {} };
+  private identity: MachineTraits = { hostname: '', labels: {} };
   private current: GrayscaleSettings = { prefixes: [], hostname: '', labels: {} };
   private readonly logged = new Set<string>();
   /** The newest revision at which a key under the prefixes changed upstream, as far as this process saw. */

@@ -1,5 +1,5 @@
 import { isServiceError } from '../etcd/errors';
-import type { UpstreamIdentity } from '../upstream/identity';
+import type { UpstreamLogin } from '../upstream/upstream-login';
 import type { UpstreamPool } from '../upstream/pool';
 import { callUpstream } from '../upstream/unary';
 
@@ -13,7 +13,7 @@ const PROBE_TIMEOUT_MS = 2_000;
  * store knows (a member without a leader answers too), and it costs etcd no
  * ReadIndex. Undefined when no member answers.
  */
-export async function isCompactedUpstream(pool: UpstreamPool, revision: number, probeKey: Buffer, identity?: UpstreamIdentity): Promise<boolean | undefined> {
+export async function isCompactedUpstream(pool: UpstreamPool, revision: number, probeKey: Buffer, identity?: UpstreamLogin): Promise<boolean | undefined> {
   for (const member of pool.candidates()) {
     try {
       await identity?.readyAt(member);

@@ -3,7 +3,7 @@ import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { EncodedKeyValue } from '../etcd/kv-bytes';
 import type { MirrorStore } from '../store/store';
-import type { UpstreamIdentity } from '../upstream/identity';
+import type { UpstreamLogin } from '../upstream/upstream-login';
 import type { UpstreamMember, UpstreamPool } from '../upstream/pool';
 import { callUpstream } from '../upstream/unary';
 import { isRetained, keyspaceAt } from './history-view';
@@ -102,7 +102,7 @@ export function startConsistencyChecks(deps: {
   readonly intervalMs: number;
   /** What the check may read from etcd, averaged. */
   readonly bytesPerSecond: number;
-  readonly identity?: UpstreamIdentity;
+  readonly identity?: UpstreamLogin;
   /** This machine's view under grayscale prefixes: what it withholds is compared as etcd holds it. */
   readonly grayscale?: GrayscaleView;
 }): ConsistencyChecker {

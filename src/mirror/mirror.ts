@@ -7,7 +7,7 @@ import type { UpstreamMember, UpstreamPool } from '../upstream/pool';
 import { callUpstream } from '../upstream/unary';
 import { toIdentity, toRevision, type WireHeader } from '../etcd/wire';
 import { AuthRefused, type AuthGate } from './auth-gate';
-import type { UpstreamIdentity } from '../upstream/identity';
+import type { UpstreamLogin } from '../upstream/upstream-login';
 import { fullJitterDelayMs } from './reconnect-delay';
 import { listInto } from './lister';
 import { MirroredRanges, rangeName } from './mirrored-ranges';
@@ -92,7 +92,7 @@ export interface MirrorDeps {
   /** Whether the upstream lets the mirror serve (auth off); the mirror's own calls feed it too. */
   readonly auth: AuthGate;
   /** Who the mirror's calls are made as when etcd has auth on (--user). */
-  readonly identity: UpstreamIdentity;
+  readonly identity: UpstreamLogin;
   /** Called with M after every commit (metrics). */
   readonly onRevision?: (revision: number) => void;
   /** Called with +1 when the mirror's upstream watch stream opens, -1 when it ends (metrics). */

@@ -1,7 +1,7 @@
 import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { etcdMethod, passBytes } from '../etcd/proto';
 import { readHeaderRevision } from '../etcd/response-bytes';
-import type { UpstreamIdentity } from '../upstream/identity';
+import type { UpstreamLogin } from '../upstream/upstream-login';
 import type { UpstreamMember, UpstreamPool } from '../upstream/pool';
 import { reasonedCall } from '../upstream/call-reason';
 
@@ -40,7 +40,7 @@ export class ReadBarrier {
     /** A key the mirror holds now (its ranges may change with what the mirror's user may read). */
     private readonly probeKey: () => Buffer,
     /** Who the barrier's reads are made as when etcd has auth on. */
-    private readonly identity: UpstreamIdentity,
+    private readonly identity: UpstreamLogin,
     /** Told of every upstream call, for the calls-per-read metric. */
     private readonly onCall: () => void = () => undefined,
   ) {

@@ -3,11 +3,11 @@ import { etcdMethod, passBytes } from '../etcd/proto';
 import type { EncodedEvent } from '../etcd/event-bytes';
 import { readWatchResponse } from '../etcd/watch-bytes';
 import { toIdentity, toRevision, type WireWatchResponse } from '../etcd/wire';
-import type { UpstreamIdentity as HeaderIdentity } from '../etcd/records';
+import type { HeaderIdentity } from '../etcd/records';
 import type { Logger } from '../log';
 import type { Liveness } from '../upstream/liveness';
 import type { UpstreamMember } from '../upstream/pool';
-import type { UpstreamIdentity } from '../upstream/identity';
+import type { UpstreamLogin } from '../upstream/upstream-login';
 import { reasonedCall } from '../upstream/call-reason';
 import { AuthRefused, isAuthCancelReason } from './auth-gate';
 import { MirroredRanges } from './mirrored-ranges';
@@ -48,7 +48,7 @@ export interface WatchStreamDeps {
   /** How far etcd's answers to progress requests can be believed (separate watches only). */
   readonly trust: ProgressTrust;
   readonly startRevision: number;
-  readonly identity: UpstreamIdentity;
+  readonly identity: UpstreamLogin;
   readonly liveness: Liveness;
   readonly log: Logger;
   /** Commits one delivery; throws when it cannot (the stream is then given up). */

@@ -2,7 +2,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { encodeKeyValue, type EncodedKeyValue } from '../etcd/kv-bytes';
-import type { KeyValueFields, UpstreamIdentity } from '../etcd/records';
+import type { KeyValueFields, HeaderIdentity } from '../etcd/records';
 
 /**
  * The snapshot file: JSON lines, so a keyspace of any size streams through
@@ -77,7 +77,7 @@ export function trailerLine(keys: number, hash: Hash): string {
   return `${JSON.stringify({ end })}\n`;
 }
 
-export function identityOf(header: SnapshotHeader): UpstreamIdentity {
+export function headerIdentityOf(header: SnapshotHeader): HeaderIdentity {
   return { cluster_id: header.cluster_id, member_id: header.member_id, raft_term: header.raft_term };
 }
 

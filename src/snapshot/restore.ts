@@ -1,7 +1,7 @@
 import { toRevision } from '../etcd/wire';
 import type { EncodedKeyValue } from '../etcd/kv-bytes';
 import { openStore, type MirrorStore } from '../store/store';
-import { identityOf, openSnapshot, type SnapshotReader } from './format';
+import { headerIdentityOf, openSnapshot, type SnapshotReader } from './format';
 
 const PAGE_KEYS = 1_000;
 
@@ -31,7 +31,7 @@ export async function restoreInto(store: MirrorStore, reader: SnapshotReader): P
   }
   writer.putPage(page);
   const revision = toRevision(reader.header.revision);
-  writer.commit(revision, identityOf(reader.header), toRevision(reader.header.compact_revision), reader.header.scope);
+  writer.commit(revision, headerIdentityOf(reader.header), toRevision(reader.header.compact_revision), reader.header.scope);
   return { revision, keys };
 }
 

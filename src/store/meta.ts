@@ -1,10 +1,10 @@
-import type { UpstreamIdentity } from '../etcd/records';
+import type { HeaderIdentity } from '../etcd/records';
 
 /** What the store knows about its content as a whole. */
 export interface StoreMeta {
   readonly schemaVersion: number;
   /** The cluster whose data this is; null while the store is empty. */
-  readonly identity: UpstreamIdentity | null;
+  readonly identity: HeaderIdentity | null;
   /** M: every event up to here is committed. 0 = never synced. */
   readonly revision: number;
   /** The upstream's compaction point when last known; reads below it are compacted. */

@@ -5,7 +5,7 @@ import { isLongStoreKey, isPastEnd, scanStart, toStoreKey } from './key-codec';
 import { orderedScan } from './ordered-scan';
 import type { EncodedEvent } from '../etcd/event-bytes';
 import { EncodedKeyValue } from '../etcd/kv-bytes';
-import type { UpstreamIdentity } from '../etcd/records';
+import type { HeaderIdentity } from '../etcd/records';
 import type { Logger } from '../log';
 import { makePrivateDir, PRIVATE_FILE_MODE } from '../files/private-dir';
 import { decodeLogEntry, encodeLogEntry } from './log-entry';
@@ -47,7 +47,7 @@ export interface SnapshotWriter {
   /** Versions the list found that this machine withholds (grayscale/); they replace the old ones at commit. */
   putWithheld(records: readonly EncodedKeyValue[]): void;
   /** Makes the snapshot the mirror's content at `revision`, in one transaction. */
-  commit(revision: number, identity: UpstreamIdentity, compactRevision: number, scope: string): void;
+  commit(revision: number, identity: HeaderIdentity, compactRevision: number, scope: string): void;
 }
 
 /** Everything the store holds at one moment: meta and every key, from one read transaction. */
@@ -97,7 +97,7 @@ export interface MirrorStore {
    * the watch vouches for without mirrored events), in one LMDB transaction.
    * Returns the new M.
    */
-  applyEvents(events: readonly EncodedEvent[], identity: UpstreamIdentity, through?: number, withheld?: readonly WithheldChange[]): number;
+  applyEvents(events: readonly EncodedEvent[], identity: HeaderIdentity, through?: number, withheld?: readonly WithheldChange[]): number;
   /** The newest version of a key that this machine withholds (grayscale/), if any. */
   withheld(key: Buffer): EncodedKeyValue | undefined;
   /** Every withheld version, in key order. */
@@ -112,7 +112,7 @@ export interface MirrorStore {
   /** The grayscale settings (grayscale/describeSettings) the stored view was derived under; '' for none. */
   grayscaleSettings(): string;
   /** Records what the upstream said about itself (term changes, compaction) without events. */
-  updateMeta(update: { identity?: UpstreamIdentity; compactRevision?: number }): void;
+  updateMeta(update: { identity?: HeaderIdentity; compactRevision?: number }): void;
   beginSnapshot(): SnapshotWriter;
   /** Events of revisions > after, in order, from the log. */
   eventsAfter(after: number): IterableIterator<{ revision: number; events: EncodedEvent[] }>;

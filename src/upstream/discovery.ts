@@ -4,7 +4,7 @@ import { get as httpsGet } from 'node:https';
 import { isIP } from 'node:net';
 import type { DiscoverySource } from '../settings/types';
 import { parseEndpoint, type UpstreamEndpoint } from '../etcd/endpoint';
-import { tlsOptions, type TlsFiles } from '../tls/upstream';
+import { tlsOptions, type TlsFiles } from '../tls/upstream-tls';
 
 /** A peer that does not answer /members within this long is skipped for the next. */
 const PEER_TIMEOUT_MS = 2_000;

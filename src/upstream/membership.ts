@@ -5,7 +5,7 @@ import { discover, firstUsable, toEndpoints } from './discovery';
 import type { UpstreamEndpoint } from '../etcd/endpoint';
 import { pointsAtSelf, type SelfAddresses } from './loop-guard';
 import type { UpstreamMember, UpstreamPool } from './pool';
-import type { TlsFiles } from '../tls/upstream';
+import type { TlsFiles } from '../tls/upstream-tls';
 import { callUpstream } from './unary';
 
 /** While no member is known, discovery is retried this often (docs/design.md, "Members"). */

@@ -36,7 +36,7 @@ function metadataOf(kind: RelayKind): Metadata {
 }
 
 /** Two watches with the same identity get the same events from etcd, message for message. */
-function identityOf(kind: RelayKind, spec: WatchSpec): string {
+function relayShareKey(kind: RelayKind, spec: WatchSpec): string {
   const range = spec.single ? '=' : spec.end === null ? '+' : spec.end.toString('hex');
   const flags = [spec.noPut, spec.noDelete, spec.prevKv, spec.progressNotify, spec.fragment].map((flag) => (flag ? '1' : '0')).join('');
   return `${kind.key}/${spec.key.toString('hex')}/${range}/${flags}`;
@@ -80,7 +80,7 @@ export class WatchRelay {
    * this returns (a watch joining one etcd already answered is answered at once).
    */
   watch(kind: RelayKind, spec: WatchSpec, request: WireWatchCreateRequest, member: RelayMember): RelayHandle {
-    const identity = identityOf(kind, spec);
+    const identity = relayShareKey(kind, spec);
     for (const candidate of this.shared.get(identity) ?? []) {
       const joined = candidate.join(spec.startRevision, member);
       if (joined !== null) return joined;

@@ -10,9 +10,9 @@ import { setLogLevel } from '../log';
 import { AuthGate } from '../mirror/auth-gate';
 import { createReconfigure, startServing, type ProxyDeps } from '../proxy';
 import { openStore } from '../store/store';
-import { upstreamCredentialsBuilder, upstreamTlsFiles, watchUpstreamCredentials } from '../tls/upstream';
+import { upstreamCredentialsBuilder, upstreamTlsFiles, watchUpstreamCredentials } from '../tls/upstream-tls';
 import { countingInterceptor } from '../upstream/call-reason';
-import { UpstreamIdentity } from '../upstream/identity';
+import { UpstreamLogin } from '../upstream/upstream-login';
 import { createInstanceId, viaInterceptor } from '../upstream/loop-guard';
 import { initialEndpoints } from '../upstream/membership';
 import { createUpstreamPool } from '../upstream/pool';
@@ -61,7 +61,7 @@ export async function startWorker({ config, log, metrics }: ProxyDeps, args: rea
     load: () => store.authState(),
     save: () => undefined,
   });
-  const identity = new UpstreamIdentity(config.upstreamUser, mirrorLog, (enabled) => (enabled ? auth.loginSeen() : auth.loginRefusedAsDisabled()));
+  const identity = new UpstreamLogin(config.upstreamUser, mirrorLog, (enabled) => (enabled ? auth.loginSeen() : auth.loginRefusedAsDisabled()));
   const grayscale = new GrayscaleView(config.grayscale, log.child({ component: 'grayscale' }));
   const mirror = startFollowerMirror(store, auth, send);
   const scope = new MirrorScope(MirroredRanges.fromPrefixes(config.mirrorPrefixes.map((prefix) => Buffer.from(prefix))));

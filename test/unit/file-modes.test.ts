@@ -15,13 +15,13 @@ import { LoginLimiter } from '../../src/auth/login-limits';
 import { OfflineLogins } from '../../src/auth/offline-logins';
 import { encodeEvent } from '../../src/etcd/event-bytes';
 import { encodeKeyValue } from '../../src/etcd/kv-bytes';
-import type { UpstreamIdentity } from '../../src/etcd/records';
+import type { HeaderIdentity } from '../../src/etcd/records';
 import { writeAtomically } from '../../src/files/atomic-file';
 import { startPeriodicSnapshots } from '../../src/snapshot/periodic';
 import { saveFromStore } from '../../src/snapshot/save';
 import { openStore } from '../../src/store/store';
 
-const identity: UpstreamIdentity = { cluster_id: '1', member_id: '2', raft_term: '2' };
+const identity: HeaderIdentity = { cluster_id: '1', member_id: '2', raft_term: '2' };
 const modeOf = (path: string): number => statSync(path).mode & 0o777;
 const octal = (mode: number): string => `0${mode.toString(8)}`;
 

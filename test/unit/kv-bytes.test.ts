@@ -6,20 +6,20 @@ import { describe, it } from 'node:test';
 import { EncodedKeyValue, encodeKeyValue } from '../../src/etcd/kv-bytes';
 import { etcdMethod } from '../../src/etcd/proto';
 import { MalformedMessage, WireReader, encodeBigVarint, splitRepeatedField, varintSize, writeVarint } from '../../src/etcd/protowire';
-import type { KeyValueFields, UpstreamIdentity } from '../../src/etcd/records';
+import type { KeyValueFields, HeaderIdentity } from '../../src/etcd/records';
 import { encodeRangeResponse, encodeResponseHeader, encodeTxnResponse, readRangeResponse } from '../../src/etcd/response-bytes';
 import { toWireKeyValue } from '../../src/etcd/wire';
 
 const range = etcdMethod('etcdserverpb.KV', 'Range');
 const txn = etcdMethod('etcdserverpb.KV', 'Txn');
-const identity: UpstreamIdentity = { cluster_id: '14841639068965178418', member_id: '10276657743932975437', raft_term: '2' };
+const identity: HeaderIdentity = { cluster_id: '14841639068965178418', member_id: '10276657743932975437', raft_term: '2' };
 
 function fields(overrides: Partial<KeyValueFields>): KeyValueFields {
   return { key: Buffer.from('k'), create_revision: 0, mod_revision: 0, version: 0, value: Buffer.alloc(0), lease: '0', ...overrides };
 }
 
 /** The header as protobufjs would be given it by code that leaves zero values out, as etcd does. */
-function wireHeader(id: UpstreamIdentity | null, revision: number): Record<string, string | number> {
+function wireHeader(id: HeaderIdentity | null, revision: number): Record<string, string | number> {
   const header: Record<string, string | number> = {};
   if (id !== null && id.cluster_id !== '0') header.cluster_id = id.cluster_id;
   if (id !== null && id.member_id !== '0') header.member_id = id.member_id;

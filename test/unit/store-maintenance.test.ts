@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { createMetrics } from '../../src/metrics';
-import { startStoreMaintenance } from '../../src/mirror/maintenance';
+import { startStoreMaintenance } from '../../src/mirror/store-maintenance';
 import { encodeEvent } from '../../src/etcd/event-bytes';
 import { encodeKeyValue } from '../../src/etcd/kv-bytes';
 import { openStore } from '../../src/store/store';

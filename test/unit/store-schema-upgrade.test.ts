@@ -11,11 +11,11 @@ import pino from 'pino';
 import { Writable } from 'node:stream';
 import { encodeEvent } from '../../src/etcd/event-bytes';
 import { encodeKeyValue } from '../../src/etcd/kv-bytes';
-import type { KeyValueFields, UpstreamIdentity } from '../../src/etcd/records';
+import type { KeyValueFields, HeaderIdentity } from '../../src/etcd/records';
 import { INLINE_KEY_BYTES, toStoreKey } from '../../src/store/key-codec';
 import { SCHEMA_VERSION, openStore } from '../../src/store/store';
 
-const identity: UpstreamIdentity = { cluster_id: '14841639068965178418', member_id: '10276657743932975437', raft_term: '4' };
+const identity: HeaderIdentity = { cluster_id: '14841639068965178418', member_id: '10276657743932975437', raft_term: '4' };
 
 function kv(key: string | Buffer, value: string, mod: number, create = mod, version = 1, lease = '0'): KeyValueFields {
   return { key: typeof key === 'string' ? Buffer.from(key) : key, value: Buffer.from(value), create_revision: create, mod_revision: mod, version, lease };

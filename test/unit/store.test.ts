@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { encodeEvent, type EncodedEvent } from '../../src/etcd/event-bytes';
 import { encodeKeyValue, type EncodedKeyValue } from '../../src/etcd/kv-bytes';
-import type { UpstreamIdentity } from '../../src/etcd/records';
+import type { HeaderIdentity } from '../../src/etcd/records';
 import { openStore, type MirrorStore } from '../../src/store/store';
 
-const identity: UpstreamIdentity = { cluster_id: '14841639068965178418', member_id: '10276657743932975437', raft_term: '2' };
+const identity: HeaderIdentity = { cluster_id: '14841639068965178418', member_id: '10276657743932975437', raft_term: '2' };
 
 function kv(key: string, value: string, mod: number, create = mod, version = 1): EncodedKeyValue {
   return encodeKeyValue({ key: Buffer.from(key), value: Buffer.from(value), create_revision: create, mod_revision: mod, version, lease: '0' });

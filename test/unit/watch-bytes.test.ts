@@ -7,13 +7,13 @@ import { EncodedEvent, encodeEvent } from '../../src/etcd/event-bytes';
 import { encodeKeyValue } from '../../src/etcd/kv-bytes';
 import { etcdMethod } from '../../src/etcd/proto';
 import { MalformedMessage } from '../../src/etcd/protowire';
-import type { KeyValueFields, UpstreamIdentity } from '../../src/etcd/records';
+import type { KeyValueFields, HeaderIdentity } from '../../src/etcd/records';
 import { encodeResponseHeader } from '../../src/etcd/response-bytes';
 import { encodeWatchEvents, encodeWatchResponseHead, readWatchResponse, watchEventSize } from '../../src/etcd/watch-bytes';
 import { toWireKeyValue } from '../../src/etcd/wire';
 
 const watch = etcdMethod('etcdserverpb.Watch', 'Watch');
-const identity: UpstreamIdentity = { cluster_id: '14841639068965178418', member_id: '10276657743932975437', raft_term: '7' };
+const identity: HeaderIdentity = { cluster_id: '14841639068965178418', member_id: '10276657743932975437', raft_term: '7' };
 const header = { cluster_id: identity.cluster_id, member_id: identity.member_id, revision: 12, raft_term: identity.raft_term };
 
 function kv(key: string, value: string, mod: number, create = mod, version = 1, lease = '0'): KeyValueFields {

@@ -10,12 +10,12 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { Mirror, MirrorEvents } from '../../src/mirror/mirror';
 import { encodeEvent, type EncodedEvent } from '../../src/etcd/event-bytes';
 import { encodeKeyValue } from '../../src/etcd/kv-bytes';
-import type { UpstreamIdentity } from '../../src/etcd/records';
+import type { HeaderIdentity } from '../../src/etcd/records';
 import { openStore, type MirrorStore } from '../../src/store/store';
 import { WatchHub, type HubWatcher, type WatchSink } from '../../src/watch/hub';
 import { toWatchSpec, type WatchSpec, type WireWatchCreateRequest } from '../../src/watch/watch-spec';
 
-const identity: UpstreamIdentity = { cluster_id: '1', member_id: '2', raft_term: '3' };
+const identity: HeaderIdentity = { cluster_id: '1', member_id: '2', raft_term: '3' };
 
 function putEvent(key: string, revision: number): EncodedEvent {
   return encodeEvent('PUT', encodeKeyValue({ key: Buffer.from(key), value: Buffer.from(`v${revision}`), create_revision: revision, mod_revision: revision, version: 1, lease: '0' }));

@@ -17,7 +17,7 @@ const LOG_IN_AGAIN = new Set(['etcdserver: invalid auth token', 'etcdserver: rev
  * member says its token is stale. Calls a client makes never carry this
  * token: they go upstream with the client's own.
  */
-export class UpstreamIdentity {
+export class UpstreamLogin {
   /** The token held at each member; '' where etcd had auth off at the last login. */
   private readonly tokens = new WeakMap<UpstreamMember, string>();
   private readonly logins = new WeakMap<UpstreamMember, Promise<void>>();

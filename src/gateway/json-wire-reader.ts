@@ -24,7 +24,7 @@ export class WireError extends Error {
 const truncated = (): WireError => new WireError('truncated message');
 
 /** A position in the answer, and the last varint read as two unsigned 32-bit halves. */
-export class WireReader {
+export class JsonWireReader {
   pos = 0;
   lo = 0;
   hi = 0;

@@ -2,7 +2,7 @@ import type { StaleReads } from '../settings/types';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { Mirror } from '../mirror/mirror';
-import type { AuthGate } from '../mirror/auth-gate';
+import type { AuthGate } from '../auth/auth-gate';
 import type { AuthDirectory } from '../auth/directory';
 import type { OfflineLogins } from '../auth/offline-logins';
 import type { CompactionCheck } from '../mirror/compaction-check';

@@ -6,7 +6,7 @@ import { encodeHeaderField, encodeRangeResponse } from '../etcd/response-bytes';
 import type { Mirror } from '../mirror/mirror';
 import { isRetained, keyspaceAt } from '../mirror/history-view';
 import { evaluateRange, isAllAbove, validateRange, type WireRangeRequest } from '../mirror/range-query';
-import { isAuthRefusal } from '../mirror/auth-gate';
+import { isAuthRefusal } from '../auth/auth-gate';
 import type { KeyRangeAsked } from '../auth/directory';
 import { READ_BARRIER_TIMEOUT_MS } from '../mirror/read-barrier';
 import { evaluateTxn, isReadOnlyTxn, isSerializableTxn, txnPermissionRanges, txnRanges, validateTxn, type WireTxnRequest } from '../mirror/txn-query';

@@ -1,5 +1,5 @@
 import { isServiceError } from '../etcd/errors';
-import type { UpstreamLogin } from '../upstream/upstream-login';
+import type { UpstreamLogin } from '../auth/upstream-login';
 import type { UpstreamPool } from '../upstream/pool';
 import { callUpstream } from '../upstream/unary';
 

@@ -3,7 +3,7 @@ import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { EncodedKeyValue } from '../etcd/kv-bytes';
 import type { MirrorStore } from '../store/store';
-import type { UpstreamLogin } from '../upstream/upstream-login';
+import type { UpstreamLogin } from '../auth/upstream-login';
 import type { UpstreamMember, UpstreamPool } from '../upstream/pool';
 import { callUpstream } from '../upstream/unary';
 import { isRetained, keyspaceAt } from './history-view';

@@ -1,7 +1,7 @@
 import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { etcdMethod, passBytes } from '../etcd/proto';
 import { readHeaderRevision } from '../etcd/response-bytes';
-import type { UpstreamLogin } from '../upstream/upstream-login';
+import type { UpstreamLogin } from '../auth/upstream-login';
 import type { UpstreamMember, UpstreamPool } from '../upstream/pool';
 import { reasonedCall } from '../upstream/call-reason';
 

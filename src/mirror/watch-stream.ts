@@ -7,9 +7,9 @@ import type { HeaderIdentity } from '../etcd/records';
 import type { Logger } from '../log';
 import type { Liveness } from '../upstream/liveness';
 import type { UpstreamMember } from '../upstream/pool';
-import type { UpstreamLogin } from '../upstream/upstream-login';
+import type { UpstreamLogin } from '../auth/upstream-login';
 import { reasonedCall } from '../upstream/call-reason';
-import { AuthRefused, isAuthCancelReason } from './auth-gate';
+import { AuthRefused, isAuthCancelReason } from '../auth/auth-gate';
 import { MirroredRanges } from './mirrored-ranges';
 import { RangeWatermark, type ProgressTrust } from './range-watermark';
 

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { EncodedEvent } from '../etcd/event-bytes';
-import type { AuthGate } from '../mirror/auth-gate';
+import type { AuthGate } from '../auth/auth-gate';
 import type { Mirror, MirrorEvents } from '../mirror/mirror';
 import { MirroredRanges } from '../mirror/mirrored-ranges';
 import { RevisionWaiters } from '../mirror/revision-waiters';

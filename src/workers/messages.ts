@@ -1,7 +1,7 @@
 import type { UnmirroredRange } from '../mirror/mirror-scope';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { HostPort } from '../etcd/endpoint';
-import type { AuthSignal, AuthState } from '../mirror/auth-gate';
+import type { AuthSignal, AuthState } from '../auth/auth-gate';
 import type { SharedToken } from '../auth/directory';
 import type { LoginAttempt } from '../auth/login-limits';
 

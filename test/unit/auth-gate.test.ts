@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { Client, credentials, Server, ServerCredentials, status, type ServiceDefinition } from '@grpc/grpc-js';
 import pino from 'pino';
 import { serviceMethods } from '../../src/etcd/proto';
-import { AuthGate } from '../../src/mirror/auth-gate';
+import { AuthGate } from '../../src/auth/auth-gate';
 
 const auth$ = serviceMethods('etcdserverpb.Auth');
 const kv$ = serviceMethods('etcdserverpb.KV');

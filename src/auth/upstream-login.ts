@@ -2,8 +2,8 @@ import { Metadata } from '@grpc/grpc-js';
 import type { UpstreamUser } from '../settings/types';
 import { isServiceError } from '../etcd/errors';
 import type { Logger } from '../log';
-import type { UpstreamMember } from './pool';
-import { callUpstream } from './unary';
+import type { UpstreamMember } from '../upstream/pool';
+import { callUpstream } from '../upstream/unary';
 
 const LOGIN_TIMEOUT_MS = 5_000;
 /** etcd's answers to a token it no longer takes, or to a call without one once auth is on: log in again. */

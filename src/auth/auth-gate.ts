@@ -52,7 +52,7 @@ export type ProbeTarget = () => Client | undefined;
  * an identity of its own (`--user`) the mirror cannot follow etcd then, and
  * every request is forwarded with the client's own token, so that etcd
  * decides. With one, the mirror follows etcd as that user, holds what that
- * user may read (mirror-scope.ts) and serves each client what etcd would
+ * user may read (mirror/mirror-scope.ts) and serves each client what etcd would
  * serve it (auth/). Auth can be turned on while the proxy runs
  * and its watch, created before, goes on delivering: so besides what the
  * mirror's own calls and the logins passing through teach, the upstream is

@@ -8,36 +8,22 @@ import { test } from 'node:test';
 
 const SRC = resolve(__dirname, '..', '..', 'src');
 
-/** Lower numbers sit lower. Top-level files are named with their extension-less path. */
-const LAYERS: Readonly<Record<string, number>> = {
-  // The settings table and its types: every layer reads its settings from here.
-  settings: 0,
-  etcd: 0,
-  'config-diff': 0,
-  log: 0,
-  metrics: 0,
-  version: 0,
-  files: 0,
-  store: 1,
-  tls: 1,
-  upstream: 2,
-  mirror: 3,
-  watch: 4,
-  snapshot: 4,
-  api: 5,
-  gateway: 6,
-  grpc: 6,
-  listener: 6,
-  auth: 3,
-  proxy: 7,
-  // The flag parser sits with the processes it starts: nothing below them imports it (they take settings/types).
-  config: 7,
-  objectstore: 5,
-  grayscale: 3,
-  workers: 7,
-  demo: 7,
-  cli: 8,
-};
+/**
+ * The layers, read from the README's "Layout" table (lower numbers sit
+ * lower): one table, shown to readers and checked here. Top-level files are
+ * named with their extension-less path ("proxy" for src/proxy.ts).
+ */
+function readmeLayers(): Record<string, number> {
+  const readme = readFileSync(resolve(SRC, '..', 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('\n## Layout\n'));
+  const layers: Record<string, number> = {};
+  for (const row of section.matchAll(/^\| (\d+) \| ([^|]+) \|/gm)) {
+    for (const part of (row[2] ?? '').matchAll(/`src\/([^`/]+?)(?:\/|\.ts)`/g)) layers[part[1] ?? ''] = Number(row[1]);
+  }
+  return layers;
+}
+
+const LAYERS: Readonly<Record<string, number>> = readmeLayers();
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
@@ -74,7 +60,12 @@ const graph = new Map(files.map((file) => [file, localImports(file)]));
 
 test('every source folder has a layer', () => {
   const unknown = [...new Set(files.map(unitOf))].filter((unit) => LAYERS[unit] === undefined);
-  assert.deepEqual(unknown, [], 'add new folders to LAYERS');
+  assert.deepEqual(unknown, [], "add new folders and top-level files to the README's Layout table");
+});
+
+test("every part of the README's Layout table exists", () => {
+  const units = new Set(files.map(unitOf));
+  assert.deepEqual(Object.keys(LAYERS).filter((part) => !units.has(part)), []);
 });
 
 test('no module imports a higher layer', () => {

@@ -1,6 +1,5 @@
 import type { DiscoverySource } from '../settings/types';
 import type { Logger } from '../log';
-import type { MirrorStore } from '../store/store';
 import { discover, firstUsable, toEndpoints } from './discovery';
 import type { UpstreamEndpoint } from '../etcd/endpoint';
 import { pointsAtSelf, type SelfAddresses } from './loop-guard';
@@ -28,7 +27,8 @@ export interface MembershipSettings {
 
 export interface MembershipDeps extends MembershipSettings {
   readonly pool: UpstreamPool;
-  readonly store: MirrorStore;
+  /** Where the last good member list is kept (the mirror's store), for a restart during an outage. */
+  readonly store: MemberListMemory;
   readonly log: Logger;
   readonly metrics: MembershipMetrics;
 }
@@ -61,8 +61,24 @@ export function describeSource(source: DiscoverySource, endpoints: readonly Upst
   }
 }
 
+/** The last good member list, and which discovery settings learned it. */
+export interface SavedMembers {
+  /** The discovery settings it was learned under; another setting ignores it. */
+  readonly source: string;
+  readonly clientUrls: readonly string[];
+}
+
+/**
+ * Where the member list is kept between runs. The wiring hands over the
+ * mirror's store; upstream/ knows nothing of how it is stored.
+ */
+export interface MemberListMemory {
+  members(): SavedMembers | null;
+  saveMembers(members: SavedMembers): void;
+}
+
 /** The endpoints to dial before anything is discovered: static ones, plus the list saved last time under the same settings. */
-export function initialEndpoints(source: DiscoverySource, endpoints: readonly UpstreamEndpoint[], store: MirrorStore): UpstreamEndpoint[] {
+export function initialEndpoints(source: DiscoverySource, endpoints: readonly UpstreamEndpoint[], store: MemberListMemory): UpstreamEndpoint[] {
   const saved = store.members();
   const remembered = saved !== null && saved.source === describeSource(source, endpoints) ? toEndpoints(saved.clientUrls).endpoints : [];
   return [...(source.kind === 'endpoints' ? endpoints : []), ...remembered];

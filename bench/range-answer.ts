@@ -1,7 +1,7 @@
 // Benchmark (in process, no etcd): a whole-prefix Range answered from the
 // store. A mirror of --keys keys (default 10 000) of about --value-bytes
 // (900) each is written into a temporary data dir; then the answer a mirror
-// Range gives (store scan + encoded RangeResponse, what src/api/mirror-reads.ts
+// Range gives (store scan + encoded RangeResponse, what src/core/mirror-reads.ts
 // does per request) is built --rounds times and timed. Also the same with
 // keys_only.
 //

@@ -1,10 +1,10 @@
 import { EventEmitter } from 'node:events';
 import { Metadata, status, type Deadline, type StatusObject } from '@grpc/grpc-js';
-import type { DuplexCall, ServerStreamCall, UnaryCall, UnaryCallback, UnaryHandler } from '../api/call';
+import type { DuplexCall, ServerStreamCall, UnaryCall, UnaryCallback, UnaryHandler } from '../core/call';
 import { messagesOf } from '../etcd/grpc-frame';
 
 /**
- * The JSON gateway's side of a core call: the shapes of api/call.ts built
+ * The JSON gateway's side of a core call: the shapes of core/call.ts built
  * around an HTTP request instead of an HTTP/2 stream, so the gateway calls
  * the same handlers the gRPC server does, in process and without encoding
  * anything twice.

@@ -2,7 +2,7 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:
 import { status } from '@grpc/grpc-js';
 import type { Logger } from '../log';
 import { readJsonBody, type BodyError } from './body-reader';
-import type { Core } from '../api/core';
+import type { Core } from '../core/core';
 import type { CoreCallOptions } from './core-call';
 import { errorBody, httpStatusFor, type HttpErrorPolicy } from './http-errors';
 import { callOptionsFrom, canonicalHeaderName } from './http-headers';

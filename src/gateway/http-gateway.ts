@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
-import type { Core } from '../api/core';
+import type { Core } from '../core/core';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { Readiness } from '../mirror/readiness';

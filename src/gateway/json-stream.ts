@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { status } from '@grpc/grpc-js';
-import type { DuplexHandler } from '../api/call';
+import type { DuplexHandler } from '../core/call';
 import { JsonValueStream, type BodyError } from './body-reader';
 import { GatewayStreamCall, type CallStatus, type CoreCallOptions } from './core-call';
 import { callOptionsOrRefuse, readRequestMessage, sendBodyError, sendErrorBody, type GatewayContext } from './gateway-context';

@@ -1,5 +1,5 @@
 import { status } from '@grpc/grpc-js';
-import type { Core } from '../api/core';
+import type { Core } from '../core/core';
 import { callUnary } from './core-call';
 import { goJsonString, lookupMessage } from './proto-json';
 

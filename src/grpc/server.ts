@@ -6,12 +6,12 @@ import {
   type handleServerStreamingCall,
   type handleUnaryCall,
   type MethodDefinition, type ServerOptions, type ServiceDefinition, type UntypedHandleCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import type { Core } from '../api/core';
+import type { Core } from '../core/core';
 import type { Logger } from '../log';
 import { sendPreFramedAnswers } from './pre-framed';
 import { routeHttpOverHttp2, type Http2RequestListener } from './http2-routing';
 import { applyStreamResetLimits, NODE_HONOURS_STREAM_RESET_LIMITS, rotateBeforeResetLimit } from './http2-limits';
-import type { CoreMethod } from '../api/call';
+import type { CoreMethod } from '../core/call';
 import { passBytes } from '../etcd/proto';
 
 // etcd accepts requests up to --max-request-bytes (1.5 MiB) plus gRPC

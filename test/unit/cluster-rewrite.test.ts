@@ -1,7 +1,7 @@
 // Unit: MemberList answers keep clients on the proxy.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { rewriteClientUrls } from '../../src/api/cluster';
+import { rewriteClientUrls } from '../../src/core/cluster';
 import { serviceMethods } from '../../src/etcd/proto';
 
 describe('rewriteClientUrls', () => {

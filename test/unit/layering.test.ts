@@ -33,7 +33,7 @@ function sourceFiles(dir: string): string[] {
   });
 }
 
-/** "api" for src/api/kv.ts, "proxy" for src/proxy.ts. */
+/** "core" for src/core/kv.ts, "proxy" for src/proxy.ts. */
 function unitOf(file: string): string {
   const [first = ''] = relative(SRC, file).split('/');
   return first.replace(/\.ts$/, '');

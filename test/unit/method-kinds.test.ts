@@ -9,10 +9,10 @@ import { describe, it } from 'node:test';
 import { Metadata, type StatusObject } from '@grpc/grpc-js';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import { createCore, type Core } from '../../src/api/core';
-import type { ApiContext } from '../../src/api/context';
-import type { DuplexCall, ServerStreamCall, UnaryCall } from '../../src/api/call';
-import { createStreamTracker } from '../../src/api/stream-tracker';
+import { createCore, type Core } from '../../src/core/core';
+import type { CoreContext } from '../../src/core/context';
+import type { DuplexCall, ServerStreamCall, UnaryCall } from '../../src/core/call';
+import { createStreamTracker } from '../../src/core/stream-tracker';
 import { ETCD_ERRORS, ProxyError } from '../../src/etcd/errors';
 import { classifiedMethods, requestKind, streamKind, type MethodKind } from '../../src/etcd/method-kinds';
 import { ETCD_SERVICES, etcdMethod, serviceMethods } from '../../src/etcd/proto';
@@ -72,7 +72,7 @@ describe('the method table', () => {
 });
 
 /** A context with no mirror and no member: whatever is not refused ends at the empty pool. */
-function context(refusal: ProxyError | null): ApiContext {
+function context(refusal: ProxyError | null): CoreContext {
   const pool = Object.assign(new EventEmitter(), { candidates: () => [], members: () => [], health: () => 'unknown' }) as unknown as UpstreamPool;
   const leader = Object.assign(new EventEmitter(), { noLeader: () => false, acquire: () => () => undefined }) as unknown as LeaderSentinel;
   return {

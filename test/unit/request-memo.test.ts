@@ -1,7 +1,7 @@
 // Unit (no network): requests decoded once per distinct bytes, bounded, and bad bytes left to etcd.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { RequestMemo, type DecodedRead } from '../../src/api/request-memo';
+import { RequestMemo, type DecodedRead } from '../../src/core/request-memo';
 
 function memo(counter: { decoded: number }): RequestMemo<string> {
   return new RequestMemo<string>((bytes, id): DecodedRead<string> => {

@@ -1,7 +1,7 @@
 // Unit: the cache of encoded mirror answers (no network).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ResponseCache, type Validity } from '../../src/api/response-cache';
+import { ResponseCache, type Validity } from '../../src/core/response-cache';
 
 const prefix = (key: string, end: string | null): Validity => ({ kind: 'spans', spans: [{ key: Buffer.from(key), end: end === null ? null : Buffer.from(end), single: false }] });
 const single = (key: string): Validity => ({ kind: 'spans', spans: [{ key: Buffer.from(key), end: null, single: true }] });

@@ -1,4 +1,4 @@
-import type { ApiContext } from './context';
+import type { CoreContext } from './context';
 import type { CoreService } from './call';
 import { forwardingService } from './forwarding-service';
 
@@ -7,6 +7,6 @@ import { forwardingService } from './forwarding-service';
  * (Status, Hash, HashKV, Snapshot, an Alarm that lists) and which change
  * state is the method table's (etcd/method-kinds.ts).
  */
-export function createMaintenanceService(ctx: ApiContext): CoreService {
+export function createMaintenanceService(ctx: CoreContext): CoreService {
   return forwardingService(ctx, 'etcdserverpb.Maintenance');
 }

@@ -1,4 +1,4 @@
-import type { ApiContext } from './context';
+import type { CoreContext } from './context';
 import type { CoreMethod, CoreService, DuplexHandler, ServerStreamHandler, UnaryHandler } from './call';
 import { forwardBidi, forwardServerStream, forwardUnary, type RpcRef } from './forward';
 import { serviceMethods, shortServiceName, type EtcdServiceName } from '../etcd/proto';
@@ -27,7 +27,7 @@ export function rpcRef(service: EtcdServiceName, method: string): RpcRef {
  * Whether a call is refused as a write (read-only mode, upstream lost) or
  * retried as a read is not chosen here: forward.ts asks the method table.
  */
-export function forwardingService(ctx: ApiContext, service: EtcdServiceName, options: ForwardingServiceOptions = {}): CoreService {
+export function forwardingService(ctx: CoreContext, service: EtcdServiceName, options: ForwardingServiceOptions = {}): CoreService {
   const methods = new Map<string, CoreMethod>();
   for (const [name, method] of Object.entries(serviceMethods(service))) {
     const rpc = rpcRef(service, name);

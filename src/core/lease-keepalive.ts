@@ -7,7 +7,7 @@ import {
 import type { Source } from '../metrics';
 import type { DuplexCall, DuplexHandler } from './call';
 import type { UpstreamMember } from '../upstream/pool';
-import type { ApiContext } from './context';
+import type { CoreContext } from './context';
 import { ProxyError, statusName, toStatus } from '../etcd/errors';
 import { forwardBidi, observeCall, type RpcRef } from './forward';
 import { rpcRef } from './forwarding-service';
@@ -150,7 +150,7 @@ export class SharedKeepAlive {
   private readonly answerId: IdReader;
 
   constructor(
-    private readonly ctx: ApiContext,
+    private readonly ctx: CoreContext,
     private readonly rpc: RpcRef,
   ) {
     this.labels = { service: rpc.service, method: rpc.method };
@@ -464,7 +464,7 @@ export class SharedKeepAlive {
  * While the upstream has auth enabled every stream is relayed one-to-one
  * instead, since each carries its own client's token (docs/design.md, "Authentication").
  */
-export function leaseKeepAliveHandler(ctx: ApiContext): DuplexHandler {
+export function leaseKeepAliveHandler(ctx: CoreContext): DuplexHandler {
   const rpc = rpcRef(SERVICE, METHOD);
   const relayed = forwardBidi(ctx, rpc);
   const shared = new SharedKeepAlive(ctx, rpc);

@@ -11,7 +11,7 @@ import type { KeyRangeAsked } from '../auth/directory';
 import { READ_BARRIER_TIMEOUT_MS } from '../mirror/read-barrier';
 import { evaluateTxn, isReadOnlyTxn, isSerializableTxn, txnPermissionRanges, txnRanges, validateTxn, type WireTxnRequest } from '../mirror/txn-query';
 import type { StoreMeta } from '../store/meta';
-import type { ApiContext } from './context';
+import type { CoreContext } from './context';
 import type { MirrorReadDeps } from './mirror-read-deps';
 import { ProxyError, toStatus, type EtcdErrorName } from '../etcd/errors';
 import { observeCall, type RpcRef } from './forward';
@@ -71,7 +71,7 @@ const EMPTY = Buffer.alloc(0);
  * cannot confirm. What the mirror cannot answer as etcd would goes upstream.
  */
 function mirrorRead<Req>(
-  ctx: ApiContext,
+  ctx: CoreContext,
   deps: MirrorReadDeps,
   rpc: RpcRef,
   method: AnyMethodDefinition,
@@ -269,7 +269,7 @@ function mirrorRead<Req>(
 
 /** KV.Range from the mirror. */
 export function mirrorRange(
-  ctx: ApiContext,
+  ctx: CoreContext,
   deps: MirrorReadDeps,
   rpc: RpcRef,
   method: AnyMethodDefinition,
@@ -302,7 +302,7 @@ export function mirrorRange(
 
 /** KV.Txn from the mirror when it only reads; any Txn with a write is forwarded. */
 export function mirrorTxn(
-  ctx: ApiContext,
+  ctx: CoreContext,
   deps: MirrorReadDeps,
   rpc: RpcRef,
   method: AnyMethodDefinition,

@@ -1,5 +1,5 @@
 import { toRevision } from '../etcd/wire';
-import type { ApiContext } from './context';
+import type { CoreContext } from './context';
 import { forwardUnary } from './forward';
 import type { CoreService, UnaryHandler } from './call';
 import { forwardingService, rpcRef } from './forwarding-service';
@@ -20,7 +20,7 @@ const READ_YOUR_WRITES = ['Put', 'DeleteRange', 'Txn'] as const;
  * outside the mirrored prefixes, auth on) it is forwarded even in read-only
  * mode or while the upstream is lost, and meets what a forwarded Range meets.
  */
-export function createKvService(ctx: ApiContext): CoreService {
+export function createKvService(ctx: CoreContext): CoreService {
   const methods = serviceMethods(SERVICE);
   const overrides: Record<string, UnaryHandler> = {};
   for (const name of READ_YOUR_WRITES) {

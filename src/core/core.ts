@@ -3,7 +3,7 @@ import { LOOP_DETAILS, VIA_HEADER } from '../upstream/loop-guard';
 import { createAuthService } from './auth';
 import type { CoreMethod, CoreService, DuplexCall, ServerStreamCall } from './call';
 import { createClusterService } from './cluster';
-import type { ApiContext } from './context';
+import type { CoreContext } from './context';
 import { createKvService } from './kv';
 import { createLeaseService } from './lease';
 import { createMaintenanceService } from './maintenance';
@@ -30,7 +30,7 @@ export interface CoreOptions {
   readonly instanceId: string;
 }
 
-export function createCore(ctx: ApiContext, options: CoreOptions): Core {
+export function createCore(ctx: CoreContext, options: CoreOptions): Core {
   const services = [
     createKvService(ctx),
     createWatchService(ctx),

@@ -1,4 +1,4 @@
-import type { ApiContext } from './context';
+import type { CoreContext } from './context';
 import { forwardUnary } from './forward';
 import type { CoreService } from './call';
 import { forwardingService, rpcRef } from './forwarding-service';
@@ -32,7 +32,7 @@ export function rewriteClientUrls(response: MembersResponse, advertiseClientUrl:
   return response;
 }
 
-export function createClusterService(ctx: ApiContext): CoreService {
+export function createClusterService(ctx: CoreContext): CoreService {
   const methods = serviceMethods(SERVICE);
   const overrides = Object.fromEntries(
     MEMBER_LIST_METHODS.map((name) => {

@@ -1,5 +1,5 @@
 import { status } from '@grpc/grpc-js';
-import type { ApiContext } from './context';
+import type { CoreContext } from './context';
 import { forwardBidi, observeCall, upstreamMetadata } from './forward';
 import type { CoreService, DuplexHandler } from './call';
 import { forwardingService, rpcRef } from './forwarding-service';
@@ -16,7 +16,7 @@ const NO_LEADER = 'etcdserver: no leader';
  * upstream watch. Without a mirror, or while the upstream refuses it (auth),
  * streams are relayed one-to-one.
  */
-export function createWatchService(ctx: ApiContext): CoreService {
+export function createWatchService(ctx: CoreContext): CoreService {
   const hub = ctx.watchHub;
   const reads = ctx.mirrorReads;
   if (hub === null || reads === null) return forwardingService(ctx, SERVICE);

@@ -9,7 +9,7 @@ import type { WritePolicy } from './write-policy';
 import type { WatchHub } from '../watch/hub';
 
 /** What every gRPC service implementation is built from. */
-export interface ApiContext {
+export interface CoreContext {
   readonly pool: UpstreamPool;
   /** Tells when etcd ends its require-leader streams: downstream ones served here end then too. */
   readonly leader: LeaderSentinel;

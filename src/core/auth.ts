@@ -1,5 +1,5 @@
 import { status } from '@grpc/grpc-js';
-import type { ApiContext } from './context';
+import type { CoreContext } from './context';
 import type { CoreService, UnaryCall, UnaryCallback, UnaryHandler } from './call';
 import { forwardUnary, observeCall } from './forward';
 import { forwardingService, rpcRef } from './forwarding-service';
@@ -23,7 +23,7 @@ interface LoginRequest {
  * --auth-offline-login it is also remembered (a slow hash), so that while etcd
  * is down the proxy can answer the same login itself, with a token of its own.
  */
-export function createAuthService(ctx: ApiContext): CoreService {
+export function createAuthService(ctx: CoreContext): CoreService {
   const reads = ctx.mirrorReads;
   if (reads === null) return forwardingService(ctx, SERVICE);
   const rpc = rpcRef(SERVICE, 'Authenticate');
@@ -59,7 +59,7 @@ export function createAuthService(ctx: ApiContext): CoreService {
  * when etcd answers again, or when that upstream login is
  * --auth-offline-max-age old, whichever comes first.
  */
-function offline(ctx: ApiContext, reads: MirrorReadDeps, call: UnaryCall, callback: UnaryCallback): void {
+function offline(ctx: CoreContext, reads: MirrorReadDeps, call: UnaryCall, callback: UnaryCallback): void {
   const rpc = rpcRef(SERVICE, 'Authenticate');
   const started = performance.now();
   const refuse = (error: ProxyError): void => {

@@ -9,7 +9,7 @@ import {
 } from '@grpc/grpc-js';
 import type { DuplexCall, DuplexHandler, ServerStreamCall, ServerStreamHandler, UnaryHandler } from './call';
 import { passBytes } from '../etcd/proto';
-import type { ApiContext } from './context';
+import type { CoreContext } from './context';
 import { ProxyError, toStatus } from '../etcd/errors';
 import type { Source } from '../metrics';
 import type { UpstreamMember } from '../upstream/pool';
@@ -61,12 +61,12 @@ function carriesProxyToken(metadata: Metadata): ProxyError | null {
 /** etcd's answers to a token it no longer takes. */
 const STALE_TOKEN_ERRORS = new Set(['etcdserver: invalid auth token', 'etcdserver: revision of auth store is old']);
 
-function forgetToken(ctx: ApiContext, metadata: Metadata): void {
+function forgetToken(ctx: CoreContext, metadata: Metadata): void {
   const token = tokenOf(metadata);
   if (token !== undefined) ctx.mirrorReads?.directory.forget(token);
 }
 
-export function observeCall(ctx: ApiContext, rpc: RpcRef, code: status, startedMs: number | null, source: Source = 'upstream'): void {
+export function observeCall(ctx: CoreContext, rpc: RpcRef, code: status, startedMs: number | null, source: Source = 'upstream'): void {
   ctx.metrics.calls.count(rpc, code, source);
   if (startedMs !== null) {
     const seconds = (performance.now() - startedMs) / 1000;
@@ -97,7 +97,7 @@ export interface UnaryForwardOptions {
  * Every forwarding path asks it, so no service file can forget to: what a
  * method does is decided by the one table, not by whoever wires it.
  */
-function refusalFor(ctx: ApiContext, kind: MethodKind): ProxyError | null {
+function refusalFor(ctx: CoreContext, kind: MethodKind): ProxyError | null {
   return kind === 'write' ? ctx.writes.admit() : null;
 }
 
@@ -108,7 +108,7 @@ function refusalFor(ctx: ApiContext, kind: MethodKind): ProxyError | null {
  * member unreachable is tried on the next one; a write or login only when it
  * never left the proxy, since its outcome is unknown once sent.
  */
-export function forwardUnary(ctx: ApiContext, rpc: RpcRef, options: UnaryForwardOptions = {}): UnaryHandler {
+export function forwardUnary(ctx: CoreContext, rpc: RpcRef, options: UnaryForwardOptions = {}): UnaryHandler {
   return (call, callback) => {
     const started = performance.now();
     const kind = rpc.kind(call.request);
@@ -204,7 +204,7 @@ type UpstreamStream = ClientDuplexStream<Buffer, Buffer> | ClientReadableStream<
  * client's call with the upstream's final status, and registers the pair so a
  * graceful stop can end it with UNAVAILABLE.
  */
-function relayStream(ctx: ApiContext, rpc: RpcRef, call: ServerStream, upstream: UpstreamStream): void {
+function relayStream(ctx: CoreContext, rpc: RpcRef, call: ServerStream, upstream: UpstreamStream): void {
   let finished = false;
   const labels = { service: rpc.service, method: rpc.method };
   ctx.metrics.grpcStreamsOpen.inc(labels);
@@ -247,14 +247,14 @@ function relayStream(ctx: ApiContext, rpc: RpcRef, call: ServerStream, upstream:
  * The member a new stream goes to. A stream is not retried elsewhere once
  * open (its messages may have had effects); clients re-open it themselves.
  */
-function streamMember(ctx: ApiContext, call: ServerStream): UpstreamMember | undefined {
+function streamMember(ctx: CoreContext, call: ServerStream): UpstreamMember | undefined {
   const member = ctx.pool.candidates()[0];
   if (member === undefined) call.emit('error', toStatus(new ProxyError('noUpstream')));
   return member;
 }
 
 /** A stream of a writing method is refused when it opens, as a unary write is. */
-function refuseStream(ctx: ApiContext, rpc: RpcRef, call: ServerStream): boolean {
+function refuseStream(ctx: CoreContext, rpc: RpcRef, call: ServerStream): boolean {
   const refusal = refusalFor(ctx, rpc.streamKind);
   if (refusal === null) return false;
   observeCall(ctx, rpc, refusal.code, null, 'proxy');
@@ -263,7 +263,7 @@ function refuseStream(ctx: ApiContext, rpc: RpcRef, call: ServerStream): boolean
 }
 
 /** Forwards a bidirectional stream (Watch, LeaseKeepAlive) to one member. */
-export function forwardBidi(ctx: ApiContext, rpc: RpcRef): DuplexHandler {
+export function forwardBidi(ctx: CoreContext, rpc: RpcRef): DuplexHandler {
   return (call) => {
     if (refuseStream(ctx, rpc, call)) return;
     const member = streamMember(ctx, call);
@@ -281,7 +281,7 @@ export function forwardBidi(ctx: ApiContext, rpc: RpcRef): DuplexHandler {
 }
 
 /** Forwards a server-streaming call (Maintenance.Snapshot) to one member. */
-export function forwardServerStream(ctx: ApiContext, rpc: RpcRef): ServerStreamHandler {
+export function forwardServerStream(ctx: CoreContext, rpc: RpcRef): ServerStreamHandler {
   return (call) => {
     if (refuseStream(ctx, rpc, call)) return;
     const member = streamMember(ctx, call);

@@ -2,7 +2,7 @@ import { status } from '@grpc/grpc-js';
 import type { UnaryHandler } from './call';
 import type { ProxyMode } from '../settings/types';
 import { toWireKeyValue } from '../etcd/wire';
-import type { ApiContext } from './context';
+import type { CoreContext } from './context';
 import { observeCall, type RpcRef } from './forward';
 import { mirrorHeader } from '../mirror/response-header';
 import { markStale } from './mirror-reads';
@@ -27,7 +27,7 @@ interface WirePutRequest {
  * etcd holds, so nothing is lost; every other write is still refused.
  */
 export function acknowledgeUnchangedPut(
-  ctx: ApiContext,
+  ctx: CoreContext,
   deps: MirrorReadDeps,
   mode: () => ProxyMode,
   rpc: RpcRef,

@@ -1,4 +1,4 @@
-import type { ApiContext } from './context';
+import type { CoreContext } from './context';
 import type { CoreService } from './call';
 import { forwardingService } from './forwarding-service';
 import { leaseKeepAliveHandler } from './lease-keepalive';
@@ -11,6 +11,6 @@ import { leaseKeepAliveHandler } from './lease-keepalive';
  * a false keep-alive. TimeToLive and Leases only read, so they may be retried
  * on another member.
  */
-export function createLeaseService(ctx: ApiContext): CoreService {
+export function createLeaseService(ctx: CoreContext): CoreService {
   return forwardingService(ctx, 'etcdserverpb.Lease', { overrides: { LeaseKeepAlive: leaseKeepAliveHandler(ctx) } });
 }

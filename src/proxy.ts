@@ -23,7 +23,7 @@ import { createInstanceId, viaInterceptor } from './upstream/loop-guard';
 import { createMembership, initialEndpoints } from './upstream/membership';
 import { observePool, upstreamCallCounter } from './upstream/pool-metrics';
 import { startMirror } from './mirror/mirror';
-import { MirroredRanges } from './mirror/mirrored-ranges';
+import { KeyRanges } from './etcd/key-ranges';
 import { MirrorScope } from './mirror/mirror-scope';
 import { AuthDirectory, type TokenTeller } from './auth/directory';
 import { LoginLimiter, type LoginBudget } from './auth/login-limits';
@@ -58,7 +58,7 @@ import { readiness } from './mirror/readiness';
 import { AuthGate } from './auth/auth-gate';
 import { countingInterceptor } from './upstream/call-reason';
 import { GrayscaleView } from './grayscale/view';
-import { applyGrayscaleSettings } from './grayscale/settings-change';
+import { applyGrayscaleSettings } from './mirror/grayscale-settings';
 import { grayscaleReport } from './grayscale/grayscale-report';
 
 export interface RunningProxy {
@@ -228,7 +228,7 @@ export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, ins
   liveness.on('lost', () => metrics.upstreamUp.set(0));
   liveness.on('back', () => metrics.upstreamUp.set(1));
   const mirrorLog = log.child({ component: 'mirror' });
-  const ranges = new MirrorScope(MirroredRanges.fromPrefixes(config.mirrorPrefixes.map((prefix) => Buffer.from(prefix))));
+  const ranges = new MirrorScope(KeyRanges.fromPrefixes(config.mirrorPrefixes.map((prefix) => Buffer.from(prefix))));
   const auth = new AuthGate(mirrorLog, (required) => metrics.upstreamAuthRequired.set(required ? 1 : 0), config.upstreamUser !== null, undefined, {
     load: () => store.authState(),
     save: (state) => store.saveAuthState(state),

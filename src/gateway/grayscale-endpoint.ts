@@ -3,7 +3,7 @@ import { Metadata } from '@grpc/grpc-js';
 import type { KeyRangeAsked, ReadDecision } from '../auth/directory';
 import { ETCD_ERRORS, type EtcdErrorName } from '../etcd/errors';
 import type { GrayscaleReport } from '../grayscale/grayscale-report';
-import { prefixEnd } from '../mirror/mirrored-ranges';
+import { prefixEnd } from '../etcd/key-ranges';
 import { errorBody } from './http-errors';
 
 /** What GET /grayscale is answered from. */

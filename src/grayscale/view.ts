@@ -1,7 +1,7 @@
 import { encodeEvent, type EncodedEvent } from '../etcd/event-bytes';
 import type { EncodedKeyValue } from '../etcd/kv-bytes';
 import type { Logger } from '../log';
-import { MirroredRanges, prefixEnd } from '../mirror/mirrored-ranges';
+import { KeyRanges, prefixEnd } from '../etcd/key-ranges';
 import type { GrayscaleSettings } from '../settings/types';
 import type { MirrorStore, WithheldChange } from '../store/store';
 import { judgeValue, type MachineTraits } from './mark';
@@ -20,7 +20,7 @@ const sameRecord = (a: EncodedKeyValue | undefined, b: EncodedKeyValue | undefin
  * outside the prefixes passes through unchanged.
  */
 export class GrayscaleView {
-  private ranges: MirroredRanges | null = null;
+  private ranges: KeyRanges | null = null;
   private identity: MachineTraits = { hostname: '', labels: {} };
   private current: GrayscaleSettings = { prefixes: [], hostname: '', labels: {} };
   private readonly logged = new Set<string>();
@@ -37,7 +37,7 @@ export class GrayscaleView {
 
   /** Takes new settings (a reload); the caller re-derives the stored view. */
   configure(settings: GrayscaleSettings): void {
-    this.ranges = settings.prefixes.length === 0 ? null : MirroredRanges.fromPrefixes(settings.prefixes.map((p) => Buffer.from(p)));
+    this.ranges = settings.prefixes.length === 0 ? null : KeyRanges.fromPrefixes(settings.prefixes.map((p) => Buffer.from(p)));
     this.identity = { hostname: settings.hostname, labels: { ...settings.labels } };
     this.current = settings;
   }

@@ -8,7 +8,7 @@ import type { UpstreamMember, UpstreamPool } from '../upstream/pool';
 import { callUpstream } from '../upstream/unary';
 import { isRetained, keyspaceAt } from './history-view';
 import type { Mirror } from './mirror';
-import { MirroredRanges, type KeyRange } from './mirrored-ranges';
+import { KeyRanges, type KeyRange } from '../etcd/key-ranges';
 import type { RangeQueries } from './mirror-scope';
 import { LIST_PAGE_KEYS, rangePages } from './paged-range';
 import type { GrayscaleView } from '../grayscale/view';
@@ -130,7 +130,7 @@ export function startConsistencyChecks(deps: {
   /** The whole keyspace's cheap evidence: every mirrored range's count at R, where the mirror is at R still. */
   const countsAgree = async (member: UpstreamMember, revision: number): Promise<StepResult | null> => {
     for (const range of ranges.ranges) {
-      const request = MirroredRanges.toRequest(range);
+      const request = KeyRanges.toRequest(range);
       const answer = await callUpstream<{ count?: string }>(
         member.client,
         'etcdserverpb.KV',
@@ -160,7 +160,7 @@ export function startConsistencyChecks(deps: {
       const counts = await countsAgree(member, revision);
       if (counts !== null) return counts;
     }
-    const start = from ?? MirroredRanges.toRequest(range).key;
+    const start = from ?? KeyRanges.toRequest(range).key;
     const pages = rangePages(member.client, 'consistency-check', { start, end: range.end }, revision, () => deps.identity?.metadataFor(member) ?? new Metadata(), pageKeys());
     const first = await pages.next();
     await pages.return(undefined);

@@ -1,7 +1,7 @@
 import type { Client, Metadata } from '@grpc/grpc-js';
 import type { MirrorStore } from '../store/store';
 import { toIdentity, type WireHeader } from '../etcd/wire';
-import type { MirroredRanges } from './mirrored-ranges';
+import type { KeyRanges } from '../etcd/key-ranges';
 import { rangePages } from './paged-range';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { GrayscaleView } from '../grayscale/view';
@@ -23,7 +23,7 @@ export interface ListResult {
 export async function listInto(
   store: MirrorStore,
   client: Client,
-  ranges: MirroredRanges,
+  ranges: KeyRanges,
   compactRevision: number,
   metadata?: () => Metadata,
   bytesPerSecond = 0,

@@ -1,5 +1,5 @@
 import type { ReadPermissions } from '../auth/permissions';
-import { MirroredRanges, rangeName, type KeyRange } from './mirrored-ranges';
+import { KeyRanges, rangeName, type KeyRange } from '../etcd/key-ranges';
 
 /** A configured range the mirror leaves to etcd, and why (for the log and /readyz). */
 export interface UnmirroredRange {
@@ -9,7 +9,7 @@ export interface UnmirroredRange {
 
 /** What the mirror holds after its user's permissions are taken into account. */
 export interface ScopeDecision {
-  readonly ranges: MirroredRanges;
+  readonly ranges: KeyRanges;
   readonly unmirrored: readonly UnmirroredRange[];
   /** Nothing at all may be mirrored: every request goes to etcd. */
   readonly empty: boolean;
@@ -25,26 +25,26 @@ export interface ScopeDecision {
  * in between. Each range is listed and watched on its own: etcd refuses a
  * list or watch that spans keys the user may not read.
  */
-export function decideScope(configured: MirroredRanges, permissions: ReadPermissions): ScopeDecision {
+export function decideScope(configured: KeyRanges, permissions: ReadPermissions): ScopeDecision {
   const runs = permissions.readableRuns();
   if (runs === null) return { ranges: configured, unmirrored: [], empty: false };
   if (configured.whole) {
     if (runs.length === 0) return { ranges: configured, unmirrored: [{ range: rangeName(configured.ranges[0] ?? { start: Buffer.alloc(0), end: null }), reason: "the mirror's user (--user) may read no key" }], empty: true };
-    return { ranges: MirroredRanges.fromRanges(runs), unmirrored: [], empty: false };
+    return { ranges: KeyRanges.fromRanges(runs), unmirrored: [], empty: false };
   }
   const kept: KeyRange[] = [];
   const unmirrored: UnmirroredRange[] = [];
   for (const range of configured.ranges) {
-    const request = MirroredRanges.toRequest(range);
+    const request = KeyRanges.toRequest(range);
     if (permissions.permits(request.key, request.range_end)) kept.push(range);
     else unmirrored.push({ range: rangeName(range), reason: "the mirror's user (--user) may not read all of it: forwarded to etcd" });
   }
   if (kept.length === 0) return { ranges: configured, unmirrored, empty: true };
-  return { ranges: MirroredRanges.fromRanges(kept), unmirrored, empty: false };
+  return { ranges: KeyRanges.fromRanges(kept), unmirrored, empty: false };
 }
 
 /** What the serving side asks of the mirrored ranges. */
-export type RangeQueries = Pick<MirroredRanges, 'whole' | 'ranges' | 'contains' | 'coversRequest' | 'touches' | 'touchesWatch' | 'probeKey' | 'describe'>;
+export type RangeQueries = Pick<KeyRanges, 'whole' | 'ranges' | 'contains' | 'coversRequest' | 'touches' | 'touchesWatch' | 'probeKey' | 'describe'>;
 
 /**
  * The mirrored ranges now: what the configuration asks for until the
@@ -52,16 +52,16 @@ export type RangeQueries = Pick<MirroredRanges, 'whole' | 'ranges' | 'contains' 
  * key mirrored?" holds this one object, so a change reaches all of them.
  */
 export class MirrorScope implements RangeQueries {
-  private now: MirroredRanges;
+  private now: KeyRanges;
   private unmirroredNow: readonly UnmirroredRange[] = [];
   private readonly listeners = new Set<(unmirrored: readonly UnmirroredRange[]) => void>();
 
-  constructor(readonly configured: MirroredRanges) {
+  constructor(readonly configured: KeyRanges) {
     this.now = configured;
   }
 
   /** The ranges mirrored now. */
-  get current(): MirroredRanges {
+  get current(): KeyRanges {
     return this.now;
   }
 
@@ -108,7 +108,7 @@ export class MirrorScope implements RangeQueries {
   }
 
   /** Takes a decision (or what the store holds, at start); true when the ranges changed. */
-  set(ranges: MirroredRanges, unmirrored: readonly UnmirroredRange[] = this.unmirroredNow): boolean {
+  set(ranges: KeyRanges, unmirrored: readonly UnmirroredRange[] = this.unmirroredNow): boolean {
     if (JSON.stringify(unmirrored) !== JSON.stringify(this.unmirroredNow)) {
       this.unmirroredNow = unmirrored;
       for (const listener of this.listeners) listener(unmirrored);
@@ -124,6 +124,6 @@ export class MirrorScope implements RangeQueries {
  * ranges from what the store says it holds, whenever its content changes.
  */
 export function followStoredScope(scope: MirrorScope, storedScope: () => string): void {
-  const held = MirroredRanges.parse(storedScope());
+  const held = KeyRanges.parse(storedScope());
   if (held !== null) scope.set(held);
 }

@@ -10,7 +10,7 @@ import { AuthRefused, type AuthGate } from '../auth/auth-gate';
 import type { UpstreamLogin } from '../auth/upstream-login';
 import { fullJitterDelayMs } from './reconnect-delay';
 import { listInto } from './lister';
-import { MirroredRanges, rangeName } from './mirrored-ranges';
+import { KeyRanges, rangeName } from '../etcd/key-ranges';
 import { RevisionWaiters } from './revision-waiters';
 import type { GrayscaleView } from '../grayscale/view';
 import { decideScope, type MirrorScope } from './mirror-scope';
@@ -372,7 +372,7 @@ export function startMirror({ store, pool, liveness, log, scope, scopeRefreshMs 
 function adoptHeldScope(store: MirrorStore, scope: MirrorScope, narrowed: boolean, log: Logger): void {
   const held = store.meta();
   if (held.revision === 0) return;
-  const heldRanges = MirroredRanges.parse(held.scope);
+  const heldRanges = KeyRanges.parse(held.scope);
   if (heldRanges !== null && (heldRanges.describe() === scope.configured.describe() || (narrowed && scope.configured.includes(heldRanges)))) {
     scope.set(heldRanges);
     return;

@@ -4,7 +4,7 @@ import { readRangeResponse } from '../etcd/response-bytes';
 import type { UpstreamReason } from '../upstream/call-reason';
 import { callUpstreamForBytes } from '../upstream/unary';
 import { toRevision, type WireHeader } from '../etcd/wire';
-import { MirroredRanges, type KeyRange } from './mirrored-ranges';
+import { KeyRanges, type KeyRange } from '../etcd/key-ranges';
 
 /** Keys per Range page: big enough to list fast, small enough to stay far below etcd's response limits. */
 export const LIST_PAGE_KEYS = 1_000;
@@ -32,7 +32,7 @@ export async function* rangePages(
   metadata: () => Metadata = () => new Metadata(),
   pageKeys = LIST_PAGE_KEYS,
 ): AsyncGenerator<RangePage> {
-  const request = MirroredRanges.toRequest(range);
+  const request = KeyRanges.toRequest(range);
   let next = request.key;
   let at = revision;
   for (;;) {

@@ -10,7 +10,7 @@ import type { UpstreamMember } from '../upstream/pool';
 import type { UpstreamLogin } from '../auth/upstream-login';
 import { reasonedCall } from '../upstream/call-reason';
 import { AuthRefused, isAuthCancelReason } from '../auth/auth-gate';
-import { MirroredRanges } from './mirrored-ranges';
+import { KeyRanges } from '../etcd/key-ranges';
 import { RangeWatermark, type ProgressTrust } from './range-watermark';
 
 /** The watch's member stopped answering: resume elsewhere at once, without the error backoff. */
@@ -42,7 +42,7 @@ export interface WatchDelivery {
 
 export interface WatchStreamDeps {
   readonly member: UpstreamMember;
-  readonly ranges: MirroredRanges;
+  readonly ranges: KeyRanges;
   /** Watch each range on its own (the mirror's user may not read the keys between them). */
   readonly separate: boolean;
   /** How far etcd's answers to progress requests can be believed (separate watches only). */
@@ -178,7 +178,7 @@ export function openWatchStream(deps: WatchStreamDeps): WatchStream {
   call.on('error', (error) => finish(error));
   call.on('end', () => finish(new Error('upstream ended the mirror watch')));
   for (const range of watched) {
-    call.write({ create_request: { ...MirroredRanges.toRequest(range), start_revision: String(deps.startRevision), prev_kv: true, progress_notify: true } });
+    call.write({ create_request: { ...KeyRanges.toRequest(range), start_revision: String(deps.startRevision), prev_kv: true, progress_notify: true } });
   }
   return { done, finish };
 }

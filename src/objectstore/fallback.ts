@@ -18,7 +18,7 @@ export interface SnapshotFallbackDeps {
   readonly scratchDir: string;
   readonly mirror: Mirror;
   readonly liveness: Liveness;
-  /** The mirrored ranges now (MirroredRanges.describe(); they follow what --user may read): a snapshot of other keys is refused. */
+  /** The mirrored ranges now (KeyRanges.describe(); they follow what --user may read): a snapshot of other keys is refused. */
   readonly scope: () => string;
   /** --snapshot-verify-key: a snapshot must be signed by one of them; null: unsigned ones are taken (warned of at start). */
   readonly trustedKeys: TrustedKeys | null;

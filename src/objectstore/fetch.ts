@@ -30,7 +30,7 @@ export class SnapshotRefused extends Error {
 export interface Expectation {
   /** The cluster the data dir already knows (null: an empty data dir knows none, and takes any). */
   readonly clusterId: string | null;
-  /** The mirrored ranges this proxy serves (MirroredRanges.describe()); null: any. */
+  /** The mirrored ranges this proxy serves (KeyRanges.describe()); null: any. */
   readonly scope: string | null;
   /** Only a snapshot newer than this is worth fetching (0: any). */
   readonly newerThan: number;

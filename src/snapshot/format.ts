@@ -24,7 +24,7 @@ export interface SnapshotHeader {
   readonly cluster_id: string;
   readonly member_id: string;
   readonly raft_term: string;
-  /** Which keys it covers: 'all', or the mirrored prefixes (MirroredRanges.describe). */
+  /** Which keys it covers: 'all', or the mirrored prefixes (KeyRanges.describe). */
   readonly scope: string;
   readonly created_at: string;
   /** Where it was taken from: a data dir or a cluster's endpoint. */

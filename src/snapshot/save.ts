@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Client, credentials } from '@grpc/grpc-js';
 import { toIdentity, toRevision } from '../etcd/wire';
-import { MirroredRanges } from '../mirror/mirrored-ranges';
+import { KeyRanges } from '../etcd/key-ranges';
 import { rangePages } from '../mirror/paged-range';
 import type { KeyValueFields } from '../etcd/records';
 import type { MirrorStore } from '../store/store';
@@ -9,7 +9,7 @@ import type { UpstreamEndpoint } from '../etcd/endpoint';
 import { writeAtomically } from '../files/atomic-file';
 import { SNAPSHOT_FORMAT, SNAPSHOT_VERSION, headerLine, keyLine, trailerLine, type SnapshotHeader } from './format';
 
-const EVERYTHING = MirroredRanges.fromPrefixes([]);
+const EVERYTHING = KeyRanges.fromPrefixes([]);
 
 export interface SavedSnapshot {
   readonly revision: number;

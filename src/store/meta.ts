@@ -11,6 +11,6 @@ export interface StoreMeta {
   readonly compactRevision: number;
   /** The log holds every event from this revision on, so the keyspace is known from logStart - 1 (0: no log yet). */
   readonly logStart: number;
-  /** Which part of the keyspace the content covers (MirroredRanges.describe); '' while empty. */
+  /** Which part of the keyspace the content covers (KeyRanges.describe); '' while empty. */
   readonly scope: string;
 }

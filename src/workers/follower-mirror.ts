@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { EncodedEvent } from '../etcd/event-bytes';
 import type { AuthGate } from '../auth/auth-gate';
 import type { Mirror, MirrorEvents } from '../mirror/mirror';
-import { MirroredRanges } from '../mirror/mirrored-ranges';
+import { KeyRanges } from '../etcd/key-ranges';
 import { RevisionWaiters } from '../mirror/revision-waiters';
 import type { MirrorStore } from '../store/store';
 import type { MirrorNotice, ToPrimary } from './messages';
@@ -79,7 +79,7 @@ export function startFollowerMirror(store: MirrorStore, auth: AuthGate, send: (m
         emitter.emit('discarded', notice.previous);
         break;
       case 'rederived': {
-        const ranges = MirroredRanges.fromPrefixes(notice.prefixes.map((prefix) => Buffer.from(prefix)));
+        const ranges = KeyRanges.fromPrefixes(notice.prefixes.map((prefix) => Buffer.from(prefix)));
         emitter.emit('rederived', notice.revision, (key, rangeEnd) => notice.prefixes.length > 0 && ranges.touches(key, rangeEnd));
         break;
       }

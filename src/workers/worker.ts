@@ -1,5 +1,5 @@
 import { followStoredScope, MirrorScope } from '../mirror/mirror-scope';
-import { MirroredRanges } from '../mirror/mirrored-ranges';
+import { KeyRanges } from '../etcd/key-ranges';
 import { Socket } from 'node:net';
 import type { AuthDirectory } from '../auth/directory';
 import type { ConfigChanges } from '../config-diff';
@@ -64,7 +64,7 @@ export async function startWorker({ config, log, metrics }: ProxyDeps, args: rea
   const identity = new UpstreamLogin(config.upstreamUser, mirrorLog, (enabled) => (enabled ? auth.loginSeen() : auth.loginRefusedAsDisabled()));
   const grayscale = new GrayscaleView(config.grayscale, log.child({ component: 'grayscale' }));
   const mirror = startFollowerMirror(store, auth, send);
-  const scope = new MirrorScope(MirroredRanges.fromPrefixes(config.mirrorPrefixes.map((prefix) => Buffer.from(prefix))));
+  const scope = new MirrorScope(KeyRanges.fromPrefixes(config.mirrorPrefixes.map((prefix) => Buffer.from(prefix))));
   const followScope = (): void => followStoredScope(scope, () => store.meta().scope);
   followScope();
   for (const event of ['relisted', 'adopted', 'discarded'] as const) mirror.on(event, followScope);

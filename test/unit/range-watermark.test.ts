@@ -7,7 +7,7 @@ import { encodeKeyValue } from '../../src/etcd/kv-bytes';
 import { RangeWatermark, HeldTooMuch, MAX_HELD_BYTES } from '../../src/mirror/range-watermark';
 import { progressTrustFor } from '../../src/mirror/watch-stream';
 import { decideScope } from '../../src/mirror/mirror-scope';
-import { MirroredRanges, rangeName } from '../../src/mirror/mirrored-ranges';
+import { KeyRanges, rangeName } from '../../src/etcd/key-ranges';
 import { ReadPermissions, type KeyPermission } from '../../src/auth/permissions';
 
 const put = (key: string, revision: number, value = 'v'): EncodedEvent =>
@@ -87,11 +87,11 @@ describe('RangeWatermark (unit)', () => {
 describe('the ranges a non-root mirror user lets it hold (unit)', () => {
   const b = (text: string): Buffer => Buffer.from(text);
   const read = (key: string, rangeEnd = ''): KeyPermission => ({ key: b(key), rangeEnd: b(rangeEnd), type: 'READ' });
-  const names = (ranges: MirroredRanges): string[] => ranges.ranges.map(rangeName);
+  const names = (ranges: KeyRanges): string[] => ranges.ranges.map(rangeName);
   const apisixAndOther = new ReadPermissions([read('/apisix/', '/apisix0'), read('/other/', '/other0'), { key: b('/w/'), rangeEnd: b('/w0'), type: 'WRITE' }], false);
 
   it('without --mirror-prefix: exactly what the user may read, each run apart', () => {
-    const decision = decideScope(MirroredRanges.fromPrefixes([]), apisixAndOther);
+    const decision = decideScope(KeyRanges.fromPrefixes([]), apisixAndOther);
     assert.deepEqual(names(decision.ranges), ['/apisix/*', '/other/*']);
     assert.equal(decision.empty, false);
     assert.deepEqual(decision.unmirrored, []);
@@ -99,11 +99,11 @@ describe('the ranges a non-root mirror user lets it hold (unit)', () => {
 
   it('joins permissions that touch or overlap into one run, and keeps single keys', () => {
     const permissions = new ReadPermissions([read('/a/', '/a/m'), read('/a/k', '/a0'), read('/key')], false);
-    assert.deepEqual(names(decideScope(MirroredRanges.fromPrefixes([]), permissions).ranges), ['/a/*', '[/key, /key\\u0000)']);
+    assert.deepEqual(names(decideScope(KeyRanges.fromPrefixes([]), permissions).ranges), ['/a/*', '[/key, /key\\u0000)']);
   });
 
   it('with --mirror-prefix: a prefix the user may not read whole is named and left to etcd; the others are mirrored', () => {
-    const configured = MirroredRanges.fromPrefixes([b('/apisix/'), b('/other/'), b('/secret/')]);
+    const configured = KeyRanges.fromPrefixes([b('/apisix/'), b('/other/'), b('/secret/')]);
     const decision = decideScope(configured, apisixAndOther);
     assert.deepEqual(names(decision.ranges), ['/apisix/*', '/other/*']);
     assert.deepEqual(decision.unmirrored.map((u) => u.range), ['/secret/*']);
@@ -111,11 +111,11 @@ describe('the ranges a non-root mirror user lets it hold (unit)', () => {
 
   it('a user that reads every key ("\\0" with no end) is the whole keyspace', () => {
     const everything = new ReadPermissions([read('\0', '\0')], false);
-    assert.equal(decideScope(MirroredRanges.fromPrefixes([]), everything).ranges.whole, true);
+    assert.equal(decideScope(KeyRanges.fromPrefixes([]), everything).ranges.whole, true);
   });
 
   it('root, or a user that reads nothing', () => {
-    const configured = MirroredRanges.fromPrefixes([]);
+    const configured = KeyRanges.fromPrefixes([]);
     assert.equal(decideScope(configured, new ReadPermissions([], true)).ranges.whole, true);
     const none = decideScope(configured, new ReadPermissions([], false));
     assert.equal(none.empty, true);
@@ -123,11 +123,11 @@ describe('the ranges a non-root mirror user lets it hold (unit)', () => {
   });
 
   it('stores and reads back its description', () => {
-    const ranges = MirroredRanges.fromRanges([{ start: b('/b/'), end: b('/b0') }, { start: b('/a/'), end: null }]);
-    assert.equal(MirroredRanges.parse(ranges.describe())?.describe(), ranges.describe());
-    assert.equal(MirroredRanges.parse('all')?.whole, true);
-    assert.equal(MirroredRanges.parse('zz-'), null);
-    assert.equal(MirroredRanges.fromPrefixes([b('/a/')]).includes(MirroredRanges.fromPrefixes([b('/a/b/')])), true);
-    assert.equal(MirroredRanges.fromPrefixes([b('/a/')]).includes(MirroredRanges.fromPrefixes([b('/b/')])), false);
+    const ranges = KeyRanges.fromRanges([{ start: b('/b/'), end: b('/b0') }, { start: b('/a/'), end: null }]);
+    assert.equal(KeyRanges.parse(ranges.describe())?.describe(), ranges.describe());
+    assert.equal(KeyRanges.parse('all')?.whole, true);
+    assert.equal(KeyRanges.parse('zz-'), null);
+    assert.equal(KeyRanges.fromPrefixes([b('/a/')]).includes(KeyRanges.fromPrefixes([b('/a/b/')])), true);
+    assert.equal(KeyRanges.fromPrefixes([b('/a/')]).includes(KeyRanges.fromPrefixes([b('/b/')])), false);
   });
 });

@@ -38,11 +38,12 @@ function merge(ranges: readonly KeyRange[]): KeyRange[] {
 }
 
 /**
- * The part of the keyspace the mirror holds: the whole of it (the default),
- * or the key ranges of the configured prefixes. It answers which requests the
- * mirror can serve, and what the mirror lists and watches.
+ * A set of key ranges with etcd's reading of a request's (key, range_end):
+ * the whole keyspace, or the ranges of some prefixes. The mirror's scope is
+ * one (which requests it can serve, what it lists and watches), a grayscale
+ * prefix list another.
  */
-export class MirroredRanges {
+export class KeyRanges {
   readonly whole: boolean;
 
   private constructor(readonly ranges: readonly KeyRange[]) {
@@ -50,33 +51,33 @@ export class MirroredRanges {
   }
 
   /** No prefixes, or an empty one, means the whole keyspace. */
-  static fromPrefixes(prefixes: readonly Buffer[]): MirroredRanges {
-    if (prefixes.length === 0 || prefixes.some((p) => p.length === 0)) return new MirroredRanges([{ start: Buffer.alloc(0), end: null }]);
-    return new MirroredRanges(merge(prefixes.map((start) => ({ start, end: prefixEnd(start) }))));
+  static fromPrefixes(prefixes: readonly Buffer[]): KeyRanges {
+    if (prefixes.length === 0 || prefixes.some((p) => p.length === 0)) return new KeyRanges([{ start: Buffer.alloc(0), end: null }]);
+    return new KeyRanges(merge(prefixes.map((start) => ({ start, end: prefixEnd(start) }))));
   }
 
   /** Exactly these ranges (joined where they touch); none, or one holding every key, is the whole keyspace. */
-  static fromRanges(ranges: readonly KeyRange[]): MirroredRanges {
+  static fromRanges(ranges: readonly KeyRange[]): KeyRanges {
     // etcd has no empty key: from "\0" on, without an end, is every key there is.
     const everything = (r: KeyRange): boolean => r.end === null && (r.start.length === 0 || r.start.equals(ZERO_BYTE));
-    if (ranges.length === 0 || ranges.some(everything)) return new MirroredRanges([{ start: Buffer.alloc(0), end: null }]);
-    return new MirroredRanges(merge(ranges));
+    if (ranges.length === 0 || ranges.some(everything)) return new KeyRanges([{ start: Buffer.alloc(0), end: null }]);
+    return new KeyRanges(merge(ranges));
   }
 
   /** The ranges describe() named; null when the text is not such a description. */
-  static parse(description: string): MirroredRanges | null {
-    if (description === 'all') return MirroredRanges.fromPrefixes([]);
+  static parse(description: string): KeyRanges | null {
+    if (description === 'all') return KeyRanges.fromPrefixes([]);
     const ranges: KeyRange[] = [];
     for (const part of description.split(',')) {
       const match = /^([0-9a-f]*)-([0-9a-f]*)$/.exec(part);
       if (match === null || match[1] === undefined || match[2] === undefined) return null;
       ranges.push({ start: Buffer.from(match[1], 'hex'), end: match[2] === '' ? null : Buffer.from(match[2], 'hex') });
     }
-    return ranges.length === 0 ? null : MirroredRanges.fromRanges(ranges);
+    return ranges.length === 0 ? null : KeyRanges.fromRanges(ranges);
   }
 
   /** True when every range of `other` lies within one of these. */
-  includes(other: MirroredRanges): boolean {
+  includes(other: KeyRanges): boolean {
     return other.ranges.every((range) => this.ranges.some((r) => Buffer.compare(range.start, r.start) >= 0 && !before(r.end, range.end)));
   }
 
@@ -123,7 +124,7 @@ export class MirroredRanges {
   watchRange(): KeyRange {
     const first = this.ranges[0];
     const last = this.ranges[this.ranges.length - 1];
-    if (first === undefined || last === undefined) throw new Error('MirroredRanges: no range');
+    if (first === undefined || last === undefined) throw new Error('KeyRanges: no range');
     return { start: first.start, end: last.end };
   }
 
@@ -133,7 +134,7 @@ export class MirroredRanges {
    */
   probeKey(): Buffer {
     const first = this.ranges[0];
-    return first === undefined ? ZERO_BYTE : MirroredRanges.toRequest(first).key;
+    return first === undefined ? ZERO_BYTE : KeyRanges.toRequest(first).key;
   }
 
   /** A range as etcd's (key, range_end) request fields. */

@@ -1,8 +1,8 @@
 import type { GrayscaleSettings } from '../settings/types';
 import type { Logger } from '../log';
-import type { Mirror } from '../mirror/mirror';
+import type { Mirror } from './mirror';
 import type { MirrorStore } from '../store/store';
-import { describeSettings, rederive, type GrayscaleView } from './view';
+import { describeSettings, rederive, type GrayscaleView } from '../grayscale/view';
 
 /**
  * Brings the stored view in line with the view's settings, when they differ

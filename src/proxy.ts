@@ -43,15 +43,15 @@ import { startSnapshotFallback } from './objectstore/fallback';
 import { startSnapshotPublisher } from './objectstore/publisher';
 import { objectStoreScratch } from './objectstore/scratch';
 import { loadSnapshotSigner, loadTrustedKeys, publisherTrust } from './objectstore/snapshot-keys';
-import { upstreamCredentialsBuilder, upstreamTlsFiles, watchUpstreamCredentials } from './tls/upstream-tls';
-import { serverOptionsBuilder, serverTlsFiles, watchServerContext } from './tls/server-tls';
+import { watchUpstreamCredentials } from './tls/upstream-tls';
+import { watchServerContext } from './tls/server-tls';
 import { diffConfig, type ConfigChanges, type LiveSetting } from './config-diff';
 import type { MirrorStore } from './store/store';
 import type { Liveness } from './upstream/liveness';
 import type { UpstreamPool } from './upstream/pool';
 import type { Mirror } from './mirror/mirror';
 import type { SelfAddresses } from './upstream/loop-guard';
-import { setLogLevel } from './log';
+import { RELOAD, type ReloadParts } from './reload-table';
 import { WatchHub } from './watch/hub';
 import { createWritePolicy } from './core/write-policy';
 import { readiness } from './mirror/readiness';
@@ -325,6 +325,14 @@ export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, ins
           log: objectStoreLog,
         });
 
+  const reloadParts: ReloadParts = {
+    log,
+    upstreamCredentials,
+    membership,
+    grayscale: (nextSettings, beforeSettings) =>
+      applyGrayscaleSettings(store, grayscale, nextSettings, grayscaleLog, { mirror, before: new GrayscaleView(beforeSettings, grayscaleLog) }),
+  };
+
   return {
     side: {
       store,
@@ -341,15 +349,7 @@ export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, ins
     },
     onRevision: (listener) => revisionListeners.add(listener),
     reconfigure(next, setting) {
-      if (setting === 'logLevel') setLogLevel(log, next.logLevel);
-      else if (setting === 'upstreamTls') upstreamCredentials.retarget(upstreamTlsFiles(next.upstreamTls), upstreamCredentialsBuilder(next.upstreamTls));
-      else if (setting === 'grayscale') {
-        const before = new GrayscaleView(current.grayscale, grayscaleLog);
-        applyGrayscaleSettings(store, grayscale, next.grayscale, grayscaleLog, { mirror, before });
-      }
-      if (setting === 'endpoints' || setting === 'discovery' || setting === 'syncIntervalMs' || setting === 'upstreamTls') {
-        membership.reconfigure({ source: next.discovery, endpoints: next.endpoints, syncIntervalMs: next.syncIntervalMs, tls: next.upstreamTls });
-      }
+      RELOAD[setting](reloadParts, next, current);
       current = { ...current, [setting]: next[setting] };
     },
     async close() {
@@ -478,7 +478,7 @@ export async function startServing({ config, log, metrics, scrape }: ProxyDeps, 
     address: listener.address,
     metricsAddress: metricsServer?.address ?? null,
     reconfigure(next, setting) {
-      if (setting === 'serverTls' && next.serverTls !== null) serverTls?.retarget(serverTlsFiles(next.serverTls), serverOptionsBuilder(next.serverTls));
+      RELOAD[setting]({ serverTls }, next, current);
       current = { ...current, [setting]: next[setting] };
     },
     async close() {

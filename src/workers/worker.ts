@@ -6,11 +6,11 @@ import type { ConfigChanges } from '../config-diff';
 import { loadConfig, type ProxyConfig } from '../config';
 import { parseEndpoint } from '../etcd/endpoint';
 import { GrayscaleView } from '../grayscale/view';
-import { setLogLevel } from '../log';
+import { RELOAD, type ReloadParts } from '../reload-table';
 import { AuthGate } from '../auth/auth-gate';
 import { createReconfigure, startServing, type ProxyDeps } from '../proxy';
 import { openStore } from '../store/store';
-import { upstreamCredentialsBuilder, upstreamTlsFiles, watchUpstreamCredentials } from '../tls/upstream-tls';
+import { watchUpstreamCredentials } from '../tls/upstream-tls';
 import { countingInterceptor } from '../upstream/call-reason';
 import { UpstreamLogin } from '../auth/upstream-login';
 import { createInstanceId, viaInterceptor } from '../upstream/loop-guard';
@@ -200,11 +200,13 @@ export async function startWorker({ config, log, metrics }: ProxyDeps, args: rea
     // lose a connection handed to a worker at the moment it died: its client would wait for nothing).
     { address: { host: config.listenAddr.host, port: Number(process.env[CLIENT_PORT_ENV] ?? config.listenAddr.port) }, serve: (serveConnection) => (accept = serveConnection) },
   );
+  // What this process has of the parts a reload reaches; the serving side applies the rest.
+  const reloadParts: ReloadParts = { log, upstreamCredentials, grayscale: (settings) => grayscale.configure(settings) };
+  let applied = config;
   reconfigure = createReconfigure(config, log, (next, setting) => {
-    if (setting === 'logLevel') setLogLevel(log, next.logLevel);
-    else if (setting === 'upstreamTls') upstreamCredentials.retarget(upstreamTlsFiles(next.upstreamTls), upstreamCredentialsBuilder(next.upstreamTls));
-    else if (setting === 'grayscale') grayscale.configure(next.grayscale);
+    RELOAD[setting](reloadParts, next, applied);
     serving.reconfigure(next, setting);
+    applied = { ...applied, [setting]: next[setting] };
   });
 
   return {

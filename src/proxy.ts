@@ -17,13 +17,11 @@ import { trackHttpConnections, type HttpConnections } from './listener/http-conn
 import type { Logger } from './log';
 import type { Metrics } from './metrics';
 import type { HostPort } from './etcd/endpoint';
-import { createUpstreamPool } from './upstream/pool';
 import { createLiveness } from './upstream/liveness';
-import { createInstanceId, viaInterceptor } from './upstream/loop-guard';
-import { createMembership, initialEndpoints } from './upstream/membership';
-import { observePool, upstreamCallCounter } from './upstream/pool-metrics';
+import { createInstanceId } from './upstream/loop-guard';
+import { createMembership } from './upstream/membership';
+import { observePool } from './upstream/pool-metrics';
 import { startMirror } from './mirror/mirror';
-import { KeyRanges } from './etcd/key-ranges';
 import { MirrorScope } from './mirror/mirror-scope';
 import { AuthDirectory, type TokenTeller } from './auth/directory';
 import { LoginLimiter, type LoginBudget } from './auth/login-limits';
@@ -43,7 +41,6 @@ import { startSnapshotFallback } from './objectstore/fallback';
 import { startSnapshotPublisher } from './objectstore/publisher';
 import { objectStoreScratch } from './objectstore/scratch';
 import { loadSnapshotSigner, loadTrustedKeys, publisherTrust } from './objectstore/snapshot-keys';
-import { watchUpstreamCredentials } from './tls/upstream-tls';
 import { watchServerContext } from './tls/server-tls';
 import { diffConfig, type ConfigChanges, type LiveSetting } from './config-diff';
 import type { MirrorStore } from './store/store';
@@ -51,12 +48,12 @@ import type { Liveness } from './upstream/liveness';
 import type { UpstreamPool } from './upstream/pool';
 import type { Mirror } from './mirror/mirror';
 import type { SelfAddresses } from './upstream/loop-guard';
+import { buildSharedParts } from './wiring/shared-parts';
 import { RELOAD, type ReloadParts } from './reload-table';
 import { WatchHub } from './watch/hub';
 import { createWritePolicy } from './core/write-policy';
 import { readiness } from './mirror/readiness';
 import { AuthGate } from './auth/auth-gate';
-import { countingInterceptor } from './upstream/call-reason';
 import { GrayscaleView } from './grayscale/view';
 import { applyGrayscaleSettings } from './mirror/grayscale-settings';
 import { grayscaleReport } from './grayscale/grayscale-report';
@@ -204,11 +201,7 @@ export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, ins
   const store = openStore(config.dataDir, { log: log.child({ component: 'store' }) });
   let current = config;
   const upstreamLog = log.child({ component: 'upstream' });
-  const upstreamCredentials = watchUpstreamCredentials(config.upstreamTls, upstreamLog);
-  const pool = createUpstreamPool(initialEndpoints(config.discovery, config.endpoints, store), upstreamLog, {
-    interceptors: [countingInterceptor(upstreamCallCounter(metrics)), viaInterceptor(instanceId)],
-    tls: upstreamCredentials,
-  });
+  const { upstreamCredentials, pool, auth, identity, grayscale, scope: ranges } = buildSharedParts({ config, store, log, metrics, instanceId, keepsMirror: true, upstreamLog });
   observePool(pool, metrics);
   const membership = createMembership({
     source: config.discovery,
@@ -228,16 +221,8 @@ export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, ins
   liveness.on('lost', () => metrics.upstreamUp.set(0));
   liveness.on('back', () => metrics.upstreamUp.set(1));
   const mirrorLog = log.child({ component: 'mirror' });
-  const ranges = new MirrorScope(KeyRanges.fromPrefixes(config.mirrorPrefixes.map((prefix) => Buffer.from(prefix))));
-  const auth = new AuthGate(mirrorLog, (required) => metrics.upstreamAuthRequired.set(required ? 1 : 0), config.upstreamUser !== null, undefined, {
-    load: () => store.authState(),
-    save: (state) => store.saveAuthState(state),
-  });
-  metrics.upstreamAuthRequired.set(auth.isRequired() ? 1 : 0);
-  const identity = new UpstreamLogin(config.upstreamUser, mirrorLog, (enabled) => (enabled ? auth.loginSeen() : auth.loginRefusedAsDisabled()));
   auth.startProbing(() => pool.candidates()[0]?.client);
   const grayscaleLog = log.child({ component: 'grayscale' });
-  const grayscale = new GrayscaleView(config.grayscale, grayscaleLog, () => metrics.grayscaleMalformedMarks.inc());
   applyGrayscaleSettings(store, grayscale, config.grayscale, grayscaleLog);
   const countWithheld = (): void => metrics.grayscaleWithheldKeys.set(store.withheldCount());
   countWithheld();

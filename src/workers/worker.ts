@@ -1,22 +1,14 @@
-import { followStoredScope, MirrorScope } from '../mirror/mirror-scope';
-import { KeyRanges } from '../etcd/key-ranges';
+import { buildSharedParts } from '../wiring/shared-parts';
+import { followStoredScope } from '../mirror/mirror-scope';
 import { Socket } from 'node:net';
 import type { AuthDirectory } from '../auth/directory';
 import type { ConfigChanges } from '../config-diff';
 import { loadConfig, type ProxyConfig } from '../config';
 import { parseEndpoint } from '../etcd/endpoint';
-import { GrayscaleView } from '../grayscale/view';
 import { RELOAD, type ReloadParts } from '../reload-table';
-import { AuthGate } from '../auth/auth-gate';
 import { createReconfigure, startServing, type ProxyDeps } from '../proxy';
 import { openStore } from '../store/store';
-import { watchUpstreamCredentials } from '../tls/upstream-tls';
-import { countingInterceptor } from '../upstream/call-reason';
-import { UpstreamLogin } from '../auth/upstream-login';
-import { createInstanceId, viaInterceptor } from '../upstream/loop-guard';
-import { initialEndpoints } from '../upstream/membership';
-import { createUpstreamPool } from '../upstream/pool';
-import { upstreamCallCounter } from '../upstream/pool-metrics';
+import { createInstanceId } from '../upstream/loop-guard';
 import { createFollowerLiveness } from './follower-liveness';
 import { startFollowerMirror } from './follower-mirror';
 import { followerStore } from './follower-store';
@@ -46,25 +38,21 @@ export async function startWorker({ config, log, metrics }: ProxyDeps, args: rea
   const store = followerStore(openStore(config.dataDir, { readOnly: true, log: log.child({ component: 'store' }) }), send);
   const upstreamLog = log.child({ component: 'upstream' });
   const instanceId = process.env[INSTANCE_ID_ENV] ?? createInstanceId();
-  const upstreamCredentials = watchUpstreamCredentials(config.upstreamTls, upstreamLog);
   // Members and their health are the primary's to tell (and log, once per change); a worker logs only what goes wrong.
-  const pool = createUpstreamPool(initialEndpoints(config.discovery, config.endpoints, store), upstreamLog.child({}, { level: upstreamLog.levelVal > 50 ? upstreamLog.level : 'error' }), {
-    interceptors: [countingInterceptor(upstreamCallCounter(metrics)), viaInterceptor(instanceId)],
-    tls: upstreamCredentials,
+  // Its gate follows the primary's; what clients' calls teach it goes to the primary, which tells everyone.
+  const { upstreamCredentials, pool, auth, identity, grayscale, scope } = buildSharedParts({
+    config,
+    store,
+    log,
+    metrics,
+    instanceId,
+    keepsMirror: false,
+    upstreamLog: upstreamLog.child({}, { level: upstreamLog.levelVal > 50 ? upstreamLog.level : 'error' }),
+    onAuthSignal: (signal) => send({ type: 'ecp:auth-signal', signal }),
   });
   // The member gauges are the primary's: its probes decide health, and a sum over processes would count each member N+1 times.
   const liveness = createFollowerLiveness(evidenceIntervalFor(config.upstreamTimeoutMs));
-  const mirrorLog = log.child({ component: 'mirror' });
-  // Its gate follows the primary's; what clients' calls teach it goes to the primary, which tells everyone.
-  // Until the primary tells its state, what etcd said last (the primary keeps it in the store).
-  const auth = new AuthGate(mirrorLog, () => undefined, config.upstreamUser !== null, (signal) => send({ type: 'ecp:auth-signal', signal }), {
-    load: () => store.authState(),
-    save: () => undefined,
-  });
-  const identity = new UpstreamLogin(config.upstreamUser, mirrorLog, (enabled) => (enabled ? auth.loginSeen() : auth.loginRefusedAsDisabled()));
-  const grayscale = new GrayscaleView(config.grayscale, log.child({ component: 'grayscale' }));
   const mirror = startFollowerMirror(store, auth, send);
-  const scope = new MirrorScope(KeyRanges.fromPrefixes(config.mirrorPrefixes.map((prefix) => Buffer.from(prefix))));
   const followScope = (): void => followStoredScope(scope, () => store.meta().scope);
   followScope();
   for (const event of ['relisted', 'adopted', 'discarded'] as const) mirror.on(event, followScope);

@@ -339,20 +339,10 @@ export function followMirror(cache: ResponseCache, mirror: Mirror, metrics: Metr
     cache.invalidate(events.map((event) => event.kv.key));
     changed();
   });
-  mirror.on('relisted', () => {
-    cache.clear();
-    changed();
-  });
-  mirror.on('adopted', () => {
-    cache.clear();
-    changed();
-  });
-  mirror.on('discarded', () => {
-    cache.clear();
-    changed();
-  });
-  mirror.on('rederived', () => {
-    cache.clear();
-    changed();
-  });
+  for (const replaced of ['relisted', 'adopted', 'discarded', 'rederived'] as const) {
+    mirror.on(replaced, () => {
+      cache.clear();
+      changed();
+    });
+  }
 }

@@ -68,3 +68,25 @@ test("each README row's default is the code's", () => {
   }
   assert.deepEqual(wrong, []);
 });
+
+/**
+ * The flags README.md's "## Reloading the configuration" lists as taken over
+ * live (its bullet list), a trailing `*` standing for every flag so named.
+ */
+function reloadSectionFlags(): string[] {
+  const readme = readFileSync(resolve(__dirname, '..', '..', 'README.md'), 'utf8');
+  const start = readme.indexOf('\n## Reloading the configuration\n');
+  assert.notEqual(start, -1, 'README.md has no "## Reloading the configuration" section');
+  const section = readme.slice(start, readme.indexOf('\n## ', start + 1));
+  const list = section.slice(section.indexOf('\n* '), section.indexOf('\n\n', section.indexOf('\n* ')));
+  return [...list.matchAll(/`(--[a-z0-9-]+\*?)`/g)].map((match) => match[1] ?? '');
+}
+
+test("the README's reload section lists exactly the settings a reload takes over", () => {
+  const listed = reloadSectionFlags();
+  const covers = (flag: string): boolean => listed.some((entry) => (entry.endsWith('*') ? `--${flag}`.startsWith(entry.slice(0, -1)) : entry === `--${flag}`));
+  const live = SETTING_ROWS.filter((row) => row.live).map((row) => row.flag);
+  assert.deepEqual(live.filter((flag) => !covers(flag)), [], 'live settings the README does not list');
+  const notLive = listed.filter((entry) => !live.some((flag) => (entry.endsWith('*') ? `--${flag}`.startsWith(entry.slice(0, -1)) : entry === `--${flag}`)));
+  assert.deepEqual(notLive, [], 'flags the README lists as live that a reload does not take over');
+});

@@ -1,4 +1,9 @@
+import { AuthRefused } from '../auth/auth-gate';
 import type { ReadPermissions } from '../auth/permissions';
+import type { UpstreamLogin } from '../auth/upstream-login';
+import { readUserPermissions } from '../auth/user-permissions';
+import type { Logger } from '../log';
+import type { UpstreamMember } from '../upstream/pool';
 import { KeyRanges, rangeName, type KeyRange } from '../etcd/key-ranges';
 
 /** A configured range the mirror leaves to etcd, and why (for the log and /readyz). */
@@ -126,4 +131,28 @@ export class MirrorScope implements RangeQueries {
 export function followStoredScope(scope: MirrorScope, storedScope: () => string): void {
   const held = KeyRanges.parse(storedScope());
   if (held !== null) scope.set(held);
+}
+
+/**
+ * Takes what the mirror's own user may read at `member` as the scope (with
+ * auth off there, or no --user, the configured ranges), logging what it
+ * leaves to etcd when that changes. True when the ranges changed (the mirror
+ * lists again); AuthRefused when nothing configured may be mirrored.
+ */
+export async function followUserScope(scope: MirrorScope, login: UpstreamLogin, member: UpstreamMember, log: Logger, deadlineMs: number): Promise<boolean> {
+  const user = login.userName;
+  if (user === null || !login.hasTokenAt(member)) return scope.set(scope.configured, []);
+  const permissions = await readUserPermissions(member.client, user, () => login.metadataFor(member), deadlineMs, 'mirror-scope');
+  const decision = decideScope(scope.configured, permissions);
+  const before = scope.unmirrored.map((u) => u.range).join(',');
+  if (decision.empty) {
+    scope.set(scope.current, decision.unmirrored);
+    throw new AuthRefused(`etcdserver: permission denied (the mirror's user ${user} may read none of the mirrored keys)`);
+  }
+  const changed = scope.set(decision.ranges, decision.unmirrored);
+  if (decision.unmirrored.map((u) => u.range).join(',') !== before || changed) {
+    const message = decision.unmirrored.length > 0 ? "some mirrored ranges are left to etcd: the mirror's user may not read them" : 'the mirror follows what its user may read';
+    log.warn({ user, mirrored: decision.ranges.ranges.map(rangeName), notMirrored: decision.unmirrored }, message);
+  }
+  return changed;
 }

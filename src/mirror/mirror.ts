@@ -4,18 +4,16 @@ import type { MirrorStore } from '../store/store';
 import type { EncodedEvent } from '../etcd/event-bytes';
 import type { Liveness } from '../upstream/liveness';
 import type { UpstreamMember, UpstreamPool } from '../upstream/pool';
-import { callUpstream } from '../upstream/unary';
-import { toIdentity, toRevision, type WireHeader } from '../etcd/wire';
 import { AuthRefused, type AuthGate } from '../auth/auth-gate';
 import type { UpstreamLogin } from '../auth/upstream-login';
 import { fullJitterDelayMs } from './reconnect-delay';
 import { listInto } from './lister';
-import { KeyRanges, rangeName } from '../etcd/key-ranges';
+import { KeyRanges } from '../etcd/key-ranges';
 import { RevisionWaiters } from './revision-waiters';
 import type { GrayscaleView } from '../grayscale/view';
-import { decideScope, type MirrorScope } from './mirror-scope';
+import { followUserScope, type MirrorScope } from './mirror-scope';
+import { checkUpstream } from './upstream-check';
 import { MemberFailed, openWatchStream, progressTrustFor, RelistNeeded, type WatchDelivery, type WatchStream } from './watch-stream';
-import { readUserPermissions } from '../auth/user-permissions';
 import type { ProgressTrust } from './range-watermark';
 
 const STATUS_TIMEOUT_MS = 3_000;
@@ -142,20 +140,9 @@ export function startMirror({ store, pool, liveness, log, scope, scopeRefreshMs 
   };
 
   const checkIdentity = async (member: UpstreamMember): Promise<void> => {
-    const status = await callUpstream<{ header?: WireHeader; version?: string }>(member.client, 'etcdserverpb.Maintenance', 'Status', {}, { deadlineMs: STATUS_TIMEOUT_MS, reason: 'mirror-status' });
-    trust = progressTrustFor(status.version);
-    const upstream = toIdentity(status.header);
-    const upstreamRevision = toRevision(status.header?.revision);
-    const meta = store.meta();
-    if (meta.identity !== null && meta.identity.cluster_id !== upstream.cluster_id) {
-      log.warn({ mirrored: meta.identity.cluster_id, upstream: upstream.cluster_id }, 'upstream is another cluster: mirror discarded, rebuilding');
-      store.wipe();
-      emitter.emit('discarded', meta.revision);
-    } else if (meta.revision > upstreamRevision) {
-      log.warn({ mirrorRevision: meta.revision, upstreamRevision }, 'upstream revision is behind the mirror (restored from a backup?): mirror discarded, rebuilding');
-      store.wipe();
-      emitter.emit('discarded', meta.revision);
-    }
+    const check = await checkUpstream(store, member, log, STATUS_TIMEOUT_MS);
+    trust = check.trust;
+    if (check.discarded !== null) emitter.emit('discarded', check.discarded);
   };
 
   /**
@@ -164,24 +151,9 @@ export function startMirror({ store, pool, liveness, log, scope, scopeRefreshMs 
    * `scopeRefreshMs`. A scope other than the one on disk means a list.
    */
   const checkScope = async (member: UpstreamMember): Promise<void> => {
-    const user = identity.userName;
-    if (user === null || !identity.hasTokenAt(member)) {
-      if (scope.set(scope.configured, [])) relistReason ??= 'the mirrored ranges changed';
-      return;
-    }
-    const permissions = await readUserPermissions(member.client, user, () => identity.metadataFor(member), STATUS_TIMEOUT_MS, 'mirror-scope');
+    const changed = await followUserScope(scope, identity, member, log, STATUS_TIMEOUT_MS);
     scopeCheckedAt = Date.now();
-    const decision = decideScope(scope.configured, permissions);
-    const before = scope.unmirrored.map((u) => u.range).join(',');
-    if (decision.empty) {
-      scope.set(scope.current, decision.unmirrored);
-      throw new AuthRefused(`etcdserver: permission denied (the mirror's user ${user} may read none of the mirrored keys)`);
-    }
-    const changed = scope.set(decision.ranges, decision.unmirrored);
-    if (decision.unmirrored.map((u) => u.range).join(',') !== before || changed) {
-      log.warn({ user, mirrored: decision.ranges.ranges.map(rangeName), notMirrored: decision.unmirrored }, decision.unmirrored.length > 0 ? "some mirrored ranges are left to etcd: the mirror's user may not read them" : "the mirror follows what its user may read");
-    }
-    if (changed && store.meta().revision > 0) relistReason ??= "what the mirror's user may read changed";
+    if (changed && store.meta().revision > 0) relistReason ??= "the mirrored ranges changed (what the mirror's user may read)";
   };
 
   const relist = async (member: UpstreamMember, compactRevision: number): Promise<void> => {

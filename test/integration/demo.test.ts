@@ -101,7 +101,8 @@ describe('npm run demo', () => {
 
   it('on Ctrl-C stops what it started, by pid, removes its directory, and exits 130', async () => {
     const demo = await runningDemo('its first step', (out) => out.includes('1. etcd up'));
-    for (const pid of demo.pids) assert.equal(alive(pid), true, `pid ${pid} should be running before Ctrl-C`);
+    // No check that both are alive first: the walkthrough goes on while this test reads its output, and on a
+    // loaded machine it may already be in step 2, which kills etcd itself. What Ctrl-C must do is checked below.
     demo.child.kill('SIGINT');
     assert.equal(await demo.exited, 130, `${demo.out()}\n${demo.err()}`);
     // Every process still running is named; on a loaded machine the walkthrough may have reached step 2,

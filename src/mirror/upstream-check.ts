@@ -1,0 +1,38 @@
+import type { WireHeader } from '../etcd/wire';
+import { toIdentity, toRevision } from '../etcd/wire';
+import type { Logger } from '../log';
+import type { MirrorStore } from '../store/store';
+import type { UpstreamMember } from '../upstream/pool';
+import { callUpstream } from '../upstream/unary';
+import type { ProgressTrust } from './range-watermark';
+import { progressTrustFor } from './watch-stream';
+
+export interface UpstreamCheck {
+  /** How far the member's answers to progress requests can be believed (its version). */
+  readonly trust: ProgressTrust;
+  /** The mirror revision the store held before it was wiped; null when it was kept. */
+  readonly discarded: number | null;
+}
+
+/**
+ * Asks `member` for its Status before the mirror syncs from it. Data of two
+ * clusters is never mixed: another cluster ID, or a revision behind the
+ * mirror's (etcd restored from a backup), wipes the store, which is then
+ * listed afresh.
+ */
+export async function checkUpstream(store: MirrorStore, member: UpstreamMember, log: Logger, deadlineMs: number): Promise<UpstreamCheck> {
+  const status = await callUpstream<{ header?: WireHeader; version?: string }>(member.client, 'etcdserverpb.Maintenance', 'Status', {}, { deadlineMs, reason: 'mirror-status' });
+  const trust = progressTrustFor(status.version);
+  const upstream = toIdentity(status.header);
+  const upstreamRevision = toRevision(status.header?.revision);
+  const meta = store.meta();
+  if (meta.identity !== null && meta.identity.cluster_id !== upstream.cluster_id) {
+    log.warn({ mirrored: meta.identity.cluster_id, upstream: upstream.cluster_id }, 'upstream is another cluster: mirror discarded, rebuilding');
+  } else if (meta.revision > upstreamRevision) {
+    log.warn({ mirrorRevision: meta.revision, upstreamRevision }, 'upstream revision is behind the mirror (restored from a backup?): mirror discarded, rebuilding');
+  } else {
+    return { trust, discarded: null };
+  }
+  store.wipe();
+  return { trust, discarded: meta.revision };
+}

@@ -253,6 +253,10 @@ export class AuthDirectory {
     if (token === undefined || !isStorableToken(token) || isProxyIssuedToken(token)) return;
     const record = this.tokens.get(token);
     if (record === undefined) return;
+    // Most reads find both fresh: nothing to start (this runs on every forwarded read of mirrored keys).
+    const now = Date.now();
+    const half = this.refreshIntervalMs / 2;
+    if (now - record.confirmedAt < half && now - (this.users.get(record.user)?.fetchedAt ?? 0) < half) return;
     this.confirmed(token, record)
       .then((valid) => (valid ? this.permissionsOf(record.user, token) : null))
       .catch(() => undefined);

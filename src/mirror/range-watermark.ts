@@ -21,6 +21,11 @@ export class HeldTooMuch extends Error {
   }
 }
 
+/** What one held event costs the bound: its bytes as etcd sent them, and its key. */
+function heldSize(event: EncodedEvent): number {
+  return event.kv.key.length + event.bytes.length;
+}
+
 interface Held {
   readonly range: number;
   readonly event: EncodedEvent;
@@ -87,7 +92,7 @@ export class RangeWatermark {
       // A resumed watch may repeat the seam: what is committed is not taken again.
       if (event.kv.mod_revision <= this.committed) continue;
       this.held.push({ range, event });
-      this.heldBytes += event.kv.key.length + event.bytes.length;
+      this.heldBytes += heldSize(event);
       highest = Math.max(highest, event.kv.mod_revision);
     }
     this.through[range] = highest;
@@ -134,7 +139,7 @@ export class RangeWatermark {
     // Stable: events of one revision keep their range order, and each range its own order.
     ready.sort((a, b) => a.event.kv.mod_revision - b.event.kv.mod_revision || a.range - b.range);
     this.held = rest;
-    this.heldBytes = rest.reduce((sum, held) => sum + held.event.kv.key.length + held.event.bytes.length, 0);
+    for (const held of ready) this.heldBytes -= heldSize(held.event);
     this.committed = through;
     return { events: ready.map((held) => held.event), through };
   }

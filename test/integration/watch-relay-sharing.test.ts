@@ -95,6 +95,11 @@ describe('relayed watches', () => {
     await put('/a/seed', 'mirrored');
     proxy = await startTestProxy([etcd.clientUrl], ['--mirror-prefix', '/a/']);
     await proxy.mirrored();
+    // The mirror lists before it watches: the baseline is taken once etcd holds the mirror's own watch and stream.
+    await waitFor("etcd to hold the mirror's watch", async () => {
+      const held = await gauges();
+      return (await proxy.metrics.upstreamWatchStreams.get()).values[0]?.value === 1 && held.watchers >= 1 && held.streams >= 1;
+    });
     idle = await gauges();
   });
   // A failed test's leftovers must not skew the next one's counts.

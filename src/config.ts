@@ -6,15 +6,12 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
-import { defaultOf, describeSettings, envName, fileKey, SETTING_ROWS, shownDefault, type SettingFlag, type SettingValues } from './settings/table';
+import { defaultOf, describeSettings, envName, fileKey, SETTING_ROWS, type SettingFlag, type SettingValues } from './settings/table';
 import type { DiscoverySource, HostPort, ProxyConfig, ServerTlsConfig } from './settings/types';
 import { formatHostPort } from './settings/values';
 
 export type { ProxyConfig } from './settings/types';
 export { parseDurationMs, formatHostPort } from './settings/values';
-
-/** The default --endpoints, named where the proxy explains that nothing answers there. */
-export const DEFAULT_ENDPOINTS = shownDefault('endpoints') ?? '';
 
 /** Raised with every problem found, so an operator fixes them in one go. */
 export class ConfigError extends Error {

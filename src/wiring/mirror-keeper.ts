@@ -1,0 +1,73 @@
+import { RELOAD, type ReloadParts } from '../reload-table';
+import { GrayscaleView } from '../grayscale/view';
+import { isCompactedUpstream } from '../mirror/compaction-tracker';
+import { startConsistencyChecks } from '../mirror/consistency-check';
+import { applyGrayscaleSettings } from '../mirror/grayscale-settings';
+import { startStoreMaintenance } from '../mirror/store-maintenance';
+import { openStore } from '../store/store';
+import { createInstanceId } from '../upstream/loop-guard';
+import { startKeptMirror } from './kept-mirror';
+import { buildSharedParts } from './shared-parts';
+import type { MirrorKeeper, ProxyDeps } from './sides';
+import { startSnapshotSide } from './snapshot-side';
+import { startUpstreamSide } from './upstream-side';
+
+/** The mirror and everything that keeps it: the store, the members, liveness, maintenance, checks, snapshots. */
+export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, instanceId = createInstanceId()): Promise<MirrorKeeper> {
+  const store = openStore(config.dataDir, { log: log.child({ component: 'store' }) });
+  const upstreamLog = log.child({ component: 'upstream' });
+  const mirrorLog = log.child({ component: 'mirror' });
+  const grayscaleLog = log.child({ component: 'grayscale' });
+  const { upstreamCredentials, pool, auth, identity, grayscale, scope } = buildSharedParts({ config, store, log, metrics, instanceId, keepsMirror: true, upstreamLog });
+  const { membership, liveness } = startUpstreamSide(config, pool, store, metrics, upstreamLog);
+  auth.startProbing(() => pool.candidates()[0]?.client);
+  applyGrayscaleSettings(store, grayscale, config.grayscale, grayscaleLog);
+  const { mirror, onRevision } = startKeptMirror({ config, store, pool, liveness, scope, auth, identity, grayscale, metrics, log: mirrorLog });
+  const consistency = startConsistencyChecks({ store, pool, mirror, ranges: scope, metrics, log: mirrorLog, intervalMs: config.consistencyCheckIntervalMs, bytesPerSecond: config.consistencyCheckBytesPerSecond, identity, grayscale });
+  // Once etcd is found compacted past what the log holds, maintenance learns where and prunes the log to match.
+  const isCompacted = (revision: number): Promise<boolean | undefined> => isCompactedUpstream(pool, revision, scope.probeKey(), identity);
+  const maintenance = startStoreMaintenance(store, config.history, metrics, mirrorLog, isCompacted);
+  const snapshots = await startSnapshotSide({ config, store, mirror, liveness, scope, metrics, log });
+
+  let current = config;
+  const reloadParts: ReloadParts = {
+    log,
+    upstreamCredentials,
+    membership,
+    grayscale: (nextSettings, beforeSettings) =>
+      applyGrayscaleSettings(store, grayscale, nextSettings, grayscaleLog, { mirror, before: new GrayscaleView(beforeSettings, grayscaleLog) }),
+  };
+  return {
+    side: {
+      store,
+      pool,
+      liveness,
+      mirror,
+      auth,
+      identity,
+      grayscale,
+      scope,
+      instanceId,
+      followCompaction: () => void maintenance.followCompactionNow(),
+      listening: (self) => membership.start(self),
+    },
+    onRevision,
+    reconfigure(next, setting) {
+      RELOAD[setting](reloadParts, next, current);
+      current = { ...current, [setting]: next[setting] };
+    },
+    async close() {
+      membership.close();
+      liveness.close();
+      maintenance.close();
+      consistency.close();
+      await snapshots.close();
+      auth.close();
+      await mirror.close();
+      await maintenance.runOnce();
+      await store.close();
+      await pool.close();
+      upstreamCredentials.close();
+    },
+  };
+}

@@ -1,0 +1,123 @@
+import { Metadata } from '@grpc/grpc-js';
+import { createCore, type Core } from '../core/core';
+import { followMirror } from '../core/mirror-reads';
+import { ResponseCache } from '../core/response-cache';
+import { createStreamTracker, type StreamTracker } from '../core/stream-tracker';
+import { createWritePolicy } from '../core/write-policy';
+import { ETCD_ERRORS } from '../etcd/errors';
+import { createHttpGateway } from '../gateway/http-gateway';
+import { grayscaleReport } from '../grayscale/grayscale-report';
+import { createGrpcServer, grpcConnections } from '../grpc/server';
+import { trackHttpConnections } from '../listener/http-connections';
+import { CompactionCheck } from '../mirror/compaction-check';
+import { isCompactedUpstream } from '../mirror/compaction-tracker';
+import { ReadBarrier } from '../mirror/read-barrier';
+import { readiness } from '../mirror/readiness';
+import { RELOAD } from '../reload-table';
+import { formatHostPort } from '../settings/values';
+import type { ProxyConfig } from '../settings/types';
+import { LeaderSentinel } from '../upstream/leader-sentinel';
+import { WatchHub } from '../watch/hub';
+import { closeHttp, openClientPort, openMetricsPort, shutdownGrpc } from './client-port';
+import { startServingAuth, type ServingAuth } from './serving-auth';
+import type { HandedPort, MirrorSide, ProxyDeps, ServingSide } from './sides';
+
+/**
+ * The client port (gRPC and the JSON gateway on one listener), and the optional metrics port, served from `side`;
+ * with `handedPort`, connections come from the process that listens instead.
+ */
+export async function startServing(deps: ProxyDeps, side: MirrorSide, handedPort?: HandedPort): Promise<ServingSide> {
+  const { config, log, metrics, scrape } = deps;
+  const { store, pool, liveness, auth, grayscale, scope } = side;
+  let current = config;
+  const authParts = await startServingAuth(config, side, metrics, log.child({ component: 'mirror' }));
+  const streams = createStreamTracker();
+  let advertiseClientUrl = config.advertiseClientUrl ?? '';
+  const core = buildCore(deps, side, authParts, streams, () => current, () => advertiseClientUrl);
+  const grpc = createGrpcServer(core, log.child({ component: 'grpc' }));
+  const gateway = createHttpGateway({
+    scrape,
+    grayscale: {
+      report: () => grayscaleReport(grayscale, store),
+      authEnabled: () => auth.isEnabled(),
+      decide: (metadata, ranges) => authParts.directory.decide(metadata, ranges),
+    },
+    metrics,
+    pool,
+    log: log.child({ component: 'gateway' }),
+    core,
+    // Read on each refusal from the running configuration, which a reload replaces.
+    errorPolicy: {
+      get writeRejectStatus() {
+        return current.writeRejectHttpStatus;
+      },
+    },
+    upstreamLost: () => liveness.isLost(),
+    readiness: () => readiness({ mirror: side.mirror, liveness, staleReads: config.staleReads, unmirrored: () => scope.unmirrored }),
+  });
+  const httpConnections = trackHttpConnections(gateway.server);
+  const connections = grpcConnections(grpc, gateway.http2Request, () => metrics.grpcConnectionsMoved.inc());
+  const port = await openClientPort(config, connections, gateway.server, log, handedPort);
+  advertiseClientUrl = port.advertiseClientUrl;
+  side.listening({ listen: port.listener.address, advertiseClientUrl });
+  const metricsPort = await openMetricsPort(config, metrics, log, scrape);
+  log.info(
+    { listen: formatHostPort(port.listener.address), metrics: metricsPort === null ? null : formatHostPort(metricsPort.address), advertiseClientUrl, dataDir: config.dataDir },
+    'etcd-cache-proxy serving',
+  );
+
+  return {
+    address: port.listener.address,
+    metricsAddress: metricsPort?.address ?? null,
+    reconfigure(next, setting) {
+      RELOAD[setting]({ serverTls: port.serverTls }, next, current);
+      current = { ...current, [setting]: next[setting] };
+    },
+    async close() {
+      log.info({ openStreams: streams.size }, 'shutting down');
+      port.listener.stopAccepting();
+      port.listener.destroyUndecided();
+      streams.closeAll({ ...ETCD_ERRORS.shuttingDown, metadata: new Metadata() });
+      await Promise.all([
+        shutdownGrpc(grpc, config.shutdownGraceMs, log),
+        closeHttp(gateway.server, httpConnections, config.shutdownGraceMs),
+        metricsPort?.close(config.shutdownGraceMs),
+      ]);
+      port.serverTls?.close();
+    },
+  };
+}
+
+/** The transport-neutral core, and what its reads and watches are served from. */
+function buildCore(
+  { config, log, metrics }: ProxyDeps,
+  side: MirrorSide,
+  { directory, offlineLogins }: ServingAuth,
+  streams: StreamTracker,
+  current: () => ProxyConfig,
+  advertiseClientUrl: () => string,
+): Core {
+  const { store, pool, liveness, mirror, auth, identity, grayscale, instanceId, scope } = side;
+  const mirrorLog = log.child({ component: 'mirror' });
+  const watchHub = new WatchHub(store, mirror, (events) => metrics.watchEventsReplayed.inc(events));
+  const barrier = new ReadBarrier(pool, () => scope.probeKey(), identity, () => metrics.readBarrierCalls.inc());
+  const isCompacted = (revision: number): Promise<boolean | undefined> => isCompactedUpstream(pool, revision, scope.probeKey(), identity);
+  const compaction = new CompactionCheck(isCompacted, () => side.followCompaction());
+  const responseCache = new ResponseCache(config.responseCacheBytes);
+  followMirror(responseCache, mirror, metrics);
+  return createCore(
+    {
+      pool,
+      leader: new LeaderSentinel(pool),
+      metrics,
+      log: log.child({ component: 'grpc' }),
+      streams,
+      advertiseClientUrl,
+      writes: createWritePolicy({ mode: () => current().mode, liveness, mirror, ranges: scope, metrics }),
+      mode: () => current().mode,
+      watchHub: { hub: watchHub, progressNotifyIntervalMs: config.watchProgressNotifyIntervalMs, bufferBytes: config.watchBufferBytes },
+      mirrorReads: { store, mirror, ranges: scope, liveness, barrier, compaction, directory, offlineLogins, auth, staleReads: config.staleReads, cache: responseCache, grayscale, metrics, log: mirrorLog },
+    },
+    { instanceId },
+  );
+}

@@ -1,0 +1,88 @@
+import type { Logger } from '../log';
+import type { Metrics } from '../metrics';
+import type { Mirror } from '../mirror/mirror';
+import type { MirrorScope } from '../mirror/mirror-scope';
+import { openSnapshotBucket } from '../objectstore/bucket';
+import { startSnapshotFallback } from '../objectstore/fallback';
+import { startSnapshotPublisher } from '../objectstore/publisher';
+import { objectStoreScratch } from '../objectstore/scratch';
+import { loadSnapshotSigner, loadTrustedKeys, publisherTrust } from '../objectstore/snapshot-keys';
+import type { ProxyConfig } from '../settings/types';
+import { startPeriodicSnapshots, type PeriodicSnapshots } from '../snapshot/periodic';
+import type { MirrorStore } from '../store/store';
+import type { Liveness } from '../upstream/liveness';
+
+export interface SnapshotSideParts {
+  readonly config: ProxyConfig;
+  readonly store: MirrorStore;
+  readonly mirror: Mirror;
+  readonly liveness: Liveness;
+  readonly scope: MirrorScope;
+  readonly metrics: Metrics;
+  /** The process's logger: each part takes its own component. */
+  readonly log: Logger;
+}
+
+export interface SnapshotSide {
+  close(): Promise<void>;
+}
+
+/** Snapshot files in --snapshot-dir, and snapshots in a bucket: each only when configured. */
+export async function startSnapshotSide(parts: SnapshotSideParts): Promise<SnapshotSide> {
+  const periodic = startSnapshotFiles(parts);
+  const bucket = await startBucketSnapshots(parts);
+  return {
+    async close() {
+      await periodic?.close();
+      await bucket?.close();
+    },
+  };
+}
+
+function startSnapshotFiles({ config, store, metrics, log }: SnapshotSideParts): PeriodicSnapshots | null {
+  if (config.snapshotDir === null) return null;
+  return startPeriodicSnapshots({
+    store,
+    dir: config.snapshotDir,
+    intervalMs: config.snapshotIntervalMs,
+    apisixPrefix: config.apisixPrefix,
+    log: log.child({ component: 'mirror' }),
+    onSnapshot: (result, revision) => {
+      metrics.snapshots.inc({ result });
+      if (revision !== undefined) metrics.snapshotRevision.set(revision);
+    },
+  });
+}
+
+/** Published snapshots: fetched only while etcd is lost and the mirror is empty or older; published while it moves. */
+async function startBucketSnapshots({ config, store, mirror, liveness, scope, metrics, log }: SnapshotSideParts): Promise<SnapshotSide | null> {
+  if (config.snapshotUrl === null) return null;
+  const bucket = openSnapshotBucket(config.snapshotUrl, config.objectStore);
+  const objectStoreLog = log.child({ component: 'objectstore' });
+  const scratchDir = await objectStoreScratch(config.dataDir);
+  // The key files were checked with the configuration; read once here (a new key takes a restart).
+  const trustedKeys = loadTrustedKeys(config.snapshotVerifyKeys);
+  const signer = config.snapshotSignKey === null ? null : loadSnapshotSigner(config.snapshotSignKey);
+  const fallback = startSnapshotFallback({ bucket, store, scratchDir, mirror, liveness, scope: () => scope.describe(), trustedKeys, maxBytes: config.snapshotMaxBytes, metrics, log: objectStoreLog });
+  const publisher = !config.snapshotPublish
+    ? null
+    : startSnapshotPublisher({
+        bucket,
+        store,
+        scratchDir,
+        intervalMs: config.snapshotIntervalMs,
+        keep: config.snapshotKeep,
+        apisixPrefix: config.apisixPrefix,
+        signer,
+        trust: publisherTrust(signer, trustedKeys),
+        metrics,
+        log: objectStoreLog,
+      });
+  return {
+    async close() {
+      fallback.close();
+      await publisher?.close();
+      bucket.close();
+    },
+  };
+}

@@ -10,8 +10,7 @@ import type { KeyValueFields } from '../etcd/records';
 import { toApisixYaml } from '../snapshot/apisix';
 import { SnapshotError, openSnapshot } from '../snapshot/format';
 import { restoreSnapshot } from '../snapshot/restore';
-import { saveFromStore } from '../snapshot/save';
-import { openStore } from '../store/store';
+import { saveFromDataDir } from '../snapshot/save';
 import { ObjectStoreError, openSnapshotBucket, type SnapshotBucket } from './bucket';
 import { SnapshotRefused, fetchPublishedSnapshot } from './fetch';
 import { describeLocation } from './location';
@@ -123,12 +122,7 @@ async function push({ values, positionals, keep, signer, bucket }: ObjectStoreCa
   let file = positionals[0] ?? '';
   if (dataDir !== undefined) {
     file = join(dir, 'snapshot.jsonl');
-    const store = openStore(dataDir, { readOnly: true });
-    try {
-      await saveFromStore(store, file, dataDir);
-    } finally {
-      await store.close();
-    }
+    await saveFromDataDir(dataDir, file);
   }
   // The whole file is read, and so checked, before anything is uploaded.
   const reader = await openSnapshot(file);

@@ -4,7 +4,7 @@ import { toIdentity, toRevision } from '../etcd/wire';
 import { KeyRanges } from '../etcd/key-ranges';
 import { rangePages } from '../mirror/paged-range';
 import type { KeyValueFields } from '../etcd/records';
-import type { MirrorStore } from '../store/store';
+import { openStore, type MirrorStore } from '../store/store';
 import type { UpstreamEndpoint } from '../etcd/endpoint';
 import { writeAtomically } from '../files/atomic-file';
 import { SNAPSHOT_FORMAT, SNAPSHOT_VERSION, headerLine, keyLine, trailerLine, type SnapshotHeader } from './format';
@@ -62,6 +62,16 @@ export async function saveFromStore(store: MirrorStore, file: string, source: st
 }
 
 /** The whole keyspace of a live cluster, paged at one revision, from the first endpoint that answers. */
+/** The mirror of a data dir (also while a proxy runs on it: the store is opened read-only). */
+export async function saveFromDataDir(dataDir: string, file: string): Promise<SavedSnapshot> {
+  const store = openStore(dataDir, { readOnly: true });
+  try {
+    return await saveFromStore(store, file, dataDir);
+  } finally {
+    await store.close();
+  }
+}
+
 export async function saveFromCluster(endpoints: readonly UpstreamEndpoint[], file: string): Promise<SavedSnapshot> {
   const failures: string[] = [];
   for (const endpoint of endpoints) {

@@ -1,11 +1,10 @@
 import { parseArgs } from 'node:util';
 import { parseEndpoint } from '../etcd/endpoint';
-import { openStore } from '../store/store';
 import { toApisixYaml } from './apisix';
 import { writeAtomically } from '../files/atomic-file';
 import { SnapshotError, openSnapshot } from './format';
 import { restoreSnapshot } from './restore';
-import { saveFromCluster, saveFromStore } from './save';
+import { saveFromCluster, saveFromDataDir } from './save';
 import type { KeyValueFields } from '../etcd/records';
 import { defaultText } from '../settings/table';
 
@@ -22,6 +21,16 @@ export const SNAPSHOT_USAGE = `Usage:
 
 type Output = { out: (text: string) => void; err: (text: string) => void };
 
+const OPTIONS = {
+  'data-dir': { type: 'string' },
+  endpoints: { type: 'string' },
+  force: { type: 'boolean' },
+  'apisix-prefix': { type: 'string', default: defaultText('apisix-prefix') },
+  out: { type: 'string' },
+} as const;
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>>['values'];
+
 /** `etcd-cache-proxy snapshot ...`; returns the exit code. */
 export async function snapshotCommand(args: readonly string[], io: Output): Promise<number> {
   const [action, ...rest] = args;
@@ -31,66 +40,20 @@ export async function snapshotCommand(args: readonly string[], io: Output): Prom
   }
   let parsed;
   try {
-    parsed = parseArgs({
-      args: [...rest],
-      options: {
-        'data-dir': { type: 'string' },
-        endpoints: { type: 'string' },
-        force: { type: 'boolean' },
-        'apisix-prefix': { type: 'string', default: defaultText('apisix-prefix') },
-        out: { type: 'string' },
-      },
-      allowPositionals: true,
-      strict: true,
-    });
+    parsed = parseArgs({ args: [...rest], options: OPTIONS, allowPositionals: true, strict: true });
   } catch (error) {
     io.err(`etcd-cache-proxy snapshot: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}\n${SNAPSHOT_USAGE}`);
     return 2;
   }
   const { values, positionals } = parsed;
   const file = positionals[0];
-  if (file === undefined || positionals.length > 1) {
+  const run = action === 'save' ? save : action === 'restore' ? restore : action === 'apisix' ? apisix : undefined;
+  if (file === undefined || positionals.length > 1 || run === undefined) {
     io.err(SNAPSHOT_USAGE);
     return 2;
   }
   try {
-    switch (action) {
-      case 'save': {
-        if ((values['data-dir'] === undefined) === (values.endpoints === undefined)) {
-          io.err(`etcd-cache-proxy snapshot save: give exactly one of --data-dir and --endpoints\n${SNAPSHOT_USAGE}`);
-          return 2;
-        }
-        const saved =
-          values['data-dir'] !== undefined
-            ? await saveFromDataDir(values['data-dir'], file)
-            : await saveFromCluster(values.endpoints?.split(',').filter((e) => e !== '').map(parseEndpoint) ?? [], file);
-        io.out(`saved ${saved.keys} keys at revision ${saved.revision} to ${file}\n`);
-        return 0;
-      }
-      case 'restore': {
-        if (values['data-dir'] === undefined) {
-          io.err(`etcd-cache-proxy snapshot restore: --data-dir is required\n${SNAPSHOT_USAGE}`);
-          return 2;
-        }
-        const restored = await restoreSnapshot(file, values['data-dir'], { force: values.force === true });
-        io.out(`restored ${restored.keys} keys at revision ${restored.revision} into ${values['data-dir']}\n`);
-        return 0;
-      }
-      case 'apisix': {
-        const reader = await openSnapshot(file);
-        // The whole file is checked before anything is written: a damaged snapshot must not become a gateway's configuration.
-        const records: KeyValueFields[] = [];
-        for await (const record of reader.records()) records.push(record);
-        const exported = toApisixYaml(records, values['apisix-prefix']);
-        if (values.out === undefined) io.out(exported.yaml);
-        else await writeAtomically(values.out, (out) => out.write(exported.yaml));
-        io.err(`apisix.yaml: ${JSON.stringify(exported.counts)}${exported.skipped.length > 0 ? `; left out ${exported.skipped.length} keys that are not configuration objects` : ''}\n`);
-        return 0;
-      }
-      default:
-        io.err(SNAPSHOT_USAGE);
-        return 2;
-    }
+    return await run(file, values, io);
   } catch (error) {
     const message = error instanceof SnapshotError ? `refused: ${error.message}` : error instanceof Error ? error.message : String(error);
     io.err(`etcd-cache-proxy snapshot ${action}: ${message}\n`);
@@ -98,12 +61,37 @@ export async function snapshotCommand(args: readonly string[], io: Output): Prom
   }
 }
 
-async function saveFromDataDir(dataDir: string, file: string): Promise<{ keys: number; revision: number }> {
-  const store = openStore(dataDir, { readOnly: true });
-  try {
-    return await saveFromStore(store, file, dataDir);
-  } finally {
-    await store.close();
+async function save(file: string, values: Values, io: Output): Promise<number> {
+  if ((values['data-dir'] === undefined) === (values.endpoints === undefined)) {
+    io.err(`etcd-cache-proxy snapshot save: give exactly one of --data-dir and --endpoints\n${SNAPSHOT_USAGE}`);
+    return 2;
   }
+  const saved =
+    values['data-dir'] !== undefined
+      ? await saveFromDataDir(values['data-dir'], file)
+      : await saveFromCluster(values.endpoints?.split(',').filter((e) => e !== '').map(parseEndpoint) ?? [], file);
+  io.out(`saved ${saved.keys} keys at revision ${saved.revision} to ${file}\n`);
+  return 0;
 }
 
+async function restore(file: string, values: Values, io: Output): Promise<number> {
+  if (values['data-dir'] === undefined) {
+    io.err(`etcd-cache-proxy snapshot restore: --data-dir is required\n${SNAPSHOT_USAGE}`);
+    return 2;
+  }
+  const restored = await restoreSnapshot(file, values['data-dir'], { force: values.force === true });
+  io.out(`restored ${restored.keys} keys at revision ${restored.revision} into ${values['data-dir']}\n`);
+  return 0;
+}
+
+async function apisix(file: string, values: Values, io: Output): Promise<number> {
+  const reader = await openSnapshot(file);
+  // The whole file is checked before anything is written: a damaged snapshot must not become a gateway's configuration.
+  const records: KeyValueFields[] = [];
+  for await (const record of reader.records()) records.push(record);
+  const exported = toApisixYaml(records, values['apisix-prefix']);
+  if (values.out === undefined) io.out(exported.yaml);
+  else await writeAtomically(values.out, (out) => out.write(exported.yaml));
+  io.err(`apisix.yaml: ${JSON.stringify(exported.counts)}${exported.skipped.length > 0 ? `; left out ${exported.skipped.length} keys that are not configuration objects` : ''}\n`);
+  return 0;
+}

@@ -54,26 +54,72 @@ type Outcome = 'adopted' | 'none-newer' | RefusalKind | ObjectStoreError['failur
  * cluster, so with verify keys the keys decide (one per cluster, or one
  * bucket prefix per cluster).
  */
-export function startSnapshotFallback({ bucket, store, scratchDir, mirror, liveness, scope, trustedKeys, maxBytes, metrics, log }: SnapshotFallbackDeps): SnapshotFallback {
-  let timer: NodeJS.Timeout | null = null;
-  let failures = 0;
-  let running = false;
-  let closed = false;
-  /** The revision of a snapshot refused last: the same one is not fetched again. */
-  let refusedRevision = 0;
-  /** The last refusal logged: the same one, met again at each look at `latest`, is logged once. */
-  let lastRefusal = '';
+export function startSnapshotFallback(deps: SnapshotFallbackDeps): SnapshotFallback {
+  if (deps.trustedKeys === null) {
+    deps.log.warn('no --snapshot-verify-key: anyone who may write the bucket can make this proxy serve configuration of their choosing when it falls back to a published snapshot');
+  }
+  return new FallbackLoop(deps);
+}
 
-  if (trustedKeys === null) {
-    log.warn('no --snapshot-verify-key: anyone who may write the bucket can make this proxy serve configuration of their choosing when it falls back to a published snapshot');
+/** Outcomes after which only a newer snapshot is worth fetching: looked for again at the longest interval. */
+const SETTLED: ReadonlySet<Outcome> = new Set<Outcome>(['adopted', 'none-newer', 'refused', 'bad-signature', 'too-large']);
+
+/** One look at `latest` while etcd is lost, then the next after a delay, until it answers or the proxy stops. */
+class FallbackLoop implements SnapshotFallback {
+  private timer: NodeJS.Timeout | null = null;
+  private failures = 0;
+  private running = false;
+  private closed = false;
+  /** The revision of a snapshot refused last: the same one is not fetched again. */
+  private refusedRevision = 0;
+  /** The last refusal logged: the same one, met again at each look at `latest`, is logged once. */
+  private lastRefusal = '';
+  private readonly onLost = (): void => void this.run();
+  private readonly onBack = (): void => {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    this.failures = 0;
+  };
+
+  constructor(private readonly deps: SnapshotFallbackDeps) {
+    deps.liveness.on('lost', this.onLost);
+    deps.liveness.on('back', this.onBack);
+    if (deps.liveness.isLost()) this.onLost();
   }
 
-  const attempt = async (dir: string): Promise<Outcome> => {
+  close(): void {
+    this.closed = true;
+    this.deps.liveness.off('lost', this.onLost);
+    this.deps.liveness.off('back', this.onBack);
+    if (this.timer !== null) clearTimeout(this.timer);
+  }
+
+  private async run(): Promise<void> {
+    if (this.running || this.closed || !this.deps.liveness.isLost()) return;
+    this.running = true;
+    let outcome: Outcome;
+    let dir: string | null = null;
+    try {
+      dir = await mkdtemp(join(this.deps.scratchDir, 'fetch-'));
+      outcome = await this.attempt(dir);
+    } catch (error) {
+      outcome = this.failed(error);
+    } finally {
+      this.running = false;
+    }
+    // Counted as soon as it is known (the snapshot may be served already), the file removed after.
+    this.deps.metrics.snapshotFetches.inc({ result: outcome });
+    if (dir !== null) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    if (!this.closed) this.scheduleAfter(outcome);
+  }
+
+  private async attempt(dir: string): Promise<Outcome> {
+    const { bucket, store, mirror, scope, trustedKeys, maxBytes, metrics, log } = this.deps;
     const meta = store.meta();
     const fetched = await fetchPublishedSnapshot(bucket, join(dir, 'snapshot.jsonl'), {
       clusterId: meta.identity?.cluster_id ?? null,
       scope: scope(),
-      newerThan: Math.max(meta.revision, refusedRevision),
+      newerThan: Math.max(meta.revision, this.refusedRevision),
       trustedKeys,
       maxBytes,
       onDownloaded: (bytes) => metrics.snapshotFetchBytes.inc(bytes),
@@ -87,67 +133,38 @@ export function startSnapshotFallback({ bucket, store, scratchDir, mirror, liven
       if (error instanceof Error && error.name === 'SnapshotError') throw new SnapshotRefused(error.message, Number(fetched.manifest.revision));
       throw error;
     }
-  };
+  }
 
-  const run = async (): Promise<void> => {
-    if (running || closed || !liveness.isLost()) return;
-    running = true;
-    let outcome: Outcome;
-    let dir: string | null = null;
-    try {
-      dir = await mkdtemp(join(scratchDir, 'fetch-'));
-      outcome = await attempt(dir);
-    } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      if (error instanceof SnapshotRefused) {
-        outcome = error.kind;
-        refusedRevision = Math.max(refusedRevision, error.revision);
-        if (message === lastRefusal) log.debug({ err: message }, `published snapshot not used (${outcome}), as before`);
-        else log.error({ err: message }, `published snapshot not used (${outcome})`);
-        lastRefusal = message;
-      } else {
-        outcome = error instanceof ObjectStoreError ? error.failure : 'failed';
-        log.error({ err: message }, `published snapshot not used (${outcome})`);
-      }
-    } finally {
-      running = false;
+  /** What a failed attempt came to, logged (a refusal met again is logged once). */
+  private failed(error: unknown): Outcome {
+    const message = error instanceof Error ? error.message : String(error);
+    if (!(error instanceof SnapshotRefused)) {
+      const outcome = error instanceof ObjectStoreError ? error.failure : 'failed';
+      this.deps.log.error({ err: message }, `published snapshot not used (${outcome})`);
+      return outcome;
     }
-    // Counted as soon as it is known (the snapshot may be served already), the file removed after.
-    metrics.snapshotFetches.inc({ result: outcome });
-    if (dir !== null) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
-    if (closed) return;
+    this.refusedRevision = Math.max(this.refusedRevision, error.revision);
+    if (message === this.lastRefusal) this.deps.log.debug({ err: message }, `published snapshot not used (${error.kind}), as before`);
+    else this.deps.log.error({ err: message }, `published snapshot not used (${error.kind})`);
+    this.lastRefusal = message;
+    return error.kind;
+  }
+
+  private scheduleAfter(outcome: Outcome): void {
     let delay: number;
-    if (outcome === 'adopted' || outcome === 'none-newer' || outcome === 'refused' || outcome === 'bad-signature' || outcome === 'too-large') {
+    if (SETTLED.has(outcome)) {
       // Nothing to retry; a newer snapshot may still be published while etcd stays lost (it may be lost only from here).
-      failures = 0;
+      this.failures = 0;
       delay = MAX_RETRY_MS;
     } else {
       // The store was unreachable or refused us: try again, later each time.
-      delay = Math.max(FIRST_RETRY_MS / 4, fullJitterDelayMs(failures, FIRST_RETRY_MS, MAX_RETRY_MS));
-      failures += 1;
+      delay = Math.max(FIRST_RETRY_MS / 4, fullJitterDelayMs(this.failures, FIRST_RETRY_MS, MAX_RETRY_MS));
+      this.failures += 1;
     }
-    timer = setTimeout(() => {
-      timer = null;
-      void run();
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.run();
     }, delay);
-    timer.unref();
-  };
-
-  const onLost = (): void => void run();
-  const onBack = (): void => {
-    if (timer !== null) clearTimeout(timer);
-    timer = null;
-    failures = 0;
-  };
-  liveness.on('lost', onLost);
-  liveness.on('back', onBack);
-  if (liveness.isLost()) onLost();
-  return {
-    close() {
-      closed = true;
-      liveness.off('lost', onLost);
-      liveness.off('back', onBack);
-      if (timer !== null) clearTimeout(timer);
-    },
-  };
+    this.timer.unref();
+  }
 }

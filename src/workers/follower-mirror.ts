@@ -38,14 +38,7 @@ export function startFollowerMirror(store: MirrorStore, auth: AuthGate, send: (m
   const step = (): void => {
     pending = null;
     const visible = Math.max(revision, store.refresh().revision);
-    let next: { revision: number; events: readonly EncodedEvent[] } | null = null;
-    for (const entry of store.eventsAfter(revision)) {
-      if (entry.revision > visible) break;
-      if (entry.events.length > 0) {
-        next = entry;
-        break;
-      }
-    }
+    const next = nextWithEvents(store, revision, visible);
     revision = next === null ? visible : next.revision;
     if (next !== null) emitter.emit('applied', next.revision, next.events);
     waiters.release(revision);
@@ -107,4 +100,13 @@ export function startFollowerMirror(store: MirrorStore, auth: AuthGate, send: (m
       waiters.releaseAll();
     },
   });
+}
+
+/** The first logged revision after `after`, up to `visible`, that holds events (compactions log none). */
+function nextWithEvents(store: MirrorStore, after: number, visible: number): { revision: number; events: readonly EncodedEvent[] } | null {
+  for (const entry of store.eventsAfter(after)) {
+    if (entry.revision > visible) return null;
+    if (entry.events.length > 0) return entry;
+  }
+  return null;
 }

@@ -7,7 +7,7 @@ import {
   type ServiceError,
   type StatusObject,
 } from '@grpc/grpc-js';
-import type { DuplexCall, DuplexHandler, ServerStreamCall, ServerStreamHandler, UnaryHandler } from './call';
+import type { DuplexCall, DuplexHandler, ServerStreamCall, ServerStreamHandler, UnaryCall, UnaryHandler } from './call';
 import { passBytes } from '../etcd/proto';
 import type { CoreContext } from './context';
 import { ProxyError, toStatus } from '../etcd/errors';
@@ -104,9 +104,8 @@ function refusalFor(ctx: CoreContext, kind: MethodKind): ProxyError | null {
 /**
  * Forwards one unary call. The client's deadline and cancellation go with it;
  * the upstream's answer or error comes back unchanged. A write is refused
- * first in read-only mode or while the upstream is lost. A read that finds a
- * member unreachable is tried on the next one; a write or login only when it
- * never left the proxy, since its outcome is unknown once sent.
+ * first in read-only mode or while the upstream is lost; then the members are
+ * tried in order (tryMembers).
  */
 export function forwardUnary(ctx: CoreContext, rpc: RpcRef, options: UnaryForwardOptions = {}): UnaryHandler {
   return (call, callback) => {
@@ -118,13 +117,10 @@ export function forwardUnary(ctx: CoreContext, rpc: RpcRef, options: UnaryForwar
       callback(toStatus(refusal));
       return;
     }
-    const members = ctx.pool.candidates();
-    const metadata = upstreamMetadata(call.metadata);
-    let pending: ClientUnaryCall | undefined;
-    let cancelled = false;
+    const progress: UnaryProgress = { pending: undefined, cancelled: false };
     call.on('cancelled', () => {
-      cancelled = true;
-      pending?.cancel();
+      progress.cancelled = true;
+      progress.pending?.cancel();
     });
 
     const finish = (error: unknown, response?: Buffer): void => {
@@ -132,7 +128,7 @@ export function forwardUnary(ctx: CoreContext, rpc: RpcRef, options: UnaryForwar
         const result = toStatus(error);
         // etcd no longer takes the client's token: whatever the proxy knew by it goes at once.
         if (STALE_TOKEN_ERRORS.has(result.details)) forgetToken(ctx, call.metadata);
-        observeCall(ctx, rpc, cancelled ? status.CANCELLED : result.code, started);
+        observeCall(ctx, rpc, progress.cancelled ? status.CANCELLED : result.code, started);
         callback(result);
         return;
       }
@@ -140,51 +136,79 @@ export function forwardUnary(ctx: CoreContext, rpc: RpcRef, options: UnaryForwar
       callback(null, response);
     };
 
-    const attempt = (index: number): void => {
-      const member: UpstreamMember | undefined = members[index];
-      if (member === undefined) {
-        finish(new ProxyError('noUpstream'));
-        return;
-      }
-      // A member the proxy sends work to is watched more closely (liveness.ts).
-      ctx.mirrorReads?.liveness.used(member);
-      pending = member.client.makeUnaryRequest(
-        rpc.path,
-        passBytes,
-        passBytes,
-        call.request,
-        metadata,
-        reasonedCall('client', call.getDeadline()),
-        (error: ServiceError | null, response?: Buffer) => {
-          pending = undefined;
-          if (error !== null) {
-            const idempotent = kind === 'read';
-            const retry = (idempotent || neverSent(error)) && !cancelled && error.code === status.UNAVAILABLE && index + 1 < members.length;
-            if (retry) {
-              ctx.log.debug({ rpc: rpc.path, member: member.endpoint.url, err: error.details }, 'retried on another member');
-              ctx.metrics.upstreamFailovers.inc({ kind: idempotent ? 'read_retry' : 'write_not_sent' });
-              attempt(index + 1);
-              return;
-            }
-            finish(error);
-            return;
-          }
-          const answer = response ?? Buffer.alloc(0);
-          const reply = (): void => {
-            try {
-              finish(null, options.transformResponse ? options.transformResponse(answer) : answer);
-            } catch (transformError) {
-              ctx.log.error({ rpc: rpc.path, err: transformError }, 'upstream answer could not be rewritten');
-              finish(new ProxyError('internal', { cause: transformError }));
-            }
-          };
-          if (options.beforeReply === undefined) reply();
-          else options.beforeReply(answer, call.request).then(reply, reply);
-        },
-      );
-    };
-    attempt(0);
+    tryMembers(ctx, rpc, call, kind, progress, (error, answer) => {
+      if (error !== null) finish(error);
+      else reply(ctx, rpc, options, answer, call.request, finish);
+    });
   };
+}
+
+/** One forwarded unary call's state upstream: the attempt under way, and whether the client gave up. */
+interface UnaryProgress {
+  pending: ClientUnaryCall | undefined;
+  cancelled: boolean;
+}
+
+/**
+ * Sends a unary request to the members in order. A read that finds a member
+ * unreachable is tried on the next one; a write or login only when it never
+ * left the proxy, since its outcome is unknown once sent. `done` gets the
+ * last error, or the answer.
+ */
+function tryMembers(
+  ctx: CoreContext,
+  rpc: RpcRef,
+  call: UnaryCall,
+  kind: MethodKind,
+  progress: UnaryProgress,
+  done: (error: ServiceError | ProxyError | null, answer: Buffer) => void,
+): void {
+  const members = ctx.pool.candidates();
+  const metadata = upstreamMetadata(call.metadata);
+  const attempt = (index: number): void => {
+    const member: UpstreamMember | undefined = members[index];
+    if (member === undefined) {
+      done(new ProxyError('noUpstream'), Buffer.alloc(0));
+      return;
+    }
+    // A member the proxy sends work to is watched more closely (liveness.ts).
+    ctx.mirrorReads?.liveness.used(member);
+    progress.pending = member.client.makeUnaryRequest(
+      rpc.path,
+      passBytes,
+      passBytes,
+      call.request,
+      metadata,
+      reasonedCall('client', call.getDeadline()),
+      (error: ServiceError | null, response?: Buffer) => {
+        progress.pending = undefined;
+        const idempotent = kind === 'read';
+        const retry = error !== null && (idempotent || neverSent(error)) && !progress.cancelled && error.code === status.UNAVAILABLE && index + 1 < members.length;
+        if (retry) {
+          ctx.log.debug({ rpc: rpc.path, member: member.endpoint.url, err: error.details }, 'retried on another member');
+          ctx.metrics.upstreamFailovers.inc({ kind: idempotent ? 'read_retry' : 'write_not_sent' });
+          attempt(index + 1);
+          return;
+        }
+        done(error, response ?? Buffer.alloc(0));
+      },
+    );
+  };
+  attempt(0);
+}
+
+/** A successful answer goes to the client rewritten (transformResponse) and after beforeReply, when asked for. */
+function reply(ctx: CoreContext, rpc: RpcRef, options: UnaryForwardOptions, answer: Buffer, request: Buffer, finish: (error: unknown, response?: Buffer) => void): void {
+  const send = (): void => {
+    try {
+      finish(null, options.transformResponse ? options.transformResponse(answer) : answer);
+    } catch (transformError) {
+      ctx.log.error({ rpc: rpc.path, err: transformError }, 'upstream answer could not be rewritten');
+      finish(new ProxyError('internal', { cause: transformError }));
+    }
+  };
+  if (options.beforeReply === undefined) send();
+  else options.beforeReply(answer, request).then(send, send);
 }
 
 /**

@@ -1,13 +1,16 @@
-import { status } from '@grpc/grpc-js';
+import { status, type StatusObject } from '@grpc/grpc-js';
 import type { CoreContext } from './context';
-import { forwardBidi, observeCall, upstreamMetadata } from './forward';
-import type { CoreService, DuplexHandler } from './call';
+import { forwardBidi, observeCall, upstreamMetadata, type RpcRef } from './forward';
+import type { CoreService, DuplexCall, DuplexHandler } from './call';
 import { forwardingService, rpcRef } from './forwarding-service';
-import { WatchSession } from '../watch/session';
+import type { MirrorReadDeps } from './mirror-read-deps';
+import { WatchSession, type WatchSessionDeps } from '../watch/session';
 import { WatchRelay } from '../watch/watch-relay';
 
 const SERVICE = 'etcdserverpb.Watch';
 const NO_LEADER = 'etcdserver: no leader';
+
+type WatchHubContext = NonNullable<CoreContext['watchHub']>;
 
 /**
  * Watch: every stream is served by a WatchSession over the watch hub (the
@@ -22,16 +25,16 @@ export function createWatchService(ctx: CoreContext): CoreService {
   if (hub === null || reads === null) return forwardingService(ctx, SERVICE);
   const rpc = rpcRef(SERVICE, 'Watch');
   const relayed = forwardBidi(ctx, rpc);
-  const sessions = new Set<WatchSession>();
-  const relay = new WatchRelay(ctx.pool, () => reads.store.meta().revision, {
-    streams: (delta) => ctx.metrics.upstreamWatchStreams.inc(delta),
-    watches: (delta) => ctx.metrics.upstreamRelayedWatches.inc(delta),
-  });
-  reads.mirror.on('discarded', () => relay.forgetRevisions());
-  const ticker = setInterval(() => sessions.forEach((session) => session.tick()), hub.progressNotifyIntervalMs);
+  const streams: WatchStreams = {
+    ctx,
+    rpc,
+    reads,
+    deps: sessionDeps(ctx, reads, hub),
+    sessions: new Set(),
+    labels: { service: rpc.service, method: rpc.method },
+  };
+  const ticker = setInterval(() => streams.sessions.forEach((session) => session.tick()), hub.progressNotifyIntervalMs);
   ticker.unref();
-  const labels = { service: rpc.service, method: rpc.method };
-  const leader = ctx.leader;
 
   const watch: DuplexHandler = (call) => {
     if (reads.mirror.authRequired()) {
@@ -41,65 +44,105 @@ export function createWatchService(ctx: CoreContext): CoreService {
     // etcd ends a require-leader watch stream when its member has no leader (and refuses one then); the
     // proxy, when etcd ends its own (the sentinel) or when the upstream is lost, whichever comes first.
     const requireLeader = call.metadata.get('hasleader')[0] === 'true';
-    if (requireLeader && (reads.liveness.isLost() || leader.noLeader())) {
+    if (requireLeader && (reads.liveness.isLost() || ctx.leader.noLeader())) {
       observeCall(ctx, rpc, status.UNAVAILABLE, null, 'proxy');
-      call.emit('error', { code: status.UNAVAILABLE, details: NO_LEADER });
+      call.emit('error', noLeaderStatus());
       return;
     }
-    const session = new WatchSession(call, {
-      hub: hub.hub,
-      store: reads.store,
-      mirror: reads.mirror,
-      ranges: reads.ranges,
-      grayscale: reads.grayscale,
-      relay,
-      upstreamSilent: () => reads.liveness.isSilent(),
-      mayBeCompacted: (revision) => reads.compaction.mayBeCompacted(revision),
-      permission: (metadata, range) => reads.directory.decide(metadata, [range]),
-      bufferBytes: hub.bufferBytes,
-      upstreamMetadata,
-      metrics: {
-        eventsSent: (count) => {
-          ctx.metrics.watchEventsSent.inc(count);
-          reads.auth.noteServed();
-        },
-        slowCancelled: (count) => ctx.metrics.slowWatchersCancelled.inc(count),
-        watchers: (source, delta) => ctx.metrics.watchers.inc({ source }, delta),
-      },
-    });
-    sessions.add(session);
-    ctx.metrics.grpcStreamsOpen.inc(labels);
-    let finished = false;
-    const finish = (code: status): void => {
-      if (finished) return;
-      finished = true;
-      sessions.delete(session);
-      session.close();
-      reads.liveness.off('lost', onLost);
-      leader.off('noLeader', onLost);
-      releaseLeader();
-      untrack();
-      ctx.metrics.grpcStreamsOpen.dec(labels);
-      observeCall(ctx, rpc, code, null, 'mirror');
-    };
-    const onLost = (): void => {
-      finish(status.UNAVAILABLE);
-      call.emit('error', { code: status.UNAVAILABLE, details: NO_LEADER });
-    };
-    // Only require-leader streams care; thousands of plain streams must not pile listeners on liveness.
-    let releaseLeader = (): void => undefined;
-    if (requireLeader) {
-      reads.liveness.on('lost', onLost);
-      leader.on('noLeader', onLost);
-      releaseLeader = leader.acquire();
-    }
-    const untrack = ctx.streams.add((shutdown) => {
-      finish(shutdown.code);
-      call.emit('error', shutdown);
-    });
-    call.on('data', (message: Buffer) => session.receive(message));
-    call.on('cancelled', () => finish(status.CANCELLED));
-    call.on('error', () => finish(status.CANCELLED));
+    serveSession(streams, call, requireLeader);
   };
   return forwardingService(ctx, SERVICE, { overrides: { Watch: watch } });
+}
+
+function noLeaderStatus(): Partial<StatusObject> {
+  return { code: status.UNAVAILABLE, details: NO_LEADER };
+}
+
+/**
+ * What every session is served from: the hub, the mirror, and one relay for
+ * the whole process (whose known revisions go when the mirror is discarded).
+ */
+function sessionDeps(ctx: CoreContext, reads: MirrorReadDeps, hub: WatchHubContext): WatchSessionDeps {
+  const relay = new WatchRelay(ctx.pool, () => reads.store.meta().revision, {
+    streams: (delta) => ctx.metrics.upstreamWatchStreams.inc(delta),
+    watches: (delta) => ctx.metrics.upstreamRelayedWatches.inc(delta),
+  });
+  reads.mirror.on('discarded', () => relay.forgetRevisions());
+  return {
+    hub: hub.hub,
+    store: reads.store,
+    mirror: reads.mirror,
+    ranges: reads.ranges,
+    grayscale: reads.grayscale,
+    relay,
+    upstreamSilent: () => reads.liveness.isSilent(),
+    mayBeCompacted: (revision) => reads.compaction.mayBeCompacted(revision),
+    permission: (metadata, range) => reads.directory.decide(metadata, [range]),
+    bufferBytes: hub.bufferBytes,
+    upstreamMetadata,
+    metrics: {
+      eventsSent: (count) => {
+        ctx.metrics.watchEventsSent.inc(count);
+        reads.auth.noteServed();
+      },
+      slowCancelled: (count) => ctx.metrics.slowWatchersCancelled.inc(count),
+      watchers: (source, delta) => ctx.metrics.watchers.inc({ source }, delta),
+    },
+  };
+}
+
+/** What the streams of the watch service share. */
+interface WatchStreams {
+  readonly ctx: CoreContext;
+  readonly rpc: RpcRef;
+  readonly reads: MirrorReadDeps;
+  /** Built once: every session reads the same parts. */
+  readonly deps: WatchSessionDeps;
+  /** Open sessions, which the progress ticker visits. */
+  readonly sessions: Set<WatchSession>;
+  readonly labels: { service: string; method: string };
+}
+
+/**
+ * Serves one downstream stream with its own session until it ends, once: by
+ * the client, by a graceful stop, or for a require-leader stream when the
+ * upstream is lost or etcd would end it.
+ */
+function serveSession(streams: WatchStreams, call: DuplexCall, requireLeader: boolean): void {
+  const { ctx, rpc, reads, sessions, labels } = streams;
+  const leader = ctx.leader;
+  const session = new WatchSession(call, streams.deps);
+  sessions.add(session);
+  ctx.metrics.grpcStreamsOpen.inc(labels);
+  let finished = false;
+  const finish = (code: status): void => {
+    if (finished) return;
+    finished = true;
+    sessions.delete(session);
+    session.close();
+    reads.liveness.off('lost', onLost);
+    leader.off('noLeader', onLost);
+    releaseLeader();
+    untrack();
+    ctx.metrics.grpcStreamsOpen.dec(labels);
+    observeCall(ctx, rpc, code, null, 'mirror');
+  };
+  const onLost = (): void => {
+    finish(status.UNAVAILABLE);
+    call.emit('error', noLeaderStatus());
+  };
+  // Only require-leader streams care; thousands of plain streams must not pile listeners on liveness.
+  let releaseLeader = (): void => undefined;
+  if (requireLeader) {
+    reads.liveness.on('lost', onLost);
+    leader.on('noLeader', onLost);
+    releaseLeader = leader.acquire();
+  }
+  const untrack = ctx.streams.add((shutdown) => {
+    finish(shutdown.code);
+    call.emit('error', shutdown);
+  });
+  call.on('data', (message: Buffer) => session.receive(message));
+  call.on('cancelled', () => finish(status.CANCELLED));
+  call.on('error', () => finish(status.CANCELLED));
 }

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { Etcd3, EtcdLeaseInvalidError } from 'etcd3';
-import { IDLE_CLOSE_MS } from '../../src/core/lease-keepalive';
+import { IDLE_CLOSE_MS } from '../../src/lease/idle-close';
 import { sleep, startEtcd, type EtcdServer } from '../support/etcd';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { KeepAliveStream } from '../support/keepalive-stream';

@@ -1,4 +1,5 @@
 import { status, type StatusObject } from '@grpc/grpc-js';
+import { ETCD_ERRORS } from '../etcd/errors';
 import type { CoreContext } from './context';
 import { forwardBidi, observeCall, upstreamMetadata, type RpcRef } from './forward';
 import type { CoreService, DuplexCall, DuplexHandler } from './call';
@@ -8,7 +9,6 @@ import { WatchSession, type WatchSessionDeps } from '../watch/session';
 import { WatchRelay } from '../watch/watch-relay';
 
 const SERVICE = 'etcdserverpb.Watch';
-const NO_LEADER = 'etcdserver: no leader';
 
 type WatchHubContext = NonNullable<CoreContext['watchHub']>;
 
@@ -55,7 +55,7 @@ export function createWatchService(ctx: CoreContext): CoreService {
 }
 
 function noLeaderStatus(): Partial<StatusObject> {
-  return { code: status.UNAVAILABLE, details: NO_LEADER };
+  return { ...ETCD_ERRORS.noLeader };
 }
 
 /**

@@ -1,4 +1,5 @@
 import { Metadata, status, type StatusObject } from '@grpc/grpc-js';
+import { ETCD_ERRORS } from '../etcd/errors';
 import { etcdMethod } from '../etcd/proto';
 
 const keepAliveMethod = etcdMethod('etcdserverpb.Lease', 'LeaseKeepAlive');
@@ -7,7 +8,6 @@ const keepAliveMethod = etcdMethod('etcdserverpb.Lease', 'LeaseKeepAlive');
 export const KEEPALIVE_PATH = keepAliveMethod.path;
 
 /** What etcd ends a keep-alive stream with when a renewal waited its request timeout for a leader. */
-const NO_LEADER = 'etcdserver: no leader';
 
 /** etcd's answer to bytes that are no LeaseKeepAliveRequest (grpc-go's unmarshal error, without its parser detail). */
 const UNMARSHAL_ERROR = 'grpc: failed to unmarshal the received message';
@@ -33,7 +33,7 @@ export const requestLeaseId: LeaseIdReader = leaseIdReader(keepAliveMethod.reque
 export const answerLeaseId: LeaseIdReader = leaseIdReader(keepAliveMethod.responseDeserialize);
 
 export function noLeaderStatus(): StatusObject {
-  return { code: status.UNAVAILABLE, details: NO_LEADER, metadata: new Metadata() };
+  return { ...ETCD_ERRORS.noLeader, metadata: new Metadata() };
 }
 
 export function okStatus(): StatusObject {

@@ -1,10 +1,10 @@
 import { EventEmitter } from 'node:events';
+import { ETCD_ERRORS } from '../etcd/errors';
 import { Metadata, type ClientDuplexStream, type StatusObject } from '@grpc/grpc-js';
 import { etcdMethod, passBytes } from '../etcd/proto';
 import type { UpstreamMember, UpstreamPool } from './pool';
 import { reasonedCall } from './call-reason';
 
-const NO_LEADER = 'etcdserver: no leader';
 /** How soon a sentinel that no member would hold is tried again. */
 const RETRY_MS = 1_000;
 const WATCH = etcdMethod('etcdserverpb.Watch', 'Watch');
@@ -97,7 +97,7 @@ export class LeaderSentinel extends EventEmitter<{ noLeader: [] }> {
     stream.on('status', (final: StatusObject) => {
       if (this.stream !== stream) return; // stopped on purpose
       this.stream = null;
-      const noLeader = final.details === NO_LEADER;
+      const noLeader = final.details === ETCD_ERRORS.noLeader.details;
       // Taken, then ended by etcd: every member is asked afresh; refused at once: the next one.
       if (taken) this.tryMembers(this.pool.candidates(), noLeader);
       else this.tryMembers(rest, sawNoLeader || noLeader);

@@ -1,5 +1,11 @@
 import type { HeaderIdentity } from '../etcd/records';
 
+/**
+ * 2: keys and log entries are etcd's encodings (KeyValue, Event) under lmdb's
+ * binary encoding; 1 kept them as msgpack'd objects.
+ */
+export const SCHEMA_VERSION = 2;
+
 /** What the store knows about its content as a whole. */
 export interface StoreMeta {
   readonly schemaVersion: number;
@@ -13,4 +19,27 @@ export interface StoreMeta {
   readonly logStart: number;
   /** Which part of the keyspace the content covers (KeyRanges.describe); '' while empty. */
   readonly scope: string;
+}
+
+/** Two key tables: one serves reads while a re-list fills the other, then they swap in one commit. */
+export type KvSlot = 'kv-a' | 'kv-b';
+
+/** The meta as it is written to the meta table: also which key table is the one read. */
+export interface PersistedMeta extends StoreMeta {
+  readonly activeKv: KvSlot;
+}
+
+export const EMPTY_META: PersistedMeta = {
+  schemaVersion: SCHEMA_VERSION,
+  identity: null,
+  revision: 0,
+  compactRevision: 0,
+  logStart: 0,
+  scope: '',
+  activeKv: 'kv-a',
+};
+
+/** The key table that is not read now: where a re-list (or a schema upgrade) writes. */
+export function otherSlot(slot: KvSlot): KvSlot {
+  return slot === 'kv-a' ? 'kv-b' : 'kv-a';
 }

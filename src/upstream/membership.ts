@@ -1,15 +1,15 @@
 import type { DiscoverySource } from '../settings/types';
 import type { Logger } from '../log';
-import { discover, firstUsable, toEndpoints } from './discovery';
+import { discover, toEndpoints, type Discovered } from './discovery';
 import type { UpstreamEndpoint } from '../etcd/endpoint';
-import { pointsAtSelf, type SelfAddresses } from './loop-guard';
+import type { SelfAddresses } from './loop-guard';
+import { fetchMemberList } from './member-list';
 import type { UpstreamMember, UpstreamPool } from './pool';
+import { createSelfFilter } from './self-filter';
 import type { TlsFiles } from '../tls/upstream-tls';
-import { callUpstream } from './unary';
 
 /** While no member is known, discovery is retried this often (docs/design.md, "Members"). */
 const RETRY_WHILE_NONE_MS = 1_000;
-const MEMBER_LIST_TIMEOUT_MS = 2_000;
 
 export interface MembershipMetrics {
   refreshed(result: 'ok' | 'error'): void;
@@ -43,10 +43,6 @@ export interface Membership {
   /** New discovery settings (a reload): the member list is found again from them, then refreshed from the cluster. */
   reconfigure(next: MembershipSettings): void;
   close(): void;
-}
-
-interface MemberListResponse {
-  members?: { name?: string; clientURLs?: string[] }[];
 }
 
 /** The discovery settings a persisted list belongs to: a list learned under other settings is not used. */
@@ -84,6 +80,24 @@ export function initialEndpoints(source: DiscoverySource, endpoints: readonly Up
   return [...(source.kind === 'endpoints' ? endpoints : []), ...remembered];
 }
 
+/** Saves the member list with the mirror when it changed; a failure to save costs only a restart during an outage. */
+function rememberMembers(store: MemberListMemory, source: string, clientUrls: string[], log: Logger): void {
+  const saved = store.members();
+  if (saved !== null && saved.source === source && saved.clientUrls.join() === clientUrls.join()) return;
+  try {
+    store.saveMembers({ source, clientUrls });
+  } catch (error) {
+    log.warn({ err: error }, 'could not save the member list with the mirror');
+  }
+}
+
+/** Discovery from the settings, with a warning for each client URL it had to leave out. */
+async function discoverLogged(settings: MembershipSettings, log: Logger): Promise<Discovered> {
+  const found = await discover(settings.source, settings.endpoints, settings.tls);
+  for (const { url, reason } of found.skipped) log.warn({ url, reason }, 'discovered client URL left out');
+  return found;
+}
+
 /**
  * Keeps the pool's member list true to the cluster: discovery at start (SRV,
  * peers, or static endpoints), then Cluster.MemberList every sync interval
@@ -93,78 +107,35 @@ export function initialEndpoints(source: DiscoverySource, endpoints: readonly Up
  */
 export function createMembership(deps: MembershipDeps): Membership {
   const { pool, store, log, metrics } = deps;
-  let { source, endpoints, syncIntervalMs, tls } = deps;
-  let sourceKey = describeSource(source, endpoints);
-  const selfUrls = new Set<string>();
-  let self: SelfAddresses | null = null;
+  let settings: MembershipSettings = { source: deps.source, endpoints: deps.endpoints, syncIntervalMs: deps.syncIntervalMs, tls: deps.tls };
+  let sourceKey = describeSource(settings.source, settings.endpoints);
+  const selfFilter = createSelfFilter(log, () => metrics.selfDropped());
   let timer: NodeJS.Timeout | null = null;
   let closed = false;
   let refreshing: Promise<void> | null = null;
   let lastFailure = '';
-
-  /** Leaves out, with an error log, every endpoint that is this proxy. */
-  const withoutSelf = async (candidates: readonly UpstreamEndpoint[]): Promise<UpstreamEndpoint[]> => {
-    const kept: UpstreamEndpoint[] = [];
-    for (const endpoint of candidates) {
-      const isSelf = selfUrls.has(endpoint.url) || (self !== null && (await pointsAtSelf(endpoint, self)));
-      if (!isSelf) {
-        kept.push(endpoint);
-        continue;
-      }
-      if (!selfUrls.has(endpoint.url)) {
-        selfUrls.add(endpoint.url);
-        metrics.selfDropped();
-        log.error({ endpoint: endpoint.url }, 'upstream endpoint is this proxy itself: dropped (it would forward to itself)');
-      }
-    }
-    return kept;
-  };
+  const memberUrls = (): string[] => pool.members().map((m) => m.endpoint.url);
 
   const apply = async (next: readonly UpstreamEndpoint[]): Promise<boolean> => {
-    const usable = await withoutSelf(next);
+    const usable = await selfFilter.without(next);
     if (closed || usable.length === 0) return false;
     pool.replace(usable);
-    const clientUrls = pool.members().map((m) => m.endpoint.url);
-    const saved = store.members();
-    if (saved === null || saved.source !== sourceKey || saved.clientUrls.join() !== clientUrls.join()) {
-      try {
-        store.saveMembers({ source: sourceKey, clientUrls });
-      } catch (error) {
-        log.warn({ err: error }, 'could not save the member list with the mirror');
-      }
-    }
+    rememberMembers(store, sourceKey, memberUrls(), log);
     return true;
-  };
-
-  /** The cluster's own member list, from the first member that answers. */
-  const memberList = async (): Promise<UpstreamEndpoint[]> => {
-    const failures: string[] = [];
-    for (const member of pool.candidates()) {
-      try {
-        const response = await callUpstream<MemberListResponse>(member.client, 'etcdserverpb.Cluster', 'MemberList', {}, { deadlineMs: MEMBER_LIST_TIMEOUT_MS, reason: 'member-refresh' });
-        const found = toEndpoints((response.members ?? []).flatMap((m) => firstUsable(m.clientURLs ?? [])));
-        for (const { url, reason } of found.skipped) log.warn({ url, reason }, 'member client URL left out');
-        if (found.endpoints.length > 0) return found.endpoints;
-        failures.push(`${member.endpoint.url}: no member with a usable client URL`);
-      } catch (error) {
-        failures.push(`${member.endpoint.url}: ${(error as { details?: string }).details ?? String(error)}`);
-      }
-    }
-    throw new Error(failures.length === 0 ? 'no member known' : failures.join('; '));
   };
 
   const refreshOnce = async (): Promise<void> => {
     try {
       // Nothing dialled yet (or everything dropped): ask the source again.
-      const next = pool.members().length === 0 ? (await discover(source, endpoints, tls)).endpoints : await memberList();
+      const next = pool.members().length === 0 ? (await discover(settings.source, settings.endpoints, settings.tls)).endpoints : await fetchMemberList(pool, log);
       if (!(await apply(next))) throw new Error('every member found is this proxy itself');
       metrics.refreshed('ok');
-      if (lastFailure !== '') log.info({ members: pool.members().map((m) => m.endpoint.url) }, 'member list refreshed again');
+      if (lastFailure !== '') log.info({ members: memberUrls() }, 'member list refreshed again');
       lastFailure = '';
     } catch (error) {
       metrics.refreshed('error');
       const message = error instanceof Error ? error.message : String(error);
-      if (message !== lastFailure) log.warn({ err: message, keeping: pool.members().map((m) => m.endpoint.url) }, 'member list refresh failed; keeping the last good list');
+      if (message !== lastFailure) log.warn({ err: message, keeping: memberUrls() }, 'member list refresh failed; keeping the last good list');
       lastFailure = message;
     }
   };
@@ -177,55 +148,52 @@ export function createMembership(deps: MembershipDeps): Membership {
   const schedule = (): void => {
     if (closed) return;
     if (timer !== null) clearTimeout(timer);
-    const delay = pool.members().length === 0 ? RETRY_WHILE_NONE_MS : syncIntervalMs;
+    const delay = pool.members().length === 0 ? RETRY_WHILE_NONE_MS : settings.syncIntervalMs;
     timer = setTimeout(() => {
       void refresh().then(schedule);
     }, delay);
     timer.unref();
   };
 
+  /** A first refresh from the cluster when some member is known, then the loop. */
+  const refreshThenLoop = async (): Promise<void> => {
+    if (pool.members().length > 0) await refresh();
+    schedule();
+  };
+
   return {
     start(addresses) {
-      self = addresses;
+      selfFilter.know(addresses);
       void (async () => {
         // The static and remembered members the pool started with may include this proxy.
-        const checked = await withoutSelf(pool.members().map((m) => m.endpoint));
+        const checked = await selfFilter.without(pool.members().map((m) => m.endpoint));
         if (checked.length < pool.members().length) pool.replace(checked);
-        if (source.kind !== 'endpoints' || pool.members().length === 0) {
+        if (settings.source.kind !== 'endpoints' || pool.members().length === 0) {
           try {
-            const found = await discover(source, endpoints, tls);
-            for (const { url, reason } of found.skipped) log.warn({ url, reason }, 'discovered client URL left out');
-            await apply(found.endpoints);
-            log.info({ source: source.kind, members: pool.members().map((m) => m.endpoint.url) }, 'upstream members discovered');
+            await apply((await discoverLogged(settings, log)).endpoints);
+            log.info({ source: settings.source.kind, members: memberUrls() }, 'upstream members discovered');
           } catch (error) {
-            log.warn({ err: error instanceof Error ? error.message : String(error), remembered: pool.members().map((m) => m.endpoint.url) }, 'discovery failed; retrying');
+            log.warn({ err: error instanceof Error ? error.message : String(error), remembered: memberUrls() }, 'discovery failed; retrying');
           }
         }
-        if (pool.members().length > 0) await refresh();
-        schedule();
+        await refreshThenLoop();
       })();
     },
     dropSelf(member) {
-      if (selfUrls.has(member.endpoint.url)) return;
-      selfUrls.add(member.endpoint.url);
-      metrics.selfDropped();
-      log.error({ endpoint: member.endpoint.url }, 'upstream member answered with this proxy\'s own loop marker: dropped (it is this proxy)');
+      if (!selfFilter.markLooped(member.endpoint.url)) return;
       pool.replace(pool.members().filter((m) => m !== member).map((m) => m.endpoint));
     },
     refresh,
     reconfigure(next) {
-      ({ source, endpoints, syncIntervalMs, tls } = next);
-      sourceKey = describeSource(source, endpoints);
+      settings = next;
+      sourceKey = describeSource(settings.source, settings.endpoints);
       void (async () => {
         try {
-          const found = await discover(source, endpoints, tls);
-          for (const { url, reason } of found.skipped) log.warn({ url, reason }, 'discovered client URL left out');
-          if (await apply(found.endpoints)) log.info({ source: source.kind, members: pool.members().map((m) => m.endpoint.url) }, 'upstream members discovered again after a reload');
+          if (await apply((await discoverLogged(settings, log)).endpoints)) log.info({ source: settings.source.kind, members: memberUrls() }, 'upstream members discovered again after a reload');
         } catch (error) {
-          log.warn({ err: error instanceof Error ? error.message : String(error), keeping: pool.members().map((m) => m.endpoint.url) }, 'discovery with the reloaded settings failed; keeping the members known');
+          log.warn({ err: error instanceof Error ? error.message : String(error), keeping: memberUrls() }, 'discovery with the reloaded settings failed; keeping the members known');
         }
-        if (pool.members().length > 0) await refresh();
-        schedule();
+        await refreshThenLoop();
       })();
     },
     close() {

@@ -1,0 +1,32 @@
+import type { Logger } from '../log';
+import type { UpstreamEndpoint } from '../etcd/endpoint';
+import { firstUsable, toEndpoints } from './discovery';
+import type { UpstreamPool } from './pool';
+import { callUpstream } from './unary';
+
+const MEMBER_LIST_TIMEOUT_MS = 2_000;
+
+interface MemberListResponse {
+  members?: { name?: string; clientURLs?: string[] }[];
+}
+
+/**
+ * The cluster's own member list (Cluster.MemberList), from the first member
+ * of the pool that answers with a usable client URL; throws with every
+ * member's failure when none does.
+ */
+export async function fetchMemberList(pool: UpstreamPool, log: Logger): Promise<UpstreamEndpoint[]> {
+  const failures: string[] = [];
+  for (const member of pool.candidates()) {
+    try {
+      const response = await callUpstream<MemberListResponse>(member.client, 'etcdserverpb.Cluster', 'MemberList', {}, { deadlineMs: MEMBER_LIST_TIMEOUT_MS, reason: 'member-refresh' });
+      const found = toEndpoints((response.members ?? []).flatMap((m) => firstUsable(m.clientURLs ?? [])));
+      for (const { url, reason } of found.skipped) log.warn({ url, reason }, 'member client URL left out');
+      if (found.endpoints.length > 0) return found.endpoints;
+      failures.push(`${member.endpoint.url}: no member with a usable client URL`);
+    } catch (error) {
+      failures.push(`${member.endpoint.url}: ${(error as { details?: string }).details ?? String(error)}`);
+    }
+  }
+  throw new Error(failures.length === 0 ? 'no member known' : failures.join('; '));
+}

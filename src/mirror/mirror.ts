@@ -1,43 +1,26 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log';
 import type { MirrorStore } from '../store/store';
-import type { EncodedEvent } from '../etcd/event-bytes';
 import type { Liveness } from '../upstream/liveness';
-import type { UpstreamMember, UpstreamPool } from '../upstream/pool';
-import { AuthRefused, type AuthGate } from '../auth/auth-gate';
+import type { UpstreamPool } from '../upstream/pool';
+import type { AuthGate } from '../auth/auth-gate';
 import type { UpstreamLogin } from '../auth/upstream-login';
-import { fullJitterDelayMs } from './reconnect-delay';
-import { listInto } from './lister';
 import { KeyRanges } from '../etcd/key-ranges';
 import { RevisionWaiters } from './revision-waiters';
 import type { GrayscaleView } from '../grayscale/view';
-import { followUserScope, type MirrorScope } from './mirror-scope';
-import { checkUpstream } from './upstream-check';
-import { MemberFailed, openWatchStream, progressTrustFor, RelistNeeded, type WatchDelivery, type WatchStream } from './watch-stream';
-import type { ProgressTrust } from './range-watermark';
+import type { MirrorScope } from './mirror-scope';
+import type { MirrorEvents } from './mirror-events';
+import { MirrorWatch } from './mirror-watch';
+import { Relister } from './relist';
+import { ScopeRefresh } from './scope-refresh';
+import { SnapshotAdoption } from './snapshot-adoption';
+import { SyncBackoff } from './sync-backoff';
+import { SyncLoop } from './sync-loop';
 
+export type { MirrorEvents } from './mirror-events';
+
+/** How long a member's Status, and what the mirror's user may read, may take to answer. */
 const STATUS_TIMEOUT_MS = 3_000;
-const INITIAL_BACKOFF_MS = 250;
-const MAX_BACKOFF_MS = 5_000;
-/** When etcd answers again, each proxy resumes within this long, at a random moment. */
-const BACK_JITTER_MS = 2_000;
-
-export interface MirrorEvents {
-  /** One upstream watch response, committed: the new mirror revision and its events. */
-  applied: [revision: number, events: readonly EncodedEvent[]];
-  /** The content was replaced by a fresh list at `revision` (after compaction or a new cluster); M was `previous`. */
-  relisted: [revision: number, previous: number];
-  /** The content was replaced from a published snapshot at `revision` while no member answered; M was `previous`. */
-  adopted: [revision: number, previous: number];
-  /** The content was thrown away: another cluster, or one restored from a backup; M was `previous`. */
-  discarded: [previous: number];
-  /**
-   * This machine's view of some keys was derived again at `revision` (the
-   * grayscale settings changed): the log starts after it, and watchers of
-   * keys for which `touches` holds cannot be told what changed.
-   */
-  rederived: [revision: number, touches: (key: Buffer, rangeEnd: Buffer) => boolean];
-}
 
 export interface Mirror extends EventEmitter<MirrorEvents> {
   /** M: the highest revision whose events are all committed (0: never synced). */
@@ -113,185 +96,75 @@ export interface MirrorDeps {
  * watch response is one LMDB transaction, committed before anyone is told.
  * Reconnects resume at M+1; a compaction past M means a fresh list; another
  * cluster, or one whose revision is behind M, means the store is wiped first.
+ * The parts: the loop (sync-loop.ts) with its backoff (sync-backoff.ts), the
+ * list (relist.ts), the watch (mirror-watch.ts), what the mirror's user may
+ * read (scope-refresh.ts) and content from a snapshot (snapshot-adoption.ts);
+ * here they are joined and what they do is told to the mirror's followers.
  */
 export function startMirror({ store, pool, liveness, log, scope, scopeRefreshMs = 60_000, auth, identity, onRevision, onWatchStream, onFailover, onReconnectDelay, listBytesPerSecond = 0, grayscale = null, onWithheld }: MirrorDeps): Mirror {
   adoptHeldScope(store, scope, identity.configured, log);
   const emitter = new EventEmitter<MirrorEvents>();
   const waiters = new RevisionWaiters(() => store.meta().revision);
-  let closed = false;
-  let stream: WatchStream | null = null;
-  let leaveMember: ((member: UpstreamMember) => void) | null = null;
-  /** The member the last watch ran on: resuming on another is a failover. */
-  let watchedMember: UpstreamMember | null = null;
-  let wakeUp: (() => void) | null = null;
-  let relistReason: string | null = null;
-  /** True while the loop waits out its delay before trying etcd again: the only time content may be adopted. */
-  let waiting = false;
-  /** Content being adopted (never rejects): the loop's next attempt waits for it. */
-  let adoption: Promise<void> | null = null;
-  /** How far the member's answers to progress requests can be believed (its version, from Status). */
-  let trust: ProgressTrust = progressTrustFor(undefined);
-  /** When what the mirror's user may read was last asked. */
-  let scopeCheckedAt = 0;
-
   const advanced = (revision: number): void => {
     waiters.release(revision);
     onRevision?.(revision);
   };
 
-  const checkIdentity = async (member: UpstreamMember): Promise<void> => {
-    const check = await checkUpstream(store, member, log, STATUS_TIMEOUT_MS);
-    trust = check.trust;
-    if (check.discarded !== null) emitter.emit('discarded', check.discarded);
-  };
-
-  /**
-   * With auth on and a user of its own, the mirror holds what that user may
-   * read (of what is configured): asked at every (re)connect and every
-   * `scopeRefreshMs`. A scope other than the one on disk means a list.
-   */
-  const checkScope = async (member: UpstreamMember): Promise<void> => {
-    const changed = await followUserScope(scope, identity, member, log, STATUS_TIMEOUT_MS);
-    scopeCheckedAt = Date.now();
-    if (changed && store.meta().revision > 0) relistReason ??= "the mirrored ranges changed (what the mirror's user may read)";
-  };
-
-  const relist = async (member: UpstreamMember, compactRevision: number): Promise<void> => {
-    const started = Date.now();
-    const previous = store.meta().revision;
-    const result = await listInto(store, member.client, scope.current, compactRevision, () => identity.metadataFor(member), listBytesPerSecond, grayscale);
-    onWithheld?.();
-    log.info({ revision: result.revision, keys: result.keys, ms: Date.now() - started }, 'mirror listed the upstream keyspace');
-    // A list went through: the upstream lets the mirror read what it holds.
-    auth.accepted();
-    advanced(result.revision);
-    emitter.emit('relisted', result.revision, previous);
-  };
-
-  /** Commits one delivery of the watch: one LMDB transaction, before anyone is told. */
-  const deliver = ({ events: received, through, header }: WatchDelivery): void => {
-    // A resumed watch may repeat the seam: events the store holds already are not seen again.
-    const fresh = received.filter((event) => event.kv.mod_revision > store.meta().revision);
-    const view = grayscale === null ? { events: fresh, withheld: [] } : grayscale.viewEvents(fresh, (key) => store.get(key));
-    const events = view.events;
-    const revision = store.applyEvents(events, header, through, view.withheld);
-    if (view.withheld.length > 0) onWithheld?.();
-    advanced(revision);
-    if (events.length > 0) emitter.emit('applied', revision, events);
-  };
-
-  const watchFrom = async (member: UpstreamMember, startRevision: number): Promise<void> => {
-    const ranges = scope.current;
-    const opened = openWatchStream({
-      member,
-      ranges,
-      // One watch over the gaps between ranges needs the right to read them; the mirror's user may lack it.
-      separate: identity.hasTokenAt(member) && ranges.ranges.length > 1,
-      trust,
-      startRevision,
-      identity,
-      liveness,
-      log,
-      deliver,
-      onCreated: () => auth.accepted(),
-      onStream: (delta) => onWatchStream?.(delta),
-    });
-    stream = opened;
-    // A paused or partitioned member keeps the stream open and silent: its probes tell first.
-    leaveMember = (failed) => {
-      if (failed === member) opened.finish(new MemberFailed(member.endpoint.url));
-    };
-    const refresh = setInterval(() => {
-      if (Date.now() - scopeCheckedAt < scopeRefreshMs || !identity.hasTokenAt(member)) return;
-      scopeCheckedAt = Date.now();
-      checkScope(member).then(
-        () => {
-          if (relistReason !== null) opened.finish(new Error(relistReason));
-        },
-        (error: unknown) => {
-          if (error instanceof AuthRefused) opened.finish(error);
-        },
-      );
-    }, Math.min(scopeRefreshMs, 10_000));
-    refresh.unref();
-    try {
-      await opened.done;
-    } finally {
-      clearInterval(refresh);
-      stream = null;
-      leaveMember = null;
-    }
-  };
-
-  const run = async (): Promise<void> => {
-    let failures = 0;
-    let lastError = '';
-    while (!closed) {
-      if (adoption !== null) await adoption;
-      const member = pool.candidates()[0];
-      try {
-        if (member === undefined) throw new Error('no upstream member');
-        await identity.readyAt(member);
-        await checkIdentity(member);
-        await checkScope(member);
-        if (store.meta().revision === 0) await relist(member, 0);
-        if (relistReason !== null) throw new Error(relistReason);
-        failures = 0;
-        // close() may have come while the identity check or the list was in flight,
-        // when there was no stream yet for it to cancel.
-        if (closed) return;
-        if (watchedMember !== null && watchedMember !== member) onFailover?.();
-        watchedMember = member;
-        await watchFrom(member, store.meta().revision + 1);
-      } catch (error) {
-        if (closed) return;
-        // A stale token of the mirror's own means a new login, not that its user may not read.
-        const staleToken = member !== undefined && identity.observe(member, error);
-        if (!staleToken) auth.observe(error);
-        const requested = relistReason;
-        if ((error instanceof RelistNeeded || requested !== null) && member !== undefined) {
-          const compactRevision = error instanceof RelistNeeded ? error.compactRevision : store.meta().compactRevision;
-          log.warn({ compactRevision, mirrorRevision: store.meta().revision, reason: requested ?? 'upstream compacted past the mirror' }, 're-listing');
-          relistReason = null;
-          try {
-            await relist(member, compactRevision);
-            continue;
-          } catch (listError) {
-            error = listError;
-          }
-        }
-        if (error instanceof MemberFailed) {
-          log.warn({ member: error.member }, 'mirror watch leaves a member that stopped answering');
-          continue;
-        }
-        const message = error instanceof Error ? error.message : String(error);
-        const delay = fullJitterDelayMs(failures, INITIAL_BACKOFF_MS, MAX_BACKOFF_MS);
-        failures += 1;
-        if (message !== lastError) log.warn({ err: message, retryInMs: delay }, 'mirror sync interrupted');
-        lastError = message;
-        onReconnectDelay?.(delay);
-        waiting = true;
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, delay);
-          wakeUp = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        waiting = false;
-        wakeUp = null;
-      }
-    }
-  };
-  const running = run();
-  // A returning upstream should not wait out a long backoff; nor should a fleet all come back in the same instant.
-  liveness.on('back', () => {
-    const delay = fullJitterDelayMs(0, BACK_JITTER_MS, BACK_JITTER_MS);
-    onReconnectDelay?.(delay);
-    setTimeout(() => wakeUp?.(), delay).unref();
+  const relister = new Relister({
+    store,
+    scope,
+    identity,
+    auth,
+    log,
+    listBytesPerSecond,
+    grayscale,
+    onWithheld,
+    onListed: (revision, previous) => {
+      advanced(revision);
+      emitter.emit('relisted', revision, previous);
+    },
   });
-  auth.onAccepted(() => wakeUp?.());
-  pool.on('unhealthy', (member) => leaveMember?.(member));
+  const scopeRefresh = new ScopeRefresh(scope, identity, relister, log, scopeRefreshMs, STATUS_TIMEOUT_MS, () => store.meta().revision > 0);
+  const watch = new MirrorWatch({
+    store,
+    scope,
+    identity,
+    liveness,
+    auth,
+    scopeRefresh,
+    log,
+    grayscale,
+    onWithheld,
+    onWatchStream,
+    onCommitted: (revision, events) => {
+      advanced(revision);
+      if (events.length > 0) emitter.emit('applied', revision, events);
+    },
+  });
+  const backoff = new SyncBackoff(log, onReconnectDelay);
+  // Content may be adopted only while the loop waits to try etcd again.
+  const adoption: SnapshotAdoption = new SnapshotAdoption(store, log, (): boolean => loop.idle, (revision, previous) => {
+    advanced(revision);
+    emitter.emit('adopted', revision, previous);
+  });
+  const loop = new SyncLoop({
+    store,
+    pool,
+    identity,
+    auth,
+    log,
+    scopeRefresh,
+    relister,
+    watch,
+    backoff,
+    adoption,
+    statusTimeoutMs: STATUS_TIMEOUT_MS,
+    onDiscarded: (previous) => emitter.emit('discarded', previous),
+    onFailover,
+  });
+  liveness.on('back', () => backoff.wakeSoon());
+  auth.onAccepted(() => backoff.wake());
+  pool.on('unhealthy', (member) => watch.leave(member));
 
   return Object.assign(emitter, {
     revision: () => store.meta().revision,
@@ -299,39 +172,20 @@ export function startMirror({ store, pool, liveness, log, scope, scopeRefreshMs 
     authRequired: () => auth.isRequired(),
     authEnabled: () => auth.isEnabled(),
     waitForRevision: (revision: number, timeoutMs: number) => waiters.wait(revision, timeoutMs),
-    hurry: () => wakeUp?.(),
-    async adopt<T extends { revision: number }>(restore: () => Promise<T>): Promise<T> {
-      if (closed || !waiting || adoption !== null) throw new Error('the mirror is syncing with etcd: nothing to adopt');
-      const previous = store.meta().revision;
-      const running = restore();
-      adoption = running.then(
-        () => undefined,
-        () => undefined,
-      );
-      try {
-        const result = await running;
-        log.info({ revision: result.revision, previous }, 'mirror content adopted from a snapshot');
-        advanced(result.revision);
-        emitter.emit('adopted', result.revision, previous);
-        return result;
-      } finally {
-        adoption = null;
-      }
-    },
+    hurry: () => backoff.wake(),
+    adopt: <T extends { revision: number }>(restore: () => Promise<T>): Promise<T> => adoption.adopt(restore),
     rederive(change: () => void, touches: (key: Buffer, rangeEnd: Buffer) => boolean) {
       change();
       emitter.emit('rederived', store.meta().revision, touches);
     },
     requestRelist(reason: string) {
-      relistReason = reason;
-      stream?.finish(null);
+      relister.request(reason);
+      watch.stop();
     },
     async close() {
-      closed = true;
-      wakeUp?.();
-      stream?.finish(null);
+      loop.close();
       waiters.releaseAll();
-      await running;
+      await loop.done;
     },
   });
 }

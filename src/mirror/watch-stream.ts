@@ -2,8 +2,7 @@ import type { ClientDuplexStream } from '@grpc/grpc-js';
 import { etcdMethod, passBytes } from '../etcd/proto';
 import type { EncodedEvent } from '../etcd/event-bytes';
 import { readWatchResponse } from '../etcd/watch-bytes';
-import { toIdentity, toRevision, type WireWatchResponse } from '../etcd/wire';
-import type { HeaderIdentity } from '../etcd/records';
+import { toRevision, type WireWatchResponse } from '../etcd/wire';
 import type { Logger } from '../log';
 import type { Liveness } from '../upstream/liveness';
 import type { UpstreamMember } from '../upstream/pool';
@@ -11,7 +10,9 @@ import type { UpstreamLogin } from '../auth/upstream-login';
 import { reasonedCall } from '../upstream/call-reason';
 import { AuthRefused, isAuthCancelReason } from '../auth/auth-gate';
 import { KeyRanges } from '../etcd/key-ranges';
-import { RangeWatermark, type ProgressTrust } from './range-watermark';
+import type { ProgressTrust } from './range-watermark';
+import { WatchDeliveries, type WatchDelivery } from './watch-deliveries';
+import { startProgressRequests } from './watch-progress';
 
 /** The watch's member stopped answering: resume elsewhere at once, without the error backoff. */
 export class MemberFailed extends Error {
@@ -26,19 +27,7 @@ export class RelistNeeded extends Error {
   }
 }
 
-/** While events wait for a range that has said nothing, its progress is asked this often. */
-const HELD_PROGRESS_MS = 50;
-
-/**
- * What a watch response delivered for the store: the mirrored events (the
- * gaps between ranges already dropped), the revision the store is complete
- * through after them, and the header they came with.
- */
-export interface WatchDelivery {
-  readonly events: EncodedEvent[];
-  readonly through: number;
-  readonly header: HeaderIdentity;
-}
+export type { WatchDelivery } from './watch-deliveries';
 
 export interface WatchStreamDeps {
   readonly member: UpstreamMember;
@@ -74,75 +63,32 @@ export interface WatchStream {
  * progress notifications; responses stay etcd's bytes.
  */
 export function openWatchStream(deps: WatchStreamDeps): WatchStream {
-  const { member, ranges, separate, log } = deps;
+  const { member, log } = deps;
   let resolveDone: () => void = () => undefined;
   let rejectDone: (error: Error) => void = () => undefined;
   const done = new Promise<void>((resolve, reject) => {
     resolveDone = resolve;
     rejectDone = reject;
   });
-  const watch = etcdMethod('etcdserverpb.Watch', 'Watch');
-  // Require-leader: etcd ends this watch when its member has had no leader for a few election
-  // timeouts, and refuses it while it has none, so the mirror never follows a member cut off.
-  const metadata = deps.identity.metadataFor(member);
-  metadata.set('hasleader', 'true');
-  const call = member.client.makeBidiStreamRequest(watch.path, watch.requestSerialize, passBytes, metadata, reasonedCall('mirror-watch')) as ClientDuplexStream<object, Buffer>;
+  const call = openCall(deps);
   deps.onStream(1);
   deps.liveness.used(member);
-  const watched = separate ? ranges.ranges : [ranges.watchRange()];
-  const watermark = separate ? new RangeWatermark(watched.length, deps.startRevision - 1, deps.trust, Date.now()) : null;
-  /** Range index by watch ID, as etcd confirms each create in the order they were sent. */
-  const rangeOfWatch = new Map<string, number>();
-  let nextCreated = 0;
+  const deliveries = new WatchDeliveries(deps.ranges, deps.separate, deps.startRevision, deps.trust, deps.deliver);
+  const progress = startProgressRequests(() => call.write({ progress_request: {} }), deps.liveness.evidenceIntervalMs, deliveries.merging ? () => deliveries.hasHeld() : null);
   let settled = false;
-  // A quiet stream is asked for its progress each second: etcd answers on the stream (no RPC, a few
-  // bytes), which tells the member is there and has a leader, so liveness need not probe it. Events
-  // held for a range that said nothing yet ask sooner.
-  let heardAt = Date.now();
-  const every = deps.liveness.evidenceIntervalMs;
-  const progress = setInterval(() => {
-    if (Date.now() - heardAt >= every / 2) call.write({ progress_request: {} });
-  }, every);
-  progress.unref();
-  const heldProgress = watermark === null ? null : setInterval(() => {
-    if (watermark.hasHeld()) call.write({ progress_request: {} });
-  }, HELD_PROGRESS_MS);
-  heldProgress?.unref();
 
   const finish = (error: Error | null): void => {
     if (settled) return;
     settled = true;
-    clearInterval(progress);
-    if (heldProgress !== null) clearInterval(heldProgress);
+    progress.stop();
     deps.onStream(-1);
     call.cancel();
     if (error === null) resolveDone();
     else rejectDone(error);
   };
 
-  const onSpanResponse = (response: WireWatchResponse, received: EncodedEvent[]): void => {
-    if (received.length === 0) return;
-    const through = received.reduce((highest, event) => Math.max(highest, event.kv.mod_revision), 0);
-    deps.deliver({ events: ranges.whole ? received : received.filter((event) => ranges.contains(event.kv.key)), through, header: toIdentity(response.header) });
-  };
-
-  const onRangeResponse = (merger: RangeWatermark, response: WireWatchResponse, received: EncodedEvent[]): void => {
-    const range = rangeOfWatch.get(response.watch_id ?? '0');
-    // Events nobody can place would be lost: the stream is given up and resumed from the last commit instead.
-    if (received.length > 0 && range === undefined) throw new Error(`mirror watch: events for watch ${response.watch_id ?? '0'}, which the mirror did not create`);
-    if (received.length > 0 && range !== undefined) merger.events(range, received);
-    else if (received.length === 0 && response.created !== true) {
-      const revision = toRevision(response.header?.revision);
-      // etcd's answer to a progress request names no watch (-1); a periodic notification names its own.
-      if (range !== undefined && response.watch_id !== '-1') merger.watchProgress(range, revision);
-      else merger.streamProgress(revision, Date.now());
-    }
-    const ready = merger.take();
-    if (ready !== null) deps.deliver({ events: ready.events, through: ready.through, header: toIdentity(response.header) });
-  };
-
   call.on('data', (bytes: Buffer) => {
-    heardAt = Date.now();
+    progress.heard();
     deps.liveness.heard(member);
     let response: WireWatchResponse;
     let received: EncodedEvent[];
@@ -154,22 +100,12 @@ export function openWatchStream(deps: WatchStreamDeps): WatchStream {
       return;
     }
     if (response.canceled === true) {
-      const compacted = toRevision(response.compact_revision);
-      const reason = response.cancel_reason ?? '';
-      if (compacted > 0) finish(new RelistNeeded(compacted));
-      else if (isAuthCancelReason(reason)) finish(new AuthRefused(reason));
-      else finish(new Error(`upstream cancelled the mirror watch: ${reason === '' ? 'no reason' : reason}`));
+      finish(whyCancelled(response));
       return;
     }
-    if (response.created === true) {
-      watermark?.expectCatchUp(toRevision(response.header?.revision) - deps.startRevision + 1, Date.now());
-      rangeOfWatch.set(response.watch_id ?? '0', nextCreated);
-      nextCreated += 1;
-      if (nextCreated === watched.length) deps.onCreated();
-    }
+    if (response.created === true && deliveries.created(response)) deps.onCreated();
     try {
-      if (watermark === null) onSpanResponse(response, received);
-      else onRangeResponse(watermark, response, received);
+      deliveries.receive(response, received);
     } catch (error) {
       log.error({ err: error }, 'mirror could not commit a watch response; reconnecting');
       finish(error instanceof Error ? error : new Error(String(error)));
@@ -177,10 +113,32 @@ export function openWatchStream(deps: WatchStreamDeps): WatchStream {
   });
   call.on('error', (error) => finish(error));
   call.on('end', () => finish(new Error('upstream ended the mirror watch')));
-  for (const range of watched) {
+  for (const range of deliveries.watched) {
     call.write({ create_request: { ...KeyRanges.toRequest(range), start_revision: String(deps.startRevision), prev_kv: true, progress_notify: true } });
   }
   return { done, finish };
+}
+
+/**
+ * The watch call at the member, as the mirror's user. Require-leader: etcd
+ * ends this watch when its member has had no leader for a few election
+ * timeouts, and refuses it while it has none, so the mirror never follows a
+ * member cut off.
+ */
+function openCall({ member, identity }: WatchStreamDeps): ClientDuplexStream<object, Buffer> {
+  const watch = etcdMethod('etcdserverpb.Watch', 'Watch');
+  const metadata = identity.metadataFor(member);
+  metadata.set('hasleader', 'true');
+  return member.client.makeBidiStreamRequest(watch.path, watch.requestSerialize, passBytes, metadata, reasonedCall('mirror-watch')) as ClientDuplexStream<object, Buffer>;
+}
+
+/** Why etcd cancelled the watch: a compaction past the mirror means a list; a refusal of the user is auth's. */
+function whyCancelled(response: WireWatchResponse): Error {
+  const compacted = toRevision(response.compact_revision);
+  const reason = response.cancel_reason ?? '';
+  if (compacted > 0) return new RelistNeeded(compacted);
+  if (isAuthCancelReason(reason)) return new AuthRefused(reason);
+  return new Error(`upstream cancelled the mirror watch: ${reason === '' ? 'no reason' : reason}`);
 }
 
 /**

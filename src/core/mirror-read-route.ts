@@ -1,0 +1,96 @@
+import { isRetained } from '../mirror/history-view';
+import { ProxyError } from '../etcd/errors';
+import type { MirrorReadDeps } from './mirror-read-deps';
+import type { ReadSpec } from './mirror-read-spec';
+import type { DecodedRead } from './request-memo';
+
+/** How one read is answered. */
+export type Route = { kind: 'forward' } | { kind: 'mirror'; stale: boolean } | { kind: 'refuse'; error: ProxyError };
+export const FORWARD: Route = { kind: 'forward' };
+export const FRESH: Route = { kind: 'mirror', stale: false };
+/** What a read waits for before its route is known: etcd's current revision, or whether etcd still holds a past one. */
+export type Wait = 'barrier' | 'history';
+
+/**
+ * Where a read goes, from the request and the proxy's state: to etcd, to
+ * the mirror (fresh or marked stale), or refused; or what it must wait for
+ * before that is known.
+ */
+export class ReadRoutes<Req> {
+  constructor(
+    private readonly deps: MirrorReadDeps,
+    private readonly spec: ReadSpec<Req>,
+  ) {}
+
+  /** What the mirror may give when it cannot vouch for being current: a stale answer, or a refusal (--stale-reads=deny). */
+  stale(): Route {
+    return this.deps.staleReads === 'deny' ? { kind: 'refuse', error: new ProxyError('staleDenied') } : { kind: 'mirror', stale: true };
+  }
+
+  /** May name a key under a grayscale prefix (settings change on reload: not kept with the decoded request). */
+  isGrayscale(decoded: DecodedRead<Req>): boolean {
+    return this.deps.grayscale.enabled && this.spec.grayscale(decoded.request);
+  }
+
+  /** Where a read goes that the mirror does not answer: etcd, except under a grayscale prefix. */
+  upstream(decoded: DecodedRead<Req>, stale = false): Route {
+    return this.isGrayscale(decoded) ? this.keptLocal(decoded, stale) : FORWARD;
+  }
+
+  /** The route decided from the request and the proxy's state alone, or what it must wait for first. */
+  now(decoded: DecodedRead<Req>): Route | Wait {
+    const { deps, spec } = this;
+    // Auth that the mirror cannot serve leaves every decision, and every answer, to etcd.
+    // Whether the mirror holds the keys is asked each time: what it holds follows its user's permissions.
+    if (!decoded.read || !spec.covered(decoded.request) || deps.mirror.authRequired()) return FORWARD;
+    const lost = deps.liveness.isLost();
+    const refusal = decoded.refusal;
+    if (refusal !== null) return lost ? { kind: 'refuse', error: new ProxyError(refusal) } : FORWARD;
+    if (!deps.mirror.hasData()) return lost ? { kind: 'refuse', error: new ProxyError('neverSynced') } : this.upstream(decoded);
+    if (decoded.revision !== 0) return this.pastRevision(decoded, lost);
+    if (lost) return this.stale();
+    if (decoded.serializable) return FRESH;
+    // A prefix mirror's revision moves only with its own keys' events, so it may never reach
+    // the upstream's; without progress responses it can trust, such reads go upstream.
+    // This machine's view has no upstream to be linearizable with: it answers as it stands.
+    if (!deps.ranges.whole) return this.upstream(decoded);
+    return 'barrier';
+  }
+
+  /** A read of a past revision the log holds: the log's answer unless etcd has compacted it, which etcd then says itself. */
+  async afterCompactionCheck(revision: number): Promise<Route> {
+    const mayBeCompacted = await this.deps.compaction.mayBeCompacted(revision);
+    if (mayBeCompacted === true) return FORWARD;
+    return mayBeCompacted === undefined ? this.stale() : FRESH;
+  }
+
+  /** A read at a revision other than the current one. */
+  private pastRevision(decoded: DecodedRead<Req>, lost: boolean): Route | Wait {
+    const { deps } = this;
+    const revision = decoded.revision;
+    // The keyspace at a past revision never changes: the log answers it without a barrier.
+    if (isRetained(deps.store, revision)) {
+      if (lost) return this.stale();
+      // etcd may have compacted past it since the proxy last heard; the current revision it cannot have.
+      return revision < deps.store.meta().revision ? 'history' : FRESH;
+    }
+    if (!lost) return this.upstream(decoded);
+    return { kind: 'refuse', error: new ProxyError(revision > deps.mirror.revision() ? 'futureRevision' : 'compacted') };
+  }
+
+  /**
+   * What a read under a grayscale prefix gets where others go to etcd: etcd
+   * holds versions this machine withholds, so the mirror answers (marked stale
+   * when it cannot vouch for being current), or etcd's error for what the
+   * view cannot tell.
+   */
+  private keptLocal(decoded: DecodedRead<Req>, stale: boolean): Route {
+    const { deps } = this;
+    if (!deps.mirror.hasData()) return { kind: 'refuse', error: new ProxyError('grayscaleUnsynced') };
+    const revision = decoded.revision;
+    if (revision !== 0 && !isRetained(deps.store, revision)) {
+      return { kind: 'refuse', error: new ProxyError(revision > deps.mirror.revision() ? 'futureRevision' : 'compacted') };
+    }
+    return stale ? this.stale() : FRESH;
+  }
+}

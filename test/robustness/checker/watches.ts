@@ -1,0 +1,71 @@
+import type { History, RecordedEvent, WatchRecord } from '../history';
+import { inRange } from './keyspace';
+import type { Violation } from './violation';
+
+function sameEvent(a: RecordedEvent, b: RecordedEvent): boolean {
+  return a.type === b.type && a.kv.key === b.kv.key && a.kv.value === b.kv.value && a.kv.modRevision === b.kv.modRevision;
+}
+
+function describe(event: RecordedEvent | undefined): string {
+  return event === undefined ? 'nothing' : `${event.type} ${event.kv.key}@${event.kv.modRevision}`;
+}
+
+/**
+ * Every watch stream's events equal etcd's history for its range from its
+ * start revision, in order, none missing, none twice; each chain of
+ * streams resumes at its last revision + 1; a compaction ends a stream only
+ * as etcd's would; a chain the run closed at the end had every event.
+ */
+export function checkWatches(history: History): Violation[] {
+  const events = history.etcd.flatMap((entry) => entry.events);
+  const compacted = Math.max(0, ...history.operations.filter((op) => op.request.kind === 'compact' && op.result.ok).map((op) => (op.request.kind === 'compact' ? op.request.revision : 0)));
+  const violations: Violation[] = [];
+  const chains = new Map<string, WatchRecord[]>();
+  for (const watch of history.watches) chains.set(watch.chain, [...(chains.get(watch.chain) ?? []), watch]);
+  for (const chain of chains.values()) {
+    chain.sort((a, b) => a.opened - b.opened);
+    let next: number | null = null;
+    for (const watch of chain) {
+      if (next !== null && watch.startRevision !== next) {
+        violations.push({ check: 'watch', message: `${watch.via}: client ${watch.client} resumed its watch at ${watch.startRevision}, not at ${next}`, evidence: [watch] });
+      }
+      const wanted = events.filter((event) => event.kv.modRevision >= watch.startRevision && inRange(event.kv.key, watch.key, watch.rangeEnd));
+      const problem = checkStream(watch, wanted, compacted);
+      if (problem !== null) violations.push({ check: 'watch', message: `${watch.via}: client ${watch.client}'s watch of [${watch.key}, ${watch.rangeEnd}) from ${watch.startRevision}: ${problem}`, evidence: [watch] });
+      next = lastRevision(watch) + 1;
+      if (watch === chain.at(-1) && watch.end.reason === 'closed') {
+        const missing = wanted.filter((event) => event.kv.modRevision > lastRevision(watch));
+        if (missing.length > 0) violations.push({ check: 'watch', message: `${watch.via}: client ${watch.client}'s watch ended the run without ${missing.length} events, from ${describe(missing[0])}`, evidence: [watch] });
+      }
+    }
+  }
+  return violations;
+}
+
+/** The last revision the stream delivered (its start - 1 when none). */
+function lastRevision(watch: WatchRecord): number {
+  const delivered = watch.deliveries.flatMap((delivery) => delivery.events);
+  return delivered.at(-1)?.kv.modRevision ?? watch.startRevision - 1;
+}
+
+function checkStream(watch: WatchRecord, wanted: readonly RecordedEvent[], compacted: number): string | null {
+  let header = 0;
+  let index = 0;
+  for (const delivery of watch.deliveries) {
+    if (delivery.revision < header) return `a response's revision went back from ${header} to ${delivery.revision}`;
+    header = delivery.revision;
+    for (const event of delivery.events) {
+      if (event.kv.modRevision > delivery.revision) return `an event at ${event.kv.modRevision} in a response at revision ${delivery.revision}`;
+      const want = wanted[index];
+      if (want === undefined || !sameEvent(event, want)) return `delivered ${describe(event)} where etcd's history has ${describe(want)}`;
+      index += 1;
+    }
+  }
+  if (watch.end.reason === 'compacted') {
+    const needed = lastRevision(watch) + 1;
+    const at = watch.end.compactRevision ?? 0;
+    if (needed >= at) return `ended as compacted at ${at}, but it needed revision ${needed}, which a compaction at ${at} keeps`;
+    if (at > compacted) return `ended as compacted at ${at}, but nothing compacted etcd past ${compacted}`;
+  }
+  return null;
+}

@@ -1,0 +1,137 @@
+// Unit test (no network): the robustness checker finds each kind of wrong answer in a made-up history, and
+// finds nothing in a right one. (The histories here are written by hand; real ones come from test/robustness/run.ts.)
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { checkHistory } from '../robustness/checker/check-history';
+import type { Answer, EtcdRevision, History, OperationRecord, RangeRequest, RecordedEvent, RecordedKv, Request, WatchRecord } from '../robustness/history';
+
+const kv = (key: string, value: string, modRevision: number, createRevision = modRevision, version = 1): RecordedKv => ({ key, value, modRevision, createRevision, version, lease: '0' });
+const put = (key: string, value: string, revision: number, createRevision = revision, version = 1): RecordedEvent => ({ type: 'put', kv: kv(key, value, revision, createRevision, version) });
+const del = (key: string, revision: number): RecordedEvent => ({ type: 'delete', kv: kv(key, '', revision, 0, 0) });
+
+/** etcd's history: /a=1 at 2, /b=1 at 3, /a=2 at 4, /b deleted at 5. */
+const ETCD: EtcdRevision[] = [
+  { type: 'etcd', revision: 2, events: [put('/a', '1', 2)] },
+  { type: 'etcd', revision: 3, events: [put('/b', '1', 3)] },
+  { type: 'etcd', revision: 4, events: [put('/a', '2', 4, 2, 2)] },
+  { type: 'etcd', revision: 5, events: [del('/b', 5)] },
+];
+
+let nextId = 0;
+function op(request: Request, result: OperationRecord['result'], start: number, end: number, via = 'p1', client = 'c1'): OperationRecord {
+  nextId += 1;
+  return { type: 'op', id: nextId, client, via, request, start, end, result };
+}
+const range = (key: string, rangeEnd: string, extra: Partial<RangeRequest> = {}): RangeRequest => ({ kind: 'range', key, rangeEnd, revision: 0, serializable: true, limit: 0, countOnly: false, keysOnly: false, ...extra });
+const answer = (revision: number, kvs: RecordedKv[], extra: Partial<Answer> = {}): Answer => ({ ok: true, revision, stale: false, kvs, count: kvs.length, more: false, ...extra });
+
+function watch(deliveries: WatchRecord['deliveries'], extra: Partial<WatchRecord> = {}): WatchRecord {
+  nextId += 1;
+  return { type: 'watch', id: nextId, client: 'w1', chain: 'w1/0', via: 'p1', key: '/', rangeEnd: '0', startRevision: 2, opened: 0, deliveries, end: { at: 100, reason: 'closed' }, ...extra };
+}
+
+/** A history that is right in every respect the checks look at. */
+function rightHistory(): History {
+  return {
+    seed: 1,
+    etcd: ETCD,
+    faults: [],
+    operations: [
+      op({ kind: 'put', key: '/a', value: '2', lease: '0' }, answer(4, []), 10, 12),
+      op(range('/', '0', { serializable: false }), answer(4, [kv('/a', '2', 4, 2, 2), kv('/b', '1', 3)]), 13, 14),
+      op(range('/', '0'), answer(5, [kv('/a', '2', 4, 2, 2)], { stale: true }), 20, 21),
+      op(range('/', '0', { revision: 3 }), answer(5, [kv('/a', '1', 2), kv('/b', '1', 3)]), 22, 23),
+      op(range('/', '0', { limit: 1 }), answer(4, [kv('/a', '2', 4, 2, 2)], { count: 2, more: true }), 15, 16),
+    ],
+    watches: [
+      watch([{ at: 1, revision: 3, events: [put('/a', '1', 2), put('/b', '1', 3)] }], { end: { at: 5, reason: 'error' } }),
+      watch([{ at: 6, revision: 5, events: [put('/a', '2', 4, 2, 2), del('/b', 5)] }], { startRevision: 4, opened: 6 }),
+    ],
+  };
+}
+
+describe('robustness checker', () => {
+  test('finds nothing wrong in a right history', () => {
+    assert.deepEqual(checkHistory(rightHistory()).violations, []);
+  });
+
+  test('a stale answer that mixes two revisions', () => {
+    const history = rightHistory();
+    const mixed = op(range('/', '0'), answer(5, [kv('/a', '2', 4, 2, 2), kv('/b', '1', 3)], { stale: true }), 30, 31);
+    const found = checkHistory({ ...history, operations: [...history.operations, mixed] }).violations;
+    assert.deepEqual(found.map((v) => v.check), ['answers']);
+    assert.match(found[0]?.message ?? '', /etcd at revision 5/);
+  });
+
+  test('a wrong count or more', () => {
+    const history = rightHistory();
+    const miscounted = op(range('/', '0', { limit: 1 }), answer(4, [kv('/a', '2', 4, 2, 2)], { count: 1, more: false }), 17, 18);
+    assert.deepEqual(checkHistory({ ...history, operations: [...history.operations, miscounted] }).violations.map((v) => v.check), ['answers']);
+  });
+
+  test('a linearizable read older than a write acknowledged before it began, through another proxy', () => {
+    const history = rightHistory();
+    const old = op(range('/a', '', { serializable: false }), answer(3, [kv('/a', '1', 2)]), 13, 14, 'p2', 'c2');
+    const found = checkHistory({ ...history, operations: [...history.operations, old] }).violations;
+    assert.deepEqual(found.map((v) => v.check), ['freshness']);
+  });
+
+  test('a serializable read through the proxy a write went through, older than that write', () => {
+    const history = rightHistory();
+    const old = op(range('/a', ''), answer(3, [kv('/a', '1', 2)]), 13, 14, 'p1', 'c2');
+    assert.deepEqual(checkHistory({ ...history, operations: [...history.operations, old] }).violations.map((v) => v.check), ['freshness']);
+    // Through another proxy a serializable read may lag: etcd's followers answer the same way.
+    const elsewhere = op(range('/a', ''), answer(3, [kv('/a', '1', 2)]), 13, 14, 'p2', 'c2');
+    assert.deepEqual(checkHistory({ ...history, operations: [...history.operations, elsewhere] }).violations, []);
+  });
+
+  test('a revision that goes back for one client of one proxy', () => {
+    const history = rightHistory();
+    const back = op(range('/a', '', { revision: 0 }), answer(3, [kv('/a', '1', 2)], { stale: true }), 40, 41);
+    const found = checkHistory({ ...history, operations: [...history.operations, back] }).violations;
+    assert.deepEqual(found.map((v) => v.check), ['monotonic']);
+  });
+
+  test('a watch that misses an event, repeats one, or resumes at the wrong revision', () => {
+    const history = rightHistory();
+    const missing = watch([{ at: 1, revision: 4, events: [put('/a', '1', 2), put('/a', '2', 4, 2, 2)] }], { chain: 'x', end: { at: 5, reason: 'error' } });
+    const repeated = watch([{ at: 1, revision: 3, events: [put('/a', '1', 2), put('/a', '1', 2)] }], { chain: 'y', end: { at: 5, reason: 'error' } });
+    const gapFirst = watch([{ at: 1, revision: 2, events: [put('/a', '1', 2)] }], { chain: 'z', end: { at: 5, reason: 'error' } });
+    const gapNext = watch([{ at: 7, revision: 5, events: [put('/a', '2', 4, 2, 2), del('/b', 5)] }], { chain: 'z', startRevision: 4, opened: 7 });
+    const found = checkHistory({ ...history, watches: [...history.watches, missing, repeated, gapFirst, gapNext] }).violations;
+    assert.deepEqual(found.map((v) => v.check), ['watch', 'watch', 'watch']);
+    assert.match(found[2]?.message ?? '', /resumed its watch at 4, not at 3/);
+  });
+
+  test('a watch closed at the end of the run without every event', () => {
+    const history = rightHistory();
+    const short = watch([{ at: 1, revision: 3, events: [put('/a', '1', 2), put('/b', '1', 3)] }], { chain: 'short' });
+    const found = checkHistory({ ...history, watches: [...history.watches, short] }).violations;
+    assert.deepEqual(found.map((v) => v.check), ['watch']);
+    assert.match(found[0]?.message ?? '', /without 2 events/);
+  });
+
+  test("a watch ended as compacted where etcd was not compacted, or at a revision it still needed", () => {
+    const history = rightHistory();
+    const notCompacted = watch([], { chain: 'a', end: { at: 5, reason: 'compacted', compactRevision: 4 } });
+    const compact = op({ kind: 'compact', revision: 4 }, answer(5, []), 1, 2, 'etcd', 'admin');
+    const tooEarly = watch([], { chain: 'b', startRevision: 4, end: { at: 5, reason: 'compacted', compactRevision: 4 } });
+    const rightly = watch([], { chain: 'c', startRevision: 2, end: { at: 5, reason: 'compacted', compactRevision: 4 } });
+    assert.deepEqual(checkHistory({ ...history, watches: [...history.watches, notCompacted] }).violations.map((v) => v.check), ['watch']);
+    const withCompaction = { ...history, operations: [...history.operations, compact] };
+    assert.deepEqual(checkHistory({ ...withCompaction, watches: [...history.watches, tooEarly] }).violations.map((v) => v.check), ['watch']);
+    assert.deepEqual(checkHistory({ ...withCompaction, watches: [...history.watches, rightly] }).violations, []);
+  });
+
+  test('an acknowledged write that is not in etcd', () => {
+    const history = rightHistory();
+    const lost = op({ kind: 'put', key: '/c', value: 'x', lease: '0' }, answer(5, []), 30, 31);
+    assert.deepEqual(checkHistory({ ...history, operations: [...history.operations, lost] }).violations.map((v) => v.check), ['writes']);
+  });
+
+  test('a key its user may not read, in an answer or a watch event', () => {
+    const history = { ...rightHistory(), readable: { c1: [{ key: '/a', rangeEnd: '' }], w1: [{ key: '/a', rangeEnd: '' }] } };
+    const checks = checkHistory(history).violations.map((v) => v.check);
+    assert.ok(checks.length >= 2 && checks.every((check) => check === 'auth'), checks.join(','));
+  });
+});

@@ -58,7 +58,9 @@ export class ReadReply<Req> {
     const meta = deps.store.meta();
     const request = decoded.request;
     const header = (): Buffer => encodeHeaderField(mirrorHeaderBytes(meta));
-    let response = cache.get(kind, decoded.id, meta.revision, header);
+    // A kept answer holds at M only if the cache was told of every change up to M: in a worker, the
+    // snapshot read may be ahead of the commits the primary has told it of yet, and the keys are read afresh.
+    let response = meta.revision <= deps.mirror.revision() ? cache.get(kind, decoded.id, meta.revision, header) : undefined;
     if (response === undefined) {
       deps.metrics.cacheResults.count('miss');
       const validity = spec.validity(request);

@@ -13,7 +13,7 @@ import { activeTable, type StoreState } from './store-state';
 import { openStoreTables } from './store-tables';
 import { pruneLog, storeStats, wipeStore, type StoreStats } from './store-upkeep';
 import { viewStore, type StoreView } from './store-view';
-import { readStoredMeta, refreshMeta } from './stored-meta';
+import { metaInSnapshot, readStoredMeta, refreshMeta } from './stored-meta';
 import { rederive } from './view-rederive';
 import { allWithheld, withheldCount, type WithheldChange } from './withheld-table';
 
@@ -97,12 +97,20 @@ export function openStore(dataDir: string, options: StoreOptions = {}): MirrorSt
   const path = prepareMirrorDir(dataDir, readOnly, options.log);
   const tables = openStoreTables(path, readOnly);
   const state: StoreState = { tables, meta: readStoredMeta(tables, path, readOnly, options.log) };
+  // A reader takes the slot of the keys from the snapshot it reads them in (a relist in the writer swaps slots).
+  const active = readOnly
+    ? (): ReturnType<typeof activeTable> => {
+        metaInSnapshot(state);
+        return activeTable(state);
+      }
+    : (): ReturnType<typeof activeTable> => activeTable(state);
   return {
-    meta: () => state.meta,
+    // The writer's meta is its own last commit; a reader's is read with the keys (another process commits).
+    meta: readOnly ? () => metaInSnapshot(state) : () => state.meta,
     refresh: () => refreshMeta(state),
-    get: (key) => getRecord(activeTable(state), key),
-    scan: (start, end) => scanRecords(activeTable(state), start, end),
-    count: (start, end) => countRecords(activeTable(state), start, end),
+    get: (key) => getRecord(active(), key),
+    scan: (start, end) => scanRecords(active(), start, end),
+    count: (start, end) => countRecords(active(), start, end),
     applyEvents: (events, identity, through = 0, withheld = []) => commitEvents(state, events, identity, through, withheld),
     updateMeta: (update) => commitMetaUpdate(state, update),
     beginSnapshot: () => beginSnapshot(state),

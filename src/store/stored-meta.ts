@@ -52,3 +52,14 @@ export function refreshMeta(state: StoreState): PersistedMeta {
   state.meta = withScope(state.tables.meta.get('meta'));
   return state.meta;
 }
+
+/**
+ * The meta as the current read snapshot has it (a store open read-only in
+ * another process than its writer's): read in the same synchronous stretch
+ * as the keys it goes with, so an answer's revision is that of its keys,
+ * never older (the writer may have committed since the last refresh).
+ */
+export function metaInSnapshot(state: StoreState): PersistedMeta {
+  state.meta = withScope(state.tables.meta.get('meta'));
+  return state.meta;
+}

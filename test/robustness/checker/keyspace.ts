@@ -51,7 +51,8 @@ export class Keyspace {
     const matching = [...this.current.values()].filter((kv) => inRange(kv.key, request.key, request.rangeEnd)).sort((a, b) => compareKeys(a.key, b.key));
     const limited = request.limit > 0 ? matching.slice(0, request.limit) : matching;
     const kvs = request.countOnly ? [] : request.keysOnly ? limited.map((kv) => ({ ...kv, value: '' })) : limited;
-    return { kvs, count: matching.length, more: request.limit > 0 && matching.length > request.limit };
+    // etcd counts `more` from the keys it read: a count-only Range reads none, so it never says more.
+    return { kvs, count: matching.length, more: !request.countOnly && request.limit > 0 && matching.length > request.limit };
   }
 
   get(key: string): RecordedKv | undefined {

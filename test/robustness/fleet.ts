@@ -1,0 +1,109 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startEtcdCluster, type EtcdCluster } from '../support/etcd-cluster';
+import { freePort } from '../support/etcd';
+import { startProxyProcess, type ProxyProcess } from '../support/proxy';
+
+/** One proxy of the fleet: its own port and data dir, which a restart keeps. */
+export interface FleetProxy {
+  readonly name: string;
+  readonly address: string;
+  readonly dataDir: string;
+  /** What it mirrors: '' for the whole keyspace. */
+  readonly prefixes: readonly string[];
+  running(): boolean;
+  /** SIGKILL by pid (a crash mid-traffic); resolves once it is gone. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port and data dir (etcd up or down). */
+  restart(): Promise<void>;
+  pid(): number | undefined;
+  stop(): Promise<void>;
+  stderr(): string;
+}
+
+export interface Fleet {
+  readonly cluster: EtcdCluster;
+  readonly proxies: readonly FleetProxy[];
+  stop(): Promise<void>;
+}
+
+interface ProxyPlan {
+  readonly name: string;
+  readonly args: readonly string[];
+  readonly prefixes: readonly string[];
+}
+
+/** The prefixes the two-prefix proxy mirrors (the traffic writes under both, and elsewhere). */
+export const MIRRORED_PREFIXES = ['/apisix/', '/service/'] as const;
+
+/**
+ * A 3-member etcd and three proxies in front of it, as a fleet runs them:
+ * one plain, one with --workers 2, one mirroring two prefixes. Every proxy
+ * lists every member.
+ */
+export async function startFleet(): Promise<Fleet> {
+  const cluster = await startEtcdCluster(3);
+  const endpoints = cluster.members.map((member) => member.clientUrl);
+  const common = ['--upstream-timeout', '2s', '--shutdown-grace', '1s', '--log-level', 'warn'];
+  const plans: ProxyPlan[] = [
+    { name: 'p1', args: common, prefixes: [] },
+    { name: 'p2', args: [...common, '--workers', '2'], prefixes: [] },
+    { name: 'p3', args: [...common, ...MIRRORED_PREFIXES.flatMap((prefix) => ['--mirror-prefix', prefix])], prefixes: MIRRORED_PREFIXES },
+  ];
+  const proxies: FleetProxy[] = [];
+  try {
+    for (const plan of plans) proxies.push(await startFleetProxy(plan, endpoints));
+  } catch (error) {
+    await Promise.all(proxies.map((proxy) => proxy.stop()));
+    await cluster.stop();
+    throw error;
+  }
+  return {
+    cluster,
+    proxies,
+    async stop() {
+      await Promise.all(proxies.map((proxy) => proxy.stop()));
+      await cluster.stop();
+    },
+  };
+}
+
+async function startFleetProxy(plan: ProxyPlan, endpoints: readonly string[]): Promise<FleetProxy> {
+  const port = await freePort();
+  const dataDir = mkdtempSync(join(tmpdir(), `ecp-robust-${plan.name}-`));
+  let process: ProxyProcess | null = await startProxyProcess(endpoints, plan.args, { dataDir, port });
+  let exited = false;
+  const watchExit = (running: ProxyProcess): void => {
+    void running.exited.then(() => {
+      if (process === running) exited = true;
+    });
+  };
+  watchExit(process);
+  return {
+    name: plan.name,
+    address: `127.0.0.1:${port}`,
+    dataDir,
+    prefixes: plan.prefixes,
+    running: () => process !== null && !exited,
+    pid: () => process?.child.pid,
+    async kill() {
+      const running = process;
+      if (running === null) return;
+      // With --workers the serving processes go with their primary (they exit when its channel closes).
+      running.child.kill('SIGKILL');
+      await running.exited;
+    },
+    async restart() {
+      exited = false;
+      process = await startProxyProcess(endpoints, plan.args, { dataDir, port });
+      watchExit(process);
+    },
+    async stop() {
+      await process?.stop();
+      process = null;
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+    stderr: () => process?.stderr() ?? '',
+  };
+}

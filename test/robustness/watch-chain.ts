@@ -1,0 +1,83 @@
+import { WatchClient, type WireEvent, type WireWatchResponse } from '../support/watch-client';
+import type { RecordedEvent, WatchDelivery, WatchEnd, WatchRecord } from './history';
+import { recordedKv } from './kv-client';
+
+/** How long a client waits before it opens the next stream of a chain after one failed. */
+const RECONNECT_MS = 200;
+
+export function recordedEvent(event: WireEvent): RecordedEvent {
+  return { type: event.type === 'DELETE' ? 'delete' : 'put', kv: recordedKv(event.kv ?? {}) };
+}
+
+export interface WatchChainOptions {
+  readonly address: () => string;
+  readonly client: string;
+  readonly chain: string;
+  readonly via: string;
+  readonly key: string;
+  readonly rangeEnd: string;
+  readonly startRevision: number;
+  readonly progressNotify?: boolean;
+  readonly metadata?: Readonly<Record<string, string>>;
+  /** Each response with events or progress, as it comes. */
+  readonly onDelivery?: (delivery: WatchDelivery) => void;
+  /** Every stream, recorded as it ends. */
+  readonly record: (watch: WatchRecord) => void;
+  readonly nextId: () => number;
+  /** Asked after each failed stream: false ends the chain. */
+  readonly running: () => boolean;
+}
+
+/**
+ * A client's watch as gateways keep one: a stream from `startRevision`;
+ * when it fails, another from the last revision received + 1, until the
+ * run ends (the chain closes) or a stream ends as compacted (the caller
+ * lists again and starts a new chain). Resolves with how the chain ended.
+ */
+export async function followWatchChain(options: WatchChainOptions, stopped: Promise<void>): Promise<WatchEnd> {
+  let next = options.startRevision;
+  for (;;) {
+    const { end, last } = await oneStream(options, next, stopped);
+    if (last !== null) next = last + 1;
+    if (end.reason !== 'error' || !options.running()) return end;
+    await Promise.race([new Promise((resolve) => setTimeout(resolve, RECONNECT_MS)), stopped]);
+    if (!options.running()) return { at: performance.now(), reason: 'closed' };
+  }
+}
+
+async function oneStream(options: WatchChainOptions, startRevision: number, stopped: Promise<void>): Promise<{ end: WatchEnd; last: number | null }> {
+  const deliveries: WatchDelivery[] = [];
+  let last: number | null = null;
+  let ended: WatchEnd | null = null;
+  let wake: () => void = () => undefined;
+  const over = new Promise<void>((resolve) => (wake = resolve));
+  const onResponse = (response: WireWatchResponse, at: number): void => {
+    if (response.canceled === true) {
+      const compactRevision = Number(response.compact_revision ?? 0);
+      ended ??= compactRevision > 0 ? { at, reason: 'compacted', compactRevision } : { at, reason: 'canceled', message: response.cancel_reason ?? '' };
+      wake();
+      return;
+    }
+    if (response.created === true && (response.events ?? []).length === 0) return;
+    const events = (response.events ?? []).map(recordedEvent);
+    const delivery = { at, revision: Number(response.header?.revision ?? 0), events };
+    deliveries.push(delivery);
+    options.onDelivery?.(delivery);
+    const newest = events.at(-1)?.kv.modRevision;
+    if (newest !== undefined) last = newest;
+  };
+  const opened = performance.now();
+  const stream = new WatchClient(options.address(), { keep: false, onResponse, ...(options.metadata === undefined ? {} : { metadata: options.metadata }) });
+  stream.create({ key: Buffer.from(options.key), ...(options.rangeEnd === '' ? {} : { range_end: Buffer.from(options.rangeEnd) }), start_revision: startRevision, progress_notify: options.progressNotify === true });
+  const failure = stream.end(24 * 3600_000).then(
+    (status) => {
+      ended ??= { at: performance.now(), reason: 'error', message: `${status.code}: ${status.details}` };
+    },
+    () => undefined,
+  );
+  await Promise.race([over, failure, stopped]);
+  ended ??= { at: performance.now(), reason: 'closed' };
+  stream.close();
+  options.record({ type: 'watch', id: options.nextId(), client: options.client, chain: options.chain, via: options.via, key: options.key, rangeEnd: options.rangeEnd, startRevision, opened, deliveries, end: ended });
+  return { end: ended, last };
+}

@@ -201,6 +201,7 @@ function tryMembers(
 function reply(ctx: CoreContext, rpc: RpcRef, options: UnaryForwardOptions, answer: Buffer, request: Buffer, finish: (error: unknown, response?: Buffer) => void): void {
   const send = (): void => {
     try {
+      ctx.mirrorReads?.floor.noteAnswer(answer);
       finish(null, options.transformResponse ? options.transformResponse(answer) : answer);
     } catch (transformError) {
       ctx.log.error({ rpc: rpc.path, err: transformError }, 'upstream answer could not be rewritten');

@@ -12,6 +12,7 @@ import type { MirrorStore } from '../store/store';
 import type { Liveness } from '../upstream/liveness';
 import type { ResponseCache } from './response-cache';
 import type { GrayscaleView } from '../grayscale/view';
+import type { RevisionFloor } from './revision-floor';
 
 /**
  * What serving reads from the mirror needs: its own file, so that the core's
@@ -36,6 +37,8 @@ export interface MirrorReadDeps {
   readonly cache: ResponseCache;
   /** This machine's view under grayscale prefixes: reads there are never sent to etcd (null: off). */
   readonly grayscale: GrayscaleView;
+  /** The highest revision this process forwarded to a client: the mirror answers no lower while etcd answers. */
+  readonly floor: RevisionFloor;
   readonly metrics: Metrics;
   readonly log: Logger;
 }

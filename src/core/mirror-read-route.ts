@@ -3,13 +3,18 @@ import { ProxyError } from '../etcd/errors';
 import type { MirrorReadDeps } from './mirror-read-deps';
 import type { ReadSpec } from './mirror-read-spec';
 import type { DecodedRead } from './request-memo';
+import { FLOOR_WAIT_MS } from './revision-floor';
 
 /** How one read is answered. */
 export type Route = { kind: 'forward' } | { kind: 'mirror'; stale: boolean } | { kind: 'refuse'; error: ProxyError };
 export const FORWARD: Route = { kind: 'forward' };
 export const FRESH: Route = { kind: 'mirror', stale: false };
-/** What a read waits for before its route is known: etcd's current revision, or whether etcd still holds a past one. */
-export type Wait = 'barrier' | 'history';
+/**
+ * What a read waits for before its route is known: etcd's current revision,
+ * whether etcd still holds a past one, or the mirror reaching a revision this
+ * process already handed out.
+ */
+export type Wait = 'barrier' | 'history' | 'floor';
 
 /**
  * Where a read goes, from the request and the proxy's state: to etcd, to
@@ -49,7 +54,7 @@ export class ReadRoutes<Req> {
     if (!deps.mirror.hasData()) return lost ? { kind: 'refuse', error: new ProxyError('neverSynced') } : this.upstream(decoded);
     if (decoded.revision !== 0) return this.pastRevision(decoded, lost);
     if (lost) return this.stale();
-    if (decoded.serializable) return FRESH;
+    if (decoded.serializable) return this.fresh();
     // A prefix mirror's revision moves only with its own keys' events, so it may never reach
     // the upstream's; without progress responses it can trust, such reads go upstream.
     // This machine's view has no upstream to be linearizable with: it answers as it stands.
@@ -58,10 +63,22 @@ export class ReadRoutes<Req> {
   }
 
   /** A read of a past revision the log holds: the log's answer unless etcd has compacted it, which etcd then says itself. */
-  async afterCompactionCheck(revision: number): Promise<Route> {
-    const mayBeCompacted = await this.deps.compaction.mayBeCompacted(revision);
+  async afterCompactionCheck(decoded: DecodedRead<Req>): Promise<Route> {
+    const mayBeCompacted = await this.deps.compaction.mayBeCompacted(decoded.revision);
     if (mayBeCompacted === true) return FORWARD;
-    return mayBeCompacted === undefined ? this.stale() : FRESH;
+    return mayBeCompacted === undefined ? this.stale() : this.afterFloor(decoded);
+  }
+
+  /** The mirror's answer while etcd answers, unless this process already handed out a newer revision than M. */
+  private fresh(): Route | Wait {
+    return this.deps.store.meta().revision >= this.deps.floor.revision ? FRESH : 'floor';
+  }
+
+  /** Waits (briefly) for the mirror to reach the floor; etcd answers what it does not reach in time. */
+  async afterFloor(decoded: DecodedRead<Req>): Promise<Route> {
+    const floor = this.deps.floor.revision;
+    if (this.deps.store.meta().revision >= floor || (await this.deps.mirror.waitForRevision(floor, FLOOR_WAIT_MS))) return FRESH;
+    return this.deps.liveness.isLost() ? this.stale() : this.upstream(decoded);
   }
 
   /** A read at a revision other than the current one. */
@@ -72,7 +89,7 @@ export class ReadRoutes<Req> {
     if (isRetained(deps.store, revision)) {
       if (lost) return this.stale();
       // etcd may have compacted past it since the proxy last heard; the current revision it cannot have.
-      return revision < deps.store.meta().revision ? 'history' : FRESH;
+      return revision < deps.store.meta().revision ? 'history' : this.fresh();
     }
     if (!lost) return this.upstream(decoded);
     return { kind: 'refuse', error: new ProxyError(revision > deps.mirror.revision() ? 'futureRevision' : 'compacted') };

@@ -2,6 +2,7 @@ import { Metadata } from '@grpc/grpc-js';
 import { createCore, type Core } from '../core/core';
 import { followMirror } from '../core/mirror-reads';
 import { ResponseCache } from '../core/response-cache';
+import { RevisionFloor } from '../core/revision-floor';
 import { createStreamTracker, type StreamTracker } from '../core/stream-tracker';
 import { createWritePolicy } from '../core/write-policy';
 import { ETCD_ERRORS } from '../etcd/errors';
@@ -116,7 +117,7 @@ function buildCore(
       writes: createWritePolicy({ mode: () => current().mode, liveness, mirror, ranges: scope, metrics }),
       mode: () => current().mode,
       watchHub: { hub: watchHub, progressNotifyIntervalMs: config.watchProgressNotifyIntervalMs, bufferBytes: config.watchBufferBytes },
-      mirrorReads: { store, mirror, ranges: scope, liveness, barrier, compaction, directory, offlineLogins, auth, staleReads: config.staleReads, cache: responseCache, grayscale, metrics, log: mirrorLog },
+      mirrorReads: { store, mirror, ranges: scope, liveness, barrier, compaction, directory, offlineLogins, auth, staleReads: config.staleReads, cache: responseCache, grayscale, floor: new RevisionFloor(), metrics, log: mirrorLog },
     },
     { instanceId },
   );

@@ -49,8 +49,9 @@ class AcknowledgedWrites {
  * as every write acknowledged (by anyone, through anything) before it
  * began; any read through a proxy not marked stale is at least as new as
  * every write acknowledged through that proxy before it began (read your
- * writes); and no client sees a proxy's revision go back, stale or not,
- * also across the proxy's restarts.
+ * writes); and no answer not marked stale names a lower revision than one
+ * its client already had through that proxy, also across the proxy's
+ * restarts.
  */
 export function checkFreshness(history: History): Violation[] {
   const answered = history.operations.filter((op): op is Answered => op.result.ok);
@@ -96,7 +97,8 @@ function checkMonotonic(answered: readonly Answered[]): Violation[] {
         if (seen === undefined || done.result.revision > seen.result.revision) seen = done;
         i += 1;
       }
-      if (seen !== undefined && op.result.revision < seen.result.revision) {
+      // A stale answer is the mirror at M while etcd was lost: it may be older than what etcd last said.
+      if (seen !== undefined && !op.result.stale && op.result.revision < seen.result.revision) {
         violations.push({ check: 'monotonic', message: `${op.via}: client ${op.client} got revision ${op.result.revision} after it had ${seen.result.revision}`, evidence: [seen, op] });
       }
     }

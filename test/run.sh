@@ -36,4 +36,9 @@ if [ ${#workerFiles[@]} -gt 0 ]; then
   echo "test/run.sh: ${#workerFiles[@]} files again with --workers 2" >&2
   ECP_TEST_WORKERS=2 node --import tsx --test --test-concurrency=2 --test-timeout=300000 "${workerFiles[@]}" || status=$?
 fi
+# The robustness smoke run (test/robustness/): a 3-member etcd, three proxies, traffic and faults for about a
+# minute, then the checker over the whole history. Alone, after the rest: it loads both cores by itself.
+if [ ${#@} -eq 0 ]; then
+  node --import tsx --test --test-timeout=300000 test/robustness/smoke.test.ts || status=$?
+fi
 exit "$status"

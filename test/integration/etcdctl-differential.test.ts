@@ -101,6 +101,8 @@ class Side {
       // clientv3's own warning lines carry a timestamp and a per-process client id
       .replace(/"ts":"[^"]*"/g, '"ts":"<time>"')
       .replace(/client-[0-9a-f-]{36}/g, 'client-<uuid>')
+      // etcdctl 3.5's warnings name its resolver by a Go pointer, per process
+      .replace(/etcd-endpoints:\/\/0x[0-9a-f]+\//g, 'etcd-endpoints://<resolver>/')
       .replace(/"(cluster_id|member_id|raft_term|ID|leader|raftIndex|raftTerm|raftAppliedIndex|dbSize|dbSizeInUse)":\d+/g, '"$1":<n>')
       .replace(/\b[0-9a-f]{12,16}\b/g, '<member-id>')
       .replace(/http:\/\/(127\.0\.0\.1|localhost):\d+/g, '<url>')

@@ -30,7 +30,7 @@ export function serveStream(ctx: GatewayContext, route: GatewayRoute, request: I
   if (options === null) return;
   if (method.kind === 'server-stream') {
     const handler = method.handler;
-    readRequestMessage(route, request, response).then(
+    readRequestMessage(ctx, route, request, response).then(
       (message) => {
         if (message !== null) handler(openCall(ctx, route, options, response, message));
       },
@@ -64,14 +64,20 @@ function relayRequests(ctx: GatewayContext, route: GatewayRoute, handler: Duplex
   };
   const failed = (error: BodyError): void => {
     stopReading();
+    const dialect = ctx.dialect();
     if (call === null) {
-      // Go's gateway reports a bad first request as a plain error, with code Unknown (HTTP 500).
-      if (error.kind === 'too-large') sendBodyError(request, response, error);
-      else sendErrorBody(response, 500, status.UNKNOWN, error.message);
-      return;
+      if (error.kind === 'too-large') {
+        sendBodyError(dialect, request, response, error);
+        return;
+      }
+      if (dialect.badFirstStreamRequest === 'error') {
+        // etcd 3.4's gateway reports a bad first request as a plain error, with code Unknown (HTTP 500).
+        sendErrorBody(dialect, request, response, 500, status.UNKNOWN, error.message);
+        return;
+      }
     }
-    // A bad later request ends the sending side only; answers keep coming, as with etcd.
-    call.finishRequests();
+    // A bad later request (any bad request, on etcd 3.5) ends the sending side only; answers keep coming, as with etcd.
+    open().finishRequests();
   };
   const deliver = (values: readonly JsonValue[], error: BodyError | undefined): boolean => {
     for (const value of values) {
@@ -150,9 +156,10 @@ function openCall(ctx: GatewayContext, route: GatewayRoute, options: CoreCallOpt
           response.end();
           return;
         }
-        const httpStatus = httpStatusFor(result.code, result.details, ctx.errors);
+        const dialect = ctx.dialect();
+        const httpStatus = httpStatusFor(result.code, result.details, ctx.errors, dialect);
         if (!started) start(httpStatus, {});
-        response.end(streamErrorChunk(result.code, result.details, httpStatus));
+        response.end(streamErrorChunk(result.code, result.details, httpStatus, dialect));
       },
     },
     request,

@@ -1,4 +1,5 @@
 // Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
+// etcd 3.5 pass: test/run.sh runs this file again against etcd 3.5 (ETCD_BIN_DIR), to compare the proxy in front of it with etcd 3.5 itself.
 // Integration (real etcd, real etcdctl): the same etcdctl session, run against
 // one fresh etcd directly and against another fresh etcd through the proxy,
 // prints the same thing once the values that must differ are normalised.

@@ -27,8 +27,15 @@ pick_cache() {
 cache=$(pick_cache)
 bin="$cache/root/usr/bin"
 
+# Whether the etcd in the cache says it is 3.5 (read whole: grep -q would cut the pipe under pipefail).
+is_35() {
+  local version
+  version=$("$bin/etcd" --version 2>/dev/null || true)
+  [[ "$version" == *"etcd Version: 3.5."* ]]
+}
+
 # Reuse: both binaries present and etcd says it is 3.5.
-if [ -x "$bin/etcd" ] && [ -x "$bin/etcdctl" ] && "$bin/etcd" --version 2>/dev/null | grep -q '^etcd Version: 3\.5\.'; then
+if [ -x "$bin/etcd" ] && [ -x "$bin/etcdctl" ] && is_35; then
   echo "$bin"
   exit 0
 fi
@@ -44,13 +51,16 @@ command -v dpkg-deb >/dev/null 2>&1 || fail "dpkg-deb not found"
 mkdir -p "$cache/apt/lists/partial" "$cache/apt/cache/archives/partial" "$cache/apt/parts" "$cache/debs" || fail "cannot write $cache"
 arch=$(dpkg --print-architecture)
 echo "deb [arch=$arch signed-by=$keyring] $mirror $suite main" >"$cache/apt/sources.list"
-# Only the private list, no system preferences or sources.list.d, one architecture.
+: >"$cache/apt/status"
+# Only the private list, no system preferences or sources.list.d, one architecture, and an empty
+# package status: what this machine has installed (bookworm's etcd 3.4) is no candidate.
 apt_opts=(
   -o "Dir::Etc::SourceList=$cache/apt/sources.list"
   -o "Dir::Etc::SourceParts=$cache/apt/parts"
   -o "Dir::Etc::PreferencesParts=$cache/apt/parts"
   -o "Dir::Etc::Preferences=$cache/apt/parts/none"
   -o "Dir::State::Lists=$cache/apt/lists"
+  -o "Dir::State::status=$cache/apt/status"
   -o "Dir::Cache=$cache/apt/cache"
   -o "APT::Architectures::=$arch"
   -o "APT::Sandbox::User=root"
@@ -59,9 +69,10 @@ apt_opts=(
   -o "Acquire::http::Timeout=20"
 )
 log="$cache/apt.log"
-apt-get "${apt_opts[@]}" -qq update >"$log" 2>&1 || fail "apt-get update failed ($(tail -1 "$log"))"
+# --error-on=any: an index that failed to download is a failure, not a warning over an old list.
+apt-get "${apt_opts[@]}" -qq --error-on=any update >"$log" 2>&1 || fail "apt-get update failed ($(tail -1 "$log"))"
 rm -f "$cache/debs/"*.deb
-(cd "$cache/debs" && apt-get "${apt_opts[@]}" -qq download etcd-server etcd-client) >>"$log" 2>&1 || fail "apt-get download failed ($(tail -1 "$log"))"
+(cd "$cache/debs" && apt-get "${apt_opts[@]}" -qq download "etcd-server/$suite" "etcd-client/$suite") >>"$log" 2>&1 || fail "apt-get download failed ($(tail -1 "$log"))"
 
 # Unpack into a fresh tree, then move it into place, so a half-done run is never reused.
 rm -rf "$cache/root.new"
@@ -71,6 +82,6 @@ for deb in "$cache/debs/"*.deb; do
 done
 rm -rf "$cache/root"
 mv "$cache/root.new" "$cache/root"
-"$bin/etcd" --version 2>/dev/null | grep -q '^etcd Version: 3\.5\.' || fail "the unpacked etcd is not 3.5: $("$bin/etcd" --version 2>&1 | head -1)"
+is_35 || fail "the unpacked etcd is not 3.5: $("$bin/etcd" --version 2>&1 | head -1)"
 [ -x "$bin/etcdctl" ] || fail "etcdctl missing from etcd-client"
 echo "$bin"

@@ -21,6 +21,12 @@ export interface GatewayDialect {
   routingError(kind: 'not-found' | 'method'): RoutingAnswer;
   /** What a bad first request of a streaming body gets: an error answer, or the call opened with no request sent. */
   readonly badFirstStreamRequest: 'error' | 'half-close';
+  /**
+   * When a stream's HTTP headers go out: as soon as the call's own do (3.4,
+   * always with a JSON content type), or with its first answer (3.5: a
+   * stream that ends without one has no content type).
+   */
+  readonly streamHeaders: 'at-once' | 'with-first-answer';
   /** GET /health's body. */
   healthBody(healthy: boolean, reason: string | undefined): string;
 }
@@ -74,6 +80,7 @@ const ETCD_34: GatewayDialect = {
       ? { status: 404, contentType: 'text/plain; charset=utf-8', body: 'Not Found\n', noSniff: true }
       : { status: 405, contentType: 'text/plain; charset=utf-8', body: 'Method Not Allowed\n', noSniff: true },
   badFirstStreamRequest: 'error',
+  streamHeaders: 'at-once',
   healthBody: (healthy, reason) => JSON.stringify(healthy ? { health: 'true' } : { health: 'false', reason: reason ?? '' }),
 };
 
@@ -90,6 +97,7 @@ const ETCD_35: GatewayDialect = {
       : { status: 501, contentType: 'application/json', body: `{"code":${status.UNIMPLEMENTED},"message":"Method Not Allowed"}`, noSniff: false },
   // The request side closes on the bad request; the call stays open for its answers.
   badFirstStreamRequest: 'half-close',
+  streamHeaders: 'with-first-answer',
   healthBody: (healthy, reason) => JSON.stringify({ health: healthy ? 'true' : 'false', reason: healthy ? '' : (reason ?? '') }),
 };
 

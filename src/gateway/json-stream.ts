@@ -113,9 +113,11 @@ const RESULT_CLOSE = Buffer.from('}\n');
 function openCall(ctx: GatewayContext, route: GatewayRoute, options: CoreCallOptions, response: ServerResponse, request?: Buffer): GatewayStreamCall {
   let started = false;
   let awaitingDrain = false;
-  const start = (httpStatus: number, headers: Record<string, string | string[] | number>): void => {
+  /** The call's own headers, kept for the first answer when the dialect sends them only then. */
+  let callHeaders: Record<string, string | string[] | number> = {};
+  const start = (httpStatus: number, withContentType = true): void => {
     started = true;
-    response.writeHead(httpStatus, { 'Content-Type': 'application/json', ...headers });
+    response.writeHead(httpStatus, { ...(withContentType ? { 'Content-Type': 'application/json' } : {}), ...callHeaders });
     response.flushHeaders();
   };
   const call: GatewayStreamCall = new GatewayStreamCall(
@@ -124,11 +126,12 @@ function openCall(ctx: GatewayContext, route: GatewayRoute, options: CoreCallOpt
       headers(metadata) {
         const plain: Record<string, string | string[] | number> = {};
         for (const [name, value] of Object.entries(responseHeadersFrom(metadata))) if (value !== undefined) plain[name] = value;
-        start(200, plain);
+        callHeaders = plain;
+        if (ctx.dialect().streamHeaders === 'at-once') start(200);
       },
       message(bytes, done) {
         if (response.destroyed) return true;
-        if (!started) start(200, {});
+        if (!started) start(200);
         let json: Buffer;
         try {
           json = responseJson(route.response, bytes);
@@ -151,14 +154,14 @@ function openCall(ctx: GatewayContext, route: GatewayRoute, options: CoreCallOpt
       status(result: CallStatus) {
         response.off('close', onClose);
         if (response.destroyed) return;
+        const dialect = ctx.dialect();
         if (result.code === status.OK) {
-          if (!started) start(200, {});
+          if (!started) start(200, dialect.streamHeaders === 'at-once');
           response.end();
           return;
         }
-        const dialect = ctx.dialect();
         const httpStatus = httpStatusFor(result.code, result.details, ctx.errors, dialect);
-        if (!started) start(httpStatus, {});
+        if (!started) start(httpStatus);
         response.end(streamErrorChunk(result.code, result.details, httpStatus, dialect));
       },
     },

@@ -43,6 +43,9 @@ export function etcdctl(endpoint: string, args: readonly string[], options: Etcd
       clearTimeout(quietTimer);
       resolve({ code, stdout, stderr });
     });
+    // A command that reads no input may exit before its stdin is closed: the write then fails with EPIPE,
+    // which says nothing about the command (its exit code and output do).
+    child.stdin.on('error', () => undefined);
     child.stdin.end(options.stdin ?? '');
     armQuietTimer();
   });

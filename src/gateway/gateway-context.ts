@@ -97,10 +97,12 @@ function drainAfterAnswer(request: IncomingMessage, response: ServerResponse): v
 
 /** The call options a request's headers ask for, or null once an error answer has gone out for bad ones. */
 export function callOptionsOrRefuse(ctx: GatewayContext, request: IncomingMessage, response: ServerResponse): CoreCallOptions | null {
-  const options = callOptionsFrom(request.headers);
-  if (!('error' in options)) return options;
   const dialect = ctx.dialect();
-  sendErrorBody(dialect, request, response, httpStatusFor(options.code, options.error, ctx.errors, dialect), options.code, options.error);
+  const options = callOptionsFrom(request.headers, dialect);
+  if (!('error' in options)) return options;
+  // A trailers-only answer carries its content type among the trailers, which grpc-gateway passes on.
+  const trailers = options.trailersOnly ? [['content-type', 'application/grpc'] as const] : [];
+  sendErrorBody(dialect, request, response, httpStatusFor(options.code, options.error, ctx.errors, dialect), options.code, options.error, trailers);
   return null;
 }
 

@@ -27,6 +27,8 @@ export interface GatewayDialect {
    * stream that ends without one has no content type).
    */
   readonly streamHeaders: 'at-once' | 'with-first-answer';
+  /** The refusal of an Authorization header that gRPC metadata cannot carry (not printable ASCII). */
+  readonly unprintableToken: 'invalidAuthToken' | 'authorizationNotPrintable';
   /** GET /health's body. */
   healthBody(healthy: boolean, reason: string | undefined): string;
 }
@@ -81,6 +83,7 @@ const ETCD_34: GatewayDialect = {
       : { status: 405, contentType: 'text/plain; charset=utf-8', body: 'Method Not Allowed\n', noSniff: true },
   badFirstStreamRequest: 'error',
   streamHeaders: 'at-once',
+  unprintableToken: 'invalidAuthToken',
   healthBody: (healthy, reason) => JSON.stringify(healthy ? { health: 'true' } : { health: 'false', reason: reason ?? '' }),
 };
 
@@ -98,6 +101,7 @@ const ETCD_35: GatewayDialect = {
   // The request side closes on the bad request; the call stays open for its answers.
   badFirstStreamRequest: 'half-close',
   streamHeaders: 'with-first-answer',
+  unprintableToken: 'authorizationNotPrintable',
   healthBody: (healthy, reason) => JSON.stringify({ health: healthy ? 'true' : 'false', reason: healthy ? '' : (reason ?? '') }),
 };
 

@@ -37,6 +37,11 @@ describe('gateway dialect by etcd version', () => {
     assert.equal(dialectFor('3.5.16').forwardsTrailers({ te: 'gzip, Trailers' }), true);
   });
 
+  it('refuses a token gRPC metadata cannot carry as each version does', () => {
+    assert.equal(dialectFor('3.4.23').unprintableToken, 'invalidAuthToken');
+    assert.equal(dialectFor('3.5.16').unprintableToken, 'authorizationNotPrintable');
+  });
+
   it('answers routing errors and /health as each version does', () => {
     assert.deepEqual(dialectFor('3.5.16').routingError('method'), { status: 501, contentType: 'application/json', body: '{"code":12,"message":"Method Not Allowed"}', noSniff: false });
     assert.equal(dialectFor('3.4.23').routingError('method').status, 405);

@@ -42,14 +42,16 @@ fi
 # in front of it. Without the network that pass is skipped with a line saying so; on CI it must run.
 mapfile -t etcd35Files < <(grep -l '^// etcd 3.5 pass:' "${files[@]}" || true)
 if [ ${#etcd35Files[@]} -gt 0 ]; then
-  if etcd35=$(bash test/support/fetch-etcd.sh); then
+  fetchLog=$(mktemp)
+  if etcd35=$(bash test/support/fetch-etcd.sh 2>"$fetchLog"); then
     echo "test/run.sh: ${#etcd35Files[@]} files again against etcd 3.5 ($etcd35)" >&2
     ETCD_BIN_DIR="$etcd35" node --import tsx --test --test-concurrency=2 --test-timeout=300000 "${etcd35Files[@]}" || status=$?
   elif [ "${CI:-}" = true ]; then
-    echo "test/run.sh: etcd 3.5 could not be fetched, and CI must run the etcd 3.5 pass" >&2
+    echo "test/run.sh: CI must run the etcd 3.5 pass, and etcd 3.5 could not be fetched: $(tail -n 1 "$fetchLog")" >&2
     status=1
   else
-    echo "test/run.sh: etcd 3.5 could not be fetched (no network?): the etcd 3.5 pass is skipped" >&2
+    echo "test/run.sh: the etcd 3.5 pass is skipped (no network?): $(tail -n 1 "$fetchLog")" >&2
   fi
+  rm -f "$fetchLog"
 fi
 exit "$status"

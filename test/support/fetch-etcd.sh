@@ -13,7 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 suite=trixie
-mirror=http://deb.debian.org/debian
+# ETCD35_DEBIAN_MIRROR: another Debian mirror (a local one, or an unreachable one to try the offline path).
+mirror=${ETCD35_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 
 pick_cache() {

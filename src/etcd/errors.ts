@@ -14,6 +14,8 @@ export const ETCD_ERRORS = {
   invalidSortOption: { code: status.INVALID_ARGUMENT, details: 'etcdserver: invalid sort option' },
   tooManyOps: { code: status.INVALID_ARGUMENT, details: 'etcdserver: too many operations in txn request' },
   invalidAuthToken: { code: status.UNAUTHENTICATED, details: 'etcdserver: invalid auth token' },
+  /** etcd 3.5's JSON gateway, for an Authorization header gRPC metadata cannot carry. */
+  authorizationNotPrintable: { code: status.INTERNAL, details: 'header key "authorization" contains value with non-printable ASCII characters' },
   userEmpty: { code: status.INVALID_ARGUMENT, details: 'etcdserver: user name is empty' },
   permissionDenied: { code: status.PERMISSION_DENIED, details: 'etcdserver: permission denied' },
   authFailed: { code: status.INVALID_ARGUMENT, details: 'etcdserver: authentication failed, invalid user ID or password' },

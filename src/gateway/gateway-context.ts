@@ -4,7 +4,8 @@ import type { Logger } from '../log';
 import { readJsonBody, type BodyError } from './body-reader';
 import type { Core } from '../core/core';
 import type { CoreCallOptions } from './core-call';
-import { errorBody, httpStatusFor, type HttpErrorPolicy } from './http-errors';
+import type { GatewayDialect } from './gateway-dialect';
+import { httpStatusFor, type HttpErrorPolicy } from './http-errors';
 import { callOptionsFrom, canonicalHeaderName } from './http-headers';
 import { encodeRequest } from './proto-json';
 import type { GatewayRoute } from './routes';
@@ -15,6 +16,8 @@ export interface GatewayContext {
   readonly core: Core;
   readonly errors: HttpErrorPolicy;
   readonly log: Logger;
+  /** How the etcd behind the proxy writes its gateway's own answers, as last learned from its version. */
+  readonly dialect: () => GatewayDialect;
 }
 
 /**
@@ -28,16 +31,28 @@ export function sendComplete(response: ServerResponse, httpStatus: number, heade
   response.end(body);
 }
 
-/** A unary-style error answer: etcd's JSON error body, with the trailers grpc-gateway adds when the gRPC answer had them. */
-export function sendErrorBody(response: ServerResponse, httpStatus: number, code: status, message: string, trailers: ReadonlyArray<readonly [string, string]> = []): void {
+/**
+ * A unary-style error answer: etcd's JSON error body, with the trailers
+ * grpc-gateway adds when the gRPC answer had them (etcd 3.5's: only for a
+ * client that takes trailers).
+ */
+export function sendErrorBody(
+  dialect: GatewayDialect,
+  request: IncomingMessage,
+  response: ServerResponse,
+  httpStatus: number,
+  code: status,
+  message: string,
+  trailers: ReadonlyArray<readonly [string, string]> = [],
+): void {
   if (response.headersSent) {
     response.destroy();
     return;
   }
   response.statusCode = httpStatus;
   response.setHeader('Content-Type', 'application/json');
-  const body = errorBody(code, message);
-  if (trailers.length === 0) {
+  const body = dialect.errorBody(code, message);
+  if (trailers.length === 0 || !dialect.forwardsTrailers(request.headers)) {
     sendComplete(response, httpStatus, {}, body);
     return;
   }
@@ -48,13 +63,13 @@ export function sendErrorBody(response: ServerResponse, httpStatus: number, code
 }
 
 /** A body the gateway would not read (too large) or could not (bad JSON), for a unary call: 413 / 400. */
-export function sendBodyError(request: IncomingMessage, response: ServerResponse, error: BodyError): void {
+export function sendBodyError(dialect: GatewayDialect, request: IncomingMessage, response: ServerResponse, error: BodyError): void {
   if (error.kind === 'too-large') {
     drainAfterAnswer(request, response);
-    sendErrorBody(response, 413, status.RESOURCE_EXHAUSTED, `etcd-cache-proxy: request body larger than ${error.limit} bytes`);
+    sendErrorBody(dialect, request, response, 413, status.RESOURCE_EXHAUSTED, `etcd-cache-proxy: request body larger than ${error.limit} bytes`);
     return;
   }
-  sendErrorBody(response, 400, status.INVALID_ARGUMENT, error.message);
+  sendErrorBody(dialect, request, response, 400, status.INVALID_ARGUMENT, error.message);
 }
 
 /** How long a client refused mid-body may go on sending before its connection is cut. */
@@ -82,9 +97,12 @@ function drainAfterAnswer(request: IncomingMessage, response: ServerResponse): v
 
 /** The call options a request's headers ask for, or null once an error answer has gone out for bad ones. */
 export function callOptionsOrRefuse(ctx: GatewayContext, request: IncomingMessage, response: ServerResponse): CoreCallOptions | null {
-  const options = callOptionsFrom(request.headers);
+  const dialect = ctx.dialect();
+  const options = callOptionsFrom(request.headers, dialect);
   if (!('error' in options)) return options;
-  sendErrorBody(response, httpStatusFor(options.code, options.error, ctx.errors), options.code, options.error);
+  // A trailers-only answer carries its content type among the trailers, which grpc-gateway passes on.
+  const trailers = options.trailersOnly ? [['content-type', 'application/grpc'] as const] : [];
+  sendErrorBody(dialect, request, response, httpStatusFor(options.code, options.error, ctx.errors, dialect), options.code, options.error, trailers);
   return null;
 }
 
@@ -92,16 +110,16 @@ export function callOptionsOrRefuse(ctx: GatewayContext, request: IncomingMessag
  * The whole body as one protobuf request of the route, or null once the
  * answer for a body that is not one has gone out (or the client left).
  */
-export async function readRequestMessage(route: GatewayRoute, request: IncomingMessage, response: ServerResponse): Promise<Buffer | null> {
+export async function readRequestMessage(ctx: GatewayContext, route: GatewayRoute, request: IncomingMessage, response: ServerResponse): Promise<Buffer | null> {
   const body = await readJsonBody(request);
   if (body.kind === 'aborted') return null;
   if (body.kind !== 'json') {
-    sendBodyError(request, response, body);
+    sendBodyError(ctx.dialect(), request, response, body);
     return null;
   }
   const encoded = encodeRequest(route.request, body.value);
   if ('error' in encoded) {
-    sendErrorBody(response, 400, status.INVALID_ARGUMENT, encoded.error);
+    sendErrorBody(ctx.dialect(), request, response, 400, status.INVALID_ARGUMENT, encoded.error);
     return null;
   }
   return encoded.bytes;

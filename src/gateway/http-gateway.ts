@@ -8,6 +8,7 @@ import { probeUpstreamHealth } from '../upstream/health-probe';
 import type { UpstreamPool } from '../upstream/pool';
 import { sendComplete, type GatewayContext } from './gateway-context';
 import type { HttpErrorPolicy } from './http-errors';
+import type { GatewayDialect, RoutingAnswer } from './gateway-dialect';
 import { setCorsHeaders } from './http-headers';
 import { serveStream } from './json-stream';
 import { serveUnary } from './json-unary';
@@ -46,8 +47,8 @@ export interface HttpGateway {
  * plain-text 404 and 405 answers elsewhere.
  */
 export function createHttpGateway(deps: HttpGatewayDeps): HttpGateway {
-  const ctx: GatewayContext = { core: deps.core, errors: deps.errorPolicy, log: deps.log };
-  const version = createVersionSource(deps.core, deps.upstreamLost);
+  const version = createVersionSource(deps.core, deps.upstreamLost, deps.log);
+  const ctx: GatewayContext = { core: deps.core, errors: deps.errorPolicy, log: deps.log, dialect: () => version.dialect() };
   // Node cuts a request whose body is still arriving after requestTimeout (5 min by default); a
   // watch's body may stay open for the life of the watch, to carry its cancel and progress requests.
   const onRequest = (request: IncomingMessage, response: ServerResponse): void => {
@@ -98,11 +99,11 @@ function handle(deps: HttpGatewayDeps, ctx: GatewayContext, version: VersionSour
   if (route === undefined || request.method !== 'POST') request.resume();
   if (path.startsWith('/v3/')) {
     if (route === undefined) {
-      goError(response, 404, 'Not Found');
+      sendRoutingError(response, ctx.dialect().routingError('not-found'));
       return 'other';
     }
     if (request.method !== 'POST') {
-      goError(response, 405, 'Method Not Allowed');
+      sendRoutingError(response, ctx.dialect().routingError('method'));
       return route.path;
     }
     if (route.kind === 'unary') serveUnary(ctx, route, request, response).catch(fail);
@@ -118,7 +119,7 @@ function handle(deps: HttpGatewayDeps, ctx: GatewayContext, version: VersionSour
       sendMetrics(deps.metrics, response, deps.scrape).catch(fail);
       return path;
     case '/health':
-      if (allowGet(request, response)) sendHealth(deps.pool, response).catch(fail);
+      if (allowGet(request, response)) sendHealth(deps.pool, ctx.dialect(), response).catch(fail);
       return path;
     case '/readyz':
       if (allowGet(request, response)) sendReadiness(deps.readiness(), response);
@@ -155,11 +156,16 @@ function goError(response: ServerResponse, httpStatus: number, text: string): vo
   sendComplete(response, httpStatus, { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' }, `${text}\n`);
 }
 
+/** grpc-gateway's answer to a path under /v3/ it has no call for, or a method other than POST. */
+function sendRoutingError(response: ServerResponse, answer: RoutingAnswer): void {
+  sendComplete(response, answer.status, { 'Content-Type': answer.contentType, ...(answer.noSniff ? { 'X-Content-Type-Options': 'nosniff' } : {}) }, answer.body);
+}
+
 /** A forwarding proxy is as healthy as the cluster behind it. */
-async function sendHealth(pool: UpstreamPool, response: ServerResponse): Promise<void> {
+async function sendHealth(pool: UpstreamPool, dialect: GatewayDialect, response: ServerResponse): Promise<void> {
   const result = await probeUpstreamHealth(pool, HEALTH_PROBE_TIMEOUT_MS);
   // etcd writes its /health body without a content type, which Go's server then sniffs as plain text.
-  sendComplete(response, result.healthy ? 200 : 503, { 'Content-Type': 'text/plain; charset=utf-8' }, JSON.stringify(result.healthy ? { health: 'true' } : { health: 'false', reason: result.reason }));
+  sendComplete(response, result.healthy ? 200 : 503, { 'Content-Type': 'text/plain; charset=utf-8' }, dialect.healthBody(result.healthy, result.reason));
 }
 
 /** For orchestrators (Kubernetes readiness): 200 while reads are answered, fresh or stale; 503 with the reason otherwise. */

@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { status, type Metadata } from '@grpc/grpc-js';
 import { ETCD_ERRORS } from '../etcd/errors';
+import type { GatewayDialect } from './gateway-dialect';
 import { STALE_HEADER } from '../etcd/metadata';
 import { isReservedMetadataKey, metadataEntries, type CoreCallOptions } from './core-call';
 
@@ -20,13 +21,20 @@ const METADATA_HEADER_PREFIX = 'grpc-metadata-';
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const TIMEOUT_UNIT_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 0.001, n: 0.000_001 };
 
+/** Request headers refused before any call: the error, and whether etcd would have answered it as a call (trailers only). */
+export interface HeaderRefusal {
+  readonly error: string;
+  readonly code: status;
+  readonly trailersOnly: boolean;
+}
+
 /**
  * What grpc-gateway passes from the HTTP request to the gRPC call: the
  * Authorization header as the auth token, Grpc-Metadata-* headers as
  * metadata (Grpc-Metadata-Hasleader: true asks for etcd's require-leader
  * watch), and Grpc-Timeout as the call's deadline.
  */
-export function callOptionsFrom(headers: IncomingHttpHeaders): CoreCallOptions | { error: string; code: status } {
+export function callOptionsFrom(headers: IncomingHttpHeaders, dialect: GatewayDialect): CoreCallOptions | HeaderRefusal {
   const metadata: [string, string][] = [];
   // etcd reads the token from `token` (what clientv3 sends) before `authorization` (what grpc-gateway
   // passes on); `token` keeps HTTP clients on the same path through the proxy as gRPC ones.
@@ -34,7 +42,11 @@ export function callOptionsFrom(headers: IncomingHttpHeaders): CoreCallOptions |
   if (authorization !== undefined && authorization !== '') {
     // gRPC metadata holds printable ASCII only; no token etcd issues is anything else, and grpc-js
     // would drop it silently, so the call would go out without the token the client meant to send.
-    if (!PRINTABLE_ASCII.test(authorization)) return { error: ETCD_ERRORS.invalidAuthToken.details, code: ETCD_ERRORS.invalidAuthToken.code };
+    if (!PRINTABLE_ASCII.test(authorization)) {
+      const refusal = ETCD_ERRORS[dialect.unprintableToken];
+      // etcd 3.4 refuses the token itself, in a trailers-only answer; etcd 3.5's gateway before the call.
+      return { error: refusal.details, code: refusal.code, trailersOnly: dialect.unprintableToken === 'invalidAuthToken' };
+    }
     metadata.push(['token', authorization]);
   }
   for (const [name, value] of Object.entries(headers)) {
@@ -45,7 +57,7 @@ export function callOptionsFrom(headers: IncomingHttpHeaders): CoreCallOptions |
   }
   const timeoutHeader = headers['grpc-timeout'];
   const timeoutMs = timeoutHeader === undefined || timeoutHeader === '' ? null : grpcTimeoutMs(String(timeoutHeader));
-  if (timeoutMs instanceof Error) return { error: timeoutMs.message, code: status.INVALID_ARGUMENT };
+  if (timeoutMs instanceof Error) return { error: timeoutMs.message, code: status.INVALID_ARGUMENT, trailersOnly: false };
   return { metadata, timeoutMs };
 }
 

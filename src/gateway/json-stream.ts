@@ -30,7 +30,7 @@ export function serveStream(ctx: GatewayContext, route: GatewayRoute, request: I
   if (options === null) return;
   if (method.kind === 'server-stream') {
     const handler = method.handler;
-    readRequestMessage(route, request, response).then(
+    readRequestMessage(ctx, route, request, response).then(
       (message) => {
         if (message !== null) handler(openCall(ctx, route, options, response, message));
       },
@@ -64,14 +64,20 @@ function relayRequests(ctx: GatewayContext, route: GatewayRoute, handler: Duplex
   };
   const failed = (error: BodyError): void => {
     stopReading();
+    const dialect = ctx.dialect();
     if (call === null) {
-      // Go's gateway reports a bad first request as a plain error, with code Unknown (HTTP 500).
-      if (error.kind === 'too-large') sendBodyError(request, response, error);
-      else sendErrorBody(response, 500, status.UNKNOWN, error.message);
-      return;
+      if (error.kind === 'too-large') {
+        sendBodyError(dialect, request, response, error);
+        return;
+      }
+      if (dialect.badFirstStreamRequest === 'error') {
+        // etcd 3.4's gateway reports a bad first request as a plain error, with code Unknown (HTTP 500).
+        sendErrorBody(dialect, request, response, 500, status.UNKNOWN, error.message);
+        return;
+      }
     }
-    // A bad later request ends the sending side only; answers keep coming, as with etcd.
-    call.finishRequests();
+    // A bad later request (any bad request, on etcd 3.5) ends the sending side only; answers keep coming, as with etcd.
+    open().finishRequests();
   };
   const deliver = (values: readonly JsonValue[], error: BodyError | undefined): boolean => {
     for (const value of values) {
@@ -107,9 +113,11 @@ const RESULT_CLOSE = Buffer.from('}\n');
 function openCall(ctx: GatewayContext, route: GatewayRoute, options: CoreCallOptions, response: ServerResponse, request?: Buffer): GatewayStreamCall {
   let started = false;
   let awaitingDrain = false;
-  const start = (httpStatus: number, headers: Record<string, string | string[] | number>): void => {
+  /** The call's own headers, kept for the first answer when the dialect sends them only then. */
+  let callHeaders: Record<string, string | string[] | number> = {};
+  const start = (httpStatus: number, withContentType = true): void => {
     started = true;
-    response.writeHead(httpStatus, { 'Content-Type': 'application/json', ...headers });
+    response.writeHead(httpStatus, { ...(withContentType ? { 'Content-Type': 'application/json' } : {}), ...callHeaders });
     response.flushHeaders();
   };
   const call: GatewayStreamCall = new GatewayStreamCall(
@@ -118,11 +126,12 @@ function openCall(ctx: GatewayContext, route: GatewayRoute, options: CoreCallOpt
       headers(metadata) {
         const plain: Record<string, string | string[] | number> = {};
         for (const [name, value] of Object.entries(responseHeadersFrom(metadata))) if (value !== undefined) plain[name] = value;
-        start(200, plain);
+        callHeaders = plain;
+        if (ctx.dialect().streamHeaders === 'at-once') start(200);
       },
       message(bytes, done) {
         if (response.destroyed) return true;
-        if (!started) start(200, {});
+        if (!started) start(200);
         let json: Buffer;
         try {
           json = responseJson(route.response, bytes);
@@ -145,14 +154,15 @@ function openCall(ctx: GatewayContext, route: GatewayRoute, options: CoreCallOpt
       status(result: CallStatus) {
         response.off('close', onClose);
         if (response.destroyed) return;
+        const dialect = ctx.dialect();
         if (result.code === status.OK) {
-          if (!started) start(200, {});
+          if (!started) start(200, dialect.streamHeaders === 'at-once');
           response.end();
           return;
         }
-        const httpStatus = httpStatusFor(result.code, result.details, ctx.errors);
-        if (!started) start(httpStatus, {});
-        response.end(streamErrorChunk(result.code, result.details, httpStatus));
+        const httpStatus = httpStatusFor(result.code, result.details, ctx.errors, dialect);
+        if (!started) start(httpStatus);
+        response.end(streamErrorChunk(result.code, result.details, httpStatus, dialect));
       },
     },
     request,

@@ -17,7 +17,7 @@ export async function serveUnary(ctx: GatewayContext, route: GatewayRoute, reque
   if (method?.kind !== 'unary') throw new Error(`etcd-cache-proxy: ${route.grpcPath} is not a unary method of the core`);
   const options = callOptionsOrRefuse(ctx, request, response);
   if (options === null) return;
-  const message = await readRequestMessage(route, request, response);
+  const message = await readRequestMessage(ctx, route, request, response);
   if (message === null) return;
   const address = request.socket.remoteAddress;
   const peer = address === undefined ? undefined : address.includes(':') ? `[${address}]:${request.socket.remotePort ?? 0}` : `${address}:${request.socket.remotePort ?? 0}`;
@@ -37,5 +37,6 @@ export async function serveUnary(ctx: GatewayContext, route: GatewayRoute, reque
   if (outcome.headers !== null) for (const [name, value] of Object.entries(responseHeadersFrom(outcome.headers))) if (value !== undefined) response.setHeader(name, value);
   // A trailers-only answer carries its content-type among the trailers, which grpc-gateway passes on.
   const trailers = result.trailersOnly ? [['content-type', 'application/grpc'] as const, ...result.trailers] : result.trailers;
-  sendErrorBody(response, httpStatusFor(result.code, result.details, ctx.errors), result.code, result.details, trailers);
+  const dialect = ctx.dialect();
+  sendErrorBody(dialect, request, response, httpStatusFor(result.code, result.details, ctx.errors, dialect), result.code, result.details, trailers);
 }

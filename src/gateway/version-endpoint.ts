@@ -1,6 +1,8 @@
 import { status } from '@grpc/grpc-js';
 import type { Core } from '../core/core';
+import type { Logger } from '../log';
 import { callUnary } from './core-call';
+import { dialectFor, type GatewayDialect } from './gateway-dialect';
 import { goJsonString, lookupMessage } from './proto-json';
 
 /**
@@ -17,6 +19,11 @@ const STATUS_TIMEOUT_MS = 1_000;
 export interface VersionSource {
   /** etcd's /version body: {"etcdserver":"3.4.23","etcdcluster":"3.4.0"}. */
   body(): Promise<string>;
+  /**
+   * How the upstream's gateway answers, from its version as last learned
+   * (etcd 3.4's before any); an old answer is asked again in the background.
+   */
+  dialect(): GatewayDialect;
 }
 
 /**
@@ -24,10 +31,14 @@ export interface VersionSource {
  * upstream member reports in Maintenance.Status (asked through the proxy's
  * own Maintenance service), kept for when the upstream cannot be asked. etcd's
  * cluster version is the members' common major.minor, with patch 0.
+ * The version is first asked at once, so that the gateway's own answers
+ * (errors, /health) take the upstream's dialect from the first requests on.
  */
-export function createVersionSource(core: Core, upstreamLost: () => boolean): VersionSource {
+export function createVersionSource(core: Core, upstreamLost: () => boolean, log: Logger): VersionSource {
   const statusResponse = lookupMessage('etcdserverpb.StatusResponse');
-  let known: { server: string; learnedAt: number } | null = null;
+  let known: { server: string; learnedAt: number; dialect: GatewayDialect } | null = null;
+  /** The one Status call in flight, shared by everyone who wants a fresh version. */
+  let asking: Promise<void> | null = null;
 
   const method = core.method('/etcdserverpb.Maintenance/Status');
   const ask = async (): Promise<string | null> => {
@@ -37,16 +48,32 @@ export function createVersionSource(core: Core, upstreamLost: () => boolean): Ve
     const decoded = statusResponse.decode(message) as unknown as { version?: string };
     return typeof decoded.version === 'string' && decoded.version !== '' ? decoded.version : null;
   };
+  const fresh = (): boolean => known !== null && Date.now() - known.learnedAt < FRESH_MS;
+  const refresh = (): Promise<void> => {
+    if (fresh() || upstreamLost()) return Promise.resolve();
+    asking ??= ask()
+      .then((server) => {
+        if (server !== null) known = { server, learnedAt: Date.now(), dialect: dialectFor(server) };
+      })
+      .finally(() => {
+        asking = null;
+      });
+    return asking;
+  };
+  const refreshInBackground = (): void => {
+    refresh().catch((error: unknown) => log.warn({ err: error }, "could not ask the upstream's version"));
+  };
+  refreshInBackground();
 
   return {
     async body() {
-      const fresh = known !== null && Date.now() - known.learnedAt < FRESH_MS;
-      if (!fresh && !upstreamLost()) {
-        const server = await ask();
-        if (server !== null) known = { server, learnedAt: Date.now() };
-      }
+      await refresh();
       const server = known?.server ?? API_LEVEL;
       return `{"etcdserver":${goJsonString(server)},"etcdcluster":${goJsonString(clusterVersion(server))}}`;
+    },
+    dialect() {
+      if (!fresh()) refreshInBackground();
+      return known?.dialect ?? dialectFor(null);
     },
   };
 }

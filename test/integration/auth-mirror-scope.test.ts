@@ -1,4 +1,5 @@
 // Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
+// etcd 3.5 pass: test/run.sh runs this file again against etcd 3.5 (ETCD_BIN_DIR): here the mirror merges separate range watches by progress answers it trusts as exact (etcd 3.5.13+), against an etcd that gives such answers.
 // Integration (real etcd 3.4 with auth on, HTTP/JSON and gRPC watches): the
 // mirror's user is not root and may read /apisix/ and /other/ only, with
 // /b/ (which it may not read) between them and /secret/ after. Without

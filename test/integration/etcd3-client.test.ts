@@ -1,4 +1,5 @@
 // Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
+// etcd 3.5 pass: test/run.sh runs this file again against etcd 3.5 (ETCD_BIN_DIR): the same client through the proxy in front of etcd 3.5.
 // Integration (real etcd, the etcd3 npm client): a Node application pointed
 // at the proxy works as it does against etcd.
 import assert from 'node:assert/strict';

@@ -1,4 +1,5 @@
 // Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
+// etcd 3.5 pass: test/run.sh runs this file again against etcd 3.5 (ETCD_BIN_DIR), to compare the proxy in front of it with etcd 3.5 itself.
 // Integration (real etcd, real etcdctl): the same etcdctl session, run against
 // one fresh etcd directly and against another fresh etcd through the proxy,
 // prints the same thing once the values that must differ are normalised.
@@ -101,6 +102,8 @@ class Side {
       // clientv3's own warning lines carry a timestamp and a per-process client id
       .replace(/"ts":"[^"]*"/g, '"ts":"<time>"')
       .replace(/client-[0-9a-f-]{36}/g, 'client-<uuid>')
+      // etcdctl 3.5's warnings name its resolver by a Go pointer, per process
+      .replace(/etcd-endpoints:\/\/0x[0-9a-f]+\//g, 'etcd-endpoints://<resolver>/')
       .replace(/"(cluster_id|member_id|raft_term|ID|leader|raftIndex|raftTerm|raftAppliedIndex|dbSize|dbSizeInUse)":\d+/g, '"$1":<n>')
       .replace(/\b[0-9a-f]{12,16}\b/g, '<member-id>')
       .replace(/http:\/\/(127\.0\.0\.1|localhost):\d+/g, '<url>')

@@ -1,4 +1,5 @@
 // Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
+// etcd 3.5 pass: test/run.sh runs this file again against etcd 3.5 (ETCD_BIN_DIR), to compare the proxy in front of it with etcd 3.5 itself.
 // Integration (two real etcds, plain HTTP): one recorded list of requests to
 // etcd's HTTP/JSON gateway, sent to a fresh etcd directly (etcd's own
 // gateway) and to another fresh etcd through the proxy (the proxy's gateway
@@ -121,6 +122,25 @@ function normalise(value: unknown, state: SideState, parentKey = ''): unknown {
   return out;
 }
 
+/** The minor version etcd reports on /version (4 for 3.4.23). */
+async function etcdMinorVersion(url: string): Promise<number> {
+  const version = (await httpCall(url, '/version', null)).json as { etcdserver: string };
+  return Number(version.etcdserver.split('.')[1]);
+}
+
+/**
+ * A JSON text with Go's protojson spacing taken out: etcd 3.5 writes some
+ * answers with a space after a comma or colon, chosen per build on purpose
+ * so that no client relies on it. Field order and values stay as written.
+ */
+function sameSpacing(text: string): string {
+  try {
+    return JSON.stringify(JSON.parse(text) as unknown);
+  } catch {
+    return text;
+  }
+}
+
 /** What is compared of one answer: status, the headers a client reads, the body (normalised JSON, or the text). */
 function comparable(answer: HttpAnswer, state: SideState): object {
   const lines = answer.text.split('\n').filter((line) => line !== '');
@@ -237,7 +257,7 @@ describe("etcd's HTTP/JSON gateway: the proxy answers as etcd's own gateway does
     for (const request of requests) {
       const [fromEtcd, fromProxy] = await Promise.all(sides.map((side) => httpCall(side.url, request.path, request.body, { method: request.method })));
       assert.ok(fromEtcd !== undefined && fromProxy !== undefined);
-      const pick = (a: HttpAnswer): object => ({ status: a.status, contentType: a.headers['content-type'], allow: a.headers.allow, cors: a.headers['access-control-allow-methods'], text: a.text });
+      const pick = (a: HttpAnswer): object => ({ status: a.status, contentType: a.headers['content-type'], allow: a.headers.allow, cors: a.headers['access-control-allow-methods'], text: sameSpacing(a.text) });
       assert.deepEqual(pick(fromProxy), pick(fromEtcd), `${request.method} ${request.path}`);
     }
     const version = await httpCall(proxy.url, '/version', null);
@@ -291,7 +311,19 @@ describe("etcd's HTTP/JSON gateway: the proxy answers as etcd's own gateway does
       );
       // Watch 11 is relayed to etcd (its start is below the mirror's log): its cancel comes on another stream than the marker.
       await Promise.all(streams.map((stream) => stream.waitUntil('the compacted cancel of watch 11', (o) => (o.result as WatchResponse | undefined)?.watch_id === '11' && (o.result as WatchResponse).canceled === true)));
-      const [fromEtcd, fromProxy] = streams.map((stream, i) => watchTranscript(stream.results<WatchResponse>(), sides[i]?.state ?? { lease: '' }));
+      // The progress request came while watches 0 and 9 replayed. etcd 3.4 answers at once; etcd 3.5.13+
+      // holds the answer back until every watcher of the stream has caught up, and 3.5.16 then never sends
+      // it on this stream (measured: not within 10 s and four more writes). The proxy answers once they
+      // have caught up, as etcd means to; on 3.5 its answer is checked here and left out of the comparison.
+      await streams[1]?.waitUntil('the progress answer', (o) => (o.result as WatchResponse | undefined)?.watch_id === '-1');
+      const transcripts = streams.map((stream, i) => watchTranscript(stream.results<WatchResponse>(), sides[i]?.state ?? { lease: '' }));
+      const [fromEtcd, fromProxy] = transcripts as [Record<string, unknown[]>, Record<string, unknown[]>];
+      if (fromEtcd['-1'] === undefined && (await etcdMinorVersion(direct.clientUrl)) >= 5) {
+        const progress = fromProxy['-1'] as WatchResponse[];
+        const replayed = streams[1]?.results<WatchResponse>().filter((r) => r.watch_id === undefined && (r.events?.length ?? 0) > 0)[0];
+        assert.ok(Number(progress[0]?.header?.revision) >= Number(replayed?.header?.revision), 'the progress answer comes at the revision the replay caught up to, or later');
+        delete fromProxy['-1'];
+      }
       assert.deepEqual(fromProxy, fromEtcd);
       const created = streams.map((stream) => stream.results<WatchResponse>().filter((r) => r.created === true).map((r) => r.watch_id ?? '0'));
       assert.deepEqual(created[1], created[0], 'created answers in the order of the creates');

@@ -1,4 +1,5 @@
 // Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
+// etcd 3.5 pass: test/run.sh runs this file again against etcd 3.5 (ETCD_BIN_DIR), to compare the proxy in front of it with etcd 3.5 itself.
 // Integration (real etcd, raw grpc-js): Range answered from the proxy's
 // mirror equals etcd's own answer, field for field, for every option, over a
 // generated keyspace with binary keys, and over random histories. Every

@@ -1,4 +1,5 @@
 // Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
+// etcd 3.5 pass: test/run.sh runs this file again against etcd 3.5 (ETCD_BIN_DIR), to compare the proxy in front of it with etcd 3.5 itself.
 // Integration (two real etcds, raw grpc-js Watch streams): the same watch
 // requests and the same writes, sent to one fresh etcd directly (side A) and
 // to another fresh etcd through the proxy (side B), produce the same watch

@@ -62,12 +62,24 @@ function anyFreePort(): Promise<number> {
   });
 }
 
+/**
+ * Where a test finds etcd's own programs: ETCD_BIN_DIR names a directory
+ * holding `etcd` and `etcdctl` (test/run.sh sets it to run the differential
+ * files against etcd 3.5 too); without it, PATH.
+ */
+export function etcdTool(name: 'etcd' | 'etcdctl'): string {
+  const dir = process.env.ETCD_BIN_DIR;
+  return dir === undefined || dir === '' ? name : join(dir, name);
+}
+
 export function etcdBinary(): string {
-  const probe = spawnSync('etcd', ['--version'], { encoding: 'utf8' });
+  const binary = etcdTool('etcd');
+  const probe = spawnSync(binary, ['--version'], { encoding: 'utf8' });
   if (probe.error !== undefined) {
-    throw new Error("etcd binary not found on PATH: install Debian's etcd-server and etcd-client (apt-get install -y etcd-server etcd-client)");
+    const where = binary === 'etcd' ? 'on PATH' : `at ${binary} (ETCD_BIN_DIR)`;
+    throw new Error(`etcd binary not found ${where}: install Debian's etcd-server and etcd-client (apt-get install -y etcd-server etcd-client)`);
   }
-  return 'etcd';
+  return binary;
 }
 
 export interface EtcdOptions {

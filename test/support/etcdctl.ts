@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { etcdTool } from './etcd';
 import { trackProcess } from './processes';
 
 export interface EtcdctlResult {
@@ -14,10 +15,10 @@ export interface EtcdctlOptions {
   readonly timeoutMs?: number;
 }
 
-/** Runs etcdctl (API v3) against one endpoint and collects what it printed. */
+/** Runs etcdctl (API v3; ETCD_BIN_DIR's when set) against one endpoint and collects what it printed. */
 export function etcdctl(endpoint: string, args: readonly string[], options: EtcdctlOptions = {}): Promise<EtcdctlResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn('etcdctl', [`--endpoints=${endpoint}`, '--command-timeout=10s', ...args], {
+    const child = spawn(etcdTool('etcdctl'), [`--endpoints=${endpoint}`, '--command-timeout=10s', ...args], {
       env: { ...process.env, ETCDCTL_API: '3' },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
@@ -42,6 +43,9 @@ export function etcdctl(endpoint: string, args: readonly string[], options: Etcd
       clearTimeout(quietTimer);
       resolve({ code, stdout, stderr });
     });
+    // A command that reads no input may exit before its stdin is closed: the write then fails with EPIPE,
+    // which says nothing about the command (its exit code and output do).
+    child.stdin.on('error', () => undefined);
     child.stdin.end(options.stdin ?? '');
     armQuietTimer();
   });

@@ -139,7 +139,7 @@ export class WatchSession {
   tick(): void {
     for (const [id, entry] of this.entries) {
       if (entry.kind !== 'hub' || !entry.progressNotify || entry.watcher === null) continue;
-      if (entry.quietSinceTick && entry.watcher.synced) this.send({ header: this.header(), watch_id: String(id) });
+      if (entry.quietSinceTick && entry.watcher.synced) this.send({ header: this.header(this.deliveredThrough(entry.watcher)), watch_id: String(id) });
       entry.quietSinceTick = true;
     }
   }
@@ -150,6 +150,16 @@ export class WatchSession {
     this.closed = true;
     for (const entry of this.entries.values()) this.release(entry);
     this.entries.clear();
+  }
+
+  /**
+   * The revision a synced watcher has every event up to: the mirror's (each
+   * commit is fanned out as it is made), or further when it caught up from
+   * the log past it (a serving process of --workers reads commits the
+   * primary has not told it of yet). A progress answer names no more.
+   */
+  private deliveredThrough(watcher: HubWatcher): number {
+    return Math.max(this.deps.mirror.revision(), watcher.nextRevision - 1);
   }
 
   private header(revision?: number): object {
@@ -313,13 +323,15 @@ export class WatchSession {
     this.progressWanted = true;
     const answer = (): void => {
       if (this.closed) return;
-      const behind = [...this.entries.values()].some((e) => e.kind === 'hub' && e.watcher !== null && !e.watcher.synced);
-      if (behind) {
+      const watchers = [...this.entries.values()].flatMap((e) => (e.kind === 'hub' && e.watcher !== null ? [e.watcher] : []));
+      const through = watchers.map((watcher) => this.deliveredThrough(watcher));
+      // Every watch caught up, and to the same revision: the one revision the answer names is true of each.
+      if (watchers.some((watcher) => !watcher.synced) || Math.min(...through) < Math.max(...through)) {
         setTimeout(answer, 10);
         return;
       }
       this.progressWanted = false;
-      this.send({ header: this.header(), watch_id: '-1' });
+      this.send({ header: this.header(through[0]), watch_id: '-1' });
     };
     answer();
   }

@@ -9,6 +9,8 @@ import { followWatchChain } from './watch-chain';
  */
 export class EtcdRecorder {
   private readonly byRevision = new Map<number, RecordedEvent[]>();
+  /** When each revision's events first came. */
+  private readonly seenAt = new Map<number, number>();
   private newest = 1;
   private stopping = false;
   private turn = 0;
@@ -55,6 +57,7 @@ export class EtcdRecorder {
 
   private take(delivery: WatchDelivery): void {
     for (const event of delivery.events) {
+      if (!this.seenAt.has(event.kv.modRevision)) this.seenAt.set(event.kv.modRevision, delivery.at);
       const list = this.byRevision.get(event.kv.modRevision) ?? [];
       list.push(event);
       this.byRevision.set(event.kv.modRevision, list);
@@ -73,6 +76,6 @@ export class EtcdRecorder {
     this.stopping = true;
     this.stop();
     await this.done;
-    return [...this.byRevision.entries()].sort((a, b) => a[0] - b[0]).map(([revision, events]) => ({ type: 'etcd', revision, events }));
+    return [...this.byRevision.entries()].sort((a, b) => a[0] - b[0]).map(([revision, events]) => ({ type: 'etcd', revision, events, at: this.seenAt.get(revision) ?? 0 }));
   }
 }

@@ -131,6 +131,33 @@ export interface EtcdRevision {
   readonly type: 'etcd';
   readonly revision: number;
   readonly events: readonly RecordedEvent[];
+  /** When the history watch received it: no later than etcd made it plus the watch's delay. */
+  readonly at?: number;
+}
+
+/** One keep-alive a lease holder sent, and etcd's (or the proxy's) answer: the TTL left, 0 for a lease etcd no longer has. */
+export interface KeepAliveRecord {
+  readonly sent: number;
+  readonly answered: number;
+  readonly ttl: number;
+}
+
+/** A lease a client granted through a proxy, put one key under, kept alive for a while, then let expire. */
+export interface LeaseRecord {
+  readonly type: 'lease';
+  readonly id: number;
+  readonly client: string;
+  readonly via: string;
+  /** etcd's lease ID, decimal. */
+  readonly leaseId: string;
+  readonly key: string;
+  /** The TTL etcd granted, in seconds. */
+  readonly ttl: number;
+  /** When the grant was sent: the lease lives at least TTL from then. */
+  readonly granted: number;
+  readonly keepAlives: readonly KeepAliveRecord[];
+  /** When the client stopped sending keep-alives (null: the run ended first). */
+  readonly stopped: number | null;
 }
 
 /** A fault as injected, for the report. */
@@ -142,7 +169,7 @@ export interface FaultRecord {
   readonly until?: number;
 }
 
-export type HistoryRecord = OperationRecord | WatchRecord | EtcdRevision | FaultRecord;
+export type HistoryRecord = OperationRecord | WatchRecord | EtcdRevision | FaultRecord | LeaseRecord;
 
 /** Everything a run recorded, as the checker takes it. */
 export interface History {
@@ -152,6 +179,7 @@ export interface History {
   /** etcd's revisions with their events, ascending; revisions with no entry were compactions or writes with no event. */
   readonly etcd: readonly EtcdRevision[];
   readonly faults: readonly FaultRecord[];
+  readonly leases?: readonly LeaseRecord[];
   /** A user's readable ranges, by client, for the auth check (clients absent here read as root). */
   readonly readable?: Readonly<Record<string, readonly { readonly key: string; readonly rangeEnd: string }[]>>;
 }

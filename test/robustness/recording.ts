@@ -1,4 +1,4 @@
-import type { FaultRecord, OperationRecord, Request, WatchRecord } from './history';
+import type { FaultRecord, LeaseRecord, OperationRecord, Request, WatchRecord } from './history';
 import type { KvClient } from './kv-client';
 
 /** Everything the clients and the fault injector did, as it happened. */
@@ -6,6 +6,7 @@ export class Recording {
   readonly operations: OperationRecord[] = [];
   readonly watches: WatchRecord[] = [];
   readonly faults: FaultRecord[] = [];
+  readonly leases: LeaseRecord[] = [];
   private lastId = 0;
 
   nextId = (): number => (this.lastId += 1);

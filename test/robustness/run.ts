@@ -11,7 +11,7 @@ import { startFleet } from './fleet';
 import type { History } from './history';
 import { Recording } from './recording';
 import { Random } from './rng';
-import { controller, gateway, leader, readerWriter, type ClientContext } from './traffic';
+import { controller, gateway, leader, leaseHolder, readerWriter, type ClientContext } from './traffic';
 
 /** After the faults stop, every proxy's mirror equals etcd within this long. */
 export const CONVERGENCE_MS = 15_000;
@@ -64,7 +64,7 @@ export async function runRobustness(options: RobustnessOptions): Promise<Robustn
     await clients.watches;
     const etcd = await recorder.close();
     if (recorder.failure !== null) extra.push({ check: 'harness', message: recorder.failure, evidence: [] });
-    history = { seed: options.seed, operations: recording.operations, watches: recording.watches, etcd, faults: recording.faults };
+    history = { seed: options.seed, operations: recording.operations, watches: recording.watches, etcd, faults: recording.faults, leases: recording.leases };
   } finally {
     await recorder.close().catch(() => undefined);
     await fleet.stop();
@@ -87,8 +87,11 @@ function startClients(fleet: Awaited<ReturnType<typeof startFleet>>, recording: 
   for (const proxy of fleet.proxies) {
     const address = (): string => proxy.address;
     watchRuns.push(gateway(context(`${proxy.name}-gateway`, proxy.name, address, watches), '/apisix/'));
+    // A Kubernetes-like watch: progress notifications on, and a progress request every half second.
+    watchRuns.push(gateway(context(`${proxy.name}-watcher`, proxy.name, address, watches), '/service/', { notify: true, everyMs: 500 }));
     trafficRuns.push(leader(context(`${proxy.name}-leader`, proxy.name, address, traffic), '/service/cluster/leader'));
     trafficRuns.push(controller(context(`${proxy.name}-controller`, proxy.name, address, traffic)));
+    trafficRuns.push(leaseHolder(context(`${proxy.name}-leases`, proxy.name, address, traffic)));
     for (const n of [1, 2]) trafficRuns.push(readerWriter(context(`${proxy.name}-client${n}`, proxy.name, address, traffic)));
   }
   let turn = 0;
@@ -101,7 +104,7 @@ function startClients(fleet: Awaited<ReturnType<typeof startFleet>>, recording: 
 export function report(result: Pick<RobustnessResult, 'summary'> & { readonly history: Pick<History, 'seed' | 'faults'> }): string {
   const { summary, history } = result;
   const lines = [
-    `seed ${history.seed}: ${summary.operations} requests (${summary.answers} answered), ${summary.watchStreams} watch streams with ${summary.watchEvents} events, ${summary.etcdRevisions} etcd revisions; ${history.faults.length} faults injected`,
+    `seed ${history.seed}: ${summary.operations} requests (${summary.answers} answered), ${summary.watchStreams} watch streams with ${summary.watchEvents} events, ${summary.leases} leases kept alive, ${summary.etcdRevisions} etcd revisions; ${history.faults.length} faults injected`,
     ...history.faults.map((fault) => `  fault at ${Math.round(fault.at)} ms: ${fault.name} ${fault.target}`),
     summary.violations.length === 0 ? 'no violations' : `${summary.violations.length} violations:`,
   ];

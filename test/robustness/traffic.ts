@@ -1,4 +1,6 @@
-import type { RangeRequest } from './history';
+import { call } from '../support/raw-client';
+import { KeepAliveStream } from '../support/keepalive-stream';
+import type { KeepAliveRecord, RangeRequest } from './history';
 import { KvClient } from './kv-client';
 import type { Random } from './rng';
 import type { Recording } from './recording';
@@ -96,7 +98,7 @@ export async function readerWriter(context: ClientContext): Promise<void> {
  * lists again when the watch is compacted, resumes from the last revision +
  * 1 after any other failure.
  */
-export async function gateway(context: ClientContext, prefix: string): Promise<void> {
+export async function gateway(context: ClientContext, prefix: string, progress: { readonly notify: boolean; readonly everyMs?: number } = { notify: false }): Promise<void> {
   const connection = new Connection(context);
   let chains = 0;
   while (context.running()) {
@@ -116,6 +118,8 @@ export async function gateway(context: ClientContext, prefix: string): Promise<v
         key: prefix,
         rangeEnd: prefixEnd(prefix),
         startRevision: list.result.revision + 1,
+        progressNotify: progress.notify,
+        ...(progress.everyMs === undefined ? {} : { progressEveryMs: progress.everyMs }),
         record: context.recording.watch,
         nextId: context.recording.nextId,
         running: context.running,
@@ -171,4 +175,59 @@ export async function controller(context: ClientContext): Promise<void> {
     await pause(context.pauseMs * 3, context.stopped);
   }
   connection.close();
+}
+
+/** The TTL a lease holder asks for, in seconds. */
+const LEASE_TTL_S = 3;
+const KEEP_ALIVE_EVERY_MS = 1_000;
+
+/**
+ * A lease holder as Patroni keeps one: grants a lease through its proxy,
+ * puts its member key under it, keeps it alive every second for a few
+ * seconds (a new stream after a failed one), then stops and lets it expire.
+ */
+export async function leaseHolder(context: ClientContext): Promise<void> {
+  let n = 0;
+  while (context.running()) {
+    n += 1;
+    const kv = new KvClient(context.address());
+    try {
+      await holdOneLease(context, kv, `/service/lease/${context.name}-${n}`);
+    } finally {
+      kv.close();
+    }
+    await pause(context.pauseMs * 5, context.stopped);
+  }
+}
+
+async function holdOneLease(context: ClientContext, kv: KvClient, key: string): Promise<void> {
+  const granted = performance.now();
+  const grant = await call<{ ID?: string; TTL?: string }>(kv.lease, 'LeaseGrant', { TTL: String(LEASE_TTL_S) }, { deadlineMs: 5_000 });
+  if (grant.error !== null || grant.response?.ID === undefined) return;
+  const leaseId = grant.response.ID;
+  const put = await context.recording.send(context.name, context.via, kv, { kind: 'put', key, value: context.name, lease: leaseId });
+  if (!put.result.ok) return;
+  const keepAlives: KeepAliveRecord[] = [];
+  const record = { type: 'lease', id: context.recording.nextId(), client: context.name, via: context.via, leaseId, key, ttl: Number(grant.response.TTL ?? LEASE_TTL_S), granted, keepAlives, stopped: null as number | null } as const;
+  const holdUntil = performance.now() + context.random.int(3_000, 6_000);
+  let stream: KeepAliveStream | null = null;
+  try {
+    while (context.running() && performance.now() < holdUntil) {
+      stream ??= new KeepAliveStream(kv.lease);
+      const sent = performance.now();
+      const reply = await Promise.race([stream.ask(leaseId).catch(() => null), new Promise<null>((resolve) => setTimeout(() => resolve(null), 2_000))]);
+      if (reply === null) {
+        stream.cancel();
+        stream = null;
+      } else {
+        const ttl = Number(reply.TTL ?? 0);
+        keepAlives.push({ sent, answered: performance.now(), ttl });
+        if (ttl <= 0) break;
+      }
+      await pause(KEEP_ALIVE_EVERY_MS, context.stopped);
+    }
+  } finally {
+    stream?.cancel();
+    context.recording.leases.push({ ...record, stopped: context.running() ? performance.now() : null });
+  }
 }

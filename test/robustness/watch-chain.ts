@@ -18,6 +18,8 @@ export interface WatchChainOptions {
   readonly rangeEnd: string;
   readonly startRevision: number;
   readonly progressNotify?: boolean;
+  /** Asks the stream for its progress this often (as Kubernetes' watch cache does), when set. */
+  readonly progressEveryMs?: number;
   readonly metadata?: Readonly<Record<string, string>>;
   /** Each response with events or progress, as it comes. */
   readonly onDelivery?: (delivery: WatchDelivery) => void;
@@ -69,6 +71,7 @@ async function oneStream(options: WatchChainOptions, startRevision: number, stop
   const opened = performance.now();
   const stream = new WatchClient(options.address(), { keep: false, onResponse, ...(options.metadata === undefined ? {} : { metadata: options.metadata }) });
   stream.create({ key: Buffer.from(options.key), ...(options.rangeEnd === '' ? {} : { range_end: Buffer.from(options.rangeEnd) }), start_revision: startRevision, progress_notify: options.progressNotify === true });
+  const asking = options.progressEveryMs === undefined ? null : setInterval(() => stream.progress(), options.progressEveryMs);
   const failure = stream.end(24 * 3600_000).then(
     (status) => {
       ended ??= { at: performance.now(), reason: 'error', message: `${status.code}: ${status.details}` };
@@ -77,6 +80,7 @@ async function oneStream(options: WatchChainOptions, startRevision: number, stop
   );
   await Promise.race([over, failure, stopped]);
   ended ??= { at: performance.now(), reason: 'closed' };
+  if (asking !== null) clearInterval(asking);
   stream.close();
   options.record({ type: 'watch', id: options.nextId(), client: options.client, chain: options.chain, via: options.via, key: options.key, rangeEnd: options.rangeEnd, startRevision, opened, deliveries, end: ended });
   return { end: ended, last };

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { checkHistory } from '../robustness/checker/check-history';
-import type { Answer, EtcdRevision, History, OperationRecord, RangeRequest, RecordedEvent, RecordedKv, Request, WatchRecord } from '../robustness/history';
+import type { Answer, EtcdRevision, History, LeaseRecord, OperationRecord, RangeRequest, RecordedEvent, RecordedKv, Request, WatchRecord } from '../robustness/history';
 
 const kv = (key: string, value: string, modRevision: number, createRevision = modRevision, version = 1): RecordedKv => ({ key, value, modRevision, createRevision, version, lease: '0' });
 const put = (key: string, value: string, revision: number, createRevision = revision, version = 1): RecordedEvent => ({ type: 'put', kv: kv(key, value, revision, createRevision, version) });
@@ -136,5 +136,52 @@ describe('robustness checker', () => {
     const history = { ...rightHistory(), readable: { c1: [{ key: '/a', rangeEnd: '' }], w1: [{ key: '/a', rangeEnd: '' }] } };
     const checks = checkHistory(history).violations.map((v) => v.check);
     assert.ok(checks.length >= 2 && checks.every((check) => check === 'auth'), checks.join(','));
+  });
+  test('a progress notification that promises an event not yet delivered', () => {
+    const history = rightHistory();
+    const early = watch([{ at: 1, revision: 3, events: [] }, { at: 2, revision: 3, events: [put('/a', '1', 2), put('/b', '1', 3)] }], { chain: 'p', end: { at: 5, reason: 'error' } });
+    const found = checkHistory({ ...history, watches: [...history.watches, early] }).violations;
+    assert.deepEqual(found.map((v) => v.check), ['watch']);
+    assert.match(found[0]?.message ?? '', /progress notification at 3 before put \/a@2/);
+  });
+
+  describe('leases kept alive through a proxy', () => {
+    /** l put under lease 7 at revision 6 (outside the watches' range) (seen at 1 000 ms), deleted by its expiry at revision 7 (seen at `endedAt`). */
+    const withLease = (endedAt: number | null, lease: Partial<LeaseRecord>): History => {
+      const leased = { ...kv('l', 'x', 6), lease: '7' };
+      const etcd: EtcdRevision[] = [...ETCD, { type: 'etcd', revision: 6, events: [{ type: 'put', kv: leased }], at: 1_000 }];
+      if (endedAt !== null) etcd.push({ type: 'etcd', revision: 7, events: [del('l', 7)], at: endedAt });
+      etcd.push({ type: 'etcd', revision: 8, events: [put('z', '1', 8)], at: 60_000 });
+      const record: LeaseRecord = { type: 'lease', id: 99, client: 'h', via: 'p1', leaseId: '7', key: 'l', ttl: 3, granted: 900, keepAlives: [], stopped: null, ...lease };
+      return { ...rightHistory(), etcd, leases: [record] };
+    };
+    const kept = [
+      { sent: 2_000, answered: 2_010, ttl: 3 },
+      { sent: 3_000, answered: 3_010, ttl: 3 },
+    ];
+
+    test('ended as its TTL said, after the keep-alives stopped', () => {
+      assert.deepEqual(checkHistory(withLease(6_500, { keepAlives: kept, stopped: 4_000 })).violations, []);
+    });
+
+    test('ended while its keep-alives were answered', () => {
+      const found = checkHistory(withLease(4_500, { keepAlives: kept, stopped: 4_000 })).violations;
+      assert.deepEqual(found.map((v) => v.check), ['lease']);
+      assert.match(found[0]?.message ?? '', /before the 3 s its renewal sent at 3000 ms promised/);
+    });
+
+    test('kept alive with a TTL after it had ended', () => {
+      const late = [...kept, { sent: 7_000, answered: 7_010, ttl: 3 }];
+      const found = checkHistory(withLease(6_500, { keepAlives: late, stopped: 8_000 })).violations;
+      assert.ok(found.some((v) => /after it ended/.test(v.message)), found.map((v) => v.message).join('; '));
+    });
+
+    test('outlived its TTL after the keep-alives stopped, unless a member fault came between', () => {
+      const found = checkHistory(withLease(12_000, { keepAlives: kept, stopped: 4_000 })).violations;
+      assert.deepEqual(found.map((v) => v.check), ['lease']);
+      assert.match(found[0]?.message ?? '', /outlived its 3 s TTL/);
+      const faulted = { ...withLease(12_000, { keepAlives: kept, stopped: 4_000 }), faults: [{ type: 'fault' as const, at: 4_500, name: 'kill-member', target: 'm1', until: 6_000 }] };
+      assert.deepEqual(checkHistory(faulted).violations, []);
+    });
   });
 });

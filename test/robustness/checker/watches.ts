@@ -54,6 +54,9 @@ function checkStream(watch: WatchRecord, wanted: readonly RecordedEvent[], compa
   for (const delivery of watch.deliveries) {
     if (delivery.revision < header) return `a response's revision went back from ${header} to ${delivery.revision}`;
     header = delivery.revision;
+    // A response without events (a progress notification) says every event up to its revision was sent.
+    const owed = delivery.events.length === 0 ? wanted.findIndex((event, i) => i >= index && event.kv.modRevision <= delivery.revision) : -1;
+    if (owed >= 0) return `a progress notification at ${delivery.revision} before ${describe(wanted[owed])} was delivered`;
     for (const event of delivery.events) {
       if (event.kv.modRevision > delivery.revision) return `an event at ${event.kv.modRevision} in a response at revision ${delivery.revision}`;
       const want = wanted[index];

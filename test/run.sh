@@ -59,7 +59,7 @@ if [ ${#etcd35Files[@]} -gt 0 ]; then
 fi
 
 # The robustness smoke run (test/robustness/): a 3-member etcd, three proxies, traffic and faults for about
-# 40 s, then the checker over the whole history; against etcd 3.4, and 3.5 when the pass above had it. Alone,
+# 30 s, then the checker over the whole history; against etcd 3.4, and 3.5 when the pass above had it. Alone,
 # after the rest: it loads both cores by itself.
 if [ $# -eq 0 ]; then
   node --import tsx --test --test-timeout=300000 test/robustness/smoke.test.ts || status=$?

@@ -1,5 +1,5 @@
 // Integration (real 3-member etcd, three proxies as the CLI, real clients): the robustness run's smoke mode,
-// part of `npm test` (test/run.sh runs it alone, after the other files: it loads the machine). About 40 s
+// part of `npm test` (test/run.sh runs it alone, after the other files: it loads the machine). About 30 s
 // of traffic and seeded faults, then the checker over the whole history. ECP_ROBUSTNESS_SEED picks the seed;
 // a failure names it and the history file, which `npm run robustness -- --replay FILE` checks again.
 import assert from 'node:assert/strict';
@@ -9,9 +9,9 @@ import { test } from 'node:test';
 import { FAULTS } from './faults';
 import { report, runRobustness } from './run';
 
-const SMOKE_MS = Number(process.env.ECP_ROBUSTNESS_SMOKE_SECONDS ?? '40') * 1000;
+const SMOKE_MS = Number(process.env.ECP_ROBUSTNESS_SMOKE_SECONDS ?? '30') * 1000;
 
-test('a minute of traffic and faults: nothing served wrong', { timeout: 300_000 }, async () => {
+test('half a minute of traffic and faults: nothing served wrong', { timeout: 300_000 }, async () => {
   const seed = Number(process.env.ECP_ROBUSTNESS_SEED ?? Math.floor(Math.random() * 2 ** 31));
   const historyFile = join(tmpdir(), `ecp-robustness-${seed}.json`);
   const lines: string[] = [];

@@ -18,7 +18,7 @@ test('half a minute of traffic and faults: nothing served wrong', { timeout: 300
   const result = await runRobustness({ durationMs: SMOKE_MS, seed, faults: FAULTS, historyFile, log: (line) => lines.push(line) });
   const text = `${lines.join('\n')}\n${report(result)}\nhistory: ${historyFile}`;
   assert.deepEqual(result.summary.violations.map((v) => `[${v.check}] ${v.message}`), [], text);
-  assert.ok(result.history.faults.length >= 3, `only ${result.history.faults.length} faults were injected:\n${text}`);
+  assert.ok(result.history.faults.length >= 2, `only ${result.history.faults.length} faults were injected:\n${text}`);
   assert.ok(result.summary.answers > 500, `only ${result.summary.answers} answers were checked:\n${text}`);
   assert.ok(result.summary.watchEvents > 0, `no watch event was checked:\n${text}`);
   process.stdout.write(`# robustness smoke: ${report(result).split('\n')[0] ?? ''}\n`);

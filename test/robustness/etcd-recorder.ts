@@ -1,4 +1,5 @@
 import type { EtcdRevision, RecordedEvent, WatchDelivery } from './history';
+import type { ClientLogin } from './client-login';
 import { followWatchChain } from './watch-chain';
 
 /**
@@ -20,7 +21,10 @@ export class EtcdRecorder {
   /** Why the recorder's watch ended, if it did before the run (a compaction past it: the run is void). */
   failure: string | null = null;
 
-  constructor(private readonly addresses: () => readonly string[]) {
+  constructor(
+    private readonly addresses: () => readonly string[],
+    private readonly login: ClientLogin | null = null,
+  ) {
     this.stoppedSignal = new Promise((resolve) => (this.stop = resolve));
     this.done = this.follow();
   }
@@ -45,6 +49,7 @@ export class EtcdRecorder {
         rangeEnd: '\0',
         startRevision: 1,
         progressNotify: true,
+        login: this.login,
         onDelivery: (delivery) => this.take(delivery),
         record: () => undefined,
         nextId: () => 0,

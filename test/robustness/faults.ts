@@ -1,3 +1,5 @@
+import { Metadata } from '@grpc/grpc-js';
+import type { ClientLogin } from './client-login';
 import type { ClusterMember } from '../support/etcd-cluster';
 import type { EtcdRecorder } from './etcd-recorder';
 import type { Fleet, FleetProxy } from './fleet';
@@ -14,6 +16,8 @@ const COMPACTION_MARGIN = 25;
 
 interface FaultContext {
   readonly fleet: Fleet;
+  /** With etcd's auth on: root's login (compactions are root's). */
+  readonly login: ClientLogin | null;
   readonly random: Random;
   readonly recording: Recording;
   readonly recorder: EtcdRecorder;
@@ -45,10 +49,13 @@ async function killProxy(proxy: FleetProxy, downMs: number): Promise<void> {
 async function compact(context: FaultContext, via: string, address: string): Promise<string> {
   const revision = context.recorder.revision - COMPACTION_MARGIN;
   if (revision <= context.compacted) return `skipped (etcd at ${context.recorder.revision}, compacted at ${context.compacted})`;
-  const client = new KvClient(address);
+  const login = context.login;
+  const client = new KvClient(address, () => login?.metadata() ?? new Metadata());
   try {
+    if (login !== null && !(await login.ensure(address))) return `at ${revision} not asked: root could not log in`;
     const record = await context.recording.send('compactor', via, client, { kind: 'compact', revision });
     if (record.result.ok) context.compacted = revision;
+    else login?.failed(record.result.code, record.result.message);
     return record.result.ok ? `at ${revision}` : `at ${revision} failed: ${record.result.message}`;
   } finally {
     client.close();

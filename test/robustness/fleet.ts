@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { startEtcdCluster, type EtcdCluster } from '../support/etcd-cluster';
 import { freePort } from '../support/etcd';
 import { startProxyProcess, type ProxyProcess } from '../support/proxy';
+import { proxyUser, turnAuthOn } from './fleet-auth';
 
 /** One proxy of the fleet: its own port and data dir, which a restart keeps. */
 export interface FleetProxy {
@@ -40,16 +41,19 @@ export const MIRRORED_PREFIXES = ['/apisix/', '/service/'] as const;
 /**
  * A 3-member etcd and three proxies in front of it, as a fleet runs them:
  * one plain, one with --workers 2, one mirroring two prefixes. Every proxy
- * lists every member.
+ * lists every member. With `auth`, etcd's auth is on and each proxy mirrors
+ * as a user of its own (fleet-auth.ts).
  */
-export async function startFleet(): Promise<Fleet> {
+export async function startFleet(options: { readonly auth: boolean } = { auth: false }): Promise<Fleet> {
   const cluster = await startEtcdCluster(3);
   const endpoints = cluster.members.map((member) => member.clientUrl);
+  if (options.auth) await turnAuthOn(cluster.members[0]?.clientAddress ?? '', MIRRORED_PREFIXES);
   const common = ['--upstream-timeout', '2s', '--shutdown-grace', '1s', '--log-level', 'warn'];
+  const user = (mirrorsEverything: boolean): string[] => (options.auth ? ['--user', proxyUser(mirrorsEverything)] : []);
   const plans: ProxyPlan[] = [
-    { name: 'p1', args: common, prefixes: [] },
-    { name: 'p2', args: [...common, '--workers', '2'], prefixes: [] },
-    { name: 'p3', args: [...common, ...MIRRORED_PREFIXES.flatMap((prefix) => ['--mirror-prefix', prefix])], prefixes: MIRRORED_PREFIXES },
+    { name: 'p1', args: [...common, ...user(true)], prefixes: [] },
+    { name: 'p2', args: [...common, '--workers', '2', ...user(true)], prefixes: [] },
+    { name: 'p3', args: [...common, ...MIRRORED_PREFIXES.flatMap((prefix) => ['--mirror-prefix', prefix]), ...user(false)], prefixes: MIRRORED_PREFIXES },
   ];
   const proxies: FleetProxy[] = [];
   try {

@@ -8,6 +8,7 @@ import { awaitConvergence, etcdRevision } from './convergence';
 import { EtcdRecorder } from './etcd-recorder';
 import { FAULTS, injectFaults, type FaultName } from './faults';
 import { startFleet } from './fleet';
+import { APP_RANGE, appLogin, rootLogin } from './fleet-auth';
 import type { History } from './history';
 import { Recording } from './recording';
 import { Random } from './rng';
@@ -20,6 +21,8 @@ export interface RobustnessOptions {
   readonly durationMs: number;
   readonly seed: number;
   readonly faults: readonly FaultName[];
+  /** etcd's auth on: every client logs in, each proxy mirrors as a user of its own. */
+  readonly auth?: boolean;
   /** Where the full history is written (for --replay). */
   readonly historyFile?: string;
   readonly log: (line: string) => void;
@@ -34,10 +37,11 @@ export interface RobustnessResult {
 export async function runRobustness(options: RobustnessOptions): Promise<RobustnessResult> {
   const { log } = options;
   const random = new Random(options.seed);
-  const fleet = await startFleet();
+  const auth = options.auth === true;
+  const fleet = await startFleet({ auth });
   log(`seed ${options.seed}; etcd ${fleet.cluster.members.map((m) => m.clientAddress).join(',')}; proxies ${fleet.proxies.map((p) => `${p.name}=${p.address}`).join(' ')}`);
   const recording = new Recording();
-  const recorder = new EtcdRecorder(() => fleet.cluster.members.map((member) => member.clientAddress));
+  const recorder = new EtcdRecorder(() => fleet.cluster.members.map((member) => member.clientAddress), auth ? rootLogin() : null);
   let history: History | undefined;
   const extra: Violation[] = [];
   try {
@@ -47,24 +51,26 @@ export async function runRobustness(options: RobustnessOptions): Promise<Robustn
     let endWatches: () => void = () => undefined;
     const trafficStopped = new Promise<void>((resolve) => (endTraffic = resolve));
     const watchesStopped = new Promise<void>((resolve) => (endWatches = resolve));
-    const clients = startClients(fleet, recording, random, { running: () => trafficOn, stopped: trafficStopped }, { running: () => watchesOn, stopped: watchesStopped });
+    const clients = startClients(fleet, recording, random, auth, { running: () => trafficOn, stopped: trafficStopped }, { running: () => watchesOn, stopped: watchesStopped });
     const started = performance.now();
-    await injectFaults({ fleet, random: random.fork(), recording, recorder }, options.faults, () => performance.now() - started < options.durationMs, log);
+    await injectFaults({ fleet, random: random.fork(), recording, recorder, login: auth ? rootLogin() : null }, options.faults, () => performance.now() - started < options.durationMs, log);
     const left = options.durationMs - (performance.now() - started);
     if (left > 0) await new Promise((resolve) => setTimeout(resolve, left));
     trafficOn = false;
     endTraffic();
     await clients.traffic;
-    const revision = await etcdRevision(fleet);
+    const revision = await etcdRevision(fleet, auth ? rootLogin() : null);
     if (!(await recorder.caughtUp(revision, CONVERGENCE_MS))) extra.push({ check: 'harness', message: `etcd's history watch did not reach revision ${revision}`, evidence: [] });
-    extra.push(...(await awaitConvergence(fleet, recording, revision, CONVERGENCE_MS)));
+    extra.push(...(await awaitConvergence(fleet, recording, revision, CONVERGENCE_MS, () => (auth ? rootLogin() : null))));
     // The watches have had the convergence time to deliver everything: the checker wants every event in each.
     watchesOn = false;
     endWatches();
     await clients.watches;
     const etcd = await recorder.close();
     if (recorder.failure !== null) extra.push({ check: 'harness', message: recorder.failure, evidence: [] });
-    history = { seed: options.seed, operations: recording.operations, watches: recording.watches, etcd, faults: recording.faults, leases: recording.leases };
+    // Every client of a proxy logs in as `app`: what it is shown must stay within what `app` may read.
+    const readable = auth ? Object.fromEntries([...new Set([...recording.operations, ...recording.watches].map((record) => record.client))].filter((client) => /^p\d/.test(client)).map((client) => [client, [APP_RANGE]])) : undefined;
+    history = { seed: options.seed, operations: recording.operations, watches: recording.watches, etcd, faults: recording.faults, leases: recording.leases, ...(readable === undefined ? {} : { readable }) };
   } finally {
     await recorder.close().catch(() => undefined);
     await fleet.stop();
@@ -80,8 +86,19 @@ interface Switch {
 }
 
 /** Per proxy: a gateway, a leader loop, a controller and two random clients; and one random client straight on etcd. */
-function startClients(fleet: Awaited<ReturnType<typeof startFleet>>, recording: Recording, random: Random, traffic: Switch, watches: Switch): { traffic: Promise<unknown>; watches: Promise<unknown> } {
-  const context = (name: string, via: string, address: () => string, on: Switch): ClientContext => ({ name, via, address, random: random.fork(), recording, running: on.running, stopped: on.stopped, pauseMs: 60 });
+function startClients(fleet: Awaited<ReturnType<typeof startFleet>>, recording: Recording, random: Random, auth: boolean, traffic: Switch, watches: Switch): { traffic: Promise<unknown>; watches: Promise<unknown> } {
+  const context = (name: string, via: string, address: () => string, on: Switch): ClientContext => ({
+    name,
+    via,
+    address,
+    random: random.fork(),
+    recording,
+    running: on.running,
+    stopped: on.stopped,
+    pauseMs: 60,
+    // The etcd client is root's; every client of a proxy is app's.
+    login: !auth ? null : via === 'etcd' ? rootLogin() : appLogin(),
+  });
   const trafficRuns: Promise<void>[] = [];
   const watchRuns: Promise<void>[] = [];
   for (const proxy of fleet.proxies) {
@@ -124,6 +141,7 @@ async function main(argv: readonly string[]): Promise<number> {
       faults: { type: 'string', default: FAULTS.join(',') },
       etcd: { type: 'string' },
       history: { type: 'string' },
+      auth: { type: 'boolean' },
       replay: { type: 'string' },
     },
   });
@@ -142,7 +160,7 @@ async function main(argv: readonly string[]): Promise<number> {
   if (values.etcd !== undefined) process.env.ETCD_BIN_DIR = values.etcd;
   const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed);
   const historyFile = values.history ?? `robustness-${seed}.json`;
-  const result = await runRobustness({ durationMs: Number(values.duration) * 1000, seed, faults: faults as FaultName[], historyFile, log: (line) => process.stdout.write(`${line}\n`) });
+  const result = await runRobustness({ durationMs: Number(values.duration) * 1000, seed, faults: faults as FaultName[], auth: values.auth === true, historyFile, log: (line) => process.stdout.write(`${line}\n`) });
   process.stdout.write(`${report(result)}\nhistory: ${historyFile} (check again with --replay ${historyFile})\n`);
   return result.summary.violations.length === 0 ? 0 : 1;
 }

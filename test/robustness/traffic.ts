@@ -1,6 +1,8 @@
 import { call } from '../support/raw-client';
 import { KeepAliveStream } from '../support/keepalive-stream';
-import type { KeepAliveRecord, RangeRequest } from './history';
+import { Metadata } from '@grpc/grpc-js';
+import type { ClientLogin } from './client-login';
+import type { KeepAliveRecord, OperationRecord, RangeRequest, Request } from './history';
 import { KvClient } from './kv-client';
 import type { Random } from './rng';
 import type { Recording } from './recording';
@@ -34,6 +36,8 @@ export interface ClientContext {
   readonly stopped: Promise<void>;
   /** Milliseconds between requests. */
   readonly pauseMs: number;
+  /** With etcd's auth on: who this client logs in as (null: auth off). */
+  readonly login: ClientLogin | null;
 }
 
 const pause = (ms: number, stopped: Promise<void>): Promise<unknown> => Promise.race([new Promise((resolve) => setTimeout(resolve, ms)), stopped]);
@@ -46,15 +50,34 @@ function rangeOf(key: string, rangeEnd: string, extra: Partial<RangeRequest> = {
   return { kind: 'range', key, rangeEnd, revision: 0, serializable: false, limit: 0, countOnly: false, keysOnly: false, ...extra };
 }
 
-/** A client of a fresh connection (reconnected after each failure to the address it is given then). */
+/**
+ * A client's connection: a fresh one after each failure (to the address it
+ * is given then), logged in first when etcd has auth on.
+ */
 class Connection {
   private kv: KvClient | null = null;
 
   constructor(private readonly context: ClientContext) {}
 
   get(): KvClient {
-    this.kv ??= new KvClient(this.context.address());
+    const login = this.context.login;
+    this.kv ??= new KvClient(this.context.address(), () => login?.metadata() ?? new Metadata());
     return this.kv;
+  }
+
+  /** Sends and records `request`; null when the client could not log in (nothing was sent). */
+  async send(request: Request): Promise<OperationRecord | null> {
+    const kv = this.get();
+    if (this.context.login !== null && !(await this.context.login.ensure(kv.address))) {
+      this.failed();
+      return null;
+    }
+    const record = await this.context.recording.send(this.context.name, this.context.via, kv, request);
+    if (!record.result.ok) {
+      this.context.login?.failed(record.result.code, record.result.message);
+      this.failed();
+    }
+    return record;
   }
 
   failed(): void {
@@ -67,30 +90,34 @@ class Connection {
   }
 }
 
+/** The keys only root may read or write, with etcd's auth on: the etcd client writes some, the proxies' clients try to read them. */
+export const FORBIDDEN_PREFIX = '/zsecret/';
+
 /** Random reads and writes: single keys and prefixes, serializable and linearizable, limits, deletes. */
 export async function readerWriter(context: ClientContext): Promise<void> {
-  const { random, recording } = context;
   const connection = new Connection(context);
   let n = 0;
   while (context.running()) {
     n += 1;
-    const roll = random.next();
-    const request =
-      roll < 0.35
-        ? ({ kind: 'put', key: randomKey(random), value: `${context.name}-${n}`, lease: '0' } as const)
-        : roll < 0.4
-          ? ({ kind: 'delete', key: randomKey(random), rangeEnd: '' } as const)
-          : roll < 0.7
-            ? rangeOf(randomKey(random), '', { serializable: random.chance(0.5) })
-            : (() => {
-                const prefix = random.pick(KEY_PREFIXES);
-                return rangeOf(prefix, prefixEnd(prefix), { serializable: random.chance(0.5), limit: random.chance(0.3) ? random.int(1, 5) : 0, keysOnly: random.chance(0.1), countOnly: random.chance(0.1) });
-              })();
-    const record = await recording.send(context.name, context.via, connection.get(), request);
-    if (!record.result.ok) connection.failed();
+    const record = await connection.send(randomRequest(context, n));
+    if (record === null) await pause(200, context.stopped);
     await pause(context.pauseMs, context.stopped);
   }
   connection.close();
+}
+
+function randomRequest(context: ClientContext, n: number): Request {
+  const { random } = context;
+  const roll = random.next();
+  // With auth on: root (the etcd client) writes keys nobody else may see; the others try to read them.
+  if (context.login !== null && roll < 0.05) {
+    return context.login.user === 'root' ? { kind: 'put', key: `${FORBIDDEN_PREFIX}${random.int(0, 3)}`, value: `${context.name}-${n}`, lease: '0' } : rangeOf(FORBIDDEN_PREFIX, prefixEnd(FORBIDDEN_PREFIX), { serializable: random.chance(0.5) });
+  }
+  if (roll < 0.35) return { kind: 'put', key: randomKey(random), value: `${context.name}-${n}`, lease: '0' };
+  if (roll < 0.4) return { kind: 'delete', key: randomKey(random), rangeEnd: '' };
+  if (roll < 0.7) return rangeOf(randomKey(random), '', { serializable: random.chance(0.5) });
+  const prefix = random.pick(KEY_PREFIXES);
+  return rangeOf(prefix, prefixEnd(prefix), { serializable: random.chance(0.5), limit: random.chance(0.3) ? random.int(1, 5) : 0, keysOnly: random.chance(0.1), countOnly: random.chance(0.1) });
 }
 
 /**
@@ -102,9 +129,8 @@ export async function gateway(context: ClientContext, prefix: string, progress: 
   const connection = new Connection(context);
   let chains = 0;
   while (context.running()) {
-    const list = await context.recording.send(context.name, context.via, connection.get(), rangeOf(prefix, prefixEnd(prefix)));
-    if (!list.result.ok) {
-      connection.failed();
+    const list = await connection.send(rangeOf(prefix, prefixEnd(prefix)));
+    if (list === null || !list.result.ok) {
       await pause(200, context.stopped);
       continue;
     }
@@ -120,6 +146,7 @@ export async function gateway(context: ClientContext, prefix: string, progress: 
         startRevision: list.result.revision + 1,
         progressNotify: progress.notify,
         ...(progress.everyMs === undefined ? {} : { progressEveryMs: progress.everyMs }),
+        login: context.login,
         record: context.recording.watch,
         nextId: context.recording.nextId,
         running: context.running,
@@ -136,16 +163,18 @@ export async function leader(context: ClientContext, key: string): Promise<void>
   let n = 0;
   while (context.running()) {
     n += 1;
-    const read = await context.recording.send(context.name, context.via, connection.get(), rangeOf(key, ''));
-    if (read.result.ok) {
+    const read = await connection.send(rangeOf(key, ''));
+    if (read !== null && read.result.ok) {
       const modRevision = read.result.kvs?.[0]?.modRevision ?? 0;
-      const swap = await context.recording.send(context.name, context.via, connection.get(), { kind: 'cas', key, ifModRevision: modRevision, value: `${context.name}-${n}`, lease: '0' });
-      if (!swap.result.ok) connection.failed();
-    } else connection.failed();
+      await connection.send({ kind: 'cas', key, ifModRevision: modRevision, value: `${context.name}-${n}`, lease: '0' });
+    }
     await pause(context.pauseMs * 2, context.stopped);
   }
   connection.close();
 }
+
+/** What the controller lists: the traffic's keys (a user of etcd's auth may read no more). */
+const LISTED = { key: '/apisix/', rangeEnd: prefixEnd('/service/') } as const;
 
 /**
  * A controller as Kubernetes' lists: pages of `limit` keys at the first
@@ -154,24 +183,17 @@ export async function leader(context: ClientContext, key: string): Promise<void>
 export async function controller(context: ClientContext): Promise<void> {
   const connection = new Connection(context);
   while (context.running()) {
-    let from = '/';
+    let from: string = LISTED.key;
     let revision = 0;
     for (let page = 0; page < 20 && context.running(); page += 1) {
-      const answer = await context.recording.send(context.name, context.via, connection.get(), rangeOf(from, '\0', { limit: 4, revision, serializable: revision === 0 && context.random.chance(0.5) }));
-      if (!answer.result.ok) {
-        connection.failed();
-        break;
-      }
+      const answer = await connection.send(rangeOf(from, LISTED.rangeEnd, { limit: 4, revision, serializable: revision === 0 && context.random.chance(0.5) }));
+      if (answer === null || !answer.result.ok) break;
       revision = revision === 0 ? answer.result.revision : revision;
       const last = answer.result.kvs?.at(-1)?.key;
       if (answer.result.more !== true || last === undefined) break;
       from = `${last}\0`;
     }
-    if (revision > 10) {
-      const past = revision - context.random.int(1, 10);
-      const read = await context.recording.send(context.name, context.via, connection.get(), rangeOf('/apisix/', prefixEnd('/apisix/'), { revision: past }));
-      if (!read.result.ok) connection.failed();
-    }
+    if (revision > 10) await connection.send(rangeOf('/apisix/', prefixEnd('/apisix/'), { revision: revision - context.random.int(1, 10) }));
     await pause(context.pauseMs * 3, context.stopped);
   }
   connection.close();
@@ -190,33 +212,40 @@ export async function leaseHolder(context: ClientContext): Promise<void> {
   let n = 0;
   while (context.running()) {
     n += 1;
-    const kv = new KvClient(context.address());
+    const connection = new Connection(context);
     try {
-      await holdOneLease(context, kv, `/service/lease/${context.name}-${n}`);
+      await holdOneLease(context, connection, `/service/lease/${context.name}-${n}`);
     } finally {
-      kv.close();
+      connection.close();
     }
     await pause(context.pauseMs * 5, context.stopped);
   }
 }
 
-async function holdOneLease(context: ClientContext, kv: KvClient, key: string): Promise<void> {
+async function holdOneLease(context: ClientContext, connection: Connection, key: string): Promise<void> {
+  const kv = connection.get();
+  if (context.login !== null && !(await context.login.ensure(kv.address))) return;
   const granted = performance.now();
-  const grant = await call<{ ID?: string; TTL?: string }>(kv.lease, 'LeaseGrant', { TTL: String(LEASE_TTL_S) }, { deadlineMs: 5_000 });
-  if (grant.error !== null || grant.response?.ID === undefined) return;
+  const metadata = (): Metadata => context.login?.metadata() ?? new Metadata();
+  const grant = await call<{ ID?: string; TTL?: string }>(kv.lease, 'LeaseGrant', { TTL: String(LEASE_TTL_S) }, { deadlineMs: 5_000, metadata: metadata() });
+  if (grant.error !== null || grant.response?.ID === undefined) {
+    if (grant.error !== null) context.login?.failed(grant.error.code, grant.error.details);
+    return;
+  }
   const leaseId = grant.response.ID;
-  const put = await context.recording.send(context.name, context.via, kv, { kind: 'put', key, value: context.name, lease: leaseId });
-  if (!put.result.ok) return;
+  const put = await connection.send({ kind: 'put', key, value: context.name, lease: leaseId });
+  if (put === null || !put.result.ok) return;
   const keepAlives: KeepAliveRecord[] = [];
   const record = { type: 'lease', id: context.recording.nextId(), client: context.name, via: context.via, leaseId, key, ttl: Number(grant.response.TTL ?? LEASE_TTL_S), granted, keepAlives, stopped: null as number | null } as const;
   const holdUntil = performance.now() + context.random.int(3_000, 6_000);
   let stream: KeepAliveStream | null = null;
   try {
     while (context.running() && performance.now() < holdUntil) {
-      stream ??= new KeepAliveStream(kv.lease);
+      stream ??= new KeepAliveStream(connection.get().lease, context.login?.headers() ?? {});
       const sent = performance.now();
       const reply = await Promise.race([stream.ask(leaseId).catch(() => null), new Promise<null>((resolve) => setTimeout(() => resolve(null), 2_000))]);
       if (reply === null) {
+        if (stream.ended !== null) context.login?.failed(stream.ended.code, stream.ended.details);
         stream.cancel();
         stream = null;
       } else {

@@ -1,4 +1,6 @@
+import { status } from '@grpc/grpc-js';
 import { WatchClient, type WireEvent, type WireWatchResponse } from '../support/watch-client';
+import type { ClientLogin } from './client-login';
 import type { RecordedEvent, WatchDelivery, WatchEnd, WatchRecord } from './history';
 import { recordedKv } from './kv-client';
 
@@ -20,7 +22,8 @@ export interface WatchChainOptions {
   readonly progressNotify?: boolean;
   /** Asks the stream for its progress this often (as Kubernetes' watch cache does), when set. */
   readonly progressEveryMs?: number;
-  readonly metadata?: Readonly<Record<string, string>>;
+  /** With etcd's auth on: the client's login (a stream refused for its token logs in again before the next). */
+  readonly login?: ClientLogin | null;
   /** Each response with events or progress, as it comes. */
   readonly onDelivery?: (delivery: WatchDelivery) => void;
   /** Every stream, recorded as it ends. */
@@ -56,7 +59,11 @@ async function oneStream(options: WatchChainOptions, startRevision: number, stop
   const onResponse = (response: WireWatchResponse, at: number): void => {
     if (response.canceled === true) {
       const compactRevision = Number(response.compact_revision ?? 0);
-      ended ??= compactRevision > 0 ? { at, reason: 'compacted', compactRevision } : { at, reason: 'canceled', message: response.cancel_reason ?? '' };
+      const reason = response.cancel_reason ?? '';
+      // etcd cancels a watch whose token it no longer takes (a restarted etcd forgets them): log in again and resume.
+      const tokenRefused = /auth token|user name is empty/.test(reason);
+      if (tokenRefused) options.login?.failed(status.UNAUTHENTICATED, reason);
+      ended ??= compactRevision > 0 ? { at, reason: 'compacted', compactRevision } : { at, reason: tokenRefused ? 'error' : 'canceled', message: reason };
       wake();
       return;
     }
@@ -69,11 +76,19 @@ async function oneStream(options: WatchChainOptions, startRevision: number, stop
     if (newest !== undefined) last = newest;
   };
   const opened = performance.now();
-  const stream = new WatchClient(options.address(), { keep: false, onResponse, ...(options.metadata === undefined ? {} : { metadata: options.metadata }) });
+  const address = options.address();
+  const login = options.login ?? null;
+  if (login !== null && !(await login.ensure(address))) {
+    const end: WatchEnd = { at: performance.now(), reason: 'error', message: `could not log in as ${login.user}` };
+    options.record({ type: 'watch', id: options.nextId(), client: options.client, chain: options.chain, via: options.via, key: options.key, rangeEnd: options.rangeEnd, startRevision, opened, deliveries, end });
+    return { end, last };
+  }
+  const stream = new WatchClient(address, { keep: false, onResponse, metadata: login?.headers() ?? {} });
   stream.create({ key: Buffer.from(options.key), ...(options.rangeEnd === '' ? {} : { range_end: Buffer.from(options.rangeEnd) }), start_revision: startRevision, progress_notify: options.progressNotify === true });
   const asking = options.progressEveryMs === undefined ? null : setInterval(() => stream.progress(), options.progressEveryMs);
   const failure = stream.end(24 * 3600_000).then(
     (status) => {
+      login?.failed(status.code, status.details);
       ended ??= { at: performance.now(), reason: 'error', message: `${status.code}: ${status.details}` };
     },
     () => undefined,

@@ -80,10 +80,16 @@ export interface WatchSessionDeps {
   };
 }
 
+/** How long a progress request waits for every watch of its stream to catch up before it goes unanswered. */
+const PROGRESS_WAIT_MS = 5_000;
+
 type Entry =
   | { kind: 'hub'; watcher: HubWatcher | null; progressNotify: boolean; quietSinceTick: boolean }
-  /** `relayed` is null only while the relay is still taking it (it may answer before it returns). */
-  | { kind: 'forwarded'; relayed: RelayHandle | null }
+  /**
+   * `relayed` is null only while the relay is still taking it (it may answer before it returns);
+   * `through`: the revision etcd has sent it every event up to (its last event, or a progress notification).
+   */
+  | { kind: 'forwarded'; relayed: RelayHandle | null; through: number }
   /** Waiting for etcd to say whether it still holds the history the watch starts in. */
   | { kind: 'checking' };
 
@@ -252,7 +258,7 @@ export class WatchSession {
    */
   private relayUpstream(id: number, spec: WatchSpec, request: WireWatchCreateRequest, placeKept = false): void {
     this.deps.metrics.watchers('upstream', 1);
-    const forwarded: Entry = { kind: 'forwarded', relayed: null };
+    const forwarded: Entry = { kind: 'forwarded', relayed: null, through: spec.startRevision - 1 };
     this.entries.set(id, forwarded);
     if (!placeKept) this.outbox.push({ bytes: null, createdFor: id });
     forwarded.relayed = this.deps.relay.watch(this.relayKind, spec, request, {
@@ -317,21 +323,33 @@ export class WatchSession {
     if (!this.answerCreate(id, response)) this.send(response, true);
   }
 
-  /** Answered once every watch of the stream has caught up, so the revision it names is a promise kept. */
+  /**
+   * Answered once every watch of the stream has caught up, so the revision it
+   * names is a promise kept: every watch made (none still being checked
+   * against etcd), the hub's synced and at one revision, and each relayed one
+   * sent its events up to it. A relayed watch that etcd tells nothing more
+   * (a quiet range) never shows that: the request then goes unanswered after
+   * PROGRESS_WAIT_MS, as etcd leaves one unanswered while its watchers catch up.
+   */
   private requestProgress(): void {
     if (this.progressWanted) return;
     this.progressWanted = true;
+    const giveUpAt = performance.now() + PROGRESS_WAIT_MS;
     const answer = (): void => {
       if (this.closed) return;
-      const watchers = [...this.entries.values()].flatMap((e) => (e.kind === 'hub' && e.watcher !== null ? [e.watcher] : []));
+      const entries = [...this.entries.values()];
+      const watchers = entries.flatMap((e) => (e.kind === 'hub' && e.watcher !== null ? [e.watcher] : []));
       const through = watchers.map((watcher) => this.deliveredThrough(watcher));
-      // Every watch caught up, and to the same revision: the one revision the answer names is true of each.
-      if (watchers.some((watcher) => !watcher.synced) || Math.min(...through) < Math.max(...through)) {
-        setTimeout(answer, 10);
+      const revision = watchers.length > 0 ? Math.max(...through) : this.deps.mirror.revision();
+      const making = entries.some((e) => e.kind === 'checking');
+      const relayedBehind = entries.some((e) => e.kind === 'forwarded' && e.through < revision);
+      if (making || relayedBehind || watchers.some((watcher) => !watcher.synced) || Math.min(...through) < revision) {
+        if (performance.now() < giveUpAt) setTimeout(answer, 10);
+        else this.progressWanted = false;
         return;
       }
       this.progressWanted = false;
-      this.send({ header: this.header(through[0]), watch_id: '-1' });
+      this.send({ header: this.header(revision), watch_id: '-1' });
     };
     answer();
   }
@@ -441,6 +459,10 @@ export class WatchSession {
     if (response.canceled === true) {
       this.entries.delete(id);
       this.release(entry);
+    } else if (response.created !== true && entry.kind === 'forwarded') {
+      const events = upstream.events ?? [];
+      const last = events.length > 0 ? Number(events[events.length - 1]?.kv?.mod_revision ?? 0) : Number(upstream.header?.revision ?? 0);
+      entry.through = Math.max(entry.through, last);
     }
     if (response.created !== true || !this.answerCreate(id, response)) this.send(response);
   }

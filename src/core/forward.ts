@@ -8,7 +8,8 @@ import {
   type StatusObject,
 } from '@grpc/grpc-js';
 import type { DuplexCall, DuplexHandler, ServerStreamCall, ServerStreamHandler, UnaryCall, UnaryHandler } from './call';
-import { passBytes } from '../etcd/proto';
+import { etcdMethod, passBytes } from '../etcd/proto';
+import { readHeaderRevision } from '../etcd/response-bytes';
 import type { CoreContext } from './context';
 import { ProxyError, toStatus } from '../etcd/errors';
 import type { Source } from '../metrics';
@@ -138,7 +139,13 @@ export function forwardUnary(ctx: CoreContext, rpc: RpcRef, options: UnaryForwar
 
     tryMembers(ctx, rpc, call, kind, progress, (error, answer) => {
       if (error !== null) finish(error);
-      else reply(ctx, rpc, options, answer, call.request, finish);
+      else {
+        const again = behindFloor(ctx, rpc, answer, call.request);
+        if (again === null) reply(ctx, rpc, options, answer, call.request, finish);
+        // A serializable Range a lagging member answered below what this proxy already handed out: once
+        // more as linearizable (the leader's answer), so that no client sees the revision go back.
+        else tryMembers(ctx, rpc, call, kind, progress, (retryError, retried) => (retryError !== null ? finish(retryError) : reply(ctx, rpc, options, retried, call.request, finish)), again);
+      }
     });
   };
 }
@@ -162,6 +169,7 @@ function tryMembers(
   kind: MethodKind,
   progress: UnaryProgress,
   done: (error: ServiceError | ProxyError | null, answer: Buffer) => void,
+  request: Buffer = call.request,
 ): void {
   const members = ctx.pool.candidates();
   const metadata = upstreamMetadata(call.metadata);
@@ -177,7 +185,7 @@ function tryMembers(
       rpc.path,
       passBytes,
       passBytes,
-      call.request,
+      request,
       metadata,
       reasonedCall('client', call.getDeadline()),
       (error: ServiceError | null, response?: Buffer) => {
@@ -195,6 +203,22 @@ function tryMembers(
     );
   };
   attempt(0);
+}
+
+const RANGE_PATH = '/etcdserverpb.KV/Range';
+const rangeMethod = etcdMethod('etcdserverpb.KV', 'Range');
+
+/**
+ * The same Range made linearizable, when a member answered a serializable one
+ * below the revision this process already handed out (a follower behind its
+ * leader); null when the answer may go as it is.
+ */
+function behindFloor(ctx: CoreContext, rpc: RpcRef, answer: Buffer, request: Buffer): Buffer | null {
+  const floor = ctx.mirrorReads?.floor.revision ?? 0;
+  if (rpc.path !== RANGE_PATH || floor === 0 || readHeaderRevision(answer) >= floor) return null;
+  const decoded = rangeMethod.requestDeserialize(request) as { serializable?: boolean };
+  if (decoded.serializable !== true) return null;
+  return rangeMethod.requestSerialize({ ...decoded, serializable: false }) as Buffer;
 }
 
 /** A successful answer goes to the client rewritten (transformResponse) and after beforeReply, when asked for. */

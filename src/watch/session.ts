@@ -113,6 +113,8 @@ export class WatchSession {
   private flushScheduled = false;
   private closed = false;
   private progressWanted = false;
+  /** The highest header revision sent on this stream so far. */
+  private headerSent = 0;
   /** Relayed watches may share upstream streams only with streams of the same kind. */
   private readonly relayKind: RelayKind;
   private readonly sink: WatchSink;
@@ -340,7 +342,8 @@ export class WatchSession {
       const entries = [...this.entries.values()];
       const watchers = entries.flatMap((e) => (e.kind === 'hub' && e.watcher !== null ? [e.watcher] : []));
       const through = watchers.map((watcher) => this.deliveredThrough(watcher));
-      const revision = watchers.length > 0 ? Math.max(...through) : this.deps.mirror.revision();
+      // Never lower than a header this stream already sent: etcd's revisions do not go back on a stream.
+      const revision = Math.max(this.headerSent, watchers.length > 0 ? Math.max(...through) : this.deps.mirror.revision());
       const making = entries.some((e) => e.kind === 'checking');
       const relayedBehind = entries.some((e) => e.kind === 'forwarded' && e.through < revision);
       if (making || relayedBehind || watchers.some((watcher) => !watcher.synced) || Math.min(...through) < revision) {
@@ -359,6 +362,7 @@ export class WatchSession {
     const entry = id === undefined ? undefined : this.entries.get(id);
     if (id === undefined || entry === undefined || entry.kind !== 'hub') return;
     entry.quietSinceTick = false;
+    if (revision > this.headerSent) this.headerSent = revision;
     const header = mirrorHeaderBytes(this.deps.store.meta(), revision);
     const prevKv = watcher.spec.prevKv;
     if (!watcher.spec.fragment) {
@@ -386,7 +390,14 @@ export class WatchSession {
 
   private send(response: object, evenIfSlow = false): void {
     if (this.closed) return;
+    this.noteHeader(response);
     this.sendEncoded(watchMethod.responseSerialize(response), evenIfSlow);
+  }
+
+  /** The highest header revision this stream has sent (or queued): a progress answer names no lower one. */
+  private noteHeader(response: object): void {
+    const revision = Number((response as { header?: { revision?: unknown } }).header?.revision ?? 0);
+    if (revision > this.headerSent) this.headerSent = revision;
   }
 
   private sendEncoded(bytes: Buffer, evenIfSlow = false): void {
@@ -399,6 +410,7 @@ export class WatchSession {
   private answerCreate(id: number, response: object): boolean {
     const slot = this.outbox.find((s) => s.bytes === null && s.createdFor === id);
     if (slot === undefined) return false;
+    this.noteHeader(response);
     slot.bytes = watchMethod.responseSerialize(response);
     while (this.outbox[0]?.bytes != null && !this.closed) {
       const next = this.outbox.shift();

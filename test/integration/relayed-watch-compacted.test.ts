@@ -1,4 +1,5 @@
 // Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
+// etcd 3.5 pass: test/run.sh runs this file again against etcd 3.5 (ETCD_BIN_DIR), to compare the proxy in front of it with etcd 3.5 itself.
 // Integration (real 3-member etcd), etcd's own TestWatchResumeCompacted with
 // a proxy in front: a watch waiting from revision 1 (below the mirror's log,
 // so relayed to etcd) while the member holding it upstream is stopped, the

@@ -1,4 +1,5 @@
 // Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
+// etcd 3.5 pass: test/run.sh runs this file again against etcd 3.5 (ETCD_BIN_DIR), to compare the proxy in front of it with etcd 3.5 itself.
 // Integration (real etcd with --max-request-bytes 1.5 MiB), etcd's own
 // TestWatchFragment with a proxy in front: ten 1 MiB values just written,
 // then a watch from revision 1 over them (below the mirror's log, so relayed

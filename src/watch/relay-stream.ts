@@ -1,4 +1,5 @@
-import type { ClientDuplexStream, Metadata } from '@grpc/grpc-js';
+import { status, type ClientDuplexStream, type Metadata } from '@grpc/grpc-js';
+import { ETCD_ERRORS } from '../etcd/errors';
 import { etcdMethod } from '../etcd/proto';
 import type { WireWatchResponse } from '../etcd/wire';
 import type { UpstreamMember } from '../upstream/pool';
@@ -9,8 +10,13 @@ import { reasonedCall } from '../upstream/call-reason';
 export interface UpstreamWatchListener {
   /** etcd's created answer, then its events, progress notifications and cancel for this watch. */
   received(response: WireWatchResponse): void;
-  /** The stream failed: the watch is gone without etcd having cancelled it. */
-  broken(reason: string): void;
+  /**
+   * The stream failed: the watch is gone without etcd having cancelled it.
+   * `resumable`: the failure is one etcd's own client rides out by watching
+   * again (the connection or the member went away), not one it ends the watch
+   * for (etcd ended a require-leader stream for want of a leader, or refused it).
+   */
+  broken(reason: string, resumable: boolean): void;
 }
 
 export interface RelayStreamHooks {
@@ -26,6 +32,17 @@ interface Slot {
   /** etcd's ID for the watch, once it answered the create. */
   upstreamId: string | null;
   cancelled: boolean;
+}
+
+/**
+ * Whether etcd's client would watch again after its stream failed so: it does
+ * for a connection lost or a member going away (Unavailable, Internal), not
+ * for etcd ending a require-leader stream without a leader, nor for any other
+ * status (the request itself was refused).
+ */
+function resumableFailure(code: number | undefined, details: string): boolean {
+  if (code !== status.UNAVAILABLE && code !== status.INTERNAL) return false;
+  return !details.includes(ETCD_ERRORS.noLeader.details);
 }
 
 /**
@@ -47,8 +64,11 @@ export class RelayStream {
   ) {
     hooks.count(1);
     stream.on('data', (response: WireWatchResponse) => this.received(response));
-    stream.on('error', (error: Error & { details?: string }) => this.fail(`etcd-cache-proxy: upstream watch stream failed: ${error.details ?? error.message}`));
-    stream.on('end', () => this.fail('etcd-cache-proxy: upstream ended the watch stream'));
+    stream.on('error', (error: Error & { code?: number; details?: string }) => {
+      const details = error.details ?? error.message;
+      this.fail(`etcd-cache-proxy: upstream watch stream failed: ${details}`, resumableFailure(error.code, details));
+    });
+    stream.on('end', () => this.fail('etcd-cache-proxy: upstream ended the watch stream', true));
   }
 
   static open(member: UpstreamMember, metadata: Metadata, hooks: RelayStreamHooks): RelayStream {
@@ -112,11 +132,11 @@ export class RelayStream {
     this.stream.cancel();
   }
 
-  private fail(reason: string): void {
+  private fail(reason: string, resumable: boolean): void {
     if (this.ended) return;
     const listeners = [...this.live.values(), ...this.pending].filter((slot) => !slot.cancelled).map((slot) => slot.listener);
     this.end();
-    for (const listener of listeners) listener.broken(reason);
+    for (const listener of listeners) listener.broken(reason, resumable);
   }
 
   private end(): void {

@@ -1,6 +1,5 @@
 import type { WireHeader, WireWatchResponse } from '../etcd/wire';
 import { memberResponses, modRevision } from './relay-fanout';
-import type { UpstreamWatchListener } from './relay-stream';
 
 /** One downstream watch relayed through a shared upstream watch. */
 export interface RelayMember {
@@ -35,7 +34,7 @@ interface Member {
  * revision it is shown never goes below one the client may have seen, and
  * no event at or below it follows (etcd's promise for a watch from now).
  */
-export class SharedWatch implements UpstreamWatchListener {
+export class SharedWatch {
   private readonly members = new Set<Member>();
   /** Null until etcd answers a create from now (then its created revision + 1). */
   private from: number | null;
@@ -92,6 +91,7 @@ export class SharedWatch implements UpstreamWatchListener {
     this.onEnd(true);
   }
 
+  /** etcd's answers for the upstream watch, in order (its created answer, events, progress, cancel). */
   received(response: WireWatchResponse): void {
     if (this.ended) return;
     if (response.created === true) this.createdUpstream(response);
@@ -100,17 +100,41 @@ export class SharedWatch implements UpstreamWatchListener {
     else this.completed([...this.fragments, response]);
   }
 
-  broken(reason: string): void {
+  /** Whether it still has members (it ends when the last leaves, or on fail or etcd's cancel). */
+  open(): boolean {
+    return !this.ended;
+  }
+
+  /** Its upstream watch is gone; the one that resumes it starts at resumeRevision(). */
+  upstreamLost(): void {
+    // A revision cut short between fragments comes again whole from the watch that resumes it.
+    this.fragments = [];
+  }
+
+  /** Ends the watch for every member, as gone without etcd cancelling it. */
+  fail(reason: string): void {
     if (this.ended) return;
     const members = this.end();
     for (const member of members) member.sink.broken(reason);
   }
 
+  /**
+   * Where a new upstream watch takes over without a gap or a repeat: right
+   * after the last revision whose events are all out (0, from now, while no
+   * member was answered yet).
+   */
+  resumeRevision(): number {
+    if (!this.created) return this.startRevision;
+    return this.delivered + 1;
+  }
+
   private createdUpstream(response: WireWatchResponse): void {
     if (response.canceled === true) {
-      this.cancelledUpstream(response);
+      this.cancelledUpstream(this.created ? { ...response, created: false } : response);
       return;
     }
+    // A resumed watch: its members were answered by the first one, and its events carry on from resumeRevision().
+    if (this.created) return;
     const revision = Number(response.header?.revision ?? '0');
     this.created = true;
     this.header = response.header ?? {};

@@ -1,6 +1,7 @@
 import { Metadata } from '@grpc/grpc-js';
 import type { UpstreamPool } from '../upstream/pool';
 import { RelayStream } from './relay-stream';
+import { RelayLink } from './relay-link';
 import { SharedWatch, type RelayHandle, type RelayMember } from './shared-watch';
 import type { WatchSpec, WireWatchCreateRequest } from './watch-spec';
 
@@ -59,9 +60,9 @@ const DETACHED: RelayHandle = { cancel: () => undefined };
  * one kind are multiplexed on one stream, as etcd's own clients do: each
  * stream costs etcd a gRPC stream and its goroutines, and the relay reads
  * every response at once (sessions buffer for their clients), so one slow
- * client never holds up the others' watches on it. The cost is that a
- * stream's failure ends all its watches, which a failing member would do
- * anyway.
+ * client never holds up the others' watches on it. A stream's failure
+ * reaches all its watches at once; each is created again on a new stream
+ * (RelayLink), as etcd's own client would, so its clients see nothing of it.
  */
 export class WatchRelay {
   private readonly streams = new Map<string, RelayStream>();
@@ -85,21 +86,20 @@ export class WatchRelay {
       const joined = candidate.join(spec.startRevision, member);
       if (joined !== null) return joined;
     }
-    const stream = this.stream(kind);
-    if (stream === null) {
+    let link: RelayLink | null = null;
+    const watch = new SharedWatch(spec.startRevision, spec.fragment, () => this.knownRevision(), (lastLeft) => {
+      if (lastLeft) link?.close();
+      this.forget(identity, watch);
+    });
+    link = new RelayLink(watch, request, () => this.stream(kind));
+    if (!link.open()) {
       member.broken(NO_MEMBER);
       return DETACHED;
     }
-    let cancelUpstream = (): void => undefined;
-    const watch = new SharedWatch(spec.startRevision, spec.fragment, () => this.knownRevision(), (lastLeft) => {
-      if (lastLeft) cancelUpstream();
-      this.forget(identity, watch);
-    });
     const group = this.shared.get(identity) ?? new Set<SharedWatch>();
     group.add(watch);
     this.shared.set(identity, group);
     this.metrics.watches(1);
-    cancelUpstream = stream.create(watch, request);
     // A new watch takes any member asking for its own start, so this join cannot fail.
     return watch.join(spec.startRevision, member) ?? DETACHED;
   }

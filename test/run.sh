@@ -59,13 +59,14 @@ if [ ${#etcd35Files[@]} -gt 0 ]; then
 fi
 
 # The robustness smoke run (test/robustness/): a 3-member etcd, three proxies, traffic and faults for about
-# 30 s, then the checker over the whole history; against etcd 3.4, and 3.5 when the pass above had it. Alone,
+# 30 s, then the checker over the whole history; against etcd 3.4, and with auth on against 3.5 when the pass
+# above had it. Alone,
 # after the rest: it loads both cores by itself.
 if [ $# -eq 0 ]; then
   node --import tsx --test --test-timeout=300000 test/robustness/smoke.test.ts || status=$?
   if [ -n "$etcd35" ]; then
-    echo "test/run.sh: the robustness smoke run again against etcd 3.5" >&2
-    ETCD_BIN_DIR="$etcd35" node --import tsx --test --test-timeout=300000 test/robustness/smoke.test.ts || status=$?
+    echo "test/run.sh: the robustness smoke run again against etcd 3.5, with etcd's auth on" >&2
+    ETCD_BIN_DIR="$etcd35" ECP_ROBUSTNESS_AUTH=1 node --import tsx --test --test-timeout=300000 test/robustness/smoke.test.ts || status=$?
   fi
 fi
 exit "$status"

@@ -1,6 +1,7 @@
 // Integration (real 3-member etcd, three proxies as the CLI, real clients): the robustness run's smoke mode,
 // part of `npm test` (test/run.sh runs it alone, after the other files: it loads the machine). About 30 s
-// of traffic and seeded faults, then the checker over the whole history. ECP_ROBUSTNESS_SEED picks the seed;
+// of traffic and seeded faults, then the checker over the whole history. ECP_ROBUSTNESS_AUTH=1 runs it with
+// etcd's auth on (test/run.sh does against etcd 3.5). ECP_ROBUSTNESS_SEED picks the seed;
 // a failure names it and the history file, which `npm run robustness -- --replay FILE` checks again.
 import assert from 'node:assert/strict';
 import { tmpdir } from 'node:os';
@@ -15,7 +16,8 @@ test('half a minute of traffic and faults: nothing served wrong', { timeout: 300
   const seed = Number(process.env.ECP_ROBUSTNESS_SEED ?? Math.floor(Math.random() * 2 ** 31));
   const historyFile = join(tmpdir(), `ecp-robustness-${seed}.json`);
   const lines: string[] = [];
-  const result = await runRobustness({ durationMs: SMOKE_MS, seed, faults: FAULTS, historyFile, log: (line) => lines.push(line) });
+  const auth = process.env.ECP_ROBUSTNESS_AUTH === '1';
+  const result = await runRobustness({ durationMs: SMOKE_MS, seed, faults: FAULTS, auth, historyFile, log: (line) => lines.push(line) });
   const text = `${lines.join('\n')}\n${report(result)}\nhistory: ${historyFile}`;
   assert.deepEqual(result.summary.violations.map((v) => `[${v.check}] ${v.message}`), [], text);
   assert.ok(result.history.faults.length >= 2, `only ${result.history.faults.length} faults were injected:\n${text}`);

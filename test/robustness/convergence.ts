@@ -1,4 +1,4 @@
-import type { Fleet } from './fleet';
+import type { Fleet, FleetProxy } from './fleet';
 import { KvClient } from './kv-client';
 import type { Recording } from './recording';
 import { prefixEnd } from './traffic';
@@ -24,34 +24,32 @@ export async function etcdRevision(fleet: Fleet): Promise<number> {
 }
 
 /**
- * After the faults stop, every proxy's mirror equals etcd within `withinMs`:
- * each proxy is read (serializable, from its mirror) until it answers at
- * etcd's revision; those reads are recorded, so the checker compares their
- * content too.
+ * Reads `proxy` (serializable, from its mirror) until it answers at
+ * `revision` or newer, within `withinMs`; the reads are recorded as
+ * `client`'s, so the checker compares their content too. A violation when
+ * it does not.
  */
-export async function awaitConvergence(fleet: Fleet, recording: Recording, revision: number, withinMs: number): Promise<Violation[]> {
-  const violations: Violation[] = [];
-  await Promise.all(
-    fleet.proxies.map(async (proxy) => {
-      const client = new KvClient(proxy.address);
-      const deadline = performance.now() + withinMs;
-      const ranges = proxy.prefixes.length === 0 ? [{ key: '\0', rangeEnd: '\0' }] : proxy.prefixes.map((prefix) => ({ key: prefix, rangeEnd: prefixEnd(prefix) }));
-      try {
-        for (const range of ranges) {
-          for (;;) {
-            const record = await recording.send('final', proxy.name, client, { kind: 'range', ...range, revision: 0, serializable: true, limit: 0, countOnly: false, keysOnly: false });
-            if (record.result.ok && record.result.revision >= revision) break;
-            if (performance.now() > deadline) {
-              violations.push({ check: 'convergence', message: `${proxy.name}: its mirror had not reached etcd's revision ${revision} ${withinMs} ms after the faults stopped`, evidence: [record] });
-              break;
-            }
-            await sleep(100);
-          }
-        }
-      } finally {
-        client.close();
+export async function awaitProxyAt(proxy: FleetProxy, recording: Recording, client: string, revision: number, withinMs: number, why: string): Promise<Violation | null> {
+  const kv = new KvClient(proxy.address);
+  const deadline = performance.now() + withinMs;
+  const ranges = proxy.prefixes.length === 0 ? [{ key: '\0', rangeEnd: '\0' }] : proxy.prefixes.map((prefix) => ({ key: prefix, rangeEnd: prefixEnd(prefix) }));
+  try {
+    for (const range of ranges) {
+      for (;;) {
+        const record = await recording.send(client, proxy.name, kv, { kind: 'range', ...range, revision: 0, serializable: true, limit: 0, countOnly: false, keysOnly: false });
+        if (record.result.ok && record.result.revision >= revision) break;
+        if (performance.now() > deadline) return { check: 'convergence', message: `${proxy.name}: its mirror had not reached etcd's revision ${revision} ${withinMs} ms after ${why}`, evidence: [record] };
+        await sleep(100);
       }
-    }),
-  );
-  return violations;
+    }
+    return null;
+  } finally {
+    kv.close();
+  }
+}
+
+/** After the faults stop, every proxy's mirror equals etcd within `withinMs` (awaitProxyAt, as client 'final'). */
+export async function awaitConvergence(fleet: Fleet, recording: Recording, revision: number, withinMs: number): Promise<Violation[]> {
+  const found = await Promise.all(fleet.proxies.map((proxy) => awaitProxyAt(proxy, recording, 'final', revision, withinMs, 'the faults stopped')));
+  return found.filter((violation): violation is Violation => violation !== null);
 }

@@ -1,9 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startEtcdCluster, type EtcdCluster } from '../support/etcd-cluster';
 import { freePort } from '../support/etcd';
 import { startProxyProcess, type ProxyProcess } from '../support/proxy';
+import { mountTmpfs, unmountTmpfs } from '../support/tmpfs';
 
 /** One proxy of the fleet: its own port and data dir, which a restart keeps. */
 export interface FleetProxy {
@@ -12,6 +13,8 @@ export interface FleetProxy {
   readonly dataDir: string;
   /** What it mirrors: '' for the whole keyspace. */
   readonly prefixes: readonly string[];
+  /** Whether its data dir is a tmpfs of its own (which a fault may fill). */
+  readonly tmpfs: boolean;
   running(): boolean;
   /** SIGKILL by pid (a crash mid-traffic); resolves once it is gone. */
   kill(): Promise<void>;
@@ -25,7 +28,16 @@ export interface FleetProxy {
 export interface Fleet {
   readonly cluster: EtcdCluster;
   readonly proxies: readonly FleetProxy[];
+  /** Why the proxies' data dirs are not on a tmpfs though one was asked for, or null. */
+  readonly tmpfsRefused: string | null;
   stop(): Promise<void>;
+}
+
+export interface FleetOptions {
+  /** The members' peer traffic through forwarders (so that one can be cut off from its peers). */
+  readonly peerNetwork?: boolean;
+  /** Each proxy's data dir on a tmpfs of this many bytes (so that it can be filled up). */
+  readonly tmpfsBytes?: number;
 }
 
 interface ProxyPlan {
@@ -42,8 +54,8 @@ export const MIRRORED_PREFIXES = ['/apisix/', '/service/'] as const;
  * one plain, one with --workers 2, one mirroring two prefixes. Every proxy
  * lists every member.
  */
-export async function startFleet(): Promise<Fleet> {
-  const cluster = await startEtcdCluster(3);
+export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
+  const cluster = await startEtcdCluster(3, { peerNetwork: options.peerNetwork === true });
   const endpoints = cluster.members.map((member) => member.clientUrl);
   const common = ['--upstream-timeout', '2s', '--shutdown-grace', '1s', '--log-level', 'warn'];
   const plans: ProxyPlan[] = [
@@ -52,8 +64,9 @@ export async function startFleet(): Promise<Fleet> {
     { name: 'p3', args: [...common, ...MIRRORED_PREFIXES.flatMap((prefix) => ['--mirror-prefix', prefix])], prefixes: MIRRORED_PREFIXES },
   ];
   const proxies: FleetProxy[] = [];
+  const refusals: string[] = [];
   try {
-    for (const plan of plans) proxies.push(await startFleetProxy(plan, endpoints));
+    for (const plan of plans) proxies.push(await startFleetProxy(plan, endpoints, options.tmpfsBytes, (reason) => refusals.push(reason)));
   } catch (error) {
     await Promise.all(proxies.map((proxy) => proxy.stop()));
     await cluster.stop();
@@ -62,6 +75,7 @@ export async function startFleet(): Promise<Fleet> {
   return {
     cluster,
     proxies,
+    tmpfsRefused: refusals[0] ?? null,
     async stop() {
       await Promise.all(proxies.map((proxy) => proxy.stop()));
       await cluster.stop();
@@ -69,10 +83,25 @@ export async function startFleet(): Promise<Fleet> {
   };
 }
 
-async function startFleetProxy(plan: ProxyPlan, endpoints: readonly string[]): Promise<FleetProxy> {
+async function startFleetProxy(plan: ProxyPlan, endpoints: readonly string[], tmpfsBytes: number | undefined, refused: (reason: string) => void): Promise<FleetProxy> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), `ecp-robust-${plan.name}-`));
-  let process: ProxyProcess | null = await startProxyProcess(endpoints, plan.args, { dataDir, port });
+  const mounted = tmpfsBytes === undefined ? null : mountTmpfs(dataDir, tmpfsBytes);
+  if (mounted !== null && !mounted.ok) refused(mounted.reason);
+  const tmpfs = mounted?.ok === true;
+  const removeDataDir = (): void => {
+    if (tmpfs) {
+      unmountTmpfs(dataDir);
+      rmdirSync(dataDir);
+    } else rmSync(dataDir, { recursive: true, force: true });
+  };
+  let process: ProxyProcess | null;
+  try {
+    process = await startProxyProcess(endpoints, plan.args, { dataDir, port });
+  } catch (error) {
+    removeDataDir();
+    throw error;
+  }
   let exited = false;
   const watchExit = (running: ProxyProcess): void => {
     void running.exited.then(() => {
@@ -85,6 +114,7 @@ async function startFleetProxy(plan: ProxyPlan, endpoints: readonly string[]): P
     address: `127.0.0.1:${port}`,
     dataDir,
     prefixes: plan.prefixes,
+    tmpfs,
     running: () => process !== null && !exited,
     pid: () => process?.child.pid,
     async kill() {
@@ -102,7 +132,7 @@ async function startFleetProxy(plan: ProxyPlan, endpoints: readonly string[]): P
     async stop() {
       await process?.stop();
       process = null;
-      rmSync(dataDir, { recursive: true, force: true });
+      removeDataDir();
     },
     stderr: () => process?.stderr() ?? '',
   };

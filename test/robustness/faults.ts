@@ -199,7 +199,7 @@ async function pauseProxy(context: FaultContext): Promise<{ target: string; deta
       }
     }
   }
-  const detail = [`SIGSTOP of its ${stopped.length} processes for ${pausedMs} ms, SIGCONT`];
+  const detail = [`SIGSTOP of its process tree (${stopped.length} ${stopped.length === 1 ? 'process' : 'processes'}) for ${pausedMs} ms, SIGCONT`];
   const stuck = await awaitProxyAt(proxy, context.recording, 'fault-probe', await etcdRevision(fleet), RECOVERY_MS, 'it was resumed');
   if (stuck !== null) {
     context.findings.push(stuck);

@@ -186,8 +186,13 @@ async function pauseProxy(context: FaultContext): Promise<{ target: string; deta
   try {
     // Parents first: a stopped primary does not start a worker in place of one being stopped.
     for (const each of processTree(pid)) {
-      await freezePid(each);
+      // Listed before it is stopped: one that stops late still gets its SIGCONT.
       stopped.push(each);
+      try {
+        await freezePid(each);
+      } catch {
+        // gone since it was listed (tsx's helper comes and goes)
+      }
     }
     await sleep(pausedMs);
   } finally {

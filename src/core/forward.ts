@@ -8,8 +8,7 @@ import {
   type StatusObject,
 } from '@grpc/grpc-js';
 import type { DuplexCall, DuplexHandler, ServerStreamCall, ServerStreamHandler, UnaryCall, UnaryHandler } from './call';
-import { etcdMethod, passBytes } from '../etcd/proto';
-import { readHeaderRevision } from '../etcd/response-bytes';
+import { passBytes } from '../etcd/proto';
 import type { CoreContext } from './context';
 import { ProxyError, toStatus } from '../etcd/errors';
 import type { Source } from '../metrics';
@@ -17,6 +16,7 @@ import type { UpstreamMember } from '../upstream/pool';
 import { isProxyIssuedToken, tokenOf } from '../auth/directory';
 import { reasonedCall } from '../upstream/call-reason';
 import type { MethodKind } from '../etcd/method-kinds';
+import { readHeaderRevision } from '../etcd/response-bytes';
 
 /** Names one RPC for routing, metrics and logs, and says what its calls do (etcd/method-kinds.ts). */
 export interface RpcRef {
@@ -91,6 +91,12 @@ export interface UnaryForwardOptions {
   readonly transformResponse?: (response: Buffer) => Buffer;
   /** Awaited after a successful answer, before the client sees it (read your writes). */
   readonly beforeReply?: (response: Buffer, request: Buffer) => Promise<void>;
+  /**
+   * A read's answer should name no revision below this one (what this
+   * process already handed out): a member answering below it is passed over
+   * for the next (tryMembers).
+   */
+  readonly notBelow?: () => number;
 }
 
 /**
@@ -137,15 +143,9 @@ export function forwardUnary(ctx: CoreContext, rpc: RpcRef, options: UnaryForwar
       callback(null, response);
     };
 
-    tryMembers(ctx, rpc, call, kind, progress, (error, answer) => {
+    tryMembers(ctx, rpc, call, kind, progress, options.notBelow, (error, answer) => {
       if (error !== null) finish(error);
-      else {
-        const again = behindFloor(ctx, rpc, answer, call.request);
-        if (again === null) reply(ctx, rpc, options, answer, call.request, finish);
-        // A serializable Range a lagging member answered below what this proxy already handed out: once
-        // more as linearizable (the leader's answer), so that no client sees the revision go back.
-        else tryMembers(ctx, rpc, call, kind, progress, (retryError, retried) => (retryError !== null ? finish(retryError) : reply(ctx, rpc, options, retried, call.request, finish)), again);
-      }
+      else reply(ctx, rpc, options, answer, call.request, finish);
     });
   };
 }
@@ -156,11 +156,25 @@ interface UnaryProgress {
   cancelled: boolean;
 }
 
+/** An answer's header revision; 0 (not behind anything) for bytes that do not parse. */
+function answerRevision(answer: Buffer): number {
+  try {
+    return readHeaderRevision(answer);
+  } catch {
+    return 0;
+  }
+}
+
 /**
  * Sends a unary request to the members in order. A read that finds a member
  * unreachable is tried on the next one; a write or login only when it never
- * left the proxy, since its outcome is unknown once sent. `done` gets the
- * last error, or the answer.
+ * left the proxy, since its outcome is unknown once sent. A read answered
+ * below `notBelow()` (a revision this process already handed out: a member
+ * cut off from its peers, or catching up, still answers serializable reads
+ * from what it has) is tried on the next one too: through one proxy, as
+ * from one etcd member, a client's revisions never go back. The newest such
+ * answer is given when no member does better. `done` gets the last error,
+ * or the answer.
  */
 function tryMembers(
   ctx: CoreContext,
@@ -168,15 +182,19 @@ function tryMembers(
   call: UnaryCall,
   kind: MethodKind,
   progress: UnaryProgress,
+  notBelow: (() => number) | undefined,
   done: (error: ServiceError | ProxyError | null, answer: Buffer) => void,
-  request: Buffer = call.request,
 ): void {
   const members = ctx.pool.candidates();
   const metadata = upstreamMetadata(call.metadata);
+  const idempotent = kind === 'read';
+  /** The newest answer so far that was below the floor, and its revision. */
+  let behind: { answer: Buffer; revision: number } | undefined;
   const attempt = (index: number): void => {
     const member: UpstreamMember | undefined = members[index];
     if (member === undefined) {
-      done(new ProxyError('noUpstream'), Buffer.alloc(0));
+      if (behind !== undefined) done(null, behind.answer);
+      else done(new ProxyError('noUpstream'), Buffer.alloc(0));
       return;
     }
     // A member the proxy sends work to is watched more closely (liveness.ts).
@@ -185,12 +203,11 @@ function tryMembers(
       rpc.path,
       passBytes,
       passBytes,
-      request,
+      call.request,
       metadata,
       reasonedCall('client', call.getDeadline()),
       (error: ServiceError | null, response?: Buffer) => {
         progress.pending = undefined;
-        const idempotent = kind === 'read';
         const retry = error !== null && (idempotent || neverSent(error)) && !progress.cancelled && error.code === status.UNAVAILABLE && index + 1 < members.length;
         if (retry) {
           ctx.log.debug({ rpc: rpc.path, member: member.endpoint.url, err: error.details }, 'retried on another member');
@@ -198,27 +215,24 @@ function tryMembers(
           attempt(index + 1);
           return;
         }
-        done(error, response ?? Buffer.alloc(0));
+        const floor = idempotent && notBelow !== undefined ? notBelow() : 0;
+        const revision = error === null && response !== undefined && floor > 0 ? answerRevision(response) : floor;
+        if (revision < floor && !progress.cancelled) {
+          if (behind === undefined || revision > behind.revision) behind = { answer: response ?? Buffer.alloc(0), revision };
+          if (index + 1 < members.length) {
+            ctx.log.debug({ rpc: rpc.path, member: member.endpoint.url, revision, floor }, 'answered below a revision already handed out: retried on another member');
+            ctx.metrics.upstreamFailovers.inc({ kind: 'read_retry' });
+            attempt(index + 1);
+            return;
+          }
+        }
+        // The last member failed, or answered no newer: the newest answer below the floor, else what came.
+        if (behind !== undefined && (error !== null || revision < behind.revision)) done(null, behind.answer);
+        else done(error, response ?? Buffer.alloc(0));
       },
     );
   };
   attempt(0);
-}
-
-const RANGE_PATH = '/etcdserverpb.KV/Range';
-const rangeMethod = etcdMethod('etcdserverpb.KV', 'Range');
-
-/**
- * The same Range made linearizable, when a member answered a serializable one
- * below the revision this process already handed out (a follower behind its
- * leader); null when the answer may go as it is.
- */
-function behindFloor(ctx: CoreContext, rpc: RpcRef, answer: Buffer, request: Buffer): Buffer | null {
-  const floor = ctx.mirrorReads?.floor.revision ?? 0;
-  if (rpc.path !== RANGE_PATH || floor === 0 || readHeaderRevision(answer) >= floor) return null;
-  const decoded = rangeMethod.requestDeserialize(request) as { serializable?: boolean };
-  if (decoded.serializable !== true) return null;
-  return rangeMethod.requestSerialize({ ...decoded, serializable: false }) as Buffer;
 }
 
 /** A successful answer goes to the client rewritten (transformResponse) and after beforeReply, when asked for. */

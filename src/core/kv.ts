@@ -23,9 +23,14 @@ const READ_YOUR_WRITES = ['Put', 'DeleteRange', 'Txn'] as const;
 export function createKvService(ctx: CoreContext): CoreService {
   const methods = serviceMethods(SERVICE);
   const overrides: Record<string, UnaryHandler> = {};
+  // A read etcd answers through this proxy names no revision below one a client already had here: the
+  // highest forwarded answer, or the mirror's (a member cut off from its peers answers from what it has).
+  const reads = ctx.mirrorReads;
+  const notBelow = reads === null ? undefined : (): number => Math.max(reads.floor.revision, reads.store.meta().revision);
   for (const name of READ_YOUR_WRITES) {
     overrides[name] = forwardUnary(ctx, rpcRef(SERVICE, name), {
       beforeReply: (response, request) => ctx.writes.awaitMirror(name, response, request),
+      notBelow,
     });
   }
   const put = methods.Put;
@@ -48,7 +53,7 @@ export function createKvService(ctx: CoreContext): CoreService {
   }
   const range = methods.Range;
   if (ctx.mirrorReads !== null && range !== undefined) {
-    const forward = forwardUnary(ctx, rpcRef(SERVICE, 'Range'));
+    const forward = forwardUnary(ctx, rpcRef(SERVICE, 'Range'), { notBelow });
     overrides.Range = mirrorRange(ctx, ctx.mirrorReads, rpcRef(SERVICE, 'Range'), range, forward);
   }
   const txn = methods.Txn;

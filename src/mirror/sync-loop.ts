@@ -9,7 +9,7 @@ import type { Relister } from './relist';
 import type { ScopeRefresh } from './scope-refresh';
 import type { SnapshotAdoption } from './snapshot-adoption';
 import type { SyncBackoff } from './sync-backoff';
-import { checkUpstream } from './upstream-check';
+import { checkUpstream, type ClusterRevisionProbe } from './upstream-check';
 import { MemberFailed, progressTrustFor } from './watch-stream';
 
 export interface SyncLoopParts {
@@ -25,6 +25,8 @@ export interface SyncLoopParts {
   readonly adoption: SnapshotAdoption;
   /** How long the member's Status may take. */
   readonly statusTimeoutMs: number;
+  /** How the cluster's own revision is read when a member's Status says it is behind the mirror. */
+  readonly clusterRevision: ClusterRevisionProbe;
   /** The store was wiped (another cluster, or one restored from a backup); M was `previous`. */
   readonly onDiscarded: (previous: number) => void;
   /** Called when the watch resumes on another member than the one it ran on (metrics). */
@@ -97,7 +99,7 @@ export class SyncLoop {
   }
 
   private async checkUpstream(member: UpstreamMember): Promise<void> {
-    const check = await checkUpstream(this.parts.store, member, this.parts.log, this.parts.statusTimeoutMs);
+    const check = await checkUpstream(this.parts.store, member, this.parts.log, this.parts.statusTimeoutMs, this.parts.clusterRevision);
     this.trust = check.trust;
     if (check.discarded !== null) this.parts.onDiscarded(check.discarded);
   }

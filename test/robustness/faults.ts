@@ -1,15 +1,39 @@
 import { Metadata } from '@grpc/grpc-js';
 import type { ClientLogin } from './client-login';
+import type { Violation } from './checker/violation';
 import type { ClusterMember } from '../support/etcd-cluster';
+import { childPids, freezePid } from '../support/processes';
+import { fillUp } from '../support/tmpfs';
+import { awaitProxyAt, etcdRevision } from './convergence';
 import type { EtcdRecorder } from './etcd-recorder';
 import type { Fleet, FleetProxy } from './fleet';
 import { KvClient } from './kv-client';
+import { agreedLeader, moveLeader } from './leadership';
 import type { Random } from './rng';
 import type { Recording } from './recording';
 
 /** The faults a run may inject (--faults picks some). */
-export const FAULTS = ['kill-member', 'stop-member', 'kill-all', 'stop-all', 'kill-proxy', 'restart-proxy-in-outage', 'compact-via-proxy', 'compact-etcd'] as const;
+export const FAULTS = [
+  'kill-member',
+  'stop-member',
+  'kill-all',
+  'stop-all',
+  'kill-proxy',
+  'restart-proxy-in-outage',
+  'compact-via-proxy',
+  'compact-etcd',
+  'leader-move',
+  'partition-member',
+  'disk-full',
+  'pause-proxy',
+] as const;
 export type FaultName = (typeof FAULTS)[number];
+
+/** The size of each proxy's data dir tmpfs when `disk-full` may run: room for a run's mirror, little enough to fill at once. */
+export const DATA_DIR_TMPFS_BYTES = 64 * 1024 * 1024;
+
+/** How long a proxy may take to answer at etcd's revision again after a fault that left etcd up (a full disk, a pause). */
+const RECOVERY_MS = 15_000;
 
 /** How far below etcd's history watch a compaction stays (that watch must never be compacted). */
 const COMPACTION_MARGIN = 25;
@@ -23,6 +47,8 @@ interface FaultContext {
   readonly recorder: EtcdRecorder;
   /** The highest revision compacted so far. */
   compacted: number;
+  /** What a fault itself saw go wrong (a proxy that exited, one that did not come back): violations of the run. */
+  readonly findings: Violation[];
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -60,6 +86,138 @@ async function compact(context: FaultContext, via: string, address: string): Pro
   } finally {
     client.close();
   }
+}
+
+/** A linearizable read straight on `member` until it answers (it is back in the cluster), within `withinMs`. */
+async function answersLinearizable(member: ClusterMember, withinMs: number): Promise<boolean> {
+  const deadline = performance.now() + withinMs;
+  const client = new KvClient(member.clientAddress);
+  try {
+    for (;;) {
+      const answer = await client.send({ kind: 'range', key: '\0', rangeEnd: '\0', revision: 0, serializable: false, limit: 1, countOnly: true, keysOnly: false });
+      if (answer.ok) return true;
+      if (performance.now() > deadline) return false;
+      await sleep(200);
+    }
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * Cuts one member off from its peers for a few seconds: the cluster's peer
+ * URLs are forwarders of ours (support/peer-network.ts), which drop every
+ * link to or from the member and hold new ones until healed. Clients still
+ * reach it. Waits until it answers a linearizable read again.
+ */
+async function partitionMember(context: FaultContext): Promise<{ target: string; detail: string }> {
+  const { fleet, random } = context;
+  const members = fleet.cluster.members;
+  const network = fleet.cluster.peerNetwork;
+  if (network === null) return { target: 'none', detail: 'skipped: the cluster runs without its peer forwarders' };
+  const member = random.pick(members);
+  const cutMs = random.int(3_000, 7_000);
+  const before = await agreedLeader(members, 5_000);
+  const unknownBefore = network.unknownDialers;
+  const { dropped } = network.cutOff(member.name);
+  await sleep(cutMs);
+  network.heal();
+  const unknown = network.unknownDialers - unknownBefore;
+  const back = await answersLinearizable(member, RECOVERY_MS);
+  const after = await agreedLeader(members);
+  return {
+    target: member.name,
+    detail:
+      `peer traffic cut for ${cutMs} ms by the peer forwarders (${dropped} links to or from it dropped, new ones held, then dropped when healed` +
+      `${unknown > 0 ? `; ${unknown} links whose dialer was not found let through` : ''}); its client port stayed open; ` +
+      `leader before ${before?.member.name ?? 'unknown'}, after ${after?.member.name ?? 'none agreed'}` +
+      (back ? '' : `; it did not answer a linearizable read within ${RECOVERY_MS} ms of the heal`),
+  };
+}
+
+/**
+ * Fills one proxy's data dir (a tmpfs of its own) with a file until ENOSPC,
+ * holds it a few seconds, removes it; then the proxy must answer at etcd's
+ * revision again. A proxy that exited meanwhile is a finding (and is
+ * restarted, for the rest of the run).
+ */
+async function fillDisk(context: FaultContext): Promise<{ target: string; detail: string }> {
+  const { fleet, random } = context;
+  const candidates = fleet.proxies.filter((proxy) => proxy.tmpfs && proxy.running());
+  if (candidates.length === 0) return { target: 'none', detail: `skipped: no proxy's data dir is on a tmpfs (${fleet.tmpfsRefused ?? 'none was asked for'})` };
+  const proxy = random.pick(candidates);
+  const holdMs = random.int(2_000, 5_000);
+  const logged = proxy.stderr().length;
+  const filler = fillUp(proxy.dataDir);
+  await sleep(holdMs);
+  const exited = !proxy.running();
+  filler.remove();
+  const detail = [`its data dir (a ${DATA_DIR_TMPFS_BYTES >> 20} MiB tmpfs) filled with a ${Math.round(filler.bytes / 1024)} KiB file until ENOSPC, held ${holdMs} ms, removed`];
+  // What the proxy said meanwhile (it logs at warn and above in the fleet): whether the full disk reached it.
+  const said = proxy.stderr().slice(logged).split('\n').filter((line) => line.trim() !== '');
+  detail.push(said.length === 0 ? 'the proxy logged nothing meanwhile' : `the proxy logged ${said.length} lines, the first: ${(said[0] ?? '').slice(0, 300)}`);
+  if (exited) {
+    const stderr = proxy.stderr().slice(-1_500);
+    context.findings.push({ check: 'disk-full', message: `${proxy.name} exited while its disk was full; its last words:\n${stderr}`, evidence: [] });
+    detail.push('the proxy EXITED while the disk was full');
+    try {
+      await proxy.restart();
+    } catch (error) {
+      context.findings.push({ check: 'disk-full', message: `${proxy.name} did not start again after its disk had room: ${String(error)}`, evidence: [] });
+      return { target: proxy.name, detail: `${detail.join('; ')}; it did not start again` };
+    }
+  }
+  const stuck = await awaitProxyAt(proxy, context.recording, 'fault-probe', await etcdRevision(fleet, context.login), RECOVERY_MS, 'its disk had room again', context.login);
+  if (stuck !== null) {
+    context.findings.push(stuck);
+    detail.push(`its mirror did not reach etcd's revision within ${RECOVERY_MS} ms`);
+  }
+  return { target: proxy.name, detail: detail.join('; ') };
+}
+
+/** A process and everything it started (a --workers proxy's workers, tsx's helper), parents first. */
+function processTree(pid: number): number[] {
+  const tree = [pid];
+  for (let i = 0; i < tree.length && tree.length < 64; i += 1) tree.push(...childPids(tree[i] ?? 0));
+  return tree;
+}
+
+/** SIGSTOP of one proxy's processes (all of them, as a paused VM or container) for a few seconds, then SIGCONT. */
+async function pauseProxy(context: FaultContext): Promise<{ target: string; detail: string }> {
+  const { fleet, random } = context;
+  const proxy = random.pick(fleet.proxies);
+  const pid = proxy.pid();
+  if (pid === undefined || !proxy.running()) return { target: proxy.name, detail: 'skipped: not running' };
+  const pausedMs = random.int(1_000, 4_000);
+  const stopped: number[] = [];
+  try {
+    // Parents first: a stopped primary does not start a worker in place of one being stopped.
+    for (const each of processTree(pid)) {
+      // Listed before it is stopped: one that stops late still gets its SIGCONT.
+      stopped.push(each);
+      try {
+        await freezePid(each);
+      } catch {
+        // gone since it was listed (tsx's helper comes and goes)
+      }
+    }
+    await sleep(pausedMs);
+  } finally {
+    for (const each of [...stopped].reverse()) {
+      try {
+        process.kill(each, 'SIGCONT');
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+  const detail = [`SIGSTOP of its process tree (${stopped.length} ${stopped.length === 1 ? 'process' : 'processes'}) for ${pausedMs} ms, SIGCONT`];
+  const stuck = await awaitProxyAt(proxy, context.recording, 'fault-probe', await etcdRevision(fleet, context.login), RECOVERY_MS, 'it was resumed', context.login);
+  if (stuck !== null) {
+    context.findings.push(stuck);
+    detail.push(`its mirror did not reach etcd's revision within ${RECOVERY_MS} ms`);
+  }
+  return { target: proxy.name, detail: detail.join('; ') };
 }
 
 /** Injects one fault and waits for what it broke to come back; returns what it did, for the report. */
@@ -104,6 +262,14 @@ async function inject(name: FaultName, context: FaultContext): Promise<{ target:
       const member = random.pick(members);
       return { target: member.name, detail: `compaction ${await compact(context, 'etcd', member.clientAddress)}` };
     }
+    case 'leader-move':
+      return moveLeader(members, random);
+    case 'partition-member':
+      return partitionMember(context);
+    case 'disk-full':
+      return fillDisk(context);
+    case 'pause-proxy':
+      return pauseProxy(context);
   }
 }
 

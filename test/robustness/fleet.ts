@@ -1,10 +1,11 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startEtcdCluster, type EtcdCluster } from '../support/etcd-cluster';
 import { freePort } from '../support/etcd';
 import { startProxyProcess, type ProxyProcess } from '../support/proxy';
 import { proxyUser, turnAuthOn } from './fleet-auth';
+import { mountTmpfs, unmountTmpfs } from '../support/tmpfs';
 
 /** One proxy of the fleet: its own port and data dir, which a restart keeps. */
 export interface FleetProxy {
@@ -13,6 +14,8 @@ export interface FleetProxy {
   readonly dataDir: string;
   /** What it mirrors: '' for the whole keyspace. */
   readonly prefixes: readonly string[];
+  /** Whether its data dir is a tmpfs of its own (which a fault may fill). */
+  readonly tmpfs: boolean;
   running(): boolean;
   /** SIGKILL by pid (a crash mid-traffic); resolves once it is gone. */
   kill(): Promise<void>;
@@ -26,7 +29,18 @@ export interface FleetProxy {
 export interface Fleet {
   readonly cluster: EtcdCluster;
   readonly proxies: readonly FleetProxy[];
+  /** Why the proxies' data dirs are not on a tmpfs though one was asked for, or null. */
+  readonly tmpfsRefused: string | null;
   stop(): Promise<void>;
+}
+
+export interface FleetOptions {
+  /** The members' peer traffic through forwarders (so that one can be cut off from its peers). */
+  readonly peerNetwork?: boolean;
+  /** Each proxy's data dir on a tmpfs of this many bytes (so that it can be filled up). */
+  readonly tmpfsBytes?: number;
+  /** etcd's auth on; each proxy mirrors as a user of its own (fleet-auth.ts). */
+  readonly auth?: boolean;
 }
 
 interface ProxyPlan {
@@ -44,20 +58,21 @@ export const MIRRORED_PREFIXES = ['/apisix/', '/service/'] as const;
  * lists every member. With `auth`, etcd's auth is on and each proxy mirrors
  * as a user of its own (fleet-auth.ts).
  */
-export async function startFleet(options: { readonly auth: boolean } = { auth: false }): Promise<Fleet> {
-  const cluster = await startEtcdCluster(3);
+export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
+  const cluster = await startEtcdCluster(3, { peerNetwork: options.peerNetwork === true });
   const endpoints = cluster.members.map((member) => member.clientUrl);
-  if (options.auth) await turnAuthOn(cluster.members[0]?.clientAddress ?? '', MIRRORED_PREFIXES);
+  if (options.auth === true) await turnAuthOn(cluster.members[0]?.clientAddress ?? '', MIRRORED_PREFIXES);
   const common = ['--upstream-timeout', '2s', '--shutdown-grace', '1s', '--log-level', 'warn'];
-  const user = (mirrorsEverything: boolean): string[] => (options.auth ? ['--user', proxyUser(mirrorsEverything)] : []);
+  const user = (mirrorsEverything: boolean): string[] => (options.auth === true ? ['--user', proxyUser(mirrorsEverything)] : []);
   const plans: ProxyPlan[] = [
     { name: 'p1', args: [...common, ...user(true)], prefixes: [] },
     { name: 'p2', args: [...common, '--workers', '2', ...user(true)], prefixes: [] },
     { name: 'p3', args: [...common, ...MIRRORED_PREFIXES.flatMap((prefix) => ['--mirror-prefix', prefix]), ...user(false)], prefixes: MIRRORED_PREFIXES },
   ];
   const proxies: FleetProxy[] = [];
+  const refusals: string[] = [];
   try {
-    for (const plan of plans) proxies.push(await startFleetProxy(plan, endpoints));
+    for (const plan of plans) proxies.push(await startFleetProxy(plan, endpoints, options.tmpfsBytes, (reason) => refusals.push(reason)));
   } catch (error) {
     await Promise.all(proxies.map((proxy) => proxy.stop()));
     await cluster.stop();
@@ -66,6 +81,7 @@ export async function startFleet(options: { readonly auth: boolean } = { auth: f
   return {
     cluster,
     proxies,
+    tmpfsRefused: refusals[0] ?? null,
     async stop() {
       await Promise.all(proxies.map((proxy) => proxy.stop()));
       await cluster.stop();
@@ -73,10 +89,25 @@ export async function startFleet(options: { readonly auth: boolean } = { auth: f
   };
 }
 
-async function startFleetProxy(plan: ProxyPlan, endpoints: readonly string[]): Promise<FleetProxy> {
+async function startFleetProxy(plan: ProxyPlan, endpoints: readonly string[], tmpfsBytes: number | undefined, refused: (reason: string) => void): Promise<FleetProxy> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), `ecp-robust-${plan.name}-`));
-  let process: ProxyProcess | null = await startProxyProcess(endpoints, plan.args, { dataDir, port });
+  const mounted = tmpfsBytes === undefined ? null : mountTmpfs(dataDir, tmpfsBytes);
+  if (mounted !== null && !mounted.ok) refused(mounted.reason);
+  const tmpfs = mounted?.ok === true;
+  const removeDataDir = (): void => {
+    if (tmpfs) {
+      unmountTmpfs(dataDir);
+      rmdirSync(dataDir);
+    } else rmSync(dataDir, { recursive: true, force: true });
+  };
+  let process: ProxyProcess | null;
+  try {
+    process = await startProxyProcess(endpoints, plan.args, { dataDir, port });
+  } catch (error) {
+    removeDataDir();
+    throw error;
+  }
   let exited = false;
   const watchExit = (running: ProxyProcess): void => {
     void running.exited.then(() => {
@@ -89,6 +120,7 @@ async function startFleetProxy(plan: ProxyPlan, endpoints: readonly string[]): P
     address: `127.0.0.1:${port}`,
     dataDir,
     prefixes: plan.prefixes,
+    tmpfs,
     running: () => process !== null && !exited,
     pid: () => process?.child.pid,
     async kill() {
@@ -106,7 +138,7 @@ async function startFleetProxy(plan: ProxyPlan, endpoints: readonly string[]): P
     async stop() {
       await process?.stop();
       process = null;
-      rmSync(dataDir, { recursive: true, force: true });
+      removeDataDir();
     },
     stderr: () => process?.stderr() ?? '',
   };

@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { checkHistory, type CheckSummary, type Violation } from './checker/check-history';
 import { awaitConvergence, etcdRevision } from './convergence';
 import { EtcdRecorder } from './etcd-recorder';
-import { FAULTS, injectFaults, type FaultName } from './faults';
+import { DATA_DIR_TMPFS_BYTES, FAULTS, injectFaults, type FaultName } from './faults';
 import { startFleet } from './fleet';
 import { APP_RANGE, appLogin, rootLogin } from './fleet-auth';
 import type { History } from './history';
@@ -38,7 +38,13 @@ export async function runRobustness(options: RobustnessOptions): Promise<Robustn
   const { log } = options;
   const random = new Random(options.seed);
   const auth = options.auth === true;
-  const fleet = await startFleet({ auth });
+  // The peer forwarders and the tmpfs data dirs only when a fault needs them: other runs keep the plain fleet.
+  const fleet = await startFleet({
+    auth,
+    peerNetwork: options.faults.includes('partition-member'),
+    tmpfsBytes: options.faults.includes('disk-full') ? DATA_DIR_TMPFS_BYTES : undefined,
+  });
+  if (fleet.tmpfsRefused !== null) log(`disk-full will be skipped: the proxies' data dirs could not be put on a tmpfs (${fleet.tmpfsRefused})`);
   log(`seed ${options.seed}; etcd ${fleet.cluster.members.map((m) => m.clientAddress).join(',')}; proxies ${fleet.proxies.map((p) => `${p.name}=${p.address}`).join(' ')}`);
   const recording = new Recording();
   const recorder = new EtcdRecorder(() => fleet.cluster.members.map((member) => member.clientAddress), auth ? rootLogin() : null);
@@ -53,7 +59,7 @@ export async function runRobustness(options: RobustnessOptions): Promise<Robustn
     const watchesStopped = new Promise<void>((resolve) => (endWatches = resolve));
     const clients = startClients(fleet, recording, random, auth, { running: () => trafficOn, stopped: trafficStopped }, { running: () => watchesOn, stopped: watchesStopped });
     const started = performance.now();
-    await injectFaults({ fleet, random: random.fork(), recording, recorder, login: auth ? rootLogin() : null }, options.faults, () => performance.now() - started < options.durationMs, log);
+    await injectFaults({ fleet, random: random.fork(), recording, recorder, login: auth ? rootLogin() : null, findings: extra }, options.faults, () => performance.now() - started < options.durationMs, log);
     const left = options.durationMs - (performance.now() - started);
     if (left > 0) await new Promise((resolve) => setTimeout(resolve, left));
     trafficOn = false;

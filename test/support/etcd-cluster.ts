@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { answersHealth, etcdBinary, freePort, stopChild, waitUntilHealthy } from './etcd';
+import { PeerNetwork } from './peer-network';
 import { freezeProcess, trackProcess } from './processes';
 import { until } from './until';
 
@@ -11,6 +12,7 @@ export interface ClusterMember {
   readonly name: string;
   readonly clientUrl: string;
   readonly clientAddress: string;
+  /** The peer URL the cluster knows it by (a forwarder's, with a peer network). */
   readonly peerUrl: string;
   readonly pid: number;
   running(): boolean;
@@ -34,12 +36,22 @@ export interface EtcdCluster {
   removeMember(member: ClusterMember): Promise<void>;
   /** The member IDs and client URLs the cluster itself reports. */
   memberList(): Promise<{ ID: string; name?: string; clientURLs?: string[]; peerURLs?: string[] }[]>;
+  /** The forwarders between the members' peer ports, when started with `peerNetwork`. */
+  readonly peerNetwork: PeerNetwork | null;
   stop(): Promise<void>;
+}
+
+export interface EtcdClusterOptions {
+  /** Route every member's peer traffic through forwarders of ours (peer-network.ts), so that a member can be cut off. */
+  readonly peerNetwork?: boolean;
 }
 
 interface Ports {
   readonly client: number;
+  /** Where the member listens for its peers. */
   readonly peer: number;
+  /** Where its peers dial it: `peer`, or a forwarder to it. */
+  readonly advertisedPeer: number;
 }
 
 // Slower than etcd's defaults (100 ms / 1 s): a shared CI machine must not trigger elections by itself.
@@ -47,25 +59,30 @@ interface Ports {
 const TIMING = ['--heartbeat-interval=200', '--election-timeout=2000', '--strict-reconfig-check=false'];
 
 /** A 3-member (or n-member) cluster, every member on its own free loopback ports and data dir. */
-export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
+export async function startEtcdCluster(size = 3, options: EtcdClusterOptions = {}): Promise<EtcdCluster> {
   const token = `ecp-${process.pid}-${Date.now()}`;
   const dataDirs: string[] = [];
   const members: ClusterMember[] = [];
+  const network = options.peerNetwork === true ? new PeerNetwork(() => members) : null;
+  const portsFor = async (name: string): Promise<Ports> => {
+    const [client, peer] = [await freePort(), await freePort()];
+    return { client, peer, advertisedPeer: network === null ? peer : await network.forwarder(name, peer) };
+  };
   const plans: { name: string; ports: Ports }[] = [];
-  for (let i = 1; i <= size; i += 1) plans.push({ name: `m${i}`, ports: { client: await freePort(), peer: await freePort() } });
-  const peers = (list: readonly { name: string; ports: Ports }[]): string => list.map((p) => `${p.name}=http://127.0.0.1:${p.ports.peer}`).join(',');
+  for (let i = 1; i <= size; i += 1) plans.push({ name: `m${i}`, ports: await portsFor(`m${i}`) });
+  const peers = (list: readonly { name: string; ports: Ports }[]): string => list.map((p) => `${p.name}=http://127.0.0.1:${p.ports.advertisedPeer}`).join(',');
 
   const launchMember = async (name: string, ports: Ports, initialCluster: string, state: 'new' | 'existing', advertise?: string): Promise<ClusterMember> => {
     const dataDir = mkdtempSync(join(tmpdir(), `ecp-etcd-${name}-`));
     dataDirs.push(dataDir);
     const clientUrl = `http://127.0.0.1:${ports.client}`;
-    const peerUrl = `http://127.0.0.1:${ports.peer}`;
+    const peerUrl = `http://127.0.0.1:${ports.advertisedPeer}`;
     const args = [
       `--name=${name}`,
       `--data-dir=${join(dataDir, 'data')}`,
       `--listen-client-urls=${clientUrl}`,
       `--advertise-client-urls=${advertise ?? clientUrl}`,
-      `--listen-peer-urls=${peerUrl}`,
+      `--listen-peer-urls=http://127.0.0.1:${ports.peer}`,
       `--initial-advertise-peer-urls=${peerUrl}`,
       `--initial-cluster=${initialCluster}`,
       `--initial-cluster-state=${state}`,
@@ -131,6 +148,7 @@ export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
     await Promise.all(members.map(wait));
   } catch (error) {
     await Promise.all(members.map((m) => m.stop()));
+    await network?.close();
     for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
     throw error;
   }
@@ -152,14 +170,15 @@ export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
 
   const cluster: EtcdCluster = {
     members,
+    peerNetwork: network,
     initialCluster: () => members.map((m) => `${m.name}=${m.peerUrl}`).join(','),
     async memberList() {
       const listed = await api<{ members?: { ID: string; name?: string; clientURLs?: string[]; peerURLs?: string[] }[] }>('/v3/cluster/member/list', {});
       return listed.members ?? [];
     },
     async addMember(name, options = {}) {
-      const ports = { client: await freePort(), peer: await freePort() };
-      const peerUrl = `http://127.0.0.1:${ports.peer}`;
+      const ports = await portsFor(name);
+      const peerUrl = `http://127.0.0.1:${ports.advertisedPeer}`;
       await api('/v3/cluster/member/add', { peerURLs: [peerUrl] });
       const initial = [...members.map((m) => `${m.name}=${m.peerUrl}`), `${name}=${peerUrl}`].join(',');
       const member = await launchMember(name, ports, initial, 'existing', options.advertiseClientUrl);
@@ -180,6 +199,7 @@ export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
     },
     async stop() {
       await Promise.all(members.map((m) => m.stop()));
+      await network?.close();
       for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
     },
   };

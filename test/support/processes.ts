@@ -54,6 +54,31 @@ export async function freezeProcess(child: ChildProcess): Promise<void> {
   const pid = child.pid;
   if (pid === undefined || child.exitCode !== null || child.signalCode !== null) throw new Error('cannot freeze a process that is not running');
   child.kill('SIGSTOP');
+  await allStopped(pid);
+}
+
+/** freezeProcess by pid, for a process this one did not start itself (a proxy's worker). */
+export async function freezePid(pid: number): Promise<void> {
+  process.kill(pid, 'SIGSTOP');
+  await allStopped(pid);
+}
+
+/** The pids of the processes `pid` started and that still run (from /proc; none when it is gone). */
+export function childPids(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((task) => {
+      try {
+        return readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter((text) => text !== '').map(Number);
+      } catch {
+        return [];
+      }
+    });
+  } catch {
+    return [];
+  }
+}
+
+async function allStopped(pid: number): Promise<void> {
   const deadline = Date.now() + 5_000;
   while (!allThreadsStopped(pid)) {
     if (Date.now() > deadline) throw new Error(`pid ${pid} did not stop within 5 s of SIGSTOP`);

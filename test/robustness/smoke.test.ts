@@ -4,6 +4,7 @@
 // etcd's auth on (test/run.sh does against etcd 3.5). ECP_ROBUSTNESS_SEED picks the seed;
 // a failure names it and the history file, which `npm run robustness -- --replay FILE` checks again.
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -29,4 +30,6 @@ test('half a minute of traffic and faults: nothing served wrong', { timeout: 300
   assert.ok(result.summary.answers > 500, `only ${result.summary.answers} answers were checked:\n${text}`);
   assert.ok(result.summary.watchEvents > 0, `no watch event was checked:\n${text}`);
   process.stdout.write(`# robustness smoke: ${report(result).split('\n')[0] ?? ''}\n`);
+  // Kept only when a check failed (the assertions above name it): a passing run leaves nothing behind.
+  rmSync(historyFile, { force: true });
 });

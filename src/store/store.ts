@@ -97,17 +97,32 @@ export function openStore(dataDir: string, options: StoreOptions = {}): MirrorSt
   const path = prepareMirrorDir(dataDir, readOnly, options.log);
   const tables = openStoreTables(path, readOnly);
   const state: StoreState = { tables, meta: readStoredMeta(tables, path, readOnly, options.log) };
+  // A reader reads the meta in the snapshot it reads the keys in (another process commits). lmdb-js keeps one
+  // read snapshot until a timer after the current job, so the meta read once is kept until this job ends
+  // (a microtask, before any timer): a read asks meta() several times and decodes it once.
+  let readerMeta: StoreMeta | null = null;
+  const snapshotMeta = (): StoreMeta => {
+    if (readerMeta === null) {
+      readerMeta = metaInSnapshot(state);
+      queueMicrotask(() => (readerMeta = null));
+    }
+    return readerMeta;
+  };
   // A reader takes the slot of the keys from the snapshot it reads them in (a relist in the writer swaps slots).
   const active = readOnly
     ? (): ReturnType<typeof activeTable> => {
-        metaInSnapshot(state);
+        snapshotMeta();
         return activeTable(state);
       }
     : (): ReturnType<typeof activeTable> => activeTable(state);
   return {
     // The writer's meta is its own last commit; a reader's is read with the keys (another process commits).
-    meta: readOnly ? () => metaInSnapshot(state) : () => state.meta,
-    refresh: () => refreshMeta(state),
+    meta: readOnly ? snapshotMeta : () => state.meta,
+    refresh: () => {
+      // A new snapshot: what was kept of the old one goes.
+      readerMeta = null;
+      return refreshMeta(state);
+    },
     get: (key) => getRecord(active(), key),
     scan: (start, end) => scanRecords(active(), start, end),
     count: (start, end) => countRecords(active(), start, end),

@@ -1,4 +1,3 @@
-import { Metadata } from '@grpc/grpc-js';
 import type { ClientLogin } from './client-login';
 import type { Fleet, FleetProxy } from './fleet';
 import { KvClient } from './kv-client';
@@ -12,7 +11,7 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 export async function etcdRevision(fleet: Fleet, login: ClientLogin | null = null): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt += 1) {
     for (const member of fleet.cluster.members) {
-      const client = new KvClient(member.clientAddress, () => login?.metadata() ?? new Metadata());
+      const client = new KvClient(member.clientAddress, login);
       try {
         if (login !== null && !(await login.ensure(member.clientAddress))) continue;
         const answer = await client.send({ kind: 'range', key: '\0', rangeEnd: '\0', revision: 0, serializable: false, limit: 1, countOnly: true, keysOnly: false });
@@ -34,7 +33,7 @@ export async function etcdRevision(fleet: Fleet, login: ClientLogin | null = nul
  * it does not.
  */
 export async function awaitProxyAt(proxy: FleetProxy, recording: Recording, client: string, revision: number, withinMs: number, why: string, login: ClientLogin | null = null): Promise<Violation | null> {
-  const kv = new KvClient(proxy.address, () => login?.metadata() ?? new Metadata());
+  const kv = new KvClient(proxy.address, login);
   const deadline = performance.now() + withinMs;
   const ranges = proxy.prefixes.length === 0 ? [{ key: '\0', rangeEnd: '\0' }] : proxy.prefixes.map((prefix) => ({ key: prefix, rangeEnd: prefixEnd(prefix) }));
   try {

@@ -1,4 +1,3 @@
-import { Metadata } from '@grpc/grpc-js';
 import type { ClientLogin } from './client-login';
 import type { Violation } from './checker/violation';
 import type { ClusterMember } from '../support/etcd-cluster';
@@ -76,7 +75,7 @@ async function compact(context: FaultContext, via: string, address: string): Pro
   const revision = context.recorder.revision - COMPACTION_MARGIN;
   if (revision <= context.compacted) return `skipped (etcd at ${context.recorder.revision}, compacted at ${context.compacted})`;
   const login = context.login;
-  const client = new KvClient(address, () => login?.metadata() ?? new Metadata());
+  const client = new KvClient(address, login);
   try {
     // Twice at most: root's token may be one a restarted etcd forgot (the first answer says so, and root logs in again).
     let outcome = '';

@@ -1,5 +1,6 @@
 import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { call, rawClients, type RawClients } from '../support/raw-client';
+import type { ClientLogin } from './client-login';
 import type { Answer, CasRequest, Failure, RecordedKv, Request } from './history';
 
 /** The mark the proxy puts on an answer served from its mirror while etcd is lost. */
@@ -47,8 +48,13 @@ function failure(error: ServiceError): Failure {
 export class KvClient {
   private readonly clients: RawClients;
 
-  constructor(readonly address: string, private readonly metadata: () => Metadata = () => new Metadata()) {
+  /** `login`: with etcd's auth on, the token sent with each request is the login's at the time. */
+  constructor(readonly address: string, private readonly login: ClientLogin | null = null) {
     this.clients = rawClients(address);
+  }
+
+  private metadata(): Metadata {
+    return this.login?.metadata() ?? new Metadata();
   }
 
   get lease(): RawClients['lease'] {

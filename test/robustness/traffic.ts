@@ -60,8 +60,7 @@ class Connection {
   constructor(private readonly context: ClientContext) {}
 
   get(): KvClient {
-    const login = this.context.login;
-    this.kv ??= new KvClient(this.context.address(), () => login?.metadata() ?? new Metadata());
+    this.kv ??= new KvClient(this.context.address(), this.context.login);
     return this.kv;
   }
 

@@ -76,12 +76,16 @@ async function oneStream(options: WatchChainOptions, startRevision: number, stop
     if (newest !== undefined) last = newest;
   };
   const opened = performance.now();
+  /** The stream recorded as it ended. */
+  const finish = (end: WatchEnd): { end: WatchEnd; last: number | null } => {
+    options.record({ type: 'watch', id: options.nextId(), client: options.client, chain: options.chain, via: options.via, key: options.key, rangeEnd: options.rangeEnd, startRevision, opened, deliveries, end });
+    return { end, last };
+  };
   const address = options.address();
   const login = options.login ?? null;
   if (login !== null && !(await login.ensure(address))) {
     const end: WatchEnd = { at: performance.now(), reason: 'error', message: `could not log in as ${login.user}` };
-    options.record({ type: 'watch', id: options.nextId(), client: options.client, chain: options.chain, via: options.via, key: options.key, rangeEnd: options.rangeEnd, startRevision, opened, deliveries, end });
-    return { end, last };
+    return finish(end);
   }
   const stream = new WatchClient(address, { keep: false, onResponse, metadata: login?.headers() ?? {} });
   stream.create({ key: Buffer.from(options.key), ...(options.rangeEnd === '' ? {} : { range_end: Buffer.from(options.rangeEnd) }), start_revision: startRevision, progress_notify: options.progressNotify === true });
@@ -97,6 +101,5 @@ async function oneStream(options: WatchChainOptions, startRevision: number, stop
   ended ??= { at: performance.now(), reason: 'closed' };
   if (asking !== null) clearInterval(asking);
   stream.close();
-  options.record({ type: 'watch', id: options.nextId(), client: options.client, chain: options.chain, via: options.via, key: options.key, rangeEnd: options.rangeEnd, startRevision, opened, deliveries, end: ended });
-  return { end: ended, last };
+  return finish(ended);
 }

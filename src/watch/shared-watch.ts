@@ -12,6 +12,16 @@ export interface RelayMember {
 export interface RelayHandle {
   /** The downstream watch is cancelled: it leaves the shared watch (idempotent). */
   cancel(): void;
+  /** The revision it has been sent every event up to, as far as known (-1: not answered yet). */
+  through(): number;
+  /**
+   * Whether etcd said how far it caught up answering a progress request sent
+   * at or after `at` (performance.now()): only then is through() at least
+   * etcd's revision at `at`.
+   */
+  currentSince(at: number): boolean;
+  /** Someone waits to know it caught up: etcd is asked for progress on its stream. */
+  askProgress(): void;
 }
 
 interface Member {
@@ -41,6 +51,8 @@ export class SharedWatch {
   private delivered: number;
   private created = false;
   private header: WireHeader = {};
+  /** When the progress request was sent whose answer last raised `delivered` (performance.now()). */
+  private caughtUpAskedAt = -Infinity;
   /** Fragments of one upstream response, held until its last so every member gets it whole. */
   private fragments: WireWatchResponse[] = [];
   private ended = false;
@@ -52,6 +64,8 @@ export class SharedWatch {
     private readonly knownRevision: () => number,
     /** Called once when the watch ends: `lastLeft` when its members all left (so it is still open upstream). */
     private readonly onEnd: (lastLeft: boolean) => void,
+    /** Asks etcd for progress on the stream its upstream watch is on. */
+    private readonly askProgress: () => void = () => undefined,
   ) {
     this.from = startRevision > 0 ? startRevision : null;
     this.delivered = startRevision > 0 ? startRevision - 1 : 0;
@@ -64,7 +78,16 @@ export class SharedWatch {
     this.members.add(member);
     // Before etcd answered, every member waits for that answer (which may be a refusal).
     if (this.created) this.answer(member);
-    return { cancel: () => this.leave(member) };
+    return { cancel: () => this.leave(member), through: () => this.through(member), currentSince: (at) => this.caughtUpAskedAt >= at, askProgress: () => this.askProgress() };
+  }
+
+  /**
+   * A member has every event it is owed up to what the upstream watch
+   * delivered; a member from a later start is owed none before its start.
+   */
+  private through(member: Member): number {
+    if (member.start === null) return -1;
+    return Math.max(member.start - 1, this.delivered);
   }
 
   private mayJoin(requested: number): boolean {
@@ -98,6 +121,19 @@ export class SharedWatch {
     else if (response.canceled === true) this.cancelledUpstream(response);
     else if (response.fragment === true) this.fragments.push(response);
     else this.completed([...this.fragments, response]);
+  }
+
+  /**
+   * etcd said, answering a progress request on the stream, that the upstream
+   * watch has sent every event up to `revision`: no member is told (etcd
+   * answers the stream, not a watch), but their through() moves, and
+   * currentSince() says how fresh that is.
+   */
+  caughtUp(revision: number, askedAt: number): void {
+    // Half a fragmented revision in: the answer cannot be past it (etcd sends a revision's fragments together).
+    if (this.ended || !this.created || this.fragments.length > 0) return;
+    this.delivered = Math.max(this.delivered, revision);
+    this.caughtUpAskedAt = Math.max(this.caughtUpAskedAt, askedAt);
   }
 
   /** Whether it still has members (it ends when the last leaves, or on fail or etcd's cancel). */

@@ -130,7 +130,7 @@ export class RelayStream {
     if (!this.versionAsked) {
       this.versionAsked = true;
       // Until the version is known its answers are believed as an old etcd's: later, not wrongly.
-      this.version().then(
+      void this.version().then(
         (version) => this.progress.trusted(progressTrustFor(version)),
         () => undefined,
       );

@@ -331,13 +331,13 @@ export class WatchSession {
    * against etcd), the hub's synced, and each watch sent its events up to
    * it. The answer names the revision every watch has caught up to, never
    * below a header the stream sent nor below where the hub's watches were
-   * when it was asked. A relayed watch is known to have caught up to etcd's
-   * revision of the moment only by etcd's answer to a progress request the
-   * relay makes after this one, on the upstream stream the watch rides (etcd
-   * answers once that stream's watchers are synced; one request serves every
-   * client waiting). Without one (the upstream is down) the request goes
-   * unanswered after PROGRESS_WAIT_MS, as etcd leaves one unanswered while
-   * its watchers catch up.
+   * when it was asked. A relayed watch shows it caught up that far by its
+   * events, or else (a quiet range) by etcd's answer to a progress request
+   * the relay makes after this one on the upstream stream the watch rides:
+   * etcd answers once that stream's watchers are synced, at its revision of
+   * the moment (one request serves every client waiting). Without one (the
+   * upstream is down) the request goes unanswered after PROGRESS_WAIT_MS, as
+   * etcd leaves one unanswered while its watchers catch up.
    */
   private requestProgress(): void {
     if (this.progressWanted) return;
@@ -353,7 +353,7 @@ export class WatchSession {
       const relayed = entries.flatMap((e) => (e.kind === 'forwarded' ? [e] : []));
       // Never lower than a header this stream already sent: etcd's revisions do not go back on a stream.
       const target = Math.max(this.headerSent, floor);
-      const behind = relayed.filter((e) => this.relayedThrough(e) < target || e.relayed?.currentSince(askedAt) !== true);
+      const behind = relayed.filter((e) => !this.relayedCaughtUp(e, target, askedAt));
       for (const e of behind) e.relayed?.askProgress();
       const through = [...this.hubThrough(), ...relayed.map((e) => this.relayedThrough(e))];
       const making = entries.some((e) => e.kind === 'checking');
@@ -375,9 +375,20 @@ export class WatchSession {
     return through;
   }
 
-  /** A relayed watch has every event up to its last one or etcd's last progress word for it, whichever is higher. */
+  /** A relayed watch has every event up to its last one (or its start), or etcd's last progress word for it, whichever is higher. */
   private relayedThrough(entry: Extract<Entry, { kind: 'forwarded' }>): number {
-    return Math.max(entry.through, entry.relayed?.through() ?? -1);
+    return Math.max(entry.through, entry.relayed?.through() ?? -1, entry.relayed?.caughtUp()?.revision ?? -1);
+  }
+
+  /**
+   * Whether a relayed watch has caught up to `target` for a progress request
+   * made at `askedAt`: by its events, or by an answer of etcd's to a request
+   * made since (an older one may name a revision long past).
+   */
+  private relayedCaughtUp(entry: Extract<Entry, { kind: 'forwarded' }>, target: number, askedAt: number): boolean {
+    if (Math.max(entry.through, entry.relayed?.through() ?? -1) >= target) return true;
+    const answer = entry.relayed?.caughtUp();
+    return answer != null && answer.askedAt >= askedAt && answer.revision >= target;
   }
 
   private sendEvents(watcher: HubWatcher, revision: number, events: readonly EncodedEvent[]): void {

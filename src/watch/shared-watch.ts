@@ -12,14 +12,15 @@ export interface RelayMember {
 export interface RelayHandle {
   /** The downstream watch is cancelled: it leaves the shared watch (idempotent). */
   cancel(): void;
-  /** The revision it has been sent every event up to, as far as known (-1: not answered yet). */
+  /** The revision it has been sent every event up to, by its events and its start (-1: not answered yet). */
   through(): number;
   /**
-   * Whether etcd said how far it caught up answering a progress request sent
-   * at or after `at` (performance.now()): only then is through() at least
-   * etcd's revision at `at`.
+   * What etcd's last answer to a progress request on the upstream stream
+   * said of it: every event up to `revision` sent, and when that request was
+   * sent (performance.now(); etcd's revision then was at most `revision`).
+   * Null: none yet.
    */
-  currentSince(at: number): boolean;
+  caughtUp(): { readonly revision: number; readonly askedAt: number } | null;
   /** Someone waits to know it caught up: etcd is asked for progress on its stream. */
   askProgress(): void;
 }
@@ -51,7 +52,14 @@ export class SharedWatch {
   private delivered: number;
   private created = false;
   private header: WireHeader = {};
-  /** When the progress request was sent whose answer last raised `delivered` (performance.now()). */
+  /**
+   * The revision etcd's answers to progress requests on the stream say the
+   * upstream watch sent every event up to, and when the last such request
+   * was sent (performance.now()). Kept apart from `delivered`, which decides
+   * where a resumed watch starts: an older etcd's answers are believed by a
+   * rule of thumb, good enough for a progress answer, not for skipping events.
+   */
+  private caughtUpThrough = 0;
   private caughtUpAskedAt = -Infinity;
   /** Fragments of one upstream response, held until its last so every member gets it whole. */
   private fragments: WireWatchResponse[] = [];
@@ -78,7 +86,7 @@ export class SharedWatch {
     this.members.add(member);
     // Before etcd answered, every member waits for that answer (which may be a refusal).
     if (this.created) this.answer(member);
-    return { cancel: () => this.leave(member), through: () => this.through(member), currentSince: (at) => this.caughtUpAskedAt >= at, askProgress: () => this.askProgress() };
+    return { cancel: () => this.leave(member), through: () => this.through(member), caughtUp: () => this.caughtUpAnswer(member), askProgress: () => this.askProgress() };
   }
 
   /**
@@ -88,6 +96,11 @@ export class SharedWatch {
   private through(member: Member): number {
     if (member.start === null) return -1;
     return Math.max(member.start - 1, this.delivered);
+  }
+
+  private caughtUpAnswer(member: Member): { revision: number; askedAt: number } | null {
+    if (member.start === null || this.caughtUpAskedAt === -Infinity) return null;
+    return { revision: this.caughtUpThrough, askedAt: this.caughtUpAskedAt };
   }
 
   private mayJoin(requested: number): boolean {
@@ -126,13 +139,13 @@ export class SharedWatch {
   /**
    * etcd said, answering a progress request on the stream, that the upstream
    * watch has sent every event up to `revision`: no member is told (etcd
-   * answers the stream, not a watch), but their through() moves, and
-   * currentSince() says how fresh that is.
+   * answers the stream, not a watch), but a progress request waiting on
+   * them may use it (their caughtUp()).
    */
   caughtUp(revision: number, askedAt: number): void {
     // Half a fragmented revision in: the answer cannot be past it (etcd sends a revision's fragments together).
     if (this.ended || !this.created || this.fragments.length > 0) return;
-    this.delivered = Math.max(this.delivered, revision);
+    this.caughtUpThrough = Math.max(this.caughtUpThrough, revision);
     this.caughtUpAskedAt = Math.max(this.caughtUpAskedAt, askedAt);
   }
 

@@ -51,7 +51,7 @@ export interface RelayMetrics {
 }
 
 const NO_MEMBER = 'etcd-cache-proxy: no upstream member for a watch the mirror cannot serve';
-const DETACHED: RelayHandle = { cancel: () => undefined, through: () => -1, currentSince: () => false, askProgress: () => undefined };
+const DETACHED: RelayHandle = { cancel: () => undefined, through: () => -1, caughtUp: () => null, askProgress: () => undefined };
 
 /**
  * Watches the mirror cannot serve, relayed to etcd for the whole process:

@@ -112,7 +112,9 @@ export class WatchSession {
   private unsentBytes = 0;
   private flushScheduled = false;
   private closed = false;
-  private progressWanted = false;
+  /** The progress request waiting for every watch to catch up (etcd answers one at a time per stream), null: none. */
+  private progressPending: { readonly check: () => void } | null = null;
+  private progressCheckQueued = false;
   /** The highest header revision sent on this stream so far. */
   private headerSent = 0;
   /** Relayed watches may share upstream streams only with streams of the same kind. */
@@ -268,6 +270,7 @@ export class WatchSession {
       broken: (reason) => {
         if (this.entries.get(id) === forwarded) this.cancelWith(id, reason);
       },
+      caughtUp: () => this.progressHeard(),
     });
   }
 
@@ -340,14 +343,18 @@ export class WatchSession {
    * etcd leaves one unanswered while its watchers catch up.
    */
   private requestProgress(): void {
-    if (this.progressWanted) return;
-    this.progressWanted = true;
+    if (this.progressPending !== null) return;
     const askedAt = performance.now();
     const giveUpAt = askedAt + PROGRESS_WAIT_MS;
     const hubAtRequest = this.hubThrough();
     const floor = hubAtRequest.length > 0 ? Math.max(...hubAtRequest) : this.deps.mirror.revision();
+    let timer: NodeJS.Timeout | null = null;
+    const pending = { check: (): void => answer() };
+    this.progressPending = pending;
     const answer = (): void => {
-      if (this.closed) return;
+      if (this.closed || this.progressPending !== pending) return;
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
       const entries = [...this.entries.values()];
       const watchers = entries.flatMap((e) => (e.kind === 'hub' && e.watcher !== null ? [e.watcher] : []));
       const relayed = entries.flatMap((e) => (e.kind === 'forwarded' ? [e] : []));
@@ -358,14 +365,29 @@ export class WatchSession {
       const through = [...this.hubThrough(), ...relayed.map((e) => this.relayedThrough(e))];
       const making = entries.some((e) => e.kind === 'checking');
       if (making || behind.length > 0 || watchers.some((watcher) => !watcher.synced) || Math.min(...through) < target) {
-        if (performance.now() < giveUpAt) setTimeout(answer, 10);
-        else this.progressWanted = false;
+        if (performance.now() < giveUpAt) timer = setTimeout(answer, 10);
+        else this.progressPending = null;
         return;
       }
-      this.progressWanted = false;
+      this.progressPending = null;
       this.send({ header: this.header(through.length > 0 ? Math.min(...through) : target), watch_id: '-1' });
     };
     answer();
+  }
+
+  /**
+   * etcd answered a progress request for a relayed watch of this stream: a
+   * waiting progress request is looked at again at once (its hub watches'
+   * headers may move past etcd's answer if it waits for its next turn), once
+   * every watch that answer speaks for has heard it.
+   */
+  private progressHeard(): void {
+    if (this.progressPending === null || this.progressCheckQueued) return;
+    this.progressCheckQueued = true;
+    queueMicrotask(() => {
+      this.progressCheckQueued = false;
+      this.progressPending?.check();
+    });
   }
 
   /** What each of the hub's watchers of this stream has been sent every event up to. */

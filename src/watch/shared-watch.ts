@@ -7,6 +7,8 @@ export interface RelayMember {
   deliver(response: WireWatchResponse): void;
   /** The upstream watch is gone without etcd cancelling it (its stream failed). */
   broken(reason: string): void;
+  /** etcd answered a progress request for it (see RelayHandle.caughtUp): a progress request waiting on it may go out now. */
+  caughtUp?(): void;
 }
 
 export interface RelayHandle {
@@ -147,6 +149,7 @@ export class SharedWatch {
     if (this.ended || !this.created || this.fragments.length > 0) return;
     this.caughtUpThrough = Math.max(this.caughtUpThrough, revision);
     this.caughtUpAskedAt = Math.max(this.caughtUpAskedAt, askedAt);
+    for (const member of this.members) if (member.start !== null) member.sink.caughtUp?.();
   }
 
   /** Whether it still has members (it ends when the last leaves, or on fail or etcd's cancel). */

@@ -73,6 +73,7 @@ describe('a progress request on a stream with relayed watches on quiet ranges', 
     await proxy.mirrored(4);
   });
   after(async () => {
+    etcd?.signal('SIGCONT');
     direct?.close();
     await proxy?.stop();
     await etcd?.stop();
@@ -200,6 +201,29 @@ describe('a progress request on a stream with relayed watches on quiet ranges', 
       writing = false;
       await writer;
       viaEtcd.close();
+      viaProxy.close();
+    }
+  });
+
+  it('while etcd does not answer, goes unanswered rather than answered unproven, and is answered once etcd is back', async () => {
+    const viaProxy = new WatchClient(proxy.address);
+    try {
+      await viaProxy.createAll(watches.slice(0, 2));
+      await viaProxy.until('the replayed event at revision 2', () => viaProxy.responses.some((r) => (r.events ?? []).some((e) => e.kv?.mod_revision === '2')));
+      await etcd.freeze();
+      const from = viaProxy.responses.length;
+      viaProxy.progress();
+      // The proxy gives a request up after 5 s: a little longer shows it was never answered.
+      await assert.rejects(
+        viaProxy.until('a progress answer', () => viaProxy.responses.slice(from).some(isProgressAnswer), 6_000),
+        /timed out/,
+      );
+      etcd.signal('SIGCONT');
+      const current = await put('m/unwatched');
+      const answer = await askProgress(viaProxy);
+      assert.ok(answer.revision >= current, `answered ${answer.revision}, below etcd's revision ${current} when asked`);
+    } finally {
+      etcd.signal('SIGCONT');
       viaProxy.close();
     }
   });

@@ -4,8 +4,8 @@ import type { RelayStream, UpstreamWatchListener } from './relay-stream';
 import type { SharedWatch } from './shared-watch';
 import type { WireWatchCreateRequest } from './watch-spec';
 
-/** Where an upstream watch is created: a relay stream. */
-export type WatchCreator = Pick<RelayStream, 'create'>;
+/** Where an upstream watch is created: a relay stream (which may be asked for progress). */
+export type WatchCreator = Pick<RelayStream, 'create'> & Partial<Pick<RelayStream, 'askProgress'>>;
 
 /** etcd's client watches again at once, then backs off; a dead member is tried about once a second at most. */
 const RESUME_BASE_MS = 50;
@@ -21,6 +21,8 @@ const RESUME_CAP_MS = 1_000;
  */
 export class RelayLink implements UpstreamWatchListener {
   private cancelUpstream: (() => void) | null = null;
+  /** The stream its upstream watch is on now (null: none, waiting to be created again). */
+  private on: WatchCreator | null = null;
   private timer: NodeJS.Timeout | null = null;
   private failures = 0;
   private closed = false;
@@ -42,8 +44,18 @@ export class RelayLink implements UpstreamWatchListener {
     this.watch.received(response);
   }
 
+  caughtUp(revision: number, askedAt: number): void {
+    this.watch.caughtUp(revision, askedAt);
+  }
+
+  /** A client waits for progress on this watch: its stream asks etcd (nothing to ask while it has none). */
+  askProgress(): void {
+    this.on?.askProgress?.();
+  }
+
   broken(reason: string, resumable: boolean): void {
     this.cancelUpstream = null;
+    this.on = null;
     if (this.closed || !this.watch.open()) return;
     this.watch.upstreamLost();
     if (!resumable) {
@@ -70,6 +82,7 @@ export class RelayLink implements UpstreamWatchListener {
     this.timer = null;
     this.cancelUpstream?.();
     this.cancelUpstream = null;
+    this.on = null;
   }
 
   private create(): boolean {
@@ -77,6 +90,7 @@ export class RelayLink implements UpstreamWatchListener {
     if (stream === null) return false;
     const revision = this.watch.resumeRevision();
     this.cancelUpstream = stream.create(this, { ...this.request, start_revision: String(revision) });
+    this.on = stream;
     return true;
   }
 }

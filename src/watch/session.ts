@@ -112,7 +112,9 @@ export class WatchSession {
   private unsentBytes = 0;
   private flushScheduled = false;
   private closed = false;
-  private progressWanted = false;
+  /** The progress request waiting for every watch to catch up (etcd answers one at a time per stream), null: none. */
+  private progressPending: { readonly check: () => void } | null = null;
+  private progressCheckQueued = false;
   /** The highest header revision sent on this stream so far. */
   private headerSent = 0;
   /** Relayed watches may share upstream streams only with streams of the same kind. */
@@ -268,6 +270,7 @@ export class WatchSession {
       broken: (reason) => {
         if (this.entries.get(id) === forwarded) this.cancelWith(id, reason);
       },
+      caughtUp: () => this.progressHeard(),
     });
   }
 
@@ -328,33 +331,86 @@ export class WatchSession {
   /**
    * Answered once every watch of the stream has caught up, so the revision it
    * names is a promise kept: every watch made (none still being checked
-   * against etcd), the hub's synced and at one revision, and each relayed one
-   * sent its events up to it. A relayed watch that etcd tells nothing more
-   * (a quiet range) never shows that: the request then goes unanswered after
-   * PROGRESS_WAIT_MS, as etcd leaves one unanswered while its watchers catch up.
+   * against etcd), the hub's synced, and each watch sent its events up to
+   * it. The answer names the revision every watch has caught up to, never
+   * below a header the stream sent nor below where the hub's watches were
+   * when it was asked. A relayed watch shows it caught up that far by its
+   * events, or else (a quiet range) by etcd's answer to a progress request
+   * the relay makes after this one on the upstream stream the watch rides:
+   * etcd answers once that stream's watchers are synced, at its revision of
+   * the moment (one request serves every client waiting). Without one (the
+   * upstream is down) the request goes unanswered after PROGRESS_WAIT_MS, as
+   * etcd leaves one unanswered while its watchers catch up.
    */
   private requestProgress(): void {
-    if (this.progressWanted) return;
-    this.progressWanted = true;
-    const giveUpAt = performance.now() + PROGRESS_WAIT_MS;
+    if (this.progressPending !== null) return;
+    const askedAt = performance.now();
+    const giveUpAt = askedAt + PROGRESS_WAIT_MS;
+    const hubAtRequest = this.hubThrough();
+    const floor = hubAtRequest.length > 0 ? Math.max(...hubAtRequest) : this.deps.mirror.revision();
+    let timer: NodeJS.Timeout | null = null;
+    const pending = { check: (): void => answer() };
+    this.progressPending = pending;
     const answer = (): void => {
-      if (this.closed) return;
+      if (this.closed || this.progressPending !== pending) return;
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
       const entries = [...this.entries.values()];
       const watchers = entries.flatMap((e) => (e.kind === 'hub' && e.watcher !== null ? [e.watcher] : []));
-      const through = watchers.map((watcher) => this.deliveredThrough(watcher));
+      const relayed = entries.flatMap((e) => (e.kind === 'forwarded' ? [e] : []));
       // Never lower than a header this stream already sent: etcd's revisions do not go back on a stream.
-      const revision = Math.max(this.headerSent, watchers.length > 0 ? Math.max(...through) : this.deps.mirror.revision());
+      const target = Math.max(this.headerSent, floor);
+      const behind = relayed.filter((e) => !this.relayedCaughtUp(e, target, askedAt));
+      for (const e of behind) e.relayed?.askProgress();
+      const through = [...this.hubThrough(), ...relayed.map((e) => this.relayedThrough(e))];
       const making = entries.some((e) => e.kind === 'checking');
-      const relayedBehind = entries.some((e) => e.kind === 'forwarded' && e.through < revision);
-      if (making || relayedBehind || watchers.some((watcher) => !watcher.synced) || Math.min(...through) < revision) {
-        if (performance.now() < giveUpAt) setTimeout(answer, 10);
-        else this.progressWanted = false;
+      if (making || behind.length > 0 || watchers.some((watcher) => !watcher.synced) || Math.min(...through) < target) {
+        if (performance.now() < giveUpAt) timer = setTimeout(answer, 10);
+        else this.progressPending = null;
         return;
       }
-      this.progressWanted = false;
-      this.send({ header: this.header(revision), watch_id: '-1' });
+      this.progressPending = null;
+      this.send({ header: this.header(through.length > 0 ? Math.min(...through) : target), watch_id: '-1' });
     };
     answer();
+  }
+
+  /**
+   * etcd answered a progress request for a relayed watch of this stream: a
+   * waiting progress request is looked at again at once (its hub watches'
+   * headers may move past etcd's answer if it waits for its next turn), once
+   * every watch that answer speaks for has heard it.
+   */
+  private progressHeard(): void {
+    if (this.progressPending === null || this.progressCheckQueued) return;
+    this.progressCheckQueued = true;
+    queueMicrotask(() => {
+      this.progressCheckQueued = false;
+      this.progressPending?.check();
+    });
+  }
+
+  /** What each of the hub's watchers of this stream has been sent every event up to. */
+  private hubThrough(): number[] {
+    const through: number[] = [];
+    for (const entry of this.entries.values()) if (entry.kind === 'hub' && entry.watcher !== null) through.push(this.deliveredThrough(entry.watcher));
+    return through;
+  }
+
+  /** A relayed watch has every event up to its last one (or its start), or etcd's last progress word for it, whichever is higher. */
+  private relayedThrough(entry: Extract<Entry, { kind: 'forwarded' }>): number {
+    return Math.max(entry.through, entry.relayed?.through() ?? -1, entry.relayed?.caughtUp()?.revision ?? -1);
+  }
+
+  /**
+   * Whether a relayed watch has caught up to `target` for a progress request
+   * made at `askedAt`: by its events, or by an answer of etcd's to a request
+   * made since (an older one may name a revision long past).
+   */
+  private relayedCaughtUp(entry: Extract<Entry, { kind: 'forwarded' }>, target: number, askedAt: number): boolean {
+    if (Math.max(entry.through, entry.relayed?.through() ?? -1) >= target) return true;
+    const answer = entry.relayed?.caughtUp();
+    return answer != null && answer.askedAt >= askedAt && answer.revision >= target;
   }
 
   private sendEvents(watcher: HubWatcher, revision: number, events: readonly EncodedEvent[]): void {

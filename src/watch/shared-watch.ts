@@ -7,11 +7,24 @@ export interface RelayMember {
   deliver(response: WireWatchResponse): void;
   /** The upstream watch is gone without etcd cancelling it (its stream failed). */
   broken(reason: string): void;
+  /** etcd answered a progress request for it (see RelayHandle.caughtUp): a progress request waiting on it may go out now. */
+  caughtUp?(): void;
 }
 
 export interface RelayHandle {
   /** The downstream watch is cancelled: it leaves the shared watch (idempotent). */
   cancel(): void;
+  /** The revision it has been sent every event up to, by its events and its start (-1: not answered yet). */
+  through(): number;
+  /**
+   * What etcd's last answer to a progress request on the upstream stream
+   * said of it: every event up to `revision` sent, and when that request was
+   * sent (performance.now(); etcd's revision then was at most `revision`).
+   * Null: none yet.
+   */
+  caughtUp(): { readonly revision: number; readonly askedAt: number } | null;
+  /** Someone waits to know it caught up: etcd is asked for progress on its stream. */
+  askProgress(): void;
 }
 
 interface Member {
@@ -41,6 +54,15 @@ export class SharedWatch {
   private delivered: number;
   private created = false;
   private header: WireHeader = {};
+  /**
+   * The revision etcd's answers to progress requests on the stream say the
+   * upstream watch sent every event up to, and when the last such request
+   * was sent (performance.now()). Kept apart from `delivered`, which decides
+   * where a resumed watch starts: an older etcd's answers are believed by a
+   * rule of thumb, good enough for a progress answer, not for skipping events.
+   */
+  private caughtUpThrough = 0;
+  private caughtUpAskedAt = -Infinity;
   /** Fragments of one upstream response, held until its last so every member gets it whole. */
   private fragments: WireWatchResponse[] = [];
   private ended = false;
@@ -52,6 +74,8 @@ export class SharedWatch {
     private readonly knownRevision: () => number,
     /** Called once when the watch ends: `lastLeft` when its members all left (so it is still open upstream). */
     private readonly onEnd: (lastLeft: boolean) => void,
+    /** Asks etcd for progress on the stream its upstream watch is on. */
+    private readonly askProgress: () => void = () => undefined,
   ) {
     this.from = startRevision > 0 ? startRevision : null;
     this.delivered = startRevision > 0 ? startRevision - 1 : 0;
@@ -64,7 +88,21 @@ export class SharedWatch {
     this.members.add(member);
     // Before etcd answered, every member waits for that answer (which may be a refusal).
     if (this.created) this.answer(member);
-    return { cancel: () => this.leave(member) };
+    return { cancel: () => this.leave(member), through: () => this.through(member), caughtUp: () => this.caughtUpAnswer(member), askProgress: () => this.askProgress() };
+  }
+
+  /**
+   * A member has every event it is owed up to what the upstream watch
+   * delivered; a member from a later start is owed none before its start.
+   */
+  private through(member: Member): number {
+    if (member.start === null) return -1;
+    return Math.max(member.start - 1, this.delivered);
+  }
+
+  private caughtUpAnswer(member: Member): { revision: number; askedAt: number } | null {
+    if (member.start === null || this.caughtUpAskedAt === -Infinity) return null;
+    return { revision: this.caughtUpThrough, askedAt: this.caughtUpAskedAt };
   }
 
   private mayJoin(requested: number): boolean {
@@ -98,6 +136,20 @@ export class SharedWatch {
     else if (response.canceled === true) this.cancelledUpstream(response);
     else if (response.fragment === true) this.fragments.push(response);
     else this.completed([...this.fragments, response]);
+  }
+
+  /**
+   * etcd said, answering a progress request on the stream, that the upstream
+   * watch has sent every event up to `revision`: no member is told (etcd
+   * answers the stream, not a watch), but a progress request waiting on
+   * them may use it (their caughtUp()).
+   */
+  caughtUp(revision: number, askedAt: number): void {
+    // Half a fragmented revision in: the answer cannot be past it (etcd sends a revision's fragments together).
+    if (this.ended || !this.created || this.fragments.length > 0) return;
+    this.caughtUpThrough = Math.max(this.caughtUpThrough, revision);
+    this.caughtUpAskedAt = Math.max(this.caughtUpAskedAt, askedAt);
+    for (const member of this.members) if (member.start !== null) member.sink.caughtUp?.();
   }
 
   /** Whether it still has members (it ends when the last leaves, or on fail or etcd's cancel). */

@@ -51,7 +51,7 @@ export interface RelayMetrics {
 }
 
 const NO_MEMBER = 'etcd-cache-proxy: no upstream member for a watch the mirror cannot serve';
-const DETACHED: RelayHandle = { cancel: () => undefined };
+const DETACHED: RelayHandle = { cancel: () => undefined, through: () => -1, caughtUp: () => null, askProgress: () => undefined };
 
 /**
  * Watches the mirror cannot serve, relayed to etcd for the whole process:
@@ -87,10 +87,16 @@ export class WatchRelay {
       if (joined !== null) return joined;
     }
     let link: RelayLink | null = null;
-    const watch = new SharedWatch(spec.startRevision, spec.fragment, () => this.knownRevision(), (lastLeft) => {
-      if (lastLeft) link?.close();
-      this.forget(identity, watch);
-    });
+    const watch = new SharedWatch(
+      spec.startRevision,
+      spec.fragment,
+      () => this.knownRevision(),
+      (lastLeft) => {
+        if (lastLeft) link?.close();
+        this.forget(identity, watch);
+      },
+      () => link?.askProgress(),
+    );
     link = new RelayLink(watch, request, () => this.stream(kind));
     if (!link.open()) {
       member.broken(NO_MEMBER);

@@ -59,6 +59,7 @@ const scratch = mkdtempSync(join(tmpdir(), 'ecp-disk-full-'));
 const dataDir = join(scratch, 'data');
 mkdirSync(dataDir);
 const refused = tmpfsRefusal(dataDir);
+if (refused !== null) rmSync(scratch, { recursive: true, force: true });
 
 describe('a full disk under the mirror: degraded, correct, never a crash', { skip: refused ?? false }, () => {
   let etcd: EtcdServer;

@@ -196,4 +196,29 @@ describe('a full disk under the mirror: degraded, correct, never a crash', { ski
     assert.deepEqual(listing(mirrored), listing(etcdAt.response), 'the mirror equals etcd after the restart');
     assert.equal(await scrape(FULL), 0);
   });
+
+  it('starts on a disk that is still full, serves correctly, and catches up once there is room', async () => {
+    const filler = fillUp(dataDir);
+    try {
+      await writeUntilFull(200);
+      proxy.child.kill('SIGKILL');
+      await proxy.exited;
+      viaProxy.close();
+      proxy = await startProxyProcess([etcd.clientUrl], [], { dataDir });
+      viaProxy = rawClients(proxy.address, undefined, UNLIMITED);
+      const acknowledged = await put(direct, 'after-restart');
+      await until('the restarted store to say it is full', async () => (await scrape(FULL)) === 1, 20_000, 100);
+      const fresh = await range(viaProxy, false);
+      assert.ok(Number(fresh.header.revision) >= acknowledged);
+      assert.deepEqual(listing(fresh), listing(await range(direct, false)), 'a linearizable list is etcd\'s');
+      alive();
+    } finally {
+      filler.remove();
+    }
+    const target = await etcdRevision();
+    await until(`the mirror to reach ${target} once there is room`, async () => (await scrape(FULL)) === 0 && (await scrape(REVISION)) >= target, 20_000, 100);
+    const mirrored = await range(viaProxy, true);
+    const etcdAt = await call<RangeReply>(direct.kv, 'Range', { key: Buffer.from(PREFIX), range_end: prefixEnd(PREFIX), revision: mirrored.header.revision });
+    assert.deepEqual(listing(mirrored), listing(etcdAt.response), 'the mirror equals etcd');
+  });
 });

@@ -12,6 +12,9 @@ export interface MirrorMetrics {
   readonly storeKeys: Gauge;
   readonly storeLogRevisions: Gauge;
   readonly storeBytes: Gauge;
+  /** 1 while the store holds its writes back after one failed for lack of room (the mirror stays at M). */
+  readonly storeFull: Gauge;
+  readonly storeWriteFailures: Counter<'reason'>;
 }
 
 export function createMirrorMetrics(registry: Registry): MirrorMetrics {
@@ -56,6 +59,17 @@ export function createMirrorMetrics(registry: Registry): MirrorMetrics {
     storeBytes: new Gauge({
       name: `${METRIC_PREFIX}store_bytes`,
       help: 'Bytes the LMDB environment uses',
+      registers: [registry],
+    }),
+    storeFull: new Gauge({
+      name: `${METRIC_PREFIX}store_full`,
+      help: '1 while the mirror store holds its writes back because one failed for lack of room (disk or LMDB map full): the mirror stays at its revision until there is room',
+      registers: [registry],
+    }),
+    storeWriteFailures: new Counter({
+      name: `${METRIC_PREFIX}store_write_failures_total`,
+      help: 'Writes to the mirror store that failed, by reason (no_space: disk or LMDB map full; other)',
+      labelNames: ['reason'],
       registers: [registry],
     }),
   };

@@ -163,6 +163,10 @@ export function startMirror({ store, pool, liveness, log, scope, scopeRefreshMs 
     onDiscarded: (previous) => emitter.emit('discarded', previous),
     onFailover,
   });
+  // While the store cannot write, M stays where it is: whoever waits for a newer one is told now, and goes to etcd.
+  store.onWriteNotice((notice) => {
+    if (notice.kind === 'failed' && notice.held !== null) waiters.releaseAll();
+  });
   liveness.on('back', () => backoff.wakeSoon());
   auth.onAccepted(() => backoff.wake());
   pool.on('unhealthy', (member) => watch.leave(member));
@@ -172,7 +176,7 @@ export function startMirror({ store, pool, liveness, log, scope, scopeRefreshMs 
     hasData: () => store.meta().revision > 0,
     authRequired: () => auth.isRequired(),
     authEnabled: () => auth.isEnabled(),
-    waitForRevision: (revision: number, timeoutMs: number) => waiters.wait(revision, timeoutMs),
+    waitForRevision: (revision: number, timeoutMs: number) => (store.writeHold() === null ? waiters.wait(revision, timeoutMs) : Promise.resolve(store.meta().revision >= revision)),
     hurry: () => backoff.wake(),
     adopt: <T extends { revision: number }>(restore: () => Promise<T>): Promise<T> => adoption.adopt(restore),
     rederive(change: () => void, touches: (key: Buffer, rangeEnd: Buffer) => boolean) {

@@ -75,7 +75,13 @@ export class Relister {
     const compactRevision = error instanceof RelistNeeded ? error.compactRevision : store.meta().compactRevision;
     log.warn({ compactRevision, mirrorRevision: store.meta().revision, reason: requested ?? 'upstream compacted past the mirror' }, 're-listing');
     this.reason = null;
-    await this.list(member, compactRevision);
+    try {
+      await this.list(member, compactRevision);
+    } catch (listError) {
+      // Still due (etcd compacted past the mirror says so again by itself; a request does not).
+      this.reason ??= requested;
+      throw listError;
+    }
     return true;
   }
 }

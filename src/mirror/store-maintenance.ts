@@ -1,7 +1,9 @@
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { MirrorStore } from '../store/store';
+import { isOutOfSpace } from '../store/write-hold';
 import { findCompactRevision } from './compaction-tracker';
+import { watchStoreSpace } from './store-space';
 
 /** How often the log is pruned and the store gauges refreshed. */
 export const MAINTENANCE_INTERVAL_MS = 10_000;
@@ -22,9 +24,10 @@ export interface StoreMaintenance {
 }
 
 /**
- * Keeps the event log to the last `history` revisions, in the background and
- * in LMDB's asynchronous write transactions, so readers are never blocked;
- * and publishes the store's size.
+ * Keeps the event log to the last `history` revisions, in the background, in
+ * short write transactions (LMDB never blocks its readers); publishes the
+ * store's size; and, when a write fails for lack of room, waits for room
+ * and resumes the store's writes (store-space.ts).
  */
 export function startStoreMaintenance(
   store: MirrorStore,
@@ -33,6 +36,7 @@ export function startStoreMaintenance(
   log: Logger,
   isCompacted?: (revision: number) => Promise<boolean | undefined>,
 ): StoreMaintenance {
+  const space = watchStoreSpace(store, metrics, log);
   let running: Promise<void> | null = null;
   let followedAt = Number.NEGATIVE_INFINITY;
   /**
@@ -63,7 +67,8 @@ export function startStoreMaintenance(
   };
   const runOnce = (): Promise<void> => {
     running ??= round()
-      .catch((error: unknown) => log.error({ err: error }, 'store maintenance failed'))
+      // No room is logged once, where the store begins holding its writes back.
+      .catch((error: unknown) => (isOutOfSpace(error) ? undefined : log.error({ err: error }, 'store maintenance failed')))
       .finally(() => {
         running = null;
       });
@@ -78,6 +83,9 @@ export function startStoreMaintenance(
       followedAt = Number.NEGATIVE_INFINITY;
       return runOnce();
     },
-    close: () => clearInterval(timer),
+    close: () => {
+      clearInterval(timer);
+      space.close();
+    },
   };
 }

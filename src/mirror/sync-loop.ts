@@ -1,5 +1,6 @@
 import type { Logger } from '../log';
 import type { MirrorStore } from '../store/store';
+import { isOutOfSpace } from '../store/write-hold';
 import type { UpstreamMember, UpstreamPool } from '../upstream/pool';
 import type { AuthGate } from '../auth/auth-gate';
 import type { UpstreamLogin } from '../auth/upstream-login';
@@ -48,6 +49,8 @@ export class SyncLoop {
   private trust: ProgressTrust = progressTrustFor(undefined);
   /** Settles when the loop has ended (after close()). */
   readonly done: Promise<void>;
+  /** Ends a wait for the store to write again. */
+  private wakeFromHold: () => void = () => undefined;
 
   constructor(private readonly parts: SyncLoopParts) {
     this.done = this.run();
@@ -63,12 +66,18 @@ export class SyncLoop {
     this.closed = true;
     this.parts.backoff.wake();
     this.parts.watch.stop();
+    this.wakeFromHold();
   }
 
   private async run(): Promise<void> {
     while (!this.closed) {
       const adopting = this.parts.adoption.underWay;
       if (adopting !== null) await adopting;
+      // A store that cannot write for lack of room is not fed: the watch resumes from M+1 once it can.
+      if (this.parts.store.writeHold() !== null) {
+        await this.untilWritable();
+        continue;
+      }
       const member = this.parts.pool.candidates()[0];
       try {
         await this.attempt(member);
@@ -104,7 +113,16 @@ export class SyncLoop {
     if (check.discarded !== null) this.parts.onDiscarded(check.discarded);
   }
 
-  /** After a failed attempt: a list when due, a new member at once, or a backoff. */
+  /** Waits until the store writes again, or the loop closes. */
+  private async untilWritable(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.wakeFromHold = resolve;
+      void this.parts.store.whenWritable().then(resolve);
+    });
+    this.wakeFromHold = () => undefined;
+  }
+
+  /** After a failed attempt: a list when due, a new member at once, a wait for room on the disk, or a backoff. */
   private async recover(member: UpstreamMember | undefined, failure: unknown): Promise<void> {
     const { identity, auth, relister, log } = this.parts;
     let error = failure;
@@ -120,6 +138,8 @@ export class SyncLoop {
       log.warn({ member: error.member }, 'mirror watch leaves a member that stopped answering');
       return;
     }
+    // No room for the store: the hold was logged once where it began; the loop waits for room at its top.
+    if (isOutOfSpace(error)) return;
     await this.parts.backoff.after(error);
   }
 }

@@ -10,6 +10,7 @@ import type { UpstreamLogin } from '../auth/upstream-login';
 import { reasonedCall } from '../upstream/call-reason';
 import { AuthRefused, isAuthCancelReason } from '../auth/auth-gate';
 import { KeyRanges } from '../etcd/key-ranges';
+import { isOutOfSpace } from '../store/write-hold';
 import type { ProgressTrust } from './range-watermark';
 import { WatchDeliveries, type WatchDelivery } from './watch-deliveries';
 import { startProgressRequests } from './watch-progress';
@@ -107,7 +108,8 @@ export function openWatchStream(deps: WatchStreamDeps): WatchStream {
     try {
       deliveries.receive(response, received);
     } catch (error) {
-      log.error({ err: error }, 'mirror could not commit a watch response; reconnecting');
+      // No room on the disk is logged once, where the store begins holding its writes back.
+      if (!isOutOfSpace(error)) log.error({ err: error }, 'mirror could not commit a watch response; reconnecting');
       finish(error instanceof Error ? error : new Error(String(error)));
     }
   });

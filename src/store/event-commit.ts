@@ -4,6 +4,7 @@ import { toStoreKey } from './key-codec';
 import { encodeLogEntry } from './log-entry';
 import { activeTable, writeMeta, type StoreState } from './store-state';
 import { applyWithheld, type WithheldChange } from './withheld-table';
+import type { WriteGuard } from './write-hold';
 
 /**
  * Applies one upstream watch response: every event, the log entries, and the
@@ -38,14 +39,22 @@ export function commitEvents(state: StoreState, events: readonly EncodedEvent[],
   return state.meta.revision;
 }
 
-/** Records what the upstream said about itself (term changes, compaction) without events; the compaction point never goes back. */
-export function commitMetaUpdate(state: StoreState, update: { identity?: HeaderIdentity; compactRevision?: number }): void {
-  const { meta } = state;
-  const next = {
-    ...meta,
+/**
+ * Records what the upstream said about itself (term changes, compaction) without events; the compaction point never goes back.
+ * It is known at once; while the store cannot write for lack of room, it is written when it can again.
+ */
+export function commitMetaUpdate(state: StoreState, update: { identity?: HeaderIdentity; compactRevision?: number }, guard: WriteGuard): void {
+  const previous = state.meta;
+  state.meta = {
+    ...previous,
     ...(update.identity === undefined ? {} : { identity: update.identity }),
-    ...(update.compactRevision === undefined ? {} : { compactRevision: Math.max(meta.compactRevision, update.compactRevision) }),
+    ...(update.compactRevision === undefined ? {} : { compactRevision: Math.max(previous.compactRevision, update.compactRevision) }),
   };
-  writeMeta(state.tables, next);
-  state.meta = next;
+  try {
+    // The write made (maybe later) is of the meta as it is then: every commit meanwhile carries this update too.
+    guard.runOrDefer('meta', () => writeMeta(state.tables, state.meta));
+  } catch (error) {
+    state.meta = previous;
+    throw error;
+  }
 }

@@ -4,6 +4,7 @@ import { toStoreKey } from './key-codec';
 import { otherSlot, type PersistedMeta } from './meta';
 import { writeMeta, type StoreState } from './store-state';
 import { applyWithheld } from './withheld-table';
+import type { WriteGuard } from './write-hold';
 
 /** Fills the inactive key table page by page; nothing is visible until commit. */
 export interface SnapshotWriter {
@@ -15,17 +16,21 @@ export interface SnapshotWriter {
 }
 
 /** Starts a re-list into the key table not read now; commit swaps the two. */
-export function beginSnapshot(state: StoreState): SnapshotWriter {
+export function beginSnapshot(state: StoreState, guard: WriteGuard): SnapshotWriter {
   const { tables } = state;
   const slot = otherSlot(state.meta.activeKv);
   const target = tables.kv[slot];
-  target.clearSync();
+  guard.run(() => target.clearSync());
   const withheld: EncodedKeyValue[] = [];
   return {
     putPage(records) {
-      tables.root.transactionSync(() => {
-        for (const record of records) target.putSync(toStoreKey(record.key), record.bytes);
-      });
+      guard.run(
+        () =>
+          tables.root.transactionSync(() => {
+            for (const record of records) target.putSync(toStoreKey(record.key), record.bytes);
+          }),
+        2 * records.reduce((sum, record) => sum + record.key.length + record.bytes.length, 0),
+      );
     },
     putWithheld(records) {
       withheld.push(...records);
@@ -33,12 +38,16 @@ export function beginSnapshot(state: StoreState): SnapshotWriter {
     commit(revision, identity, compactRevision, scope) {
       // The log, empty from here, holds every event after `revision`: the keyspace at `revision` itself stays answerable.
       const next: PersistedMeta = { ...state.meta, activeKv: slot, identity, revision, compactRevision, logStart: revision + 1, scope };
-      tables.root.transactionSync(() => {
-        tables.log.clearSync();
-        tables.withheld?.clearSync();
-        applyWithheld(tables.withheld, withheld.map((record) => ({ key: record.key, record })));
-        writeMeta(tables, next);
-      });
+      guard.run(
+        () =>
+          tables.root.transactionSync(() => {
+            tables.log.clearSync();
+            tables.withheld?.clearSync();
+            applyWithheld(tables.withheld, withheld.map((record) => ({ key: record.key, record })));
+            writeMeta(tables, next);
+          }),
+        2 * withheld.reduce((sum, record) => sum + record.bytes.length, 0),
+      );
       state.meta = next;
       // The old table is dead weight now; emptying it can wait for the next snapshot.
     },

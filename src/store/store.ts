@@ -1,3 +1,4 @@
+import { statfs } from 'node:fs/promises';
 import type { EncodedEvent } from '../etcd/event-bytes';
 import type { EncodedKeyValue } from '../etcd/kv-bytes';
 import type { HeaderIdentity } from '../etcd/records';
@@ -11,11 +12,13 @@ import { saveAuthState, type PersistedAuthState, type PersistedMembers } from '.
 import { beginSnapshot, type SnapshotWriter } from './snapshot-writer';
 import { activeTable, type StoreState } from './store-state';
 import { openStoreTables } from './store-tables';
-import { pruneLog, storeStats, wipeStore, type StoreStats } from './store-upkeep';
+import { pruneLog, storeStats, usedBytes, wipeStore, type StoreStats } from './store-upkeep';
 import { viewStore, type StoreView } from './store-view';
 import { metaInSnapshot, readStoredMeta, refreshMeta } from './stored-meta';
 import { rederive } from './view-rederive';
 import { allWithheld, withheldCount, type WithheldChange } from './withheld-table';
+import { SpaceReserve } from './space-reserve';
+import { WriteGuard, type WriteHold, type WriteNotice } from './write-hold';
 
 export { SCHEMA_VERSION } from './meta';
 export type { PersistedAuthState, PersistedMembers } from './saved-upstream';
@@ -23,6 +26,7 @@ export type { SnapshotWriter } from './snapshot-writer';
 export type { StoreStats } from './store-upkeep';
 export type { StoreView } from './store-view';
 export type { WithheldChange } from './withheld-table';
+export { isOutOfSpace, StoreFull, type WriteHold, type WriteNotice } from './write-hold';
 
 export interface MirrorStore {
   meta(): StoreMeta;
@@ -69,6 +73,22 @@ export interface MirrorStore {
   stats(): StoreStats;
   /** A consistent view of the whole store, for snapshots: meta and keys as of one commit. */
   view(): StoreView;
+  /**
+   * Why writes are held back (a write failed for lack of room on the disk or
+   * in LMDB's map), or null while the store writes. While held, every write
+   * that changes the content throws StoreFull without touching LMDB; the
+   * member list, the auth state and the meta's own updates are kept and
+   * written on resume.
+   */
+  writeHold(): WriteHold | null;
+  /** Resolves once the store writes again (at once when it does). */
+  whenWritable(): Promise<void>;
+  /** Room was found again: writes are made again, the kept ones first. */
+  resumeWrites(): void;
+  /** Told of every write that failed, and of writes resuming. */
+  onWriteNotice(listener: (notice: WriteNotice) => void): void;
+  /** Bytes free for the store on its file system (what an unprivileged process may still write). */
+  freeBytes(): Promise<number>;
   /** The member list saved last, for a restart while the upstream is unreachable. */
   members(): PersistedMembers | null;
   saveMembers(members: PersistedMembers): void;
@@ -97,6 +117,8 @@ export function openStore(dataDir: string, options: StoreOptions = {}): MirrorSt
   const path = prepareMirrorDir(dataDir, readOnly, options.log);
   const tables = openStoreTables(path, readOnly);
   const state: StoreState = { tables, meta: readStoredMeta(tables, path, readOnly, options.log) };
+  const reserve = readOnly ? null : new SpaceReserve(path, () => usedBytes(tables));
+  const guard = new WriteGuard(reserve);
   // A reader reads the meta in the snapshot it reads the keys in (another process commits). lmdb-js keeps one
   // read snapshot until a timer after the current job, so the meta read once is kept until this job ends
   // (a microtask, before any timer): a read asks meta() several times and decodes it once.
@@ -126,27 +148,50 @@ export function openStore(dataDir: string, options: StoreOptions = {}): MirrorSt
     get: (key) => getRecord(active(), key),
     scan: (start, end) => scanRecords(active(), start, end),
     count: (start, end) => countRecords(active(), start, end),
-    applyEvents: (events, identity, through = 0, withheld = []) => commitEvents(state, events, identity, through, withheld),
-    updateMeta: (update) => commitMetaUpdate(state, update),
-    beginSnapshot: () => beginSnapshot(state),
+    applyEvents: (events, identity, through = 0, withheld = []) => guard.run(() => commitEvents(state, events, identity, through, withheld), eventBytes(events, withheld)),
+    updateMeta: (update) => commitMetaUpdate(state, update, guard),
+    beginSnapshot: () => beginSnapshot(state, guard),
     *eventsAfter(after) {
       for (const { key, value } of tables.log.getRange({ start: after + 1 })) yield { revision: key, events: decodeLogEntry(value) };
     },
-    pruneLog: (keepFrom) => pruneLog(state, keepFrom),
-    wipe: () => wipeStore(state),
+    pruneLog: (keepFrom) => pruneLog(state, keepFrom, guard),
+    wipe: () => wipeStore(state, guard),
     withheld: (key) => getRecord(tables.withheld, key),
     allWithheld: () => allWithheld(tables.withheld),
     withheldCount: () => withheldCount(tables.withheld),
     grayscaleSettings: () => tables.grayscale?.get('settings') ?? '',
-    rederive: (visible, withheld, settings) => rederive(state, visible, withheld, settings),
+    rederive: (visible, withheld, settings) =>
+      guard.run(
+        () => rederive(state, visible, withheld, settings),
+        2 * [...visible.map((change) => change.record), ...withheld.map((change) => change.record)].reduce((sum, record) => sum + (record?.bytes.length ?? 0), 0),
+      ),
     stats: () => storeStats(state),
     view: () => viewStore(tables),
+    writeHold: () => guard.held,
+    whenWritable: () => guard.whenWritable(),
+    resumeWrites: () => guard.resume(),
+    onWriteNotice: (listener) => guard.onNotice(listener),
+    freeBytes: async () => {
+      const found = await statfs(path);
+      return found.bavail * found.bsize;
+    },
     members: () => tables.members.get('members') ?? null,
     saveMembers(members) {
-      tables.members.putSync('members', members);
+      guard.runOrDefer('members', () => tables.members.putSync('members', members));
     },
     authState: () => tables.auth?.get('auth') ?? null,
-    saveAuthState: (authState) => saveAuthState(tables.auth, authState),
-    close: () => tables.root.close(),
+    saveAuthState: (authState) => guard.runOrDefer('auth', () => saveAuthState(tables.auth, authState)),
+    close: () => {
+      reserve?.close();
+      return tables.root.close();
+    },
   };
+}
+
+/** What a commit of these events may add to the file at most: each event in its key's table and in the log (with prev_kv), pages' slack. */
+function eventBytes(events: readonly EncodedEvent[], withheld: readonly WithheldChange[]): number {
+  let bytes = 0;
+  for (const event of events) bytes += 2 * event.bytes.length;
+  for (const change of withheld) bytes += change.record?.bytes.length ?? 0;
+  return 2 * bytes;
 }

@@ -56,6 +56,14 @@ export class ReadReply<Req> {
     const cache = deps.cache;
     const kind = this.rpc.path;
     const meta = deps.store.meta();
+    // The store went back below what this process was told: it was replaced (etcd restored, or
+    // another cluster) and a --workers process has not heard so yet. Neither the kept answers nor
+    // the store (empty, or a list in the making) are the mirror this process routed to: etcd,
+    // which the replacement has just answered, answers instead.
+    if (meta.revision < deps.mirror.revision()) {
+      this.forward(call, callback);
+      return;
+    }
     const request = decoded.request;
     const header = (): Buffer => encodeHeaderField(mirrorHeaderBytes(meta));
     // A kept answer holds at M only if the cache was told of every change up to M: in a worker, the

@@ -154,3 +154,66 @@ describe('etcd restored, with a prefix mirror: what was handed out before the re
     assert.equal((await mirrorRanges()) - before, 5, 'all five answered from the mirror');
   });
 });
+
+// etcd restored with the same cluster ID, then written past the mirror's revision while the proxy was away:
+// its Status is ahead of the mirror, as if nothing happened, and the mirror's watch from M + 1 would go on
+// with writes of another history on top of what the restore took back. The mirror's newest logged put, read
+// at its revision from etcd, tells the two histories apart.
+describe('etcd restored and written past the mirror before the proxy comes back', () => {
+  let etcd: EtcdServer;
+  const work = mkdtempSync(join(tmpdir(), 'ecp-restored-past-'));
+  const dataDir = join(work, 'proxy');
+
+  before(async () => {
+    etcd = await startEtcd();
+  });
+
+  after(async () => {
+    await etcd?.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  const keys = async (address: string, serializable: boolean): Promise<{ revision: number; keys: string[] }> => {
+    const clients = rawClients(address);
+    try {
+      const outcome = await call<{ header?: { revision?: string }; kvs?: { key: Buffer; mod_revision?: string }[] }>(clients.kv, 'Range', { key: b('/'), range_end: b('0'), serializable }, { deadlineMs: 5_000 });
+      assert.equal(outcome.error, null, outcome.error?.details);
+      return { revision: Number(outcome.response?.header?.revision ?? 0), keys: (outcome.response?.kvs ?? []).map((kv) => `${kv.key.toString()}@${kv.mod_revision ?? ''}`) };
+    } finally {
+      clients.close();
+    }
+  };
+
+  it('discards the mirror and lists the restored etcd, instead of going on from its revision', async () => {
+    let proxy = await startTestProxy([etcd.clientUrl], ['--consistency-check-interval', '0'], { dataDir });
+    await ask(etcd.clientAddress, 'kv', 'Put', { key: b('/kept'), value: b('1') });
+    const snapshot = join(work, 'snapshot.db');
+    const saved = await etcdctl(etcd.clientAddress, ['snapshot', 'save', snapshot]);
+    assert.equal(saved.code, 0, saved.stderr);
+    let lost = 0;
+    for (let i = 0; i < 10; i += 1) lost = Number((await ask(etcd.clientAddress, 'kv', 'Put', { key: b(`/lost/${i}`), value: b('x') })).header?.revision ?? 0);
+    await proxy.mirrored(lost);
+    await proxy.stop();
+
+    etcd.signal('SIGKILL');
+    await until('etcd to exit', () => !etcd.running());
+    const etcdData = join(etcd.dataDir, 'data');
+    rmSync(etcdData, { recursive: true, force: true });
+    const restored = await etcdctl(etcd.clientAddress, ['snapshot', 'restore', snapshot, `--data-dir=${etcdData}`, `--name=${etcd.name}`, `--initial-cluster=${etcd.name}=${etcd.peerUrl}`, `--initial-advertise-peer-urls=${etcd.peerUrl}`]);
+    assert.equal(restored.code, 0, restored.stderr);
+    await etcd.restart();
+    let newest = 0;
+    for (let i = 0; i < 20; i += 1) newest = Number((await ask(etcd.clientAddress, 'kv', 'Put', { key: b(`/new/${i % 5}`), value: b(`${i}`) })).header?.revision ?? 0);
+    assert.ok(newest > lost, `etcd (${newest}) went past the mirror (${lost})`);
+
+    proxy = await startTestProxy([etcd.clientUrl], ['--consistency-check-interval', '0'], { dataDir });
+    try {
+      await proxy.mirrored(newest);
+      const fromEtcd = await keys(etcd.clientAddress, false);
+      const fromProxy = await keys(proxy.address, true);
+      assert.deepEqual(fromProxy, fromEtcd, 'the proxy answers what the restored etcd holds, nothing the restore took back');
+    } finally {
+      await proxy.stop();
+    }
+  });
+});

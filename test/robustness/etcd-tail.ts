@@ -9,7 +9,7 @@ import { KvClient } from './kv-client';
 const TAIL_READ_MS = 15_000;
 
 /**
- * What a cluster killed at once made in its last moments, which the history
+ * What a cluster stopped at once made in its last moments, which the history
  * watch had not received yet: each member's data dir is copied and started
  * alone (--force-new-cluster, which keeps only what the member knew was
  * committed, on ports no client knows), and read from `from` on until it

@@ -30,10 +30,10 @@ async function snapshotRevision(file: string): Promise<number> {
 /**
  * etcd restored from an older snapshot, as an operator restores a cluster
  * from a backup: a snapshot is saved, the cluster makes more revisions
- * (which the restore takes back), every member is killed and restored from
+ * (which the restore takes back), every member is stopped and restored from
  * it (`newClusterId`: with a new cluster token, so a new cluster ID; else the
  * same ID) and started. The history splits into epochs there
- * (etcd-epochs.ts; what the killed members made last is read from their
+ * (etcd-epochs.ts; what the stopped members made last is read from their
  * data). A marker written after the restore must then reach every proxy
  * within RESTORE_SETTLE_MS: until it does, what a proxy answers may be
  * from either side of the restore (checked against both); after, only
@@ -53,6 +53,7 @@ export async function restoreEtcd(context: FaultContext, newClusterId: boolean):
     const at = performance.now();
     const logins = (): ReturnType<typeof rootLogin> | null => (context.login === null ? null : rootLogin());
     await fleet.cluster.restoreFromSnapshot(file, newClusterId, () => epochs.endEpoch((from) => readTail(fleet.cluster.members, from, logins)));
+    const back = performance.now();
     const epoch = epochs.beginEpoch({ at, snapshotRevision: revision, compactRevision, newClusterId });
     context.compacted = compactRevision;
     const marker = await writeMarker(context, `restored at ${Math.round(at)} ms to ${revision}`);
@@ -62,8 +63,8 @@ export async function restoreEtcd(context: FaultContext, newClusterId: boolean):
     for (const name of late) context.findings.push({ check: 'restore', message: `${name} did not serve the restored etcd (its marker at ${marker?.revision ?? '?'}) within ${RESTORE_SETTLE_MS} ms`, evidence: [] });
     const detail = [
       `snapshot at revision ${revision} (compacted at ${compactRevision}); ${takenBack} revisions made after it taken back`,
-      `every member SIGKILLed and restored ${newClusterId ? 'with a new cluster token (a new cluster ID)' : 'with the same cluster ID'}`,
-      marker === null ? 'the marker could not be written' : `marker at ${marker.revision}; ${late.length === 0 ? `every proxy served it ${Math.round(performance.now() - at)} ms after the kill` : `not served by ${late.join(', ')}`}`,
+      `every member stopped (SIGTERM) and restored ${newClusterId ? 'with a new cluster token (a new cluster ID)' : 'with the same cluster ID'}, serving again ${Math.round(back - at)} ms after the stop`,
+      marker === null ? 'the marker could not be written' : `marker at ${marker.revision}; ${late.length === 0 ? `every proxy served it ${Math.round(performance.now() - at)} ms after the stop` : `not served by ${late.join(', ')}`}`,
     ];
     return { target: 'all members', detail: detail.join('; ') };
   } finally {

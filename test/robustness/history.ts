@@ -177,7 +177,7 @@ export interface FaultRecord {
  */
 export interface RestoreRecord {
   readonly type: 'restore';
-  /** When the members were killed for the restore: what began before is the previous epoch's. */
+  /** When the members were stopped for the restore: what began before is the previous epoch's. */
   readonly at: number;
   /**
    * When every proxy had been seen serving the restored etcd (a marker key

@@ -19,6 +19,8 @@ export interface UpstreamCheck {
 export interface ClusterRevisionProbe {
   readonly key: () => Buffer;
   readonly metadata: (member: UpstreamMember) => Metadata;
+  /** The member's raft log is at this index: credentials it could not take yet (issued past it) are renewed first. */
+  readonly renew: (member: UpstreamMember, raftIndex: number) => Promise<void>;
 }
 
 /**
@@ -78,7 +80,8 @@ async function divergedAt(store: MirrorStore, member: UpstreamMember, probe: Clu
  * mirror has it (divergedAt).
  */
 export async function checkUpstream(store: MirrorStore, member: UpstreamMember, log: Logger, deadlineMs: number, probe: ClusterRevisionProbe): Promise<UpstreamCheck> {
-  const status = await callUpstream<{ header?: WireHeader; version?: string }>(member.client, 'etcdserverpb.Maintenance', 'Status', {}, { deadlineMs, reason: 'mirror-status' });
+  const status = await callUpstream<{ header?: WireHeader; version?: string; raft_index?: string }>(member.client, 'etcdserverpb.Maintenance', 'Status', {}, { deadlineMs, reason: 'mirror-status' });
+  await probe.renew(member, toRevision(status.raft_index));
   const trust = progressTrustFor(status.version);
   const upstream = toIdentity(status.header);
   const upstreamRevision = toRevision(status.header?.revision);

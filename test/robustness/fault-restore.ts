@@ -52,7 +52,12 @@ export async function restoreEtcd(context: FaultContext, newClusterId: boolean):
     const takenBack = epochs.revision - revision;
     const at = performance.now();
     const logins = (): ReturnType<typeof rootLogin> | null => (context.login === null ? null : rootLogin());
-    await fleet.cluster.restoreFromSnapshot(file, newClusterId, () => epochs.endEpoch((from) => readTail(fleet.cluster.members, from, logins)));
+    const down = { stopped: 0, read: 0 };
+    await fleet.cluster.restoreFromSnapshot(file, newClusterId, async () => {
+      down.stopped = performance.now();
+      await epochs.endEpoch((from) => readTail(fleet.cluster.members, from, logins));
+      down.read = performance.now();
+    });
     const back = performance.now();
     const epoch = epochs.beginEpoch({ at, snapshotRevision: revision, compactRevision, newClusterId });
     context.compacted = compactRevision;
@@ -60,10 +65,13 @@ export async function restoreEtcd(context: FaultContext, newClusterId: boolean):
     const late: string[] = [];
     await Promise.all(fleet.proxies.map(async (proxy) => (await servesMarker(context, proxy, marker)) || late.push(proxy.name)));
     epoch.settle(performance.now());
-    for (const name of late) context.findings.push({ check: 'restore', message: `${name} did not serve the restored etcd (its marker at ${marker?.revision ?? '?'}) within ${RESTORE_SETTLE_MS} ms`, evidence: [] });
+    for (const name of late) {
+      const said = fleet.proxies.find((proxy) => proxy.name === name)?.stderr().slice(-2_000) ?? '';
+      context.findings.push({ check: 'restore', message: `${name} did not serve the restored etcd (its marker at ${marker?.revision ?? '?'}) within ${RESTORE_SETTLE_MS} ms; its last words:\n${said}`, evidence: [] });
+    }
     const detail = [
       `snapshot at revision ${revision} (compacted at ${compactRevision}); ${takenBack} revisions made after it taken back`,
-      `every member stopped (SIGTERM) and restored ${newClusterId ? 'with a new cluster token (a new cluster ID)' : 'with the same cluster ID'}, serving again ${Math.round(back - at)} ms after the stop`,
+      `every member stopped (SIGTERM) and restored ${newClusterId ? 'with a new cluster token (a new cluster ID)' : 'with the same cluster ID'}, serving again ${Math.round(back - at)} ms after the stop (stopped in ${Math.round(down.stopped - at)} ms, their last revisions read in ${Math.round(down.read - down.stopped)} ms)`,
       marker === null ? 'the marker could not be written' : `marker at ${marker.revision}; ${late.length === 0 ? `every proxy served it ${Math.round(performance.now() - at)} ms after the stop` : `not served by ${late.join(', ')}`}`,
     ];
     return { target: 'all members', detail: detail.join('; ') };

@@ -79,6 +79,22 @@ export class UpstreamLogin {
     return true;
   }
 
+  /**
+   * `member`'s raft log is at `raftIndex` (its Status says so). etcd's simple
+   * tokens name the raft index they were issued at, and etcd holds a call
+   * carrying one from a later index until its log gets there: a member
+   * restored from a backup would hold every call of the proxy's own until
+   * its deadline, for as long as its log is behind. Such a token is dropped
+   * and the user logs in again.
+   */
+  async renewIfIssuedAfter(member: UpstreamMember, raftIndex: number): Promise<void> {
+    const issuedAt = simpleTokenIndex(this.tokens.get(member));
+    if (issuedAt === null || issuedAt <= raftIndex) return;
+    this.tokens.delete(member);
+    this.log.info({ member: member.endpoint.url, tokenIndex: issuedAt, raftIndex }, 'upstream token issued past the member\'s raft log (restored from a backup?); logging in again');
+    await this.readyAt(member);
+  }
+
   private async login(member: UpstreamMember, user: UpstreamUser): Promise<void> {
     try {
       const answer = await callUpstream<{ token?: string }>(member.client, 'etcdserverpb.Auth', 'Authenticate', { name: user.name, password: user.password }, { deadlineMs: LOGIN_TIMEOUT_MS, reason: 'login' });
@@ -96,4 +112,12 @@ export class UpstreamLogin {
       throw error;
     }
   }
+}
+
+/** The raft index an etcd simple token names ("<random letters>.<index>"); null for a JWT or anything else. */
+export function simpleTokenIndex(token: string | undefined): number | null {
+  const match = token === undefined ? null : /^[A-Za-z]{1,64}\.(\d{1,19})$/.exec(token);
+  if (match === null) return null;
+  const index = Number(match[1]);
+  return Number.isSafeInteger(index) ? index : null;
 }

@@ -143,9 +143,12 @@ export function forwardUnary(ctx: CoreContext, rpc: RpcRef, options: UnaryForwar
       callback(null, response);
     };
 
+    // A write of keys gets a revision newer than every one etcd had made when it was sent (so, than what was
+    // handed out by then). Other services' headers are left out: not all of them carry the keys' revision.
+    const handedOutBefore = kind === 'write' && rpc.path.startsWith('/etcdserverpb.KV/') ? (ctx.mirrorReads?.floor.revision ?? null) : null;
     tryMembers(ctx, rpc, call, kind, progress, options.notBelow, (error, answer) => {
       if (error !== null) finish(error);
-      else reply(ctx, rpc, options, answer, call.request, finish);
+      else reply(ctx, rpc, options, answer, call.request, handedOutBefore, finish);
     });
   };
 }
@@ -236,10 +239,10 @@ function tryMembers(
 }
 
 /** A successful answer goes to the client rewritten (transformResponse) and after beforeReply, when asked for. */
-function reply(ctx: CoreContext, rpc: RpcRef, options: UnaryForwardOptions, answer: Buffer, request: Buffer, finish: (error: unknown, response?: Buffer) => void): void {
+function reply(ctx: CoreContext, rpc: RpcRef, options: UnaryForwardOptions, answer: Buffer, request: Buffer, handedOutBefore: number | null, finish: (error: unknown, response?: Buffer) => void): void {
   const send = (): void => {
     try {
-      ctx.mirrorReads?.floor.noteAnswer(answer);
+      ctx.mirrorReads?.floor.noteAnswer(answer, handedOutBefore);
       finish(null, options.transformResponse ? options.transformResponse(answer) : answer);
     } catch (transformError) {
       ctx.log.error({ rpc: rpc.path, err: transformError }, 'upstream answer could not be rewritten');

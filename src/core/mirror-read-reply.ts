@@ -3,6 +3,7 @@ import type { UnaryCall, UnaryCallback, UnaryHandler } from './call';
 import { encodeHeaderField } from '../etcd/response-bytes';
 import { ProxyError, toStatus } from '../etcd/errors';
 import { STALE_HEADER } from '../etcd/metadata';
+import { isRetained } from '../mirror/history-view';
 import { mirrorHeaderBytes } from '../mirror/response-header';
 import type { CoreContext } from './context';
 import { observeCall, type RpcRef } from './forward';
@@ -56,6 +57,22 @@ export class ReadReply<Req> {
     const cache = deps.cache;
     const kind = this.rpc.path;
     const meta = deps.store.meta();
+    // The store went back below what this process was told: it was replaced (etcd restored, or
+    // another cluster) and a --workers process has not heard so yet. Neither the kept answers nor
+    // the store (empty, or a list in the making) are the mirror this process routed to: etcd,
+    // which the replacement has just answered, answers instead.
+    if (meta.revision < deps.mirror.revision()) {
+      this.forward(call, callback);
+      return;
+    }
+    // A read of a past revision was routed by the store as it was then, and may have waited on etcd
+    // (whether etcd compacted it) while the store was replaced by a list: the log must still hold
+    // that revision, or the answer would be today's keys under it.
+    if (decoded.revision !== 0 && !isRetained(deps.store, decoded.revision)) {
+      if (!deps.liveness.isLost()) this.forward(call, callback);
+      else this.refuse(callback, new ProxyError(decoded.revision > meta.revision ? 'futureRevision' : 'compacted'), started);
+      return;
+    }
     const request = decoded.request;
     const header = (): Buffer => encodeHeaderField(mirrorHeaderBytes(meta));
     // A kept answer holds at M only if the cache was told of every change up to M: in a worker, the

@@ -66,7 +66,8 @@ export class ResponseCache {
     if (entry === undefined || entry.kind !== kind) return undefined;
     entry.used = true;
     if (entry.fullRevision === revision) return entry.full;
-    if (entry.validity.kind === 'revision-exact') {
+    // A revision below the answer's own: the store was replaced (etcd restored), the answer means nothing now.
+    if (entry.validity.kind === 'revision-exact' || revision < entry.fullRevision) {
       this.drop(entry);
       return undefined;
     }

@@ -19,9 +19,21 @@ export class RevisionFloor {
     return this.highest;
   }
 
-  /** An answer etcd made, on its way to a client. */
-  noteAnswer(answer: Buffer): void {
+  /** etcd was restored from a backup (or is another cluster): the revisions handed out before mean nothing now. */
+  reset(): void {
+    this.highest = 0;
+  }
+
+  /**
+   * An answer etcd made, on its way to a client. `handedOutBefore`: for a
+   * write, the floor when it was sent. etcd gives a write a revision above
+   * every one it had made by then, so a lower one means etcd's revisions went
+   * back (restored from a backup): the floor goes back with them, or mirror
+   * reads would wait for revisions this etcd has not made.
+   */
+  noteAnswer(answer: Buffer, handedOutBefore: number | null = null): void {
     const revision = readHeaderRevision(answer);
-    if (revision > this.highest) this.highest = revision;
+    if (handedOutBefore !== null && revision > 0 && revision < handedOutBefore) this.highest = revision;
+    else if (revision > this.highest) this.highest = revision;
   }
 }

@@ -159,7 +159,7 @@ export function startMirror({ store, pool, liveness, log, scope, scopeRefreshMs 
     backoff,
     adoption,
     statusTimeoutMs: STATUS_TIMEOUT_MS,
-    clusterRevision: { key: () => scope.probeKey(), metadata: (member) => identity.metadataFor(member) },
+    clusterRevision: { key: () => scope.probeKey(), metadata: (member) => identity.metadataFor(member), renew: (member, raftIndex) => identity.renewIfIssuedAfter(member, raftIndex) },
     onDiscarded: (previous) => emitter.emit('discarded', previous),
     onFailover,
   });

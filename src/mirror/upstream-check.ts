@@ -1,4 +1,4 @@
-import type { Metadata } from '@grpc/grpc-js';
+import { status, type Metadata } from '@grpc/grpc-js';
 import type { WireHeader } from '../etcd/wire';
 import { toIdentity, toRevision } from '../etcd/wire';
 import type { Logger } from '../log';
@@ -19,6 +19,8 @@ export interface UpstreamCheck {
 export interface ClusterRevisionProbe {
   readonly key: () => Buffer;
   readonly metadata: (member: UpstreamMember) => Metadata;
+  /** The member's raft log is at this index: credentials it could not take yet (issued past it) are renewed first. */
+  readonly renew: (member: UpstreamMember, raftIndex: number) => Promise<void>;
 }
 
 /**
@@ -32,6 +34,39 @@ async function clusterRevision(member: UpstreamMember, probe: ClusterRevisionPro
   return toRevision(answer.header?.revision);
 }
 
+/** How far back the log is searched for a put to compare with etcd's history. */
+const LOGGED_PUTS_LOOKBACK = 64;
+
+/**
+ * The revision at which etcd's history differs from what the mirror logged,
+ * or null when it does not (or cannot be told: compacted, nothing logged).
+ * etcd restored from a backup with the same cluster ID, then written past
+ * the mirror's revision before the mirror came back, answers above it as
+ * if nothing happened; its revisions mean other writes. The mirror's newest
+ * logged put, read at its own revision from etcd, tells: the same history
+ * has that very key-value there.
+ */
+async function divergedAt(store: MirrorStore, member: UpstreamMember, probe: ClusterRevisionProbe, deadlineMs: number): Promise<number | null> {
+  const logged = store.newestLoggedPut(LOGGED_PUTS_LOOKBACK);
+  if (logged === null) return null;
+  let answer: { kvs?: { key?: Buffer; value?: Buffer; mod_revision?: string; create_revision?: string; version?: string }[] };
+  try {
+    answer = await callUpstream(member.client, 'etcdserverpb.KV', 'Range', { key: logged.key, revision: logged.mod_revision }, { deadlineMs, metadata: probe.metadata(member), reason: 'mirror-status' });
+  } catch (error) {
+    // Compacted past it: nothing to compare with; the watch from M + 1 finds out whether a list is due.
+    if ((error as { code?: unknown }).code === status.OUT_OF_RANGE) return null;
+    throw error;
+  }
+  const kv = answer.kvs?.[0];
+  const same =
+    kv !== undefined &&
+    toRevision(kv.mod_revision) === logged.mod_revision &&
+    toRevision(kv.create_revision) === logged.create_revision &&
+    toRevision(kv.version) === logged.version &&
+    Buffer.compare(kv.value ?? Buffer.alloc(0), logged.value) === 0;
+  return same ? null : logged.mod_revision;
+}
+
 /**
  * Asks `member` for its Status before the mirror syncs from it. Data of two
  * clusters is never mixed: another cluster ID, or a revision behind the
@@ -40,10 +75,13 @@ async function clusterRevision(member: UpstreamMember, probe: ClusterRevisionPro
  * which a member cut off from its peers or catching up has behind the
  * cluster's: a revision behind the mirror's is believed only when a
  * linearizable read at the member says so too (one that fails fails the
- * attempt, and nothing is wiped).
+ * attempt, and nothing is wiped). A revision at or past the mirror's is
+ * believed only when etcd holds the mirror's newest logged put where the
+ * mirror has it (divergedAt).
  */
 export async function checkUpstream(store: MirrorStore, member: UpstreamMember, log: Logger, deadlineMs: number, probe: ClusterRevisionProbe): Promise<UpstreamCheck> {
-  const status = await callUpstream<{ header?: WireHeader; version?: string }>(member.client, 'etcdserverpb.Maintenance', 'Status', {}, { deadlineMs, reason: 'mirror-status' });
+  const status = await callUpstream<{ header?: WireHeader; version?: string; raft_index?: string }>(member.client, 'etcdserverpb.Maintenance', 'Status', {}, { deadlineMs, reason: 'mirror-status' });
+  await probe.renew(member, toRevision(status.raft_index));
   const trust = progressTrustFor(status.version);
   const upstream = toIdentity(status.header);
   const upstreamRevision = toRevision(status.header?.revision);
@@ -53,7 +91,9 @@ export async function checkUpstream(store: MirrorStore, member: UpstreamMember, 
   } else if (meta.revision > upstreamRevision && meta.revision > (await clusterRevision(member, probe, deadlineMs))) {
     log.warn({ mirrorRevision: meta.revision, upstreamRevision }, 'upstream revision is behind the mirror (restored from a backup?): mirror discarded, rebuilding');
   } else {
-    return { trust, discarded: null };
+    const diverged = await divergedAt(store, member, probe, deadlineMs);
+    if (diverged === null) return { trust, discarded: null };
+    log.warn({ mirrorRevision: meta.revision, upstreamRevision, revision: diverged }, 'upstream holds another history than the mirror (restored from a backup, then written past it?): mirror discarded, rebuilding');
   }
   store.wipe();
   return { trust, discarded: meta.revision };

@@ -65,6 +65,8 @@ export interface MirrorStore {
   beginSnapshot(): SnapshotWriter;
   /** Events of revisions > after, in order, from the log. */
   eventsAfter(after: number): IterableIterator<{ revision: number; events: EncodedEvent[] }>;
+  /** The newest put the log holds, looking back at most `entries` revisions (null: none there). */
+  newestLoggedPut(entries: number): EncodedKeyValue | null;
   /** Drops log entries of revisions below keepFrom. */
   pruneLog(keepFrom: number): Promise<void>;
   /** Forgets everything (another cluster, or a restored one). */
@@ -151,6 +153,14 @@ export function openStore(dataDir: string, options: StoreOptions = {}): MirrorSt
     applyEvents: (events, identity, through = 0, withheld = []) => guard.run(() => commitEvents(state, events, identity, through, withheld), eventBytes(events, withheld)),
     updateMeta: (update) => commitMetaUpdate(state, update, guard),
     beginSnapshot: () => beginSnapshot(state, guard),
+    newestLoggedPut(entries) {
+      for (const { value } of tables.log.getRange({ reverse: true, limit: entries })) {
+        const puts = decodeLogEntry(value).filter((event) => event.type === 'PUT');
+        const newest = puts[puts.length - 1];
+        if (newest !== undefined) return newest.kv;
+      }
+      return null;
+    },
     *eventsAfter(after) {
       for (const { key, value } of tables.log.getRange({ start: after + 1 })) yield { revision: key, events: decodeLogEntry(value) };
     },

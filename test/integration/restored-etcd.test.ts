@@ -91,3 +91,129 @@ describe('etcd restored from an older snapshot, same cluster ID', () => {
     assert.equal(Number(before.count ?? 0), 1);
   });
 });
+
+// A proxy mirroring one prefix keeps the highest revision it handed out in etcd's answers (a read of a key
+// outside the mirror): a mirror read below it waits, then goes to etcd. After etcd was restored below that
+// revision, the mirror goes on under it (its prefix did not change: nothing to discard); if the proxy still
+// held it, every read of the mirror would go to etcd until etcd's revisions passed it again. The first write
+// through the proxy answered below it shows etcd went back.
+describe('etcd restored, with a prefix mirror: what was handed out before the restore holds nothing back', () => {
+  let etcd: EtcdServer;
+  let proxy: TestProxy;
+  const work = mkdtempSync(join(tmpdir(), 'ecp-restored-floor-'));
+
+  before(async () => {
+    etcd = await startEtcd();
+    proxy = await startTestProxy([etcd.clientUrl], ['--mirror-prefix', '/m/', '--consistency-check-interval', '0']);
+    await proxy.mirrored();
+  });
+
+  after(async () => {
+    await proxy?.stop();
+    await etcd?.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  const mirrorRanges = async (): Promise<number> => {
+    const text = await (await fetch(`${proxy.url}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith('etcd_cache_proxy_grpc_requests_total{service="KV",method="Range",code="OK",source="mirror"}'));
+    return Number(line?.split(' ')[1] ?? 0);
+  };
+
+  it('reads the restored mirror from the mirror, not from etcd', async () => {
+    await ask(etcd.clientAddress, 'kv', 'Put', { key: b('/m/a'), value: b('1') });
+    const snapshot = join(work, 'snapshot.db');
+    const saved = await etcdctl(etcd.clientAddress, ['snapshot', 'save', snapshot]);
+    assert.equal(saved.code, 0, saved.stderr);
+    for (let i = 0; i < 20; i += 1) await ask(etcd.clientAddress, 'kv', 'Put', { key: b('/other'), value: b(`${i}`) });
+    // Outside the mirror: etcd answers it, at its newest revision, through the proxy.
+    const handedOut = Number((await ask(proxy.address, 'kv', 'Range', { key: b('/other') })).header?.revision ?? 0);
+
+    etcd.signal('SIGKILL');
+    await until('etcd to exit', () => !etcd.running());
+    const dataDir = join(etcd.dataDir, 'data');
+    rmSync(dataDir, { recursive: true, force: true });
+    const restored = await etcdctl(etcd.clientAddress, ['snapshot', 'restore', snapshot, `--data-dir=${dataDir}`, `--name=${etcd.name}`, `--initial-cluster=${etcd.name}=${etcd.peerUrl}`, `--initial-advertise-peer-urls=${etcd.peerUrl}`]);
+    assert.equal(restored.code, 0, restored.stderr);
+    await etcd.restart();
+    // A write through the proxy: its revision, below what was handed out, tells the proxy etcd went back.
+    const marker = Number((await ask(proxy.address, 'kv', 'Put', { key: b('/m/b'), value: b('restored') })).header?.revision ?? 0);
+    assert.ok(marker < handedOut, `the restored etcd (${marker}) is behind what the proxy handed out (${handedOut})`);
+    await until(
+      'the mirror to hold the restored keyspace',
+      async () => Number((await ask(proxy.address, 'kv', 'Range', { key: b('/m/b'), serializable: true, count_only: true })).count ?? 0) === 1,
+      30_000,
+      200,
+    );
+
+    const before = await mirrorRanges();
+    for (let i = 0; i < 5; i += 1) {
+      const read = await ask(proxy.address, 'kv', 'Range', { key: b('/m/'), range_end: b('/m0'), serializable: true });
+      assert.equal(Number(read.header?.revision ?? 0), marker, 'the restored etcd\'s revision');
+    }
+    assert.equal((await mirrorRanges()) - before, 5, 'all five answered from the mirror');
+  });
+});
+
+// etcd restored with the same cluster ID, then written past the mirror's revision while the proxy was away:
+// its Status is ahead of the mirror, as if nothing happened, and the mirror's watch from M + 1 would go on
+// with writes of another history on top of what the restore took back. The mirror's newest logged put, read
+// at its revision from etcd, tells the two histories apart.
+describe('etcd restored and written past the mirror before the proxy comes back', () => {
+  let etcd: EtcdServer;
+  const work = mkdtempSync(join(tmpdir(), 'ecp-restored-past-'));
+  const dataDir = join(work, 'proxy');
+
+  before(async () => {
+    etcd = await startEtcd();
+  });
+
+  after(async () => {
+    await etcd?.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  const keys = async (address: string, serializable: boolean): Promise<{ revision: number; keys: string[] }> => {
+    const clients = rawClients(address);
+    try {
+      const outcome = await call<{ header?: { revision?: string }; kvs?: { key: Buffer; mod_revision?: string }[] }>(clients.kv, 'Range', { key: b('/'), range_end: b('0'), serializable }, { deadlineMs: 5_000 });
+      assert.equal(outcome.error, null, outcome.error?.details);
+      return { revision: Number(outcome.response?.header?.revision ?? 0), keys: (outcome.response?.kvs ?? []).map((kv) => `${kv.key.toString()}@${kv.mod_revision ?? ''}`) };
+    } finally {
+      clients.close();
+    }
+  };
+
+  it('discards the mirror and lists the restored etcd, instead of going on from its revision', async () => {
+    let proxy = await startTestProxy([etcd.clientUrl], ['--consistency-check-interval', '0'], { dataDir });
+    await ask(etcd.clientAddress, 'kv', 'Put', { key: b('/kept'), value: b('1') });
+    const snapshot = join(work, 'snapshot.db');
+    const saved = await etcdctl(etcd.clientAddress, ['snapshot', 'save', snapshot]);
+    assert.equal(saved.code, 0, saved.stderr);
+    let lost = 0;
+    for (let i = 0; i < 10; i += 1) lost = Number((await ask(etcd.clientAddress, 'kv', 'Put', { key: b(`/lost/${i}`), value: b('x') })).header?.revision ?? 0);
+    await proxy.mirrored(lost);
+    await proxy.stop();
+
+    etcd.signal('SIGKILL');
+    await until('etcd to exit', () => !etcd.running());
+    const etcdData = join(etcd.dataDir, 'data');
+    rmSync(etcdData, { recursive: true, force: true });
+    const restored = await etcdctl(etcd.clientAddress, ['snapshot', 'restore', snapshot, `--data-dir=${etcdData}`, `--name=${etcd.name}`, `--initial-cluster=${etcd.name}=${etcd.peerUrl}`, `--initial-advertise-peer-urls=${etcd.peerUrl}`]);
+    assert.equal(restored.code, 0, restored.stderr);
+    await etcd.restart();
+    let newest = 0;
+    for (let i = 0; i < 20; i += 1) newest = Number((await ask(etcd.clientAddress, 'kv', 'Put', { key: b(`/new/${i % 5}`), value: b(`${i}`) })).header?.revision ?? 0);
+    assert.ok(newest > lost, `etcd (${newest}) went past the mirror (${lost})`);
+
+    proxy = await startTestProxy([etcd.clientUrl], ['--consistency-check-interval', '0'], { dataDir });
+    try {
+      await proxy.mirrored(newest);
+      const fromEtcd = await keys(etcd.clientAddress, false);
+      const fromProxy = await keys(proxy.address, true);
+      assert.deepEqual(fromProxy, fromEtcd, 'the proxy answers what the restored etcd holds, nothing the restore took back');
+    } finally {
+      await proxy.stop();
+    }
+  });
+});

@@ -12,7 +12,7 @@ export class EtcdRecorder {
   private readonly byRevision = new Map<number, RecordedEvent[]>();
   /** When each revision's events first came. */
   private readonly seenAt = new Map<number, number>();
-  private newest = 1;
+  private newest: number;
   private stopping = false;
   private turn = 0;
   private readonly stoppedSignal: Promise<void>;
@@ -24,7 +24,10 @@ export class EtcdRecorder {
   constructor(
     private readonly addresses: () => readonly string[],
     private readonly login: ClientLogin | null = null,
+    /** Where the watch starts: 1, or past the revision a restored etcd came back at (its history before is the previous epoch's). */
+    private readonly startRevision = 1,
   ) {
+    this.newest = Math.max(1, startRevision - 1);
     this.stoppedSignal = new Promise((resolve) => (this.stop = resolve));
     this.done = this.follow();
   }
@@ -47,7 +50,7 @@ export class EtcdRecorder {
         via: 'etcd',
         key: '\0',
         rangeEnd: '\0',
-        startRevision: 1,
+        startRevision: this.startRevision,
         progressNotify: true,
         login: this.login,
         onDelivery: (delivery) => this.take(delivery),

@@ -4,7 +4,8 @@ import type { ClusterMember } from '../support/etcd-cluster';
 import { childPids, freezePid } from '../support/processes';
 import { fillUp } from '../support/tmpfs';
 import { awaitProxyAt, etcdRevision } from './convergence';
-import type { EtcdRecorder } from './etcd-recorder';
+import type { EtcdEpochs } from './etcd-epochs';
+import { restoreEtcd } from './fault-restore';
 import type { Fleet, FleetProxy } from './fleet';
 import { KvClient } from './kv-client';
 import { agreedLeader, moveLeader } from './leadership';
@@ -25,6 +26,8 @@ export const FAULTS = [
   'partition-member',
   'disk-full',
   'pause-proxy',
+  'restore-etcd',
+  'restore-etcd-new-cluster',
 ] as const;
 export type FaultName = (typeof FAULTS)[number];
 
@@ -37,13 +40,14 @@ const RECOVERY_MS = 15_000;
 /** How far below etcd's history watch a compaction stays (that watch must never be compacted). */
 const COMPACTION_MARGIN = 25;
 
-interface FaultContext {
+export interface FaultContext {
   readonly fleet: Fleet;
   /** With etcd's auth on: root's login (compactions are root's). */
   readonly login: ClientLogin | null;
   readonly random: Random;
   readonly recording: Recording;
-  readonly recorder: EtcdRecorder;
+  /** etcd's history, epoch by epoch (a restore begins the next). */
+  readonly epochs: EtcdEpochs;
   /** The highest revision compacted so far. */
   compacted: number;
   /** What a fault itself saw go wrong (a proxy that exited, one that did not come back): violations of the run. */
@@ -72,8 +76,8 @@ async function killProxy(proxy: FleetProxy, downMs: number): Promise<void> {
 }
 
 async function compact(context: FaultContext, via: string, address: string): Promise<string> {
-  const revision = context.recorder.revision - COMPACTION_MARGIN;
-  if (revision <= context.compacted) return `skipped (etcd at ${context.recorder.revision}, compacted at ${context.compacted})`;
+  const revision = context.epochs.revision - COMPACTION_MARGIN;
+  if (revision <= context.compacted) return `skipped (etcd at ${context.epochs.revision}, compacted at ${context.compacted})`;
   const login = context.login;
   const client = new KvClient(address, login);
   try {
@@ -278,6 +282,10 @@ async function inject(name: FaultName, context: FaultContext): Promise<{ target:
       return fillDisk(context);
     case 'pause-proxy':
       return pauseProxy(context);
+    case 'restore-etcd':
+      return restoreEtcd(context, false);
+    case 'restore-etcd-new-cluster':
+      return restoreEtcd(context, true);
   }
 }
 

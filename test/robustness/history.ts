@@ -169,15 +169,43 @@ export interface FaultRecord {
   readonly until?: number;
 }
 
-export type HistoryRecord = OperationRecord | WatchRecord | EtcdRevision | FaultRecord | LeaseRecord;
+/**
+ * etcd restored from a snapshot during the run, as an operator restores a
+ * cluster from a backup: its history went back to the snapshot's revision
+ * and went on from there with other writes, so the same revisions mean two
+ * things, one before the restore (an epoch) and one after.
+ */
+export interface RestoreRecord {
+  readonly type: 'restore';
+  /** When the members were stopped for the restore: what began before is the previous epoch's. */
+  readonly at: number;
+  /**
+   * When every proxy had been seen serving the restored etcd (a marker key
+   * written after the restore): what ended after is the new epoch's; what
+   * overlaps [at, settled] may be either, and is checked against both.
+   */
+  readonly settled: number;
+  /** The revision the snapshot holds: the restored etcd goes on from it. */
+  readonly snapshotRevision: number;
+  /** The highest revision compacted when the snapshot was taken (the restored etcd's compaction point). */
+  readonly compactRevision: number;
+  /** Whether the restore made a new cluster ID (a new cluster token) or kept the old one. */
+  readonly newClusterId: boolean;
+  /** The restored etcd's history past `snapshotRevision` (up to it, the previous epoch's). */
+  readonly etcd: readonly EtcdRevision[];
+}
+
+export type HistoryRecord = OperationRecord | WatchRecord | EtcdRevision | FaultRecord | LeaseRecord | RestoreRecord;
 
 /** Everything a run recorded, as the checker takes it. */
 export interface History {
   readonly seed: number;
   readonly operations: readonly OperationRecord[];
   readonly watches: readonly WatchRecord[];
-  /** etcd's revisions with their events, ascending; revisions with no entry were compactions or writes with no event. */
+  /** etcd's revisions with their events, ascending; revisions with no entry were compactions or writes with no event. Up to the first restore, if any. */
   readonly etcd: readonly EtcdRevision[];
+  /** Restores of etcd from a snapshot, in order: each begins an epoch of etcd's history. */
+  readonly restores?: readonly RestoreRecord[];
   readonly faults: readonly FaultRecord[];
   readonly leases?: readonly LeaseRecord[];
   /** A user's readable ranges, by client, for the auth check (clients absent here read as root). */

@@ -5,7 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { checkHistory, type CheckSummary, type Violation } from './checker/check-history';
 import { awaitConvergence, etcdRevision } from './convergence';
-import { EtcdRecorder } from './etcd-recorder';
+import { EtcdEpochs } from './etcd-epochs';
 import { DATA_DIR_TMPFS_BYTES, FAULTS, injectFaults, type FaultName } from './faults';
 import { startFleet } from './fleet';
 import { APP_RANGE, appLogin, rootLogin } from './fleet-auth';
@@ -47,7 +47,7 @@ export async function runRobustness(options: RobustnessOptions): Promise<Robustn
   if (fleet.tmpfsRefused !== null) log(`disk-full will be skipped: the proxies' data dirs could not be put on a tmpfs (${fleet.tmpfsRefused})`);
   log(`seed ${options.seed}; etcd ${fleet.cluster.members.map((m) => m.clientAddress).join(',')}; proxies ${fleet.proxies.map((p) => `${p.name}=${p.address}`).join(' ')}`);
   const recording = new Recording();
-  const recorder = new EtcdRecorder(() => fleet.cluster.members.map((member) => member.clientAddress), auth ? rootLogin() : null);
+  const epochs = new EtcdEpochs(() => fleet.cluster.members.map((member) => member.clientAddress), () => (auth ? rootLogin() : null));
   let history: History | undefined;
   const extra: Violation[] = [];
   try {
@@ -59,26 +59,26 @@ export async function runRobustness(options: RobustnessOptions): Promise<Robustn
     const watchesStopped = new Promise<void>((resolve) => (endWatches = resolve));
     const clients = startClients(fleet, recording, random, auth, { running: () => trafficOn, stopped: trafficStopped }, { running: () => watchesOn, stopped: watchesStopped });
     const started = performance.now();
-    await injectFaults({ fleet, random: random.fork(), recording, recorder, login: auth ? rootLogin() : null, findings: extra }, options.faults, () => performance.now() - started < options.durationMs, log);
+    await injectFaults({ fleet, random: random.fork(), recording, epochs, login: auth ? rootLogin() : null, findings: extra }, options.faults, () => performance.now() - started < options.durationMs, log);
     const left = options.durationMs - (performance.now() - started);
     if (left > 0) await new Promise((resolve) => setTimeout(resolve, left));
     trafficOn = false;
     endTraffic();
     await clients.traffic;
     const revision = await etcdRevision(fleet, auth ? rootLogin() : null);
-    if (!(await recorder.caughtUp(revision, CONVERGENCE_MS))) extra.push({ check: 'harness', message: `etcd's history watch did not reach revision ${revision}`, evidence: [] });
+    if (!(await epochs.caughtUp(revision, CONVERGENCE_MS))) extra.push({ check: 'harness', message: `etcd's history watch did not reach revision ${revision}`, evidence: [] });
     extra.push(...(await awaitConvergence(fleet, recording, revision, CONVERGENCE_MS, () => (auth ? rootLogin() : null))));
     // The watches have had the convergence time to deliver everything: the checker wants every event in each.
     watchesOn = false;
     endWatches();
     await clients.watches;
-    const etcd = await recorder.close();
-    if (recorder.failure !== null) extra.push({ check: 'harness', message: recorder.failure, evidence: [] });
+    const { etcd, restores } = await epochs.close();
+    if (epochs.failure !== null) extra.push({ check: 'harness', message: epochs.failure, evidence: [] });
     // Every client of a proxy logs in as `app`: what it is shown must stay within what `app` may read.
     const readable = auth ? Object.fromEntries([...new Set([...recording.operations, ...recording.watches].map((record) => record.client))].filter((client) => /^p\d/.test(client)).map((client) => [client, [APP_RANGE]])) : undefined;
-    history = { seed: options.seed, operations: recording.operations, watches: recording.watches, etcd, faults: recording.faults, leases: recording.leases, ...(readable === undefined ? {} : { readable }) };
+    history = { seed: options.seed, operations: recording.operations, watches: recording.watches, etcd, ...(restores.length === 0 ? {} : { restores }), faults: recording.faults, leases: recording.leases, ...(readable === undefined ? {} : { readable }) };
   } finally {
-    await recorder.close().catch(() => undefined);
+    await epochs.close().catch(() => undefined);
     await fleet.stop();
   }
   if (options.historyFile !== undefined) writeFileSync(options.historyFile, JSON.stringify(history));
@@ -129,6 +129,7 @@ export function report(result: Pick<RobustnessResult, 'summary'> & { readonly hi
   const lines = [
     `seed ${history.seed}: ${summary.operations} requests (${summary.answers} answered), ${summary.watchStreams} watch streams with ${summary.watchEvents} events, ${summary.leases} leases kept alive, ${summary.etcdRevisions} etcd revisions; ${history.faults.length} faults injected`,
     ...history.faults.map((fault) => `  fault at ${Math.round(fault.at)} ms: ${fault.name} ${fault.target}`),
+    ...(summary.acrossRestores.records + summary.acrossRestores.leases === 0 ? [] : [`  across restores of etcd: ${summary.acrossRestores.records} records checked against either side, ${summary.acrossRestores.leases} leases left out`]),
     summary.violations.length === 0 ? 'no violations' : `${summary.violations.length} violations:`,
   ];
   for (const violation of summary.violations.slice(0, 20)) {

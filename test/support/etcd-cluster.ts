@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { answersHealth, etcdBinary, freePort, stopChild, waitUntilHealthy } from './etcd';
 import { PeerNetwork } from './peer-network';
+import { etcdctl } from './etcdctl';
 import { freezeProcess, trackProcess } from './processes';
 import { until } from './until';
 
@@ -14,6 +15,8 @@ export interface ClusterMember {
   readonly clientAddress: string;
   /** The peer URL the cluster knows it by (a forwarder's, with a peer network). */
   readonly peerUrl: string;
+  /** Its --data-dir. */
+  readonly dataPath: string;
   readonly pid: number;
   running(): boolean;
   output(): string;
@@ -38,6 +41,17 @@ export interface EtcdCluster {
   memberList(): Promise<{ ID: string; name?: string; clientURLs?: string[]; peerURLs?: string[] }[]>;
   /** The forwarders between the members' peer ports, when started with `peerNetwork`. */
   readonly peerNetwork: PeerNetwork | null;
+  /** `etcdctl snapshot save` into `file` at the first running member that can (as `user`, "name:password", with etcd's auth on). */
+  saveSnapshot(file: string, user?: string): Promise<void>;
+  /**
+   * Restores every member from `file` as an operator restores a cluster from
+   * a backup: stop all, `etcdctl snapshot restore` into each data dir,
+   * start all again. With `newClusterId` the restore takes a new cluster
+   * token (so a new cluster ID and new member IDs); else the cluster's own
+   * (the same IDs). `whileDown` runs once every member has exited, before
+   * their data is replaced. Resolves once every member serves.
+   */
+  restoreFromSnapshot(file: string, newClusterId: boolean, whileDown?: () => Promise<void>): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -60,7 +74,7 @@ const TIMING = ['--heartbeat-interval=200', '--election-timeout=2000', '--strict
 
 /** A 3-member (or n-member) cluster, every member on its own free loopback ports and data dir. */
 export async function startEtcdCluster(size = 3, options: EtcdClusterOptions = {}): Promise<EtcdCluster> {
-  const token = `ecp-${process.pid}-${Date.now()}`;
+  let token = `ecp-${process.pid}-${Date.now()}`;
   const dataDirs: string[] = [];
   const members: ClusterMember[] = [];
   const network = options.peerNetwork === true ? new PeerNetwork(() => members) : null;
@@ -108,6 +122,7 @@ export async function startEtcdCluster(size = 3, options: EtcdClusterOptions = {
       clientUrl,
       clientAddress: `127.0.0.1:${ports.client}`,
       peerUrl,
+      dataPath: join(dataDir, 'data'),
       get pid() {
         return child?.pid ?? -1;
       },
@@ -196,6 +211,40 @@ export async function startEtcdCluster(size = 3, options: EtcdClusterOptions = {
       // Removing the leader leaves the cluster without one until an election (seconds at these
       // timings, sometimes many): tests that change membership are about the proxy, not that wait.
       await Promise.all(members.map(wait));
+    },
+    async saveSnapshot(file, user) {
+      let failure = 'no member is running';
+      for (const member of members.filter((m) => m.running())) {
+        const saved = await etcdctl(member.clientAddress, [...(user === undefined ? [] : [`--user=${user}`]), 'snapshot', 'save', file]);
+        if (saved.code === 0) return;
+        failure = `${member.name}: ${saved.stderr.trim()}`;
+      }
+      throw new Error(`etcdctl snapshot save failed: ${failure}`);
+    },
+    async restoreFromSnapshot(file, newClusterId, whileDown) {
+      // Stopped as an operator stops them before a restore: a graceful stop writes out the commit index
+      // with the log, which a SIGKILL may leave behind what was applied (whileDown may read the data).
+      await Promise.all(members.map((member) => member.stop()));
+      await whileDown?.();
+      if (newClusterId) token = `${token}-restored-${Date.now()}`;
+      const initial = cluster.initialCluster();
+      for (const member of members) {
+        const dataPath = member.dataPath;
+        rmSync(dataPath, { recursive: true, force: true });
+        const restored = await etcdctl(member.clientAddress, [
+          'snapshot',
+          'restore',
+          file,
+          `--data-dir=${dataPath}`,
+          `--name=${member.name}`,
+          `--initial-cluster=${initial}`,
+          `--initial-cluster-token=${token}`,
+          `--initial-advertise-peer-urls=${member.peerUrl}`,
+        ]);
+        if (restored.code !== 0) throw new Error(`etcdctl snapshot restore for ${member.name} failed: ${restored.stderr.trim()}`);
+      }
+      // Together: a restored member alone cannot elect a leader.
+      await Promise.all(members.map((member) => member.restart()));
     },
     async stop() {
       await Promise.all(members.map((m) => m.stop()));

@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { get as httpsGet } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -86,6 +86,8 @@ export interface EtcdOptions {
   readonly name?: string;
   /** Extra etcd flags, e.g. ['--auto-compaction-retention=1']. */
   readonly extraArgs?: readonly string[];
+  /** Start from a copy of this data dir (another etcd's, stopped), e.g. with --force-new-cluster to read what a dead cluster held. */
+  readonly copyOf?: string;
   /** TLS on the client port, with client certificates required (etcd's --client-cert-auth). */
   readonly tls?: { readonly cert: string; readonly key: string; readonly ca: string };
 }
@@ -113,6 +115,7 @@ async function startEtcdOnce(options: EtcdOptions): Promise<EtcdServer> {
   const clientUrl = `${tls === undefined ? 'http' : 'https'}://127.0.0.1:${clientPort}`;
   const peerUrl = `http://127.0.0.1:${peerPort}`;
   const dataDir = mkdtempSync(join(tmpdir(), 'ecp-etcd-'));
+  if (options.copyOf !== undefined) cpSync(options.copyOf, join(dataDir, 'data'), { recursive: true });
   const tlsArgs = tls === undefined ? [] : [`--cert-file=${tls.cert}`, `--key-file=${tls.key}`, `--trusted-ca-file=${tls.ca}`, '--client-cert-auth'];
   const args = [
     `--name=${name}`,

@@ -38,6 +38,13 @@ describe('ResponseCache', () => {
     assert.equal(cache.get('range', 'one', 4, header(4)), undefined);
   });
 
+  it('never puts a lower revision in front of a kept answer: the store went back (etcd restored), the answer is gone', () => {
+    const cache = new ResponseCache(1024);
+    cache.set('range', 'req', 110, prefix('a', 'b'), header(110)(), Buffer.from('old-body'));
+    assert.equal(cache.get('range', 'req', 0, header(0)), undefined, 'a wiped store (revision 0) keeps no answer of before');
+    assert.equal(cache.get('range', 'req', 110, header(110)), undefined, 'dropped, not only skipped');
+  });
+
   it('keeps revision-exact answers only at their revision', () => {
     const cache = new ResponseCache(1024);
     const made = cache.set('txn', 'req', 5, { kind: 'revision-exact' }, header(5)(), Buffer.from('body'));

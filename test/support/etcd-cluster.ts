@@ -224,7 +224,9 @@ export async function startEtcdCluster(size = 3, options: EtcdClusterOptions = {
     async restoreFromSnapshot(file, newClusterId, whileDown) {
       // Stopped as an operator stops them before a restore: a graceful stop writes out the commit index
       // with the log, which a SIGKILL may leave behind what was applied (whileDown may read the data).
-      await Promise.all(members.map((member) => member.stop()));
+      // One after another: stopped all at once, each waits out its SIGTERM grace (a leader hands over
+      // to a member that is going too).
+      for (const member of members) await member.stop();
       await whileDown?.();
       if (newClusterId) token = `${token}-restored-${Date.now()}`;
       const initial = cluster.initialCluster();

@@ -106,6 +106,8 @@ function buildCore(
   const compaction = new CompactionCheck(isCompacted, () => side.followCompaction());
   const responseCache = new ResponseCache(config.responseCacheBytes);
   followMirror(responseCache, mirror, metrics);
+  const floor = new RevisionFloor();
+  mirror.on('adopted', () => floor.mirrorAdopted());
   return createCore(
     {
       pool,
@@ -117,7 +119,7 @@ function buildCore(
       writes: createWritePolicy({ mode: () => current().mode, liveness, mirror, ranges: scope, metrics }),
       mode: () => current().mode,
       watchHub: { hub: watchHub, progressNotifyIntervalMs: config.watchProgressNotifyIntervalMs, bufferBytes: config.watchBufferBytes },
-      mirrorReads: { store, mirror, ranges: scope, liveness, barrier, compaction, directory, offlineLogins, auth, staleReads: config.staleReads, cache: responseCache, grayscale, floor: new RevisionFloor(), metrics, log: mirrorLog },
+      mirrorReads: { store, mirror, ranges: scope, liveness, barrier, compaction, directory, offlineLogins, auth, staleReads: config.staleReads, cache: responseCache, grayscale, floor, metrics, log: mirrorLog },
     },
     { instanceId },
   );

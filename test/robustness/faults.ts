@@ -4,6 +4,7 @@ import type { ClusterMember } from '../support/etcd-cluster';
 import { childPids, freezePid } from '../support/processes';
 import { fillUp } from '../support/tmpfs';
 import { awaitProxyAt, etcdRevision } from './convergence';
+import { bucketFallback } from './fault-bucket';
 import type { EtcdRecorder } from './etcd-recorder';
 import type { Fleet, FleetProxy } from './fleet';
 import { KvClient } from './kv-client';
@@ -25,6 +26,7 @@ export const FAULTS = [
   'partition-member',
   'disk-full',
   'pause-proxy',
+  'bucket-fallback',
 ] as const;
 export type FaultName = (typeof FAULTS)[number];
 
@@ -278,6 +280,8 @@ async function inject(name: FaultName, context: FaultContext): Promise<{ target:
       return fillDisk(context);
     case 'pause-proxy':
       return pauseProxy(context);
+    case 'bucket-fallback':
+      return bucketFallback(context);
   }
 }
 

@@ -13,10 +13,12 @@ import { report, runRobustness } from './run';
 
 const SMOKE_MS = Number(process.env.ECP_ROBUSTNESS_SMOKE_SECONDS ?? '30') * 1000;
 /**
- * Every fault but disk-full: a full disk can still abort the proxy inside lmdb's native write path (seen
- * once in about ten fills, README), which `npm run robustness -- --faults disk-full` shows until it is fixed.
+ * Every fault but disk-full and bucket-fallback: a full disk can still abort the proxy inside lmdb's native
+ * write path (seen once in about ten fills, README), which `npm run robustness -- --faults disk-full` shows
+ * until it is fixed; a bucket fallback takes 10 to 15 s each (every member down, a proxy wiped, its adoption
+ * and catch-up), most of a smoke run, and is run by `npm run robustness -- --faults bucket-fallback,...`.
  */
-const SMOKE_FAULTS = FAULTS.filter((name) => name !== 'disk-full');
+const SMOKE_FAULTS = FAULTS.filter((name) => name !== 'disk-full' && name !== 'bucket-fallback');
 
 test('half a minute of traffic and faults: nothing served wrong', { timeout: 300_000 }, async () => {
   const seed = Number(process.env.ECP_ROBUSTNESS_SEED ?? Math.floor(Math.random() * 2 ** 31));

@@ -81,7 +81,7 @@ export async function bucketFallback(context: BucketFaultContext): Promise<{ tar
     try {
       await proxy.restart();
     } catch (error) {
-      finding(`did not start on an empty data dir with etcd down: ${String(error)}`);
+      finding(`did not start on an empty data dir with etcd down: ${String(error).slice(-2_000)}`);
       detail.push('it did not start');
       return { target: proxy.name, detail: detail.join('; ') };
     }
@@ -99,7 +99,7 @@ export async function bucketFallback(context: BucketFaultContext): Promise<{ tar
     try {
       await proxy.restart();
     } catch (error) {
-      finding(`did not start again: ${String(error)}`);
+      finding(`did not start again: ${String(error).slice(-2_000)}`);
       return { target: proxy.name, detail: `${detail.join('; ')}; it did not start again` };
     }
   }

@@ -41,6 +41,8 @@ export class BarrierRoutes<Req> {
       // The upstream cannot confirm freshness right now: what the mirror holds is the best answer.
       return this.routes.stale();
     }
+    // etcd's current revision: the floor's too, once it is known (a process that just started does not know its own).
+    this.deps.floor.noteUpstream(upstreamRevision);
     const reached = await this.deps.mirror.waitForRevision(upstreamRevision, READ_BARRIER_TIMEOUT_MS);
     return reached ? FRESH : this.routes.upstream(decoded, true);
   }

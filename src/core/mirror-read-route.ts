@@ -1,3 +1,4 @@
+import { isAuthRefusal } from '../auth/auth-gate';
 import { isRetained } from '../mirror/history-view';
 import { ProxyError } from '../etcd/errors';
 import type { MirrorReadDeps } from './mirror-read-deps';
@@ -9,12 +10,15 @@ import { FLOOR_WAIT_MS } from './revision-floor';
 export type Route = { kind: 'forward' } | { kind: 'mirror'; stale: boolean } | { kind: 'refuse'; error: ProxyError };
 export const FORWARD: Route = { kind: 'forward' };
 export const FRESH: Route = { kind: 'mirror', stale: false };
+/** How long a read waits to learn etcd's revision when its process does not know it yet (RevisionFloor.unknown). */
+const LEARN_WAIT_MS = 1_000;
 /**
- * What a read waits for before its route is known: etcd's current revision,
- * whether etcd still holds a past one, or the mirror reaching a revision this
- * process already handed out.
+ * What a read waits for before its route is known: etcd's current revision
+ * (for a linearizable read, or, `upstream`, to learn the floor), whether etcd
+ * still holds a past one, or the mirror reaching a revision this process
+ * already handed out.
  */
-export type Wait = 'barrier' | 'history' | 'floor';
+export type Wait = 'barrier' | 'upstream' | 'history' | 'floor';
 
 /**
  * Where a read goes, from the request and the proxy's state: to etcd, to
@@ -69,9 +73,40 @@ export class ReadRoutes<Req> {
     return mayBeCompacted === undefined ? this.stale() : this.afterFloor(decoded);
   }
 
-  /** The mirror's answer while etcd answers, unless this process already handed out a newer revision than M. */
+  /**
+   * The mirror's answer while etcd answers, unless this process already handed out a newer revision than M,
+   * or does not know yet what was handed out before it started (or before the mirror took a snapshot).
+   */
   private fresh(): Route | Wait {
+    if (this.deps.floor.unknown) return 'upstream';
     return this.deps.store.meta().revision >= this.deps.floor.revision ? FRESH : 'floor';
+  }
+
+  /**
+   * Learns etcd's current revision (the read barrier's call, shared with linearizable reads) as the floor,
+   * then waits for the mirror to reach it as afterFloor does. Marked stale when etcd cannot tell it within
+   * LEARN_WAIT_MS (a serializable read does not wait out members that hang); a late answer still sets the floor.
+   */
+  async afterUpstream(decoded: DecodedRead<Req>): Promise<Route> {
+    const learned = this.deps.barrier.upstreamRevision().then((revision) => this.deps.floor.noteUpstream(revision));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), LEARN_WAIT_MS)));
+    try {
+      if ((await Promise.race([learned, late])) === 'late') {
+        learned.catch(() => undefined);
+        return this.stale();
+      }
+    } catch (error) {
+      // Auth went on upstream: from now on etcd decides, with the client's own token.
+      if (isAuthRefusal(error)) {
+        this.deps.auth.refused();
+        return FORWARD;
+      }
+      return this.stale();
+    } finally {
+      clearTimeout(timer);
+    }
+    return this.afterFloor(decoded);
   }
 
   /** Waits (briefly) for the mirror to reach the floor; etcd answers what it does not reach in time. */

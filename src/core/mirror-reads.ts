@@ -42,7 +42,7 @@ function mirrorRead<Req>(
   const routes = new ReadRoutes(deps, spec);
   const barrier = new BarrierRoutes(deps, routes);
   const waitFor = (decoded: DecodedRead<Req>, wait: Wait): Promise<Route> =>
-    wait === 'barrier' ? barrier.route(decoded) : wait === 'history' ? routes.afterCompactionCheck(decoded) : routes.afterFloor(decoded);
+    wait === 'barrier' ? barrier.route(decoded) : wait === 'upstream' ? routes.afterUpstream(decoded) : wait === 'history' ? routes.afterCompactionCheck(decoded) : routes.afterFloor(decoded);
   const memo = decodedReads(method, spec);
   const reply = new ReadReply(ctx, deps, rpc, spec, forward);
 

@@ -35,12 +35,17 @@ export async function startPrimary({ config, log, metrics }: ProxyDeps, workerCo
   // The port first: a proxy that cannot bind it stops before anything else starts.
   const clientPort = createServer({ pauseOnConnect: true, noDelay: true });
   const boundPort = await listenOn(clientPort, config.listenAddr);
+  // Taken from the moment the port listens: a connection accepted while the mirror's side starts waits for the
+  // first worker. Without a listener yet it was accepted and then neither served nor closed, and a gRPC client
+  // waited out its connect timeout (20 s) with every channel that shared the connection attempt.
+  const handover = new ConnectionHandover((count) => metrics.workersServing.set(count));
+  clientPort.on('connection', (socket) => handover.handOver(socket));
   const keeper = await startMirrorKeeper({ config, log, metrics }, instanceId).catch((error: unknown) => {
     clientPort.close();
+    handover.close();
     throw error;
   });
   let grayscalePrefixes = config.grayscale.prefixes;
-  const handover = new ConnectionHandover((count) => metrics.workersServing.set(count));
   const parts: PrimaryParts = { keeper, handover, collector: new MetricsCollector(metrics), sharedTokens: new SharedTokens(), loginLimiter: new LoginLimiter(), log, discoveryStarted: false };
   keeper.side.liveness.on('back', () => parts.sharedTokens.upstreamBack());
   const workers = new ServingProcesses({
@@ -54,7 +59,6 @@ export async function startPrimary({ config, log, metrics }: ProxyDeps, workerCo
     log,
   });
   tellWorkersOfChanges(keeper, (message) => workers.broadcast(message), () => grayscalePrefixes);
-  clientPort.on('connection', (socket) => handover.handOver(socket));
   clientPort.on('error', (error) => log.error({ err: error }, 'listener error'));
   log.info({ workers: workerCount, pid: process.pid }, 'mirror kept here; serving processes started');
 

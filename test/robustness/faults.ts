@@ -6,6 +6,7 @@ import { fillUp } from '../support/tmpfs';
 import { awaitProxyAt, etcdRevision } from './convergence';
 import type { EtcdEpochs } from './etcd-epochs';
 import { restoreEtcd } from './fault-restore';
+import { bucketFallback } from './fault-bucket';
 import type { Fleet, FleetProxy } from './fleet';
 import { KvClient } from './kv-client';
 import { agreedLeader, moveLeader } from './leadership';
@@ -28,6 +29,7 @@ export const FAULTS = [
   'pause-proxy',
   'restore-etcd',
   'restore-etcd-new-cluster',
+  'bucket-fallback',
 ] as const;
 export type FaultName = (typeof FAULTS)[number];
 
@@ -286,6 +288,8 @@ async function inject(name: FaultName, context: FaultContext): Promise<{ target:
       return restoreEtcd(context, false);
     case 'restore-etcd-new-cluster':
       return restoreEtcd(context, true);
+    case 'bucket-fallback':
+      return bucketFallback(context);
   }
 }
 

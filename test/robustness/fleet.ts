@@ -5,6 +5,7 @@ import { startEtcdCluster, type EtcdCluster } from '../support/etcd-cluster';
 import { freePort } from '../support/etcd';
 import { startProxyProcess, type ProxyProcess } from '../support/proxy';
 import { proxyUser, turnAuthOn } from './fleet-auth';
+import { startFleetBucket, type FleetBucket } from './fleet-bucket';
 import { mountTmpfs, unmountTmpfs } from '../support/tmpfs';
 
 /** One proxy of the fleet: its own port and data dir, which a restart keeps. */
@@ -31,6 +32,8 @@ export interface Fleet {
   readonly proxies: readonly FleetProxy[];
   /** Why the proxies' data dirs are not on a tmpfs though one was asked for, or null. */
   readonly tmpfsRefused: string | null;
+  /** The bucket every proxy falls back to, and one publishes to (only when asked for). */
+  readonly bucket: FleetBucket | null;
   stop(): Promise<void>;
 }
 
@@ -41,6 +44,8 @@ export interface FleetOptions {
   readonly tmpfsBytes?: number;
   /** etcd's auth on; each proxy mirrors as a user of its own (fleet-auth.ts). */
   readonly auth?: boolean;
+  /** A bucket for snapshots (fleet-bucket.ts): p1 publishes to it, every proxy falls back to it. */
+  readonly bucket?: boolean;
 }
 
 interface ProxyPlan {
@@ -64,10 +69,13 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
   if (options.auth === true) await turnAuthOn(cluster.members[0]?.clientAddress ?? '', MIRRORED_PREFIXES);
   const common = ['--upstream-timeout', '2s', '--shutdown-grace', '1s', '--log-level', 'warn'];
   const user = (mirrorsEverything: boolean): string[] => (options.auth === true ? ['--user', proxyUser(mirrorsEverything)] : []);
+  // p1 publishes: p2 mirrors the same keys, so it can take p1's snapshot (p3's scope is another, and refuses it).
+  const bucket = options.bucket === true ? await startFleetBucket('p1') : null;
+  const snapshots = (name: string): string[] => bucket?.args(name === bucket.publisher) ?? [];
   const plans: ProxyPlan[] = [
-    { name: 'p1', args: [...common, ...user(true)], prefixes: [] },
-    { name: 'p2', args: [...common, '--workers', '2', ...user(true)], prefixes: [] },
-    { name: 'p3', args: [...common, ...MIRRORED_PREFIXES.flatMap((prefix) => ['--mirror-prefix', prefix]), ...user(false)], prefixes: MIRRORED_PREFIXES },
+    { name: 'p1', args: [...common, ...user(true), ...snapshots('p1')], prefixes: [] },
+    { name: 'p2', args: [...common, '--workers', '2', ...user(true), ...snapshots('p2')], prefixes: [] },
+    { name: 'p3', args: [...common, ...MIRRORED_PREFIXES.flatMap((prefix) => ['--mirror-prefix', prefix]), ...user(false), ...snapshots('p3')], prefixes: MIRRORED_PREFIXES },
   ];
   const proxies: FleetProxy[] = [];
   const refusals: string[] = [];
@@ -75,6 +83,7 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
     for (const plan of plans) proxies.push(await startFleetProxy(plan, endpoints, options.tmpfsBytes, (reason) => refusals.push(reason)));
   } catch (error) {
     await Promise.all(proxies.map((proxy) => proxy.stop()));
+    await bucket?.close();
     await cluster.stop();
     throw error;
   }
@@ -82,8 +91,10 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
     cluster,
     proxies,
     tmpfsRefused: refusals[0] ?? null,
+    bucket,
     async stop() {
       await Promise.all(proxies.map((proxy) => proxy.stop()));
+      await bucket?.close();
       await cluster.stop();
     },
   };

@@ -43,6 +43,7 @@ export async function runRobustness(options: RobustnessOptions): Promise<Robustn
     auth,
     peerNetwork: options.faults.includes('partition-member'),
     tmpfsBytes: options.faults.includes('disk-full') ? DATA_DIR_TMPFS_BYTES : undefined,
+    bucket: options.faults.includes('bucket-fallback'),
   });
   if (fleet.tmpfsRefused !== null) log(`disk-full will be skipped: the proxies' data dirs could not be put on a tmpfs (${fleet.tmpfsRefused})`);
   log(`seed ${options.seed}; etcd ${fleet.cluster.members.map((m) => m.clientAddress).join(',')}; proxies ${fleet.proxies.map((p) => `${p.name}=${p.address}`).join(' ')}`);

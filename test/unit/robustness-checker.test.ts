@@ -126,6 +126,25 @@ describe('robustness checker', () => {
     assert.deepEqual(checkHistory({ ...withCompaction, watches: [...history.watches, rightly] }).violations, []);
   });
 
+  test('a proxy ends a watch as compacted at its log start while no member answers: allowed within such a fault, and only up to etcd\'s newest revision + 1', () => {
+    const history = rightHistory();
+    const timed = ETCD.map((entry) => ({ ...entry, at: entry.revision }));
+    // A wiped proxy whose log starts at 4 (it took a snapshot at 3), while every member is down from 10 to 20.
+    const atLogStart = watch([], { chain: 'a', startRevision: 3, end: { at: 15, reason: 'compacted', compactRevision: 4 } });
+    const outage = { type: 'fault', at: 10, until: 20, name: 'bucket-fallback', target: 'p1' } as const;
+    const during = { ...history, etcd: timed, faults: [outage], watches: [...history.watches, atLogStart] };
+    assert.deepEqual(checkHistory(during).violations, []);
+    // The same end with etcd up, or through no fault that takes every member down: etcd never compacted there.
+    assert.deepEqual(checkHistory({ ...during, faults: [] }).violations.map((v) => v.check), ['watch']);
+    assert.deepEqual(checkHistory({ ...during, faults: [{ ...outage, name: 'kill-member' }] }).violations.map((v) => v.check), ['watch']);
+    // Past etcd's newest revision (5) + 1: no log start of a proxy can be there.
+    const pastEtcd = watch([], { chain: 'b', startRevision: 3, end: { at: 15, reason: 'compacted', compactRevision: 7 } });
+    assert.deepEqual(checkHistory({ ...during, watches: [...history.watches, pastEtcd] }).violations.map((v) => v.check), ['watch']);
+    // A revision the stream still needed is refused as before.
+    const needed = watch([], { chain: 'c', startRevision: 4, end: { at: 15, reason: 'compacted', compactRevision: 4 } });
+    assert.deepEqual(checkHistory({ ...during, watches: [...history.watches, needed] }).violations.map((v) => v.check), ['watch']);
+  });
+
   test('an acknowledged write that is not in etcd', () => {
     const history = rightHistory();
     const lost = op({ kind: 'put', key: '/c', value: 'x', lease: '0' }, answer(5, []), 30, 31);

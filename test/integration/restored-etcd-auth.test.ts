@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startEtcd, type EtcdServer } from '../support/etcd';
 import { enableAuth, ROOT_PASSWORD, withToken } from '../support/etcd-auth';
-import { etcdctl } from '../support/etcdctl';
+import { restoreEtcdFromSnapshot, saveEtcdSnapshot } from '../support/etcd-restore';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients } from '../support/raw-client';
 import { until } from '../support/until';
@@ -53,19 +53,12 @@ describe('etcd with auth restored from a snapshot', () => {
 
   it('logs in again at the restored etcd and lists it, though nothing is written there', async () => {
     const snapshot = join(work, 'snapshot.db');
-    const saved = await etcdctl(etcd.clientAddress, [`--user=root:${ROOT_PASSWORD}`, 'snapshot', 'save', snapshot]);
-    assert.equal(saved.code, 0, saved.stderr);
+    await saveEtcdSnapshot(etcd, snapshot, `root:${ROOT_PASSWORD}`);
     let lost = 0;
     for (let i = 0; i < 10; i += 1) lost = await put(`/lost/${i}`);
     await proxy.mirrored(lost);
 
-    etcd.signal('SIGKILL');
-    await until('etcd to exit', () => !etcd.running());
-    const dataDir = join(etcd.dataDir, 'data');
-    rmSync(dataDir, { recursive: true, force: true });
-    const restored = await etcdctl(etcd.clientAddress, ['snapshot', 'restore', snapshot, `--data-dir=${dataDir}`, `--name=${etcd.name}`, `--initial-cluster=${etcd.name}=${etcd.peerUrl}`, `--initial-advertise-peer-urls=${etcd.peerUrl}`]);
-    assert.equal(restored.code, 0, restored.stderr);
-    await etcd.restart();
+    await restoreEtcdFromSnapshot(etcd, snapshot);
     const status = rawClients(etcd.clientAddress);
     const restoredRevision = Number((await call<{ header?: { revision?: string } }>(status.maintenance, 'Status', {}, { deadlineMs: 5_000 })).response?.header?.revision ?? 0);
     status.close();

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startEtcd, type EtcdServer } from '../support/etcd';
-import { etcdctl } from '../support/etcdctl';
+import { restoreEtcdFromSnapshot, saveEtcdSnapshot } from '../support/etcd-restore';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients } from '../support/raw-client';
 import { until } from '../support/until';
@@ -52,28 +52,13 @@ describe('etcd restored from an older snapshot, same cluster ID', () => {
   it('discards the mirror and lists the restored keyspace', async () => {
     await ask(etcd.clientAddress, 'kv', 'Put', { key: b('/before'), value: b('1') });
     const snapshot = join(work, 'snapshot.db');
-    const saved = await etcdctl(etcd.clientAddress, ['snapshot', 'save', snapshot]);
-    assert.equal(saved.code, 0, saved.stderr);
+    await saveEtcdSnapshot(etcd, snapshot);
     const clusterId = (await ask(etcd.clientAddress, 'maintenance', 'Status', {})).header?.cluster_id;
     let newest = 0;
     for (let i = 0; i < 5; i += 1) newest = Number((await ask(etcd.clientAddress, 'kv', 'Put', { key: b('/after'), value: b(`${i}`) })).header?.revision ?? 0);
     await proxy.mirrored(newest);
 
-    etcd.signal('SIGKILL');
-    await until('etcd to exit', () => !etcd.running());
-    const dataDir = join(etcd.dataDir, 'data');
-    rmSync(dataDir, { recursive: true, force: true });
-    const restored = await etcdctl(etcd.clientAddress, [
-      'snapshot',
-      'restore',
-      snapshot,
-      `--data-dir=${dataDir}`,
-      `--name=${etcd.name}`,
-      `--initial-cluster=${etcd.name}=${etcd.peerUrl}`,
-      `--initial-advertise-peer-urls=${etcd.peerUrl}`,
-    ]);
-    assert.equal(restored.code, 0, restored.stderr);
-    await etcd.restart();
+    await restoreEtcdFromSnapshot(etcd, snapshot);
     const status = await ask(etcd.clientAddress, 'maintenance', 'Status', {});
     assert.equal(status.header?.cluster_id, clusterId, 'the restore keeps the cluster ID');
     assert.ok(Number(status.header?.revision ?? 0) < newest, 'the restored etcd is behind the mirror');
@@ -123,19 +108,12 @@ describe('etcd restored, with a prefix mirror: what was handed out before the re
   it('reads the restored mirror from the mirror, not from etcd', async () => {
     await ask(etcd.clientAddress, 'kv', 'Put', { key: b('/m/a'), value: b('1') });
     const snapshot = join(work, 'snapshot.db');
-    const saved = await etcdctl(etcd.clientAddress, ['snapshot', 'save', snapshot]);
-    assert.equal(saved.code, 0, saved.stderr);
+    await saveEtcdSnapshot(etcd, snapshot);
     for (let i = 0; i < 20; i += 1) await ask(etcd.clientAddress, 'kv', 'Put', { key: b('/other'), value: b(`${i}`) });
     // Outside the mirror: etcd answers it, at its newest revision, through the proxy.
     const handedOut = Number((await ask(proxy.address, 'kv', 'Range', { key: b('/other') })).header?.revision ?? 0);
 
-    etcd.signal('SIGKILL');
-    await until('etcd to exit', () => !etcd.running());
-    const dataDir = join(etcd.dataDir, 'data');
-    rmSync(dataDir, { recursive: true, force: true });
-    const restored = await etcdctl(etcd.clientAddress, ['snapshot', 'restore', snapshot, `--data-dir=${dataDir}`, `--name=${etcd.name}`, `--initial-cluster=${etcd.name}=${etcd.peerUrl}`, `--initial-advertise-peer-urls=${etcd.peerUrl}`]);
-    assert.equal(restored.code, 0, restored.stderr);
-    await etcd.restart();
+    await restoreEtcdFromSnapshot(etcd, snapshot);
     // A write through the proxy: its revision, below what was handed out, tells the proxy etcd went back.
     const marker = Number((await ask(proxy.address, 'kv', 'Put', { key: b('/m/b'), value: b('restored') })).header?.revision ?? 0);
     assert.ok(marker < handedOut, `the restored etcd (${marker}) is behind what the proxy handed out (${handedOut})`);
@@ -188,20 +166,13 @@ describe('etcd restored and written past the mirror before the proxy comes back'
     let proxy = await startTestProxy([etcd.clientUrl], ['--consistency-check-interval', '0'], { dataDir });
     await ask(etcd.clientAddress, 'kv', 'Put', { key: b('/kept'), value: b('1') });
     const snapshot = join(work, 'snapshot.db');
-    const saved = await etcdctl(etcd.clientAddress, ['snapshot', 'save', snapshot]);
-    assert.equal(saved.code, 0, saved.stderr);
+    await saveEtcdSnapshot(etcd, snapshot);
     let lost = 0;
     for (let i = 0; i < 10; i += 1) lost = Number((await ask(etcd.clientAddress, 'kv', 'Put', { key: b(`/lost/${i}`), value: b('x') })).header?.revision ?? 0);
     await proxy.mirrored(lost);
     await proxy.stop();
 
-    etcd.signal('SIGKILL');
-    await until('etcd to exit', () => !etcd.running());
-    const etcdData = join(etcd.dataDir, 'data');
-    rmSync(etcdData, { recursive: true, force: true });
-    const restored = await etcdctl(etcd.clientAddress, ['snapshot', 'restore', snapshot, `--data-dir=${etcdData}`, `--name=${etcd.name}`, `--initial-cluster=${etcd.name}=${etcd.peerUrl}`, `--initial-advertise-peer-urls=${etcd.peerUrl}`]);
-    assert.equal(restored.code, 0, restored.stderr);
-    await etcd.restart();
+    await restoreEtcdFromSnapshot(etcd, snapshot);
     let newest = 0;
     for (let i = 0; i < 20; i += 1) newest = Number((await ask(etcd.clientAddress, 'kv', 'Put', { key: b(`/new/${i % 5}`), value: b(`${i}`) })).header?.revision ?? 0);
     assert.ok(newest > lost, `etcd (${newest}) went past the mirror (${lost})`);

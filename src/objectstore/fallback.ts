@@ -126,7 +126,8 @@ class FallbackLoop implements SnapshotFallback {
     });
     if (fetched === null) return 'none-newer';
     try {
-      const restored = await mirror.adopt(() => restoreInto(store, fetched.reader));
+      // A mirror that holds keys takes only a snapshot of its own history (a restored etcd's is not).
+      const restored = await mirror.adopt(() => restoreInto(store, fetched.reader, { extending: true }));
       log.warn({ revision: restored.revision, keys: restored.keys, publishedAt: fetched.manifest.published_at, publisher: fetched.manifest.publisher }, 'etcd unreachable: serving the published snapshot');
       return 'adopted';
     } catch (error) {

@@ -17,6 +17,8 @@ import type { Recording } from './recording';
 export const FAULTS = [
   'kill-member',
   'stop-member',
+  'kill-two-members',
+  'stop-two-members',
   'kill-all',
   'stop-all',
   'kill-proxy',
@@ -234,6 +236,12 @@ async function pauseProxy(context: FaultContext): Promise<{ target: string; deta
   return { target: proxy.name, detail: detail.join('; ') };
 }
 
+/** Two members chosen by the seed, in the cluster's order. */
+function twoOf(members: readonly ClusterMember[], random: Random): ClusterMember[] {
+  const spared = random.pick(members);
+  return members.filter((member) => member !== spared).slice(0, 2);
+}
+
 /** Injects one fault and waits for what it broke to come back; returns what it did, for the report. */
 async function inject(name: FaultName, context: FaultContext): Promise<{ target: string; detail: string }> {
   const { fleet, random } = context;
@@ -248,6 +256,17 @@ async function inject(name: FaultName, context: FaultContext): Promise<{ target:
       const member = random.pick(members);
       await stopMembers([member], random.int(1_000, 4_000));
       return { target: member.name, detail: 'SIGSTOP, SIGCONT' };
+    }
+    case 'kill-two-members': {
+      // A majority gone: the one left answers, with no leader (reads served from its store, writes refused).
+      const two = twoOf(members, random);
+      await killMembers(two, random.int(2_000, 5_000));
+      return { target: two.map((member) => member.name).join(' and '), detail: 'SIGKILL, restarted together; the third member kept running without a leader' };
+    }
+    case 'stop-two-members': {
+      const two = twoOf(members, random);
+      await stopMembers(two, random.int(2_000, 5_000));
+      return { target: two.map((member) => member.name).join(' and '), detail: 'SIGSTOP, SIGCONT; the third member kept running without a leader' };
     }
     case 'kill-all':
       await killMembers(members, random.int(3_000, 6_000));

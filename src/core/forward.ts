@@ -16,6 +16,7 @@ import type { UpstreamMember } from '../upstream/pool';
 import { isProxyIssuedToken, tokenOf } from '../auth/directory';
 import { reasonedCall } from '../upstream/call-reason';
 import type { MethodKind } from '../etcd/method-kinds';
+import type { WriteSent } from './revision-floor';
 import { readHeaderRevision } from '../etcd/response-bytes';
 
 /** Names one RPC for routing, metrics and logs, and says what its calls do (etcd/method-kinds.ts). */
@@ -145,10 +146,12 @@ export function forwardUnary(ctx: CoreContext, rpc: RpcRef, options: UnaryForwar
 
     // A write of keys gets a revision newer than every one etcd had made when it was sent (so, than what was
     // handed out by then). Other services' headers are left out: not all of them carry the keys' revision.
-    const handedOutBefore = kind === 'write' && rpc.path.startsWith('/etcdserverpb.KV/') ? (ctx.mirrorReads?.floor.revision ?? null) : null;
+    const keysWrite = kind === 'write' && rpc.path.startsWith('/etcdserverpb.KV/');
+    const reads = ctx.mirrorReads;
+    const before = keysWrite && reads !== undefined && reads !== null ? { handedOut: reads.floor.revision, mirrored: reads.store.meta().revision } : null;
     tryMembers(ctx, rpc, call, kind, progress, options.notBelow, (error, answer) => {
       if (error !== null) finish(error);
-      else reply(ctx, rpc, options, answer, call.request, handedOutBefore, finish);
+      else reply(ctx, rpc, options, answer, call.request, before, finish);
     });
   };
 }
@@ -239,10 +242,10 @@ function tryMembers(
 }
 
 /** A successful answer goes to the client rewritten (transformResponse) and after beforeReply, when asked for. */
-function reply(ctx: CoreContext, rpc: RpcRef, options: UnaryForwardOptions, answer: Buffer, request: Buffer, handedOutBefore: number | null, finish: (error: unknown, response?: Buffer) => void): void {
+function reply(ctx: CoreContext, rpc: RpcRef, options: UnaryForwardOptions, answer: Buffer, request: Buffer, before: WriteSent | null, finish: (error: unknown, response?: Buffer) => void): void {
   const send = (): void => {
     try {
-      ctx.mirrorReads?.floor.noteAnswer(answer, handedOutBefore);
+      ctx.mirrorReads?.floor.noteAnswer(answer, before);
       finish(null, options.transformResponse ? options.transformResponse(answer) : answer);
     } catch (transformError) {
       ctx.log.error({ rpc: rpc.path, err: transformError }, 'upstream answer could not be rewritten');

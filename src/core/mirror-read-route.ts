@@ -56,6 +56,9 @@ export class ReadRoutes<Req> {
     const refusal = decoded.refusal;
     if (refusal !== null) return lost ? { kind: 'refuse', error: new ProxyError(refusal) } : FORWARD;
     if (!deps.mirror.hasData()) return lost ? { kind: 'refuse', error: new ProxyError('neverSynced') } : this.upstream(decoded);
+    // etcd went back below what the mirror holds (restored from a backup) and the mirror has not been
+    // listed again yet: its keys are of a history etcd no longer has.
+    if (deps.floor.mirrorOfAnotherHistory) return lost ? this.stale() : this.upstream(decoded);
     if (decoded.revision !== 0) return this.pastRevision(decoded, lost);
     if (lost) return this.stale();
     if (decoded.serializable) return this.fresh();

@@ -109,6 +109,7 @@ function buildCore(
   const floor = new RevisionFloor();
   // The mirror starts again below every revision handed out before a restore: mirror reads must not wait for those.
   mirror.on('discarded', () => floor.reset());
+  mirror.on('relisted', () => floor.mirrorRelisted());
   mirror.on('adopted', () => floor.mirrorAdopted());
   return createCore(
     {

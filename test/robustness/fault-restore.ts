@@ -6,7 +6,7 @@ import { etcdctl } from '../support/etcdctl';
 import { readTail } from './etcd-tail';
 import type { FaultContext } from './faults';
 import type { FleetProxy } from './fleet';
-import { rootLogin } from './fleet-auth';
+import { appLogin, rootLogin } from './fleet-auth';
 import { KvClient } from './kv-client';
 
 /** How many revisions the cluster makes after the snapshot before it is restored (what the restore takes back), at most within RESTORE_GAP_MS. */
@@ -102,11 +102,15 @@ async function writeMarker(context: FaultContext, value: string): Promise<{ valu
   return null;
 }
 
-/** Reads the marker through `proxy` (serializable: from its mirror) until it answers it, within RESTORE_SETTLE_MS. */
+/**
+ * Reads the marker through `proxy` (serializable: from its mirror) until it answers it, within
+ * RESTORE_SETTLE_MS; as `app` with auth on, as the traffic's clients read (root's reads may take
+ * another route through the proxy than theirs).
+ */
 async function servesMarker(context: FaultContext, proxy: FleetProxy, marker: { value: string; revision: number } | null): Promise<boolean> {
   if (marker === null) return false;
   const deadline = performance.now() + RESTORE_SETTLE_MS;
-  const login = context.login === null ? null : rootLogin();
+  const login = context.login === null ? null : appLogin();
   const client = new KvClient(proxy.address, login);
   try {
     while (performance.now() < deadline) {

@@ -34,7 +34,7 @@ async function clusterRevision(member: UpstreamMember, probe: ClusterRevisionPro
   return toRevision(answer.header?.revision);
 }
 
-/** How far back the log is searched for a put to compare with etcd's history. */
+/** How far back the log is searched for a put to compare with etcd's history (before the current keys are). */
 const LOGGED_PUTS_LOOKBACK = 64;
 
 /**
@@ -43,11 +43,11 @@ const LOGGED_PUTS_LOOKBACK = 64;
  * etcd restored from a backup with the same cluster ID, then written past
  * the mirror's revision before the mirror came back, answers above it as
  * if nothing happened; its revisions mean other writes. The mirror's newest
- * logged put, read at its own revision from etcd, tells: the same history
- * has that very key-value there.
+ * put (logged, or else its key written last), read at its own revision from
+ * etcd, tells: the same history has that very key-value there.
  */
 async function divergedAt(store: MirrorStore, member: UpstreamMember, probe: ClusterRevisionProbe, deadlineMs: number): Promise<number | null> {
-  const logged = store.newestLoggedPut(LOGGED_PUTS_LOOKBACK);
+  const logged = store.newestPut(LOGGED_PUTS_LOOKBACK);
   if (logged === null) return null;
   let answer: { kvs?: { key?: Buffer; value?: Buffer; mod_revision?: string; create_revision?: string; version?: string }[] };
   try {

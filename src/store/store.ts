@@ -65,8 +65,12 @@ export interface MirrorStore {
   beginSnapshot(): SnapshotWriter;
   /** Events of revisions > after, in order, from the log. */
   eventsAfter(after: number): IterableIterator<{ revision: number; events: EncodedEvent[] }>;
-  /** The newest put the log holds, looking back at most `entries` revisions (null: none there). */
-  newestLoggedPut(entries: number): EncodedKeyValue | null;
+  /**
+   * The newest put the log holds, looking back at most `entries` revisions;
+   * with nothing there (the mirror was just listed or took a snapshot), the
+   * current key written last. Null for an empty mirror.
+   */
+  newestPut(entries: number): EncodedKeyValue | null;
   /** Drops log entries of revisions below keepFrom. */
   pruneLog(keepFrom: number): Promise<void>;
   /** Forgets everything (another cluster, or a restored one). */
@@ -153,13 +157,16 @@ export function openStore(dataDir: string, options: StoreOptions = {}): MirrorSt
     applyEvents: (events, identity, through = 0, withheld = []) => guard.run(() => commitEvents(state, events, identity, through, withheld), eventBytes(events, withheld)),
     updateMeta: (update) => commitMetaUpdate(state, update, guard),
     beginSnapshot: () => beginSnapshot(state, guard),
-    newestLoggedPut(entries) {
+    newestPut(entries) {
       for (const { value } of tables.log.getRange({ reverse: true, limit: entries })) {
         const puts = decodeLogEntry(value).filter((event) => event.type === 'PUT');
         const newest = puts[puts.length - 1];
         if (newest !== undefined) return newest.kv;
       }
-      return null;
+      // One pass over the keys, at a (re)connect after a list or an adoption, until events fill the log.
+      let newest: EncodedKeyValue | null = null;
+      for (const record of scanRecords(active(), Buffer.alloc(0), null)) if (newest === null || record.mod_revision > newest.mod_revision) newest = record;
+      return newest;
     },
     *eventsAfter(after) {
       for (const { key, value } of tables.log.getRange({ start: after + 1 })) yield { revision: key, events: decodeLogEntry(value) };

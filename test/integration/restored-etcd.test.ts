@@ -187,4 +187,28 @@ describe('etcd restored and written past the mirror before the proxy comes back'
       await proxy.stop();
     }
   });
+
+  it('does so too when the mirror was only listed (no event logged since): its key written last is compared', async () => {
+    const snapshot = join(work, 'snapshot-listed.db');
+    await saveEtcdSnapshot(etcd, snapshot);
+    let lost = 0;
+    for (let i = 0; i < 10; i += 1) lost = Number((await ask(etcd.clientAddress, 'kv', 'Put', { key: b(`/lost-listed/${i}`), value: b('x') })).header?.revision ?? 0);
+    const listedDir = join(work, 'proxy-listed');
+    let proxy = await startTestProxy([etcd.clientUrl], ['--consistency-check-interval', '0'], { dataDir: listedDir });
+    await proxy.mirrored(lost);
+    await proxy.stop();
+
+    await restoreEtcdFromSnapshot(etcd, snapshot);
+    let newest = 0;
+    for (let i = 0; i < 20; i += 1) newest = Number((await ask(etcd.clientAddress, 'kv', 'Put', { key: b(`/new-listed/${i % 5}`), value: b(`${i}`) })).header?.revision ?? 0);
+    assert.ok(newest > lost, `etcd (${newest}) went past the mirror (${lost})`);
+
+    proxy = await startTestProxy([etcd.clientUrl], ['--consistency-check-interval', '0'], { dataDir: listedDir });
+    try {
+      await proxy.mirrored(newest);
+      assert.deepEqual(await keys(proxy.address, true), await keys(etcd.clientAddress, false), 'nothing the restore took back');
+    } finally {
+      await proxy.stop();
+    }
+  });
 });

@@ -12,7 +12,12 @@
 // --after-s seconds after it stops: memory under load is bounded by the
 // answer cache and the watch buffers, and should come back near idle.
 //
-//   npm run build && node --import tsx bench/memory.ts [--keys 1000] [--settle-s 10] [--load-s 30] [--after-s 60]
+//   npm run build && node --import tsx bench/memory.ts [--keys 1000] [--settle-s 10] [--load-s 30] [--after-s 60] [--rounds 1] [--gc] [--compare DIR]
+//
+// --rounds N loads and waits N times (does a second load reuse what the first
+// left, or add to it); --gc has each process run a full collection after its
+// last sample and report again (a diagnosis: the proxy itself never forces one);
+// --compare DIR also measures another checkout's dist/ idle (before and after a change, side by side).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,16 +38,27 @@ const { values } = parseArgs({
     'settle-s': { type: 'string', default: '10' },
     'load-s': { type: 'string', default: '30' },
     'after-s': { type: 'string', default: '60' },
+    rounds: { type: 'string', default: '1' },
+    gc: { type: 'boolean', default: false },
+    compare: { type: 'string' },
   },
 });
 const KEYS = Number(values.keys);
 const SETTLE_MS = Number(values['settle-s']) * 1000;
 const LOAD_MS = Number(values['load-s']) * 1000;
 const AFTER_MS = Number(values['after-s']) * 1000;
+/** Load, then quiet, this many times: whether what stays after one load is reused by the next or adds to it. */
+const ROUNDS = Number(values.rounds);
+/** --compare DIR: another checkout, built (`npm run build` there), measured idle next to this one: before and after a change, in one run. */
+const COMPARE = values.compare ?? null;
 const PREFIX = '/apisix/routes/';
 const PREFIX_END = '/apisix/routes0';
 const MiB = 1024 * 1024;
+/** --gc: the probe also runs a full collection after the last sample and reports it (a diagnosis, not how the proxy runs). */
+const GC = values.gc === true;
 
+/** Extra Node flags for the proxies measured (as the other benchmarks take them), e.g. ECP_PROXY_NODE_ARGS=--max-semi-space-size=4. */
+const PROXY_NODE_ARGS = (process.env.ECP_PROXY_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '');
 const DIST_CLI = join(REPO_ROOT, 'dist', 'src', 'cli.js');
 const PROBE = join(REPO_ROOT, 'dist', 'bench', 'support', 'memory-probe.js');
 const FLOOR = join(REPO_ROOT, 'dist', 'bench', 'support', 'floor-process.js');
@@ -61,6 +77,7 @@ interface Sample {
   readonly heapUsed?: number;
   readonly heapTotal?: number;
   readonly external?: number;
+  readonly afterGc?: { readonly rss: number; readonly heapUsed: number; readonly heapTotal: number; readonly external: number };
 }
 
 /** VmRSS, RssAnon and RssFile (+ RssShmem) of a pid, in bytes. */
@@ -79,8 +96,8 @@ async function sample(process_: Measured, probeDir: string): Promise<Sample> {
   process.kill(process_.pid, 'SIGUSR2');
   await until(`pid ${process_.pid} to report its heap`, () => existsSync(file), 5_000, 20);
   await sleep(20); // the file is written in one call; let it land
-  const heap = JSON.parse(readFileSync(file, 'utf8')) as { heapUsed: number; heapTotal: number; external: number };
-  return { ...rss, heapUsed: heap.heapUsed, heapTotal: heap.heapTotal, external: heap.external };
+  const heap = JSON.parse(readFileSync(file, 'utf8')) as Pick<Sample, 'heapUsed' | 'heapTotal' | 'external' | 'afterGc'>;
+  return { ...rss, heapUsed: heap.heapUsed, heapTotal: heap.heapTotal, external: heap.external, afterGc: heap.afterGc };
 }
 
 function spawnTracked(command: string, args: readonly string[], env: NodeJS.ProcessEnv): ChildProcess {
@@ -100,7 +117,7 @@ interface Started {
 async function startProxy(nodeArgs: readonly string[], endpoint: string, extra: readonly string[], env: NodeJS.ProcessEnv, revision: number): Promise<Started> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'ecp-memory-'));
-  const child = spawnTracked(process.execPath, ['-r', PROBE, ...nodeArgs, 'start', '--endpoints', endpoint, '--listen-addr', `127.0.0.1:${port}`, '--data-dir', dataDir, '--log-level', 'warn', ...extra], env);
+  const child = spawnTracked(process.execPath, ['-r', PROBE, ...PROXY_NODE_ARGS, ...nodeArgs, 'start', '--endpoints', endpoint, '--listen-addr', `127.0.0.1:${port}`, '--data-dir', dataDir, '--log-level', 'warn', ...extra], env);
   await untilMirrored(`http://127.0.0.1:${port}`, revision);
   return { child, address: `127.0.0.1:${port}`, dataDir };
 }
@@ -214,12 +231,20 @@ async function load(address: string, pid: number, etcdClients: RawClients): Prom
   return { reads, jsonReads, events, writes, peakRss, peakCacheBytes };
 }
 
+interface Round {
+  readonly result: LoadResult;
+  readonly after: readonly { readonly s: number; readonly rss: number }[];
+  readonly settled: Sample;
+  readonly settledCache: number;
+}
+
 const mib = (bytes: number | undefined): string => (bytes === undefined || Number.isNaN(bytes) ? '-' : (bytes / MiB).toFixed(1));
 
 async function main(): Promise<void> {
   if (!existsSync(DIST_CLI) || !existsSync(PROBE) || !existsSync(FLOOR)) throw new Error('build first: npm run build (the proxy is measured as it runs from dist/)');
+  if (COMPARE !== null && !existsSync(join(COMPARE, 'dist', 'src', 'cli.js'))) throw new Error(`--compare ${COMPARE}: no dist/src/cli.js there (npm run build in it first)`);
   const probeDir = mkdtempSync(join(tmpdir(), 'ecp-memory-probe-'));
-  const env = { ECP_MEMORY_PROBE_DIR: probeDir };
+  const env = { ECP_MEMORY_PROBE_DIR: probeDir, ...(GC ? { ECP_MEMORY_PROBE_GC: '1' } : {}) };
   const etcd = await startEtcd();
   const stops: (() => Promise<void>)[] = [() => etcd.stop()];
   try {
@@ -241,11 +266,20 @@ async function main(): Promise<void> {
     await until('the floor process to listen', () => floorListening, 20_000, 20);
 
     const proxies: [string, Started][] = [];
-    for (const [name, nodeArgs, extra] of [
+    const compared: [string, readonly string[], readonly string[]][] =
+      COMPARE === null
+        ? []
+        : [
+            ['compared: etcd-cache-proxy (dist/)', [join(COMPARE, 'dist', 'src', 'cli.js')], []],
+            ['compared: --workers 2 (dist/)', [join(COMPARE, 'dist', 'src', 'cli.js')], ['--workers', '2']],
+          ];
+    const runs: [string, readonly string[], readonly string[]][] = [
       ['etcd-cache-proxy (dist/)', [DIST_CLI], []],
       ['etcd-cache-proxy (tsx)', ['--import', 'tsx', join(REPO_ROOT, 'src', 'cli.ts')], []],
       ['--workers 2 (dist/)', [DIST_CLI], ['--workers', '2']],
-    ] as const) {
+      ...compared,
+    ];
+    for (const [name, nodeArgs, extra] of runs) {
       const started = await startProxy(nodeArgs, etcd.clientUrl, extra, env, revision);
       proxies.push([name, started]);
       stops.push(async () => {
@@ -263,7 +297,7 @@ async function main(): Promise<void> {
     ];
     for (const [name, started] of proxies) {
       const pid = started.child.pid ?? -1;
-      if (!name.startsWith('--workers')) {
+      if (!name.includes('--workers')) {
         measured.push({ name, pid, node: true });
         continue;
       }
@@ -278,15 +312,17 @@ async function main(): Promise<void> {
     if (built === undefined) throw new Error('no built proxy');
     const builtPid = built.child.pid ?? -1;
     const before = await sample({ name: 'built', pid: builtPid, node: true }, probeDir);
-    const result = LOAD_MS > 0 ? await load(built.address, builtPid, etcdClients) : null;
-    const loadEnded = Date.now();
-    const after: { s: number; rss: number }[] = [];
-    while (result !== null && Date.now() - loadEnded < AFTER_MS) {
-      await sleep(Math.min(10_000, AFTER_MS - (Date.now() - loadEnded)));
-      after.push({ s: Math.round((Date.now() - loadEnded) / 1000), rss: procRss(builtPid).rss });
+    const rounds: Round[] = [];
+    for (let round = 0; LOAD_MS > 0 && round < ROUNDS; round += 1) {
+      const result = await load(built.address, builtPid, etcdClients);
+      const loadEnded = Date.now();
+      const after: { s: number; rss: number }[] = [];
+      while (Date.now() - loadEnded < AFTER_MS) {
+        await sleep(Math.min(10_000, AFTER_MS - (Date.now() - loadEnded)));
+        after.push({ s: Math.round((Date.now() - loadEnded) / 1000), rss: procRss(builtPid).rss });
+      }
+      rounds.push({ result, after, settled: await sample({ name: 'built', pid: builtPid, node: true }, probeDir), settledCache: await cacheBytes(built.address) });
     }
-    const settled = result === null ? null : await sample({ name: 'built', pid: builtPid, node: true }, probeDir);
-    const settledCache = result === null ? NaN : await cacheBytes(built.address);
     etcdClients.close();
 
     console.log(`memory, idle ${SETTLE_MS / 1000} s after every proxy mirrored ${KEYS} keys of ~900 B from one etcd 3.4 (MiB; RSS from /proc, heap from process.memoryUsage())\n`);
@@ -298,16 +334,18 @@ async function main(): Promise<void> {
         `${m.name.padEnd(52)} ${mib(s.rss).padStart(7)} ${mib(s.anon).padStart(7)} ${mib(s.file).padStart(7)} ${mib(s.heapUsed).padStart(10)} ${mib(s.heapTotal).padStart(11)} ${mib(s.external).padStart(9)} ${(m.node ? mib(s.rss - floorRss) : '').padStart(12)}`,
       );
     }
-    if (result !== null && settled !== null) {
+    for (const [i, { result, after, settled, settledCache }] of rounds.entries()) {
       console.log(
-        `\nload on the built proxy for ${LOAD_MS / 1000} s: ${result.reads} gRPC reads and ${result.jsonReads} JSON reads (whole prefix, pages of 100, single keys; serializable and linearizable), 1000 watchers on 10 streams (${result.events} events delivered), ${result.writes} writes to etcd`,
+        `\nload ${i + 1} of ${rounds.length} on the built proxy for ${LOAD_MS / 1000} s: ${result.reads} gRPC reads and ${result.jsonReads} JSON reads (whole prefix, pages of 100, single keys; serializable and linearizable), 1000 watchers on 10 streams (${result.events} events delivered), ${result.writes} writes to etcd`,
       );
-      console.log(`  RSS idle before ${mib(before.rss)}, peak during ${mib(result.peakRss)} (answer cache at most ${mib(result.peakCacheBytes)} of its budget), after the load:`);
+      console.log(`  RSS idle before the first load ${mib(before.rss)}, peak during ${mib(result.peakRss)} (answer cache at most ${mib(result.peakCacheBytes)} of its budget), after the load:`);
       console.log(`  ${after.map((a) => `+${a.s} s ${mib(a.rss)}`).join(', ')}`);
       console.log(`  ${AFTER_MS / 1000} s after: RSS ${mib(settled.rss)} (${mib(settled.rss - before.rss)} above idle), answer cache ${mib(settledCache)}`);
       for (const [when, s] of [['idle before', before], [`${AFTER_MS / 1000} s after`, settled]] as const) {
         console.log(`  ${when.padEnd(12)} anon ${mib(s.anon)}, file ${mib(s.file)}, heap used ${mib(s.heapUsed)} of ${mib(s.heapTotal)}, external ${mib(s.external)}`);
       }
+      const gc = settled.afterGc;
+      if (gc !== undefined) console.log(`  then a full GC: RSS ${mib(gc.rss)}, heap used ${mib(gc.heapUsed)} of ${mib(gc.heapTotal)}, external ${mib(gc.external)}`);
     }
   } finally {
     for (const stop of stops.reverse()) await stop();

@@ -326,12 +326,16 @@ async function main(): Promise<void> {
     etcdClients.close();
 
     console.log(`memory, idle ${SETTLE_MS / 1000} s after every proxy mirrored ${KEYS} keys of ~900 B from one etcd 3.4 (MiB; RSS from /proc, heap from process.memoryUsage())\n`);
-    console.log(`${'process'.padEnd(52)} ${'RSS'.padStart(7)} ${'anon'.padStart(7)} ${'file'.padStart(7)} ${'heap used'.padStart(10)} ${'heap total'.padStart(11)} ${'external'.padStart(9)} ${'RSS - floor'.padStart(12)}`);
+    const gcColumns = GC ? ` ${'after a full GC: RSS'.padStart(21)} ${'heap used'.padStart(10)} ${'- floor'.padStart(8)}` : '';
+    const floorAfterGc = idle.get(measured[3]?.name ?? '')?.afterGc?.rss ?? NaN;
+    console.log(`${'process'.padEnd(52)} ${'RSS'.padStart(7)} ${'anon'.padStart(7)} ${'file'.padStart(7)} ${'heap used'.padStart(10)} ${'heap total'.padStart(11)} ${'external'.padStart(9)} ${'RSS - floor'.padStart(12)}${gcColumns}`);
     for (const m of measured) {
       const s = idle.get(m.name);
       if (s === undefined) continue;
       console.log(
-        `${m.name.padEnd(52)} ${mib(s.rss).padStart(7)} ${mib(s.anon).padStart(7)} ${mib(s.file).padStart(7)} ${mib(s.heapUsed).padStart(10)} ${mib(s.heapTotal).padStart(11)} ${mib(s.external).padStart(9)} ${(m.node ? mib(s.rss - floorRss) : '').padStart(12)}`,
+        `${m.name.padEnd(52)} ${mib(s.rss).padStart(7)} ${mib(s.anon).padStart(7)} ${mib(s.file).padStart(7)} ${mib(s.heapUsed).padStart(10)} ${mib(s.heapTotal).padStart(11)} ${mib(s.external).padStart(9)} ${(m.node ? mib(s.rss - floorRss) : '').padStart(12)}${
+          s.afterGc === undefined ? '' : ` ${mib(s.afterGc.rss).padStart(21)} ${mib(s.afterGc.heapUsed).padStart(10)} ${mib(s.afterGc.rss - floorAfterGc).padStart(8)}`
+        }`,
       );
     }
     for (const [i, { result, after, settled, settledCache }] of rounds.entries()) {

@@ -3,13 +3,9 @@ import { unwatchFile, watchFile } from 'node:fs';
 import { ConfigError, describeOptions, loadConfig, type ProxyConfig } from './config';
 import { createLogger, type Logger } from './log';
 import { createMetrics, type Metrics } from './metrics';
-import { startProxy, type RunningProxy } from './proxy';
-import { startPrimary, type RunningPrimary } from './workers/primary';
-import { startWorker, type RunningWorker } from './workers/worker';
-import { snapshotCommand } from './snapshot/snapshot-command';
-import { objectStoreCommand } from './objectstore/objectstore-command';
-import { keygenCommand } from './objectstore/keygen-command';
-import { demoCommand } from './demo/demo-command';
+import type { RunningProxy } from './proxy';
+import type { RunningPrimary } from './workers/primary';
+import type { RunningWorker } from './workers/worker';
 import { quietIpServerNameWarning } from './tls/upstream-tls';
 import { proxyVersion } from './version';
 
@@ -27,7 +23,12 @@ flags win over the environment, which wins over the file):
 ${describeOptions()}
 `;
 
-/** The only place that exits the process. */
+/**
+ * The only place that exits the process. Each command, and each role of
+ * `start` (one process, --workers' primary, a worker), loads its own modules
+ * when it runs: a proxy holds no demo, no snapshot commands, and an object
+ * store's SDK only when it uses one; a --workers primary holds no serving side.
+ */
 async function main(argv: readonly string[]): Promise<number> {
   quietIpServerNameWarning();
   const [command, ...rest] = argv;
@@ -38,12 +39,12 @@ async function main(argv: readonly string[]): Promise<number> {
       const io = { out: (text: string) => process.stdout.write(text), err: (text: string) => process.stderr.write(text) };
       const [action, ...args] = rest;
       // Object storage sits above the snapshot files it moves: its commands are its own.
-      if (action === 'push' || action === 'pull') return objectStoreCommand(action, args, io);
-      if (action === 'keygen') return keygenCommand(args, io);
-      return snapshotCommand(rest, io);
+      if (action === 'push' || action === 'pull') return (await import('./objectstore/objectstore-command')).objectStoreCommand(action, args, io);
+      if (action === 'keygen') return (await import('./objectstore/keygen-command')).keygenCommand(args, io);
+      return (await import('./snapshot/snapshot-command')).snapshotCommand(rest, io);
     }
     case 'demo':
-      return demoCommand(rest, {
+      return (await import('./demo/demo-command')).demoCommand(rest, {
         out: (text) => process.stdout.write(text),
         err: (text) => process.stderr.write(text),
         tty: process.stdout.isTTY === true,
@@ -83,7 +84,10 @@ async function start(args: readonly string[]): Promise<number> {
   if (cluster.isWorker) return serveAsWorker(args, config, log, metrics);
   let proxy: RunningProxy | RunningPrimary;
   try {
-    proxy = config.workers > 1 ? await startPrimary({ config, log, metrics }, config.workers) : await startProxy({ config, log, metrics });
+    proxy =
+      config.workers > 1
+        ? await (await import('./workers/primary')).startPrimary({ config, log, metrics }, config.workers)
+        : await (await import('./proxy')).startProxy({ config, log, metrics });
   } catch (error) {
     log.fatal({ err: error }, 'could not start');
     process.stderr.write(`etcd-cache-proxy: could not start: ${error instanceof Error ? error.message : String(error)}\n`);
@@ -122,7 +126,7 @@ async function start(args: readonly string[]): Promise<number> {
 async function serveAsWorker(args: readonly string[], config: ProxyConfig, log: Logger, metrics: Metrics): Promise<number> {
   let worker: RunningWorker;
   try {
-    worker = await startWorker({ config, log, metrics }, args);
+    worker = await (await import('./workers/worker')).startWorker({ config, log, metrics }, args);
   } catch (error) {
     log.fatal({ err: error }, 'serving process could not start');
     return 1;

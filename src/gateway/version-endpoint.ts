@@ -3,7 +3,8 @@ import type { Core } from '../core/core';
 import type { Logger } from '../log';
 import { callUnary } from './core-call';
 import { dialectFor, type GatewayDialect } from './gateway-dialect';
-import { goJsonString, lookupMessage } from './proto-json';
+import { etcdMethod } from '../etcd/proto';
+import { goJsonString } from './proto-json';
 
 /**
  * What the proxy reports before it has heard any member's version (started
@@ -35,7 +36,8 @@ export interface VersionSource {
  * (errors, /health) take the upstream's dialect from the first requests on.
  */
 export function createVersionSource(core: Core, upstreamLost: () => boolean, log: Logger): VersionSource {
-  const statusResponse = lookupMessage('etcdserverpb.StatusResponse');
+  // The gRPC side's decoder, loaded anyway: the JSON mapping's tables wait for the first JSON request.
+  const statusCall = etcdMethod('etcdserverpb.Maintenance', 'Status');
   let known: { server: string; learnedAt: number; dialect: GatewayDialect } | null = null;
   /** The one Status call in flight, shared by everyone who wants a fresh version. */
   let asking: Promise<void> | null = null;
@@ -45,7 +47,7 @@ export function createVersionSource(core: Core, upstreamLost: () => boolean, log
     if (method?.kind !== 'unary') return null;
     const { status: result, message } = await callUnary(method.handler, Buffer.alloc(0), { metadata: [], timeoutMs: STATUS_TIMEOUT_MS }).outcome;
     if (result.code !== status.OK || message === null) return null;
-    const decoded = statusResponse.decode(message) as unknown as { version?: string };
+    const decoded = statusCall.responseDeserialize(message) as { version?: string };
     return typeof decoded.version === 'string' && decoded.version !== '' ? decoded.version : null;
   };
   const fresh = (): boolean => known !== null && Date.now() - known.learnedAt < FRESH_MS;

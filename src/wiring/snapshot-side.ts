@@ -2,11 +2,6 @@ import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { Mirror } from '../mirror/mirror';
 import type { MirrorScope } from '../mirror/mirror-scope';
-import { openSnapshotBucket } from '../objectstore/bucket';
-import { startSnapshotFallback } from '../objectstore/fallback';
-import { startSnapshotPublisher } from '../objectstore/publisher';
-import { objectStoreScratch } from '../objectstore/scratch';
-import { loadSnapshotSigner, loadTrustedKeys, publisherTrust } from '../objectstore/snapshot-keys';
 import type { ProxyConfig } from '../settings/types';
 import { startPeriodicSnapshots, type PeriodicSnapshots } from '../snapshot/periodic';
 import type { MirrorStore } from '../store/store';
@@ -57,6 +52,15 @@ function startSnapshotFiles({ config, store, metrics, log }: SnapshotSideParts):
 /** Published snapshots: fetched only while etcd is lost and the mirror is empty or older; published while it moves. */
 async function startBucketSnapshots({ config, store, mirror, liveness, scope, metrics, log }: SnapshotSideParts): Promise<SnapshotSide | null> {
   if (config.snapshotUrl === null) return null;
+  // Loaded only here: the object store's SDK is most of a proxy's code, and most proxies use no bucket.
+  const [{ openSnapshotBucket }, { startSnapshotFallback }, { startSnapshotPublisher }, { objectStoreScratch }, { loadSnapshotSigner, loadTrustedKeys, publisherTrust }] =
+    await Promise.all([
+      import('../objectstore/bucket'),
+      import('../objectstore/fallback'),
+      import('../objectstore/publisher'),
+      import('../objectstore/scratch'),
+      import('../objectstore/snapshot-keys'),
+    ]);
   const bucket = openSnapshotBucket(config.snapshotUrl, config.objectStore);
   const objectStoreLog = log.child({ component: 'objectstore' });
   const scratchDir = await objectStoreScratch(config.dataDir);

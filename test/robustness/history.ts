@@ -158,6 +158,11 @@ export interface LeaseRecord {
   readonly keepAlives: readonly KeepAliveRecord[];
   /** When the client stopped sending keep-alives (null: the run ended first). */
   readonly stopped: number | null;
+  /**
+   * The last keep-alive sent, answered or not: one the client gave up on
+   * (through a paused proxy, say) may still reach etcd and renew the lease.
+   */
+  readonly lastSent?: number | null;
 }
 
 /** A fault as injected, for the report. */

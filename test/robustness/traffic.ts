@@ -238,10 +238,12 @@ async function holdOneLease(context: ClientContext, connection: Connection, key:
   const record = { type: 'lease', id: context.recording.nextId(), client: context.name, via: context.via, leaseId, key, ttl: Number(grant.response.TTL ?? LEASE_TTL_S), granted, keepAlives, stopped: null as number | null } as const;
   const holdUntil = performance.now() + context.random.int(3_000, 6_000);
   let stream: KeepAliveStream | null = null;
+  let lastSent: number | null = null;
   try {
     while (context.running() && performance.now() < holdUntil) {
       stream ??= new KeepAliveStream(connection.get().lease, context.login?.headers() ?? {});
       const sent = performance.now();
+      lastSent = sent;
       const reply = await Promise.race([stream.ask(leaseId).catch(() => null), new Promise<null>((resolve) => setTimeout(() => resolve(null), 2_000))]);
       if (reply === null) {
         if (stream.ended !== null) context.login?.failed(stream.ended.code, stream.ended.details);
@@ -256,6 +258,6 @@ async function holdOneLease(context: ClientContext, connection: Connection, key:
     }
   } finally {
     stream?.cancel();
-    context.recording.leases.push({ ...record, stopped: context.running() ? performance.now() : null });
+    context.recording.leases.push({ ...record, stopped: context.running() ? performance.now() : null, lastSent });
   }
 }

@@ -195,6 +195,15 @@ describe('robustness checker', () => {
       assert.ok(found.some((v) => /after it ended/.test(v.message)), found.map((v) => v.message).join('; '));
     });
 
+    test('a keep-alive the client gave up on (a paused proxy) may still have renewed it: counted from the last one sent', () => {
+      // Ended 7.5 s after the last answered renewal (3 s TTL, 2.5 s slack: 8 510 at the latest), 3.7 s after the last one sent.
+      const found = checkHistory(withLease(9_700, { keepAlives: kept, stopped: 6_500, lastSent: 6_000 })).violations;
+      assert.deepEqual(found, []);
+      const stillOutlived = checkHistory(withLease(12_000, { keepAlives: kept, stopped: 6_500, lastSent: 6_000 })).violations;
+      assert.deepEqual(stillOutlived.map((v) => v.check), ['lease']);
+      assert.deepEqual(checkHistory(withLease(9_700, { keepAlives: kept, stopped: 6_500 })).violations.map((v) => v.check), ['lease'], 'without it, the same end is too late');
+    });
+
     test('outlived its TTL after the keep-alives stopped, unless a member fault came between', () => {
       const found = checkHistory(withLease(12_000, { keepAlives: kept, stopped: 4_000 })).violations;
       assert.deepEqual(found.map((v) => v.check), ['lease']);

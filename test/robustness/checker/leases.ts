@@ -43,8 +43,9 @@ function memberFaultBetween(faults: readonly FaultRecord[], from: number, to: nu
  * Leases kept alive through a proxy: none ended while its keep-alives were
  * answered (before the last answered renewal's TTL ran out), no keep-alive
  * was answered with a TTL after the lease had ended, and none outlived its
- * TTL once the keep-alives stopped (unless a member fault, whose election
- * renews every lease, came between).
+ * TTL once the keep-alives stopped, counted from the last one sent, answered
+ * or not (unless a member fault, whose election renews every lease, came
+ * between).
  */
 export function checkLeases(history: History): Violation[] {
   const violations: Violation[] = [];
@@ -62,7 +63,9 @@ export function checkLeases(history: History): Violation[] {
     }
     if (lease.stopped === null) continue;
     const last = lastRenewalBefore(lease, lease.stopped + 1);
-    const deadline = last.answered + last.ttl * 1000 + LATE_SLACK_MS;
+    // A keep-alive sent after the last answered one may have renewed the lease at etcd all the same (for the TTL granted).
+    const unanswered = lease.lastSent !== undefined && lease.lastSent !== null && lease.lastSent > last.sent ? lease.lastSent + lease.ttl * 1000 : 0;
+    const deadline = Math.max(last.answered + last.ttl * 1000, unanswered) + LATE_SLACK_MS;
     const ended = expiry?.at ?? Infinity;
     if (ended > deadline && lastSeen > deadline && !memberFaultBetween(history.faults, last.sent, deadline)) {
       violations.push({ check: 'lease', message: `${lease.via}: lease ${lease.leaseId} (${lease.key}) outlived its ${last.ttl} s TTL: keep-alives stopped at ${Math.round(lease.stopped)} ms, ${expiry === null ? 'still there at the end' : `ended at ${Math.round(ended)} ms`}`, evidence: [lease] });

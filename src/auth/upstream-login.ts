@@ -89,7 +89,8 @@ export class UpstreamLogin {
    */
   async renewIfIssuedAfter(member: UpstreamMember, raftIndex: number): Promise<void> {
     const issuedAt = simpleTokenIndex(this.tokens.get(member));
-    if (issuedAt === null || issuedAt <= raftIndex) return;
+    // 0: a Status that did not say (nothing is renewed on a guess: a login costs etcd a password hash).
+    if (issuedAt === null || raftIndex <= 0 || issuedAt <= raftIndex) return;
     this.tokens.delete(member);
     this.log.info({ member: member.endpoint.url, tokenIndex: issuedAt, raftIndex }, 'upstream token issued past the member\'s raft log (restored from a backup?); logging in again');
     await this.readyAt(member);

@@ -80,8 +80,9 @@ async function divergedAt(store: MirrorStore, member: UpstreamMember, probe: Clu
  * mirror has it (divergedAt).
  */
 export async function checkUpstream(store: MirrorStore, member: UpstreamMember, log: Logger, deadlineMs: number, probe: ClusterRevisionProbe): Promise<UpstreamCheck> {
-  const status = await callUpstream<{ header?: WireHeader; version?: string; raft_index?: string }>(member.client, 'etcdserverpb.Maintenance', 'Status', {}, { deadlineMs, reason: 'mirror-status' });
-  await probe.renew(member, toRevision(status.raft_index));
+  // etcd's proto names this one field in camelCase.
+  const status = await callUpstream<{ header?: WireHeader; version?: string; raftIndex?: string }>(member.client, 'etcdserverpb.Maintenance', 'Status', {}, { deadlineMs, reason: 'mirror-status' });
+  await probe.renew(member, toRevision(status.raftIndex));
   const trust = progressTrustFor(status.version);
   const upstream = toIdentity(status.header);
   const upstreamRevision = toRevision(status.header?.revision);

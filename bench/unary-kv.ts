@@ -5,15 +5,11 @@
 // proxy's upstream calls per 1000 linearizable reads.
 //
 //   node --import tsx bench/unary-kv.ts [--seconds 5] [--concurrency 32]
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { freePort, sleep, startEtcd, stopChild } from '../test/support/etcd';
-import { trackProcess } from '../test/support/processes';
+import { startEtcd } from '../test/support/etcd';
 import { startProxyProcess } from '../test/support/proxy';
 import { call, rawClients, type RawClients } from '../test/support/raw-client';
+import { startGrpcProxy } from './support/grpc-proxy';
 
 interface Result {
   readonly path: string;
@@ -58,30 +54,6 @@ async function measure(path: string, clients: RawClients, load: Load): Promise<R
   latencies.sort((a, b) => a - b);
   const at = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
   return { path, method: load, opsPerSecond: latencies.length / elapsed, p50Ms: at(0.5), p99Ms: at(0.99), errors };
-}
-
-async function startGrpcProxy(endpoint: string): Promise<{ address: string; stop(): Promise<void> }> {
-  const port = await freePort();
-  const dataDir = mkdtempSync(join(tmpdir(), 'ecp-grpc-proxy-'));
-  const child = spawn('etcd', ['grpc-proxy', 'start', `--endpoints=${endpoint}`, `--listen-addr=127.0.0.1:${port}`, `--data-dir=${dataDir}`], {
-    stdio: 'ignore',
-  });
-  trackProcess(child);
-  const address = `127.0.0.1:${port}`;
-  const probe = rawClients(address);
-  const deadline = Date.now() + 10_000;
-  while ((await call(probe.kv, 'Range', { key: Buffer.from('x') }, { deadlineMs: 500 })).error !== null) {
-    if (Date.now() > deadline) throw new Error('etcd grpc-proxy did not start');
-    await sleep(100);
-  }
-  probe.close();
-  return {
-    address,
-    async stop() {
-      await stopChild(child);
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
 }
 
 async function main(): Promise<void> {

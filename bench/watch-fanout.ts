@@ -12,17 +12,14 @@
 //
 // The watchers live in this process, so on a small machine it competes with
 // the servers for the cores: compare ratios within a run.
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { freePort, sleep, startEtcd, stopChild, type EtcdServer } from '../test/support/etcd';
-import { trackProcess } from '../test/support/processes';
+import { sleep, startEtcd, type EtcdServer } from '../test/support/etcd';
 import { startProxyProcess } from '../test/support/proxy';
 import { call, rawClients, type RawClients } from '../test/support/raw-client';
 import { WatchClient } from '../test/support/watch-client';
 import { processTree } from './support/cpu';
+import { startGrpcProxy } from './support/grpc-proxy';
 
 const { values } = parseArgs({
   options: {
@@ -77,29 +74,6 @@ async function etcdGauge(etcd: EtcdServer, name: string): Promise<number> {
   const text = await (await fetch(`${etcd.clientUrl}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith(`${name} `));
   return Number(line?.split(' ')[1] ?? NaN);
-}
-
-async function startGrpcProxy(endpoint: string): Promise<{ address: string; pid: number; stop(): Promise<void> }> {
-  const port = await freePort();
-  const dataDir = mkdtempSync(join(tmpdir(), 'ecp-grpc-proxy-'));
-  const child = spawn('etcd', ['grpc-proxy', 'start', `--endpoints=${endpoint}`, `--listen-addr=127.0.0.1:${port}`, `--data-dir=${dataDir}`], { stdio: 'ignore' });
-  trackProcess(child);
-  const address = `127.0.0.1:${port}`;
-  const probe = rawClients(address);
-  const deadline = Date.now() + 10_000;
-  while ((await call(probe.kv, 'Range', { key: Buffer.from('x') }, { deadlineMs: 500 })).error !== null) {
-    if (Date.now() > deadline) throw new Error('etcd grpc-proxy did not start');
-    await sleep(100);
-  }
-  probe.close();
-  return {
-    address,
-    pid: child.pid ?? -1,
-    async stop() {
-      await stopChild(child);
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
 }
 
 async function measure(path: Path, etcd: EtcdServer, writer: RawClients): Promise<Row> {

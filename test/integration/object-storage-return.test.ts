@@ -6,12 +6,12 @@
 // (and below writes acknowledged through it) to clients that kept their connection to its address.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { openSnapshotBucket, type SnapshotBucket } from '../../src/objectstore/bucket';
+import type { SnapshotBucket } from '../../src/objectstore/bucket';
 import { readLatest } from '../../src/objectstore/publish';
 import { startEtcd, type EtcdServer } from '../support/etcd';
 import { startTestProxy } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
-import { S3_CREDENTIALS, startS3Server, type S3Server } from '../support/s3';
+import { openTestBucket, startS3Server, useS3Credentials, type S3Server } from '../support/s3';
 import { until, untilValue } from '../support/until';
 
 const b = (s: string): Buffer => Buffer.from(s);
@@ -32,15 +32,12 @@ describe('a proxy serving the bucket\'s snapshot when etcd answers again', () =>
   let etcd: EtcdServer;
   let direct: RawClients;
   let bucket: SnapshotBucket;
-  const saved: Record<string, string | undefined> = {};
+  let restoreEnvironment = (): void => undefined;
 
   before(async () => {
-    for (const [name, value] of Object.entries(S3_CREDENTIALS)) {
-      saved[name] = process.env[name];
-      process.env[name] = value;
-    }
+    restoreEnvironment = useS3Credentials();
     s3 = await startS3Server();
-    bucket = openSnapshotBucket({ bucket: s3.bucket, prefix: 'proxy' }, { endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, requestChecksum: 'when-required' });
+    bucket = openTestBucket(s3, 'proxy');
     etcd = await startEtcd();
     direct = rawClients(etcd.clientAddress);
   });
@@ -49,10 +46,7 @@ describe('a proxy serving the bucket\'s snapshot when etcd answers again', () =>
     bucket?.close();
     await etcd?.stop();
     await s3?.close();
-    for (const [name, value] of Object.entries(saved)) {
-      if (value === undefined) delete process.env[name];
-      else process.env[name] = value;
-    }
+    restoreEnvironment();
   });
 
   const put = async (key: string, value: string): Promise<number> => {

@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { openSnapshotBucket, type SnapshotBucket } from '../../src/objectstore/bucket';
+import type { SnapshotBucket } from '../../src/objectstore/bucket';
 import { LATEST, MAX_MANIFEST_BYTES, baseName, manifestName, snapshotName, type Manifest } from '../../src/objectstore/manifest';
 import { signManifest } from '../../src/objectstore/manifest-signature';
 import { readLatest } from '../../src/objectstore/publish';
@@ -23,7 +23,7 @@ import { SNAPSHOT_FORMAT, SNAPSHOT_VERSION, headerLine, keyLine, trailerLine } f
 import { startEtcd, type EtcdServer } from '../support/etcd';
 import { runCliToExit, startProxyProcess, startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
-import { S3_CREDENTIALS, startS3Server, type S3Server } from '../support/s3';
+import { openTestBucket, startS3Server, useS3Credentials, type S3Server } from '../support/s3';
 import { until, untilValue } from '../support/until';
 
 const b = (s: string): Buffer => Buffer.from(s);
@@ -99,16 +99,13 @@ describe('signed snapshots in object storage', () => {
   /** The data dir of the proxy that adopted the signed snapshot. */
   let adoptedDir: string;
   let good: Manifest;
-  const saved: Record<string, string | undefined> = {};
+  let restoreEnvironment = (): void => undefined;
   const flags = (): string[] => s3.flags('signed');
 
   before(async () => {
-    for (const [name, value] of Object.entries(S3_CREDENTIALS)) {
-      saved[name] = process.env[name];
-      process.env[name] = value;
-    }
+    restoreEnvironment = useS3Credentials();
     s3 = await startS3Server();
-    bucket = openSnapshotBucket({ bucket: s3.bucket, prefix: 'signed' }, { endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, requestChecksum: 'when-required' });
+    bucket = openTestBucket(s3, 'signed');
     etcd = await startEtcd();
     direct = rawClients(etcd.clientAddress);
     keysDir = mkdtempSync(join(tmpdir(), 'ecp-keys-'));
@@ -123,10 +120,7 @@ describe('signed snapshots in object storage', () => {
     await s3?.close();
     rmSync(keysDir, { recursive: true, force: true });
     rmSync(adoptedDir, { recursive: true, force: true });
-    for (const [name, value] of Object.entries(saved)) {
-      if (value === undefined) delete process.env[name];
-      else process.env[name] = value;
-    }
+    restoreEnvironment();
   });
 
   it('a publisher signs what it publishes; a proxy with the verify key, an empty data dir and etcd down serves it', async () => {

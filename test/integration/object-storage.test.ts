@@ -9,14 +9,14 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { openSnapshotBucket, type SnapshotBucket } from '../../src/objectstore/bucket';
+import type { SnapshotBucket } from '../../src/objectstore/bucket';
 import { fetchPublishedSnapshot } from '../../src/objectstore/fetch';
 import { LATEST } from '../../src/objectstore/manifest';
 import { readLatest } from '../../src/objectstore/publish';
 import { startEtcd, type EtcdServer } from '../support/etcd';
 import { runCliToExit, startProxyProcess, startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
-import { S3_CREDENTIALS, startS3Server, type S3Server } from '../support/s3';
+import { S3_CREDENTIALS, openTestBucket, startS3Server, useS3Credentials, type S3Server } from '../support/s3';
 import { until, untilValue } from '../support/until';
 import { WatchClient } from '../support/watch-client';
 
@@ -47,15 +47,12 @@ describe('snapshots in object storage', () => {
   let etcd: EtcdServer;
   let direct: RawClients;
   let bucket: SnapshotBucket;
-  const saved: Record<string, string | undefined> = {};
+  let restoreEnvironment = (): void => undefined;
 
   before(async () => {
-    for (const [name, value] of Object.entries(S3_CREDENTIALS)) {
-      saved[name] = process.env[name];
-      process.env[name] = value;
-    }
+    restoreEnvironment = useS3Credentials();
     s3 = await startS3Server();
-    bucket = openSnapshotBucket({ bucket: s3.bucket, prefix: 'proxy' }, { endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, requestChecksum: 'when-required' });
+    bucket = openTestBucket(s3, 'proxy');
     etcd = await startEtcd();
     direct = rawClients(etcd.clientAddress);
   });
@@ -64,10 +61,7 @@ describe('snapshots in object storage', () => {
     bucket?.close();
     await etcd?.stop();
     await s3?.close();
-    for (const [name, value] of Object.entries(saved)) {
-      if (value === undefined) delete process.env[name];
-      else process.env[name] = value;
-    }
+    restoreEnvironment();
   });
 
   let published = 0;
@@ -266,7 +260,7 @@ describe('snapshots in object storage', () => {
       await publisher.exited;
       await writes;
       await publisher.stop();
-      const killed = openSnapshotBucket({ bucket: s3.bucket, prefix: 'killed' }, { endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, requestChecksum: 'when-required' });
+      const killed = openTestBucket(s3, 'killed');
       const dir = mkdtempSync(join(tmpdir(), 'ecp-killed-'));
       try {
         const fetched = await fetchPublishedSnapshot(killed, join(dir, 'snapshot.jsonl'), { clusterId: null, scope: null, newerThan: 0, trustedKeys: null, maxBytes: 1 << 30 });

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import S3rver from 's3rver';
+import { openSnapshotBucket, type SnapshotBucket } from '../../src/objectstore/bucket';
 
 // A real S3-compatible server (s3rver, in this process) on a loopback port,
 // for the object-storage tests. It checks the access key ID, not the
@@ -11,6 +12,26 @@ import S3rver from 's3rver';
 
 /** The only credentials s3rver knows. */
 export const S3_CREDENTIALS = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' } as const;
+
+/** Puts S3_CREDENTIALS in the environment (the AWS SDK's credential chain reads it there); returns what puts it back. */
+export function useS3Credentials(): () => void {
+  const saved = Object.entries(S3_CREDENTIALS).map(([name, value]) => {
+    const before = process.env[name];
+    process.env[name] = value;
+    return [name, before] as const;
+  });
+  return () => {
+    for (const [name, value] of saved) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  };
+}
+
+/** The proxy's bucket client for `prefix` on the test server (checksums as s3rver can read them). */
+export function openTestBucket(s3: S3Server, prefix: string): SnapshotBucket {
+  return openSnapshotBucket({ bucket: s3.bucket, prefix }, { endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, requestChecksum: 'when-required' });
+}
 
 export interface S3Server {
   readonly endpoint: string;

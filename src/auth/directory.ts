@@ -10,6 +10,7 @@ import type { OfflineLogins } from './offline-logins';
 import { ReadPermissions, type KeyPermission } from './permissions';
 import { checkToken, readPermissions, type TokenVerdict } from './token-check';
 import { ForgottenTokens, TokenBook } from './token-book';
+import { TokenLogCheck } from './token-log-check';
 
 /** Users whose permissions are kept at most; the least recently used goes first. */
 const MAX_USERS = 10_000;
@@ -37,6 +38,13 @@ interface UserEntry {
   fetching: Promise<ReadPermissions | null> | null;
 }
 
+/**
+ * Whether etcd takes a token now, as far as the proxy can tell: 'pastLog'
+ * is a simple token of a raft log etcd no longer has, which etcd would hold
+ * a call with (a watch for good) before it refuses it.
+ */
+type Confirmation = TokenVerdict | 'pastLog';
+
 /** What the proxy knows of a token etcd issued: whose it is, and when etcd last took it. */
 interface TokenRecord {
   readonly user: string;
@@ -45,7 +53,7 @@ interface TokenRecord {
   /** When etcd last took the token (its login's answer, or a check made with it); 0: never yet. */
   confirmedAt: number;
   /** A check under way, which every decision for the token waits for. */
-  confirming: Promise<boolean> | null;
+  confirming: Promise<Confirmation> | null;
 }
 
 interface ProxyToken {
@@ -130,6 +138,8 @@ export class AuthDirectory {
   /** The auth store's revision is at least this: learned from JWTs etcd took or refused as old. */
   private authRevisionAtLeast = 0;
   private teller: TokenTeller = NO_TELLER;
+  /** Simple tokens of a log etcd no longer has (restored from a backup), which etcd would hold calls with rather than refuse. */
+  private readonly tokenLogs: TokenLogCheck;
 
   constructor(
     private readonly pool: UpstreamPool,
@@ -142,7 +152,9 @@ export class AuthDirectory {
     private readonly offline: OfflineLogins | null = null,
     /** etcd's JWT tokens, checked with its public key (--auth-jwt-pub-key); null: only logins seen tell. */
     private readonly jwt: JwtVerifier | null = null,
-  ) {}
+  ) {
+    this.tokenLogs = new TokenLogCheck(pool, log);
+  }
 
   /**
    * What this process learns is told to `teller` from now on (--workers: a
@@ -258,7 +270,7 @@ export class AuthDirectory {
     const half = this.refreshIntervalMs / 2;
     if (now - record.confirmedAt < half && now - (this.users.get(record.user)?.fetchedAt ?? 0) < half) return;
     this.confirmed(token, record)
-      .then((valid) => (valid ? this.permissionsOf(record.user, token) : null))
+      .then((verdict) => (verdict === 'valid' ? this.permissionsOf(record.user, token) : null))
       .catch(() => undefined);
   }
 
@@ -279,7 +291,11 @@ export class AuthDirectory {
     let record = this.tokens.get(token);
     if (record === undefined) {
       const adopted = this.adoptJwt(token);
-      if (adopted === null) return lost ? { kind: 'refuse', error: 'invalidAuthToken' } : { kind: 'forward' };
+      if (adopted === null) {
+        if (lost) return { kind: 'refuse', error: 'invalidAuthToken' };
+        // etcd would hold the forwarded call (a watch for good) before it refuses the token.
+        return (await this.tokenLogs.isPastEveryLog(token)) ? { kind: 'refuse', error: 'invalidAuthToken' } : { kind: 'forward' };
+      }
       record = adopted;
     }
     // A JWT's own times, on every use: one that ran out is over whatever else is known.
@@ -288,7 +304,9 @@ export class AuthDirectory {
       return lost ? { kind: 'refuse', error: 'invalidAuthToken' } : { kind: 'forward' };
     }
     if (lost) return this.decideDuringOutage(record, ranges);
-    if (!(await this.confirmed(token, record))) return { kind: 'forward' };
+    const verdict = await this.confirmed(token, record);
+    if (verdict === 'pastLog') return { kind: 'refuse', error: 'invalidAuthToken' };
+    if (verdict !== 'valid') return { kind: 'forward' };
     const permissions = await this.permissionsOf(record.user, token);
     if (permissions === null) return { kind: 'forward' };
     return decisionBy(permissions, ranges);
@@ -322,30 +340,44 @@ export class AuthDirectory {
    * when not (waited for) or when half the interval has passed (in the
    * background: the answer at hand still holds).
    */
-  private async confirmed(token: string, record: TokenRecord): Promise<boolean> {
+  private async confirmed(token: string, record: TokenRecord): Promise<Confirmation> {
     const age = Date.now() - record.confirmedAt;
     if (age < this.refreshIntervalMs) {
       if (age >= this.refreshIntervalMs / 2) this.confirm(token, record).catch(() => undefined);
-      return true;
+      return 'valid';
     }
     return this.confirm(token, record);
   }
 
-  private confirm(token: string, record: TokenRecord): Promise<boolean> {
+  private confirm(token: string, record: TokenRecord): Promise<Confirmation> {
     record.confirming ??= (async () => {
       const startedAt = Date.now();
-      const verdict = await checkToken(this.pool, token, this.entryOf(record.user).probeKey, this.log);
+      const verdict = await this.verdictOn(token, record);
       this.metrics.authPermissionReads.inc({ result: verdict === 'valid' ? 'ok' : 'error' });
       this.settle(token, record, verdict, startedAt);
-      return verdict === 'valid';
+      return verdict;
     })().finally(() => {
       record.confirming = null;
     });
     return record.confirming;
   }
 
+  /**
+   * What etcd says of the token. A simple token past every member's raft
+   * log (etcd restored from a backup) is over, though etcd, asked, would
+   * hold the check until its deadline: it is not asked then, or, when the
+   * log went back since the last look, its check runs into the deadline
+   * and the members' logs are looked at again.
+   */
+  private async verdictOn(token: string, record: TokenRecord): Promise<Confirmation> {
+    if (await this.tokenLogs.isPastEveryLog(token)) return 'pastLog';
+    const verdict = await checkToken(this.pool, token, this.entryOf(record.user).probeKey, this.log);
+    if (verdict === 'unknown' && (await this.tokenLogs.isPastEveryLog(token, true))) return 'pastLog';
+    return verdict;
+  }
+
   /** What etcd said of the token: it holds as of when it was asked, or the token is over (everywhere). */
-  private settle(token: string, record: TokenRecord, verdict: TokenVerdict, askedAt: number): void {
+  private settle(token: string, record: TokenRecord, verdict: Confirmation, askedAt: number): void {
     if (verdict === 'valid') {
       record.confirmedAt = Math.max(record.confirmedAt, askedAt);
       // etcd takes a JWT only while its revision is the auth store's.

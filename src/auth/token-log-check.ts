@@ -1,0 +1,110 @@
+import type { Logger } from '../log';
+import type { UpstreamPool } from '../upstream/pool';
+import { callUpstream } from '../upstream/unary';
+import { toRevision } from '../etcd/wire';
+import { simpleTokenIndex } from './upstream-login';
+
+const STATUS_TIMEOUT_MS = 2_000;
+/**
+ * A second look this much after the first: a follower learns a new commit
+ * index with the leader's next heartbeat (100 ms by default), so a token
+ * issued just now is within every member's log by then.
+ */
+const SECOND_LOOK_AFTER_MS = 500;
+/** A refusal is logged at most this often: after a restore, every client's token goes at once. */
+const REFUSAL_LOG_INTERVAL_MS = 60_000;
+
+/** What one look at every member's raft log found. */
+interface LogLook {
+  readonly members: number;
+  /** Members that told their raft index. */
+  readonly answered: number;
+  /** The highest raft index told (committed entries). */
+  readonly highest: number;
+}
+
+/**
+ * Tells simple tokens that the cluster's current raft log cannot have
+ * issued. etcd's simple token names the raft index of the login that issued
+ * it, and every member that applied that login keeps a commit index at
+ * least as high, until it is restored from a backup: then its new log
+ * starts far below, it forgets its tokens, and it holds every call carrying
+ * an old token until its log reaches the token's index (a watch for good:
+ * nothing ends it), only to answer "invalid auth token" then. When a
+ * majority of the members, looked at twice after the token arrived, all
+ * have logs below its index, that is the answer etcd will give: the proxy
+ * gives it at once, and the client logs in again, as after any etcd restart.
+ */
+export class TokenLogCheck {
+  /** The cluster's log reached this index when last looked at: a token up to it needs no look (its newest value; it goes back with a restore). */
+  private reached = 0;
+  private running: Promise<LogLook> | null = null;
+  /** The look that starts when the running one ends, shared by every token that arrived during it. */
+  private next: Promise<LogLook> | null = null;
+  private refusalLoggedAt = -Infinity;
+
+  constructor(
+    private readonly pool: UpstreamPool,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * True when `token` is a simple token past every member's log. Tokens up
+   * to the index last seen answer at once; others wait for two looks at the
+   * members (a few ms each, shared by every token waiting). `fresh` looks
+   * whatever was seen before (a check made with the token went unanswered).
+   */
+  async isPastEveryLog(token: string, fresh = false): Promise<boolean> {
+    const index = simpleTokenIndex(token);
+    if (index === null || (!fresh && index <= this.reached)) return false;
+    if (!this.isBelow(await this.lookAfterNow(), index)) return false;
+    await new Promise((resolve) => setTimeout(resolve, SECOND_LOOK_AFTER_MS));
+    const second = await this.lookAfterNow();
+    if (!this.isBelow(second, index)) return false;
+    const now = Date.now();
+    if (now - this.refusalLoggedAt >= REFUSAL_LOG_INTERVAL_MS) {
+      this.refusalLoggedAt = now;
+      this.log.info({ tokenIndex: index, raftIndex: second.highest }, "a simple token names a raft index past every member's log (etcd restored from a backup?): refused as etcd will refuse it, the client logs in again");
+    }
+    return true;
+  }
+
+  private isBelow(look: LogLook, index: number): boolean {
+    return look.answered * 2 > look.members && look.highest < index;
+  }
+
+  /**
+   * A look that starts after this call: one made earlier might predate the
+   * token's login. At most one look runs and one waits, however many
+   * tokens ask.
+   */
+  private lookAfterNow(): Promise<LogLook> {
+    if (this.running === null) {
+      this.running = this.look().finally(() => {
+        this.running = null;
+      });
+      return this.running;
+    }
+    this.next ??= this.running.then(() => {
+      this.next = null;
+      return this.lookAfterNow();
+    });
+    return this.next;
+  }
+
+  private async look(): Promise<LogLook> {
+    const members = this.pool.members();
+    const told = await Promise.all(
+      members.map((member) =>
+        callUpstream<{ raftIndex?: string }>(member.client, 'etcdserverpb.Maintenance', 'Status', {}, { deadlineMs: STATUS_TIMEOUT_MS, reason: 'auth-directory' }).then(
+          (status) => toRevision(status.raftIndex),
+          () => 0,
+        ),
+      ),
+    );
+    const indexes = told.filter((index) => index > 0);
+    const look: LogLook = { members: members.length, answered: indexes.length, highest: Math.max(0, ...indexes) };
+    if (look.answered * 2 > look.members) this.reached = look.highest;
+    return look;
+  }
+}

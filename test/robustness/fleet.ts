@@ -1,4 +1,4 @@
-import { mkdtempSync, rmdirSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startEtcdCluster, type EtcdCluster } from '../support/etcd-cluster';
@@ -46,6 +46,8 @@ export interface FleetOptions {
   readonly auth?: boolean;
   /** A bucket for snapshots (fleet-bucket.ts): p1 publishes to it, every proxy falls back to it. */
   readonly bucket?: boolean;
+  /** Each proxy logs at info, and each of its processes' output is appended to `<logDir>/<name>.log` when it exits. */
+  readonly logDir?: string;
 }
 
 interface ProxyPlan {
@@ -67,7 +69,7 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
   const cluster = await startEtcdCluster(3, { peerNetwork: options.peerNetwork === true });
   const endpoints = cluster.members.map((member) => member.clientUrl);
   if (options.auth === true) await turnAuthOn(cluster.members[0]?.clientAddress ?? '', MIRRORED_PREFIXES);
-  const common = ['--upstream-timeout', '2s', '--shutdown-grace', '1s', '--log-level', 'warn'];
+  const common = ['--upstream-timeout', '2s', '--shutdown-grace', '1s', '--log-level', options.logDir === undefined ? 'warn' : 'info'];
   const user = (mirrorsEverything: boolean): string[] => (options.auth === true ? ['--user', proxyUser(mirrorsEverything)] : []);
   // p1 publishes: p2 mirrors the same keys, so it can take p1's snapshot (p3's scope is another, and refuses it).
   const bucket = options.bucket === true ? await startFleetBucket('p1') : null;
@@ -80,7 +82,7 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
   const proxies: FleetProxy[] = [];
   const refusals: string[] = [];
   try {
-    for (const plan of plans) proxies.push(await startFleetProxy(plan, endpoints, options.tmpfsBytes, (reason) => refusals.push(reason)));
+    for (const plan of plans) proxies.push(await startFleetProxy(plan, endpoints, options.tmpfsBytes, (reason) => refusals.push(reason), options.logDir));
   } catch (error) {
     await Promise.all(proxies.map((proxy) => proxy.stop()));
     await bucket?.close();
@@ -100,7 +102,7 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
   };
 }
 
-async function startFleetProxy(plan: ProxyPlan, endpoints: readonly string[], tmpfsBytes: number | undefined, refused: (reason: string) => void): Promise<FleetProxy> {
+async function startFleetProxy(plan: ProxyPlan, endpoints: readonly string[], tmpfsBytes: number | undefined, refused: (reason: string) => void, logDir: string | undefined): Promise<FleetProxy> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), `ecp-robust-${plan.name}-`));
   const mounted = tmpfsBytes === undefined ? null : mountTmpfs(dataDir, tmpfsBytes);
@@ -121,8 +123,9 @@ async function startFleetProxy(plan: ProxyPlan, endpoints: readonly string[], tm
   }
   let exited = false;
   const watchExit = (running: ProxyProcess): void => {
-    void running.exited.then(() => {
+    void running.exited.then((code) => {
       if (process === running) exited = true;
+      if (logDir !== undefined) appendFileSync(join(logDir, `${plan.name}.log`), `${running.stdout()}${running.stderr()}--- exited: ${code}\n`);
     });
   };
   watchExit(process);

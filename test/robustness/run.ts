@@ -25,6 +25,8 @@ export interface RobustnessOptions {
   readonly auth?: boolean;
   /** Where the full history is written (for --replay). */
   readonly historyFile?: string;
+  /** A directory where each proxy process's log (at info) is written as it exits: `<name>.log`. */
+  readonly proxyLogs?: string;
   readonly log: (line: string) => void;
 }
 
@@ -44,6 +46,7 @@ export async function runRobustness(options: RobustnessOptions): Promise<Robustn
     peerNetwork: options.faults.includes('partition-member'),
     tmpfsBytes: options.faults.includes('disk-full') ? DATA_DIR_TMPFS_BYTES : undefined,
     bucket: options.faults.includes('bucket-fallback'),
+    ...(options.proxyLogs === undefined ? {} : { logDir: options.proxyLogs }),
   });
   if (fleet.tmpfsRefused !== null) log(`disk-full will be skipped: the proxies' data dirs could not be put on a tmpfs (${fleet.tmpfsRefused})`);
   log(`seed ${options.seed}; etcd ${fleet.cluster.members.map((m) => m.clientAddress).join(',')}; proxies ${fleet.proxies.map((p) => `${p.name}=${p.address}`).join(' ')}`);
@@ -151,6 +154,7 @@ async function main(argv: readonly string[]): Promise<number> {
       history: { type: 'string' },
       auth: { type: 'boolean' },
       replay: { type: 'string' },
+      'proxy-logs': { type: 'string' },
     },
   });
   if (values.replay !== undefined) {
@@ -168,7 +172,7 @@ async function main(argv: readonly string[]): Promise<number> {
   if (values.etcd !== undefined) process.env.ETCD_BIN_DIR = values.etcd;
   const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed);
   const historyFile = values.history ?? `robustness-${seed}.json`;
-  const result = await runRobustness({ durationMs: Number(values.duration) * 1000, seed, faults: faults as FaultName[], auth: values.auth === true, historyFile, log: (line) => process.stdout.write(`${line}\n`) });
+  const result = await runRobustness({ durationMs: Number(values.duration) * 1000, seed, faults: faults as FaultName[], auth: values.auth === true, historyFile, ...(values['proxy-logs'] === undefined ? {} : { proxyLogs: values['proxy-logs'] }), log: (line) => process.stdout.write(`${line}\n`) });
   process.stdout.write(`${report(result)}\nhistory: ${historyFile} (check again with --replay ${historyFile})\n`);
   return result.summary.violations.length === 0 ? 0 : 1;
 }

@@ -405,6 +405,15 @@ export class AuthDirectory {
     return entry;
   }
 
+  /**
+   * Whether `token` is a simple token past every member's raft log (etcd
+   * restored from a backup), looked at now whatever was seen before: etcd
+   * holds a watch created with it rather than refuse it.
+   */
+  isOfAnotherLog(token: string): Promise<boolean> {
+    return this.tokenLogs.isPastEveryLog(token, true);
+  }
+
   /** A token this proxy issued: good only while etcd is down, until it ends, for the user's permissions as last known. */
   private async decideForProxyToken(token: string, ranges: readonly KeyRangeAsked[]): Promise<ReadDecision> {
     // etcd answers again: the client gets etcd's answer to a token it never issued, and logs in with etcd.

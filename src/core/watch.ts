@@ -63,10 +63,15 @@ function noLeaderStatus(): Partial<StatusObject> {
  * the whole process (whose known revisions go when the mirror is discarded).
  */
 function sessionDeps(ctx: CoreContext, reads: MirrorReadDeps, hub: WatchHubContext): WatchSessionDeps {
-  const relay = new WatchRelay(ctx.pool, () => reads.store.meta().revision, {
-    streams: (delta) => ctx.metrics.upstreamWatchStreams.inc(delta),
-    watches: (delta) => ctx.metrics.upstreamRelayedWatches.inc(delta),
-  });
+  const relay = new WatchRelay(
+    ctx.pool,
+    () => reads.store.meta().revision,
+    {
+      streams: (delta) => ctx.metrics.upstreamWatchStreams.inc(delta),
+      watches: (delta) => ctx.metrics.upstreamRelayedWatches.inc(delta),
+    },
+    (token) => (reads.mirror.authEnabled() ? reads.directory.isOfAnotherLog(token) : Promise.resolve(false)),
+  );
   reads.mirror.on('discarded', () => relay.forgetRevisions());
   return {
     hub: hub.hub,

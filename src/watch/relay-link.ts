@@ -1,3 +1,4 @@
+import { cancelReasonOf } from '../etcd/errors';
 import type { WireWatchResponse } from '../etcd/wire';
 import { fullJitterDelayMs } from '../mirror/reconnect-delay';
 import type { RelayStream, UpstreamWatchListener } from './relay-stream';
@@ -10,6 +11,15 @@ export type WatchCreator = Pick<RelayStream, 'create'> & Partial<Pick<RelayStrea
 /** etcd's client watches again at once, then backs off; a dead member is tried about once a second at most. */
 const RESUME_BASE_MS = 50;
 const RESUME_CAP_MS = 1_000;
+/**
+ * A create etcd has not answered in this long has the token it carries
+ * looked at (and again as often while it waits): etcd answers a create at
+ * once, except one whose simple token names a raft index past its log
+ * (restored from a backup), which it holds for as long as the stream lasts.
+ */
+const CREATE_ANSWER_CHECK_MS = 5_000;
+/** What etcd answers, once its log reaches the token's index, a create with a token it does not know. */
+const TOKEN_REFUSAL: WireWatchResponse = { watch_id: '-1', created: true, canceled: true, cancel_reason: cancelReasonOf('invalidAuthToken') };
 
 /**
  * Keeps one shared watch open upstream, as etcd's own client keeps a watch
@@ -26,12 +36,17 @@ export class RelayLink implements UpstreamWatchListener {
   private timer: NodeJS.Timeout | null = null;
   private failures = 0;
   private closed = false;
+  /** Looks at the token of an unanswered create when it is due. */
+  private createCheck: NodeJS.Timeout | null = null;
+  private awaitingCreated = false;
 
   constructor(
     private readonly watch: SharedWatch,
     private readonly request: WireWatchCreateRequest,
     /** The stream for the next create (null: no member to ask). */
     private readonly stream: () => WatchCreator | null,
+    /** Whether the token the watch is created with is of a raft log etcd no longer has; null: it carries none. */
+    private readonly tokenOfAnotherLog: (() => Promise<boolean>) | null = null,
   ) {}
 
   /** Creates the watch upstream for the first time; false if there is no member to ask. */
@@ -40,7 +55,10 @@ export class RelayLink implements UpstreamWatchListener {
   }
 
   received(response: WireWatchResponse): void {
-    if (response.created === true) this.failures = 0;
+    if (response.created === true) {
+      this.failures = 0;
+      this.stopAwaitingCreated();
+    }
     this.watch.received(response);
   }
 
@@ -56,6 +74,7 @@ export class RelayLink implements UpstreamWatchListener {
   broken(reason: string, resumable: boolean): void {
     this.cancelUpstream = null;
     this.on = null;
+    this.stopAwaitingCreated();
     if (this.closed || !this.watch.open()) return;
     this.watch.upstreamLost();
     if (!resumable) {
@@ -80,6 +99,7 @@ export class RelayLink implements UpstreamWatchListener {
     this.closed = true;
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
+    this.stopAwaitingCreated();
     this.cancelUpstream?.();
     this.cancelUpstream = null;
     this.on = null;
@@ -91,6 +111,41 @@ export class RelayLink implements UpstreamWatchListener {
     const revision = this.watch.resumeRevision();
     this.cancelUpstream = stream.create(this, { ...this.request, start_revision: String(revision) });
     this.on = stream;
+    if (this.tokenOfAnotherLog !== null) {
+      this.awaitingCreated = true;
+      this.checkTokenLater();
+    }
     return true;
+  }
+
+  private checkTokenLater(): void {
+    this.createCheck = setTimeout(() => {
+      this.createCheck = null;
+      void this.checkToken();
+    }, CREATE_ANSWER_CHECK_MS);
+    this.createCheck.unref();
+  }
+
+  /** A create still unanswered: refused as etcd will refuse it when its token is past every member's log, else looked at again later. */
+  private async checkToken(): Promise<void> {
+    const on = this.on;
+    const over = (await this.tokenOfAnotherLog?.().catch(() => false)) === true;
+    if (this.closed || !this.awaitingCreated || this.on !== on || !this.watch.open()) return;
+    if (!over) {
+      this.checkTokenLater();
+      return;
+    }
+    this.stopAwaitingCreated();
+    this.cancelUpstream?.();
+    this.cancelUpstream = null;
+    this.on = null;
+    // Members already answered (a resumed watch) take it as etcd's cancel; the others as its refusal.
+    this.watch.received(TOKEN_REFUSAL);
+  }
+
+  private stopAwaitingCreated(): void {
+    this.awaitingCreated = false;
+    if (this.createCheck !== null) clearTimeout(this.createCheck);
+    this.createCheck = null;
   }
 }

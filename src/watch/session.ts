@@ -523,7 +523,9 @@ export class WatchSession {
     if (this.entries.get(id) !== entry) return; // cancelled here meanwhile (and its ID perhaps taken again)
     // etcd refused the create (auth): its answer names no watch (-1), and no ID was taken.
     const refused = upstream.created === true && upstream.canceled === true && upstream.watch_id === '-1';
-    const response = refused ? upstream : { ...upstream, watch_id: String(id) };
+    // The relay's own refusal (a token etcd holds rather than refuse) names no header: this stream's is etcd's latest.
+    const headed = upstream.header === undefined ? { ...upstream, header: this.header() } : upstream;
+    const response = refused ? headed : { ...headed, watch_id: String(id) };
     if (response.canceled === true) {
       this.entries.delete(id);
       this.release(entry);

@@ -74,6 +74,8 @@ export class WatchRelay {
     private readonly pool: UpstreamPool,
     private readonly mirrorRevision: () => number,
     private readonly metrics: RelayMetrics,
+    /** Whether a client's token is of a raft log etcd no longer has (restored from a backup): etcd holds a watch created with it. */
+    private readonly tokenOfAnotherLog: (token: string) => Promise<boolean> = () => Promise.resolve(false),
   ) {}
 
   /**
@@ -97,7 +99,8 @@ export class WatchRelay {
       },
       () => link?.askProgress(),
     );
-    link = new RelayLink(watch, request, () => this.stream(kind));
+    const token = kind.token;
+    link = new RelayLink(watch, request, () => this.stream(kind), token === undefined ? null : () => this.tokenOfAnotherLog(token));
     if (!link.open()) {
       member.broken(NO_MEMBER);
       return DETACHED;

@@ -3,7 +3,9 @@
 // far below it, forgot its tokens, and holds every call carrying the old one until its log gets there, a
 // watch for good (the robustness run's restore fault found a gateway's watch silent for minutes). What etcd
 // will answer in the end is "invalid auth token", after which a client logs in again: the proxy answers it
-// at once, whether it knew the token (the client logged in through it) or not (it started after the restore).
+// at once, whether it knew the token (the client logged in through it) or not (it started after the restore),
+// and for a watch it relays to etcd (history older than its log), whose create etcd holds, once that create
+// has gone unanswered for a few seconds: a new one, or one open across the restore that the relay resumes.
 // Workers pass: test/run.sh runs this file again with ECP_TEST_WORKERS=2 (the proxy as the CLI with --workers 2).
 // etcd 3.5 pass: test/run.sh runs this file again against etcd 3.5 (ETCD_BIN_DIR), to compare the proxy in front of it with etcd 3.5 itself.
 import assert from 'node:assert/strict';
@@ -57,10 +59,10 @@ describe('a client token issued before etcd was restored from a snapshot', () =>
       clients.close();
     }
   };
-  /** A watch of /app/ created with `token`: its first answer. */
-  const watchWith = async (address: string, token: string, timeoutMs: number): Promise<{ watch: WatchClient; first: WireWatchResponse }> => {
+  /** A watch of /app/ created with `token` (from `startRevision`: older than the mirror's log, the proxy relays it to etcd): its first answer. */
+  const watchWith = async (address: string, token: string, timeoutMs: number, startRevision = 0): Promise<{ watch: WatchClient; first: WireWatchResponse }> => {
     const watch = new WatchClient(address, { metadata: { token } });
-    watch.create({ key: b('/app/'), range_end: b('/app0') });
+    watch.create({ key: b('/app/'), range_end: b('/app0'), ...(startRevision === 0 ? {} : { start_revision: startRevision }) });
     try {
       return { watch, first: await watch.next('the create answer', () => true, 0, timeoutMs) };
     } catch (error) {
@@ -75,10 +77,12 @@ describe('a client token issued before etcd was restored from a snapshot', () =>
     assert.deepEqual(read, { code: status.UNAUTHENTICATED, details: INVALID_TOKEN }, `a read with the old token through ${address}`);
     const fromEtcd = await watchWith(etcd.clientAddress, 'unknown.1', 10_000);
     fromEtcd.watch.close();
-    const { watch, first } = await watchWith(address, token, ANSWER_WITHIN_MS);
-    watch.close();
-    assert.equal(first.canceled, true, `the watch with the old token: ${JSON.stringify(first)}`);
-    assert.deepEqual(refusal(first), refusal(fromEtcd.first));
+    for (const startRevision of [0, 2]) {
+      const { watch, first } = await watchWith(address, token, ANSWER_WITHIN_MS, startRevision);
+      watch.close();
+      assert.equal(first.canceled, true, `the watch from ${startRevision} with the old token: ${JSON.stringify(first)}`);
+      assert.deepEqual(refusal(first), refusal(fromEtcd.first), `the watch from ${startRevision}`);
+    }
   };
 
   before(async () => {
@@ -95,6 +99,8 @@ describe('a client token issued before etcd was restored from a snapshot', () =>
       ],
     );
     rootToken = tokens.get('root') ?? '';
+    // History older than the mirror's log, which a watch from revision 2 asks for: the proxy relays such a watch to etcd.
+    for (let i = 0; i < 10; i += 1) await put(etcd.clientAddress, rootToken, `/app/first-${i % 3}`);
     proxies.push(await startTestProxy([etcd.clientUrl], ['--user', 'reader:reader-pw', '--auth-refresh-interval', '2s', '--consistency-check-interval', '0']));
   });
 
@@ -114,6 +120,11 @@ describe('a client token issued before etcd was restored from a snapshot', () =>
     const before = await watchWith(seen.address, oldToken, 10_000);
     before.watch.close();
     assert.equal(before.first.canceled ?? false, false, 'the token works before the restore');
+    // A watch the proxy relays to etcd, open across the restore: etcd's client (and the relay) creates it again on a
+    // new stream, with the same token, and etcd holds that create.
+    const relayed = await watchWith(seen.address, oldToken, 10_000, 2);
+    assert.equal(relayed.first.canceled ?? false, false, 'the relayed watch works before the restore');
+    await relayed.watch.next('the relayed watch to replay the history', (response) => (response.events ?? []).length > 0);
     // A read once half the refresh interval passed has the proxy check the token again, and look at etcd's raft
     // log: after the restore, what it saw of the log is past the token, and only the check running into its
     // deadline tells it the log went back.
@@ -134,6 +145,9 @@ describe('a client token issued before etcd was restored from a snapshot', () =>
 
     await assertRefusedAtOnce(unseen.address, oldToken);
     await assertRefusedAtOnce(seen.address, oldToken);
+    const cancelled = await relayed.watch.next('the relayed watch to end', (response) => response.canceled === true, 0, ANSWER_WITHIN_MS);
+    relayed.watch.close();
+    assert.equal(cancelled.cancel_reason, `rpc error: code = Unauthenticated desc = ${INVALID_TOKEN}`, JSON.stringify(cancelled));
 
     // Logged in again, the client watches and reads as before.
     for (const proxy of [seen, unseen]) {

@@ -4,11 +4,15 @@
 // process, reads from its mirror). Reports ratios to direct, and the
 // proxy's upstream calls per 1000 linearizable reads.
 //
-//   node --import tsx bench/unary-kv.ts [--seconds 5] [--concurrency 32]
+//   node --import tsx bench/unary-kv.ts [--seconds 5] [--concurrency 32] [--loads Put,...]
+//
+// CPU per answer is read from /proc around each measurement: the path's
+// proxy process (none for direct) and etcd.
 import { parseArgs } from 'node:util';
 import { startEtcd } from '../test/support/etcd';
 import { startProxyProcess } from '../test/support/proxy';
 import { call, rawClients, type RawClients } from '../test/support/raw-client';
+import { cpuSeconds } from './support/cpu';
 import { startGrpcProxy } from './support/grpc-proxy';
 
 interface Result {
@@ -18,18 +22,28 @@ interface Result {
   readonly p50Ms: number;
   readonly p99Ms: number;
   readonly errors: number;
+  /** CPU ms per answer: the proxy in the path (0 for direct), and etcd. */
+  readonly proxyCpuMs: number;
+  readonly etcdCpuMs: number;
 }
 
 const { values } = parseArgs({
-  options: { seconds: { type: 'string', default: '5' }, concurrency: { type: 'string', default: '32' } },
+  options: { seconds: { type: 'string', default: '5' }, concurrency: { type: 'string', default: '32' }, loads: { type: 'string' } },
 });
 const SECONDS = Number(values.seconds);
 const CONCURRENCY = Number(values.concurrency);
 
 type Load = 'Range serializable' | 'Range linearizable' | 'Put';
-const LOADS: readonly Load[] = ['Range serializable', 'Range linearizable', 'Put'];
+const ALL_LOADS: readonly Load[] = ['Range serializable', 'Range linearizable', 'Put'];
+const LOADS: readonly Load[] = values.loads === undefined ? ALL_LOADS : ALL_LOADS.filter((load) => values.loads?.split(',').includes(load));
 
-async function measure(path: string, clients: RawClients, load: Load): Promise<Result> {
+/** The processes whose CPU an answer costs: the proxy in the path (if any) and etcd. */
+interface Pids {
+  readonly proxy: number | null;
+  readonly etcd: number;
+}
+
+async function measure(path: string, clients: RawClients, load: Load, pids: Pids): Promise<Result> {
   const method = load === 'Put' ? 'Put' : 'Range';
   const request =
     load === 'Put'
@@ -49,21 +63,26 @@ async function measure(path: string, clients: RawClients, load: Load): Promise<R
     }
   };
   const began = Date.now();
+  const proxyCpuBefore = pids.proxy === null ? 0 : cpuSeconds(pids.proxy);
+  const etcdCpuBefore = cpuSeconds(pids.etcd);
   await Promise.all(Array.from({ length: CONCURRENCY }, worker));
   const elapsed = (Date.now() - began) / 1000;
+  const perAnswerMs = (seconds: number): number => (seconds * 1000) / Math.max(1, latencies.length);
+  const proxyCpuMs = pids.proxy === null ? 0 : perAnswerMs(cpuSeconds(pids.proxy) - proxyCpuBefore);
+  const etcdCpuMs = perAnswerMs(cpuSeconds(pids.etcd) - etcdCpuBefore);
   latencies.sort((a, b) => a - b);
   const at = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
-  return { path, method: load, opsPerSecond: latencies.length / elapsed, p50Ms: at(0.5), p99Ms: at(0.99), errors };
+  return { path, method: load, opsPerSecond: latencies.length / elapsed, p50Ms: at(0.5), p99Ms: at(0.99), errors, proxyCpuMs, etcdCpuMs };
 }
 
 async function main(): Promise<void> {
   const etcd = await startEtcd();
   const grpcProxy = await startGrpcProxy(etcd.clientUrl);
   const proxy = await startProxyProcess([etcd.clientUrl], ['--log-level', 'warn']);
-  const paths: [string, string][] = [
-    ['etcd direct', etcd.clientAddress],
-    ['etcd grpc-proxy', grpcProxy.address],
-    ['etcd-cache-proxy', proxy.address],
+  const paths: [string, string, number | null][] = [
+    ['etcd direct', etcd.clientAddress, null],
+    ['etcd grpc-proxy', grpcProxy.address, grpcProxy.pid],
+    ['etcd-cache-proxy', proxy.address, proxy.child.pid ?? null],
   ];
   const results: Result[] = [];
   let barrierCallsPer1000 = NaN;
@@ -72,10 +91,10 @@ async function main(): Promise<void> {
     for (let i = 0; i < 10; i += 1) await call(seed.kv, 'Put', { key: Buffer.from(`bench/${i}`), value: Buffer.alloc(256, i) });
     seed.close();
     for (const load of LOADS) {
-      for (const [name, address] of paths) {
+      for (const [name, address, proxyPid] of paths) {
         const clients = rawClients(address);
         const callsBefore = name === 'etcd-cache-proxy' ? await barrierCalls(address) : 0;
-        const result = await measure(name, clients, load);
+        const result = await measure(name, clients, load, { proxy: proxyPid, etcd: etcd.pid });
         results.push(result);
         if (name === 'etcd-cache-proxy' && load === 'Range linearizable') {
           const reads = result.opsPerSecond * SECONDS;
@@ -90,15 +109,15 @@ async function main(): Promise<void> {
     await etcd.stop();
   }
   console.log(`unary ${SECONDS}s per path, ${CONCURRENCY} concurrent callers, one etcd 3.4 on loopback\n`);
-  console.log('load                 path               ops/s   vs direct   p50 ms   p99 ms   errors');
+  console.log('load                 path               ops/s   vs direct   p50 ms   p99 ms   errors   CPU ms/answer: proxy  etcd');
   for (const r of results) {
     const direct = results.find((d) => d.method === r.method && d.path === 'etcd direct');
     const ratio = direct === undefined ? NaN : r.opsPerSecond / direct.opsPerSecond;
     console.log(
-      `${r.method.padEnd(20)} ${r.path.padEnd(17)} ${r.opsPerSecond.toFixed(0).padStart(7)}   ${ratio.toFixed(2).padStart(9)}   ${r.p50Ms.toFixed(2).padStart(6)}   ${r.p99Ms.toFixed(2).padStart(6)}   ${String(r.errors).padStart(6)}`,
+      `${r.method.padEnd(20)} ${r.path.padEnd(17)} ${r.opsPerSecond.toFixed(0).padStart(7)}   ${ratio.toFixed(2).padStart(9)}   ${r.p50Ms.toFixed(2).padStart(6)}   ${r.p99Ms.toFixed(2).padStart(6)}   ${String(r.errors).padStart(6)}   ${r.proxyCpuMs.toFixed(3).padStart(20)}  ${r.etcdCpuMs.toFixed(3)}`,
     );
   }
-  console.log(`\netcd-cache-proxy upstream calls per 1000 linearizable reads: ${barrierCallsPer1000.toFixed(1)}`);
+  if (LOADS.includes('Range linearizable')) console.log(`\netcd-cache-proxy upstream calls per 1000 linearizable reads: ${barrierCallsPer1000.toFixed(1)}`);
 }
 
 async function barrierCalls(address: string): Promise<number> {

@@ -9,6 +9,13 @@ import type { MirrorNotice, ToPrimary } from './messages';
 
 /** How soon a worker reads the store again when a commit it was told of is not visible yet. */
 const CATCH_UP_RETRY_MS = 2;
+/**
+ * How long a worker waits for the primary's notice of a store it finds
+ * replaced (its log no longer goes back to what the worker last followed),
+ * before it takes the store as listed anew itself: the log pruned past a
+ * worker that fell that far behind brings no notice.
+ */
+const REPLACED_NOTICE_WAIT_MS = 1_000;
 
 export interface FollowerMirror extends Mirror {
   /** A change the primary committed: the store is read again, and this process's followers are told. */
@@ -37,7 +44,24 @@ export function startFollowerMirror(store: MirrorStore, auth: AuthGate, send: (m
    */
   const step = (): void => {
     pending = null;
-    const visible = Math.max(revision, store.refresh().revision);
+    const now = store.refresh();
+    const visible = Math.max(revision, now.revision);
+    // The store was replaced (a list, a snapshot adopted) and the primary's notice of it is still on its way:
+    // what changed since `revision` is not in the log, so neither the caches nor the watches can be told
+    // key by key. Until the notice, this process stays at `revision` (its reads then read the store afresh,
+    // and kept answers are not served under the new revision).
+    if (visible > revision && now.logStart > revision + 1) {
+      const timer = setTimeout(() => {
+        pending = null;
+        const previous = revision;
+        revision = store.refresh().revision;
+        told = Math.max(told, revision);
+        emitter.emit('relisted', revision, previous);
+        waiters.release(revision);
+      }, REPLACED_NOTICE_WAIT_MS);
+      pending = () => clearTimeout(timer);
+      return;
+    }
     const next = nextWithEvents(store, revision, visible);
     revision = next === null ? visible : next.revision;
     if (next !== null) emitter.emit('applied', next.revision, next.events);

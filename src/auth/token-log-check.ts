@@ -1,10 +1,8 @@
 import type { Logger } from '../log';
+import { isMajority, lookAtMembers } from '../upstream/member-look';
 import type { UpstreamPool } from '../upstream/pool';
-import { callUpstream } from '../upstream/unary';
-import { toRevision } from '../etcd/wire';
 import { simpleTokenIndex } from './upstream-login';
 
-const STATUS_TIMEOUT_MS = 2_000;
 /**
  * A second look this much after the first: a follower learns a new commit
  * index with the leader's next heartbeat (100 ms by default), so a token
@@ -16,9 +14,8 @@ const REFUSAL_LOG_INTERVAL_MS = 60_000;
 
 /** What one look at every member's raft log found. */
 interface LogLook {
-  readonly members: number;
-  /** Members that told their raft index. */
-  readonly answered: number;
+  /** A majority of the members told their raft index. */
+  readonly majority: boolean;
   /** The highest raft index told (committed entries). */
   readonly highest: number;
 }
@@ -70,7 +67,7 @@ export class TokenLogCheck {
   }
 
   private isBelow(look: LogLook, index: number): boolean {
-    return look.answered * 2 > look.members && look.highest < index;
+    return look.majority && look.highest < index;
   }
 
   /**
@@ -93,18 +90,9 @@ export class TokenLogCheck {
   }
 
   private async look(): Promise<LogLook> {
-    const members = this.pool.members();
-    const told = await Promise.all(
-      members.map((member) =>
-        callUpstream<{ raftIndex?: string }>(member.client, 'etcdserverpb.Maintenance', 'Status', {}, { deadlineMs: STATUS_TIMEOUT_MS, reason: 'auth-directory' }).then(
-          (status) => toRevision(status.raftIndex),
-          () => 0,
-        ),
-      ),
-    );
-    const indexes = told.filter((index) => index > 0);
-    const look: LogLook = { members: members.length, answered: indexes.length, highest: Math.max(0, ...indexes) };
-    if (look.answered * 2 > look.members) this.reached = look.highest;
+    const members = await lookAtMembers(this.pool, 'auth-directory');
+    const look: LogLook = { majority: isMajority(members), highest: Math.max(0, ...members.answers.map((answer) => answer.raftIndex)) };
+    if (look.majority) this.reached = look.highest;
     return look;
   }
 }

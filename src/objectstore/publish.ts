@@ -35,6 +35,22 @@ export interface Publication {
   readonly signer: SnapshotSigner | null;
   /** What `latest` may name (snapshot-keys.ts publisherTrust): manifests signed by one of these; null: any. */
   readonly trust: TrustedKeys | null;
+  /**
+   * etcd's revision as its members tell it now (null: no majority
+   * answered). A manifest found past it when asked after the manifest was
+   * read is of a history etcd no longer has (restored from a backup since:
+   * someone published it when etcd had that revision): it keeps no snapshot
+   * from being published, `latest` never names it, and it is pruned.
+   */
+  readonly clusterRevision: () => Promise<number | null>;
+}
+
+/** Which of the revisions just read are of a history etcd no longer has; etcd is asked only when one is past the snapshot's. */
+async function lostHistory(publication: Publication, revisions: readonly number[]): Promise<(revision: number) => boolean> {
+  const own = Number(publication.header.revision);
+  if (revisions.every((revision) => revision <= own)) return () => false;
+  const current = await publication.clusterRevision();
+  return (revision) => current !== null && revision > current;
 }
 
 export type PublishResult = { readonly kind: 'published'; readonly bytes: number; readonly latest: Manifest } | { readonly kind: 'skipped'; readonly latest: Manifest };
@@ -81,7 +97,10 @@ export async function publishSnapshot(bucket: SnapshotBucket, publication: Publi
   const { header } = publication;
   const revision = Number(header.revision);
   const before = await readLatest(bucket, publication.trust);
-  if (before !== null && before.cluster_id === header.cluster_id && Number(before.revision) >= revision) return { kind: 'skipped', latest: before };
+  if (before !== null && before.cluster_id === header.cluster_id && Number(before.revision) >= revision) {
+    const lost = await lostHistory(publication, [Number(before.revision)]);
+    if (!lost(Number(before.revision))) return { kind: 'skipped', latest: before };
+  }
 
   const base = baseName(revision, header.cluster_id, publication.publisher);
   const snapshotFile = await sha256OfFile(publication.file);
@@ -108,10 +127,10 @@ export async function publishSnapshot(bucket: SnapshotBucket, publication: Publi
   };
   const manifest = publication.signer === null ? unsigned : signManifest(unsigned, publication.signer);
   await bucket.put(manifestName(base), Buffer.from(JSON.stringify(manifest)));
-  let latest = await pointLatestAtNewest(bucket, header.cluster_id, manifest, publication.trust);
+  let latest = await pointLatestAtNewest(bucket, publication, manifest);
   // Another publisher may have set `latest` to an older manifest between our listing and our write.
-  latest = await pointLatestAtNewest(bucket, header.cluster_id, latest, publication.trust, true);
-  await prune(bucket, publication.keep, latest);
+  latest = await pointLatestAtNewest(bucket, publication, latest, true);
+  await prune(bucket, publication, latest);
   return { kind: 'published', bytes, latest };
 }
 
@@ -123,13 +142,17 @@ async function listManifests(bucket: SnapshotBucket): Promise<ParsedName[]> {
 
 /**
  * Sets `latest` to the newest manifest of the cluster (at least `fallback`)
- * that `trust` takes; with `onlyIfNewer`, writes only when that is not
- * already `fallback`.
+ * that `trust` takes and of etcd's history; with `onlyIfNewer`, writes only
+ * when that is not already `fallback`.
  */
-async function pointLatestAtNewest(bucket: SnapshotBucket, clusterId: string, fallback: Manifest, trust: TrustedKeys | null, onlyIfNewer = false): Promise<Manifest> {
+async function pointLatestAtNewest(bucket: SnapshotBucket, publication: Publication, fallback: Manifest, onlyIfNewer = false): Promise<Manifest> {
+  const clusterId = publication.header.cluster_id;
+  const trust = publication.trust;
   let newest = fallback;
-  for (const name of await listManifests(bucket)) {
-    if (name.clusterId !== clusterId || name.revision <= Number(newest.revision)) continue;
+  const names = await listManifests(bucket);
+  const lost = await lostHistory(publication, names.map((name) => name.revision));
+  for (const name of names) {
+    if (name.clusterId !== clusterId || name.revision <= Number(newest.revision) || lost(name.revision)) continue;
     // A damaged manifest, or (signing) one no trusted key signed, is never pointed at.
     const found = await readManifest(bucket, manifestName(name.base), trust);
     if (found === null) continue;
@@ -138,25 +161,35 @@ async function pointLatestAtNewest(bucket: SnapshotBucket, clusterId: string, fa
   }
   if (onlyIfNewer && newest === fallback) {
     const current = await readLatest(bucket, trust);
-    if (current !== null && current.cluster_id === clusterId && Number(current.revision) >= Number(fallback.revision)) return current;
+    if (current !== null && current.cluster_id === clusterId && Number(current.revision) >= Number(fallback.revision)) {
+      const lostNow = await lostHistory(publication, [Number(current.revision)]);
+      if (!lostNow(Number(current.revision))) return current;
+    }
   }
   await bucket.put(LATEST, Buffer.from(JSON.stringify(newest)));
   return newest;
 }
 
 /**
- * Keeps the newest `keep` manifests and their objects, and what `latest`
- * names. Objects without a manifest are an upload cut short (or one in
- * progress): they go once they are older than every manifest kept.
+ * Keeps the newest `keep` manifests of etcd's history and their objects,
+ * and what `latest` names. Objects without a manifest are an upload cut
+ * short (or one in progress): they go once they are older than every
+ * manifest kept.
  */
-async function prune(bucket: SnapshotBucket, keep: number, latest: Manifest): Promise<void> {
+async function prune(bucket: SnapshotBucket, publication: Publication, latest: Manifest): Promise<void> {
   const objects = (await bucket.list(SNAPSHOTS)).map((object) => parseName(object.name)).filter((name): name is ParsedName => name !== null);
+  const lost = await lostHistory(publication, objects.map((name) => name.revision));
   const manifests = objects.filter((name) => name.isManifest).sort((a, b) => b.revision - a.revision || (a.base < b.base ? 1 : -1));
-  const kept = new Set(manifests.slice(0, keep).map((name) => name.base));
+  const kept = new Set(
+    manifests
+      .filter((name) => !lost(name.revision))
+      .slice(0, publication.keep)
+      .map((name) => name.base),
+  );
   kept.add(latest.snapshot.name.replace(/\.snapshot\.jsonl$/, ''));
   const oldestKept = Math.min(...manifests.filter((name) => kept.has(name.base)).map((name) => name.revision));
   const withManifest = new Set(manifests.map((name) => name.base));
-  const doomed = objects.filter((name) => !kept.has(name.base) && (withManifest.has(name.base) || name.revision < oldestKept));
+  const doomed = objects.filter((name) => !kept.has(name.base) && (withManifest.has(name.base) || name.revision < oldestKept || lost(name.revision)));
   // Manifests first: a manifest never names an object that is gone.
   const manifestsGone = doomed.filter((name) => name.isManifest).map((name) => name.name);
   const objectsGone = doomed.filter((name) => !name.isManifest).map((name) => name.name);

@@ -28,6 +28,8 @@ export interface SnapshotPublisherDeps {
   readonly trust: TrustedKeys | null;
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** etcd's revision now, as a majority of its members tell it (null: not known); see Publication. */
+  readonly clusterRevision: () => Promise<number | null>;
 }
 
 export interface SnapshotPublisher {
@@ -61,7 +63,7 @@ async function prepare(store: MirrorStore, dir: string): Promise<{ file: string;
  * and counted and never touches serving; it is tried again after a growing,
  * jittered delay, at most the interval.
  */
-export function startSnapshotPublisher({ bucket, store, scratchDir, intervalMs, keep, apisixPrefix, signer, trust, metrics, log }: SnapshotPublisherDeps): SnapshotPublisher {
+export function startSnapshotPublisher({ bucket, store, scratchDir, intervalMs, keep, apisixPrefix, signer, trust, metrics, log, clusterRevision }: SnapshotPublisherDeps): SnapshotPublisher {
   const publisher = newPublisherId();
   if (signer === null) log.warn('no --snapshot-sign-key: snapshots are published unsigned, and proxies with --snapshot-verify-key refuse them');
   else log.info({ keyId: signer.keyId }, 'published snapshots are signed');
@@ -91,6 +93,7 @@ export function startSnapshotPublisher({ bucket, store, scratchDir, intervalMs, 
         keep,
         signer,
         trust,
+        clusterRevision,
       });
       publishedRevision = Number(reader.header.revision);
       metrics.snapshotUploads.inc({ result: result.kind });

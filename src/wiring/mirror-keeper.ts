@@ -6,6 +6,7 @@ import { applyGrayscaleSettings } from '../mirror/grayscale-settings';
 import { startStoreMaintenance } from '../mirror/store-maintenance';
 import { openStore } from '../store/store';
 import { createInstanceId } from '../upstream/loop-guard';
+import { clusterRevision } from '../upstream/member-look';
 import { startKeptMirror } from './kept-mirror';
 import { buildSharedParts } from './shared-parts';
 import type { MirrorKeeper, ProxyDeps } from './sides';
@@ -27,7 +28,7 @@ export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, ins
   // Once etcd is found compacted past what the log holds, maintenance learns where and prunes the log to match.
   const isCompacted = (revision: number): Promise<boolean | undefined> => isCompactedUpstream(pool, revision, scope.probeKey(), identity);
   const maintenance = startStoreMaintenance(store, config.history, metrics, mirrorLog, isCompacted);
-  const snapshots = await startSnapshotSide({ config, store, mirror, liveness, scope, metrics, log });
+  const snapshots = await startSnapshotSide({ config, store, mirror, liveness, scope, metrics, log, clusterRevision: () => clusterRevision(pool, 'snapshot') });
 
   let current = config;
   const reloadParts: ReloadParts = {

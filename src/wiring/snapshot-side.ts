@@ -16,6 +16,8 @@ export interface SnapshotSideParts {
   readonly metrics: Metrics;
   /** The process's logger: each part takes its own component. */
   readonly log: Logger;
+  /** etcd's revision now, as a majority of its members tell it (null: not known). */
+  readonly clusterRevision: () => Promise<number | null>;
 }
 
 export interface SnapshotSide {
@@ -50,7 +52,7 @@ function startSnapshotFiles({ config, store, metrics, log }: SnapshotSideParts):
 }
 
 /** Published snapshots: fetched only while etcd is lost and the mirror is empty or older; published while it moves. */
-async function startBucketSnapshots({ config, store, mirror, liveness, scope, metrics, log }: SnapshotSideParts): Promise<SnapshotSide | null> {
+async function startBucketSnapshots({ config, store, mirror, liveness, scope, metrics, log, clusterRevision }: SnapshotSideParts): Promise<SnapshotSide | null> {
   if (config.snapshotUrl === null) return null;
   // Loaded only here: the object store's SDK is most of a proxy's code, and most proxies use no bucket.
   const [{ openSnapshotBucket }, { startSnapshotFallback }, { startSnapshotPublisher }, { objectStoreScratch }, { loadSnapshotSigner, loadTrustedKeys, publisherTrust }] =
@@ -81,6 +83,7 @@ async function startBucketSnapshots({ config, store, mirror, liveness, scope, me
         trust: publisherTrust(signer, trustedKeys),
         metrics,
         log: objectStoreLog,
+        clusterRevision,
       });
   return {
     async close() {

@@ -99,8 +99,10 @@ export class MirrorWatch {
   /** Takes one delivery of the watch, to be committed with the rest of this turn's. */
   private commit(delivery: WatchDelivery): void {
     // What grayscale shows of an event depends on what the store holds before it: committed one by one.
-    if (this.deps.grayscale !== null) {
-      this.commitOne(delivery, this.deps.grayscale);
+    const grayscale = this.deps.grayscale;
+    if (grayscale?.enabled === true) {
+      this.flush();
+      this.commitOne(delivery, grayscale);
       return;
     }
     this.pending.push(delivery);

@@ -1,6 +1,7 @@
 import type { Http2Server, Http2ServerRequest, Http2ServerResponse, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Server } from '@grpc/grpc-js';
 import { http2ServersOf } from './grpc-js-internals';
+import { StreamPacer, type StreamPacingEvents } from './stream-pacing';
 
 export type Http2RequestListener = (request: Http2ServerRequest, response: Http2ServerResponse) => void;
 
@@ -20,9 +21,11 @@ function isGrpc(headers: IncomingHttpHeaders): boolean {
  * 415, so on each of its HTTP/2 servers the streams are routed first: gRPC to
  * grpc-js's own handler, the rest to Node's HTTP/2 compatibility layer (the
  * request/response pair Node makes for a 'request' listener) and on to
- * `onRequest`. Call it after the connection injector exists.
+ * `onRequest`. gRPC streams start paced (stream-pacing.ts): a connection
+ * opening hundreds at once does not hold up every other. Call it after the
+ * connection injector exists.
  */
-export function routeHttpOverHttp2(server: Server, onRequest: Http2RequestListener): void {
+export function routeHttpOverHttp2(server: Server, onRequest: Http2RequestListener, pacing?: StreamPacingEvents): void {
   for (const http2Server of http2ServersOf(server)) {
     if (routed.has(http2Server)) continue;
     routed.add(http2Server);
@@ -33,8 +36,12 @@ export function routeHttpOverHttp2(server: Server, onRequest: Http2RequestListen
     const httpListeners = http2Server.listeners('stream') as StreamListener[];
     if (httpListeners.length === 0) throw new Error('etcd-cache-proxy: Node no longer serves HTTP/2 requests through a stream listener; src/grpc/http2-routing.ts needs another way');
     http2Server.removeAllListeners('stream');
+    const pacer = new StreamPacer((stream, headers, flags, rawHeaders) => {
+      for (const listener of grpcListeners) listener.call(http2Server, stream, headers, flags, rawHeaders);
+    }, pacing);
     http2Server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
-      for (const listener of isGrpc(headers) ? grpcListeners : httpListeners) listener.call(http2Server, stream, headers, flags, rawHeaders);
+      if (isGrpc(headers)) pacer.offer(stream, headers, flags, rawHeaders);
+      else for (const listener of httpListeners) listener.call(http2Server, stream, headers, flags, rawHeaders);
     });
   }
 }

@@ -12,7 +12,7 @@ import { runInNewContext } from 'node:vm';
 
 /** Streams closed since the last collection that make the collection worth it (fewer cost little memory). */
 export const FLOOD_CLOSED_STREAMS = 1_000;
-/** How long no stream may have closed before collecting: the flood is over, and nothing is paused in the middle of it. */
+/** How long no stream may have closed before collecting (between this long and twice as long): the flood is over, and nothing is paused in the middle of it. */
 export const FLOOD_QUIET_MS = 2_000;
 /** At most one collection this often, whatever the clients do. */
 export const MIN_COLLECTION_INTERVAL_MS = 30_000;
@@ -29,17 +29,18 @@ export interface FloodMemory {
  */
 export function floodMemory(collect: () => void = fullCollection, now: () => number = Date.now): FloodMemory {
   let closed = 0;
-  let lastClose = 0;
+  /** `closed` when the timer was last set: more since then means the flood is still closing. */
+  let closedWhenSet = 0;
   let lastCollection = -Infinity;
   let timer: NodeJS.Timeout | null = null;
   const wake = (ms: number): void => {
+    closedWhenSet = closed;
     timer = setTimeout(due, ms);
     timer.unref();
   };
   const due = (): void => {
-    // Still closing (each close would cost a timer reset; looking at the last one when woken costs nothing).
-    const closingFor = FLOOD_QUIET_MS - (now() - lastClose);
-    if (closingFor > 0) return wake(closingFor);
+    // Streams closed since it was set: look again once they have stopped (nothing is timed per close).
+    if (closed !== closedWhenSet) return wake(FLOOD_QUIET_MS);
     const tooSoon = lastCollection + MIN_COLLECTION_INTERVAL_MS - now();
     if (tooSoon > 0) return wake(tooSoon);
     timer = null;
@@ -50,7 +51,6 @@ export function floodMemory(collect: () => void = fullCollection, now: () => num
   return {
     streamClosed() {
       closed += 1;
-      lastClose = now();
       if (closed >= FLOOD_CLOSED_STREAMS && timer === null) wake(FLOOD_QUIET_MS);
     },
   };

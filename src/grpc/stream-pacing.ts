@@ -17,9 +17,9 @@ import { constants as h2, type Http2Session, type IncomingHttpHeaders, type Serv
 // schedules its connections' goroutines fairly.
 
 /** Streams one connection may start in the turn they arrive in; the rest of its burst waits for later turns. */
-export const STREAMS_PER_CONNECTION_PER_TURN = 8;
+export const STREAMS_PER_CONNECTION_PER_TURN = 16;
 /** Streams all connections together may start in one turn before any more waits. */
-export const STREAMS_PER_TURN = 32;
+export const STREAMS_PER_TURN = 64;
 /** A slice starts at most this many waiting streams, one per connection in turn... */
 const STREAMS_PER_SLICE = 8;
 /** ...or stops once it has taken this long (what another connection may wait for one slice). */

@@ -1,7 +1,7 @@
 import type { Http2Server, Http2ServerRequest, Http2ServerResponse, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Server } from '@grpc/grpc-js';
 import { http2ServersOf } from './grpc-js-internals';
-import { StreamPacer, type StreamPacingEvents } from './stream-pacing';
+import { StreamPacer } from './stream-pacing';
 
 export type Http2RequestListener = (request: Http2ServerRequest, response: Http2ServerResponse) => void;
 
@@ -25,7 +25,7 @@ function isGrpc(headers: IncomingHttpHeaders): boolean {
  * opening hundreds at once does not hold up every other. Call it after the
  * connection injector exists.
  */
-export function routeHttpOverHttp2(server: Server, onRequest: Http2RequestListener, pacing?: StreamPacingEvents): void {
+export function routeHttpOverHttp2(server: Server, onRequest: Http2RequestListener): void {
   for (const http2Server of http2ServersOf(server)) {
     if (routed.has(http2Server)) continue;
     routed.add(http2Server);
@@ -38,7 +38,7 @@ export function routeHttpOverHttp2(server: Server, onRequest: Http2RequestListen
     http2Server.removeAllListeners('stream');
     const pacer = new StreamPacer((stream, headers, flags, rawHeaders) => {
       for (const listener of grpcListeners) listener.call(http2Server, stream, headers, flags, rawHeaders);
-    }, pacing);
+    });
     http2Server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
       if (isGrpc(headers)) pacer.offer(stream, headers, flags, rawHeaders);
       else for (const listener of httpListeners) listener.call(http2Server, stream, headers, flags, rawHeaders);

@@ -40,18 +40,35 @@ interface Waiting {
   readonly rawHeaders: string[];
 }
 
-/** What the pacer tells its owner (metrics). */
-export interface StreamPacingEvents {
-  /** A stream had to wait for a later turn. */
-  deferred(): void;
-  /** A stream was refused: its connection had too many waiting. */
-  refused(): void;
+/** A connection's waiting streams, oldest first: taken from the front by index (shifting a long array copies it). */
+class StreamQueue {
+  private items: Waiting[] = [];
+  private head = 0;
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  push(item: Waiting): void {
+    this.items.push(item);
+  }
+
+  take(): Waiting | undefined {
+    const item = this.items[this.head];
+    this.head += 1;
+    // Drop what was taken once it is most of the array, so the array never holds more than twice what waits.
+    if (this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return item;
+  }
 }
 
 /** Starts the streams of every connection, pacing bursts: one per HTTP/2 server set (see http2-routing.ts). */
 export class StreamPacer {
   /** Per connection with streams waiting, in arrival order; the map's order is whose turn is next. */
-  private readonly waiting = new Map<Http2Session, Waiting[]>();
+  private readonly waiting = new Map<Http2Session, StreamQueue>();
   /** Connections whose close already drops their waiting streams (one listener each, however many bursts). */
   private readonly hooked = new WeakSet<Http2Session>();
   /** Streams started this turn, per connection and in all. */
@@ -60,10 +77,7 @@ export class StreamPacer {
   private turnEndScheduled = false;
   private sliceScheduled = false;
 
-  constructor(
-    private readonly start: StreamStart,
-    private readonly events: StreamPacingEvents = { deferred: () => undefined, refused: () => undefined },
-  ) {}
+  constructor(private readonly start: StreamStart) {}
 
   /** A new stream: started now if its connection and this turn have room and nothing of its connection waits, else queued behind. */
   offer(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]): void {
@@ -75,20 +89,20 @@ export class StreamPacer {
       return;
     }
     if (queue !== undefined && queue.length >= MAX_WAITING_STREAMS_PER_CONNECTION) {
-      this.events.refused();
       stream.close(h2.NGHTTP2_REFUSED_STREAM);
       return;
     }
     // Nobody listens on the stream until it starts: a reset from the client must not throw meanwhile.
     stream.once('error', () => undefined);
     if (queue === undefined) {
-      this.waiting.set(session, [{ stream, headers, flags, rawHeaders }]);
+      const fresh = new StreamQueue();
+      fresh.push({ stream, headers, flags, rawHeaders });
+      this.waiting.set(session, fresh);
       if (!this.hooked.has(session)) {
         this.hooked.add(session);
         session.once('close', () => this.waiting.delete(session));
       }
     } else queue.push({ stream, headers, flags, rawHeaders });
-    this.events.deferred();
     this.scheduleSlice();
   }
 
@@ -130,10 +144,10 @@ export class StreamPacer {
     const deadline = performance.now() + SLICE_MS;
     let started = 0;
     while (this.waiting.size > 0 && started < STREAMS_PER_SLICE && performance.now() < deadline) {
-      const [session, queue] = this.waiting.entries().next().value as [Http2Session, Waiting[]];
+      const [session, queue] = this.waiting.entries().next().value as [Http2Session, StreamQueue];
       // Its turn is over: behind every other connection that waits.
       this.waiting.delete(session);
-      const next = queue.shift();
+      const next = queue.take();
       if (queue.length > 0) this.waiting.set(session, queue);
       // A stream the client reset (or whose connection ended) while it waited is not started at all.
       if (next === undefined || next.stream.destroyed || next.stream.closed) continue;

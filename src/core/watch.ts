@@ -7,6 +7,7 @@ import { forwardingService, rpcRef } from './forwarding-service';
 import type { MirrorReadDeps } from './mirror-read-deps';
 import { WatchSession, type WatchSessionDeps } from '../watch/session';
 import { WatchRelay } from '../watch/watch-relay';
+import { floodMemory, type FloodMemory } from './flood-memory';
 
 const SERVICE = 'etcdserverpb.Watch';
 
@@ -31,6 +32,7 @@ export function createWatchService(ctx: CoreContext): CoreService {
     reads,
     deps: sessionDeps(ctx, reads, hub),
     sessions: new Set(),
+    memory: floodMemory(),
     labels: { service: rpc.service, method: rpc.method },
   };
   const ticker = setInterval(() => streams.sessions.forEach((session) => session.tick()), hub.progressNotifyIntervalMs);
@@ -105,6 +107,8 @@ interface WatchStreams {
   readonly deps: WatchSessionDeps;
   /** Open sessions, which the progress ticker visits. */
   readonly sessions: Set<WatchSession>;
+  /** Gives the memory of a flood of streams back once they have closed. */
+  readonly memory: FloodMemory;
   readonly labels: { service: string; method: string };
 }
 
@@ -125,6 +129,7 @@ function serveSession(streams: WatchStreams, call: DuplexCall, requireLeader: bo
     finished = true;
     sessions.delete(session);
     session.close();
+    streams.memory.streamClosed();
     reads.liveness.off('lost', onLost);
     leader.off('noLeader', onLost);
     releaseLeader();

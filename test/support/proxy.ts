@@ -183,14 +183,21 @@ export async function startProxyProcess(
   child.stdout?.setEncoding('utf8').on('data', (c: string) => (out += c));
   child.stderr?.setEncoding('utf8').on('data', (c: string) => (err += c));
   const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
-  await until(
-    () => `the proxy on port ${port} to start:\n${err}`,
-    async () => {
-      if (child.exitCode !== null) throw new Error(`proxy exited early (${child.exitCode}):\n${err}`);
-      return answersHttp(`http://${metricsAddrIn(extraArgs) ?? `127.0.0.1:${port}`}/metrics`);
-    },
-    20_000,
-  );
+  try {
+    await until(
+      () => `the proxy on port ${port} to start:\n${err}`,
+      async () => {
+        if (child.exitCode !== null) throw new Error(`proxy exited early (${child.exitCode}):\n${err}`);
+        return answersHttp(`http://${metricsAddrIn(extraArgs) ?? `127.0.0.1:${port}`}/metrics`);
+      },
+      20_000,
+    );
+  } catch (error) {
+    // Not started in time: what was started goes with the error (its serving processes follow their primary).
+    await stopChild(child);
+    if (options.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
+    throw error;
+  }
   return {
     child,
     address: `127.0.0.1:${port}`,

@@ -410,8 +410,18 @@ export class AuthDirectory {
    * restored from a backup), looked at now whatever was seen before: etcd
    * holds a watch created with it rather than refuse it.
    */
-  isOfAnotherLog(token: string): Promise<boolean> {
-    return this.tokenLogs.isPastEveryLog(token, true);
+  isOfAnotherLog(token: string, fresh = true): Promise<boolean> {
+    return this.tokenLogs.isPastEveryLog(token, fresh);
+  }
+
+  /** Cheap, for every forwarded call: whether isOfAnotherLog(token, false) would look at the members. */
+  mayBeOfAnotherLog(token: string): boolean {
+    return this.tokenLogs.mayBePast(token);
+  }
+
+  /** etcd held a call carrying `token` until its deadline: what the proxy saw of the members' logs is looked at again. */
+  heldWith(token: string): void {
+    this.tokenLogs.heldWith(token);
   }
 
   /** A token this proxy issued: good only while etcd is down, until it ends, for the user's permissions as last known. */

@@ -45,6 +45,17 @@ export class TokenLogCheck {
     private readonly log: Logger,
   ) {}
 
+  /** Whether `token` is a simple token past the log last seen: one that isOf... would look at the members for (cheap, on every forwarded call). */
+  mayBePast(token: string): boolean {
+    const index = simpleTokenIndex(token);
+    return index !== null && index > this.reached;
+  }
+
+  /** A call carrying `token` was held until its deadline: the members' logs are looked at again (in the background), as they may have gone back. */
+  heldWith(token: string): void {
+    if (simpleTokenIndex(token) !== null) this.lookAfterNow().catch(() => undefined);
+  }
+
   /**
    * True when `token` is a simple token past every member's log. Tokens up
    * to the index last seen answer at once; others wait for two looks at the

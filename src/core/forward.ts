@@ -7,7 +7,7 @@ import {
   type ServiceError,
   type StatusObject,
 } from '@grpc/grpc-js';
-import type { DuplexCall, DuplexHandler, ServerStreamCall, ServerStreamHandler, UnaryCall, UnaryHandler } from './call';
+import type { DuplexCall, DuplexHandler, ServerStreamCall, ServerStreamHandler, UnaryCall, UnaryCallback, UnaryHandler } from './call';
 import { passBytes } from '../etcd/proto';
 import type { CoreContext } from './context';
 import { ProxyError, toStatus } from '../etcd/errors';
@@ -125,35 +125,75 @@ export function forwardUnary(ctx: CoreContext, rpc: RpcRef, options: UnaryForwar
       callback(toStatus(refusal));
       return;
     }
-    const progress: UnaryProgress = { pending: undefined, cancelled: false };
-    call.on('cancelled', () => {
-      progress.cancelled = true;
-      progress.pending?.cancel();
-    });
-
-    const finish = (error: unknown, response?: Buffer): void => {
-      if (error !== null) {
-        const result = toStatus(error);
-        // etcd no longer takes the client's token: whatever the proxy knew by it goes at once.
-        if (STALE_TOKEN_ERRORS.has(result.details)) forgetToken(ctx, call.metadata);
-        observeCall(ctx, rpc, progress.cancelled ? status.CANCELLED : result.code, started);
-        callback(result);
-        return;
-      }
-      observeCall(ctx, rpc, status.OK, started);
-      callback(null, response);
-    };
-
-    // A write of keys gets a revision newer than every one etcd had made when it was sent (so, than what was
-    // handed out by then). Other services' headers are left out: not all of them carry the keys' revision.
-    const keysWrite = kind === 'write' && rpc.path.startsWith('/etcdserverpb.KV/');
-    const reads = ctx.mirrorReads;
-    const before = keysWrite && reads !== undefined && reads !== null ? { handedOut: reads.floor.revision, mirrored: reads.store.meta().revision } : null;
-    tryMembers(ctx, rpc, call, kind, progress, options.notBelow, (error, answer) => {
-      if (error !== null) finish(error);
-      else reply(ctx, rpc, options, answer, call.request, before, finish);
-    });
+    const token = tokenOfAnotherLogMaybe(ctx, call.metadata);
+    if (token === null) {
+      forwardAdmitted(ctx, rpc, options, call, callback, kind, started);
+      return;
+    }
+    void ctx.mirrorReads?.directory.isOfAnotherLog(token, false).then(
+      (past) => {
+        if (!past) forwardAdmitted(ctx, rpc, options, call, callback, kind, started);
+        else {
+          observeCall(ctx, rpc, status.UNAUTHENTICATED, started, 'proxy');
+          callback(toStatus(new ProxyError('invalidAuthToken')));
+        }
+      },
+      () => forwardAdmitted(ctx, rpc, options, call, callback, kind, started),
+    );
   };
+}
+
+/**
+ * The client's simple token, when it names a raft index past what the proxy
+ * last saw of etcd's log (with auth on): etcd restored from a backup holds a
+ * call carrying a token of its old log until the call's deadline (or for good
+ * without one), so the members are looked at first (auth/token-log-check.ts).
+ */
+function tokenOfAnotherLogMaybe(ctx: CoreContext, metadata: Metadata): string | null {
+  const reads = ctx.mirrorReads;
+  if (reads === undefined || reads === null || !reads.mirror.authEnabled()) return null;
+  const token = tokenOf(metadata);
+  return token !== undefined && reads.directory.mayBeOfAnotherLog(token) ? token : null;
+}
+
+/** Forwards a call the proxy does not refuse itself: see forwardUnary. */
+function forwardAdmitted(ctx: CoreContext, rpc: RpcRef, options: UnaryForwardOptions, call: UnaryCall, callback: UnaryCallback, kind: MethodKind, started: number): void {
+  const progress: UnaryProgress = { pending: undefined, cancelled: false };
+  call.on('cancelled', () => {
+    progress.cancelled = true;
+    progress.pending?.cancel();
+  });
+
+  const finish = (error: unknown, response?: Buffer): void => {
+    if (error !== null) {
+      const result = toStatus(error);
+      // etcd no longer takes the client's token: whatever the proxy knew by it goes at once.
+      if (STALE_TOKEN_ERRORS.has(result.details)) forgetToken(ctx, call.metadata);
+      // Held to the deadline: a restored etcd holds a token of its old log so; the next call with it is looked at.
+      else if (result.code === status.DEADLINE_EXCEEDED) heldToken(ctx, call.metadata);
+      observeCall(ctx, rpc, progress.cancelled ? status.CANCELLED : result.code, started);
+      callback(result);
+      return;
+    }
+    observeCall(ctx, rpc, status.OK, started);
+    callback(null, response);
+  };
+
+  // A write of keys gets a revision newer than every one etcd had made when it was sent (so, than what was
+  // handed out by then). Other services' headers are left out: not all of them carry the keys' revision.
+  const keysWrite = kind === 'write' && rpc.path.startsWith('/etcdserverpb.KV/');
+  const reads = ctx.mirrorReads;
+  const before = keysWrite && reads !== undefined && reads !== null ? { handedOut: reads.floor.revision, mirrored: reads.store.meta().revision } : null;
+  tryMembers(ctx, rpc, call, kind, progress, options.notBelow, (error, answer) => {
+    if (error !== null) finish(error);
+    else reply(ctx, rpc, options, answer, call.request, before, finish);
+  });
+}
+
+/** A forwarded call ran into its deadline: if it carried a token, the members' logs are looked at again (auth/token-log-check.ts). */
+function heldToken(ctx: CoreContext, metadata: Metadata): void {
+  const token = tokenOf(metadata);
+  if (token !== undefined && ctx.mirrorReads?.mirror.authEnabled() === true) ctx.mirrorReads.directory.heldWith(token);
 }
 
 /** One forwarded unary call's state upstream: the attempt under way, and whether the client gave up. */

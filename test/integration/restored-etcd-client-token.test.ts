@@ -50,15 +50,17 @@ describe('a client token issued before etcd was restored from a snapshot', () =>
       clients.close();
     }
   };
-  const readWith = async (address: string, token: string, deadlineMs: number): Promise<{ code: number | null; details: string }> => {
+  const callWith = async (address: string, token: string, deadlineMs: number, method: 'Range' | 'Put'): Promise<{ code: number | null; details: string }> => {
     const clients = rawClients(address);
     try {
-      const outcome = await call(clients.kv, 'Range', { key: b('/app/'), range_end: b('/app0') }, { metadata: withToken(token), deadlineMs });
+      const request = method === 'Range' ? { key: b('/app/'), range_end: b('/app0') } : { key: b('/app/written'), value: b('v') };
+      const outcome = await call(clients.kv, method, request, { metadata: withToken(token), deadlineMs });
       return { code: outcome.error?.code ?? null, details: outcome.error?.details ?? '' };
     } finally {
       clients.close();
     }
   };
+  const readWith = (address: string, token: string, deadlineMs: number): Promise<{ code: number | null; details: string }> => callWith(address, token, deadlineMs, 'Range');
   /** A watch of /app/ created with `token` (from `startRevision`: older than the mirror's log, the proxy relays it to etcd): its first answer. */
   const watchWith = async (address: string, token: string, timeoutMs: number, startRevision = 0): Promise<{ watch: WatchClient; first: WireWatchResponse }> => {
     const watch = new WatchClient(address, { metadata: { token } });
@@ -75,6 +77,9 @@ describe('a client token issued before etcd was restored from a snapshot', () =>
   const assertRefusedAtOnce = async (address: string, token: string): Promise<void> => {
     const read = await readWith(address, token, ANSWER_WITHIN_MS);
     assert.deepEqual(read, { code: status.UNAUTHENTICATED, details: INVALID_TOKEN }, `a read with the old token through ${address}`);
+    // A write goes to etcd with the client's token: the proxy looks at the token first.
+    const write = await callWith(address, token, ANSWER_WITHIN_MS, 'Put');
+    assert.deepEqual(write, { code: status.UNAUTHENTICATED, details: INVALID_TOKEN }, `a write with the old token through ${address}`);
     const fromEtcd = await watchWith(etcd.clientAddress, 'unknown.1', 10_000);
     fromEtcd.watch.close();
     for (const startRevision of [0, 2]) {
@@ -114,8 +119,9 @@ describe('a client token issued before etcd was restored from a snapshot', () =>
     const [seen] = proxies;
     assert.ok(seen !== undefined);
     await saveEtcdSnapshot(etcd, join(work, 'snapshot.db'), `root:${ROOT_PASSWORD}`);
-    // Raft entries past the snapshot, so that the old token names an index the restored log is far below.
-    for (let i = 0; i < 30; i += 1) await put(etcd.clientAddress, rootToken, `/app/before-${i % 3}`);
+    // Raft entries past the snapshot, so that the old token names an index the restored log stays far below for
+    // the whole test (the proxies' own logins and checks add entries to it).
+    for (let i = 0; i < 300; i += 1) await put(etcd.clientAddress, rootToken, `/app/before-${i % 3}`);
     const oldToken = await login(seen.address);
     const before = await watchWith(seen.address, oldToken, 10_000);
     before.watch.close();
@@ -142,6 +148,8 @@ describe('a client token issued before etcd was restored from a snapshot', () =>
     await new Promise((resolve) => setTimeout(resolve, 3_000));
     assert.equal(direct.received.length, 0, `etcd answered the watch with the old token: ${JSON.stringify(direct.received[0]?.response)}`);
     direct.close();
+    // And a write until its deadline.
+    assert.equal((await callWith(etcd.clientAddress, oldToken, 2_000, 'Put')).code, status.DEADLINE_EXCEEDED, 'etcd held the write with the old token');
 
     await assertRefusedAtOnce(unseen.address, oldToken);
     await assertRefusedAtOnce(seen.address, oldToken);

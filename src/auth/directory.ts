@@ -218,6 +218,8 @@ export class AuthDirectory {
     // Longer than any name or token the proxy keeps: etcd decides each call that carries it.
     if (!isStorableName(user) || !isStorableToken(token)) return;
     const learnedAt = Date.now();
+    // Its first calls need no look at the members' logs: etcd's log reached its index just now.
+    this.tokenLogs.issued(token);
     this.keepLogin(user, token, learnedAt);
     this.teller.share({ kind: 'login', user, token, learnedAt });
     this.prefetch(user, token);

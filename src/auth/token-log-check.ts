@@ -51,6 +51,12 @@ export class TokenLogCheck {
     return index !== null && index > this.reached;
   }
 
+  /** etcd issued `token` just now (a login passed through): its log has reached the token's index. */
+  issued(token: string): void {
+    const index = simpleTokenIndex(token);
+    if (index !== null) this.reached = Math.max(this.reached, index);
+  }
+
   /** A call carrying `token` was held until its deadline: the members' logs are looked at again (in the background), as they may have gone back. */
   heldWith(token: string): void {
     if (simpleTokenIndex(token) !== null) this.lookAfterNow().catch(() => undefined);

@@ -53,8 +53,13 @@ async function divergedAt(store: MirrorStore, member: UpstreamMember, probe: Clu
   try {
     answer = await callUpstream(member.client, 'etcdserverpb.KV', 'Range', { key: logged.key, revision: logged.mod_revision }, { deadlineMs, metadata: probe.metadata(member), reason: 'mirror-status' });
   } catch (error) {
-    // Compacted past it: nothing to compare with; the watch from M + 1 finds out whether a list is due.
-    if ((error as { code?: unknown }).code === status.OUT_OF_RANGE) return null;
+    if ((error as { code?: unknown }).code === status.OUT_OF_RANGE) {
+      // etcd says "future revision" with the same code as "compacted": a linearizable read below the revision
+      // the mirror logged means etcd's history went back (restored from a backup), not that it moved on.
+      if (String((error as { details?: unknown }).details ?? '').includes('future revision')) return logged.mod_revision;
+      // Compacted past it: nothing to compare with; the watch from M + 1 finds out whether a list is due.
+      return null;
+    }
     throw error;
   }
   const kv = answer.kvs?.[0];

@@ -74,7 +74,7 @@ function sessionDeps(ctx: CoreContext, reads: MirrorReadDeps, hub: WatchHubConte
     },
     (token) => (reads.mirror.authEnabled() ? reads.directory.isOfAnotherLog(token) : Promise.resolve(false)),
   );
-  reads.mirror.on('discarded', () => relay.forgetRevisions());
+  reads.mirror.on('discarded', (previous) => relay.discard(previous + 1));
   return {
     hub: hub.hub,
     store: reads.store,

@@ -93,8 +93,9 @@ export class WatchRelay {
       spec.startRevision,
       spec.fragment,
       () => this.knownRevision(),
-      (lastLeft) => {
-        if (lastLeft) link?.close();
+      () => {
+        // Ended by its members leaving, by etcd, by a failure or by a discard: nothing is to be created again.
+        link?.close();
         this.forget(identity, watch);
       },
       () => link?.askProgress(),
@@ -113,9 +114,18 @@ export class WatchRelay {
     return watch.join(spec.startRevision, member) ?? DETACHED;
   }
 
-  /** The mirror was discarded (etcd restored from a backup, or another cluster): revisions seen before mean nothing now. */
-  forgetRevisions(): void {
+  /**
+   * The mirror was discarded (etcd restored from a backup, or another
+   * cluster): revisions seen before mean nothing now, and every relayed
+   * watch ends as compacted at `compactRevision`, as the mirror's own
+   * watches do. Resumed on the restored etcd, it would go on from a
+   * revision of the history it started on with events of another.
+   */
+  discard(compactRevision: number): void {
     this.latest = 0;
+    for (const group of [...this.shared.values()]) {
+      for (const watch of [...group]) watch.received({ watch_id: '0', canceled: true, compact_revision: String(compactRevision) });
+    }
   }
 
   private knownRevision(): number {

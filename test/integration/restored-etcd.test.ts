@@ -13,6 +13,7 @@ import { restoreEtcdFromSnapshot, saveEtcdSnapshot } from '../support/etcd-resto
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients } from '../support/raw-client';
 import { until } from '../support/until';
+import { WatchClient } from '../support/watch-client';
 
 const b = (s: string): Buffer => Buffer.from(s);
 
@@ -49,8 +50,13 @@ describe('etcd restored from an older snapshot, same cluster ID', () => {
     rmSync(work, { recursive: true, force: true });
   });
 
-  it('discards the mirror and lists the restored keyspace', async () => {
+  it('discards the mirror and lists the restored keyspace, ending the watches it relays to etcd as its own', async () => {
     await ask(etcd.clientAddress, 'kv', 'Put', { key: b('/before'), value: b('1') });
+    // A watch from revision 1, older than the mirror's log: the proxy relays it to etcd. Resumed on the restored
+    // etcd it would go on with another history's events under revisions it had already been given.
+    const relayed = new WatchClient(proxy.address);
+    relayed.create({ key: b('/'), range_end: b('0'), start_revision: 1 });
+    await relayed.next('the relayed watch to replay /before', (response) => (response.events ?? []).length > 0);
     const snapshot = join(work, 'snapshot.db');
     await saveEtcdSnapshot(etcd, snapshot);
     const clusterId = (await ask(etcd.clientAddress, 'maintenance', 'Status', {})).header?.cluster_id;
@@ -74,6 +80,12 @@ describe('etcd restored from an older snapshot, same cluster ID', () => {
     );
     const before = await ask(proxy.address, 'kv', 'Range', { key: b('/before'), serializable: true, count_only: true });
     assert.equal(Number(before.count ?? 0), 1);
+    try {
+      const ended = await relayed.next('the relayed watch to end as compacted', (response) => response.canceled === true, 0, 30_000);
+      assert.ok(Number(ended.compact_revision ?? 0) > 0, JSON.stringify(ended));
+    } finally {
+      relayed.close();
+    }
   });
 });
 

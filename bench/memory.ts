@@ -12,7 +12,12 @@
 // --after-s seconds after it stops: memory under load is bounded by the
 // answer cache and the watch buffers, and should come back near idle.
 //
-//   npm run build && node --import tsx bench/memory.ts [--keys 1000] [--settle-s 10] [--load-s 30] [--after-s 60] [--rounds 1] [--gc] [--compare DIR]
+//   npm run build && node --import tsx bench/memory.ts [--keys 1000] [--settle-s 10] [--load-s 30] [--after-s 60] [--rounds 1] [--gc] [--compare DIR] [--with-env 'K=V ...'] [--load-only]
+//
+// --with-env 'K=V ...' adds the built proxy once more with that environment
+// (LD_PRELOAD of another allocator, glibc's MALLOC_* tunables), idle and
+// loaded next to the plain one; --load-only leaves out the tsx and --workers
+// proxies (for trying a setting quickly).
 //
 // --rounds N loads and waits N times (does a second load reuse what the first
 // left, or add to it); --gc has each process run a full collection after its
@@ -54,6 +59,7 @@ const { values } = parseArgs({
     gc: { type: 'boolean', default: false },
     compare: { type: 'string' },
     'load-only': { type: 'boolean', default: false },
+    'with-env': { type: 'string' },
   },
 });
 const KEYS = Number(values.keys);
@@ -74,13 +80,19 @@ const GC = values.gc === true;
 
 /** Extra Node flags for the proxies measured (as the other benchmarks take them), e.g. ECP_PROXY_NODE_ARGS=--max-semi-space-size=4. */
 const PROXY_NODE_ARGS = (process.env.ECP_PROXY_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '');
-/** Extra environment for the proxies measured only, e.g. ECP_PROXY_ENV='MALLOC_ARENA_MAX=2 LD_PRELOAD=libjemalloc.so.2'. */
-const PROXY_ENV: NodeJS.ProcessEnv = Object.fromEntries(
-  (process.env.ECP_PROXY_ENV ?? '')
-    .split(' ')
-    .filter((pair) => pair.includes('='))
-    .map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
-);
+/** 'K=V K=V' as an environment. */
+function envOf(pairs: string): NodeJS.ProcessEnv {
+  return Object.fromEntries(
+    pairs
+      .split(' ')
+      .filter((pair) => pair.includes('='))
+      .map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
+  );
+}
+/** Extra environment for every proxy measured (not the floor nor this process), e.g. ECP_PROXY_ENV='MALLOC_ARENA_MAX=2'. */
+const PROXY_ENV = envOf(process.env.ECP_PROXY_ENV ?? '');
+/** --with-env 'K=V ...': one more built proxy with this environment, idle and under load next to the plain one (an allocator, say). */
+const WITH_ENV = values['with-env'] ?? null;
 const DIST_CLI = join(REPO_ROOT, 'dist', 'src', 'cli.js');
 const PROBE = join(REPO_ROOT, 'dist', 'bench', 'support', 'memory-probe.js');
 const FLOOR = join(REPO_ROOT, 'dist', 'bench', 'support', 'floor-process.js');
@@ -171,10 +183,10 @@ interface Started {
   readonly dataDir: string;
 }
 
-async function startProxy(nodeArgs: readonly string[], endpoint: string, extra: readonly string[], env: NodeJS.ProcessEnv, revision: number): Promise<Started> {
+async function startProxy(nodeArgs: readonly string[], endpoint: string, extra: readonly string[], env: NodeJS.ProcessEnv, revision: number, ownEnv: NodeJS.ProcessEnv): Promise<Started> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'ecp-memory-'));
-  const child = spawnTracked(process.execPath, ['-r', PROBE, ...PROXY_NODE_ARGS, ...nodeArgs, 'start', '--endpoints', endpoint, '--listen-addr', `127.0.0.1:${port}`, '--data-dir', dataDir, '--log-level', 'warn', ...extra], { ...env, ...PROXY_ENV });
+  const child = spawnTracked(process.execPath, ['-r', PROBE, ...PROXY_NODE_ARGS, ...nodeArgs, 'start', '--endpoints', endpoint, '--listen-addr', `127.0.0.1:${port}`, '--data-dir', dataDir, '--log-level', 'warn', ...extra], { ...env, ...PROXY_ENV, ...ownEnv });
   await untilMirrored(`http://127.0.0.1:${port}`, revision);
   return { child, address: `127.0.0.1:${port}`, dataDir };
 }
@@ -334,13 +346,14 @@ async function main(): Promise<void> {
     const runs = (
       [
         ['etcd-cache-proxy (dist/)', [DIST_CLI], []],
+        ...(WITH_ENV === null ? [] : [['etcd-cache-proxy (dist/) with --with-env', [DIST_CLI], []] satisfies [string, readonly string[], readonly string[]]]),
         ['etcd-cache-proxy (tsx)', ['--import', 'tsx', join(REPO_ROOT, 'src', 'cli.ts')], []],
         ['--workers 2 (dist/)', [DIST_CLI], ['--workers', '2']],
         ...compared,
       ] satisfies [string, readonly string[], readonly string[]][]
     ).filter(([name]) => !LOAD_ONLY || !(name.includes('tsx') || name.includes('--workers')));
     for (const [name, nodeArgs, extra] of runs) {
-      const started = await startProxy(nodeArgs, etcd.clientUrl, extra, env, revision);
+      const started = await startProxy(nodeArgs, etcd.clientUrl, extra, env, revision, name.endsWith('--with-env') && WITH_ENV !== null ? envOf(WITH_ENV) : {});
       proxies.push([name, started]);
       stops.push(async () => {
         await stopChild(started.child);
@@ -390,6 +403,7 @@ async function main(): Promise<void> {
     etcdClients.close();
 
     console.log(`memory, idle ${SETTLE_MS / 1000} s after every proxy mirrored ${KEYS} keys of ~900 B from one etcd 3.4 (MiB; RSS from /proc, heap from process.memoryUsage())\n`);
+    if (WITH_ENV !== null) console.log(`--with-env: ${WITH_ENV}\n`);
     const gcColumns = GC ? ` ${'after a full GC: RSS'.padStart(21)} ${'heap used'.padStart(10)} ${'- floor'.padStart(8)}` : '';
     const floorAfterGc = idle.get(measured[3]?.name ?? '')?.afterGc?.rss ?? NaN;
     console.log(`${'process'.padEnd(52)} ${'RSS'.padStart(7)} ${'anon'.padStart(7)} ${'file'.padStart(7)} ${'heap used'.padStart(10)} ${'heap total'.padStart(11)} ${'external'.padStart(9)} ${'RSS - floor'.padStart(12)}${gcColumns}`);

@@ -3,6 +3,7 @@ import { unwatchFile, watchFile } from 'node:fs';
 import { ConfigError, describeOptions, loadConfig, type ProxyConfig } from './config';
 import { createLogger, type Logger } from './log';
 import { createMetrics, type Metrics } from './metrics';
+import { quietMemory } from './core/quiet-memory';
 import type { RunningProxy } from './proxy';
 import type { RunningPrimary } from './workers/primary';
 import type { RunningWorker } from './workers/worker';
@@ -80,6 +81,8 @@ async function start(args: readonly string[]): Promise<number> {
   }
   const log = createLogger(config.logLevel);
   const metrics = createMetrics();
+  // Every process (one proxy, a --workers primary, a worker) gives back what a busy period grew, once quiet.
+  quietMemory();
   // A serving process of --workers N: the primary reloads and stops it.
   if (cluster.isWorker) return serveAsWorker(args, config, log, metrics);
   let proxy: RunningProxy | RunningPrimary;

@@ -8,7 +8,7 @@
 // hold if V8 collected now, for telling garbage from what is kept.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setFlagsFromString } from 'node:v8';
+import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
 const dir = process.env.ECP_MEMORY_PROBE_DIR;
@@ -18,10 +18,12 @@ if (dir !== undefined && dir !== '') {
     setFlagsFromString('--expose-gc');
     collect = runInNewContext('gc') as () => void;
   }
+  // V8's young generation as it stands (it grows under load and shrinks only when V8 decides to).
+  const newSpace = (): number => getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')?.space_size ?? NaN;
   process.on('SIGUSR2', () => {
-    const usage = process.memoryUsage();
+    const usage = { ...process.memoryUsage(), newSpace: newSpace() };
     collect?.();
-    const afterGc = collect === null ? undefined : process.memoryUsage();
+    const afterGc = collect === null ? undefined : { ...process.memoryUsage(), newSpace: newSpace() };
     writeFileSync(join(dir, `${process.pid}.json`), JSON.stringify({ pid: process.pid, at: Date.now(), ...usage, afterGc }));
   });
 }

@@ -70,8 +70,9 @@ let collectGarbage: (() => void) | undefined;
  * to the system the pages the first emptied (V8 releases them once they are
  * swept). Node exposes no collection without --expose-gc, which the proxy
  * turns on for itself here rather than asking every operator for the flag.
+ * Also used after a busy period (quiet-memory.ts).
  */
-function fullCollection(): void {
+export function fullCollection(): void {
   if (collectGarbage === undefined) {
     setFlagsFromString('--expose-gc');
     collectGarbage = runInNewContext('gc') as () => void;

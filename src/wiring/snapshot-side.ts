@@ -3,7 +3,7 @@ import type { Metrics } from '../metrics';
 import type { Mirror } from '../mirror/mirror';
 import type { MirrorScope } from '../mirror/mirror-scope';
 import type { ProxyConfig } from '../settings/types';
-import { startPeriodicSnapshots, type PeriodicSnapshots } from '../snapshot/periodic';
+import type { PeriodicSnapshots } from '../snapshot/periodic';
 import type { MirrorStore } from '../store/store';
 import type { Liveness } from '../upstream/liveness';
 
@@ -26,7 +26,7 @@ export interface SnapshotSide {
 
 /** Snapshot files in --snapshot-dir, and snapshots in a bucket: each only when configured. */
 export async function startSnapshotSide(parts: SnapshotSideParts): Promise<SnapshotSide> {
-  const periodic = startSnapshotFiles(parts);
+  const periodic = await startSnapshotFiles(parts);
   const bucket = await startBucketSnapshots(parts);
   return {
     async close() {
@@ -36,8 +36,10 @@ export async function startSnapshotSide(parts: SnapshotSideParts): Promise<Snaps
   };
 }
 
-function startSnapshotFiles({ config, store, metrics, log }: SnapshotSideParts): PeriodicSnapshots | null {
+async function startSnapshotFiles({ config, store, metrics, log }: SnapshotSideParts): Promise<PeriodicSnapshots | null> {
   if (config.snapshotDir === null) return null;
+  // Loaded only here: the snapshot writer and its YAML export (2-3 MB of memory with the YAML library) wait for --snapshot-dir.
+  const { startPeriodicSnapshots } = await import('../snapshot/periodic');
   return startPeriodicSnapshots({
     store,
     dir: config.snapshotDir,

@@ -1,6 +1,7 @@
 // Integration (the real CLI in its own process, no etcd needed): a process
 // loads only what its command and role use. A proxy without --snapshot-url
-// holds no object-store SDK, no demo and no snapshot commands; a --workers
+// holds no object-store SDK, no demo and no snapshot commands, and without
+// --snapshot-dir and --config-file no snapshot writer and no YAML; a --workers
 // primary holds no serving side, and its workers no mirror keeper. Each
 // process lists its loaded modules on SIGUSR2 through a preload.
 import assert from 'node:assert/strict';
@@ -72,11 +73,11 @@ function matching(files: readonly string[], pattern: RegExp): string[] {
 }
 
 describe('modules loaded at start', () => {
-  it('one proxy without --snapshot-url loads no object store SDK, no demo and no snapshot commands', async () => {
+  it('one proxy without --snapshot-url, --snapshot-dir or --config-file loads no object store SDK, no demo, no snapshots and no YAML parser', async () => {
     const { child } = await startCli([]);
     const files = await loadedBy(child.pid ?? -1);
     assert.ok(files.includes('src/proxy.ts') && files.includes('src/wiring/serving.ts'), 'the list is of this proxy');
-    assert.deepEqual(matching(files, /node_modules\/@aws-sdk\/|^src\/objectstore\/|^src\/demo\/|^src\/workers\/|^src\/snapshot\/snapshot-command/), []);
+    assert.deepEqual(matching(files, /node_modules\/@aws-sdk\/|^src\/objectstore\/|^src\/demo\/|^src\/workers\/|^src\/snapshot\/|node_modules\/yaml\//), []);
   });
 
   it('with --workers 2 the primary loads no serving side and the workers no mirror keeper', async () => {

@@ -124,7 +124,6 @@ function readConfigFile(path: string, sources: ConfigSources, problems: string[]
   let document: unknown;
   try {
     // Loaded here, not at start: the YAML parser costs a process 2-3 MB of memory, which one without a config file never needs.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { parse: parseYaml } = require('yaml') as typeof Yaml;
     document = parseYaml(text);
   } catch (error) {

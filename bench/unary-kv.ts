@@ -4,7 +4,10 @@
 // process, reads from its mirror). Reports ratios to direct, and the
 // proxy's upstream calls per 1000 linearizable reads.
 //
-//   node --import tsx bench/unary-kv.ts [--seconds 5] [--concurrency 32] [--loads Put,...]
+// --sync-delay-us N makes every disk sync of this proxy's process N us
+// longer (bench/support/slow-sync.c), as on a cloud VM's network-attached volume.
+//
+//   node --import tsx bench/unary-kv.ts [--seconds 5] [--concurrency 32] [--loads Put,...] [--sync-delay-us 0]
 //
 // CPU per answer is read from /proc around each measurement: the path's
 // proxy process (none for direct) and etcd.
@@ -14,6 +17,7 @@ import { startProxyProcess } from '../test/support/proxy';
 import { call, rawClients, type RawClients } from '../test/support/raw-client';
 import { cpuSeconds } from './support/cpu';
 import { startGrpcProxy } from './support/grpc-proxy';
+import { withSlowSync } from './support/slow-sync';
 
 interface Result {
   readonly path: string;
@@ -28,8 +32,14 @@ interface Result {
 }
 
 const { values } = parseArgs({
-  options: { seconds: { type: 'string', default: '5' }, concurrency: { type: 'string', default: '32' }, loads: { type: 'string' } },
+  options: {
+    seconds: { type: 'string', default: '5' },
+    concurrency: { type: 'string', default: '32' },
+    loads: { type: 'string' },
+    'sync-delay-us': { type: 'string', default: '0' },
+  },
 });
+const SYNC_DELAY_US = Number(values['sync-delay-us']);
 const SECONDS = Number(values.seconds);
 const CONCURRENCY = Number(values.concurrency);
 
@@ -78,7 +88,7 @@ async function measure(path: string, clients: RawClients, load: Load, pids: Pids
 async function main(): Promise<void> {
   const etcd = await startEtcd();
   const grpcProxy = await startGrpcProxy(etcd.clientUrl);
-  const proxy = await startProxyProcess([etcd.clientUrl], ['--log-level', 'warn']);
+  const proxy = await withSlowSync(SYNC_DELAY_US, () => startProxyProcess([etcd.clientUrl], ['--log-level', 'warn']));
   const paths: [string, string, number | null][] = [
     ['etcd direct', etcd.clientAddress, null],
     ['etcd grpc-proxy', grpcProxy.address, grpcProxy.pid],

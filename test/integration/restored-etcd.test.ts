@@ -12,7 +12,7 @@ import { startEtcd, type EtcdServer } from '../support/etcd';
 import { restoreEtcdFromSnapshot, saveEtcdSnapshot } from '../support/etcd-restore';
 import { startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients } from '../support/raw-client';
-import { until } from '../support/until';
+import { until, untilValue } from '../support/until';
 import { WatchClient } from '../support/watch-client';
 
 const b = (s: string): Buffer => Buffer.from(s);
@@ -126,8 +126,20 @@ describe('etcd restored, with a prefix mirror: what was handed out before the re
     const handedOut = Number((await ask(proxy.address, 'kv', 'Range', { key: b('/other') })).header?.revision ?? 0);
 
     await restoreEtcdFromSnapshot(etcd, snapshot);
-    // A write through the proxy: its revision, below what was handed out, tells the proxy etcd went back.
-    const marker = Number((await ask(proxy.address, 'kv', 'Put', { key: b('/m/b'), value: b('restored') })).header?.revision ?? 0);
+    // A write through the proxy: its revision, below what was handed out, tells the proxy etcd went back. Right
+    // after the restart the proxy's connection to etcd may still wait out its reconnect: such a write is refused
+    // before it is sent ("No connection established"), and the client sends it again, as a client would.
+    const marker = await untilValue('a write through the proxy to reach the restored etcd', async () => {
+      const clients = rawClients(proxy.address);
+      try {
+        const outcome = await call<Answer>(clients.kv, 'Put', { key: b('/m/b'), value: b('restored') }, { deadlineMs: 5_000 });
+        if (outcome.error !== null && outcome.error.details.startsWith('No connection established')) return undefined;
+        assert.equal(outcome.error, null, `Put at ${proxy.address}: ${outcome.error?.details ?? ''}`);
+        return Number(outcome.response?.header?.revision ?? 0);
+      } finally {
+        clients.close();
+      }
+    }, 10_000, 200);
     assert.ok(marker < handedOut, `the restored etcd (${marker}) is behind what the proxy handed out (${handedOut})`);
     await until(
       'the mirror to hold the restored keyspace',

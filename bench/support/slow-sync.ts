@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -11,7 +11,8 @@ import { join } from 'node:path';
  */
 export async function withSlowSync<T>(delayUs: number, start: () => Promise<T>): Promise<T> {
   if (delayUs <= 0) return start();
-  const library = join(mkdtempSync(join(tmpdir(), 'ecp-slow-sync-')), 'slow-sync.so');
+  const dir = mkdtempSync(join(tmpdir(), 'ecp-slow-sync-'));
+  const library = join(dir, 'slow-sync.so');
   execFileSync('cc', ['-shared', '-fPIC', '-O2', '-o', library, join(__dirname, 'slow-sync.c'), '-ldl']);
   process.env.LD_PRELOAD = library;
   process.env.ECP_SYNC_DELAY_US = String(delayUs);
@@ -20,5 +21,7 @@ export async function withSlowSync<T>(delayUs: number, start: () => Promise<T>):
   } finally {
     delete process.env.LD_PRELOAD;
     delete process.env.ECP_SYNC_DELAY_US;
+    // What was spawned has the library mapped since it started: the file can go.
+    rmSync(dir, { recursive: true, force: true });
   }
 }

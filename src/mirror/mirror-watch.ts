@@ -1,5 +1,5 @@
 import type { Logger } from '../log';
-import { isOutOfSpace, type MirrorStore } from '../store/store';
+import type { MirrorStore } from '../store/store';
 import type { EncodedEvent } from '../etcd/event-bytes';
 import type { Liveness } from '../upstream/liveness';
 import type { UpstreamMember } from '../upstream/pool';
@@ -116,17 +116,10 @@ export class MirrorWatch {
 
   /** Takes one delivery of the watch, to be committed with the others that are not yet. */
   private commit(delivery: WatchDelivery): void {
-    // After a failed commit what the stream still hands over (messages it had received) follows a gap: it is dropped,
-    // and the next watch resumes from what was committed.
-    if (this.commitFailure !== null) return;
     // What grayscale shows of an event depends on what the store holds before it: committed one by one, at once.
     const grayscale = this.deps.grayscale;
     if (grayscale?.enabled === true && this.committing === null && this.pending.length === 0) {
-      try {
-        this.commitOne(delivery, grayscale);
-      } catch (error) {
-        this.failed(this.stream, error);
-      }
+      this.commitOne(delivery, grayscale);
       return;
     }
     this.pending.push(delivery);
@@ -207,8 +200,6 @@ export class MirrorWatch {
   /** A commit failed: what is pending follows a gap now, so it goes too, and the stream is given up. */
   private failed(stream: WatchStream | null, error: unknown): void {
     const failure = error instanceof Error ? error : new Error(String(error));
-    // No room on the disk is logged once, where the store begins holding its writes back.
-    if (!isOutOfSpace(failure)) this.deps.log.error({ err: failure }, 'mirror could not commit a watch response; reconnecting');
     this.pending = [];
     this.commitFailure = failure;
     stream?.finish(failure);

@@ -1,8 +1,8 @@
 // Benchmark: what one mirror commit costs the proxy's thread, LMDB opened as
 // the store opens it (src/store/store-tables.ts: overlappingSync), side by
-// side in one run: lmdb-js's synchronous commit (what the mirror did before
-// issue 29) against its asynchronous transaction with one commit in flight
-// (what the mirror does now: src/store/background-commits.ts). Each commit writes `--batch` small
+// side in one run: lmdb-js's synchronous commit (what the mirror does now)
+// against its asynchronous transaction with one commit in flight (what a
+// non-blocking mirror commit would use). Each commit writes `--batch` small
 // values, as a watch response of that many events would. Reports commits/s
 // and the share of the run the main thread was busy (event loop utilisation).
 //

@@ -32,27 +32,20 @@ export interface MirrorWatchDeps {
  * The mirror following one member: its upstream watch from M+1, ended when
  * the member stops answering, the scope asks for a list, or the mirror stops
  * it. Deliveries are committed before anyone is told of them, together:
- * those that arrive while nothing is being committed go in one LMDB
- * transaction at the end of their turn of the event loop, and those that
- * arrive while a commit is in flight go in the next one, started as soon as
- * it ends. The commits are made by lmdb-js's writer thread
- * (store/background-commits.ts): a commit costs a disk sync (300-600 us
- * here, far more while etcd syncs on the same disk), which stopped the
- * proxy's one thread while it was made on it. Readers, the hub and waiting
- * writes see the deliveries when their commit is made, each told in order.
+ * those that arrive in one turn of the event loop go in one LMDB
+ * transaction, at the end of the turn. A commit costs a disk sync (some
+ * 300-600 us here, lmdb-js's synchronous commit waits for it), so one per
+ * watch response capped writes through the proxy near 1 500/s; under load
+ * a turn brings several, and each then costs a fraction of one. Readers,
+ * the hub and waiting writes see them when that transaction is committed,
+ * each delivery told in order, as before.
  */
 export class MirrorWatch {
   /** The stream open now; null between watches. */
   private stream: WatchStream | null = null;
-  /** Deliveries not committed yet, committed together by the next commit. */
+  /** Deliveries of this turn, committed together at its end (or when the stream ends). */
   private pending: WatchDelivery[] = [];
   private flushScheduled = false;
-  /** The commit in flight; null when none. */
-  private committing: Promise<void> | null = null;
-  /** Jobs that change the store themselves, run once the commit in flight ends (before the next starts). */
-  private betweenCommits: (() => void)[] = [];
-  /** Why the last commit failed, for run() to reject with once its stream has ended. */
-  private commitFailure: Error | null = null;
   /** The member it runs on; null between watches. */
   private member: UpstreamMember | null = null;
 
@@ -62,7 +55,6 @@ export class MirrorWatch {
   async run(member: UpstreamMember, startRevision: number, trust: ProgressTrust): Promise<void> {
     const { identity, scope } = this.deps;
     const ranges = scope.current;
-    this.commitFailure = null;
     const opened = openWatchStream({
       member,
       ranges,
@@ -87,7 +79,7 @@ export class MirrorWatch {
       this.stream = null;
       this.member = null;
       // What this stream delivered is committed before anything else writes the store (a list, a wipe).
-      await this.drain();
+      this.flush();
     }
   }
 
@@ -104,62 +96,35 @@ export class MirrorWatch {
     this.stream?.finish(null);
   }
 
-  /**
-   * Runs `job`, which writes the store itself, between two commits: now when
-   * none is in flight (what it throws goes to the caller), else once the one
-   * in flight ends (what it throws is logged).
-   */
-  whenNotCommitting(job: () => void): void {
-    if (this.committing === null) job();
-    else this.betweenCommits.push(job);
-  }
-
-  /** Takes one delivery of the watch, to be committed with the others that are not yet. */
+  /** Takes one delivery of the watch, to be committed with the rest of this turn's. */
   private commit(delivery: WatchDelivery): void {
-    // What grayscale shows of an event depends on what the store holds before it: committed one by one, at once.
+    // What grayscale shows of an event depends on what the store holds before it: committed one by one.
     const grayscale = this.deps.grayscale;
-    if (grayscale?.enabled === true && this.committing === null && this.pending.length === 0) {
+    if (grayscale?.enabled === true) {
+      this.flush();
       this.commitOne(delivery, grayscale);
       return;
     }
     this.pending.push(delivery);
-    if (this.flushScheduled || this.committing !== null) return;
+    if (this.flushScheduled) return;
     this.flushScheduled = true;
+    const stream = this.stream;
     setImmediate(() => {
-      this.flushScheduled = false;
-      this.flush();
+      try {
+        this.flush();
+      } catch (error) {
+        // As a commit that failed inside the delivery: the stream is given up, and resumes from what was committed.
+        stream?.finish(error instanceof Error ? error : new Error(String(error)));
+      }
     });
   }
 
-  /** Commits whatever is pending and nothing else is being committed; waits for every commit, this stream's last included. */
-  private async drain(): Promise<void> {
-    for (;;) {
-      if (this.committing !== null) await this.committing;
-      else if (this.pending.length > 0) this.flush();
-      else break;
-    }
-    if (this.commitFailure !== null) throw this.commitFailure;
-  }
-
-  /**
-   * Starts committing every pending delivery in one LMDB transaction, then
-   * tells of each in order; on failure none is told, none is kept, and the
-   * stream is given up (it resumes from what was committed).
-   */
+  /** Commits every pending delivery in one LMDB transaction, then tells of each in order; on failure none is told, and none is kept. */
   private flush(): void {
+    this.flushScheduled = false;
     const deliveries = this.pending;
-    if (deliveries.length === 0 || this.committing !== null) return;
+    if (deliveries.length === 0) return;
     this.pending = [];
-    const stream = this.stream;
-    const grayscale = this.deps.grayscale;
-    if (grayscale?.enabled === true) {
-      try {
-        for (const delivery of deliveries) this.commitOne(delivery, grayscale);
-      } catch (error) {
-        this.failed(stream, error);
-      }
-      return;
-    }
     const { store } = this.deps;
     // A resumed watch may repeat the seam: events the store holds already (or an earlier delivery brings) are not seen again.
     let revision = store.meta().revision;
@@ -170,51 +135,13 @@ export class MirrorWatch {
     });
     const last = deliveries[deliveries.length - 1] as WatchDelivery;
     const through = deliveries.reduce((highest, delivery) => Math.max(highest, delivery.through), 0);
-    this.committing = store
-      .applyEventsInBackground(
-        told.flatMap((delivery) => delivery.events),
-        last.header,
-        through,
-      )
-      .then(
-        () => {
-          try {
-            for (const delivery of told) this.deps.onCommitted(delivery.revision, delivery.events);
-          } catch (error) {
-            this.failed(stream, error);
-          }
-        },
-        (error: unknown) => this.failed(stream, error),
-      )
-      .finally(() => {
-        this.committing = null;
-        this.runBetweenCommits();
-        try {
-          this.flush();
-        } catch (error) {
-          this.failed(this.stream, error);
-        }
-      });
-  }
-
-  /** A commit failed: what is pending follows a gap now, so it goes too, and the stream is given up. */
-  private failed(stream: WatchStream | null, error: unknown): void {
-    const failure = error instanceof Error ? error : new Error(String(error));
-    this.pending = [];
-    this.commitFailure = failure;
-    stream?.finish(failure);
-  }
-
-  private runBetweenCommits(): void {
-    const jobs = this.betweenCommits;
-    this.betweenCommits = [];
-    for (const job of jobs) {
-      try {
-        job();
-      } catch (error) {
-        this.deps.log.error({ err: error }, 'mirror: a change of the store made between two commits failed');
-      }
-    }
+    store.applyEvents(
+      told.flatMap((delivery) => delivery.events),
+      last.header,
+      through,
+      [],
+    );
+    for (const delivery of told) this.deps.onCommitted(delivery.revision, delivery.events);
   }
 
   /** Commits one delivery: one LMDB transaction, before anyone is told. */

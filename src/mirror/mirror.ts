@@ -44,8 +44,7 @@ export interface Mirror extends EventEmitter<MirrorEvents> {
   hurry(): void;
   /**
    * Changes what this machine shows of some keys, in place (`change` writes
-   * the store synchronously, between two commits of the watch: now, or as
-   * soon as the one in flight ends), and tells
+   * the store synchronously, between two commits of the watch), and tells
    * everyone that follows the mirror.
    */
   rederive(change: () => void, touches: (key: Buffer, rangeEnd: Buffer) => boolean): void;
@@ -106,11 +105,7 @@ export function startMirror({ store, pool, liveness, log, scope, scopeRefreshMs 
   adoptHeldScope(store, scope, identity.configured, log);
   const emitter = new EventEmitter<MirrorEvents>();
   const waiters = new RevisionWaiters(() => store.meta().revision);
-  // M as told to the mirror's followers. The store may show a commit a moment before it is told
-  // (store/background-commits.ts): kept answers hold only up to what their cache was told of.
-  let told = store.meta().revision;
   const advanced = (revision: number): void => {
-    told = revision;
     waiters.release(revision);
     onRevision?.(revision);
   };
@@ -165,10 +160,7 @@ export function startMirror({ store, pool, liveness, log, scope, scopeRefreshMs 
     adoption,
     statusTimeoutMs: STATUS_TIMEOUT_MS,
     clusterRevision: { key: () => scope.probeKey(), metadata: (member) => identity.metadataFor(member), renew: (member, raftIndex) => identity.renewIfIssuedAfter(member, raftIndex) },
-    onDiscarded: (previous) => {
-      told = store.meta().revision;
-      emitter.emit('discarded', previous);
-    },
+    onDiscarded: (previous) => emitter.emit('discarded', previous),
     onFailover,
   });
   // While the store cannot write, M stays where it is: whoever waits for a newer one is told now, and goes to etcd.
@@ -180,7 +172,7 @@ export function startMirror({ store, pool, liveness, log, scope, scopeRefreshMs 
   pool.on('unhealthy', (member) => watch.leave(member));
 
   return Object.assign(emitter, {
-    revision: () => told,
+    revision: () => store.meta().revision,
     hasData: () => store.meta().revision > 0,
     authRequired: () => auth.isRequired(),
     authEnabled: () => auth.isEnabled(),
@@ -188,10 +180,8 @@ export function startMirror({ store, pool, liveness, log, scope, scopeRefreshMs 
     hurry: () => backoff.wake(),
     adopt: <T extends { revision: number }>(restore: () => Promise<T>): Promise<T> => adoption.adopt(restore),
     rederive(change: () => void, touches: (key: Buffer, rangeEnd: Buffer) => boolean) {
-      watch.whenNotCommitting(() => {
-        change();
-        emitter.emit('rederived', store.meta().revision, touches);
-      });
+      change();
+      emitter.emit('rederived', store.meta().revision, touches);
     },
     requestRelist(reason: string) {
       relister.request(reason);

@@ -2,14 +2,9 @@ import type { EncodedEvent } from '../etcd/event-bytes';
 import type { HeaderIdentity } from '../etcd/records';
 import { toStoreKey } from './key-codec';
 import { encodeLogEntry } from './log-entry';
-import type { PersistedMeta } from './meta';
-import { writeMeta, type StoreState } from './store-state';
-import type { StoreTables } from './store-tables';
+import { activeTable, writeMeta, type StoreState } from './store-state';
 import { applyWithheld, type WithheldChange } from './withheld-table';
 import type { WriteGuard } from './write-hold';
-
-/** Where a write that can wait is made now or kept: the store's guard, or its background commits while one is in flight. */
-export type DeferringWriter = Pick<WriteGuard, 'runOrDefer'>;
 
 /**
  * Applies one upstream watch response: every event, the log entries, and the
@@ -18,56 +13,37 @@ export type DeferringWriter = Pick<WriteGuard, 'runOrDefer'>;
  * Returns the new M.
  */
 export function commitEvents(state: StoreState, events: readonly EncodedEvent[], identity: HeaderIdentity, through: number, withheld: readonly WithheldChange[]): number {
-  if (!hasWork(state.meta, events, through, withheld)) return state.meta.revision;
-  state.meta = state.tables.root.transactionSync(() => writeEvents(state.tables, state.meta, events, identity, through, withheld));
+  const { tables } = state;
+  if (events.length === 0 && withheld.length === 0 && through <= state.meta.revision) return state.meta.revision;
+  state.meta = tables.root.transactionSync(() => {
+    const { meta } = state;
+    const kv = activeTable(state);
+    const byRevision = new Map<number, EncodedEvent[]>();
+    for (const event of events) {
+      const revision = event.kv.mod_revision;
+      if (revision <= meta.revision) continue; // already applied (a resumed watch may repeat the seam)
+      if (event.type === 'PUT') kv.putSync(toStoreKey(event.kv.key), event.kv.bytes);
+      else kv.removeSync(toStoreKey(event.kv.key));
+      const group = byRevision.get(revision) ?? [];
+      group.push(event);
+      byRevision.set(revision, group);
+    }
+    for (const [revision, group] of byRevision) tables.log.putSync(revision, encodeLogEntry(group));
+    applyWithheld(tables.withheld, withheld);
+    const revision = Math.max(meta.revision, through, ...byRevision.keys());
+    const logStart = meta.logStart === 0 && byRevision.size > 0 ? Math.min(...byRevision.keys()) : meta.logStart;
+    const next = { ...meta, identity, revision, logStart };
+    writeMeta(tables, next);
+    return next;
+  });
   return state.meta.revision;
-}
-
-/** Whether a response changes anything: events, withheld versions, or a revision past M. */
-export function hasWork(meta: PersistedMeta, events: readonly EncodedEvent[], through: number, withheld: readonly WithheldChange[]): boolean {
-  return events.length > 0 || withheld.length > 0 || through > meta.revision;
-}
-
-/** Writes a response's events, log entries and the meta that follows `meta` into the transaction open now; returns that meta. */
-export function writeEvents(
-  tables: StoreTables,
-  meta: PersistedMeta,
-  events: readonly EncodedEvent[],
-  identity: HeaderIdentity,
-  through: number,
-  withheld: readonly WithheldChange[],
-): PersistedMeta {
-  const kv = tables.kv[meta.activeKv];
-  const byRevision = new Map<number, EncodedEvent[]>();
-  for (const event of events) {
-    const revision = event.kv.mod_revision;
-    if (revision <= meta.revision) continue; // already applied (a resumed watch may repeat the seam)
-    if (event.type === 'PUT') kv.putSync(toStoreKey(event.kv.key), event.kv.bytes);
-    else kv.removeSync(toStoreKey(event.kv.key));
-    const group = byRevision.get(revision) ?? [];
-    group.push(event);
-    byRevision.set(revision, group);
-  }
-  for (const [revision, group] of byRevision) tables.log.putSync(revision, encodeLogEntry(group));
-  applyWithheld(tables.withheld, withheld);
-  // A batch may hold many revisions (a catch-up after an outage): no spread of them into one call's arguments.
-  let revision = Math.max(meta.revision, through);
-  let lowest = Infinity;
-  for (const logged of byRevision.keys()) {
-    revision = Math.max(revision, logged);
-    lowest = Math.min(lowest, logged);
-  }
-  const logStart = meta.logStart === 0 && byRevision.size > 0 ? lowest : meta.logStart;
-  const next = { ...meta, identity, revision, logStart };
-  writeMeta(tables, next);
-  return next;
 }
 
 /**
  * Records what the upstream said about itself (term changes, compaction) without events; the compaction point never goes back.
  * It is known at once; while the store cannot write for lack of room, it is written when it can again.
  */
-export function commitMetaUpdate(state: StoreState, update: { identity?: HeaderIdentity; compactRevision?: number }, guard: DeferringWriter): void {
+export function commitMetaUpdate(state: StoreState, update: { identity?: HeaderIdentity; compactRevision?: number }, guard: WriteGuard): void {
   const previous = state.meta;
   state.meta = {
     ...previous,

@@ -1,4 +1,3 @@
-import type { BackgroundCommits } from './background-commits';
 import { EMPTY_META } from './meta';
 import { activeTable, writeMeta, type StoreState } from './store-state';
 import type { StoreTables } from './store-tables';
@@ -19,12 +18,9 @@ const PRUNE_BATCH = 5_000;
  * asynchronous transactions: one that fails (a full disk) rejects promises
  * lmdb-js keeps to itself, which ends the process.
  */
-export async function pruneLog(state: StoreState, keepFrom: number, guard: WriteGuard, background: Pick<BackgroundCommits, 'busy' | 'idle'>): Promise<void> {
+export async function pruneLog(state: StoreState, keepFrom: number, guard: WriteGuard): Promise<void> {
   const { tables } = state;
   while (keepFrom > state.meta.logStart && guard.held === null) {
-    // Not while the mirror's commit is in flight in lmdb-js's writer thread (background-commits.ts): each batch waits for it.
-    while (background.busy) await background.idle();
-    if (keepFrom <= state.meta.logStart || guard.held !== null) break;
     state.meta = guard.run(() =>
       tables.root.transactionSync(() => {
         let dropped = 0;

@@ -3,7 +3,6 @@ import type { EncodedEvent } from '../etcd/event-bytes';
 import type { EncodedKeyValue } from '../etcd/kv-bytes';
 import type { HeaderIdentity } from '../etcd/records';
 import type { Logger } from '../log';
-import { BackgroundCommits } from './background-commits';
 import { commitEvents, commitMetaUpdate } from './event-commit';
 import { countRecords, getRecord, scanRecords } from './key-reads';
 import { decodeLogEntry } from './log-entry';
@@ -48,17 +47,6 @@ export interface MirrorStore {
    * Returns the new M.
    */
   applyEvents(events: readonly EncodedEvent[], identity: HeaderIdentity, through?: number, withheld?: readonly WithheldChange[]): number;
-  /**
-   * Applies watch responses as applyEvents does (no withheld versions), in
-   * lmdb-js's writer thread (background-commits.ts), one commit at a time:
-   * resolves with the new M once it is committed and on disk; rejects (having
-   * written nothing) when it fails. While it is in flight the writes that can
-   * wait are kept until it ends, and any other write throws: callers wait
-   * for idle() first.
-   */
-  applyEventsInBackground(events: readonly EncodedEvent[], identity: HeaderIdentity, through: number): Promise<number>;
-  /** Resolves once no background commit is in flight. */
-  idle(): Promise<void>;
   /** The newest version of a key that this machine withholds (grayscale/), if any. */
   withheld(key: Buffer): EncodedKeyValue | undefined;
   /** Every withheld version, in key order. */
@@ -137,12 +125,6 @@ export function openStore(dataDir: string, options: StoreOptions = {}): MirrorSt
   const state: StoreState = { tables, meta: readStoredMeta(tables, path, readOnly, options.log) };
   const reserve = readOnly ? null : new SpaceReserve(path, () => usedBytes(tables));
   const guard = new WriteGuard(reserve);
-  const background = new BackgroundCommits(state, guard);
-  /** A write that must not overlap a background commit. */
-  const idleWrite = <T>(what: string, write: () => T): T => {
-    background.assertIdle(what);
-    return write();
-  };
   // A reader reads the meta in the snapshot it reads the keys in (another process commits). lmdb-js keeps one
   // read snapshot until a timer after the current job, so the meta read once is kept until this job ends
   // (a microtask, before any timer): a read asks meta() several times and decodes it once.
@@ -163,7 +145,7 @@ export function openStore(dataDir: string, options: StoreOptions = {}): MirrorSt
     : (): ReturnType<typeof activeTable> => activeTable(state);
   return {
     // The writer's meta is its own last commit; a reader's is read with the keys (another process commits).
-    meta: readOnly ? snapshotMeta : () => background.readMeta(),
+    meta: readOnly ? snapshotMeta : () => state.meta,
     refresh: () => {
       // A new snapshot: what was kept of the old one goes.
       readerMeta = null;
@@ -172,12 +154,9 @@ export function openStore(dataDir: string, options: StoreOptions = {}): MirrorSt
     get: (key) => getRecord(active(), key),
     scan: (start, end) => scanRecords(active(), start, end),
     count: (start, end) => countRecords(active(), start, end),
-    applyEvents: (events, identity, through = 0, withheld = []) =>
-      idleWrite('applyEvents', () => guard.run(() => commitEvents(state, events, identity, through, withheld), eventBytes(events, withheld))),
-    applyEventsInBackground: (events, identity, through) => background.commit(events, identity, through, eventBytes(events, [])),
-    idle: () => background.idle(),
-    updateMeta: (update) => commitMetaUpdate(state, update, background),
-    beginSnapshot: () => idleWrite('beginSnapshot', () => beginSnapshot(state, guard)),
+    applyEvents: (events, identity, through = 0, withheld = []) => guard.run(() => commitEvents(state, events, identity, through, withheld), eventBytes(events, withheld)),
+    updateMeta: (update) => commitMetaUpdate(state, update, guard),
+    beginSnapshot: () => beginSnapshot(state, guard),
     newestPut(entries) {
       for (const { value } of tables.log.getRange({ reverse: true, limit: entries })) {
         const puts = decodeLogEntry(value).filter((event) => event.type === 'PUT');
@@ -192,17 +171,17 @@ export function openStore(dataDir: string, options: StoreOptions = {}): MirrorSt
     *eventsAfter(after) {
       for (const { key, value } of tables.log.getRange({ start: after + 1 })) yield { revision: key, events: decodeLogEntry(value) };
     },
-    pruneLog: (keepFrom) => pruneLog(state, keepFrom, guard, background),
-    wipe: () => idleWrite('wipe', () => wipeStore(state, guard)),
+    pruneLog: (keepFrom) => pruneLog(state, keepFrom, guard),
+    wipe: () => wipeStore(state, guard),
     withheld: (key) => getRecord(tables.withheld, key),
     allWithheld: () => allWithheld(tables.withheld),
     withheldCount: () => withheldCount(tables.withheld),
     grayscaleSettings: () => tables.grayscale?.get('settings') ?? '',
     rederive: (visible, withheld, settings) =>
-      idleWrite('rederive', () => guard.run(
+      guard.run(
         () => rederive(state, visible, withheld, settings),
         2 * [...visible.map((change) => change.record), ...withheld.map((change) => change.record)].reduce((sum, record) => sum + (record?.bytes.length ?? 0), 0),
-      )),
+      ),
     stats: () => storeStats(state),
     view: () => viewStore(tables),
     writeHold: () => guard.held,
@@ -215,14 +194,13 @@ export function openStore(dataDir: string, options: StoreOptions = {}): MirrorSt
     },
     members: () => tables.members.get('members') ?? null,
     saveMembers(members) {
-      background.runOrDefer('members', () => tables.members.putSync('members', members));
+      guard.runOrDefer('members', () => tables.members.putSync('members', members));
     },
     authState: () => tables.auth?.get('auth') ?? null,
-    saveAuthState: (authState) => background.runOrDefer('auth', () => saveAuthState(tables.auth, authState)),
-    close: async () => {
-      await background.idle();
+    saveAuthState: (authState) => guard.runOrDefer('auth', () => saveAuthState(tables.auth, authState)),
+    close: () => {
       reserve?.close();
-      await tables.root.close();
+      return tables.root.close();
     },
   };
 }

@@ -63,12 +63,3 @@ export function metaInSnapshot(state: StoreState): PersistedMeta {
   state.meta = withScope(state.tables.meta.get('meta'));
   return state.meta;
 }
-
-/**
- * The meta as the current read snapshot has it, without taking it as this
- * handle's own (the writer while lmdb-js's writer thread commits: the commit
- * is visible to reads before the writer hears of it).
- */
-export function snapshotMeta(tables: StoreTables): PersistedMeta {
-  return withScope(tables.meta.get('meta'));
-}

@@ -81,22 +81,6 @@ export class WriteGuard {
     }
   }
 
-  /**
-   * A write made by lmdb-js's writer thread: `start` begins it and calls
-   * `claim` inside its transaction, before writing (the writer thread writes
-   * no pages while the transaction's callback runs, so the reserve may grow
-   * then). Rejects with StoreFull while held, and holds writes from a failure
-   * for lack of room on.
-   */
-  async runInBackground<T>(start: (claim: () => void) => Promise<T>, needBytes = 0): Promise<T> {
-    if (this.hold !== null) throw this.hold.error;
-    try {
-      return await start(() => this.reserve?.ensure(needBytes));
-    } catch (error) {
-      throw this.failed(error, needBytes);
-    }
-  }
-
   /** A write that can wait: made now, or, while held (or failing for lack of room), kept as the latest of `kind` until resume. */
   runOrDefer(kind: string, write: () => void): void {
     if (this.hold !== null) {

@@ -1,8 +1,10 @@
 // Benchmark: unary Range (serializable and linearizable) and Put latency and
-// throughput, side by side in one run, through three paths to the same etcd:
-// direct, `etcd grpc-proxy`, and etcd-cache-proxy (its CLI in its own
-// process, reads from its mirror). Reports ratios to direct, and the
-// proxy's upstream calls per 1000 linearizable reads.
+// throughput, side by side in one run, through the paths to the same etcd:
+// direct, `etcd grpc-proxy`, etcd-cache-proxy (its CLI in its own process,
+// reads from its mirror), and two floors that only relay each call as bytes
+// (bench/support/relay-floor.ts): grpc-js server and client, the parts the
+// proxy's forward path is made of, and Node's bare HTTP/2. Reports ratios to
+// direct, and the proxy's upstream calls per 1000 linearizable reads.
 //
 // --sync-delay-us N makes every disk sync of this proxy's process N us
 // longer (bench/support/slow-sync.c), as on a cloud VM's network-attached volume.
@@ -17,6 +19,7 @@ import { startProxyProcess } from '../test/support/proxy';
 import { call, rawClients, type RawClients } from '../test/support/raw-client';
 import { cpuSeconds } from './support/cpu';
 import { startGrpcProxy } from './support/grpc-proxy';
+import { startRelayFloor } from './support/relay-floor-process';
 import { withSlowSync } from './support/slow-sync';
 
 interface Result {
@@ -89,10 +92,13 @@ async function main(): Promise<void> {
   const etcd = await startEtcd();
   const grpcProxy = await startGrpcProxy(etcd.clientUrl);
   const proxy = await withSlowSync(SYNC_DELAY_US, () => startProxyProcess([etcd.clientUrl], ['--log-level', 'warn']));
+  const relays = [await startRelayFloor(etcd.clientAddress, 'grpc-js'), await startRelayFloor(etcd.clientAddress, 'http2')];
   const paths: [string, string, number | null][] = [
     ['etcd direct', etcd.clientAddress, null],
     ['etcd grpc-proxy', grpcProxy.address, grpcProxy.pid],
     ['etcd-cache-proxy', proxy.address, proxy.child.pid ?? null],
+    ['relay: grpc-js', relays[0]?.address ?? '', relays[0]?.pid ?? null],
+    ['relay: node http2', relays[1]?.address ?? '', relays[1]?.pid ?? null],
   ];
   const results: Result[] = [];
   let barrierCallsPer1000 = NaN;
@@ -114,6 +120,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
+    for (const relay of relays) await relay.stop();
     await proxy.stop();
     await grpcProxy.stop();
     await etcd.stop();

@@ -19,6 +19,27 @@ export interface StoreTables {
   readonly withheld: Database<Buffer, Buffer> | undefined;
   /** Kept apart from the meta: a wipe or a list keeps deriving under the same settings. */
   readonly grayscale: Database<string, string> | undefined;
+  /** Bytes per LMDB page, fixed when the environment was created. */
+  readonly pageSize: number;
+  /** The last page the newest commit uses: where LMDB's next pages go. */
+  lastPageNumber(): number;
+}
+
+/**
+ * lmdb-js's native environment, which each of its database objects holds as
+ * `env`. Its info() is mdb_env_info, one read of the newest meta page; the
+ * documented getStats() also renews a read transaction and gathers three
+ * more sets of figures, which the mirror paid on every commit (space-reserve.ts).
+ */
+interface NativeEnvironment {
+  info(): { lastPageNumber: number };
+}
+
+function nativeEnvironmentOf(root: RootDatabase): NativeEnvironment {
+  const env = (root as unknown as { env?: Partial<NativeEnvironment> }).env;
+  const info = env?.info;
+  if (env === undefined || typeof info !== 'function') throw new Error("etcd-cache-proxy: lmdb-js no longer exposes its environment's info(); src/store/store-tables.ts needs another way");
+  return { info: () => info.call(env) };
 }
 
 /**
@@ -32,8 +53,11 @@ export function openStoreTables(path: string, readOnly: boolean): StoreTables {
   // its option types do not list it, hence the object apart.
   const lmdbOptions = { path, overlappingSync: true, maxDbs: 16, readOnly, permissionsMode: PRIVATE_FILE_MODE };
   const root: RootDatabase = open(lmdbOptions);
+  const native = nativeEnvironmentOf(root);
   return {
     root,
+    pageSize: (root.getStats() as { pageSize: number }).pageSize,
+    lastPageNumber: () => native.info().lastPageNumber,
     meta: root.openDB<PersistedMeta, string>({ name: 'meta', encoding: 'msgpack' }),
     members: root.openDB<PersistedMembers, string>({ name: 'members', encoding: 'msgpack' }),
     auth: root.openDB<PersistedAuthState, string>({ name: 'upstream-auth', encoding: 'msgpack' }) as Database<PersistedAuthState, string> | undefined,

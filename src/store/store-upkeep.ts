@@ -62,6 +62,5 @@ export function storeStats(state: StoreState): StoreStats {
 
 /** Bytes up to the end of the last page the environment uses (its file may be longer: space-reserve.ts). */
 export function usedBytes(tables: StoreTables): number {
-  const env = tables.root.getStats() as { pageSize: number; lastPageNumber: number };
-  return (env.lastPageNumber + 1) * env.pageSize;
+  return (tables.lastPageNumber() + 1) * tables.pageSize;
 }

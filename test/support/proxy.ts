@@ -149,7 +149,8 @@ async function answersHttp(url: string): Promise<boolean> {
 const PROXY_NODE_ARGS = (process.env.ECP_PROXY_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '');
 
 export function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
-  const child = spawn(process.execPath, [...PROXY_NODE_ARGS, '--import', 'tsx', CLI, ...args], {
+  const entry = process.env.ECP_PROXY_BUILT === '1' ? [join(REPO_ROOT, 'dist', 'src', 'cli.js')] : ['--import', 'tsx', CLI];
+  const child = spawn(process.execPath, [...PROXY_NODE_ARGS, ...entry, ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -9,7 +9,10 @@
 //   --window-s, CPU ms per event each process spends passing it on (its idle
 //   cost included, as the machine pays it).
 //
-//   npm run build && node --import tsx bench/idle-cpu.ts [--window-s 20] [--settle-s 15] [--rate 10]
+// --compare DIR adds another checkout's proxy, built there (before and after
+// a change, in one run).
+//
+//   npm run build && node --import tsx bench/idle-cpu.ts [--window-s 20] [--settle-s 15] [--rate 10] [--compare DIR]
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -21,7 +24,7 @@ import { until } from '../test/support/until';
 import { cpuSeconds } from './support/cpu';
 import { startGrpcProxy } from './support/grpc-proxy';
 
-const { values } = parseArgs({ options: { 'window-s': { type: 'string', default: '20' }, 'settle-s': { type: 'string', default: '15' }, rate: { type: 'string', default: '10' } } });
+const { values } = parseArgs({ options: { 'window-s': { type: 'string', default: '20' }, 'settle-s': { type: 'string', default: '15' }, rate: { type: 'string', default: '10' }, compare: { type: 'string' } } });
 const SETTLE_S = Number(values['settle-s']);
 const WINDOW_S = Number(values['window-s']);
 const RATE = Number(values.rate);
@@ -52,14 +55,21 @@ function watchApisix(target: Target): void {
 }
 
 async function main(): Promise<void> {
-  if (!existsSync(join(REPO_ROOT, 'dist', 'src', 'cli.js'))) throw new Error('build first: npm run build (the proxy is measured as it runs from dist/)');
-  process.env.ECP_PROXY_BUILT = '1';
+  const compare = values.compare;
+  for (const root of [REPO_ROOT, ...(compare === undefined ? [] : [compare])]) {
+    if (!existsSync(join(root, 'dist', 'src', 'cli.js'))) throw new Error(`build first: npm run build in ${root} (the proxy is measured as it runs from dist/)`);
+  }
   const etcd = await startEtcd();
   const grpcProxy = await startGrpcProxy(etcd.clientUrl);
-  const proxy = await startProxyProcess([etcd.clientUrl], ['--log-level', 'warn']);
+  process.env.ECP_PROXY_BUILT = '1';
+  const proxies = [await startProxyProcess([etcd.clientUrl], ['--log-level', 'warn'])];
+  if (compare !== undefined) {
+    process.env.ECP_PROXY_BUILT = compare;
+    proxies.push(await startProxyProcess([etcd.clientUrl], ['--log-level', 'warn']));
+  }
   const direct = rawClients(etcd.clientAddress);
   const targets: Target[] = [
-    { name: 'etcd-cache-proxy', pid: proxy.child.pid ?? -1, clients: rawClients(proxy.address), events: 0 },
+    ...proxies.map((proxy, i) => ({ name: i === 0 ? 'etcd-cache-proxy' : 'compared proxy', pid: proxy.child.pid ?? -1, clients: rawClients(proxy.address), events: 0 })),
     { name: 'etcd grpc-proxy', pid: grpcProxy.pid, clients: rawClients(grpcProxy.address), events: 0 },
   ];
   const rows: string[] = [];
@@ -99,7 +109,7 @@ async function main(): Promise<void> {
   } finally {
     targets.forEach((t) => t.clients.close());
     direct.close();
-    await proxy.stop();
+    for (const proxy of proxies) await proxy.stop();
     await grpcProxy.stop();
     await etcd.stop();
   }

@@ -148,9 +148,19 @@ async function answersHttp(url: string): Promise<boolean> {
  */
 const PROXY_NODE_ARGS = (process.env.ECP_PROXY_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '');
 
+/**
+ * What a proxy process runs: the sources under tsx, or with ECP_PROXY_BUILT
+ * set the compiled CLI, as `npm start` runs it: `1` this checkout's dist/,
+ * a directory another checkout's (a benchmark's before and after).
+ */
+function proxyEntry(): string[] {
+  const built = process.env.ECP_PROXY_BUILT ?? '';
+  if (built === '' || built === '0') return ['--import', 'tsx', CLI];
+  return [join(built === '1' ? REPO_ROOT : built, 'dist', 'src', 'cli.js')];
+}
+
 export function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
-  const entry = process.env.ECP_PROXY_BUILT === '1' ? [join(REPO_ROOT, 'dist', 'src', 'cli.js')] : ['--import', 'tsx', CLI];
-  const child = spawn(process.execPath, [...PROXY_NODE_ARGS, ...entry, ...args], {
+  const child = spawn(process.execPath, [...PROXY_NODE_ARGS, ...proxyEntry(), ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,6 +1,5 @@
-import { join } from 'node:path';
-import { Enum, Reader, Root, Type, util, type Field } from 'protobufjs';
-import { protoRoot } from '../etcd/proto';
+import { Enum, Reader, Type, util, type Field, type Root } from 'protobufjs';
+import { etcdProtoRoot } from '../etcd/proto';
 import { decodeGoBase64 } from './go-base64';
 import { parseDocument, type JsonValue } from './go-json';
 import { wireToJsonBuffer } from './wire-json';
@@ -30,8 +29,6 @@ class JsonMappingError {
   constructor(readonly message: string) {}
 }
 
-let cachedRoot: Root | undefined;
-
 /**
  * Message nesting protobufjs accepts. Its default (100, protoc's) is below
  * what etcd takes: a Txn nested in a Txn as deep as --max-txn-ops allows
@@ -40,19 +37,11 @@ let cachedRoot: Root | undefined;
  */
 const MESSAGE_NESTING_LIMIT = 1_024;
 
-/** etcd's protos as protobufjs reflection, with the .proto field names kept. */
+/** etcd's protos as protobufjs reflection, with the .proto field names kept: the one the gRPC codecs use too. */
 function etcdRoot(): Root {
-  if (cachedRoot === undefined) {
-    util.recursionLimit = Math.max(util.recursionLimit, MESSAGE_NESTING_LIMIT);
-    Reader.recursionLimit = Math.max(Reader.recursionLimit, MESSAGE_NESTING_LIMIT);
-    const base = protoRoot();
-    const root = new Root();
-    root.resolvePath = (_origin, target) => (target.startsWith('/') ? target : join(base, target));
-    root.loadSync('etcdserverpb/rpc.proto', { keepCase: true });
-    root.resolveAll();
-    cachedRoot = root;
-  }
-  return cachedRoot;
+  util.recursionLimit = Math.max(util.recursionLimit, MESSAGE_NESTING_LIMIT);
+  Reader.recursionLimit = Math.max(Reader.recursionLimit, MESSAGE_NESTING_LIMIT);
+  return etcdProtoRoot();
 }
 
 export function lookupMessage(name: string): Type {

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { MethodDefinition } from '@grpc/grpc-js';
-import { Root, Service, type IConversionOptions, type Method, type Type } from 'protobufjs';
+import { Reader, Root, Service, util, type IConversionOptions, type Method, type Type } from 'protobufjs';
 
 /** The etcd services the proxy serves, by their fully qualified gRPC name. */
 export const ETCD_SERVICES = [
@@ -45,6 +45,16 @@ export function protoRoot(): string {
 let cachedRoot: Root | undefined;
 
 /**
+ * Message nesting protobufjs accepts. Its default (100, protoc's) is below
+ * what etcd takes: a Txn nested in a Txn as deep as --max-txn-ops allows
+ * (128 levels by default, two messages each). The bound still stops a
+ * hostile request long before the JavaScript stack would. Set with the
+ * reflection, before any codec runs: the limit is protobufjs's, one per
+ * process, and a read-only Txn that did not decode would be taken for a write.
+ */
+const MESSAGE_NESTING_LIMIT = 1_024;
+
+/**
  * etcd's .proto files as protobufjs reflection, field names as written,
  * loaded once per process and shared by the gRPC codecs and the JSON
  * gateway. protobufjs directly, not @grpc/proto-loader: the loader also
@@ -54,6 +64,8 @@ let cachedRoot: Root | undefined;
  */
 export function etcdProtoRoot(): Root {
   if (cachedRoot === undefined) {
+    util.recursionLimit = Math.max(util.recursionLimit, MESSAGE_NESTING_LIMIT);
+    Reader.recursionLimit = Math.max(Reader.recursionLimit, MESSAGE_NESTING_LIMIT);
     const base = protoRoot();
     const root = new Root();
     root.resolvePath = (_origin, target) => (target.startsWith('/') ? target : join(base, target));

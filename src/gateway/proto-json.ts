@@ -1,4 +1,4 @@
-import { Enum, Reader, Type, util, type Field, type Root } from 'protobufjs';
+import { Enum, Type, type Field } from 'protobufjs';
 import { etcdProtoRoot } from '../etcd/proto';
 import { decodeGoBase64 } from './go-base64';
 import { parseDocument, type JsonValue } from './go-json';
@@ -29,23 +29,9 @@ class JsonMappingError {
   constructor(readonly message: string) {}
 }
 
-/**
- * Message nesting protobufjs accepts. Its default (100, protoc's) is below
- * what etcd takes: a Txn nested in a Txn as deep as --max-txn-ops allows
- * (128 levels by default, two messages each). The bound still stops a
- * hostile body long before the JavaScript stack would.
- */
-const MESSAGE_NESTING_LIMIT = 1_024;
-
-/** etcd's protos as protobufjs reflection, with the .proto field names kept: the one the gRPC codecs use too. */
-function etcdRoot(): Root {
-  util.recursionLimit = Math.max(util.recursionLimit, MESSAGE_NESTING_LIMIT);
-  Reader.recursionLimit = Math.max(Reader.recursionLimit, MESSAGE_NESTING_LIMIT);
-  return etcdProtoRoot();
-}
-
 export function lookupMessage(name: string): Type {
-  return etcdRoot().lookupType(name);
+  // The reflection the gRPC codecs use too (which also sets how deep protobufjs lets messages nest).
+  return etcdProtoRoot().lookupType(name);
 }
 
 /** JSON (one request object, or null for an empty body) to the protobuf bytes of `type`. */

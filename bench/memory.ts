@@ -12,8 +12,9 @@
 // --after-s seconds after it stops: memory under load is bounded by the
 // answer cache and the watch buffers, and should come back near idle.
 //
-//   npm run build && node --import tsx bench/memory.ts [--keys 1000] [--settle-s 10] [--load-s 30] [--after-s 60] [--rounds 1] [--gc] [--compare DIR] [--with-env 'K=V ...'] [--load-only]
+//   npm run build && node --import tsx bench/memory.ts [--keys 1000] [--settle-s 10] [--load-s 30] [--after-s 60] [--rounds 1] [--gc] [--compare DIR] [--with-env 'K=V ...'] [--load-only] [--idle-only]
 //
+// --idle-only prints the idle table and loads nothing (the same as --load-s 0).
 // --with-env 'K=V ...' adds the built proxy once more with that environment
 // (LD_PRELOAD of another allocator, glibc's MALLOC_* tunables), idle and
 // loaded next to the plain one; --load-only leaves out the tsx and --workers
@@ -59,12 +60,14 @@ const { values } = parseArgs({
     gc: { type: 'boolean', default: false },
     compare: { type: 'string' },
     'load-only': { type: 'boolean', default: false },
+    'idle-only': { type: 'boolean', default: false },
     'with-env': { type: 'string' },
   },
 });
 const KEYS = Number(values.keys);
 const SETTLE_MS = Number(values['settle-s']) * 1000;
-const LOAD_MS = Number(values['load-s']) * 1000;
+/** --idle-only: no load at all, only the idle table. */
+const LOAD_MS = values['idle-only'] === true ? 0 : Number(values['load-s']) * 1000;
 const AFTER_MS = Number(values['after-s']) * 1000;
 /** Load, then quiet, this many times: whether what stays after one load is reused by the next or adds to it. */
 const ROUNDS = Number(values.rounds);

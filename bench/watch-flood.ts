@@ -26,7 +26,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { credentials, loadPackageDefinition, type ChannelCredentials, type ChannelOptions, type Client } from '@grpc/grpc-js';
-import { loadEtcdProto } from '../src/etcd/proto';
+import { loadEtcdProto } from '../test/support/etcd-proto';
 import { freePort, startEtcd, stopChild, type EtcdServer } from '../test/support/etcd';
 import { trackProcess } from '../test/support/processes';
 import { REPO_ROOT, startProxyProcess } from '../test/support/proxy';

@@ -12,7 +12,7 @@ export const WIRE_LENGTH = WIRE_LENGTH_DELIMITED;
 const WIRE_GROUP_START = 3;
 const WIRE_GROUP_END = 4;
 
-/** Message nesting accepted, as proto-json.ts allows protobufjs (a Txn in a Txn as deep as --max-txn-ops lets etcd go). */
+/** Message nesting accepted, as src/etcd/proto.ts allows protobufjs (a Txn in a Txn as deep as --max-txn-ops lets etcd go). */
 const NESTING_LIMIT = 1_024;
 
 export class WireError extends Error {

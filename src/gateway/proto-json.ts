@@ -1,6 +1,5 @@
-import { join } from 'node:path';
-import { Enum, Reader, Root, Type, util, type Field } from 'protobufjs';
-import { protoRoot } from '../etcd/proto';
+import { Enum, Type, type Field } from 'protobufjs';
+import { etcdProtoRoot } from '../etcd/proto';
 import { decodeGoBase64 } from './go-base64';
 import { parseDocument, type JsonValue } from './go-json';
 import { wireToJsonBuffer } from './wire-json';
@@ -30,33 +29,9 @@ class JsonMappingError {
   constructor(readonly message: string) {}
 }
 
-let cachedRoot: Root | undefined;
-
-/**
- * Message nesting protobufjs accepts. Its default (100, protoc's) is below
- * what etcd takes: a Txn nested in a Txn as deep as --max-txn-ops allows
- * (128 levels by default, two messages each). The bound still stops a
- * hostile body long before the JavaScript stack would.
- */
-const MESSAGE_NESTING_LIMIT = 1_024;
-
-/** etcd's protos as protobufjs reflection, with the .proto field names kept. */
-function etcdRoot(): Root {
-  if (cachedRoot === undefined) {
-    util.recursionLimit = Math.max(util.recursionLimit, MESSAGE_NESTING_LIMIT);
-    Reader.recursionLimit = Math.max(Reader.recursionLimit, MESSAGE_NESTING_LIMIT);
-    const base = protoRoot();
-    const root = new Root();
-    root.resolvePath = (_origin, target) => (target.startsWith('/') ? target : join(base, target));
-    root.loadSync('etcdserverpb/rpc.proto', { keepCase: true });
-    root.resolveAll();
-    cachedRoot = root;
-  }
-  return cachedRoot;
-}
-
 export function lookupMessage(name: string): Type {
-  return etcdRoot().lookupType(name);
+  // The reflection the gRPC codecs use too (which also sets how deep protobufjs lets messages nest).
+  return etcdProtoRoot().lookupType(name);
 }
 
 /** JSON (one request object, or null for an empty body) to the protobuf bytes of `type`. */

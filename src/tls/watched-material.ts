@@ -12,7 +12,8 @@ export const TLS_RELOAD_POLL_MS = 1_000;
  * in use, logs why, and is retried at the next change.
  */
 export class WatchedMaterial<T> extends EventEmitter<{ changed: [] }> {
-  private value: T;
+  /** Undefined until first asked for when there are no files (see the constructor). */
+  private value: T | undefined;
   private watched: string[] = [];
   private readonly onFileChange = (): void => this.reload();
 
@@ -23,8 +24,11 @@ export class WatchedMaterial<T> extends EventEmitter<{ changed: [] }> {
     private readonly log: Logger,
   ) {
     super();
-    // The first load happens at start, where an unreadable file is a configuration error.
-    this.value = build((file) => readFileSync(file));
+    // The first load happens at start, where an unreadable file is a configuration error. Without
+    // files nothing can fail to load, and the material is built when first asked for: the upstream
+    // credentials of a proxy with no TLS setting are the system's CAs, which OpenSSL holds in about
+    // 1.5 MB of native memory, while a proxy whose members are all http:// never uses them.
+    if (files.some((file) => file !== null)) this.value = build((file) => readFileSync(file));
     this.watch(files);
   }
 
@@ -43,6 +47,7 @@ export class WatchedMaterial<T> extends EventEmitter<{ changed: [] }> {
   }
 
   current(): T {
+    this.value ??= this.build((file) => readFileSync(file));
     return this.value;
   }
 

@@ -1,7 +1,8 @@
 // Integration (the real CLI in its own process, no etcd needed): a process
 // loads only what its command and role use. A proxy without --snapshot-url
 // holds no object-store SDK, no demo and no snapshot commands, and without
-// --snapshot-dir and --config-file no snapshot writer and no YAML; a --workers
+// --snapshot-dir and --config-file no snapshot writer and no YAML; no process
+// loads @grpc/proto-loader (its codecs are built from protobufjs); a --workers
 // primary holds no serving side, and its workers no mirror keeper. Each
 // process lists its loaded modules on SIGUSR2 through a preload.
 import assert from 'node:assert/strict';
@@ -72,12 +73,16 @@ function matching(files: readonly string[], pattern: RegExp): string[] {
   return files.filter((file) => pattern.test(file));
 }
 
+/** What a proxy in its default configuration (no --snapshot-url, --snapshot-dir, --config-file), idle, never loads. */
+const NEVER_AT_IDLE = /node_modules\/@aws-sdk\/|^src\/objectstore\/|^src\/demo\/|^src\/workers\/|^src\/snapshot\/|node_modules\/yaml\/|node_modules\/@grpc\/proto-loader\//;
+
 describe('modules loaded at start', () => {
-  it('one proxy without --snapshot-url, --snapshot-dir or --config-file loads no object store SDK, no demo, no snapshots and no YAML parser', async () => {
+  it('one proxy without --snapshot-url, --snapshot-dir or --config-file loads no object store SDK, no demo, no snapshots, no YAML parser and no proto-loader', async () => {
     const { child } = await startCli([]);
     const files = await loadedBy(child.pid ?? -1);
     assert.ok(files.includes('src/proxy.ts') && files.includes('src/wiring/serving.ts'), 'the list is of this proxy');
-    assert.deepEqual(matching(files, /node_modules\/@aws-sdk\/|^src\/objectstore\/|^src\/demo\/|^src\/workers\/|^src\/snapshot\/|node_modules\/yaml\//), []);
+    assert.ok(files.some((file) => file.startsWith('node_modules/protobufjs/')), 'the codecs are built');
+    assert.deepEqual(matching(files, NEVER_AT_IDLE), []);
   });
 
   it('with --workers 2 the primary loads no serving side and the workers no mirror keeper', async () => {
@@ -86,11 +91,11 @@ describe('modules loaded at start', () => {
     await until('both workers to run', () => childPids(primary).length === 2, 30_000);
     const primaryFiles = await loadedBy(primary);
     assert.ok(primaryFiles.includes('src/wiring/mirror-keeper.ts'), 'the primary keeps the mirror');
-    assert.deepEqual(matching(primaryFiles, /^src\/wiring\/serving\.ts$|^src\/gateway\/|^src\/workers\/worker\.ts$|node_modules\/@aws-sdk\//), []);
+    assert.deepEqual(matching(primaryFiles, /^src\/wiring\/serving\.ts$|^src\/gateway\/|^src\/workers\/worker\.ts$|node_modules\/@aws-sdk\/|node_modules\/@grpc\/proto-loader\//), []);
     for (const worker of childPids(primary)) {
       const files = await loadedBy(worker);
       assert.ok(files.includes('src/wiring/serving.ts'), 'a worker serves');
-      assert.deepEqual(matching(files, /^src\/wiring\/mirror-keeper\.ts$|^src\/workers\/primary\.ts$|node_modules\/@aws-sdk\//), []);
+      assert.deepEqual(matching(files, /^src\/wiring\/mirror-keeper\.ts$|^src\/workers\/primary\.ts$|node_modules\/@aws-sdk\/|node_modules\/@grpc\/proto-loader\//), []);
     }
   });
 });

@@ -7,10 +7,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
+import { Reader, util } from 'protobufjs';
 import { startEtcd, type EtcdServer } from '../support/etcd';
 import { b64, httpCall } from '../support/http-gateway';
 import { gauge, metric } from '../support/metrics';
-import { startTestProxy, type TestProxy } from '../support/proxy';
+import { startProxyProcess, startTestProxy, type TestProxy } from '../support/proxy';
 import { call, rawClients, type RawClients } from '../support/raw-client';
 import { until } from '../support/until';
 
@@ -38,6 +39,13 @@ const writeTxns: Record<string, object> = {
   'a Put in a nested Txn': { success: [{ request_txn: { success: [{ request_put: { key: b('/outside/k'), value: b('written') } }] } }] },
   'a Put of a mirrored key': { success: [{ request_put: { key: b('/apisix/k'), value: b('written') } }] },
 };
+
+/** A read-only Txn of a mirrored key nested `levels` deep (etcd takes up to --max-txn-ops, 128 by default). */
+function nestedMirroredRead(levels: number): object {
+  let txn: object = { success: [{ request_range: { key: b('/apisix/k') } }] };
+  for (let level = 1; level < levels; level += 1) txn = { success: [{ request_txn: txn }] };
+  return txn;
+}
 
 interface TxnReply {
   succeeded?: boolean;
@@ -101,6 +109,37 @@ describe('a read-only Txn is a read', () => {
       assert.equal(rejected, Object.keys(writeTxns).length + 1, 'only the Txns with a write are counted as refused writes');
       await unchanged();
     } finally {
+      clients.close();
+      await proxy.stop();
+    }
+  });
+
+  it('--mode=readonly answers a read-only Txn nested deeper than protobufjs\'s default limit as a read, before any JSON request as after', async () => {
+    // The proxy in its own process: protobufjs's limits are per process, and this one raises them for its client
+    // (which encodes with protobufjs too, and stops at 100 nested messages by default).
+    const limits = [util.recursionLimit, Reader.recursionLimit];
+    util.recursionLimit = 1_024;
+    Reader.recursionLimit = 1_024;
+    const revision = Number((await call<{ header?: { revision?: string } }>(direct.kv, 'Range', { key: b('/apisix/k') })).response?.header?.revision);
+    const proxy = await startProxyProcess([etcd.clientUrl], ['--mode', 'readonly', '--log-level', 'error']);
+    const url = `http://${proxy.address}`;
+    const clients = rawClients(proxy.address);
+    try {
+      await until('the mirror to sync', async () => (await gauge(url, 'etcd_cache_proxy_mirror_revision')) >= revision, 20_000);
+      const deep = nestedMirroredRead(110);
+      const fromEtcd = await call<TxnReply>(direct.kv, 'Txn', deep);
+      assert.equal(fromEtcd.error, null, fromEtcd.error?.details);
+      // Nothing has loaded the JSON gateway's tables in this proxy yet.
+      const first = await call<TxnReply>(clients.kv, 'Txn', deep);
+      assert.equal(first.error, null, `refused: ${first.error?.details}`);
+      assert.deepEqual(first.response?.responses, fromEtcd.response?.responses);
+      // After a JSON request: the same answer.
+      assert.equal((await httpCall(url, '/v3/kv/range', JSON.stringify({ key: b64('/apisix/k') }))).status, 200);
+      const after = await call<TxnReply>(clients.kv, 'Txn', deep);
+      assert.equal(after.error, null, after.error?.details);
+      assert.deepEqual(after.response?.responses, fromEtcd.response?.responses);
+    } finally {
+      [util.recursionLimit, Reader.recursionLimit] = limits as [number, number];
       clients.close();
       await proxy.stop();
     }

@@ -2,7 +2,7 @@
 // Auth service (raw grpc-js), and logs each user in.
 import assert from 'node:assert/strict';
 import { credentials, loadPackageDefinition, Metadata, type Client } from '@grpc/grpc-js';
-import { loadEtcdProto } from '../../src/etcd/proto';
+import { loadEtcdProto } from './etcd-proto';
 import type { PermissionType } from '../../src/auth/permissions';
 import { call } from './raw-client';
 

@@ -1,5 +1,5 @@
 import { credentials, loadPackageDefinition, Metadata, type ChannelCredentials, type ChannelOptions, type Client, type ServiceError } from '@grpc/grpc-js';
-import { loadEtcdProto } from '../../src/etcd/proto';
+import { loadEtcdProto } from './etcd-proto';
 
 type ClientConstructor = new (address: string, creds: ChannelCredentials, options?: ChannelOptions) => Client;
 

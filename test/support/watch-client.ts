@@ -9,7 +9,8 @@ import {
   type ClientDuplexStream,
   type StatusObject,
 } from '@grpc/grpc-js';
-import { loadEtcdProto, serviceMethods } from '../../src/etcd/proto';
+import { serviceMethods } from '../../src/etcd/proto';
+import { loadEtcdProto } from './etcd-proto';
 import type { WireEvent, WireWatchResponse } from '../../src/etcd/wire';
 
 // A raw Watch client for tests and benchmarks: one grpc-js bidi stream (or one

@@ -1,6 +1,6 @@
 import { request as httpRequest } from 'node:http';
 import { credentials, loadPackageDefinition, Metadata, type ChannelOptions, type Client, type ClientDuplexStream } from '@grpc/grpc-js';
-import { loadEtcdProto } from '../../src/etcd/proto';
+import { loadEtcdProto } from './etcd-proto';
 import type { WireWatchResponse } from '../../src/etcd/wire';
 
 // A watch flood and the probe that watches for its harm, for a test and for

@@ -8,8 +8,12 @@ export interface SelfFilter {
   know(addresses: SelfAddresses): void;
   /** Leaves out, with an error log, every endpoint that is this proxy. */
   without(candidates: readonly UpstreamEndpoint[]): Promise<UpstreamEndpoint[]>;
-  /** A member answered with the proxy's own loop marker: false when its URL was already known as this proxy. */
-  markLooped(url: string): boolean;
+  /**
+   * A member answered with the proxy's own loop marker, having gone through
+   * `proxiesInLoop` proxies (1: this one alone): false when its URL was
+   * already known as looping back.
+   */
+  markLooped(url: string, proxiesInLoop: number): boolean;
 }
 
 export function createSelfFilter(log: Logger, selfDropped: () => void): SelfFilter {
@@ -35,11 +39,17 @@ export function createSelfFilter(log: Logger, selfDropped: () => void): SelfFilt
       }
       return kept;
     },
-    markLooped(url) {
+    markLooped(url, proxiesInLoop) {
       if (selfUrls.has(url)) return false;
       selfUrls.add(url);
       selfDropped();
-      log.error({ endpoint: url }, "upstream member answered with this proxy's own loop marker: dropped (it is this proxy)");
+      if (proxiesInLoop <= 1) log.error({ endpoint: url }, "upstream member answered with this proxy's own loop marker: dropped (it is this proxy)");
+      else {
+        log.error(
+          { endpoint: url, proxiesInLoop },
+          'upstream member leads back to this proxy: a cycle of proxies, each the upstream of the next, with no etcd in it; dropped, so that no call goes round it (point one of them at etcd)',
+        );
+      }
       return true;
     },
   };

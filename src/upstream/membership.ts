@@ -3,7 +3,7 @@ import type { Logger } from '../log';
 import { discover, toEndpoints, type Discovered } from './discovery';
 import type { UpstreamEndpoint } from '../etcd/endpoint';
 import type { SelfAddresses } from './loop-guard';
-import { fetchMemberList, type ListedMembers } from './member-list';
+import { fetchMemberList, membersToFollow, type ListedMembers } from './member-list';
 import type { UpstreamMember, UpstreamPool } from './pool';
 import { createSelfFilter } from './self-filter';
 import type { TlsFiles } from '../tls/upstream-tls';
@@ -120,6 +120,8 @@ export function createMembership(deps: MembershipDeps): Membership {
   let given: readonly UpstreamEndpoint[] = settings.source.kind === 'endpoints' ? settings.endpoints : [];
   /** What answered the last member list: only a change is logged. */
   let upstreamKind: UpstreamKind = 'unknown';
+  /** The loopback URLs an upstream proxy listed last and were left out: only a change is logged. */
+  let loopbackLeftOut = '';
 
   const apply = async (next: readonly UpstreamEndpoint[]): Promise<boolean> => {
     const usable = await selfFilter.without(next);
@@ -134,19 +136,18 @@ export function createMembership(deps: MembershipDeps): Membership {
     return apply(found);
   };
 
-  /**
-   * The members to follow after a member list: etcd's list as it is (removed
-   * members dropped, new ones added). A proxy lists the URLs it advertises
-   * (itself, or its tier) instead of etcd's members, so then the endpoints
-   * given stay, and what it lists is added: an edge given two regionals
-   * keeps both, and fails over to the other when one dies.
-   */
+  /** The members to follow after a member list (membersToFollow), with a log line when what answered changes. */
   const followed = (listed: ListedMembers): UpstreamEndpoint[] => {
     if (listed.answeredBy !== upstreamKind) {
       upstreamKind = listed.answeredBy;
       if (listed.answeredBy === 'proxy') log.info({ given: given.map((e) => e.url), listed: listed.endpoints.map((e) => e.url) }, 'the upstream is a tier of etcd-cache-proxies: the endpoints given are kept, the ones it lists are added');
     }
-    return listed.answeredBy === 'proxy' ? [...given, ...listed.endpoints] : listed.endpoints;
+    const { endpoints, loopbackLeftOut: leftOut } = membersToFollow(given, listed);
+    if (leftOut.join() !== loopbackLeftOut) {
+      loopbackLeftOut = leftOut.join();
+      if (leftOut.length > 0) log.warn({ member: listed.answeredFrom.url, leftOut }, 'upstream proxy lists loopback client URLs, which name its own machine: not dialled from here (set its --advertise-client-url)');
+    }
+    return endpoints;
   };
 
   const refreshOnce = async (): Promise<void> => {

@@ -2,7 +2,7 @@ import type { Logger } from '../log';
 import type { UpstreamEndpoint } from '../etcd/endpoint';
 import { pointsAtSelf, type SelfAddresses } from './loop-guard';
 
-/** Endpoints found to be this proxy, remembered so that each is logged and counted once. */
+/** Endpoints found to be this proxy, or to lead back to it through other proxies, remembered so that each is logged and counted once. */
 export interface SelfFilter {
   /** Where the proxy listens, once it does (before, only endpoints already marked are left out). */
   know(addresses: SelfAddresses): void;

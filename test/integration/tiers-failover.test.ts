@@ -86,6 +86,13 @@ describe('tiers: an edge proxy in front of two regional proxies', () => {
         const fromEtcd = await call(method === 'Status' ? direct.maintenance : direct.cluster, method, {}, { deadlineMs: 5_000 });
         assert.deepEqual(fromEtcd.headers?.get(PROXY_HEADER), [], `${method} from etcd carries no ${PROXY_HEADER}`);
       }
+      // An error relayed in a trailers-only answer carries it with the status.
+      const refused = await call(regional.maintenance, 'MoveLeader', { targetID: '0' }, { deadlineMs: 5_000 });
+      assert.notEqual(refused.error, null);
+      assert.ok(String(refused.error?.metadata.get(PROXY_HEADER)[0] ?? '') !== '', `${refused.error?.details}: the error carries ${PROXY_HEADER}`);
+      const fromEtcd = await call(direct.maintenance, 'MoveLeader', { targetID: '0' }, { deadlineMs: 5_000 });
+      assert.equal(fromEtcd.error?.details, refused.error?.details, "etcd's own error, relayed");
+      assert.deepEqual(fromEtcd.error?.metadata.get(PROXY_HEADER), []);
     } finally {
       regional.close();
     }

@@ -129,6 +129,8 @@ describe('tiers: an edge proxy in front of two regional proxies', () => {
 
       const mirrorWatchFailovers = async (): Promise<number> => (await edge.metrics.upstreamFailovers.get()).values.find((v) => v.labels.kind === 'mirror_watch')?.value ?? 0;
       const failoversBefore = await mirrorWatchFailovers();
+      const relists = async (): Promise<number> => (await edge.metrics.mirrorRelists.get()).values.reduce((sum, v) => sum + v.value, 0);
+      const relistsBefore = await relists();
       const killedAt = Date.now();
       used.child.kill('SIGKILL');
 
@@ -176,7 +178,9 @@ describe('tiers: an edge proxy in front of two regional proxies', () => {
       // The edge's mirror watch now lives on the survivor, and the edge still lists both regionals.
       await until('the mirror watch on the surviving regional', async () => (await processGauge(survivor, MIRROR_WATCHERS)) > 0);
       assert.deepEqual(await edgeMembers(edge), regionals.map((r) => `http://${r.address}`).sort());
-      t.diagnostic(`mirror watch failovers of the edge: ${(await mirrorWatchFailovers()) - failoversBefore}`);
+      // Resumed once, from where the mirror was: one move of its watch, no re-list.
+      assert.equal((await mirrorWatchFailovers()) - failoversBefore, 1, 'the mirror watch moved once');
+      assert.equal((await relists()) - relistsBefore, 0, 'the mirror resumed its watch, without a new list');
     } finally {
       watch.close();
       keepAlive.cancel();

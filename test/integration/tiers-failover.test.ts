@@ -6,7 +6,8 @@
 // watch with exactly etcd's history. Two proxies pointed at each other are
 // refused with an error log naming the cycle.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { status } from '@grpc/grpc-js';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { freePort, startEtcd, type EtcdServer } from '../support/etcd';
 import { KeepAliveStream } from '../support/keepalive-stream';
 import { startProxyProcess, startTestProxy, type ProxyProcess, type TestProxy } from '../support/proxy';
@@ -20,6 +21,8 @@ const UPSTREAM_TIMEOUT_MS = 3_000;
 const SYNC_INTERVAL_MS = 300;
 /** A regional's downstream watches served from its mirror: the edge's mirror watch is the only one. */
 const MIRROR_WATCHERS = 'etcd_cache_proxy_watchers{source="mirror"}';
+/** A regional's downstream LeaseKeepAlive streams: the edge's shared one is the only one. */
+const KEEPALIVE_STREAMS = 'etcd_cache_proxy_grpc_streams_open{service="Lease",method="LeaseKeepAlive"}';
 
 /** The client URLs the edge dials, from its per-member gauge. */
 async function edgeMembers(edge: TestProxy): Promise<string[]> {
@@ -68,6 +71,8 @@ describe('tiers: an edge proxy in front of two regional proxies', () => {
     direct = rawClients(etcd.clientAddress);
   });
   after(async () => {
+    watch?.close();
+    keepAlive?.cancel();
     edgeClients?.close();
     direct?.close();
     await edge?.stop();
@@ -105,7 +110,83 @@ describe('tiers: an edge proxy in front of two regional proxies', () => {
     assert.deepEqual(await edgeMembers(edge), configured);
   });
 
-  it('goes on through the other regional when the one in use is SIGKILLed: writes, reads, a watch (exactly etcd history) and a lease keep-alive', async (t) => {
+  /** Held across both kills: one watch and one keep-alive stream through the edge, as a gateway holds them. */
+  let watch: WatchClient | undefined;
+  let keepAlive: KeepAliveStream | undefined;
+  let lease = '';
+  /** Where the watch through the edge started: its events are compared with etcd's from there. */
+  let start = 0;
+
+  const mirrorWatchFailovers = async (): Promise<number> => (await edge.metrics.upstreamFailovers.get()).values.find((v) => v.labels.kind === 'mirror_watch')?.value ?? 0;
+  const relists = async (): Promise<number> => (await edge.metrics.mirrorRelists.get()).values.reduce((sum, v) => sum + v.value, 0);
+
+  /**
+   * SIGKILLs `victim`, which holds the edge's mirror watch, then checks that
+   * through the edge writes go on within the upstream timeout, reads see them,
+   * the keep-alive stream renews, the watch holds exactly etcd's history, and
+   * the mirror's watch moved once to `survivor`, without a new list.
+   */
+  async function killAndGoOn(t: TestContext, victim: ProxyProcess, survivor: ProxyProcess, phase: string): Promise<void> {
+    assert.ok(watch !== undefined && keepAlive !== undefined);
+    for (let i = 0; i < 3; i += 1) await put(edgeClients, `tier/${phase}/k${i}`, `before-${i}`, i === 0 ? lease : undefined);
+    const failoversBefore = await mirrorWatchFailovers();
+    const relistsBefore = await relists();
+    const killedAt = Date.now();
+    victim.child.kill('SIGKILL');
+
+    // The first write after the kill that etcd takes, through the edge, within the upstream timeout.
+    let attempt = 0;
+    const refusals: string[] = [];
+    await untilValue(
+      'a write through the edge after the kill',
+      async () => {
+        attempt += 1;
+        const answer = await call(edgeClients.kv, 'Put', { key: b(`tier/${phase}/after`), value: b(`a${attempt}`) }, { deadlineMs: 2_000 });
+        if (answer.error !== null) refusals.push(`${Date.now() - killedAt} ms: ${status[answer.error.code]} ${answer.error.details}`);
+        return answer.error === null ? true : undefined;
+      },
+      UPSTREAM_TIMEOUT_MS + 2_000,
+      50,
+    );
+    const writableAfterMs = Date.now() - killedAt;
+    t.diagnostic(`${phase}: a write through the edge went through ${writableAfterMs} ms after the kill (${attempt} attempts)${refusals.length === 0 ? '' : `; refused: ${refusals.join('; ')}`}`);
+    assert.ok(writableAfterMs <= UPSTREAM_TIMEOUT_MS + 1_000, `writes went on ${writableAfterMs} ms after the kill`);
+    for (let i = 0; i < 3; i += 1) await put(edgeClients, `tier/${phase}/k${i}`, `after-${i}`);
+    const last = await put(edgeClients, `tier/${phase}/last`, 'z');
+
+    // Linearizable and serializable reads through the edge see the last write.
+    for (const serializable of [false, true]) {
+      const got = await call<{ kvs?: { value: Buffer }[] }>(edgeClients.kv, 'Range', { key: b(`tier/${phase}/last`), serializable }, { deadlineMs: 5_000 });
+      assert.equal(got.error, null, got.error?.details);
+      assert.equal(got.response?.kvs?.[0]?.value.toString(), 'z');
+    }
+
+    // The keep-alive stream through the edge goes on, renewed through the other regional.
+    const renewed = await keepAlive.ask(lease);
+    assert.ok(Number(renewed.TTL) > 0, `renewed after the kill: ${JSON.stringify(renewed)}`);
+    assert.equal(keepAlive.ended, null);
+
+    // The watch through the edge holds exactly etcd's history since it started: no gap, no repeat.
+    const truth = new WatchClient(etcd.clientAddress);
+    try {
+      await truth.createAll([{ key: b('tier/'), range_end: b('tier0'), start_revision: start }]);
+      await truth.until('etcd history up to the last write', () => eventsOf(truth.responses).some((e) => Number(e.kv?.mod_revision) >= last));
+      const edgeWatch = watch;
+      await edgeWatch.until('the edge watch up to the last write', () => eventsOf(edgeWatch.responses).some((e) => Number(e.kv?.mod_revision) >= last), 10_000);
+      assert.deepEqual(render(eventsOf(edgeWatch.responses)), render(eventsOf(truth.responses)));
+    } finally {
+      truth.close();
+    }
+    assert.equal(watch.ended, null, 'the watch stream stays open');
+    // The edge's mirror watch lives on the survivor now, resumed once from where it was (no new list).
+    await until('the mirror watch on the surviving regional', async () => (await processGauge(survivor, MIRROR_WATCHERS)) > 0);
+    assert.equal((await mirrorWatchFailovers()) - failoversBefore, 1, 'the mirror watch moved once');
+    assert.equal((await relists()) - relistsBefore, 0, 'the mirror resumed its watch, without a new list');
+    // And the edge still holds both regionals, the dead one included (it may come back).
+    assert.deepEqual(await edgeMembers(edge), regionals.map((r) => `http://${r.address}`).sort());
+  }
+
+  it('goes on through the other regional when the one holding its mirror watch is SIGKILLed: writes, reads, a watch (exactly etcd history), a keep-alive', async (t) => {
     // After a member-list refresh (a proxy upstream lists only itself), as an edge runs past its first sync interval.
     const seen = await refreshesOk(edge);
     await until('a member-list refresh of the edge', async () => (await refreshesOk(edge)) >= seen + 1);
@@ -114,77 +195,32 @@ describe('tiers: an edge proxy in front of two regional proxies', () => {
       const holding = regionals.filter((_, i) => (counts[i] ?? 0) > 0);
       return holding.length === 1 ? holding[0] : undefined;
     });
-    const survivor = regionals.find((r) => r !== used) as ProxyProcess;
+    start = (await put(edgeClients, 'tier/before', 'b0')) + 1;
+    watch = new WatchClient(edge.address);
+    await watch.createAll([{ key: b('tier/'), range_end: b('tier0'), start_revision: start }]);
+    keepAlive = new KeepAliveStream(edgeClients.lease);
+    const granted = await call<{ ID: string }>(edgeClients.lease, 'LeaseGrant', { TTL: '30' }, { deadlineMs: 5_000 });
+    assert.equal(granted.error, null, granted.error?.details);
+    lease = granted.response?.ID ?? '';
+    assert.ok(Number((await keepAlive.ask(lease)).TTL) > 0);
+    await killAndGoOn(t, used, regionals.find((r) => r !== used) as ProxyProcess, 'first');
+  });
 
-    const start = (await put(edgeClients, 'tier/before', 'b0')) + 1;
-    const watch = new WatchClient(edge.address);
-    const keepAlive = new KeepAliveStream(edgeClients.lease);
-    try {
-      await watch.createAll([{ key: b('tier/'), range_end: b('tier0'), start_revision: start }]);
-      const granted = await call<{ ID: string }>(edgeClients.lease, 'LeaseGrant', { TTL: '30' }, { deadlineMs: 5_000 });
-      assert.equal(granted.error, null, granted.error?.details);
-      const lease = granted.response?.ID as string;
-      assert.ok(Number((await keepAlive.ask(lease)).TTL) > 0);
-      for (let i = 0; i < 5; i += 1) await put(edgeClients, `tier/k${i}`, `before-${i}`, i === 0 ? lease : undefined);
-
-      const mirrorWatchFailovers = async (): Promise<number> => (await edge.metrics.upstreamFailovers.get()).values.find((v) => v.labels.kind === 'mirror_watch')?.value ?? 0;
-      const failoversBefore = await mirrorWatchFailovers();
-      const relists = async (): Promise<number> => (await edge.metrics.mirrorRelists.get()).values.reduce((sum, v) => sum + v.value, 0);
-      const relistsBefore = await relists();
-      const killedAt = Date.now();
-      used.child.kill('SIGKILL');
-
-      // The first write after the kill that etcd takes, through the edge, within the upstream timeout.
-      let attempt = 0;
-      await untilValue(
-        'a write through the edge after the kill',
-        async () => {
-          attempt += 1;
-          const answer = await call(edgeClients.kv, 'Put', { key: b('tier/after'), value: b(`a${attempt}`) }, { deadlineMs: 2_000 });
-          return answer.error === null ? true : undefined;
-        },
-        UPSTREAM_TIMEOUT_MS + 2_000,
-        50,
-      );
-      const writableAfterMs = Date.now() - killedAt;
-      t.diagnostic(`a write through the edge went through ${writableAfterMs} ms after the kill (${attempt} attempts)`);
-      assert.ok(writableAfterMs <= UPSTREAM_TIMEOUT_MS + 1_000, `writes went on ${writableAfterMs} ms after the kill`);
-      for (let i = 0; i < 5; i += 1) await put(edgeClients, `tier/k${i}`, `after-${i}`);
-      const last = await put(edgeClients, 'tier/last', 'z');
-
-      // Linearizable and serializable reads through the edge see the last write.
-      for (const serializable of [false, true]) {
-        const got = await call<{ kvs?: { value: Buffer }[]; header?: { revision?: string } }>(edgeClients.kv, 'Range', { key: b('tier/last'), serializable }, { deadlineMs: 5_000 });
-        assert.equal(got.error, null, got.error?.details);
-        assert.equal(got.response?.kvs?.[0]?.value.toString(), 'z');
-      }
-
-      // The lease keep-alive stream of the edge goes on (renewed through the other regional).
-      const renewed = await keepAlive.ask(lease);
-      assert.ok(Number(renewed.TTL) > 0, `renewed after the kill: ${JSON.stringify(renewed)}`);
-      assert.equal(keepAlive.ended, null);
-
-      // The watch through the edge holds exactly etcd's history: no gap, no repeat.
-      const truth = new WatchClient(etcd.clientAddress);
-      try {
-        await truth.createAll([{ key: b('tier/'), range_end: b('tier0'), start_revision: start }]);
-        await truth.until('etcd history up to the last write', () => eventsOf(truth.responses).some((e) => Number(e.kv?.mod_revision) >= last));
-        await watch.until('the edge watch up to the last write', () => eventsOf(watch.responses).some((e) => Number(e.kv?.mod_revision) >= last), 10_000);
-        assert.deepEqual(render(eventsOf(watch.responses)), render(eventsOf(truth.responses)));
-      } finally {
-        truth.close();
-      }
-      assert.equal(watch.ended, null, 'the watch stream stays open');
-      // The edge's mirror watch now lives on the survivor, and the edge still lists both regionals.
-      await until('the mirror watch on the surviving regional', async () => (await processGauge(survivor, MIRROR_WATCHERS)) > 0);
-      assert.deepEqual(await edgeMembers(edge), regionals.map((r) => `http://${r.address}`).sort());
-      // Resumed once, from where the mirror was: one move of its watch, no re-list.
-      assert.equal((await mirrorWatchFailovers()) - failoversBefore, 1, 'the mirror watch moved once');
-      assert.equal((await relists()) - relistsBefore, 0, 'the mirror resumed its watch, without a new list');
-    } finally {
-      watch.close();
-      keepAlive.cancel();
-    }
+  it('and again once the killed regional is back: SIGKILL of the other, which now holds both the mirror watch and the keep-alive stream', async (t) => {
+    const deadIndex = regionals.findIndex((r) => r.child.signalCode === 'SIGKILL');
+    const dead = regionals[deadIndex];
+    const holder = regionals.find((r) => r !== dead);
+    assert.ok(dead !== undefined && holder !== undefined, 'the first test killed one regional');
+    await dead.stop();
+    const restarted = await startProxyProcess([etcd.clientUrl], ['--upstream-timeout', `${UPSTREAM_TIMEOUT_MS}ms`], { port: Number(dead.address.split(':')[1]) });
+    regionals[deadIndex] = restarted;
+    // Back, with all of etcd mirrored. The edge need not have probed it yet: a call refused by a dead member goes to the next.
+    const now = await put(direct, 'tier/restarted', 'r');
+    await until('the restarted regional mirrored', async () => (await processGauge(restarted, 'etcd_cache_proxy_mirror_revision')) >= now);
+    // Only the survivor was there after the first kill: the edge's mirror watch and its keep-alive stream are on it.
+    assert.ok((await processGauge(holder, MIRROR_WATCHERS)) > 0, 'the mirror watch is on the survivor');
+    assert.ok((await processGauge(holder, KEEPALIVE_STREAMS)) > 0, 'the keep-alive stream is on the survivor');
+    await killAndGoOn(t, holder, restarted, 'second');
   });
 });
 

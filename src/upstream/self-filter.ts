@@ -47,7 +47,7 @@ export function createSelfFilter(log: Logger, selfDropped: () => void): SelfFilt
       else {
         log.error(
           { endpoint: url, proxiesInLoop },
-          'upstream member leads back to this proxy: a cycle of proxies, each the upstream of the next, with no etcd in it; dropped, so that no call goes round it (point one of them at etcd)',
+          'upstream member leads back to this proxy: a cycle of proxies, each an upstream of the next; dropped, so that no call goes round it (every tier must lead to etcd)',
         );
       }
       return true;

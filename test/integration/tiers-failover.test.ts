@@ -14,7 +14,11 @@ import { startProxyProcess, startTestProxy, type ProxyProcess, type TestProxy } 
 import { call, rawClients, type RawClients } from '../support/raw-client';
 import { until, untilValue } from '../support/until';
 import { WatchClient, eventsOf, type WireEvent } from '../support/watch-client';
+import pino from 'pino';
+import { parseEndpoint } from '../../src/etcd/endpoint';
 import { PROXY_HEADER } from '../../src/etcd/metadata';
+import { fetchMemberList } from '../../src/upstream/member-list';
+import { createUpstreamPool, type UpstreamMember } from '../../src/upstream/pool';
 
 const b = (s: string): Buffer => Buffer.from(s);
 const UPSTREAM_TIMEOUT_MS = 3_000;
@@ -100,6 +104,20 @@ describe('tiers: an edge proxy in front of two regional proxies', () => {
       assert.deepEqual(fromEtcd.error?.metadata.get(PROXY_HEADER), []);
     } finally {
       regional.close();
+    }
+    // A pool learns it from the member-list refresh's answer, per member.
+    for (const [url, kind] of [
+      [`http://${(regionals[0] as ProxyProcess).address}`, 'proxy'],
+      [etcd.clientUrl, 'etcd'],
+    ] as const) {
+      const pool = createUpstreamPool([parseEndpoint(url)], pino({ level: 'silent' }));
+      try {
+        const listed = await fetchMemberList(pool, pino({ level: 'silent' }));
+        assert.equal(listed.answeredBy, kind, url);
+        assert.equal(pool.kind(pool.members()[0] as UpstreamMember), kind, url);
+      } finally {
+        await pool.close();
+      }
     }
   });
 

@@ -1,10 +1,12 @@
 // Integration (real etcd, two regional proxies as the CLI, one edge proxy in
-// front of both): the edge keeps both regionals through its member-list
-// refreshes (a proxy upstream lists only itself), and when the regional it
-// uses is SIGKILLed, writes, reads, a watch and a lease keep-alive through the
-// edge go on through the other regional within the upstream timeout, the
-// watch with exactly etcd's history. Two proxies pointed at each other are
-// refused with an error log naming the cycle.
+// front of both): a proxy's Cluster and Maintenance answers say it is one;
+// the edge keeps both regionals through its member-list refreshes (a proxy
+// upstream lists only itself); when the regional it uses is SIGKILLed, and
+// again the other once the first is back, writes, reads, a watch and a lease
+// keep-alive through the edge go on through the other regional within the
+// upstream timeout, the watch with exactly etcd's history and the edge's
+// mirror watch moved once, without a new list. Two proxies pointed at each
+// other are refused with an error log naming the cycle.
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
 import { after, before, describe, it, type TestContext } from 'node:test';

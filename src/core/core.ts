@@ -1,5 +1,5 @@
 import { Metadata, status, type StatusObject } from '@grpc/grpc-js';
-import { LOOP_DETAILS, VIA_HEADER } from '../upstream/loop-guard';
+import { LOOP_DETAILS, LOOP_LENGTH_HEADER, loopLength, VIA_HEADER } from '../upstream/loop-guard';
 import { createAuthService } from './auth';
 import type { CoreMethod, CoreService, DuplexCall, ServerStreamCall } from './call';
 import { createClusterService } from './cluster';
@@ -49,13 +49,19 @@ export function createCore(ctx: CoreContext, options: CoreOptions): Core {
   };
 }
 
-/** True when this proxy itself sent the call: forwarding it would send it to itself forever. */
-function cameFromSelf(metadata: Metadata, instanceId: string): boolean {
-  // Several hops' markers may arrive as one comma-joined value.
-  return metadata.get(VIA_HEADER).some((value) => String(value).split(',').some((id) => id.trim() === instanceId));
+/**
+ * The refusal of a call this proxy itself sent (it came back round a loop of
+ * proxies: forwarding it would send it round forever), or null. The trailer
+ * says how many proxies the loop holds, so the sender can tell "its upstream
+ * is itself" from "a cycle of proxies" in its log.
+ */
+function loopRefusal(metadata: Metadata, instanceId: string): StatusObject | null {
+  const length = loopLength(metadata.get(VIA_HEADER), instanceId);
+  if (length === 0) return null;
+  const trailers = new Metadata();
+  trailers.set(LOOP_LENGTH_HEADER, String(length));
+  return { code: status.FAILED_PRECONDITION, details: LOOP_DETAILS, metadata: trailers };
 }
-
-const loopStatus = (): StatusObject => ({ code: status.FAILED_PRECONDITION, details: LOOP_DETAILS, metadata: new Metadata() });
 
 /** Every method of the service refuses, before its handler runs, a call that went round a loop. */
 function refusingLoops(service: CoreService, instanceId: string): CoreService {
@@ -64,17 +70,38 @@ function refusingLoops(service: CoreService, instanceId: string): CoreService {
     switch (method.kind) {
       case 'unary': {
         const { handler } = method;
-        methods.set(name, { ...method, handler: (call, callback) => (cameFromSelf(call.metadata, instanceId) ? callback(loopStatus()) : handler(call, callback)) });
+        methods.set(name, {
+          ...method,
+          handler: (call, callback) => {
+            const refusal = loopRefusal(call.metadata, instanceId);
+            if (refusal === null) handler(call, callback);
+            else callback(refusal);
+          },
+        });
         break;
       }
       case 'server-stream': {
         const { handler } = method;
-        methods.set(name, { ...method, handler: (call: ServerStreamCall) => (cameFromSelf(call.metadata, instanceId) ? void call.emit('error', loopStatus()) : handler(call)) });
+        methods.set(name, {
+          ...method,
+          handler: (call: ServerStreamCall) => {
+            const refusal = loopRefusal(call.metadata, instanceId);
+            if (refusal === null) handler(call);
+            else call.emit('error', refusal);
+          },
+        });
         break;
       }
       case 'bidi': {
         const { handler } = method;
-        methods.set(name, { ...method, handler: (call: DuplexCall) => (cameFromSelf(call.metadata, instanceId) ? void call.emit('error', loopStatus()) : handler(call)) });
+        methods.set(name, {
+          ...method,
+          handler: (call: DuplexCall) => {
+            const refusal = loopRefusal(call.metadata, instanceId);
+            if (refusal === null) handler(call);
+            else call.emit('error', refusal);
+          },
+        });
         break;
       }
     }

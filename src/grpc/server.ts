@@ -13,6 +13,8 @@ import { routeHttpOverHttp2, type Http2RequestListener } from './http2-routing';
 import { applyStreamResetLimits, NODE_HONOURS_STREAM_RESET_LIMITS, rotateBeforeResetLimit } from './http2-limits';
 import type { CoreMethod } from '../core/call';
 import { passBytes } from '../etcd/proto';
+import { proxyVersion } from '../version';
+import { proxyHeaderInterceptor } from './proxy-header';
 
 // etcd accepts requests up to --max-request-bytes (1.5 MiB) plus gRPC
 // overhead and answers larger ones itself; the proxy's own ceiling sits well
@@ -33,7 +35,7 @@ const SERVER_OPTIONS: ServerOptions = {
  */
 export function createGrpcServer(core: Core, log: Logger): Server {
   sendPreFramedAnswers();
-  const server = new Server(SERVER_OPTIONS);
+  const server = new Server({ ...SERVER_OPTIONS, interceptors: [proxyHeaderInterceptor(proxyVersion())] });
   applyStreamResetLimits(server);
   if (!NODE_HONOURS_STREAM_RESET_LIMITS) {
     log.warn(

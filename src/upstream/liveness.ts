@@ -42,7 +42,7 @@ export interface Liveness extends EventEmitter<LivenessEvents> {
 
 export interface LivenessOptions {
   /** A member answered with the proxy's own loop marker: it is this proxy. */
-  readonly selfDetected?: (member: UpstreamMember) => void;
+  readonly selfDetected?: (member: UpstreamMember, proxiesInLoop: number) => void;
 }
 
 /**

@@ -11,6 +11,12 @@ import type { HostPort, UpstreamEndpoint } from '../etcd/endpoint';
  */
 export const VIA_HEADER = 'x-etcd-cache-proxy-via';
 export const LOOP_DETAILS = 'etcd-cache-proxy: request loop: this proxy is its own upstream';
+/**
+ * Trailer of the loop refusal: how many proxies the call went through before
+ * it came back (1: the proxy reached itself; 2: two proxies, each the
+ * other's upstream), so the proxy that sent it can say which it was.
+ */
+export const LOOP_LENGTH_HEADER = 'x-etcd-cache-proxy-loop';
 
 export function createInstanceId(): string {
   return randomBytes(8).toString('hex');
@@ -29,6 +35,25 @@ export function viaInterceptor(instanceId: string): Interceptor {
 
 export function isLoopError(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as Partial<ServiceError>).details === LOOP_DETAILS;
+}
+
+/**
+ * The proxies a call went through before it came back to `instanceId`
+ * (its via markers from this proxy's own on), or 0 when it did not: the
+ * call has gone round a loop of that many proxies.
+ */
+export function loopLength(viaValues: readonly unknown[], instanceId: string): number {
+  if (viaValues.length === 0) return 0;
+  // Several hops' markers may arrive as one comma-joined value.
+  const ids = viaValues.flatMap((value) => String(value).split(',').map((id) => id.trim()));
+  const at = ids.indexOf(instanceId);
+  return at < 0 ? 0 : ids.length - at;
+}
+
+/** How many proxies a loop refusal says the loop held (1 when it does not say: the proxy itself). */
+export function loopLengthOf(error: ServiceError): number {
+  const told = Number(error.metadata?.get(LOOP_LENGTH_HEADER)[0]);
+  return Number.isSafeInteger(told) && told >= 1 ? told : 1;
 }
 
 /** Where this proxy can be reached: what it listens on and what it advertises. */

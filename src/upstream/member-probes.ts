@@ -1,9 +1,10 @@
-import { Metadata } from '@grpc/grpc-js';
+import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { isServiceError } from '../etcd/errors';
 import type { LivenessVerdict } from './liveness-verdict';
-import { isLoopError } from './loop-guard';
+import { isLoopError, loopLengthOf } from './loop-guard';
 import type { UpstreamMember, UpstreamPool } from './pool';
 import { callUpstream } from './unary';
+import { kindOfError, kindOfHeaders } from './upstream-kind';
 
 /** How often a member not in use is asked, so a failover knows where to go. */
 export const IDLE_PROBE_INTERVAL_MS = 60_000;
@@ -20,8 +21,11 @@ export interface MemberProbesDeps {
   /** A probe that takes longer than this counts as a failure (a paused member never answers). */
   readonly deadlineMs: number;
   readonly verdict: LivenessVerdict;
-  /** A member answered with the proxy's own loop marker: it is this proxy. */
-  readonly selfDetected?: ((member: UpstreamMember) => void) | undefined;
+  /**
+   * A member answered with the proxy's own loop marker: it is this proxy
+   * (`proxiesInLoop` 1), or leads back to it through other proxies (a cycle).
+   */
+  readonly selfDetected?: ((member: UpstreamMember, proxiesInLoop: number) => void) | undefined;
 }
 
 /** The probes of each member, and what the proxy saw of each member that decides when it is asked next. */
@@ -57,13 +61,15 @@ export function startMemberProbes(deps: MemberProbesDeps): MemberProbes {
     const metadata = new Metadata();
     metadata.set('hasleader', 'true');
     try {
-      await callUpstream(member.client, 'etcdserverpb.Maintenance', 'Status', {}, { deadlineMs: deps.deadlineMs, metadata, reason: 'liveness' });
+      // The answer's headers also tell whether the member is etcd or a proxy (upstream-kind.ts), at no extra cost.
+      await callUpstream(member.client, 'etcdserverpb.Maintenance', 'Status', {}, { deadlineMs: deps.deadlineMs, metadata, reason: 'liveness', onHeaders: (headers) => pool.learnKind(member, kindOfHeaders(headers)) });
       if (closed) return;
       pool.report(member, 'healthy');
       heard(member);
     } catch (error) {
       if (closed) return;
-      if (isLoopError(error)) deps.selfDetected?.(member);
+      pool.learnKind(member, kindOfError(error));
+      if (isLoopError(error)) deps.selfDetected?.(member, loopLengthOf(error as ServiceError));
       if (isServiceError(error) && error.details === NO_LEADER) {
         pool.report(member, 'leaderless');
         verdict.heardLeaderless();

@@ -3,10 +3,11 @@ import type { Logger } from '../log';
 import { discover, toEndpoints, type Discovered } from './discovery';
 import type { UpstreamEndpoint } from '../etcd/endpoint';
 import type { SelfAddresses } from './loop-guard';
-import { fetchMemberList } from './member-list';
+import { fetchMemberList, membersToFollow, type ListedMembers } from './member-list';
 import type { UpstreamMember, UpstreamPool } from './pool';
 import { createSelfFilter } from './self-filter';
 import type { TlsFiles } from '../tls/upstream-tls';
+import type { UpstreamKind } from './upstream-kind';
 
 /** While no member is known, discovery is retried this often (docs/design.md, "Members"). */
 const RETRY_WHILE_NONE_MS = 1_000;
@@ -36,8 +37,8 @@ export interface MembershipDeps extends MembershipSettings {
 export interface Membership {
   /** Starts discovery and the refresh loop, once the proxy knows its own address (the loop guard needs it). */
   start(self: SelfAddresses): void;
-  /** A member answered with the proxy's own loop marker. */
-  dropSelf(member: UpstreamMember): void;
+  /** A member answered with the proxy's own loop marker: it is this proxy (1), or a cycle of that many proxies leads back here. */
+  dropSelf(member: UpstreamMember, proxiesInLoop: number): void;
   /** One refresh now (tests, and the first one at start). */
   refresh(): Promise<void>;
   /** New discovery settings (a reload): the member list is found again from them, then refreshed from the cluster. */
@@ -115,6 +116,12 @@ export function createMembership(deps: MembershipDeps): Membership {
   let refreshing: Promise<void> | null = null;
   let lastFailure = '';
   const memberUrls = (): string[] => pool.members().map((m) => m.endpoint.url);
+  /** The endpoints the operator gave: static --endpoints, or what discovery (SRV, peers) found last. */
+  let given: readonly UpstreamEndpoint[] = settings.source.kind === 'endpoints' ? settings.endpoints : [];
+  /** What answered the last member list: only a change is logged. */
+  let upstreamKind: UpstreamKind = 'unknown';
+  /** The loopback URLs an upstream proxy listed last and were left out: only a change is logged. */
+  let loopbackLeftOut = '';
 
   const apply = async (next: readonly UpstreamEndpoint[]): Promise<boolean> => {
     const usable = await selfFilter.without(next);
@@ -123,12 +130,34 @@ export function createMembership(deps: MembershipDeps): Membership {
     rememberMembers(store, sourceKey, memberUrls(), log);
     return true;
   };
+  /** What discovery found is what the proxy was given: a proxy upstream's member list never takes it away. */
+  const applyDiscovered = (found: readonly UpstreamEndpoint[]): Promise<boolean> => {
+    given = found;
+    return apply(found);
+  };
+
+  /** The members to follow after a member list (membersToFollow), with a log line when what answered changes. */
+  const followed = (listed: ListedMembers): UpstreamEndpoint[] => {
+    if (listed.answeredBy !== upstreamKind) {
+      upstreamKind = listed.answeredBy;
+      if (listed.answeredBy === 'proxy') log.info({ given: given.map((e) => e.url), listed: listed.endpoints.map((e) => e.url) }, 'the upstream is a tier of etcd-cache-proxies: the endpoints given are kept, the ones it lists are added');
+    }
+    const { endpoints, loopbackLeftOut: leftOut } = membersToFollow(given, listed);
+    if (leftOut.join() !== loopbackLeftOut) {
+      loopbackLeftOut = leftOut.join();
+      if (leftOut.length > 0) log.warn({ member: listed.answeredFrom.url, leftOut }, 'upstream proxy lists loopback client URLs, which name its own machine: not dialled from here (set its --advertise-client-url)');
+    }
+    return endpoints;
+  };
 
   const refreshOnce = async (): Promise<void> => {
     try {
       // Nothing dialled yet (or everything dropped): ask the source again.
-      const next = pool.members().length === 0 ? (await discover(settings.source, settings.endpoints, settings.tls)).endpoints : await fetchMemberList(pool, log);
-      if (!(await apply(next))) throw new Error('every member found is this proxy itself');
+      const applied =
+        pool.members().length === 0
+          ? await applyDiscovered((await discover(settings.source, settings.endpoints, settings.tls)).endpoints)
+          : await apply(followed(await fetchMemberList(pool, log)));
+      if (!applied) throw new Error('every member found is this proxy itself');
       metrics.refreshed('ok');
       if (lastFailure !== '') log.info({ members: memberUrls() }, 'member list refreshed again');
       lastFailure = '';
@@ -170,7 +199,7 @@ export function createMembership(deps: MembershipDeps): Membership {
         if (checked.length < pool.members().length) pool.replace(checked);
         if (settings.source.kind !== 'endpoints' || pool.members().length === 0) {
           try {
-            await apply((await discoverLogged(settings, log)).endpoints);
+            await applyDiscovered((await discoverLogged(settings, log)).endpoints);
             log.info({ source: settings.source.kind, members: memberUrls() }, 'upstream members discovered');
           } catch (error) {
             log.warn({ err: error instanceof Error ? error.message : String(error), remembered: memberUrls() }, 'discovery failed; retrying');
@@ -179,8 +208,8 @@ export function createMembership(deps: MembershipDeps): Membership {
         await refreshThenLoop();
       })();
     },
-    dropSelf(member) {
-      if (!selfFilter.markLooped(member.endpoint.url)) return;
+    dropSelf(member, proxiesInLoop) {
+      if (!selfFilter.markLooped(member.endpoint.url, proxiesInLoop)) return;
       pool.replace(pool.members().filter((m) => m !== member).map((m) => m.endpoint));
     },
     refresh,
@@ -189,7 +218,7 @@ export function createMembership(deps: MembershipDeps): Membership {
       sourceKey = describeSource(settings.source, settings.endpoints);
       void (async () => {
         try {
-          if (await apply((await discoverLogged(settings, log)).endpoints)) log.info({ source: settings.source.kind, members: memberUrls() }, 'upstream members discovered again after a reload');
+          if (await applyDiscovered((await discoverLogged(settings, log)).endpoints)) log.info({ source: settings.source.kind, members: memberUrls() }, 'upstream members discovered again after a reload');
         } catch (error) {
           log.warn({ err: error instanceof Error ? error.message : String(error), keeping: memberUrls() }, 'discovery with the reloaded settings failed; keeping the members known');
         }

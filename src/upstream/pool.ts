@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { Client, connectivityState, credentials, type ChannelCredentials, type ChannelOptions, type Interceptor } from '@grpc/grpc-js';
 import type { Logger } from '../log';
 import type { UpstreamEndpoint } from '../etcd/endpoint';
+import type { UpstreamKind } from './upstream-kind';
 
 /** One upstream member as the proxy dials it. */
 export interface UpstreamMember {
@@ -37,6 +38,10 @@ export interface UpstreamPool extends EventEmitter<PoolEvents> {
   health(member: UpstreamMember): MemberHealth;
   /** A probe's verdict on one member. */
   report(member: UpstreamMember, health: Exclude<MemberHealth, 'unknown'>): void;
+  /** Whether the member is etcd or another proxy, as its answers last said ('unknown' before any). */
+  kind(member: UpstreamMember): UpstreamKind;
+  /** What an answer of the member said it is (upstream-kind.ts); 'unknown' says nothing and is ignored. */
+  learnKind(member: UpstreamMember, kind: UpstreamKind): void;
   /** Follows a new member list: dials the new members, closes the ones no longer listed. */
   replace(endpoints: readonly UpstreamEndpoint[]): { added: UpstreamMember[]; removed: UpstreamMember[] };
   close(): Promise<void>;
@@ -89,6 +94,8 @@ export function createUpstreamPool(endpoints: readonly UpstreamEndpoint[], log: 
   const emitter = new EventEmitter<PoolEvents>();
   let members: UpstreamMember[] = [];
   const healthOf = new Map<UpstreamMember, MemberHealth>();
+  /** etcd or proxy, per member, once one of its answers said so; a member's entry goes with it. */
+  const kindOf = new Map<UpstreamMember, Exclude<UpstreamKind, 'unknown'>>();
   const closing = new Set<NodeJS.Timeout>();
   const retired: UpstreamMember[] = [];
   let turn = 0;
@@ -103,6 +110,7 @@ export function createUpstreamPool(endpoints: readonly UpstreamEndpoint[], log: 
   };
   const retire = (member: UpstreamMember): void => {
     healthOf.delete(member);
+    kindOf.delete(member);
     retired.push(member);
     const timer = setTimeout(() => {
       closing.delete(timer);
@@ -173,6 +181,15 @@ export function createUpstreamPool(endpoints: readonly UpstreamEndpoint[], log: 
       }
       if (previous === 'healthy') log.warn({ member: member.endpoint.url, health: next }, 'upstream member unhealthy');
       emitter.emit('unhealthy', member);
+    },
+    kind: (member: UpstreamMember) => kindOf.get(member) ?? 'unknown',
+    learnKind(member: UpstreamMember, kind: UpstreamKind) {
+      if (kind === 'unknown' || !healthOf.has(member)) return; // says nothing, or removed meanwhile
+      const previous = kindOf.get(member);
+      if (previous === kind) return;
+      kindOf.set(member, kind);
+      // One line when a member turns out to be a proxy, or changes what it is (a proxy put where etcd was).
+      if (kind === 'proxy' || previous !== undefined) log.info({ member: member.endpoint.url, is: kind === 'proxy' ? 'etcd-cache-proxy' : 'etcd' }, 'upstream member identified by its answers');
     },
     replace,
     async close() {

@@ -6,6 +6,8 @@ export interface UnaryOptions {
   readonly deadlineMs: number;
   readonly reason: UpstreamReason;
   readonly metadata?: Metadata;
+  /** The answer's response headers, when the member sent any (not on a trailers-only error). */
+  readonly onHeaders?: (headers: Metadata) => void;
 }
 
 function call<Res>(
@@ -18,7 +20,7 @@ function call<Res>(
 ): Promise<Res> {
   const definition = etcdMethod(service, method);
   return new Promise((resolve, reject) => {
-    client.makeUnaryRequest(
+    const pending = client.makeUnaryRequest(
       definition.path,
       definition.requestSerialize,
       deserialize,
@@ -30,6 +32,7 @@ function call<Res>(
         else resolve(response as Res);
       },
     );
+    if (options.onHeaders !== undefined) pending.on('metadata', options.onHeaders);
   });
 }
 

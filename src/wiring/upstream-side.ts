@@ -32,7 +32,7 @@ export function startUpstreamSide(config: ProxyConfig, pool: UpstreamPool, store
       selfDropped: () => metrics.loopEndpointsDropped.inc(),
     },
   });
-  const liveness = createLiveness(pool, config.upstreamTimeoutMs, log, { selfDetected: (member) => membership.dropSelf(member) });
+  const liveness = createLiveness(pool, config.upstreamTimeoutMs, log, { selfDetected: (member, proxiesInLoop) => membership.dropSelf(member, proxiesInLoop) });
   metrics.upstreamUp.set(1);
   liveness.on('lost', () => metrics.upstreamUp.set(0));
   liveness.on('back', () => metrics.upstreamUp.set(1));

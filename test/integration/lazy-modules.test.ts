@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { freePort, stopChild } from '../support/etcd';
-import { childPids, trackProcess } from '../support/processes';
+import { servingChildren, trackProcess } from '../support/processes';
 import { CLI, REPO_ROOT } from '../support/proxy';
 import { until } from '../support/until';
 
@@ -88,11 +88,11 @@ describe('modules loaded at start', () => {
   it('with --workers 2 the primary loads no serving side and the workers no mirror keeper', async () => {
     const { child } = await startCli(['--workers', '2']);
     const primary = child.pid ?? -1;
-    await until('both workers to run', () => childPids(primary).length === 2, 30_000);
+    await until(() => `both workers to run (serving children now: ${servingChildren(primary).join(' ')})`, () => servingChildren(primary).length === 2, 30_000);
     const primaryFiles = await loadedBy(primary);
     assert.ok(primaryFiles.includes('src/wiring/mirror-keeper.ts'), 'the primary keeps the mirror');
     assert.deepEqual(matching(primaryFiles, /^src\/wiring\/serving\.ts$|^src\/gateway\/|^src\/workers\/worker\.ts$|node_modules\/@aws-sdk\/|node_modules\/@grpc\/proto-loader\//), []);
-    for (const worker of childPids(primary)) {
+    for (const worker of servingChildren(primary)) {
       const files = await loadedBy(worker);
       assert.ok(files.includes('src/wiring/serving.ts'), 'a worker serves');
       assert.deepEqual(matching(files, /^src\/wiring\/mirror-keeper\.ts$|^src\/workers\/primary\.ts$|node_modules\/@aws-sdk\/|node_modules\/@grpc\/proto-loader\//), []);

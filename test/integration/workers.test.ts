@@ -7,11 +7,9 @@
 // every worker, and a SIGKILLed primary takes its workers with it and comes
 // back on the same data dir with everything committed.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { stringify } from 'yaml';
@@ -22,9 +20,9 @@ import { scrape, type Sample } from '../support/metrics';
 import { startProxyProcess, type ProxyProcess } from '../support/proxy';
 import { call, rawClients, type RawClients, type UnaryOutcome } from '../support/raw-client';
 import { WatchClient, eventsOf } from '../support/watch-client';
+import { servingChildren } from '../support/processes';
 import { until } from '../support/until';
 
-const run = promisify(execFile);
 const CONNECTIONS = 6;
 const UPSTREAM_TIMEOUT = ['--upstream-timeout', '1s'];
 
@@ -36,18 +34,9 @@ interface PutReply {
   readonly header: { readonly revision: string };
 }
 
-/** The serving processes the primary started (its children running the CLI: tsx may have an esbuild child too), by pid. */
+/** The serving processes the primary started, by pid. */
 async function childPids(pid: number): Promise<number[]> {
-  try {
-    const { stdout } = await run('ps', ['-o', 'pid=,args=', '--ppid', String(pid)]);
-    return stdout
-      .split('\n')
-      .filter((line) => line.includes('cli.ts'))
-      .map((line) => Number(line.trim().split(' ')[0]))
-      .filter((n) => n > 0);
-  } catch {
-    return []; // ps exits 1 when there is none
-  }
+  return Promise.resolve(servingChildren(pid));
 }
 
 const alive = (pid: number): boolean => {

@@ -78,6 +78,22 @@ export function childPids(pid: number): number[] {
   }
 }
 
+/**
+ * The children of a `--workers` primary that run the proxy's CLI. Under tsx a
+ * process whose transform cache is cold also has esbuild's service as a
+ * child, for as long as it lives: counting every child, a test waiting for
+ * two serving processes waited for ever.
+ */
+export function servingChildren(primary: number): number[] {
+  return childPids(primary).filter((pid) => {
+    try {
+      return /\/cli\.(ts|js)\0/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
+    } catch {
+      return false;
+    }
+  });
+}
+
 async function allStopped(pid: number): Promise<void> {
   const deadline = Date.now() + 5_000;
   while (!allThreadsStopped(pid)) {

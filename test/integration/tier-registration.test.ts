@@ -65,6 +65,17 @@ async function registered(etcd: EtcdServer): Promise<StoredKv[]> {
   }
 }
 
+async function leaseCount(etcd: EtcdServer): Promise<number> {
+  const clients = rawClients(etcd.clientAddress);
+  try {
+    const { error, response } = await call<{ leases?: { ID: string }[] }>(clients.lease, 'LeaseLeases', {}, { deadlineMs: 3_000 });
+    assert.equal(error, null, error?.details);
+    return response?.leases?.length ?? 0;
+  } finally {
+    clients.close();
+  }
+}
+
 const urlOf = (proxy: ProxyProcess): string => `http://${proxy.address}`;
 const sameList = (listed: string[] | null, expected: readonly string[]): boolean => JSON.stringify(listed) === JSON.stringify([...expected].sort());
 
@@ -187,6 +198,44 @@ describe('tiers: proxies that list each other (--resolver-prefix, --resolver-ttl
       clients.close();
       await a.stop();
       assert.equal(error, null);
+    }
+  });
+
+  it('lists the tier from etcd when the mirror does not hold the prefix (one shared Range a second, as the proxy)', async () => {
+    const a = await startProxyProcess([etcd.clientUrl], TIER_ARGS);
+    const c = await startTestProxy([etcd.clientUrl], ['--mirror-prefix', '/apisix/', ...TIER_ARGS]);
+    try {
+      await until('MemberList through C lists A and C', async () => sameList(await listedUrls(c.address), [urlOf(a), c.url]));
+      const reads = (await c.metrics.upstreamCalls.get()).values.filter((v) => v.labels.reason === 'tier-members').reduce((sum, v) => sum + v.value, 0);
+      assert.ok(reads >= 1, 'read from etcd, not from the mirror');
+      // Twenty MemberLists, ten at once and ten one after another, share one Range (two if a second ends among them).
+      const before = reads;
+      await Promise.all(Array.from({ length: 10 }, () => listedUrls(c.address)));
+      const clients = rawClients(c.address);
+      try {
+        for (let i = 0; i < 10; i++) assert.equal((await call(clients.cluster, 'MemberList', {}, { deadlineMs: 3_000 })).error, null);
+      } finally {
+        clients.close();
+      }
+      const after = (await c.metrics.upstreamCalls.get()).values.filter((v) => v.labels.reason === 'tier-members').reduce((sum, v) => sum + v.value, 0);
+      assert.ok(after - before <= 2, `20 MemberLists made ${after - before} Ranges`);
+    } finally {
+      await Promise.all([a.stop(), c.stop()]);
+    }
+  });
+
+  it('with --workers, one registration (one lease) for the whole proxy, and MemberList through any worker lists it', async () => {
+    // Leases of the tests before (a killed proxy's) expire first, so that every lease counted below is this proxy's.
+    await until('no lease left in etcd', async () => (await leaseCount(etcd)) === 0);
+    const w = await startProxyProcess([etcd.clientUrl], ['--workers', '2', ...TIER_ARGS]);
+    try {
+      await until('MemberList through the workers lists the proxy once', async () => sameList(await listedUrls(w.address), [urlOf(w)]));
+      // Both workers serve: a registration made by each (as each serves its port) would show as a lease each by now.
+      await until('both workers serving', () => w.stderr().split('etcd-cache-proxy serving').length - 1 >= 2);
+      assert.equal(await leaseCount(etcd), 1, 'one lease: the process that keeps the mirror registered, the workers did not');
+      assert.equal((await registered(etcd)).length, 1);
+    } finally {
+      await w.stop();
     }
   });
 

@@ -132,6 +132,18 @@ describe('tiers: proxies that list each other (--resolver-prefix, --resolver-ttl
     }
   });
 
+  it('an edge proxy given one regional of the tier follows the member list to every regional', async () => {
+    const a = await startProxyProcess([etcd.clientUrl], TIER_ARGS);
+    const b = await startProxyProcess([etcd.clientUrl], TIER_ARGS);
+    const edge = await startTestProxy([urlOf(a)], ['--sync-interval', '200ms']);
+    try {
+      const dialled = async (): Promise<string[]> => (await edge.metrics.upstreamMemberUp.get()).values.map((v) => String(v.labels.member)).sort();
+      await until('the edge dials A and B', async () => sameList(await dialled(), [urlOf(a), urlOf(b)]));
+    } finally {
+      await Promise.all([edge.stop(), a.stop(), b.stop()]);
+    }
+  });
+
   it('a proxy stopped gracefully leaves the list at once (its lease is revoked)', async () => {
     const a = await startProxyProcess([etcd.clientUrl], TIER_ARGS);
     const b = await startProxyProcess([etcd.clientUrl], [...TIER_ARGS.slice(0, 2), '--resolver-ttl', '60']);

@@ -73,7 +73,8 @@ export class TierRegistration {
   async close(): Promise<void> {
     this.closed = true;
     this.wake?.();
-    await this.loop;
+    // A registration under way when etcd does not answer would hold the stop for its calls' deadlines: it is left to end on its own.
+    await Promise.race([this.loop, new Promise((resolve) => setTimeout(resolve, REVOKE_TIMEOUT_MS).unref())]);
     const held = this.held;
     this.held = null;
     if (held === null) return;
@@ -123,6 +124,8 @@ export class TierRegistration {
         const grant = await callUpstream<Grant>(member.client, 'etcdserverpb.Lease', 'LeaseGrant', { TTL: resolver.ttlSeconds }, options);
         if (grant.ID === undefined || (grant.error ?? '') !== '') throw new Error(`lease not granted: ${grant.error ?? 'no ID'}`);
         this.held = { id: grant.ID, member };
+        // Stopped meanwhile: no key is put, and the lease expires on its own (or close() revokes it).
+        if (this.closed) throw new Error('stopping');
         await callUpstream(member.client, 'etcdserverpb.KV', 'Put', { key: Buffer.from(key), value: Buffer.from(value), lease: grant.ID }, options);
         // etcd may grant more than was asked (its least TTL is about 1.5 election timeouts): renew by what it granted.
         return { id: grant.ID, member, ttlMs: Math.max(Number(grant.TTL ?? resolver.ttlSeconds), 1) * 1000 };
@@ -147,7 +150,8 @@ export class TierRegistration {
     return new Promise((resolve) => {
       let expiresAt = Date.now() + ttlMs;
       let stream: ClientDuplexStream<object, KeepAliveAnswer> | null = null;
-      let sentAt = 0;
+      /** When each renewal on the open stream was sent, oldest first: etcd answers them in order, and a lease renewed at T lives until T + TTL. */
+      let sentTimes: number[] = [];
       const finish = (lost: boolean): void => {
         clearInterval(timer);
         this.wake = null;
@@ -169,9 +173,11 @@ export class TierRegistration {
           return null; // the channel closed: only while the proxy stops
         }
         call.on('data', (answer: KeepAliveAnswer) => {
+          if (stream !== call) return;
+          const sentAt = sentTimes.shift();
           if (answer.ID !== id) return;
           if (Number(answer.TTL ?? 0) <= 0) return finish(true);
-          expiresAt = sentAt + Number(answer.TTL) * 1000;
+          if (sentAt !== undefined) expiresAt = Math.max(expiresAt, sentAt + Number(answer.TTL) * 1000);
         });
         // Every end also arrives as 'status'.
         call.on('error', () => undefined);
@@ -182,9 +188,20 @@ export class TierRegistration {
       };
       const renew = (): void => {
         if (Date.now() >= expiresAt) return finish(true);
-        stream ??= openStream();
-        sentAt = Date.now();
-        stream?.write({ ID: id });
+        if (stream === null) {
+          stream = openStream();
+          sentTimes = [];
+        }
+        if (stream === null) return;
+        // More than a TTL's worth unanswered: the stream is stuck (a member that lost its peers); the next renewal opens another.
+        if (sentTimes.length > 3) {
+          const stuck = stream;
+          stream = null;
+          stuck.cancel();
+          return;
+        }
+        sentTimes.push(Date.now());
+        stream.write({ ID: id });
       };
       const timer = setInterval(renew, Math.max(ttlMs / 3, 100));
       timer.unref();

@@ -56,6 +56,9 @@ export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, ins
       followCompaction: () => void maintenance.followCompactionNow(),
       listening: (self) => {
         membership.start(self);
+        if (registration !== null && config.advertiseClientUrl === null) {
+          upstreamLog.warn({ registered: self.advertiseClientUrl }, 'tier registration: --advertise-client-url is not set, so the URL registered is derived from the listen address; other machines of the tier may not reach it');
+        }
         registration?.start(self.advertiseClientUrl);
       },
     },

@@ -157,12 +157,23 @@ describe('tiers: proxies that list each other (--resolver-prefix, --resolver-ttl
     }
   });
 
-  it('registers again when its lease is lost: revoked in etcd, or expired during an etcd outage', async () => {
-    const a = await startProxyProcess([etcd.clientUrl], TIER_ARGS);
+  it('keeps its lease alive, and registers again when it is lost: revoked in etcd, or expired during an etcd outage', async () => {
+    // etcd reports a lease's remaining TTL in whole seconds, truncated: with 5 s renewed every 1.7 s it reads 4, 3, then 4 again.
+    const a = await startProxyProcess([etcd.clientUrl], [...TIER_ARGS.slice(0, 2), '--resolver-ttl', '5']);
     try {
       const first = await untilValue('the registration', async () => (await registered(etcd))[0]);
       const clients = rawClients(etcd.clientAddress);
       try {
+        // Kept alive: the same lease's remaining TTL goes up again (without renewals it only falls until the lease expires).
+        let lastTtl = Number.POSITIVE_INFINITY;
+        await until('the lease renewed', async () => {
+          const { error, response } = await call<{ TTL?: string }>(clients.lease, 'LeaseTimeToLive', { ID: first.lease }, { deadlineMs: 3_000 });
+          assert.equal(error, null, error?.details);
+          const ttl = Number(response?.TTL ?? -1);
+          const renewed = ttl > lastTtl;
+          lastTtl = ttl;
+          return renewed;
+        }, 20_000, 100);
         const revoked = await call(clients.lease, 'LeaseRevoke', { ID: first.lease }, { deadlineMs: 3_000 });
         assert.equal(revoked.error, null, revoked.error?.details);
       } finally {

@@ -114,6 +114,13 @@ describe('tiers: proxies that list each other (--resolver-prefix, --resolver-ttl
         assert.ok((kv.lease ?? '0') !== '0', 'registered with a lease');
       }
 
+      // The JSON gateway answers the same list.
+      const json = (await (await fetch(`${urlOf(b)}/v3/cluster/member/list`, { method: 'POST', body: '{}' })).json()) as { members?: Member[] };
+      assert.deepEqual((json.members ?? []).flatMap((m) => m.clientURLs ?? []).sort(), [...both].sort());
+      // Read from the mirror, which holds the prefix: no upstream call made for it.
+      const scraped = await (await fetch(`${urlOf(a)}/metrics`)).text();
+      assert.ok(!scraped.includes('reason="tier-members"'), 'MemberList read the mirror, not etcd');
+
       const listed = await etcdctl(a.address, ['member', 'list']);
       assert.equal(listed.code, 0, listed.stderr);
       for (const url of both) assert.ok(listed.stdout.includes(url), `etcdctl member list through A shows ${url}:\n${listed.stdout}`);

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startEtcd, type EtcdServer } from '../support/etcd';
+import { enableAuth } from '../support/etcd-auth';
 import { etcdctl } from '../support/etcdctl';
 import { startProxyProcess, startTestProxy, type ProxyProcess } from '../support/proxy';
 import { call, rawClients } from '../support/raw-client';
@@ -281,6 +282,29 @@ describe('tiers: proxies that list each other (--resolver-prefix, --resolver-ttl
       assert.ok((members[0]?.peerURLs ?? []).includes(etcd.peerUrl));
     } finally {
       await Promise.all([tier.stop(), plain.stop()]);
+    }
+  });
+});
+
+describe('tiers with etcd auth on: the proxy registers and lists as its own user (--user)', () => {
+  let etcd: EtcdServer;
+  const USER = { name: 'tier-proxy', password: 'tier-pw', roles: ['tier'] };
+  before(async () => {
+    etcd = await startEtcd();
+    await enableAuth(etcd.clientAddress, [{ name: 'tier', permissions: [{ key: `${PREFIX}/`, rangeEnd: `${PREFIX}0`, type: 'READWRITE' }] }], [USER]);
+  });
+  after(async () => {
+    await etcd?.stop();
+  });
+
+  it('a user that may write under the prefix registers; MemberList lists both proxies', async () => {
+    const args = ['--user', `${USER.name}:${USER.password}`, ...TIER_ARGS];
+    const a = await startProxyProcess([etcd.clientUrl], args);
+    const b = await startProxyProcess([etcd.clientUrl], args);
+    try {
+      await until('MemberList through A lists A and B', async () => sameList(await listedUrls(a.address), [urlOf(a), urlOf(b)]));
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
     }
   });
 });

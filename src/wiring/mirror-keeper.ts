@@ -67,8 +67,11 @@ export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, ins
       RELOAD[setting](reloadParts, next, current);
       current = { ...current, [setting]: next[setting] };
     },
+    async leaveTier() {
+      await registration?.close();
+    },
     async close() {
-      // First, while etcd is still reachable through the pool: the lease is revoked, so the tier stops listing this proxy now.
+      // First (if leaveTier() was not called), while the pool still reaches etcd: the lease is revoked, so the tier stops listing this proxy now.
       await registration?.close();
       membership.close();
       liveness.close();

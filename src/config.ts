@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type * as Yaml from 'yaml';
 import { defaultOf, describeSettings, envName, fileKey, SETTING_ROWS, type SettingFlag, type SettingValues } from './settings/table';
-import type { DiscoverySource, HostPort, ProxyConfig, ServerTlsConfig } from './settings/types';
+import type { DiscoverySource, HostPort, ProxyConfig, ResolverSettings, ServerTlsConfig } from './settings/types';
 import { formatHostPort } from './settings/values';
 
 export type { ProxyConfig } from './settings/types';
@@ -170,6 +170,7 @@ function buildConfig(values: SettingValues, given: ReadonlyMap<SettingFlag, Raw>
   const upstreamTls = { caFile: values.cacert, certFile: values.cert, keyFile: values.key, insecureSkipVerify: values['insecure-skip-tls-verify'] };
   if ((upstreamTls.certFile === null) !== (upstreamTls.keyFile === null)) problems.push('--cert and --key go together');
   return {
+    resolver: buildResolver(values, problems),
     upstreamTls,
     upstreamUser: values.user,
     authRefreshIntervalMs: values['auth-refresh-interval'],
@@ -233,6 +234,15 @@ function buildServerTls(values: SettingValues, problems: string[]): ServerTlsCon
   if ((certFile === null) !== (keyFile === null)) problems.push('--cert-file and --key-file go together');
   if (trustedCaFile !== null && certFile === null) problems.push('--trusted-ca-file needs --cert-file and --key-file (client certificates are checked over TLS)');
   return certFile !== null && keyFile !== null ? { certFile, keyFile, trustedCaFile } : null;
+}
+
+/** etcd grpc-proxy's checks, with its words' meaning: a prefix needs a TTL, a TTL needs a prefix. */
+function buildResolver(values: SettingValues, problems: string[]): ResolverSettings | null {
+  const prefix = values['resolver-prefix'];
+  const ttlSeconds = values['resolver-ttl'];
+  if (prefix !== null && ttlSeconds === null) problems.push('--resolver-prefix needs --resolver-ttl (seconds, at least 1), as etcd grpc-proxy does');
+  if (prefix === null && ttlSeconds !== null) problems.push('--resolver-ttl has no effect without --resolver-prefix');
+  return prefix === null || ttlSeconds === null ? null : { prefix, ttlSeconds };
 }
 
 /**

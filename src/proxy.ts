@@ -40,6 +40,8 @@ export async function startProxy({ config, log, metrics }: ProxyDeps): Promise<R
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      // Clients that sync their endpoints stop being sent here before the port stops answering.
+      await keeper.leaveTier();
       await serving.close();
       await keeper.close();
       log.info('stopped');

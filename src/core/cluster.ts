@@ -1,8 +1,11 @@
+import { status } from '@grpc/grpc-js';
 import type { CoreContext } from './context';
-import { forwardUnary } from './forward';
-import type { CoreService } from './call';
+import { forwardUnary, observeCall } from './forward';
+import type { CoreService, UnaryHandler } from './call';
 import { forwardingService, rpcRef } from './forwarding-service';
-import { serviceMethods } from '../etcd/proto';
+import type { TierMembers } from './tier-members';
+import { toStatus } from '../etcd/errors';
+import { serviceMethods, type AnyMethodDefinition } from '../etcd/proto';
 
 interface MemberMessage {
   clientURLs?: string[];
@@ -42,8 +45,32 @@ export function createClusterService(ctx: CoreContext): CoreService {
         const decoded = method.responseDeserialize(raw) as MembersResponse;
         return method.responseSerialize(rewriteClientUrls(decoded, ctx.advertiseClientUrl()));
       };
+      if (name === 'MemberList' && ctx.tierMembers !== undefined) return [name, listTier(ctx, ctx.tierMembers, method)];
       return [name, forwardUnary(ctx, rpcRef(SERVICE, name), { transformResponse })];
     }),
   );
   return forwardingService(ctx, SERVICE, { overrides });
+}
+
+/**
+ * MemberList with --resolver-prefix: the live proxies of the tier, as
+ * grpc-proxy answers it (tier-members.ts), never the cluster's members.
+ * The other Cluster calls change the cluster and go to etcd as before.
+ */
+function listTier(ctx: CoreContext, tier: Pick<TierMembers, 'list'>, method: AnyMethodDefinition): UnaryHandler {
+  const rpc = rpcRef(SERVICE, 'MemberList');
+  return (_call, callback) => {
+    const started = performance.now();
+    tier.list().then(
+      ({ answer, source }) => {
+        observeCall(ctx, rpc, status.OK, started, source);
+        callback(null, method.responseSerialize(answer));
+      },
+      (error: unknown) => {
+        const failed = toStatus(error);
+        observeCall(ctx, rpc, failed.code, started, 'proxy');
+        callback(failed);
+      },
+    );
+  };
 }

@@ -5,6 +5,7 @@ import type { LeaderSentinel } from '../upstream/leader-sentinel';
 import type { UpstreamPool } from '../upstream/pool';
 import type { MirrorReadDeps } from './mirror-read-deps';
 import type { StreamTracker } from './stream-tracker';
+import type { TierMembers } from './tier-members';
 import type { WritePolicy } from './write-policy';
 import type { WatchHub } from '../watch/hub';
 
@@ -19,6 +20,8 @@ export interface CoreContext {
   readonly streams: StreamTracker;
   /** Reported as every member's client URL by Cluster.MemberList; known once the port is bound. */
   advertiseClientUrl(): string;
+  /** With --resolver-prefix: MemberList answers with the proxies registered there; absent: with the cluster's members. */
+  readonly tierMembers?: Pick<TierMembers, 'list'>;
   /** What every write passes before it is forwarded, and waits for after. */
   readonly writes: WritePolicy;
   /** Serving reads from the mirror; null forwards every read. */

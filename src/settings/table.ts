@@ -97,6 +97,14 @@ export const SETTINGS = {
     description: 'client URL reported for every member in MemberList (default: http://<listen-addr>)',
     field: 'advertiseClientUrl', live: false, default: null, parse: parseClientUrl,
   }),
+  'resolver-prefix': row({
+    description: "prefix under which this proxy registers its advertised client URL with a lease, as etcd grpc-proxy does; MemberList then lists every live proxy registered under it (default: none, off)",
+    field: 'resolver', live: false, default: null, parse: nonEmpty,
+  }),
+  'resolver-ttl': row({
+    description: "with --resolver-prefix: seconds the registration's lease lives without its keep-alive (etcd grpc-proxy's flag; required with the prefix, as there)",
+    field: 'resolver', live: false, default: null, parse: wholeNumberOfAtLeast(1, 'must be a whole number of seconds, at least 1'),
+  }),
   'data-dir': row({ description: 'directory for the proxy state', field: 'dataDir', live: false, default: 'etcd-cache-proxy.data', parse: nonBlank }),
   'metrics-addr': row({ description: 'extra listener for /metrics only, host:port or http://host:port', field: 'metricsAddr', live: false, default: null, parse: parseMetricsAddr }),
   'log-level': row({ description: `one of ${LOG_LEVELS.join(', ')}`, field: 'logLevel', live: true, default: 'info' as const, parse: parseLogLevel }),

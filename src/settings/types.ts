@@ -44,6 +44,8 @@ export interface ProxyConfig {
    * "derive it from the bound listen address" (see advertisedUrlFor).
    */
   readonly advertiseClientUrl: string | null;
+  /** etcd grpc-proxy's --resolver-prefix/--resolver-ttl: this proxy registers under the prefix and MemberList lists who did; null: off. */
+  readonly resolver: ResolverSettings | null;
   readonly dataDir: string;
   /** A second listener that serves only /metrics; null when not asked for. */
   readonly metricsAddr: HostPort | null;
@@ -111,6 +113,14 @@ export interface ProxyConfig {
   readonly serverTls: ServerTlsConfig | null;
   /** The YAML file the values were read from, if any. */
   readonly configFile: string | null;
+}
+
+/** Proxies of one tier registering themselves, as etcd grpc-proxy's do. */
+export interface ResolverSettings {
+  /** Each proxy puts `<prefix>/<advertised client URL>` under a lease; MemberList through any of them lists the live ones. */
+  readonly prefix: string;
+  /** Seconds a registration outlives its proxy (the lease's TTL). */
+  readonly ttlSeconds: number;
 }
 
 /** Where grayscale marks are honoured (grayscale/), and who this proxy is to them. */

@@ -36,7 +36,11 @@ export type UpstreamReason =
   /** The empty require-leader watch that tells when a member lost its leader. */
   | 'leader-sentinel'
   /** `snapshot save` reading a live cluster. */
-  | 'snapshot';
+  | 'snapshot'
+  /** --resolver-prefix: this proxy's registration (a lease, its key, the lease's keep-alive). */
+  | 'tier-registration'
+  /** --resolver-prefix: the registered proxies read for MemberList, when the mirror does not hold them. */
+  | 'tier-members';
 
 /** Call options that name their reason; grpc-js hands every option on to the interceptors. */
 export interface ReasonedCallOptions extends CallOptions {

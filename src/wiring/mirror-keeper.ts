@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { RELOAD, type ReloadParts } from '../reload-table';
 import { GrayscaleView } from '../grayscale/view';
 import { isCompactedUpstream } from '../mirror/compaction-tracker';
@@ -7,6 +8,7 @@ import { startStoreMaintenance } from '../mirror/store-maintenance';
 import { openStore } from '../store/store';
 import { createInstanceId } from '../upstream/loop-guard';
 import { clusterRevision } from '../upstream/member-look';
+import { TierRegistration } from '../upstream/tier-registration';
 import { startKeptMirror } from './kept-mirror';
 import { buildSharedParts } from './shared-parts';
 import type { MirrorKeeper, ProxyDeps } from './sides';
@@ -28,6 +30,8 @@ export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, ins
   // Once etcd is found compacted past what the log holds, maintenance learns where and prunes the log to match.
   const isCompacted = (revision: number): Promise<boolean | undefined> => isCompactedUpstream(pool, revision, scope.probeKey(), identity);
   const maintenance = startStoreMaintenance(store, config.history, metrics, mirrorLog, isCompacted);
+  // --resolver-prefix: registered by the one process that keeps the mirror (one lease per proxy, whatever --workers is), once the port is bound.
+  const registration = config.resolver === null ? null : new TierRegistration({ resolver: config.resolver, pool, identity, name: hostname(), log: upstreamLog });
   const snapshots = await startSnapshotSide({ config, store, mirror, liveness, scope, metrics, log, clusterRevision: () => clusterRevision(pool, 'snapshot') });
 
   let current = config;
@@ -50,14 +54,25 @@ export async function startMirrorKeeper({ config, log, metrics }: ProxyDeps, ins
       scope,
       instanceId,
       followCompaction: () => void maintenance.followCompactionNow(),
-      listening: (self) => membership.start(self),
+      listening: (self) => {
+        membership.start(self);
+        if (registration !== null && config.advertiseClientUrl === null) {
+          upstreamLog.warn({ registered: self.advertiseClientUrl }, 'tier registration: --advertise-client-url is not set, so the URL registered is derived from the listen address; other machines of the tier may not reach it');
+        }
+        registration?.start(self.advertiseClientUrl);
+      },
     },
     onRevision,
     reconfigure(next, setting) {
       RELOAD[setting](reloadParts, next, current);
       current = { ...current, [setting]: next[setting] };
     },
+    async leaveTier() {
+      await registration?.close();
+    },
     async close() {
+      // First (if leaveTier() was not called), while the pool still reaches etcd: the lease is revoked, so the tier stops listing this proxy now.
+      await registration?.close();
       membership.close();
       liveness.close();
       maintenance.close();

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { Metadata } from '@grpc/grpc-js';
 import { createCore, type Core } from '../core/core';
 import { followMirror } from '../core/mirror-reads';
@@ -5,6 +6,7 @@ import { ResponseCache } from '../core/response-cache';
 import { RevisionFloor } from '../core/revision-floor';
 import { createStreamTracker, type StreamTracker } from '../core/stream-tracker';
 import { createWritePolicy } from '../core/write-policy';
+import { TierMembers } from '../core/tier-members';
 import { ETCD_ERRORS } from '../etcd/errors';
 import { createHttpGateway } from '../gateway/http-gateway';
 import { grayscaleReport } from '../grayscale/grayscale-report';
@@ -106,6 +108,19 @@ function buildCore(
   const compaction = new CompactionCheck(isCompacted, () => side.followCompaction());
   const responseCache = new ResponseCache(config.responseCacheBytes);
   followMirror(responseCache, mirror, metrics);
+  const tierMembers =
+    config.resolver === null
+      ? undefined
+      : new TierMembers({
+          prefix: config.resolver.prefix,
+          store,
+          mirrored: (start, end) => mirror.hasData() && scope.coversRequest(start, end),
+          pool,
+          identity,
+          advertiseClientUrl,
+          name: hostname(),
+          log: log.child({ component: 'grpc' }),
+        });
   const floor = new RevisionFloor();
   // The mirror starts again below every revision handed out before a restore: mirror reads must not wait for those.
   mirror.on('discarded', () => floor.reset());
@@ -119,6 +134,7 @@ function buildCore(
       log: log.child({ component: 'grpc' }),
       streams,
       advertiseClientUrl,
+      ...(tierMembers === undefined ? {} : { tierMembers }),
       writes: createWritePolicy({ mode: () => current().mode, liveness, mirror, ranges: scope, metrics }),
       mode: () => current().mode,
       watchHub: { hub: watchHub, progressNotifyIntervalMs: config.watchProgressNotifyIntervalMs, bufferBytes: config.watchBufferBytes },

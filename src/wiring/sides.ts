@@ -70,6 +70,8 @@ export interface MirrorKeeper {
   onRevision(listener: (revision: number) => void): void;
   /** Takes over one live setting of a reloaded configuration; throws when it does not load. */
   reconfigure(next: ProxyConfig, setting: LiveSetting): void;
+  /** A stop begins: this proxy leaves its tier's list (--resolver-prefix) before its port stops serving. */
+  leaveTier(): Promise<void>;
   close(): Promise<void>;
 }
 

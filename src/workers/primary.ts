@@ -74,6 +74,7 @@ export async function startPrimary({ config, log, metrics }: ProxyDeps, workerCo
       return changes;
     },
     async close() {
+      await keeper.leaveTier();
       clientPort.close();
       handover.close();
       await workers.close();

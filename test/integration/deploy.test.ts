@@ -3,7 +3,7 @@
 // every metric its alert rules and dashboard name is one the proxy exports.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -71,6 +71,27 @@ describe('deploy/', () => {
     const result = spawnSync('systemd-analyze', ['verify', join(DEPLOY, 'systemd', 'etcd-cache-proxy.service')], { encoding: 'utf8' });
     // It also complains that /usr/bin/node or /opt/... are missing on a machine without the install; only syntax errors count.
     assert.doesNotMatch(result.stderr, /Unknown (key|section)|Failed to parse/, result.stderr);
+  });
+
+  it('has tier drop-ins (regional, edge) systemd-analyze accepts on the unit', (t) => {
+    if (!onPath('systemd-analyze')) {
+      t.skip('systemd-analyze not installed here');
+      return;
+    }
+    for (const dropIn of ['regional.conf', 'edge.conf']) {
+      // Where systemd looks for them: <unit>.d/ next to the unit, on the unit path.
+      const dir = mkdtempSync(join(tmpdir(), 'ecp-systemd-'));
+      try {
+        const unit = join(dir, 'etcd-cache-proxy.service');
+        writeFileSync(unit, readFileSync(join(DEPLOY, 'systemd', 'etcd-cache-proxy.service')));
+        mkdirSync(`${unit}.d`);
+        writeFileSync(join(`${unit}.d`, dropIn), readFileSync(join(DEPLOY, 'systemd', dropIn)));
+        const result = spawnSync('systemd-analyze', ['verify', unit], { encoding: 'utf8', env: { ...process.env, SYSTEMD_UNIT_PATH: `${dir}:` } });
+        assert.doesNotMatch(result.stderr, /Unknown (key|section)|Failed to parse|Invalid/, `${dropIn}: ${result.stderr}`);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
   });
 
   it('has alert rules promtool accepts', (t) => {

@@ -1,0 +1,60 @@
+import type { Metadata } from '@grpc/grpc-js';
+import { STALE_HEADER } from '../etcd/metadata';
+
+/** How often, while the tier is stale, the upstream is asked again whether it still is. */
+export const TIER_RECHECK_MS = 1_000;
+
+/**
+ * Whether the upstream tier (another etcd-cache-proxy) is serving stale, as
+ * its own answers say: a regional cut off from etcd answers from its mirror
+ * with the stale mark, and the edge must not call those answers fresh.
+ *
+ * Learned from calls the proxy makes anyway (the read barrier's Range, the
+ * reads it forwards): a marked answer makes the tier stale from then, an
+ * unmarked one (etcd's own, or a fresh regional's) makes it fresh. The hot
+ * read path only reads a field: no call of its own. While stale, `recheck`
+ * asks again every second (one call), so a proxy that only serves
+ * serializable reads from its mirror still finds out when the tier recovers.
+ */
+export class TierStaleness {
+  private since: number | null = null;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly recheck: () => Promise<unknown>) {}
+
+  /** The response headers of an answer of the upstream. */
+  noteAnswer(headers: Metadata | null): void {
+    const marked = headers !== null && headers.get(STALE_HEADER)[0] === 'true';
+    if (!marked) {
+      this.since = null;
+      this.stopRecheck();
+      return;
+    }
+    this.since ??= Date.now();
+    if (this.timer === null) {
+      this.timer = setInterval(() => {
+        // A failed recheck says nothing new (the tier or this side cannot answer): the mark stays.
+        this.recheck().catch(() => undefined);
+      }, TIER_RECHECK_MS);
+      this.timer.unref();
+    }
+  }
+
+  isStale(): boolean {
+    return this.since !== null;
+  }
+
+  /** Since when the tier has answered marked stale (epoch ms), or null while it answers fresh. */
+  staleSince(): number | null {
+    return this.since;
+  }
+
+  close(): void {
+    this.stopRecheck();
+  }
+
+  private stopRecheck(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+}

@@ -37,9 +37,11 @@ export async function startServing(deps: ProxyDeps, side: MirrorSide, handedPort
   const authParts = await startServingAuth(config, side, metrics, log.child({ component: 'mirror' }));
   const streams = createStreamTracker();
   let advertiseClientUrl = config.advertiseClientUrl ?? '';
+  // A worker's is the one the primary's messages reach (workers/worker.ts); one process has its own.
+  const tierStale = side.tier ?? new TierStaleness();
   const barrier = new ReadBarrier(pool, () => scope.probeKey(), side.identity, () => metrics.readBarrierCalls.inc(), (headers) => tierStale.noteAnswer(headers));
   // While the tier answers stale, the barrier's call asks it again each second whether it still is.
-  const tierStale = new TierStaleness(() => barrier.upstreamRevision());
+  tierStale.recheckWith(() => barrier.upstreamRevision());
   const floor = new RevisionFloor();
   const core = buildCore(deps, side, authParts, streams, () => current, () => advertiseClientUrl, { barrier, floor, tierStale });
   const grpc = createGrpcServer(core, log.child({ component: 'grpc' }));

@@ -1,5 +1,6 @@
 // Integration (real etcd, one regional proxy and one edge proxy in front of
-// it, each the CLI in its own process): the edge follows the regional's stale state. While etcd
+// it, each the CLI in its own process; the edge once as one process and once
+// with --workers 2, where every serving process must answer the same): the edge follows the regional's stale state. While etcd
 // answers, the edge's reads are not marked stale and its /readyz names its
 // upstream a tier that is not stale. Once etcd is frozen (SIGSTOP), the
 // regional serves its mirror marked stale, and within the regional's upstream
@@ -48,7 +49,7 @@ async function staleMarks(clients: RawClients, proxy: ProxyProcess, key: string)
   return marks;
 }
 
-for (const workers of [null] as const) {
+for (const workers of [null, '2'] as const) {
   describe(`tiers: an edge${workers === null ? '' : ` with --workers ${workers}`} follows its regional's stale state`, () => {
     let etcd: EtcdServer;
     let regional: ProxyProcess;

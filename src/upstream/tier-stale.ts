@@ -34,9 +34,10 @@ export class TierStaleness {
     this.changed = listener;
   }
 
-  /** The response headers of an answer of the upstream. */
+  /** The response headers of an answer of the upstream; none (an answer whose headers never came) says nothing. */
   noteAnswer(headers: Metadata | null): void {
-    const marked = headers !== null && headers.get(STALE_HEADER)[0] === 'true';
+    if (headers === null) return;
+    const marked = headers.get(STALE_HEADER)[0] === 'true';
     if (marked === (this.since !== null)) return;
     this.set(marked ? Date.now() : null);
     this.changed(this.since);

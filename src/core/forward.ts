@@ -9,6 +9,7 @@ import {
 } from '@grpc/grpc-js';
 import type { DuplexCall, DuplexHandler, ServerStreamCall, ServerStreamHandler, UnaryCall, UnaryCallback, UnaryHandler } from './call';
 import { passBytes } from '../etcd/proto';
+import { STALE_HEADER } from '../etcd/metadata';
 import type { CoreContext } from './context';
 import { ProxyError, toStatus } from '../etcd/errors';
 import type { Source } from '../metrics';
@@ -184,9 +185,20 @@ function forwardAdmitted(ctx: CoreContext, rpc: RpcRef, options: UnaryForwardOpt
   const keysWrite = kind === 'write' && rpc.path.startsWith('/etcdserverpb.KV/');
   const reads = ctx.mirrorReads;
   const before = keysWrite && reads !== undefined && reads !== null ? { handedOut: reads.floor.revision, mirrored: reads.store.meta().revision } : null;
-  tryMembers(ctx, rpc, call, kind, progress, options.notBelow, (error, answer) => {
-    if (error !== null) finish(error);
-    else reply(ctx, rpc, options, answer, call.request, before, finish);
+  tryMembers(ctx, rpc, call, kind, progress, options.notBelow, (error, answer, headers) => {
+    if (error !== null) {
+      finish(error);
+      return;
+    }
+    // An upstream tier (another etcd-cache-proxy) answering from its mirror marks the answer stale: the mark
+    // goes on to the client, and what the proxy knows of its tier follows (upstream/tier-stale.ts).
+    ctx.mirrorReads?.tierStale.noteAnswer(headers);
+    if (headers !== null && headers.get(STALE_HEADER)[0] === 'true') {
+      const marked = new Metadata();
+      marked.set(STALE_HEADER, 'true');
+      call.sendMetadata(marked);
+    }
+    reply(ctx, rpc, options, answer, call.request, before, finish);
   });
 }
 
@@ -229,22 +241,23 @@ function tryMembers(
   kind: MethodKind,
   progress: UnaryProgress,
   notBelow: (() => number) | undefined,
-  done: (error: ServiceError | ProxyError | null, answer: Buffer) => void,
+  done: (error: ServiceError | ProxyError | null, answer: Buffer, headers: Metadata | null) => void,
 ): void {
   const members = ctx.pool.candidates();
   const metadata = upstreamMetadata(call.metadata);
   const idempotent = kind === 'read';
   /** The newest answer so far that was below the floor, and its revision. */
-  let behind: { answer: Buffer; revision: number } | undefined;
+  let behind: { answer: Buffer; revision: number; headers: Metadata | null } | undefined;
   const attempt = (index: number): void => {
     const member: UpstreamMember | undefined = members[index];
     if (member === undefined) {
-      if (behind !== undefined) done(null, behind.answer);
-      else done(new ProxyError('noUpstream'), Buffer.alloc(0));
+      if (behind !== undefined) done(null, behind.answer, behind.headers);
+      else done(new ProxyError('noUpstream'), Buffer.alloc(0), null);
       return;
     }
     // A member the proxy sends work to is watched more closely (liveness.ts).
     ctx.mirrorReads?.liveness.used(member);
+    let headers: Metadata | null = null;
     progress.pending = member.client.makeUnaryRequest(
       rpc.path,
       passBytes,
@@ -264,7 +277,7 @@ function tryMembers(
         const floor = idempotent && notBelow !== undefined ? notBelow() : 0;
         const revision = error === null && response !== undefined && floor > 0 ? answerRevision(response) : floor;
         if (revision < floor && !progress.cancelled) {
-          if (behind === undefined || revision > behind.revision) behind = { answer: response ?? Buffer.alloc(0), revision };
+          if (behind === undefined || revision > behind.revision) behind = { answer: response ?? Buffer.alloc(0), revision, headers };
           if (index + 1 < members.length) {
             ctx.log.debug({ rpc: rpc.path, member: member.endpoint.url, revision, floor }, 'answered below a revision already handed out: retried on another member');
             ctx.metrics.upstreamFailovers.inc({ kind: 'read_retry' });
@@ -273,10 +286,13 @@ function tryMembers(
           }
         }
         // The last member failed, or answered no newer: the newest answer below the floor, else what came.
-        if (behind !== undefined && (error !== null || revision < behind.revision)) done(null, behind.answer);
-        else done(error, response ?? Buffer.alloc(0));
+        if (behind !== undefined && (error !== null || revision < behind.revision)) done(null, behind.answer, behind.headers);
+        else done(error, response ?? Buffer.alloc(0), headers);
       },
     );
+    progress.pending.on('metadata', (received: Metadata) => {
+      headers = received;
+    });
   };
   attempt(0);
 }

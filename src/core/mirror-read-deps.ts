@@ -7,6 +7,7 @@ import type { AuthDirectory } from '../auth/directory';
 import type { OfflineLogins } from '../auth/offline-logins';
 import type { CompactionCheck } from '../mirror/compaction-check';
 import type { ReadBarrier } from '../mirror/read-barrier';
+import type { TierStaleness } from '../upstream/tier-stale';
 import type { RangeQueries } from '../mirror/mirror-scope';
 import type { MirrorStore } from '../store/store';
 import type { Liveness } from '../upstream/liveness';
@@ -24,6 +25,8 @@ export interface MirrorReadDeps {
   readonly ranges: RangeQueries;
   readonly liveness: Liveness;
   readonly barrier: ReadBarrier;
+  /** Whether the upstream tier answers stale: every answer of this proxy is then marked stale too. */
+  readonly tierStale: TierStaleness;
   /** Asks etcd whether a past revision the log holds is still etcd's (a compaction made elsewhere). */
   readonly compaction: CompactionCheck;
   /** With auth on: who is asking, and what they may read. */

@@ -90,7 +90,8 @@ export class ReadReply<Req> {
     } else {
       deps.metrics.cacheResults.count('hit');
     }
-    if (stale) {
+    // The mirror is current, but with what a stale tier holds: not fresh either (one field read, no call).
+    if (stale || deps.tierStale.isStale()) {
       markStale(call);
       deps.metrics.staleReads.inc();
     }

@@ -173,6 +173,7 @@ function sendReadiness(state: Readiness, response: ServerResponse): void {
   const body = {
     ...(state.ready ? { ready: true, state: state.state, revision: state.revision } : { ready: false, reason: state.reason }),
     ...(state.notMirrored === undefined ? {} : { notMirrored: state.notMirrored }),
+    ...(state.upstream === undefined ? {} : { upstream: state.upstream }),
   };
   sendComplete(response, state.ready ? 200 : 503, { 'Content-Type': 'application/json' }, JSON.stringify(body));
 }

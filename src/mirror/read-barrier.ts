@@ -43,6 +43,8 @@ export class ReadBarrier {
     private readonly identity: UpstreamLogin,
     /** Told of every upstream call, for the calls-per-read metric. */
     private readonly onCall: () => void = () => undefined,
+    /** The response headers of every answer (a regional's carry its stale mark: upstream/tier-stale.ts). */
+    private readonly onHeaders: (headers: Metadata) => void = () => undefined,
   ) {
   }
 
@@ -95,7 +97,7 @@ export class ReadBarrier {
       for (let attempt = 0; attempt < 2; attempt += 1) {
         try {
           await this.identity.readyAt(member);
-          return readHeaderRevision(await askRange(member, this.requestBytes(), this.identity.metadataFor(member)));
+          return readHeaderRevision(await askRange(member, this.requestBytes(), this.identity.metadataFor(member), this.onHeaders));
         } catch (error) {
           lastError = error;
           if (!this.identity.observe(member, error)) break;
@@ -106,16 +108,28 @@ export class ReadBarrier {
   }
 }
 
-function askRange(member: UpstreamMember, request: Buffer, metadata: Metadata): Promise<Buffer> {
+function askRange(member: UpstreamMember, request: Buffer, metadata: Metadata, onHeaders: (headers: Metadata) => void): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    member.client.makeUnaryRequest(
+    let headers: Metadata | null = null;
+    const call = member.client.makeUnaryRequest(
       RANGE.path,
       passBytes,
       passBytes,
       request,
       metadata,
       reasonedCall('read-barrier', Date.now() + READ_BARRIER_TIMEOUT_MS),
-      (error: ServiceError | null, response?: Buffer) => (error !== null ? reject(error) : resolve(response ?? Buffer.alloc(0))),
+      (error: ServiceError | null, response?: Buffer) => {
+        if (error !== null) {
+          reject(error);
+          return;
+        }
+        // Noted before the read resolves: the reads waiting on this barrier see the mark when they answer.
+        onHeaders(headers ?? new Metadata());
+        resolve(response ?? Buffer.alloc(0));
+      },
     );
+    call.on('metadata', (received: Metadata) => {
+      headers = received;
+    });
   });
 }

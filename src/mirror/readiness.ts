@@ -1,5 +1,7 @@
 import type { StaleReads } from '../settings/types';
 import type { Liveness } from '../upstream/liveness';
+import type { UpstreamPool } from '../upstream/pool';
+import type { TierStaleness } from '../upstream/tier-stale';
 import type { Mirror } from './mirror';
 import type { UnmirroredRange } from './mirror-scope';
 
@@ -10,7 +12,20 @@ export type Readiness = (
 ) & {
   /** Configured ranges the mirror leaves to etcd, and why: they are not served during an outage. */
   readonly notMirrored?: readonly UnmirroredRange[];
+  /** What this proxy's upstream is, and for a tier whether it serves stale and how far behind this proxy is. */
+  readonly upstream?: UpstreamReport;
 };
+
+/**
+ * `etcd` when the members answer as etcd, `tier` when they are other
+ * etcd-cache-proxies (their answers say so), `unknown` before any answered.
+ * For a tier: whether it answers marked stale (cut off from etcd) and since
+ * how long; `revision` the newest revision this proxy has heard of through
+ * it (the highest answer's revision: the revision floor), and `behind` how many revisions the mirror here lacks of that.
+ */
+export type UpstreamReport =
+  | { readonly kind: 'etcd' | 'unknown' }
+  | { readonly kind: 'tier'; readonly stale: boolean; readonly staleForMs?: number; readonly revision: number; readonly behind: number };
 
 export interface ReadinessDeps {
   readonly mirror: Mirror;
@@ -18,6 +33,7 @@ export interface ReadinessDeps {
   readonly staleReads: StaleReads;
   /** Configured ranges the mirror's user may not read. */
   readonly unmirrored?: () => readonly UnmirroredRange[];
+  readonly upstream?: () => UpstreamReport;
 }
 
 /**
@@ -31,7 +47,29 @@ export interface ReadinessDeps {
 export function readiness(deps: ReadinessDeps): Readiness {
   const state = readinessState(deps);
   const notMirrored = deps.unmirrored?.() ?? [];
-  return notMirrored.length === 0 ? state : { ...state, notMirrored };
+  const upstream = deps.upstream?.();
+  return { ...state, ...(notMirrored.length === 0 ? {} : { notMirrored }), ...(upstream === undefined ? {} : { upstream }) };
+}
+
+/**
+ * What the upstream is, from what its members' answers said (a tier as soon
+ * as one member is a proxy: the members of one --endpoints list are one tier).
+ * The status code and state of /readyz do not change with it: a stale tier
+ * still answers reads, and this proxy's own liveness says when it is lost.
+ */
+export function upstreamReport(pool: UpstreamPool, tier: TierStaleness, floor: { readonly revision: number }, mirror: Mirror): UpstreamReport {
+  const kinds = pool.members().map((member) => pool.kind(member));
+  if (!kinds.includes('proxy')) return { kind: kinds.includes('etcd') ? 'etcd' : 'unknown' };
+  const since = tier.staleSince();
+  const held = mirror.revision();
+  const heard = Math.max(held, floor.revision);
+  return {
+    kind: 'tier',
+    stale: since !== null,
+    ...(since === null ? {} : { staleForMs: Math.max(0, Date.now() - since) }),
+    revision: heard,
+    behind: heard - held,
+  };
 }
 
 function readinessState({ mirror, liveness, staleReads }: ReadinessDeps): Readiness {

@@ -15,7 +15,8 @@ import { trackHttpConnections } from '../listener/http-connections';
 import { CompactionCheck } from '../mirror/compaction-check';
 import { isCompactedUpstream } from '../mirror/compaction-tracker';
 import { ReadBarrier } from '../mirror/read-barrier';
-import { readiness } from '../mirror/readiness';
+import { readiness, upstreamReport } from '../mirror/readiness';
+import { TierStaleness } from '../upstream/tier-stale';
 import { RELOAD } from '../reload-table';
 import { formatHostPort } from '../settings/values';
 import type { ProxyConfig } from '../settings/types';
@@ -36,7 +37,13 @@ export async function startServing(deps: ProxyDeps, side: MirrorSide, handedPort
   const authParts = await startServingAuth(config, side, metrics, log.child({ component: 'mirror' }));
   const streams = createStreamTracker();
   let advertiseClientUrl = config.advertiseClientUrl ?? '';
-  const core = buildCore(deps, side, authParts, streams, () => current, () => advertiseClientUrl);
+  // A worker's is the one the primary's messages reach (workers/worker.ts); one process has its own.
+  const tierStale = side.tier ?? new TierStaleness();
+  const barrier = new ReadBarrier(pool, () => scope.probeKey(), side.identity, () => metrics.readBarrierCalls.inc(), (headers) => tierStale.noteAnswer(headers));
+  // While the tier answers stale, the barrier's call asks it again each second whether it still is.
+  tierStale.recheckWith(() => barrier.upstreamRevision());
+  const floor = new RevisionFloor();
+  const core = buildCore(deps, side, authParts, streams, () => current, () => advertiseClientUrl, { barrier, floor, tierStale });
   const grpc = createGrpcServer(core, log.child({ component: 'grpc' }));
   const gateway = createHttpGateway({
     scrape,
@@ -56,7 +63,14 @@ export async function startServing(deps: ProxyDeps, side: MirrorSide, handedPort
       },
     },
     upstreamLost: () => liveness.isLost(),
-    readiness: () => readiness({ mirror: side.mirror, liveness, staleReads: config.staleReads, unmirrored: () => scope.unmirrored }),
+    readiness: () =>
+      readiness({
+        mirror: side.mirror,
+        liveness,
+        staleReads: config.staleReads,
+        unmirrored: () => scope.unmirrored,
+        upstream: () => upstreamReport(pool, tierStale, floor, side.mirror),
+      }),
   });
   const httpConnections = trackHttpConnections(gateway.server);
   const connections = grpcConnections(grpc, gateway.http2Request, () => metrics.grpcConnectionsMoved.inc());
@@ -78,6 +92,7 @@ export async function startServing(deps: ProxyDeps, side: MirrorSide, handedPort
     },
     async close() {
       log.info({ openStreams: streams.size }, 'shutting down');
+      tierStale.close();
       port.listener.stopAccepting();
       port.listener.destroyUndecided();
       streams.closeAll({ ...ETCD_ERRORS.shuttingDown, metadata: new Metadata() });
@@ -99,11 +114,11 @@ function buildCore(
   streams: StreamTracker,
   current: () => ProxyConfig,
   advertiseClientUrl: () => string,
+  { barrier, floor, tierStale }: { readonly barrier: ReadBarrier; readonly floor: RevisionFloor; readonly tierStale: TierStaleness },
 ): Core {
   const { store, pool, liveness, mirror, auth, identity, grayscale, instanceId, scope } = side;
   const mirrorLog = log.child({ component: 'mirror' });
   const watchHub = new WatchHub(store, mirror, (events) => metrics.watchEventsReplayed.inc(events));
-  const barrier = new ReadBarrier(pool, () => scope.probeKey(), identity, () => metrics.readBarrierCalls.inc());
   const isCompacted = (revision: number): Promise<boolean | undefined> => isCompactedUpstream(pool, revision, scope.probeKey(), identity);
   const compaction = new CompactionCheck(isCompacted, () => side.followCompaction());
   const responseCache = new ResponseCache(config.responseCacheBytes);
@@ -121,7 +136,6 @@ function buildCore(
           name: hostname(),
           log: log.child({ component: 'grpc' }),
         });
-  const floor = new RevisionFloor();
   // The mirror starts again below every revision handed out before a restore: mirror reads must not wait for those.
   mirror.on('discarded', () => floor.reset());
   mirror.on('relisted', () => floor.mirrorRelisted());
@@ -138,7 +152,7 @@ function buildCore(
       writes: createWritePolicy({ mode: () => current().mode, liveness, mirror, ranges: scope, metrics }),
       mode: () => current().mode,
       watchHub: { hub: watchHub, progressNotifyIntervalMs: config.watchProgressNotifyIntervalMs, bufferBytes: config.watchBufferBytes },
-      mirrorReads: { store, mirror, ranges: scope, liveness, barrier, compaction, directory, offlineLogins, auth, staleReads: config.staleReads, cache: responseCache, grayscale, floor, metrics, log: mirrorLog },
+      mirrorReads: { store, mirror, ranges: scope, liveness, barrier, tierStale, compaction, directory, offlineLogins, auth, staleReads: config.staleReads, cache: responseCache, grayscale, floor, metrics, log: mirrorLog },
     },
     { instanceId },
   );

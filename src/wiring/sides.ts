@@ -15,6 +15,7 @@ import type { ProxyConfig } from '../settings/types';
 import type { MirrorStore } from '../store/store';
 import type { Liveness } from '../upstream/liveness';
 import type { SelfAddresses } from '../upstream/loop-guard';
+import type { TierStaleness } from '../upstream/tier-stale';
 import type { UpstreamPool } from '../upstream/pool';
 
 /** What every process is started with. */
@@ -52,6 +53,8 @@ export interface MirrorSide {
   listening(self: SelfAddresses): void;
   /** With --workers: the tokens each serving process learns, told to the others. */
   readonly tokens?: TokenSharing;
+  /** With --workers: whether the upstream tier is stale, shared through the primary with the other processes. */
+  readonly tier?: TierStaleness;
 }
 
 export interface TokenSharing {

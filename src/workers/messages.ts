@@ -1,6 +1,7 @@
 import type { UnmirroredRange } from '../mirror/mirror-scope';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { HostPort } from '../etcd/endpoint';
+import type { UpstreamKind } from '../upstream/upstream-kind';
 import type { AuthSignal, AuthState } from '../auth/auth-gate';
 import type { SharedToken } from '../auth/directory';
 import type { LoginAttempt } from '../auth/login-limits';
@@ -27,7 +28,9 @@ export type ToWorker =
   /** Configured ranges the mirror leaves to etcd (its user may not read them), for /readyz. */
   | { readonly type: 'ecp:scope'; readonly unmirrored: readonly UnmirroredRange[] }
   /** The upstream members (client URLs) and their health as the primary's probes found it. */
-  | { readonly type: 'ecp:members'; readonly members: readonly { readonly url: string; readonly healthy: boolean | null }[] }
+  | { readonly type: 'ecp:members'; readonly members: readonly { readonly url: string; readonly healthy: boolean | null; readonly kind: UpstreamKind }[] }
+  /** Whether the upstream tier answers stale (since when, epoch ms), as a serving process last learned it. */
+  | { readonly type: 'ecp:tier'; readonly staleSince: number | null }
   /** Read flags, environment and file again (the primary got SIGHUP or saw the file change). */
   | { readonly type: 'ecp:reload' }
   /** Send this process's metrics, for the sum /metrics answers. */
@@ -52,6 +55,8 @@ export type ToPrimary =
   | { readonly type: 'ecp:hurry' }
   | { readonly type: 'ecp:relist'; readonly reason: string }
   | { readonly type: 'ecp:compaction' }
+  /** This worker's calls found the upstream tier stale (since then), or fresh (null): every process follows. */
+  | { readonly type: 'ecp:tier'; readonly staleSince: number | null }
   /** A compaction to `revision` went through this worker: the store records it. */
   | { readonly type: 'ecp:compacted'; readonly revision: number }
   | { readonly type: 'ecp:auth-signal'; readonly signal: AuthSignal }

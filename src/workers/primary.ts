@@ -46,7 +46,7 @@ export async function startPrimary({ config, log, metrics }: ProxyDeps, workerCo
     throw error;
   });
   let grayscalePrefixes = config.grayscale.prefixes;
-  const parts: PrimaryParts = { keeper, handover, collector: new MetricsCollector(metrics), sharedTokens: new SharedTokens(), loginLimiter: new LoginLimiter(), log, discoveryStarted: false };
+  const parts: PrimaryParts = { keeper, handover, collector: new MetricsCollector(metrics), sharedTokens: new SharedTokens(), loginLimiter: new LoginLimiter(), log, discoveryStarted: false, tierStaleSince: null };
   keeper.side.liveness.on('back', () => parts.sharedTokens.upstreamBack());
   const workers = new ServingProcesses({
     count: workerCount,
@@ -96,6 +96,8 @@ interface PrimaryParts {
   readonly log: Logger;
   /** Member discovery starts once, when the first worker listens (the address is the same for every worker). */
   discoveryStarted: boolean;
+  /** Whether the upstream tier is stale, as a worker's calls last found (since when, epoch ms): the state a new worker is told. */
+  tierStaleSince: number | null;
 }
 
 function onWorkerMessage(parts: PrimaryParts, workers: ServingProcesses, worker: Worker, message: ToPrimary): void {
@@ -121,6 +123,12 @@ function onWorkerMessage(parts: PrimaryParts, workers: ServingProcesses, worker:
       return handover.closed(worker);
     case 'ecp:hello':
       for (const state of stateNow(parts.keeper, sharedTokens)) workers.send(worker, state);
+      workers.send(worker, { type: 'ecp:tier', staleSince: parts.tierStaleSince });
+      return;
+    case 'ecp:tier':
+      // The worker whose calls learned it holds it already; the others (and workers started later) follow.
+      parts.tierStaleSince = message.staleSince;
+      workers.broadcast({ type: 'ecp:tier', staleSince: message.staleSince });
       return;
     case 'ecp:hurry':
       return side.mirror.hurry();

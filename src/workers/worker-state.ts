@@ -47,7 +47,8 @@ function membersState({ side }: MirrorKeeper): ToWorker {
     type: 'ecp:members',
     members: side.pool.members().map((member) => {
       const health = side.pool.health(member);
-      return { url: member.endpoint.url, healthy: health === 'healthy' ? true : health === 'unhealthy' ? false : null };
+      // What the member is (etcd or a proxy) too: the worker's /readyz says it, and its own calls may not have asked.
+      return { url: member.endpoint.url, healthy: health === 'healthy' ? true : health === 'unhealthy' ? false : null, kind: side.pool.kind(member) };
     }),
   };
 }

@@ -9,6 +9,7 @@ import { RELOAD, type ReloadParts } from '../reload-table';
 import type { ProxyConfig } from '../settings/types';
 import { openStore } from '../store/store';
 import type { UpstreamPool } from '../upstream/pool';
+import { TierStaleness } from '../upstream/tier-stale';
 import type { MirrorStore } from '../store/store';
 import { createInstanceId } from '../upstream/loop-guard';
 import { createReconfigure } from '../wiring/reconfigure';
@@ -39,6 +40,8 @@ interface FollowingParts extends SharedParts {
   readonly tokens: TokenInbox;
   readonly loginBudget: LoginBudgetClient;
   readonly metricsRequests: MetricsRequests;
+  /** Whether the upstream tier is stale: learned by any worker's calls, passed on by the primary. */
+  readonly tier: TierStaleness;
   readonly metrics: Metrics;
   readonly log: Logger;
   readonly send: (message: ToPrimary) => void;
@@ -83,6 +86,7 @@ export async function startWorker({ config, log, metrics }: ProxyDeps, args: rea
     tokens: new TokenInbox(),
     loginBudget: new LoginBudgetClient(send),
     metricsRequests: new MetricsRequests(send),
+    tier: new TierStaleness(),
     metrics,
     log,
     send,
@@ -92,6 +96,7 @@ export async function startWorker({ config, log, metrics }: ProxyDeps, args: rea
   const followScope = (): void => followStoredScope(scope, () => store.meta().scope);
   followScope();
   for (const event of ['relisted', 'adopted', 'discarded'] as const) parts.mirror.on(event, followScope);
+  parts.tier.onChange((staleSince) => send({ type: 'ecp:tier', staleSince }));
 
   const onMessage = (message: unknown, handle: unknown): void => {
     if (!isToWorker(message)) return;
@@ -145,6 +150,7 @@ function followingSide(parts: FollowingParts, store: MirrorStore, instanceId: st
     grayscale: parts.grayscale,
     scope: parts.scope,
     instanceId,
+    tier: parts.tier,
     followCompaction: () => send({ type: 'ecp:compaction' }),
     listening: (self) => send({ type: 'ecp:listening', address: self.listen, advertiseClientUrl: self.advertiseClientUrl }),
     tokens: {
@@ -173,6 +179,8 @@ function onPrimaryMessage(parts: FollowingParts, message: ToWorker, args: readon
       return;
     case 'ecp:members':
       return followMembers(parts.pool, message.members);
+    case 'ecp:tier':
+      return parts.tier.adopt(message.staleSince);
     case 'ecp:reload':
       try {
         parts.reconfigure?.(loadConfig({ argv: args, env: process.env }));
@@ -205,5 +213,6 @@ function followMembers(pool: UpstreamPool, members: Extract<ToWorker, { type: 'e
     const known = members.find((m) => m.url === member.endpoint.url);
     if (known?.healthy === true) pool.report(member, 'healthy');
     else if (known?.healthy === false) pool.report(member, 'unhealthy');
+    if (known !== undefined) pool.learnKind(member, known.kind);
   }
 }

@@ -16,6 +16,7 @@ import type { UnaryCall, UnaryCallback, UnaryHandler } from '../../src/core/call
 import type { CoreContext } from '../../src/core/context';
 import type { RpcRef } from '../../src/core/forward';
 import type { MirrorReadDeps } from '../../src/core/mirror-read-deps';
+import { TierStaleness } from '../../src/upstream/tier-stale';
 import { ReadReply } from '../../src/core/mirror-read-reply';
 import type { ReadSpec } from '../../src/core/mirror-read-spec';
 import { ResponseCache } from '../../src/core/response-cache';
@@ -51,6 +52,7 @@ describe('ReadReply (unit)', () => {
       store,
       mirror: { revision: () => store.meta().revision, authEnabled: () => false },
       liveness: { isLost: () => lost },
+      tierStale: new TierStaleness(),
       cache: new ResponseCache(1024 * 1024),
       auth: { noteServed: () => undefined },
       metrics,

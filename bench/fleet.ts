@@ -119,6 +119,13 @@ async function upstreamCallsOf(address: string): Promise<Map<string, number>> {
   return calls;
 }
 
+/** The upstream calls of the proxies at `addresses`, summed by "method reason". */
+async function sumCalls(addresses: readonly string[]): Promise<Map<string, number>> {
+  const sum = new Map<string, number>();
+  for (const address of addresses) for (const [series, count] of await upstreamCallsOf(address)) sum.set(series, (sum.get(series) ?? 0) + count);
+  return sum;
+}
+
 /** Every machine's upstream calls summed by "method reason", or null when the target does not count them. */
 async function fleetUpstreamCalls(machines: readonly Machine[]): Promise<Map<string, number> | null> {
   const sum = new Map<string, number>();
@@ -228,6 +235,8 @@ interface Report {
 interface TierReport {
   /** Per regional, its edges' mirror watches. */
   readonly watchStreams: number[];
+  /** What the regionals say they started upstream in the idle window, by "method reason". */
+  readonly byReason: Map<string, number>;
   /** Calls the regionals answered in the idle window, and passed on to etcd. */
   readonly answered: number;
   readonly forwarded: number;
@@ -259,10 +268,12 @@ async function runFleet(target: Target): Promise<Report> {
     const idleBefore = await countersOf(cluster);
     const callsBefore = await fleetUpstreamCalls(machines);
     const regionalBefore = await regionals?.calls();
+    const regionalReasonsBefore = regionals === null ? null : await sumCalls(regionals.live());
     await sleep(WINDOW_S * 1000);
     const idle = difference(await countersOf(cluster), idleBefore);
     const callsAfter = await fleetUpstreamCalls(machines);
     const regionalAfter = await regionals?.calls();
+    const regionalReasonsAfter = regionals === null ? null : await sumCalls(regionals.live());
     const watchStreams = (await regionals?.watchStreams()) ?? [];
     const idleByReason =
       callsBefore === null || callsAfter === null
@@ -300,6 +311,9 @@ async function runFleet(target: Target): Promise<Report> {
       const failover = await arrivals(machines, 'after-regional', killed, 120_000);
       tier = {
         watchStreams,
+        byReason: new Map(
+          [...(regionalReasonsAfter ?? [])].map(([series, n]) => [series, n - (regionalReasonsBefore?.get(series) ?? 0)] as const).filter(([, n]) => n > 0),
+        ),
         answered: regionalAfter.answered - regionalBefore.answered,
         forwarded: regionalAfter.forwarded - regionalBefore.forwarded,
         failoverAll: Math.max(...failover),
@@ -364,6 +378,10 @@ function printTier(report: Report, tier: TierReport): void {
   console.log(
     `regionals, idle: ${tier.watchStreams.join(' + ')} edge mirror watches; they answered ${(tier.answered / WINDOW_S).toFixed(2)} RPC/s (${downstreamPerEdge.toFixed(3)} per edge), passed ${(tier.forwarded / WINDOW_S).toFixed(2)} on to etcd (${perEdge.toFixed(3)} per edge); the rest of etcd's, ${perRegional.toFixed(3)} RPC/s per regional`,
   );
+  console.log('  as the regionals count them (upstream_calls_total), by method and reason:');
+  for (const [series, count] of [...tier.byReason].sort((a, b) => b[1] - a[1])) {
+    console.log(`    ${series.padEnd(44)} ${(count / WINDOW_S / TIERS).toFixed(3).padStart(8)} /s per regional`);
+  }
   console.log(
     `one regional SIGKILLed: all ${PROXIES} gateways have a new write ${ms(tier.failoverAll)} after (median gateway ${ms(tier.failoverMedian)}); ${total(tier.failover)} RPCs to etcd meanwhile`,
   );

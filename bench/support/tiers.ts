@@ -1,9 +1,14 @@
 // The regional tier of bench/fleet.ts --tiers: M proxy processes, each with
-// its own data dir, given etcd's members; every edge is given all of them.
+// its own data dir, given etcd's members and registered under one prefix (as
+// the README deploys them); every edge is given all of them.
 // Read from the regionals' own /metrics: the edges' mirror watches each one
 // holds, and the calls it answered, split by where the answer came from (its
 // mirror, or etcd: what a regional passes on is what its edges cost etcd).
+import { freePort } from '../../test/support/etcd';
 import { startProxyProcess, type ProxyProcess } from '../../test/support/proxy';
+
+/** Where the regionals register, as the README's "Running tiers" deploys them: MemberList through one lists them all. */
+const RESOLVER_PREFIX = '/etcd-cache-proxy/tier/regional';
 
 /** What the regionals answered so far, summed over them. */
 export interface RegionalCalls {
@@ -24,6 +29,8 @@ export interface Regionals {
   /** Per regional, the mirror watches its edges hold on it (0 for one that does not answer). */
   watchStreams(): Promise<number[]>;
   calls(): Promise<RegionalCalls>;
+  /** "127.0.0.1:PORT" of each regional not killed. */
+  live(): string[];
   /** SIGKILLs regional `index`: it leaves its edges without a goodbye. */
   kill(index: number): void;
   stop(): Promise<void>;
@@ -41,7 +48,11 @@ export async function startRegionals(count: number, initialCluster: string): Pro
   const started: ProxyProcess[] = [];
   const killed = new Set<number>();
   try {
-    for (let i = 0; i < count; i += 1) started.push(await startProxyProcess([], ['--initial-cluster', initialCluster, '--log-level', 'warn']));
+    for (let i = 0; i < count; i += 1) {
+      const port = await freePort();
+      const registration = ['--advertise-client-url', `http://127.0.0.1:${port}`, '--resolver-prefix', RESOLVER_PREFIX, '--resolver-ttl', '30'];
+      started.push(await startProxyProcess([], ['--initial-cluster', initialCluster, ...registration, '--log-level', 'warn'], { port }));
+    }
   } catch (error) {
     await Promise.all(started.map((p) => p.stop()));
     throw error;
@@ -72,6 +83,7 @@ export async function startRegionals(count: number, initialCluster: string): Pro
       }
       return { answered, forwarded };
     },
+    live: () => live().map((p) => p.address),
     kill(index) {
       killed.add(index);
       started[index]?.child.kill('SIGKILL');

@@ -15,7 +15,14 @@
 // Each target gets a fresh cluster holding the same keys. Extrapolated
 // linearly to 10 000 machines in the report.
 //
-//   node --import tsx bench/fleet.ts [--proxies 50] [--window-s 60] [--keys 1000] [--writes 20] [--targets etcd-cache-proxy,grpc-proxy]
+// --tiers M adds a tiered fleet to the run: the same N machines, their proxies
+// (edges) given M regional proxies (bench/support/tiers.ts) instead of etcd.
+// Measured the same way, plus what the regionals carry, and one regional
+// SIGKILLed: the time until every gateway has a write made after, and the RPCs
+// etcd took meanwhile. Extrapolated to 10 000 and 100 000 machines as what
+// each regional costs etcd plus what each edge costs etcd through it.
+//
+//   node --import tsx bench/fleet.ts [--proxies 50] [--window-s 60] [--keys 1000] [--writes 20] [--targets etcd-cache-proxy,grpc-proxy] [--tiers 2]
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,6 +35,7 @@ import { trackProcess } from '../test/support/processes';
 import { startProxyProcess } from '../test/support/proxy';
 import { call, rawClients } from '../test/support/raw-client';
 import { GatewayWatch } from './support/gateway-watch';
+import { startRegionals, type Regionals } from './support/tiers';
 
 const { values } = parseArgs({
   options: {
@@ -36,17 +44,19 @@ const { values } = parseArgs({
     keys: { type: 'string', default: '1000' },
     writes: { type: 'string', default: '20' },
     targets: { type: 'string', default: 'etcd-cache-proxy,grpc-proxy' },
+    tiers: { type: 'string', default: '0' },
   },
 });
 const PROXIES = Number(values.proxies);
 const WINDOW_S = Number(values['window-s']);
 const KEYS = Number(values.keys);
 const WRITES = Number(values.writes);
+const TIERS = Number(values.tiers);
 const FLEET = 10_000;
 const PREFIX = '/apisix/';
 const WRITE_KEY = '/apisix/routes/fleet-write';
 
-type Target = 'etcd-cache-proxy' | 'grpc-proxy';
+type Target = 'etcd-cache-proxy' | 'grpc-proxy' | 'tiers';
 
 interface EtcdCounters {
   /** RPCs started, by "Service/Method". */
@@ -109,6 +119,13 @@ async function upstreamCallsOf(address: string): Promise<Map<string, number>> {
   return calls;
 }
 
+/** The upstream calls of the proxies at `addresses`, summed by "method reason". */
+async function sumCalls(addresses: readonly string[]): Promise<Map<string, number>> {
+  const sum = new Map<string, number>();
+  for (const address of addresses) for (const [series, count] of await upstreamCallsOf(address)) sum.set(series, (sum.get(series) ?? 0) + count);
+  return sum;
+}
+
 /** Every machine's upstream calls summed by "method reason", or null when the target does not count them. */
 async function fleetUpstreamCalls(machines: readonly Machine[]): Promise<Map<string, number> | null> {
   const sum = new Map<string, number>();
@@ -139,9 +156,12 @@ async function untilAnswers(address: string, timeoutMs: number): Promise<void> {
   }
 }
 
-async function startMachine(target: Target, cluster: EtcdCluster): Promise<Machine> {
-  if (target === 'etcd-cache-proxy') {
-    const proxy = await startProxyProcess([], ['--initial-cluster', cluster.initialCluster(), '--log-level', 'warn']);
+async function startMachine(target: Target, cluster: EtcdCluster, index: number, regionals: Regionals | null): Promise<Machine> {
+  if (target === 'etcd-cache-proxy' || target === 'tiers') {
+    const proxy =
+      regionals === null
+        ? await startProxyProcess([], ['--initial-cluster', cluster.initialCluster(), '--log-level', 'warn'])
+        : await startProxyProcess(regionals.endpointsFor(index), ['--log-level', 'warn']);
     const gateway = new GatewayWatch(proxy.address, Buffer.from(PREFIX), WRITE_KEY);
     return {
       gateway,
@@ -208,6 +228,22 @@ interface Report {
   readonly recoveryMedian: number;
   readonly recovered: EtcdCounters;
   readonly relists: number | null;
+  readonly tier: TierReport | null;
+}
+
+/** What the regionals carried, for a tiered fleet. */
+interface TierReport {
+  /** Per regional, its edges' mirror watches. */
+  readonly watchStreams: number[];
+  /** What the regionals say they started upstream in the idle window, by "method reason". */
+  readonly byReason: Map<string, number>;
+  /** Calls the regionals answered in the idle window, and passed on to etcd. */
+  readonly answered: number;
+  readonly forwarded: number;
+  /** One regional SIGKILLed: ms until the last gateway, and the median one, had a write made after. */
+  readonly failoverAll: number;
+  readonly failoverMedian: number;
+  readonly failover: EtcdCounters;
 }
 
 async function runFleet(target: Target): Promise<Report> {
@@ -219,8 +255,10 @@ async function runFleet(target: Target): Promise<Report> {
   for (let i = 0; i < KEYS; i += 1) await call(seed.kv, 'Put', { key: Buffer.from(`/apisix/routes/${String(i).padStart(6, '0')}`), value });
   seed.close();
   const machines: Machine[] = [];
+  let regionals: Regionals | null = null;
   try {
-    for (let i = 0; i < PROXIES; i += 1) machines.push(await startMachine(target, cluster));
+    if (target === 'tiers') regionals = await startRegionals(TIERS, cluster.initialCluster());
+    for (let i = 0; i < PROXIES; i += 1) machines.push(await startMachine(target, cluster, i, regionals));
     const created = await Promise.all(machines.map((m) => m.gateway.created(60_000)));
     if (created.some((ok) => !ok)) throw new Error(`${target}: not every gateway's watch was created`);
     const ready = await arrivals(machines, 'ready', await writeToEtcd(cluster, 'ready'), 60_000);
@@ -229,9 +267,14 @@ async function runFleet(target: Target): Promise<Report> {
 
     const idleBefore = await countersOf(cluster);
     const callsBefore = await fleetUpstreamCalls(machines);
+    const regionalBefore = await regionals?.calls();
+    const regionalReasonsBefore = regionals === null ? null : await sumCalls(regionals.live());
     await sleep(WINDOW_S * 1000);
     const idle = difference(await countersOf(cluster), idleBefore);
     const callsAfter = await fleetUpstreamCalls(machines);
+    const regionalAfter = await regionals?.calls();
+    const regionalReasonsAfter = regionals === null ? null : await sumCalls(regionals.live());
+    const watchStreams = (await regionals?.watchStreams()) ?? [];
     const idleByReason =
       callsBefore === null || callsAfter === null
         ? null
@@ -257,6 +300,27 @@ async function runFleet(target: Target): Promise<Report> {
     const relists = relistsAfter.every((n) => n === null)
       ? null
       : relistsAfter.reduce<number>((sum, n, i) => sum + ((n ?? 0) - (relistsBefore[i] ?? 0) > 0 ? 1 : 0), 0);
+
+    let tier: TierReport | null = null;
+    if (regionals !== null && regionalBefore !== undefined && regionalAfter !== undefined) {
+      await sleep(5_000); // the edges past the outage: a leader seen, probes back to their idle pace
+      const before = await countersOf(cluster);
+      regionals.kill(0);
+      const killed = performance.now();
+      await writeToEtcd(cluster, 'after-regional');
+      const failover = await arrivals(machines, 'after-regional', killed, 120_000);
+      tier = {
+        watchStreams,
+        byReason: new Map(
+          [...(regionalReasonsAfter ?? [])].map(([series, n]) => [series, n - (regionalReasonsBefore?.get(series) ?? 0)] as const).filter(([, n]) => n > 0),
+        ),
+        answered: regionalAfter.answered - regionalBefore.answered,
+        forwarded: regionalAfter.forwarded - regionalBefore.forwarded,
+        failoverAll: Math.max(...failover),
+        failoverMedian: percentile(failover, 50),
+        failover: difference(await countersOf(cluster), before),
+      };
+    }
     return {
       target,
       idle,
@@ -268,9 +332,11 @@ async function runFleet(target: Target): Promise<Report> {
       recoveryMedian: percentile(recovery, 50),
       recovered,
       relists,
+      tier,
     };
   } finally {
     await Promise.all(machines.map((m) => m.stop()));
+    await regionals?.stop();
     await cluster.stop();
   }
 }
@@ -279,7 +345,7 @@ const ms = (value: number): string => (Number.isFinite(value) ? `${value.toFixed
 
 function print(report: Report): void {
   const { rpcPerMachine, bytesPerMachine, writeTimes, recovered } = report;
-  console.log(`\n## ${report.target}`);
+  console.log(`\n## ${report.target === 'tiers' ? `tiers: ${PROXIES} edges behind ${TIERS} regionals` : report.target}`);
   console.log(
     `idle, ${WINDOW_S} s: ${rpcPerMachine.toFixed(3)} RPC/s and ${(bytesPerMachine / 1024).toFixed(2)} KiB/s per machine; for ${FLEET} machines ${(rpcPerMachine * FLEET).toFixed(0)} RPC/s and ${((bytesPerMachine * FLEET) / 1024 / 1024).toFixed(1)} MiB/s`,
   );
@@ -296,10 +362,41 @@ function print(report: Report): void {
   console.log(
     `after every member was killed and restarted: all ${PROXIES} gateways have a new write ${ms(report.recoveryAll)} after the restart (median gateway ${ms(report.recoveryMedian)}); ${total(recovered)} RPCs and ${((recovered.sentBytes + recovered.receivedBytes) / 1024).toFixed(0)} KiB meanwhile (${(total(recovered) / PROXIES).toFixed(1)} RPCs per machine; ${((total(recovered) / PROXIES) * FLEET).toFixed(0)} for ${FLEET})${report.relists === null ? '' : `; ${report.relists} proxies listed again`}`,
   );
+  if (report.tier !== null) printTier(report, report.tier);
+}
+
+/**
+ * What the regionals carried, and the tier extrapolated: etcd's idle RPCs
+ * split into what the regionals passed on for their edges (per edge) and the
+ * rest (the regionals' own: mirror watch, probes, checks; per regional).
+ */
+function printTier(report: Report, tier: TierReport): void {
+  const etcdPerSecond = total(report.idle) / WINDOW_S;
+  const perEdge = tier.forwarded / WINDOW_S / PROXIES;
+  const perRegional = Math.max(0, etcdPerSecond - tier.forwarded / WINDOW_S) / TIERS;
+  const downstreamPerEdge = tier.answered / WINDOW_S / PROXIES;
+  console.log(
+    `regionals, idle: ${tier.watchStreams.join(' + ')} edge mirror watches; they answered ${(tier.answered / WINDOW_S).toFixed(2)} RPC/s (${downstreamPerEdge.toFixed(3)} per edge), passed ${(tier.forwarded / WINDOW_S).toFixed(2)} on to etcd (${perEdge.toFixed(3)} per edge); the rest of etcd's, ${perRegional.toFixed(3)} RPC/s per regional`,
+  );
+  console.log('  as the regionals count them (upstream_calls_total), by method and reason:');
+  for (const [series, count] of [...tier.byReason].sort((a, b) => b[1] - a[1])) {
+    console.log(`    ${series.padEnd(44)} ${(count / WINDOW_S / TIERS).toFixed(3).padStart(8)} /s per regional`);
+  }
+  console.log(
+    `one regional SIGKILLed: all ${PROXIES} gateways have a new write ${ms(tier.failoverAll)} after (median gateway ${ms(tier.failoverMedian)}); ${total(tier.failover)} RPCs to etcd meanwhile`,
+  );
+  for (const machines of [10_000, 100_000]) {
+    for (const regionalCount of [10, 100]) {
+      console.log(
+        `  ${machines} machines behind ${regionalCount} regionals: etcd ${(regionalCount * perRegional + machines * perEdge).toFixed(0)} RPC/s idle; each regional ${machines / regionalCount} edge watch streams and ${((machines / regionalCount) * downstreamPerEdge).toFixed(0)} RPC/s from its edges`,
+      );
+    }
+  }
 }
 
 async function main(): Promise<void> {
   const targets = (values.targets ?? '').split(',').filter((t): t is Target => t === 'etcd-cache-proxy' || t === 'grpc-proxy');
+  if (TIERS > 0) targets.push('tiers');
   console.log(`${PROXIES} machines (a proxy and a gateway watching /apisix/ through it), 3-member etcd 3.4 on loopback, ${KEYS} keys of 900 B`);
   for (const target of targets) print(await runFleet(target));
 }

@@ -63,6 +63,15 @@ function loopRefusal(metadata: Metadata, instanceId: string): StatusObject | nul
   return { code: status.FAILED_PRECONDITION, details: LOOP_DETAILS, metadata: trailers };
 }
 
+/** A streaming handler that first refuses a call that went round a loop, ending its stream with the refusal. */
+function refusingLoopsOnStream<C extends ServerStreamCall | DuplexCall>(handler: (call: C) => void, instanceId: string): (call: C) => void {
+  return (call) => {
+    const refusal = loopRefusal(call.metadata, instanceId);
+    if (refusal === null) handler(call);
+    else call.emit('error', refusal);
+  };
+}
+
 /** Every method of the service refuses, before its handler runs, a call that went round a loop. */
 function refusingLoops(service: CoreService, instanceId: string): CoreService {
   const methods = new Map<string, CoreMethod>();
@@ -80,30 +89,12 @@ function refusingLoops(service: CoreService, instanceId: string): CoreService {
         });
         break;
       }
-      case 'server-stream': {
-        const { handler } = method;
-        methods.set(name, {
-          ...method,
-          handler: (call: ServerStreamCall) => {
-            const refusal = loopRefusal(call.metadata, instanceId);
-            if (refusal === null) handler(call);
-            else call.emit('error', refusal);
-          },
-        });
+      case 'server-stream':
+        methods.set(name, { ...method, handler: refusingLoopsOnStream(method.handler, instanceId) });
         break;
-      }
-      case 'bidi': {
-        const { handler } = method;
-        methods.set(name, {
-          ...method,
-          handler: (call: DuplexCall) => {
-            const refusal = loopRefusal(call.metadata, instanceId);
-            if (refusal === null) handler(call);
-            else call.emit('error', refusal);
-          },
-        });
+      case 'bidi':
+        methods.set(name, { ...method, handler: refusingLoopsOnStream(method.handler, instanceId) });
         break;
-      }
     }
   }
   return { name: service.name, methods };

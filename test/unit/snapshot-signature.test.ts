@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { after, describe, it } from 'node:test';
 import { Registry } from 'prom-client';
-import { ConfigError, loadConfig } from '../../src/config';
+import { loadConfig } from '../../src/config';
+import { configProblems } from '../support/config-problems';
 import { createLogger } from '../../src/log';
 import { createMetrics } from '../../src/metrics';
 import type { Mirror } from '../../src/mirror/mirror';
@@ -327,15 +328,7 @@ describe('signed manifests', async () => {
   });
 
   describe('configuration', () => {
-    const problems = (argv: string[]): readonly string[] => {
-      try {
-        loadConfig({ argv, env: {} });
-      } catch (error) {
-        if (error instanceof ConfigError) return error.problems;
-        throw error;
-      }
-      return [];
-    };
+    const problems = configProblems;
     const s3 = ['--snapshot-url', 's3://bucket/prefix'];
 
     it('takes key files, lists verify keys from commas, repeats and the environment, and defaults the bound to 256 MiB', () => {

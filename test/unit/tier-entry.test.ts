@@ -3,7 +3,8 @@
 // them (--resolver-prefix needs --resolver-ttl, and the other way round).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, loadConfig } from '../../src/config';
+import { loadConfig } from '../../src/config';
+import { configProblems } from '../support/config-problems';
 import { MAX_TIER_ENTRY_BYTES, readTierEntry, registrationKey, registrationRange, registrationValue, tierMemberId } from '../../src/upstream/tier-entry';
 
 const b = (s: string): Buffer => Buffer.from(s);
@@ -50,15 +51,7 @@ describe('tier entries', () => {
 });
 
 describe('--resolver-prefix and --resolver-ttl', () => {
-  const problems = (argv: string[]): readonly string[] => {
-    try {
-      loadConfig({ argv, env: {} });
-    } catch (error) {
-      if (error instanceof ConfigError) return error.problems;
-      throw error;
-    }
-    return [];
-  };
+  const problems = configProblems;
 
   it('off by default; both given: on', () => {
     assert.equal(loadConfig({ argv: [], env: {} }).resolver, null);

@@ -130,6 +130,7 @@ describe('tiers: proxies that list each other (--resolver-prefix, --resolver-ttl
       const bPort = Number(b.address.split(':')[1]);
       b.child.kill('SIGKILL');
       await b.exited;
+      await b.stop(); // its data dir: the restarted B gets a new one
       await until(`B gone from the list through A once its ${TTL_SECONDS}s lease expired`, async () => sameList(await listedUrls(a.address), [urlOf(a)]), 20_000, 100);
 
       b = await startProxyProcess([etcd.clientUrl], TIER_ARGS, { port: bPort });

@@ -9,6 +9,9 @@ import { simpleTokenIndex } from './upstream-login';
  * issued just now is within every member's log by then.
  */
 const SECOND_LOOK_AFTER_MS = 500;
+/** Looks made at most before a look that no majority answered is taken as it is, and the pause between them. */
+const LOOK_ATTEMPTS = 3;
+const LOOK_RETRY_MS = 250;
 /** A refusal is logged at most this often: after a restore, every client's token goes at once. */
 const REFUSAL_LOG_INTERVAL_MS = 60_000;
 
@@ -106,10 +109,20 @@ export class TokenLogCheck {
     return this.next;
   }
 
+  /**
+   * Asks every member; a look that no majority answered says nothing, and
+   * is made again (a member just restarted, a loaded machine): taken as an
+   * answer, it would send the call on to an etcd that holds it until the
+   * client's deadline.
+   */
   private async look(): Promise<LogLook> {
-    const members = await lookAtMembers(this.pool, 'auth-directory');
-    const look: LogLook = { majority: isMajority(members), highest: Math.max(0, ...members.answers.map((answer) => answer.raftIndex)) };
-    if (look.majority) this.reached = look.highest;
-    return look;
+    for (let attempt = 1; ; attempt += 1) {
+      const members = await lookAtMembers(this.pool, 'auth-directory');
+      const look: LogLook = { majority: isMajority(members), highest: Math.max(0, ...members.answers.map((answer) => answer.raftIndex)) };
+      if (look.majority) this.reached = look.highest;
+      if (look.majority || attempt >= LOOK_ATTEMPTS) return look;
+      this.log.debug({ attempt, members: members.members, answered: members.answers.length }, "no majority of the members told its raft log: looked at again");
+      await new Promise((resolve) => setTimeout(resolve, LOOK_RETRY_MS));
+    }
   }
 }

@@ -224,6 +224,14 @@ function answerRevision(answer: Buffer): number {
 }
 
 /**
+ * Services whose every write etcd answers only once its leader has committed
+ * it: a successful one is evidence of a leader, and spares the member a
+ * probe (liveness.ts). Maintenance and Cluster hold calls a member answers
+ * alone (Defragment), so they prove nothing.
+ */
+const COMMITTED_BY_RAFT = new Set(['KV', 'Lease']);
+
+/**
  * Sends a unary request to the members in order. A read that finds a member
  * unreachable is tried on the next one; a write or login only when it never
  * left the proxy, since its outcome is unknown once sent. A read answered
@@ -267,6 +275,7 @@ function tryMembers(
       reasonedCall('client', call.getDeadline()),
       (error: ServiceError | null, response?: Buffer) => {
         progress.pending = undefined;
+        if (error === null && kind === 'write' && COMMITTED_BY_RAFT.has(rpc.service)) ctx.mirrorReads?.liveness.heard(member);
         const retry = error !== null && (idempotent || neverSent(error)) && !progress.cancelled && error.code === status.UNAVAILABLE && index + 1 < members.length;
         if (retry) {
           ctx.log.debug({ rpc: rpc.path, member: member.endpoint.url, err: error.details }, 'retried on another member');

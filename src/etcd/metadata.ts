@@ -10,3 +10,12 @@ export const STALE_HEADER = 'x-etcd-cache-proxy-stale';
  * then: upstream/member-list.ts).
  */
 export const PROXY_HEADER = 'x-etcd-cache-proxy';
+
+/**
+ * Request metadata on a proxy's liveness probes (Maintenance.Status with
+ * etcd's require-leader metadata). etcd ignores it; a proxy upstream (a
+ * regional tier) answers such a probe from what it knows of etcd itself
+ * (core/tier-probe.ts) instead of passing it on, so a tier of edges costs
+ * etcd no probes.
+ */
+export const LIVENESS_PROBE_HEADER = 'x-etcd-cache-proxy-probe';

@@ -33,6 +33,8 @@ export interface Liveness extends EventEmitter<LivenessEvents> {
    * `member`, it also spares that member its next probe.
    */
   heard(member?: UpstreamMember): void;
+  /** How long no member with a leader has answered (ms). */
+  quietForMs(): number;
   /** Work was sent to `member`: while it shows no sign of a leader, it is probed each second. */
   used(member: UpstreamMember): void;
   /** How often a sign of life is wanted from the member in use: well inside the upstream timeout. */
@@ -65,6 +67,7 @@ export function createLiveness(pool: UpstreamPool, timeoutMs: number, log: Logge
     isLost: () => verdict.isLost(),
     isSilent: () => verdict.isSilent(),
     hasAnswered: () => verdict.hasAnswered(),
+    quietForMs: () => verdict.quietFor(Date.now()),
     heard: probes.heard,
     evidenceIntervalMs: interval,
     used: probes.used,

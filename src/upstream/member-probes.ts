@@ -4,6 +4,7 @@ import type { LivenessVerdict } from './liveness-verdict';
 import { isLoopError, loopLengthOf } from './loop-guard';
 import type { UpstreamMember, UpstreamPool } from './pool';
 import { callUpstream } from './unary';
+import { LIVENESS_PROBE_HEADER } from '../etcd/metadata';
 import { kindOfError, kindOfHeaders } from './upstream-kind';
 
 /** How often a member not in use is asked, so a failover knows where to go. */
@@ -53,13 +54,21 @@ export function startMemberProbes(deps: MemberProbesDeps): MemberProbes {
   const probedAt = new WeakMap<UpstreamMember, number>();
 
   const heard = (member?: UpstreamMember): void => {
-    if (member !== undefined) heardAt.set(member, Date.now());
+    if (member !== undefined) {
+      heardAt.set(member, Date.now());
+      // An answer that needed a leader is as good as a probe's: the member's health says so, though it is
+      // not probed again while such answers keep coming (a member refused as leaderless, then heard on the
+      // mirror's watch, would otherwise stay down in the pool and the metrics while it serves).
+      pool.report(member, 'healthy');
+    }
     verdict.heard();
   };
 
   const probe = async (member: UpstreamMember): Promise<void> => {
     const metadata = new Metadata();
     metadata.set('hasleader', 'true');
+    // A proxy upstream answers a marked probe itself from what it knows of etcd (core/tier-probe.ts); etcd ignores the mark.
+    metadata.set(LIVENESS_PROBE_HEADER, 'liveness');
     try {
       // The answer's headers also tell whether the member is etcd or a proxy (upstream-kind.ts), at no extra cost.
       await callUpstream(member.client, 'etcdserverpb.Maintenance', 'Status', {}, { deadlineMs: deps.deadlineMs, metadata, reason: 'liveness', onHeaders: (headers) => pool.learnKind(member, kindOfHeaders(headers)) });

@@ -23,6 +23,10 @@ export function createFollowerLiveness(evidenceIntervalMs: number): FollowerLive
     isLost: () => lost,
     isSilent: () => silent,
     hasAnswered: () => answered,
+    // A worker hears nothing itself, and the primary tells verdicts, not each answer: not lost is taken as
+    // heard just now. A proxy in front that probes this one (core/tier-probe.ts) then learns of an outage
+    // when the primary's verdict turns, within the upstream timeout.
+    quietForMs: () => (lost ? Number.POSITIVE_INFINITY : 0),
     heard: () => undefined,
     used: () => undefined,
     close: () => emitter.removeAllListeners(),

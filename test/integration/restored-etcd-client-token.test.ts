@@ -19,6 +19,7 @@ import { startEtcd, type EtcdServer } from '../support/etcd';
 import { authClient, authenticate, enableAuth, ROOT_PASSWORD, withToken } from '../support/etcd-auth';
 import { restoreEtcdFromSnapshot, saveEtcdSnapshot } from '../support/etcd-restore';
 import { startTestProxy, type TestProxy } from '../support/proxy';
+import { scrape } from '../support/metrics';
 import { call, rawClients } from '../support/raw-client';
 import { WatchClient, type WireWatchResponse } from '../support/watch-client';
 
@@ -98,10 +99,17 @@ describe('a client token issued before etcd was restored from a snapshot', () =>
   };
   const refusal = (first: WireWatchResponse): object => ({ created: first.created, canceled: first.canceled, watch_id: first.watch_id, cancel_reason: first.cancel_reason });
   /** Refused as etcd refuses a token it does not know at all (one it does not hold a call with). */
-  const assertRefusedAtOnce = async (address: string, token: string): Promise<void> => {
+  const assertRefusedAtOnce = async (proxy: TestProxy, token: string): Promise<void> => {
+    const { address } = proxy;
     // etcd's own answer at the deadline is the same words: the proxy's must come well before it.
     const refusedBy = performance.now() + ANSWER_WITHIN_MS - 5_000;
     const read = await readWith(address, token, ANSWER_WITHIN_MS);
+    if (read.code !== status.UNAUTHENTICATED) {
+      // What the proxy did meanwhile, for whoever reads a failure: its looks at the members, their health, its decisions.
+      const samples = await scrape(proxy.url).catch(() => []);
+      const told = samples.filter((s) => s.name === 'etcd_cache_proxy_auth_decisions_total' || s.name.startsWith('etcd_cache_proxy_upstream_member') || (s.name === 'etcd_cache_proxy_upstream_calls_total' && s.labels.reason !== 'mirror-watch'));
+      assert.fail(`a read with the old token through ${address}: ${JSON.stringify(read)}; the proxy's metrics: ${told.map((s) => `${s.name}${JSON.stringify(s.labels)} ${s.value}`).join(', ')}`);
+    }
     assert.deepEqual(read, { code: status.UNAUTHENTICATED, details: INVALID_TOKEN }, `a read with the old token through ${address}`);
     // A write goes to etcd with the client's token: the proxy looks at the token first.
     const write = await callWith(address, token, ANSWER_WITHIN_MS, 'Put');
@@ -182,8 +190,8 @@ describe('a client token issued before etcd was restored from a snapshot', () =>
     const heldMs = performance.now() - writeSentAt;
     assert.ok(heldMs > 1_500 && (heldWrite.code === status.DEADLINE_EXCEEDED || heldWrite.code === status.UNAUTHENTICATED), `etcd answered the write with the old token after ${Math.round(heldMs)} ms: ${JSON.stringify(heldWrite)}`);
 
-    await assertRefusedAtOnce(unseen.address, oldToken);
-    await assertRefusedAtOnce(seen.address, oldToken);
+    await assertRefusedAtOnce(unseen, oldToken);
+    await assertRefusedAtOnce(seen, oldToken);
     const cancelled = await relayed.watch.next('the relayed watch to end', (response) => response.canceled === true, 0, ANSWER_WITHIN_MS);
     relayed.watch.close();
     // The mirror notices the restore and ends it as compacted (as its own watches), or the relay resumed it first

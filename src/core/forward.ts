@@ -263,8 +263,10 @@ function tryMembers(
       else done(new ProxyError('noUpstream'), Buffer.alloc(0), null);
       return;
     }
-    // A member the proxy sends work to is watched more closely (liveness.ts).
-    ctx.mirrorReads?.liveness.used(member);
+    // A member the proxy sends writes to is watched more closely (liveness.ts): a write needs its leader. A read
+    // needs none (a failed one is tried on the next member), and each would cost etcd half a minute of probes
+    // of the member it went to: a regional passes on its edges' reads of etcd's own status.
+    if (kind !== 'read') ctx.mirrorReads?.liveness.used(member);
     let headers: Metadata | null = null;
     progress.pending = member.client.makeUnaryRequest(
       rpc.path,

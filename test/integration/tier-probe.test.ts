@@ -3,6 +3,7 @@
 // knows of etcd, and never reaches etcd, while any other Status still goes to etcd. With etcd frozen (SIGSTOP),
 // the regional, once it has called etcd lost, refuses the probe at once with etcd's own "no leader" (marked
 // stale): the edge counts it a member without a leader, not a dead one. Thawed, the probe is answered again.
+// Once with the regional as one process, once with --workers 2 (a worker knows the primary's verdict only).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Metadata, status } from '@grpc/grpc-js';
@@ -30,7 +31,7 @@ function probeMetadata(marked: boolean): Metadata {
   return metadata;
 }
 
-describe('a regional answers the liveness probes of the edges in front of it', () => {
+for (const workers of [null, '2'] as const) describe(`a regional${workers === null ? '' : ` with --workers ${workers}`} answers the liveness probes of the edges in front of it`, () => {
   let etcd: EtcdServer;
   let regional: ProxyProcess;
   let edge: ProxyProcess;
@@ -46,7 +47,7 @@ describe('a regional answers the liveness probes of the edges in front of it', (
 
   before(async () => {
     etcd = await startEtcd();
-    regional = await startProxyProcess([etcd.clientUrl], ['--upstream-timeout', `${UPSTREAM_TIMEOUT_MS}ms`]);
+    regional = await startProxyProcess([etcd.clientUrl], ['--upstream-timeout', `${UPSTREAM_TIMEOUT_MS}ms`, ...(workers === null ? [] : ['--workers', workers])]);
     clients = rawClients(regional.address);
     await until('the regional to be synced', async () => (await fetch(`${urlOf(regional)}/readyz`)).status === 200);
   });

@@ -19,7 +19,8 @@
 // (edges) given M regional proxies (bench/support/tiers.ts) instead of etcd.
 // Measured the same way, plus what the regionals carry, and then, with etcd
 // up (bench/support/tier-outages.ts): one regional SIGKILLed (the time until
-// every gateway has a write made after, the RPCs etcd took meanwhile); every
+// every gateway, then every edge's mirror, has a write made after, the RPCs
+// etcd took meanwhile); every
 // other one SIGKILLed too (the time until every edge refuses writes at once,
 // whether the edges' mirrors answer reads, stale-marked, and the gateways'
 // watches stay open); every regional restarted on its port and data dir (the
@@ -42,7 +43,7 @@ import { call, rawClients } from '../test/support/raw-client';
 import { countersOf, difference, total, type EtcdCounters } from './support/etcd-counters';
 import { GatewayWatch } from './support/gateway-watch';
 import { metricOf, sumCalls, upstreamCallsOf } from './support/proxy-metrics';
-import { killAllRegionals, killOneRegional, restartAllRegionals, type AllRegionalsBack, type AllRegionalsDown, type Spread } from './support/tier-outages';
+import { killAllRegionals, killOneRegional, restartAllRegionals, type AllRegionalsBack, type AllRegionalsDown, type OneRegionalDown } from './support/tier-outages';
 import { startRegionals, type Regionals } from './support/tiers';
 
 const { values } = parseArgs({
@@ -196,8 +197,8 @@ interface TierReport {
   /** Calls the regionals answered in the idle window, and passed on to etcd. */
   readonly answered: number;
   readonly forwarded: number;
-  /** One regional SIGKILLed: per gateway, ms until it had a write made after; etcd's counts meanwhile. */
-  readonly failover: Spread;
+  /** One regional SIGKILLed: per gateway (and per edge's mirror), ms until it had a write made after; etcd's counts meanwhile. */
+  readonly failover: OneRegionalDown;
   /** Then every other one too: each edge's time until it refused writes at once, its reads, the gateways' watches. */
   readonly allDown: AllRegionalsDown;
   /** Then every regional restarted on its port and data dir: until every gateway had a write made after; relists. */
@@ -341,11 +342,11 @@ function printTier(report: Report, tier: TierReport): void {
   }
   const { failover, allDown, allBack } = tier;
   console.log(
-    `one regional SIGKILLed: all ${PROXIES} gateways have a new write ${ms(Math.max(...failover.arrivals))} after (median gateway ${ms(percentile(failover.arrivals, 50))}); ${total(failover.etcd)} RPCs to etcd meanwhile`,
+    `one regional SIGKILLed: all ${PROXIES} gateways have a new write ${ms(Math.max(...failover.arrivals))} after (median gateway ${ms(percentile(failover.arrivals, 50))}); ${total(failover.etcd)} RPCs to etcd meanwhile; every edge's own mirror has it ${ms(Math.max(...failover.mirrors))} after (median edge ${ms(percentile(failover.mirrors, 50))})`,
   );
   const earlier = [...allDown.earlierAnswers].sort((a, b) => b[1] - a[1]).map(([answer, n]) => `${n}x ${answer}`);
   console.log(
-    `every regional SIGKILLed: every edge refuses a write at once (UNAVAILABLE, upstream unreachable) ${ms(Math.max(...allDown.refusedFastAfter))} after the kill (median edge ${ms(percentile(allDown.refusedFastAfter, 50))})${earlier.length === 0 ? '' : `; writes before that: ${earlier.join(', ')}`}; ${allDown.readsAnswered} of ${PROXIES} edges answered a serializable Range from their mirror (${allDown.readsStale} marked stale, slowest ${ms(allDown.slowestReadMs)}); ${PROXIES - allDown.watchesEnded} of ${PROXIES} gateways' watches stayed open`,
+    `every regional SIGKILLed: every edge refuses a write at once (UNAVAILABLE, upstream unreachable) ${ms(Math.max(...allDown.refusedFastAfter))} after the kill (median edge ${ms(percentile(allDown.refusedFastAfter, 50))})${earlier.length === 0 ? '' : `; writes before that: ${earlier.join(', ')}`}; ${allDown.readsAnswered} of ${PROXIES} edges answered a serializable Range from their mirror (${allDown.readsStale} marked stale, ${allDown.readsCurrent} with the last write, slowest ${ms(allDown.slowestReadMs)})${allDown.readsOtherwise.size === 0 ? '' : `, the others: ${[...allDown.readsOtherwise].map(([answer, n]) => `${n}x ${answer}`).join(', ')}`}; ${PROXIES - allDown.watchesEnded} of ${PROXIES} gateways' watches stayed open`,
   );
   console.log(
     `every regional restarted (same port and data dir): all ${PROXIES} gateways have a new write ${ms(Math.max(...allBack.arrivals))} after the restart (median gateway ${ms(percentile(allBack.arrivals, 50))}); ${total(allBack.etcd)} RPCs and ${((allBack.etcd.sentBytes + allBack.etcd.receivedBytes) / 1024).toFixed(0)} KiB to etcd meanwhile; ${allBack.regionalsRelisted} of ${TIERS} regionals and ${allBack.edgesRelisted} of ${PROXIES} edges listed again; ${allBack.watchesEnded} gateways' watches ended`,

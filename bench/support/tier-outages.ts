@@ -1,7 +1,8 @@
 // The outages bench/fleet.ts --tiers puts its regional tier through, in
 // order, with etcd up throughout:
 //
-// 1. one regional SIGKILLed: its edges go on through the others;
+// 1. one regional SIGKILLed: its edges go on through the others (their
+//    gateways first, their own mirrors after);
 // 2. every other regional SIGKILLed too, so the edges have no upstream at
 //    all: their gateways' watches should stay open, their mirrors answer
 //    reads (marked stale), and writes through them be refused at once;
@@ -10,7 +11,7 @@
 //    the edges theirs on it, without listing the keyspace again.
 //
 // Each step reads what etcd counted meanwhile (etcd-counters.ts).
-import { status } from '@grpc/grpc-js';
+import { status, type ServiceError } from '@grpc/grpc-js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ETCD_ERRORS } from '../../src/etcd/errors';
 import { STALE_HEADER } from '../../src/etcd/metadata';
@@ -29,6 +30,7 @@ const WRITE_POLL_MS = 100;
 /** The least an outage of every regional lasts, as the bench's etcd outage does: long enough for every edge to notice it. */
 const OUTAGE_MS = 5_000;
 const ARRIVAL_TIMEOUT_MS = 120_000;
+const MIRROR_POLL_MS = 200;
 /** A key no gateway watches for, written through the edges while they should refuse: never the value a key already holds (that one an edge may acknowledge from its mirror). */
 const REFUSED_KEY = '/apisix/routes/fleet-refused';
 
@@ -57,15 +59,27 @@ export interface Spread {
   readonly etcd: EtcdCounters;
 }
 
+export interface OneRegionalDown extends Spread {
+  /**
+   * Per edge, ms from the kill until its own mirror had the write (to within
+   * MIRROR_POLL_MS). A gateway can have it sooner: an edge whose mirror is
+   * behind passes its gateway's watch on to the regional meanwhile.
+   */
+  readonly mirrors: number[];
+}
+
 export interface AllRegionalsDown {
   /** Per edge, ms from the kill until a write through it was first refused at once (Infinity: not within the wait). */
   readonly refusedFastAfter: number[];
   /** What the writes through the edges got before that, by "code details", counted. */
   readonly earlierAnswers: Map<string, number>;
-  /** Edges whose serializable Range of the watched key answered the last value written, and of those, the ones marked stale. */
+  /** Edges that answered a serializable Range of the watched key, of those the ones that marked it stale, and the ones that answered the last value written. */
   readonly readsAnswered: number;
   readonly readsStale: number;
+  readonly readsCurrent: number;
   readonly slowestReadMs: number;
+  /** What the other reads got, by "code details" (or the value they answered), counted. */
+  readonly readsOtherwise: Map<string, number>;
   /** Gateways whose watch ended while every regional was down. */
   readonly watchesEnded: number;
 }
@@ -85,14 +99,41 @@ const reopens = (edges: readonly TierEdge[]): number[] => edges.map((edge) => ed
 const endedSince = (edges: readonly TierEdge[], before: readonly number[]): number =>
   edges.filter((edge, i) => edge.gateway.reopens > (before[i] ?? 0)).length;
 
-/** Regional 0 SIGKILLed: until every gateway has a write made after. */
-export async function killOneRegional(steps: TierSteps): Promise<Spread> {
+/**
+ * Regional 0 SIGKILLed: until every gateway has a write made after, then
+ * until every edge's mirror has it too (so that the next step starts from
+ * mirrors that hold everything their gateways were sent).
+ */
+export async function killOneRegional(steps: TierSteps): Promise<OneRegionalDown> {
   const before = await countersOf(steps.cluster);
   steps.regionals.kill(0);
   const killed = performance.now();
   await steps.writeToEtcd('after-regional');
   const spread = await arrivals(steps.edges, 'after-regional', killed);
-  return { arrivals: spread, etcd: difference(await countersOf(steps.cluster), before) };
+  const etcd = difference(await countersOf(steps.cluster), before);
+  const revision = await revisionOf(steps.cluster, steps.watchedKey);
+  const mirrors = await Promise.all(steps.edges.map((edge) => untilMirrorHas(edge.address, revision, killed)));
+  return { arrivals: spread, etcd, mirrors };
+}
+
+/** The revision `key` was last written at, as etcd answers a linearizable read. */
+async function revisionOf(cluster: EtcdCluster, key: string): Promise<number> {
+  for (const member of cluster.members) {
+    const clients = rawClients(member.clientAddress);
+    const outcome = await call<{ kvs?: { mod_revision?: string }[] }>(clients.kv, 'Range', { key: Buffer.from(key) }, { deadlineMs: 3_000 });
+    clients.close();
+    if (outcome.error === null) return Number(outcome.response?.kvs?.[0]?.mod_revision ?? 0);
+  }
+  throw new Error(`no member answered a read of ${key}`);
+}
+
+/** ms from `from` until the mirror of the proxy at `address` reached `revision` (Infinity: not within the wait). */
+async function untilMirrorHas(address: string, revision: number, from: number): Promise<number> {
+  while (performance.now() - from < ARRIVAL_TIMEOUT_MS) {
+    if ((await metricOf(address, 'etcd_cache_proxy_mirror_revision')) >= revision) return performance.now() - from;
+    await sleep(MIRROR_POLL_MS);
+  }
+  return Number.POSITIVE_INFINITY;
 }
 
 /**
@@ -108,19 +149,27 @@ export async function killAllRegionals(steps: TierSteps, lastValue: string): Pro
   const refusedFastAfter = await Promise.all(steps.edges.map((edge) => untilRefusedFast(edge.address, killed, earlierAnswers)));
   let readsAnswered = 0;
   let readsStale = 0;
+  let readsCurrent = 0;
   let slowestReadMs = 0;
+  const readsOtherwise = new Map<string, number>();
   for (const edge of steps.edges) {
     const clients = rawClients(edge.address);
     const sent = performance.now();
     const outcome = await call<{ kvs?: { value?: Buffer }[] }>(clients.kv, 'Range', { key: Buffer.from(steps.watchedKey), serializable: true }, { deadlineMs: 5_000 });
     slowestReadMs = Math.max(slowestReadMs, performance.now() - sent);
     clients.close();
-    if (outcome.error !== null || outcome.response?.kvs?.[0]?.value?.toString() !== lastValue) continue;
+    if (outcome.error !== null) {
+      readsOtherwise.set(answerOf(outcome.error), (readsOtherwise.get(answerOf(outcome.error)) ?? 0) + 1);
+      continue;
+    }
     readsAnswered += 1;
     if (outcome.headers?.get(STALE_HEADER)[0] === 'true') readsStale += 1;
+    const value = outcome.response?.kvs?.[0]?.value?.toString();
+    if (value === lastValue) readsCurrent += 1;
+    else readsOtherwise.set(`value ${value ?? '(none)'}`, (readsOtherwise.get(`value ${value ?? '(none)'}`) ?? 0) + 1);
   }
   await sleep(Math.max(0, OUTAGE_MS - (performance.now() - killed)));
-  return { refusedFastAfter, earlierAnswers, readsAnswered, readsStale, slowestReadMs, watchesEnded: endedSince(steps.edges, watchesBefore) };
+  return { refusedFastAfter, earlierAnswers, readsAnswered, readsStale, readsCurrent, slowestReadMs, readsOtherwise, watchesEnded: endedSince(steps.edges, watchesBefore) };
 }
 
 /** Writes through the edge at `address` until one is refused at once for a lost upstream: ms from `killed` then. */
@@ -133,7 +182,7 @@ async function untilRefusedFast(address: string, killed: number, earlierAnswers:
       const answered = performance.now();
       const lost = outcome.error?.code === status.UNAVAILABLE && outcome.error.details === ETCD_ERRORS.upstreamLost.details;
       if (lost && answered - sent < FAST_REFUSAL_MS) return answered - killed;
-      const seen = outcome.error === null ? 'OK' : `${status[outcome.error.code] ?? outcome.error.code} ${outcome.error.details.slice(0, 80)}${lost ? ' (slow)' : ''}`;
+      const seen = outcome.error === null ? 'OK' : `${answerOf(outcome.error)}${lost ? ' (slow)' : ''}`;
       earlierAnswers.set(seen, (earlierAnswers.get(seen) ?? 0) + 1);
       await sleep(WRITE_POLL_MS);
     }
@@ -141,6 +190,11 @@ async function untilRefusedFast(address: string, killed: number, earlierAnswers:
   } finally {
     clients.close();
   }
+}
+
+/** An error as the report shows it: its code and the start of its message, addresses left out (so that like errors count together). */
+function answerOf(error: ServiceError): string {
+  return `${status[error.code] ?? error.code} ${error.details.replace(/\d+\.\d+\.\d+\.\d+:\d+/g, 'ADDRESS').slice(0, 100)}`;
 }
 
 /** Every regional started again on its port and data dir: until every gateway has a write made to etcd after. */

@@ -194,7 +194,8 @@ async function untilRefusedFast(address: string, killed: number, earlierAnswers:
 
 /** An error as the report shows it: its code and the start of its message, addresses left out (so that like errors count together). */
 function answerOf(error: ServiceError): string {
-  return `${status[error.code] ?? error.code} ${error.details.replace(/\d+\.\d+\.\d+\.\d+:\d+/g, 'ADDRESS').slice(0, 100)}`;
+  const details = error.details.replace(/\d+\.\d+\.\d+\.\d+:\d+/g, 'ADDRESS').replace(/[.\s]*Resolution note:\s*$/, '');
+  return `${status[error.code] ?? error.code} ${details.slice(0, 100)}`;
 }
 
 /** Every regional started again on its port and data dir: until every gateway has a write made to etcd after. */

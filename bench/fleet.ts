@@ -17,9 +17,15 @@
 //
 // --tiers M adds a tiered fleet to the run: the same N machines, their proxies
 // (edges) given M regional proxies (bench/support/tiers.ts) instead of etcd.
-// Measured the same way, plus what the regionals carry, and one regional
-// SIGKILLed: the time until every gateway has a write made after, and the RPCs
-// etcd took meanwhile. Extrapolated to 10 000 and 100 000 machines as what
+// Measured the same way, plus what the regionals carry, and then, with etcd
+// up (bench/support/tier-outages.ts): one regional SIGKILLed (the time until
+// every gateway, then every edge's mirror, has a write made after, the RPCs
+// etcd took meanwhile); every
+// other one SIGKILLed too (the time until every edge refuses writes at once,
+// whether the edges' mirrors answer reads, stale-marked, and the gateways'
+// watches stay open); every regional restarted on its port and data dir (the
+// time until every gateway has a write made after, the RPCs etcd took, who
+// listed the keyspace again). Extrapolated to 10 000 and 100 000 machines as what
 // each regional costs etcd plus what each edge costs etcd through it.
 //
 //   node --import tsx bench/fleet.ts [--proxies 50] [--window-s 60] [--keys 1000] [--writes 20] [--targets etcd-cache-proxy,grpc-proxy] [--tiers 2]
@@ -34,7 +40,10 @@ import { startEtcdCluster, type EtcdCluster } from '../test/support/etcd-cluster
 import { trackProcess } from '../test/support/processes';
 import { startProxyProcess } from '../test/support/proxy';
 import { call, rawClients } from '../test/support/raw-client';
+import { countersOf, difference, total, type EtcdCounters } from './support/etcd-counters';
 import { GatewayWatch } from './support/gateway-watch';
+import { metricOf, sumCalls, upstreamCallsOf } from './support/proxy-metrics';
+import { killAllRegionals, killOneRegional, restartAllRegionals, type AllRegionalsBack, type AllRegionalsDown, type OneRegionalDown } from './support/tier-outages';
 import { startRegionals, type Regionals } from './support/tiers';
 
 const { values } = parseArgs({
@@ -58,40 +67,6 @@ const WRITE_KEY = '/apisix/routes/fleet-write';
 
 type Target = 'etcd-cache-proxy' | 'grpc-proxy' | 'tiers';
 
-interface EtcdCounters {
-  /** RPCs started, by "Service/Method". */
-  readonly rpcs: Map<string, number>;
-  readonly sentBytes: number;
-  readonly receivedBytes: number;
-}
-
-async function countersOf(cluster: EtcdCluster): Promise<EtcdCounters> {
-  const rpcs = new Map<string, number>();
-  let sentBytes = 0;
-  let receivedBytes = 0;
-  for (const member of cluster.members) {
-    const text = await (await fetch(`${member.clientUrl}/metrics`)).text();
-    for (const line of text.split('\n')) {
-      const started = /^grpc_server_started_total\{grpc_method="(\w+)",grpc_service="[\w.]+\.(\w+)",grpc_type="\w+"\} (\S+)$/.exec(line);
-      if (started !== null) rpcs.set(`${started[2]}/${started[1]}`, (rpcs.get(`${started[2]}/${started[1]}`) ?? 0) + Number(started[3]));
-      if (line.startsWith('etcd_network_client_grpc_sent_bytes_total ')) sentBytes += Number(line.split(' ')[1]);
-      if (line.startsWith('etcd_network_client_grpc_received_bytes_total ')) receivedBytes += Number(line.split(' ')[1]);
-    }
-  }
-  return { rpcs, sentBytes, receivedBytes };
-}
-
-function difference(after: EtcdCounters, before: EtcdCounters): EtcdCounters {
-  const rpcs = new Map<string, number>();
-  for (const [method, count] of after.rpcs) {
-    const delta = count - (before.rpcs.get(method) ?? 0);
-    if (delta > 0) rpcs.set(method, delta);
-  }
-  return { rpcs, sentBytes: after.sentBytes - before.sentBytes, receivedBytes: after.receivedBytes - before.receivedBytes };
-}
-
-const total = (counters: EtcdCounters): number => [...counters.rpcs.values()].reduce((sum, n) => sum + n, 0);
-
 function perSecondRows(counters: EtcdCounters, seconds: number, proxies: number): string[] {
   return [...counters.rpcs]
     .sort((a, b) => b[1] - a[1])
@@ -103,27 +78,13 @@ const percentile = (values: readonly number[], p: number): number => [...values]
 /** One gateway machine: the proxy process and the gateway watching through it. */
 interface Machine {
   readonly gateway: GatewayWatch;
+  /** "127.0.0.1:PORT" of its proxy. */
+  readonly address: string;
   /** Times this proxy listed the keyspace again (null: the target does not say). */
   relists(): Promise<number | null>;
   /** The calls this proxy started upstream so far, by "method reason" (null: the target does not say). */
   upstreamCalls(): Promise<Map<string, number> | null>;
   stop(): Promise<void>;
-}
-
-async function upstreamCallsOf(address: string): Promise<Map<string, number>> {
-  const text = await (await fetch(`http://${address}/metrics`)).text();
-  const calls = new Map<string, number>();
-  for (const match of text.matchAll(/^etcd_cache_proxy_upstream_calls_total\{method="([^"]+)",reason="([^"]+)"\} (\S+)$/gm)) {
-    calls.set(`${match[1]} ${match[2]}`, Number(match[3]));
-  }
-  return calls;
-}
-
-/** The upstream calls of the proxies at `addresses`, summed by "method reason". */
-async function sumCalls(addresses: readonly string[]): Promise<Map<string, number>> {
-  const sum = new Map<string, number>();
-  for (const address of addresses) for (const [series, count] of await upstreamCallsOf(address)) sum.set(series, (sum.get(series) ?? 0) + count);
-  return sum;
 }
 
 /** Every machine's upstream calls summed by "method reason", or null when the target does not count them. */
@@ -135,12 +96,6 @@ async function fleetUpstreamCalls(machines: readonly Machine[]): Promise<Map<str
     for (const [series, count] of calls) sum.set(series, (sum.get(series) ?? 0) + count);
   }
   return sum;
-}
-
-async function metricOf(address: string, name: string): Promise<number> {
-  const text = await (await fetch(`http://${address}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return Number(line?.split(' ')[1] ?? 0);
 }
 
 /** Until a serializable Range through `address` answers: the process is listening and reaches etcd. */
@@ -165,6 +120,7 @@ async function startMachine(target: Target, cluster: EtcdCluster, index: number,
     const gateway = new GatewayWatch(proxy.address, Buffer.from(PREFIX), WRITE_KEY);
     return {
       gateway,
+      address: proxy.address,
       relists: () => metricOf(proxy.address, 'etcd_cache_proxy_mirror_relists_total'),
       upstreamCalls: () => upstreamCallsOf(proxy.address),
       async stop() {
@@ -183,6 +139,7 @@ async function startMachine(target: Target, cluster: EtcdCluster, index: number,
   const gateway = new GatewayWatch(address, Buffer.from(PREFIX), WRITE_KEY);
   return {
     gateway,
+    address,
     relists: () => Promise.resolve(null),
     upstreamCalls: () => Promise.resolve(null),
     async stop() {
@@ -240,10 +197,12 @@ interface TierReport {
   /** Calls the regionals answered in the idle window, and passed on to etcd. */
   readonly answered: number;
   readonly forwarded: number;
-  /** One regional SIGKILLed: ms until the last gateway, and the median one, had a write made after. */
-  readonly failoverAll: number;
-  readonly failoverMedian: number;
-  readonly failover: EtcdCounters;
+  /** One regional SIGKILLed: per gateway (and per edge's mirror), ms until it had a write made after; etcd's counts meanwhile. */
+  readonly failover: OneRegionalDown;
+  /** Then every other one too: each edge's time until it refused writes at once, its reads, the gateways' watches. */
+  readonly allDown: AllRegionalsDown;
+  /** Then every regional restarted on its port and data dir: until every gateway had a write made after; relists. */
+  readonly allBack: AllRegionalsBack;
 }
 
 async function runFleet(target: Target): Promise<Report> {
@@ -304,11 +263,10 @@ async function runFleet(target: Target): Promise<Report> {
     let tier: TierReport | null = null;
     if (regionals !== null && regionalBefore !== undefined && regionalAfter !== undefined) {
       await sleep(5_000); // the edges past the outage: a leader seen, probes back to their idle pace
-      const before = await countersOf(cluster);
-      regionals.kill(0);
-      const killed = performance.now();
-      await writeToEtcd(cluster, 'after-regional');
-      const failover = await arrivals(machines, 'after-regional', killed, 120_000);
+      const steps = { cluster, regionals, edges: machines, watchedKey: WRITE_KEY, writeToEtcd: (value: string) => writeToEtcd(cluster, value) };
+      const failover = await killOneRegional(steps);
+      const allDown = await killAllRegionals(steps, 'after-regional');
+      const allBack = await restartAllRegionals(steps);
       tier = {
         watchStreams,
         byReason: new Map(
@@ -316,9 +274,9 @@ async function runFleet(target: Target): Promise<Report> {
         ),
         answered: regionalAfter.answered - regionalBefore.answered,
         forwarded: regionalAfter.forwarded - regionalBefore.forwarded,
-        failoverAll: Math.max(...failover),
-        failoverMedian: percentile(failover, 50),
-        failover: difference(await countersOf(cluster), before),
+        failover,
+        allDown,
+        allBack,
       };
     }
     return {
@@ -382,8 +340,16 @@ function printTier(report: Report, tier: TierReport): void {
   for (const [series, count] of [...tier.byReason].sort((a, b) => b[1] - a[1])) {
     console.log(`    ${series.padEnd(44)} ${(count / WINDOW_S / TIERS).toFixed(3).padStart(8)} /s per regional`);
   }
+  const { failover, allDown, allBack } = tier;
   console.log(
-    `one regional SIGKILLed: all ${PROXIES} gateways have a new write ${ms(tier.failoverAll)} after (median gateway ${ms(tier.failoverMedian)}); ${total(tier.failover)} RPCs to etcd meanwhile`,
+    `one regional SIGKILLed: all ${PROXIES} gateways have a new write ${ms(Math.max(...failover.arrivals))} after (median gateway ${ms(percentile(failover.arrivals, 50))}); ${total(failover.etcd)} RPCs to etcd meanwhile; every edge's own mirror has it ${ms(Math.max(...failover.mirrors))} after (median edge ${ms(percentile(failover.mirrors, 50))})`,
+  );
+  const earlier = [...allDown.earlierAnswers].sort((a, b) => b[1] - a[1]).map(([answer, n]) => `${n}x ${answer}`);
+  console.log(
+    `every regional SIGKILLed: every edge refuses a write at once (UNAVAILABLE, upstream unreachable) ${ms(Math.max(...allDown.refusedFastAfter))} after the kill (median edge ${ms(percentile(allDown.refusedFastAfter, 50))})${earlier.length === 0 ? '' : `; writes before that: ${earlier.join(', ')}`}; ${allDown.readsAnswered} of ${PROXIES} edges answered a serializable Range from their mirror (${allDown.readsStale} marked stale, ${allDown.readsCurrent} with the last write, slowest ${ms(allDown.slowestReadMs)})${allDown.readsOtherwise.size === 0 ? '' : `, the others: ${[...allDown.readsOtherwise].map(([answer, n]) => `${n}x ${answer}`).join(', ')}`}; ${PROXIES - allDown.watchesEnded} of ${PROXIES} gateways' watches stayed open`,
+  );
+  console.log(
+    `every regional restarted (same port and data dir): all ${PROXIES} gateways have a new write ${ms(Math.max(...allBack.arrivals))} after the restart (median gateway ${ms(percentile(allBack.arrivals, 50))}); ${total(allBack.etcd)} RPCs and ${((allBack.etcd.sentBytes + allBack.etcd.receivedBytes) / 1024).toFixed(0)} KiB to etcd meanwhile; ${allBack.regionalsRelisted} of ${TIERS} regionals and ${allBack.edgesRelisted} of ${PROXIES} edges listed again; ${allBack.watchesEnded} gateways' watches ended`,
   );
   for (const machines of [10_000, 100_000]) {
     for (const regionalCount of [10, 100]) {

@@ -15,6 +15,8 @@ export class GatewayWatch {
   private readonly endCheck: NodeJS.Timeout;
   private closed = false;
   private watching = false;
+  /** Times the watch ended (stream closed or watch cancelled) and was opened again. */
+  private ended = 0;
 
   constructor(
     private readonly address: string,
@@ -33,6 +35,11 @@ export class GatewayWatch {
     const deadline = performance.now() + timeoutMs;
     while (!this.watching && performance.now() < deadline) await this.nextResponse(deadline - performance.now());
     return this.watching;
+  }
+
+  /** Times the watch ended and was opened again so far: 0 for one that stayed open. */
+  get reopens(): number {
+    return this.ended;
   }
 
   /** performance.now() when `value` of the watched key first arrived, or undefined. */
@@ -100,6 +107,7 @@ export class GatewayWatch {
 
   private reopenLater(): void {
     if (this.closed || this.reopenTimer !== null) return;
+    this.ended += 1;
     this.client?.close();
     this.client = null;
     this.reopenTimer = setTimeout(() => {

@@ -4,6 +4,12 @@
 // Read from the regionals' own /metrics: the edges' mirror watches each one
 // holds, and the calls it answered, split by where the answer came from (its
 // mirror, or etcd: what a regional passes on is what its edges cost etcd).
+// Each keeps its port and data dir for the whole run, so that one killed can
+// be started again as an operator restarts it: the same address its edges
+// were given, its mirror read back from disk.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { freePort } from '../../test/support/etcd';
 import { startProxyProcess, type ProxyProcess } from '../../test/support/proxy';
 
@@ -33,6 +39,9 @@ export interface Regionals {
   live(): string[];
   /** SIGKILLs regional `index`: it leaves its edges without a goodbye. */
   kill(index: number): void;
+  /** Starts regional `index` again once its process is gone: the same port, data dir and flags. Resolves once it answers /metrics. */
+  restart(index: number): Promise<void>;
+  /** Stops every regional and removes their data dirs. */
   stop(): Promise<void>;
 }
 
@@ -44,29 +53,44 @@ async function metricsText(proxy: ProxyProcess): Promise<string> {
   }
 }
 
+/** How one regional is started, kept so that it can be started again the same way. */
+interface RegionalSlot {
+  readonly port: number;
+  readonly dataDir: string;
+  readonly args: readonly string[];
+  /** The process serving now (a killed one until restarted). */
+  process: ProxyProcess;
+}
+
 export async function startRegionals(count: number, initialCluster: string): Promise<Regionals> {
-  const started: ProxyProcess[] = [];
-  const killed = new Set<number>();
+  const slots: RegionalSlot[] = [];
+  const dataDirs: string[] = [];
+  const removeDataDirs = (): void => dataDirs.forEach((dir) => rmSync(dir, { recursive: true, force: true }));
   try {
     for (let i = 0; i < count; i += 1) {
       const port = await freePort();
+      const dataDir = mkdtempSync(join(tmpdir(), 'ecp-'));
+      dataDirs.push(dataDir);
       const registration = ['--advertise-client-url', `http://127.0.0.1:${port}`, '--resolver-prefix', RESOLVER_PREFIX, '--resolver-ttl', '30'];
-      started.push(await startProxyProcess([], ['--initial-cluster', initialCluster, ...registration, '--log-level', 'warn'], { port }));
+      const args = ['--initial-cluster', initialCluster, ...registration, '--log-level', 'warn'];
+      slots.push({ port, dataDir, args, process: await startProxyProcess([], args, { port, dataDir }) });
     }
   } catch (error) {
-    await Promise.all(started.map((p) => p.stop()));
+    await Promise.all(slots.map((slot) => slot.process.stop()));
+    removeDataDirs();
     throw error;
   }
-  const urls = started.map((p) => `http://${p.address}`);
-  const live = (): ProxyProcess[] => started.filter((_, i) => !killed.has(i));
+  const killed = new Set<number>();
+  const urls = slots.map((slot) => `http://127.0.0.1:${slot.port}`);
+  const live = (): ProxyProcess[] => slots.filter((_, i) => !killed.has(i)).map((slot) => slot.process);
   return {
     count,
     endpointsFor: (machine) => urls.map((_, i) => urls[(machine + i) % urls.length] ?? ''),
     async watchStreams() {
       return Promise.all(
-        started.map(async (p, i) => {
+        slots.map(async (slot, i) => {
           if (killed.has(i)) return 0;
-          const line = (await metricsText(p)).split('\n').find((l) => l.startsWith('etcd_cache_proxy_watchers{source="mirror"} '));
+          const line = (await metricsText(slot.process)).split('\n').find((l) => l.startsWith('etcd_cache_proxy_watchers{source="mirror"} '));
           return Number(line?.split(' ')[1] ?? 0);
         }),
       );
@@ -86,10 +110,18 @@ export async function startRegionals(count: number, initialCluster: string): Pro
     live: () => live().map((p) => p.address),
     kill(index) {
       killed.add(index);
-      started[index]?.child.kill('SIGKILL');
+      slots[index]?.process.child.kill('SIGKILL');
+    },
+    async restart(index) {
+      const slot = slots[index];
+      if (slot === undefined) throw new Error(`no regional ${index}`);
+      await slot.process.stop(); // a killed one: waits for its exit, so that its port is free
+      slot.process = await startProxyProcess([], slot.args, { port: slot.port, dataDir: slot.dataDir });
+      killed.delete(index);
     },
     async stop() {
-      await Promise.all(started.map((p) => p.stop()));
+      await Promise.all(slots.map((slot) => slot.process.stop()));
+      removeDataDirs();
     },
   };
 }

@@ -298,6 +298,8 @@ function tryMembers(
         }
         // The last member failed, or answered no newer: the newest answer below the floor, else what came.
         if (behind !== undefined && (error !== null || revision < behind.revision)) done(null, behind.answer, behind.headers);
+        // Not sent, and no member left to try: the proxy's own words, not grpc-js's about one connection.
+        else if (error !== null && neverSent(error) && index + 1 >= members.length) done(new ProxyError('noUpstream'), Buffer.alloc(0), null);
         else done(error, response ?? Buffer.alloc(0), headers);
       },
     );

@@ -128,12 +128,12 @@ describe('etcd restored, with a prefix mirror: what was handed out before the re
     await restoreEtcdFromSnapshot(etcd, snapshot);
     // A write through the proxy: its revision, below what was handed out, tells the proxy etcd went back. Right
     // after the restart the proxy's connection to etcd may still wait out its reconnect: such a write is refused
-    // before it is sent ("No connection established"), and the client sends it again, as a client would.
+    // before it is sent ("etcd-cache-proxy: no upstream member reachable"), and the client sends it again, as a client would.
     const marker = await untilValue('a write through the proxy to reach the restored etcd', async () => {
       const clients = rawClients(proxy.address);
       try {
         const outcome = await call<Answer>(clients.kv, 'Put', { key: b('/m/b'), value: b('restored') }, { deadlineMs: 5_000 });
-        if (outcome.error !== null && outcome.error.details.startsWith('No connection established')) return undefined;
+        if (outcome.error !== null && outcome.error.details === 'etcd-cache-proxy: no upstream member reachable') return undefined;
         assert.equal(outcome.error, null, `Put at ${proxy.address}: ${outcome.error?.details ?? ''}`);
         return Number(outcome.response?.header?.revision ?? 0);
       } finally {

@@ -80,6 +80,8 @@ export interface WatchSessionDeps {
   };
 }
 
+/** How long a watch created before the mirror's first sync waits for it before it is relayed to etcd. */
+const FIRST_SYNC_WAIT_MS = 3_000;
 /** How long a progress request waits for every watch of its stream to catch up before it goes unanswered. */
 const PROGRESS_WAIT_MS = 5_000;
 
@@ -187,22 +189,46 @@ export class WatchSession {
       return;
     }
     const id = requested !== 0 ? requested : this.autoId();
+    this.place(id, spec, request, requested === 0, false);
+  }
+
+  /**
+   * Decides where a new watch is served: the hub, or etcd through the relay, or (refused) nowhere.
+   * `placeKept`: its created answer already has its place in the outbox (the watch waited for something).
+   */
+  private place(id: number, spec: WatchSpec, request: WireWatchCreateRequest, autoAssigned: boolean, placeKept: boolean): void {
     const meta = this.deps.store.meta();
     const silent = this.deps.upstreamSilent();
+    const { key, rangeEnd } = specRange(spec);
+    const covered = !this.deps.mirror.authRequired() && this.deps.ranges.coversRequest(key, rangeEnd);
+    // Before the mirror's first sync (a proxy started moments ago on an empty data dir), a watch it will
+    // mirror waits for that sync, a bounded while: relayed, it would stay on etcd for its whole life.
+    if (meta.revision === 0 && covered && !silent && !placeKept) {
+      const waiting: Entry = { kind: 'checking' };
+      this.entries.set(id, waiting);
+      this.outbox.push({ bytes: null, createdFor: id });
+      void this.deps.mirror.waitForRevision(1, FIRST_SYNC_WAIT_MS).then(() => {
+        if (this.closed || this.entries.get(id) !== waiting) return;
+        this.entries.delete(id);
+        this.place(id, spec, request, autoAssigned, true);
+      });
+      return;
+    }
     // History older than the log is etcd's to replay (or to refuse as compacted) while a member answers,
     // with a leader or without (etcd serves a watch from the member's own store).
     const tooOld = spec.startRevision > 0 && spec.startRevision < oldestWatchable(meta) && !silent;
-    const { key, rangeEnd } = specRange(spec);
-    const covered = !this.deps.mirror.authRequired() && this.deps.ranges.coversRequest(key, rangeEnd);
     const servable = !tooOld && meta.revision > 0 && covered;
     if (!servable) {
       // etcd would send versions this machine withholds: such a watch is this machine's or nobody's.
       if (covered && this.deps.grayscale.touches(key, rangeEnd)) {
-        if (meta.revision === 0) this.send({ header: this.header(), watch_id: '-1', created: true, canceled: true, cancel_reason: ETCD_ERRORS.grayscaleUnsynced.details });
-        else this.serveFromHub(id, spec); // older than the log: cancelled as compacted at the log's start
+        if (meta.revision === 0) {
+          const unsynced = { header: this.header(), watch_id: '-1', created: true, canceled: true, cancel_reason: ETCD_ERRORS.grayscaleUnsynced.details };
+          if (placeKept) this.answerCreate(id, unsynced);
+          else this.send(unsynced);
+        } else this.serveFromHub(id, spec, placeKept); // older than the log: cancelled as compacted at the log's start
         return;
       }
-      this.relayUpstream(id, spec, request);
+      this.relayUpstream(id, spec, request, placeKept);
       return;
     }
     // With auth on, etcd first decides whether the stream's user may watch the range.
@@ -211,13 +237,12 @@ export class WatchSession {
     // (a compaction made elsewhere reaches no watch): then etcd answers it, with its compact revision.
     const needsHistory = !silent && spec.startRevision !== 0 && spec.startRevision <= meta.revision;
     if (!needsPermission && !needsHistory) {
-      this.serveFromHub(id, spec);
+      this.serveFromHub(id, spec, placeKept);
       return;
     }
     const checking: Entry = { kind: 'checking' };
     this.entries.set(id, checking);
-    this.outbox.push({ bytes: null, createdFor: id });
-    const autoAssigned = requested === 0;
+    if (!placeKept) this.outbox.push({ bytes: null, createdFor: id });
     void this.checkThenServe(id, spec, request, checking, needsPermission, needsHistory, autoAssigned);
   }
 

@@ -20,6 +20,8 @@ export interface TierProbeEvidence {
   readonly lost: boolean;
   /** This proxy's own upstream is a tier that answers stale. */
   readonly tierStale: boolean;
+  /** A member with a leader has answered since this process started. */
+  readonly answeredEver: boolean;
 }
 
 /**
@@ -29,10 +31,14 @@ export interface TierProbeEvidence {
  * mirror's require-leader watch answers progress requests every second, so
  * while etcd is well there is always such an answer), and nothing above says
  * stale: yes. Lost: no, at once, as an etcd member cut off from its leader
- * says it. In between (etcd quiet, not yet lost): the probe goes on to etcd,
- * as any Status does, and etcd's answer decides.
+ * says it. In between (etcd quiet, not yet lost), and before anything of etcd
+ * was heard at all: the probe goes on to etcd, as any Status does, and
+ * etcd's answer decides.
  */
 export function tierProbeAnswer(evidence: TierProbeEvidence): TierProbeAnswer {
+  // Knowing nothing of etcd yet (just started, or in a cycle of proxies where nobody ever reaches etcd), this
+  // proxy vouches for nothing: the probe goes on, and a cycle shows as the loop refusal it comes back with.
+  if (!evidence.answeredEver) return 'ask-upstream';
   if (evidence.lost || evidence.tierStale) return 'no-leader';
   return evidence.quietForMs < 2 * evidence.evidenceIntervalMs ? 'leader' : 'ask-upstream';
 }
@@ -65,6 +71,7 @@ export function answeringTierProbes(ctx: CoreContext, rpc: RpcRef, forward: Unar
       evidenceIntervalMs: reads.liveness.evidenceIntervalMs,
       lost: reads.liveness.isLost(),
       tierStale: reads.tierStale.isStale(),
+      answeredEver: reads.liveness.hasAnswered(),
     });
     const started = performance.now();
     if (answer === 'ask-upstream') {

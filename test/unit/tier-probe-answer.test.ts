@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { tierProbeAnswer, type TierProbeEvidence } from '../../src/core/tier-probe';
 
-const well: TierProbeEvidence = { quietForMs: 0, evidenceIntervalMs: 1_000, lost: false, tierStale: false };
+const well: TierProbeEvidence = { quietForMs: 0, evidenceIntervalMs: 1_000, lost: false, tierStale: false, answeredEver: true };
 
 describe('tierProbeAnswer', () => {
   it('vouches for a leader only on an answer within two of its own probe intervals', () => {
@@ -18,5 +18,11 @@ describe('tierProbeAnswer', () => {
     assert.equal(tierProbeAnswer({ ...well, lost: true }), 'no-leader');
     assert.equal(tierProbeAnswer({ ...well, lost: true, quietForMs: Number.POSITIVE_INFINITY }), 'no-leader');
     assert.equal(tierProbeAnswer({ ...well, tierStale: true }), 'no-leader');
+  });
+
+  it('vouches for nothing before it has heard etcd at all (just started, or in a cycle of proxies): the probe goes on', () => {
+    assert.equal(tierProbeAnswer({ ...well, answeredEver: false }), 'ask-upstream');
+    assert.equal(tierProbeAnswer({ ...well, answeredEver: false, lost: true }), 'ask-upstream');
+    assert.equal(tierProbeAnswer({ ...well, answeredEver: false, tierStale: true }), 'ask-upstream');
   });
 });

@@ -1,10 +1,10 @@
 import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { isServiceError } from '../etcd/errors';
+import { LIVENESS_PROBE_HEADER } from '../etcd/metadata';
 import type { LivenessVerdict } from './liveness-verdict';
 import { isLoopError, loopLengthOf } from './loop-guard';
 import type { UpstreamMember, UpstreamPool } from './pool';
 import { callUpstream } from './unary';
-import { LIVENESS_PROBE_HEADER } from '../etcd/metadata';
 import { kindOfError, kindOfHeaders } from './upstream-kind';
 
 /** How often a member not in use is asked, so a failover knows where to go. */

@@ -84,6 +84,11 @@ for (const workers of [null, '2'] as const) describe(`a regional${workers === nu
     assert.equal(marked.headers?.get(PROXY_HEADER).length, 1, 'it says a proxy answered');
     assert.equal(await forwardedStatus(), forwardedBefore + 1, 'a marked probe does not reach etcd');
     assert.equal(await answeredHere('OK'), answeredBefore + 1);
+    // Anyone may send the mark (it asks nothing etcd would refuse them): a burst of marked probes is answered
+    // here, every one, and puts nothing on etcd.
+    const burst = await Promise.all(Array.from({ length: 200 }, () => status_(true)));
+    assert.deepEqual(burst.filter((answer) => answer.error !== null).map((answer) => answer.error?.details), [], 'every probe of the burst answered');
+    assert.equal(await forwardedStatus(), forwardedBefore + 1, 'the burst did not reach etcd');
 
     // An edge in front: its probes of the regional, answered there, say the regional is up.
     const forwardedBeforeEdge = await forwardedStatus();
